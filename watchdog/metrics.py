@@ -1,0 +1,190 @@
+"""Every Prometheus metric of the watchdog, in one place (names are a contract: DESIGN.md).
+
+One `Metrics` object owns its own `CollectorRegistry`, so tests get isolated metrics and the
+process has exactly one set. Per-workspace series exist only for locked or stuck objects:
+`publish_locks()` replaces them wholesale each cycle, so a cleared lock's series disappears
+and cardinality stays bounded by what is actually locked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from watchdog import __version__
+from watchdog.model import ActionKind, LockState, Outcome, Run
+
+PREFIX = "tfc_watchdog"
+
+# Fixed values of the `reason` label of observe_errors_total (bounded cardinality).
+ERROR_REASONS = (
+    "unauthorized",
+    "not_found",
+    "rate_limited",
+    "server_error",
+    "bad_response",
+    "timeout",
+    "transport",
+    "tls",
+    "other",
+)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.workspaces = Gauge(
+            f"{PREFIX}_workspaces",
+            "Workspaces seen in the last complete read of each organization.",
+            ["organization"],
+            registry=r,
+        )
+        self.locked_workspaces = Gauge(
+            f"{PREFIX}_locked_workspaces",
+            "Workspaces locked in the last read of each organization.",
+            ["organization"],
+            registry=r,
+        )
+        self.lock_since = Gauge(
+            f"{PREFIX}_lock_since_timestamp_seconds",
+            "When the lock was taken (run locks: the run entered its status; user/team "
+            "locks: first seen by this watchdog; S3 backend: the lock's Created).",
+            ["source", "organization", "workspace", "holder_type"],
+            registry=r,
+        )
+        self.lock_stale = Gauge(
+            f"{PREFIX}_lock_stale",
+            "1 while the lock is older than its rule's threshold (or its run is stuck).",
+            ["source", "organization", "workspace", "holder_type", "rule"],
+            registry=r,
+        )
+        self.stuck_runs = Gauge(
+            f"{PREFIX}_stuck_runs",
+            "Non-final current runs past their phase's threshold, by status.",
+            ["organization", "status"],
+            registry=r,
+        )
+        self.actions = Counter(
+            f"{PREFIX}_actions",
+            "Remediation actions by outcome (dry_run: would have acted).",
+            ["action", "outcome"],
+            registry=r,
+        )
+        self.actions_budget_remaining = Gauge(
+            f"{PREFIX}_actions_budget_remaining",
+            "Actions still allowed in the current sliding hour.",
+            registry=r,
+        )
+        self.api_requests = Counter(
+            f"{PREFIX}_api_requests",
+            "Backend API requests by endpoint template and status code "
+            "(code is `error` when no response arrived).",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.api_rate_limited = Counter(
+            f"{PREFIX}_api_rate_limited",
+            "Responses with status 429 (rate limited).",
+            registry=r,
+        )
+        self.parse_errors = Counter(
+            f"{PREFIX}_parse_errors",
+            "API entries that could not be parsed; their workspaces get no action that cycle.",
+            registry=r,
+        )
+        self.observe_errors = Counter(
+            f"{PREFIX}_observe_errors",
+            "Failed reads of a source (a whole organization, table or bucket), by reason.",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.cycle_duration = Histogram(
+            f"{PREFIX}_cycle_duration_seconds",
+            "Wall time of one observe-decide-act-report cycle.",
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )
+        self.cycles = Counter(f"{PREFIX}_cycles", "Cycles started.", registry=r)
+        self.cycle_failures = Counter(
+            f"{PREFIX}_cycle_failures",
+            "Cycles in which some source could not be read completely, or that raised.",
+            registry=r,
+        )
+        self.last_success = Gauge(
+            f"{PREFIX}_last_success_timestamp_seconds",
+            "When the last fully successful cycle ended (Unix time).",
+            registry=r,
+        )
+        self.dry_run = Gauge(
+            f"{PREFIX}_dry_run", "1 while dry-run is on (no changes are made).", registry=r
+        )
+        self.config_reload_failures = Counter(
+            f"{PREFIX}_config_reload_failures",
+            "Config reloads rejected because the new file was invalid.",
+            registry=r,
+        )
+        self.config_last_reload_success = Gauge(
+            f"{PREFIX}_config_last_reload_success_timestamp_seconds",
+            "When the config was last loaded successfully (Unix time).",
+            registry=r,
+        )
+        self.build_info = Info(f"{PREFIX}_build", "Build information.", registry=r)
+        self.build_info.info({"version": __version__})
+        self._initialise_labels()
+
+    def _initialise_labels(self) -> None:
+        # Pre-initialise every known label combination so dashboards and `rate()` see zeros
+        # instead of absent series.
+        for action in ActionKind:
+            for outcome in Outcome:
+                self.actions.labels(action=action.value, outcome=outcome.value)
+
+    # --- helpers used by the stages -----------------------------------------------------------
+
+    def api_request(self, endpoint: str, code: int | str) -> None:
+        self.api_requests.labels(endpoint=endpoint, code=str(code)).inc()
+        if code == 429:
+            self.api_rate_limited.inc()
+
+    def observe_error(self, source: str, reason: str) -> None:
+        self.observe_errors.labels(
+            source=source, reason=reason if reason in ERROR_REASONS else "other"
+        ).inc()
+
+    def action(self, action: ActionKind, outcome: Outcome) -> None:
+        self.actions.labels(action=action.value, outcome=outcome.value).inc()
+
+    def publish_organization(self, organization: str, workspaces: int, locked: int) -> None:
+        self.workspaces.labels(organization=organization).set(workspaces)
+        self.locked_workspaces.labels(organization=organization).set(locked)
+
+    def publish_locks(
+        self, locks: Iterable[LockState], stuck_runs: Iterable[tuple[str, Run]]
+    ) -> None:
+        """Replace all per-lock and per-stuck-run series with this cycle's picture.
+
+        Runs synchronously in the event loop, so a scrape never sees a half-updated set.
+        """
+        self.lock_since.clear()
+        self.lock_stale.clear()
+        self.stuck_runs.clear()
+        for lock in locks:
+            base = {
+                "source": lock.source.value,
+                "organization": lock.organization,
+                "workspace": lock.workspace,
+                "holder_type": lock.holder.type.value,
+            }
+            self.lock_since.labels(**base).set(lock.since.timestamp())
+            self.lock_stale.labels(**base, rule=lock.rule).set(1 if lock.stale else 0)
+        counts: dict[tuple[str, str], int] = {}
+        for organization, run in stuck_runs:
+            counts[(organization, run.status)] = counts.get((organization, run.status), 0) + 1
+        for (organization, status), count in counts.items():
+            self.stuck_runs.labels(organization=organization, status=status).set(count)
+
+    def cycle_succeeded(self, at: datetime) -> None:
+        self.last_success.set(at.timestamp())

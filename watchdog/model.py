@@ -1,0 +1,398 @@
+"""Plain domain types shared by every stage: observe -> decide -> act -> report.
+
+Nothing here does I/O. Sources turn backend responses into these types; `decide.py` turns
+them into findings and planned actions; `act.py` carries actions out; the report layer
+(metrics, logs, `scan`, `/locks`) renders them.
+
+All datetimes are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+
+class Source(StrEnum):
+    """Where a lock lives. The value is the `source` label of the lock metrics (contract)."""
+
+    TFC = "tfc"
+    DYNAMODB = "dynamodb"
+    S3 = "s3"
+
+
+class HolderType(StrEnum):
+    """Who holds a lock. The value is the `holder_type` metric label (contract)."""
+
+    USER = "user"
+    TEAM = "team"
+    RUN = "run"
+    # A Terraform CLI lock in an S3-backend store (DynamoDB item or .tflock object).
+    TERRAFORM = "terraform"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    type: HolderType
+    id: str
+    # The user name, team name or run status text when the API included it; else None.
+    name: str | None = None
+
+    def label(self) -> str:
+        """`user:alice`, `team:platform`, `run:run-abc`: how reports show a holder."""
+        return f"{self.type.value}:{self.name or self.id}"
+
+
+# --- Runs -----------------------------------------------------------------------------------
+
+PhaseGroup = Literal["queued", "planning", "applying", "waiting", "other"]
+
+# Statuses in which a run has reached its end. Anything else, including a status this
+# version does not know, is non-final (reference/tfc-api.md 3.2: run statuses are an open
+# set; treating an unknown status as final could hide a run that still holds a lock).
+FINAL_STATUSES = frozenset(
+    {
+        "applied",
+        "planned_and_finished",
+        "planned_and_saved",
+        "policy_soft_failed",
+        "discarded",
+        "errored",
+        "canceled",
+        "force_canceled",
+    }
+)
+
+# Which threshold of `run_stuck_after` applies to a non-final status.
+_PHASE_GROUPS: dict[str, PhaseGroup] = {
+    **dict.fromkeys(
+        (
+            "pending",
+            "fetching",
+            "fetching_completed",
+            "pre_plan_running",
+            "pre_plan_completed",
+            "queuing",
+            "plan_queued",
+            "apply_queued",
+            "queuing_apply",
+            "confirmed",
+        ),
+        "queued",
+    ),
+    **dict.fromkeys(
+        ("planning", "cost_estimating", "policy_checking", "post_plan_running"), "planning"
+    ),
+    **dict.fromkeys(
+        ("applying", "pre_apply_running", "pre_apply_completed", "post_apply_running"),
+        "applying",
+    ),
+    # Paused for a human: apply or discard.
+    **dict.fromkeys(
+        (
+            "planned",
+            "cost_estimated",
+            "policy_checked",
+            "policy_override",
+            "post_plan_completed",
+            "pre_plan_awaiting_decision",
+            "post_plan_awaiting_decision",
+        ),
+        "waiting",
+    ),
+}
+
+
+def is_final_status(status: str) -> bool:
+    return status in FINAL_STATUSES
+
+
+def phase_group(status: str) -> PhaseGroup | None:
+    """The `run_stuck_after` group of a status; None for a final status."""
+    if is_final_status(status):
+        return None
+    return _PHASE_GROUPS.get(status, "other")
+
+
+@dataclass(frozen=True, slots=True)
+class RunActions:
+    """`data.attributes.actions` of a run: what the API says can be done now."""
+
+    is_cancelable: bool = False
+    is_force_cancelable: bool = False
+    is_discardable: bool = False
+    is_confirmable: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunPermissions:
+    """`data.attributes.permissions` of a run, for the calling token."""
+
+    can_cancel: bool = False
+    can_force_cancel: bool = False
+    can_discard: bool = False
+    can_apply: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    status: str
+    created_at: datetime
+    # Keys as the API sends them (`applying-at`, `plan-queued-at`, ...), only for reached states.
+    status_timestamps: Mapping[str, datetime] = field(default_factory=dict)
+    actions: RunActions = field(default_factory=RunActions)
+    permissions: RunPermissions = field(default_factory=RunPermissions)
+    canceled_at: datetime | None = None
+    force_cancel_available_at: datetime | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return is_final_status(self.status)
+
+    @property
+    def phase_group(self) -> PhaseGroup | None:
+        return phase_group(self.status)
+
+    def entered_status_at(self) -> datetime:
+        """When the run entered its current status: `status-timestamps`, else `created-at`."""
+        key = self.status.replace("_", "-") + "-at"
+        return self.status_timestamps.get(key, self.created_at)
+
+
+# --- Workspaces and locks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspacePermissions:
+    """`data.attributes.permissions` of a workspace, for the calling token."""
+
+    can_lock: bool = False
+    can_unlock: bool = False
+    can_force_unlock: bool = False
+    can_queue_run: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """One workspace as read in this cycle (TFC/TFE)."""
+
+    organization: str
+    id: str
+    name: str
+    project_id: str | None = None
+    project_name: str | None = None
+    tags: tuple[str, ...] = ()
+    locked: bool = False
+    # None when the API omitted it or sent null/"" (older TFE releases do not send it).
+    locked_reason: str | None = None
+    holder: Holder | None = None
+    current_run: Run | None = None
+    permissions: WorkspacePermissions = field(default_factory=WorkspacePermissions)
+
+    @property
+    def lock_id(self) -> str:
+        """The lock ID Terraform itself uses (what `terraform force-unlock` takes)."""
+        return f"{self.organization}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class TerraformLockInfo:
+    """Terraform's own lock info, as stored by the S3 backend (DynamoDB item or .tflock)."""
+
+    id: str
+    operation: str
+    who: str
+    version: str
+    created: datetime
+    path: str
+    info: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BackendLock:
+    """A lock in an S3-backend store. `store` is the table or bucket, `path` the state path."""
+
+    source: Source
+    store: str
+    path: str
+    info: TerraformLockInfo
+    # What a compare-and-delete must match: the raw `Info` string (DynamoDB) or the ETag (S3).
+    token: str
+    # Set when the item could not be parsed: reported, never acted on.
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """What one source read for one organization (or table/bucket) in one cycle.
+
+    `complete` is False when any page failed: decisions about workspaces that were not read
+    are impossible, and the report must say the picture is partial.
+    `unreadable` holds ids of workspaces whose entries failed to parse: they are reported and
+    never acted on this cycle.
+    """
+
+    source: Source
+    organization: str
+    server_now: datetime
+    workspaces: tuple[Workspace, ...] = ()
+    backend_locks: tuple[BackendLock, ...] = ()
+    unreadable: frozenset[str] = frozenset()
+    complete: bool = True
+    error: str | None = None
+    total_workspaces: int = 0
+
+
+# --- Findings and actions -------------------------------------------------------------------
+
+
+class FindingKind(StrEnum):
+    LOCK_HELD = "lock_held"
+    LOCK_STALE = "lock_stale"
+    RUN_STUCK = "run_stuck"
+    RUN_WAITING = "run_waiting"
+    RUNS_BLOCKED = "runs_blocked"
+
+
+AgeSource = Literal["run", "first_seen", "lock_info"]
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    """A held lock with its age, as every report shows it (the scan JSON `locks` entry)."""
+
+    source: Source
+    organization: str
+    workspace: str
+    workspace_id: str
+    holder: Holder
+    lock_id: str
+    since: datetime
+    age: timedelta
+    age_source: AgeSource
+    stale: bool
+    rule: str
+    reason: str | None
+    run: Run | None = None
+    lock_info: TerraformLockInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: FindingKind
+    source: Source
+    organization: str
+    workspace: str
+    workspace_id: str
+    rule: str
+    # One human line: "run run-abc applying for 7h02m, threshold 6h".
+    reason: str
+    holder: Holder | None = None
+    run_id: str | None = None
+    run_status: str | None = None
+    since: datetime | None = None
+    age: timedelta | None = None
+    threshold: timedelta | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """Identity across cycles, to log a finding when it appears and when it clears."""
+        return (
+            self.kind.value,
+            self.workspace_id,
+            self.run_id or (self.holder.id if self.holder else ""),
+        )
+
+
+class ActionKind(StrEnum):
+    """A rung of the ladder. The value is the `action` metric label and the config name."""
+
+    CANCEL = "cancel"
+    FORCE_CANCEL = "force_cancel"
+    DISCARD = "discard"
+    UNLOCK = "unlock"
+    FORCE_UNLOCK = "force_unlock"
+    DELETE_LOCK = "delete_lock"
+
+
+class Outcome(StrEnum):
+    """The `outcome` label of `tfc_watchdog_actions_total` (contract)."""
+
+    DONE = "done"
+    DRY_RUN = "dry_run"
+    SKIPPED_CHANGED = "skipped_changed"
+    SKIPPED_BUDGET = "skipped_budget"
+    FORBIDDEN = "forbidden"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    """An action decide.py wants, with everything act.py must re-verify before doing it."""
+
+    kind: ActionKind
+    source: Source
+    organization: str
+    workspace: str
+    workspace_id: str
+    rule: str
+    reason: str
+    # The holder and run as observed; act.py acts only if a fresh read shows the same.
+    holder: Holder | None
+    run_id: str | None
+    run_status: str | None
+    since: datetime
+    age: timedelta
+    threshold: timedelta
+    # For backend locks: the lock as observed (compare-and-delete input).
+    backend_lock: BackendLock | None = None
+
+    @property
+    def comment(self) -> str:
+        return f"tfc-watchdog: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    action: PlannedAction
+    outcome: Outcome
+    detail: str = ""
+    # True for a 503/"state version pending" on unlock: try again next cycle.
+    retry_later: bool = False
+
+
+# --- Time helpers ---------------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def format_age(age: timedelta) -> str:
+    """A human age: `45s`, `12m`, `7h02m`, `2d03h`."""
+    seconds = max(0, int(age.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m"
+    return f"{secs}s"
+
+
+def format_duration(value: timedelta) -> str:
+    """A threshold as the config writes it: `90s`, `30m`, `2h`, `1d`, `2h30m`."""
+    seconds = int(value.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        amount, seconds = divmod(seconds, size)
+        if amount:
+            parts.append(f"{amount}{unit}")
+    return "".join(parts) or "0s"
