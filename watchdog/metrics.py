@@ -14,7 +14,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from watchdog import __version__
-from watchdog.model import ActionKind, LockState, Outcome, Run
+from watchdog.model import ActionKind, LockState, Outcome
 
 PREFIX = "tfc_watchdog"
 
@@ -162,9 +162,11 @@ class Metrics:
         self.locked_workspaces.labels(organization=organization).set(locked)
 
     def publish_locks(
-        self, locks: Iterable[LockState], stuck_runs: Iterable[tuple[str, Run]]
+        self, locks: Iterable[LockState], stuck_runs: Iterable[tuple[str, str]]
     ) -> None:
         """Replace all per-lock and per-stuck-run series with this cycle's picture.
+
+        `stuck_runs` holds one (organization, status) pair per stuck run.
 
         Runs synchronously in the event loop, so a scrape never sees a half-updated set.
         """
@@ -181,8 +183,8 @@ class Metrics:
             self.lock_since.labels(**base).set(lock.since.timestamp())
             self.lock_stale.labels(**base, rule=lock.rule).set(1 if lock.stale else 0)
         counts: dict[tuple[str, str], int] = {}
-        for organization, run in stuck_runs:
-            counts[(organization, run.status)] = counts.get((organization, run.status), 0) + 1
+        for organization, status in stuck_runs:
+            counts[(organization, status)] = counts.get((organization, status), 0) + 1
         for (organization, status), count in counts.items():
             self.stuck_runs.labels(organization=organization, status=status).set(count)
 

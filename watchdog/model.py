@@ -244,6 +244,8 @@ class Observation:
     unreadable: frozenset[str] = frozenset()
     complete: bool = True
     error: str | None = None
+    # The metrics.ERROR_REASONS value of `error` (e.g. "unauthorized"), when known.
+    error_reason: str | None = None
     total_workspaces: int = 0
 
 
