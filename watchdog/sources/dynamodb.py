@@ -1,0 +1,169 @@
+"""The S3 backend's DynamoDB lock table as a source of locks.
+
+Terraform writes one item per held lock: `LockID = "<bucket>/<key>"` and `Info` = the lock
+info JSON. The same table holds digest items (`LockID = "<bucket>/<key>-md5"`, `Digest`)
+that guard the state's integrity: they are skipped here and never touched.
+
+boto3 is synchronous, so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from watchdog.metrics import Metrics
+from watchdog.model import BackendLock, Observation, Source
+from watchdog.sources.aws import AwsClient, classify, error_code, is_forbidden, one_line
+from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
+
+log = structlog.get_logger(__name__)
+
+DIGEST_SUFFIX = "-md5"
+
+
+class DynamoDbLockSource:
+    source = Source.DYNAMODB
+
+    def __init__(
+        self,
+        tables: Sequence[str],
+        region: str,
+        endpoint_url: str | None,
+        metrics: Metrics,
+        client: Any = None,
+        *,
+        max_attempts: int = 3,
+        timeout: float = 30.0,
+    ) -> None:
+        self.tables = tuple(tables)
+        self._metrics = metrics
+        self._aws = AwsClient(
+            "dynamodb",
+            region=region,
+            endpoint_url=endpoint_url,
+            metrics=metrics,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            client=client,
+        )
+
+    def now(self) -> datetime:
+        return self._aws.server_now()
+
+    def close(self) -> None:
+        self._aws.close()
+
+    async def observe(self) -> list[Observation]:
+        """One Observation per table; never raises for store errors."""
+        return [await asyncio.to_thread(self._observe_table, table) for table in self.tables]
+
+    async def delete_lock(self, lock: BackendLock) -> None:
+        """Delete the lock item only if its `Info` is still exactly what was read.
+
+        Raises LockChangedError if the item changed or is gone, ForbiddenError on
+        AccessDenied, BackendError on any other failure.
+        """
+        await asyncio.to_thread(self._delete_lock, lock)
+
+    # --- internals (run in a worker thread) ----------------------------------------------------
+
+    def _observe_table(self, table: str) -> Observation:
+        locks: list[BackendLock] = []
+        try:
+            for item in self._scan(table):
+                lock = self._lock_from_item(table, item)
+                if lock is not None:
+                    locks.append(lock)
+        except (BotoCoreError, ClientError) as exc:
+            reason = classify(exc)
+            self._metrics.observe_error(Source.DYNAMODB.value, reason)
+            log.warning("lock table read failed", table=table, reason=reason, error=one_line(exc))
+            # The locks read before the failure are real and fully read; the picture is
+            # marked partial so nothing relies on what is missing.
+            return Observation(
+                source=Source.DYNAMODB,
+                organization=table,
+                server_now=self._aws.server_now(),
+                backend_locks=tuple(locks),
+                complete=False,
+                error=f"DynamoDB table {table}: {one_line(exc)}",
+            )
+        return Observation(
+            source=Source.DYNAMODB,
+            organization=table,
+            server_now=self._aws.server_now(),
+            backend_locks=tuple(locks),
+        )
+
+    def _scan(self, table: str) -> Iterator[dict[str, Any]]:
+        paginator = self._aws.client.get_paginator("scan")
+        pages = paginator.paginate(
+            TableName=table,
+            ProjectionExpression="#id, #info",
+            ExpressionAttributeNames={"#id": "LockID", "#info": "Info"},
+            ConsistentRead=True,
+        )
+        for page in pages:
+            yield from page.get("Items", [])
+
+    def _lock_from_item(self, table: str, item: dict[str, Any]) -> BackendLock | None:
+        lock_id = item.get("LockID", {}).get("S")
+        if not isinstance(lock_id, str) or lock_id.endswith(DIGEST_SUFFIX):
+            return None
+        raw = item.get("Info", {}).get("S")
+        if not isinstance(raw, str):
+            return self._problem(table, lock_id, "", "the item has no string Info attribute")
+        try:
+            info = parse_lock_info(raw)
+        except LockInfoError as exc:
+            return self._problem(table, lock_id, raw, str(exc))
+        return BackendLock(source=Source.DYNAMODB, store=table, path=lock_id, info=info, token=raw)
+
+    def _problem(self, table: str, lock_id: str, raw: str, problem: str) -> BackendLock:
+        self._metrics.parse_errors.inc()
+        log.warning("unreadable lock item", table=table, lock_id=lock_id, problem=problem)
+        return BackendLock(
+            source=Source.DYNAMODB,
+            store=table,
+            path=lock_id,
+            info=unparsed_lock_info(self._aws.server_now()),
+            token=raw,
+            problem=problem,
+        )
+
+    def _delete_lock(self, lock: BackendLock) -> None:
+        if lock.source is not Source.DYNAMODB or lock.problem is not None:
+            raise BackendError(f"refusing to delete {lock.path}: not a readable DynamoDB lock")
+        if lock.path.endswith(DIGEST_SUFFIX):
+            raise BackendError(f"refusing to delete {lock.path}: a state digest item")
+        try:
+            self._aws.client.delete_item(
+                TableName=lock.store,
+                Key={"LockID": {"S": lock.path}},
+                # Terraform's own unlock has no condition; ours must not delete a lock that
+                # another run took after we read it.
+                ConditionExpression="#info = :info",
+                ExpressionAttributeNames={"#info": "Info"},
+                ExpressionAttributeValues={":info": {"S": lock.token}},
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                raise LockChangedError(
+                    f"lock {lock.store}/{lock.path} changed or was released since it was read"
+                ) from exc
+            if is_forbidden(exc):
+                raise ForbiddenError(f"DeleteItem on {lock.store}: {one_line(exc)}") from exc
+            raise BackendError(
+                f"DeleteItem on {lock.store}: {one_line(exc)}", reason=classify(exc)
+            ) from exc
+        except BotoCoreError as exc:
+            raise BackendError(
+                f"DeleteItem on {lock.store}: {one_line(exc)}", reason=classify(exc)
+            ) from exc

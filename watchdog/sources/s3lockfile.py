@@ -1,0 +1,222 @@
+"""S3 native locking (`use_lockfile = true`) as a source of locks.
+
+Terraform takes the lock by creating `<key>.tflock` with `If-None-Match: *`; its body is the
+lock info JSON. The state path of a lock is `<bucket>/<key without .tflock>`.
+
+boto3 is synchronous, so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+
+from watchdog.metrics import Metrics
+from watchdog.model import BackendLock, Observation, Source
+from watchdog.sources.aws import AwsClient, classify, error_code, is_forbidden, one_line
+from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
+
+log = structlog.get_logger(__name__)
+
+LOCKFILE_SUFFIX = ".tflock"
+
+# Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
+_MAX_BODY = 64 * 1024
+
+# Error codes with which S3-compatible stores refuse a conditional DeleteObject.
+_UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
+
+
+class S3LockfileSource:
+    source = Source.S3
+
+    def __init__(
+        self,
+        buckets: Sequence[tuple[str, str]],
+        region: str,
+        endpoint_url: str | None,
+        metrics: Metrics,
+        client: Any = None,
+        *,
+        max_attempts: int = 3,
+        timeout: float = 30.0,
+    ) -> None:
+        self.buckets = tuple(buckets)
+        self._metrics = metrics
+        self._aws = AwsClient(
+            "s3",
+            region=region,
+            endpoint_url=endpoint_url,
+            metrics=metrics,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            client=client,
+        )
+
+    def now(self) -> datetime:
+        return self._aws.server_now()
+
+    def close(self) -> None:
+        self._aws.close()
+
+    async def observe(self) -> list[Observation]:
+        """One Observation per configured (bucket, prefix); never raises for store errors."""
+        return [
+            await asyncio.to_thread(self._observe_bucket, bucket, prefix)
+            for bucket, prefix in self.buckets
+        ]
+
+    async def delete_lock(self, lock: BackendLock) -> None:
+        """Delete the `.tflock` object only if its ETag is still the one that was read.
+
+        Raises LockChangedError if the object changed or is gone, ForbiddenError on
+        AccessDenied, BackendError on any other failure.
+        """
+        await asyncio.to_thread(self._delete_lock, lock)
+
+    # --- internals (run in a worker thread) ----------------------------------------------------
+
+    def _observe_bucket(self, bucket: str, prefix: str) -> Observation:
+        locks: list[BackendLock] = []
+        try:
+            for key in self._lockfile_keys(bucket, prefix):
+                lock = self._read_lock(bucket, key)
+                if lock is not None:
+                    locks.append(lock)
+        except (BotoCoreError, ClientError) as exc:
+            reason = classify(exc)
+            self._metrics.observe_error(Source.S3.value, reason)
+            log.warning(
+                "lock file listing failed",
+                bucket=bucket,
+                prefix=prefix,
+                reason=reason,
+                error=one_line(exc),
+            )
+            # Locks read before the failure are real; the picture is marked partial.
+            return Observation(
+                source=Source.S3,
+                organization=bucket,
+                server_now=self._aws.server_now(),
+                backend_locks=tuple(locks),
+                complete=False,
+                error=f"S3 bucket {bucket}: {one_line(exc)}",
+            )
+        return Observation(
+            source=Source.S3,
+            organization=bucket,
+            server_now=self._aws.server_now(),
+            backend_locks=tuple(locks),
+        )
+
+    def _lockfile_keys(self, bucket: str, prefix: str) -> Iterator[str]:
+        paginator = self._aws.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                key = entry.get("Key", "")
+                if key.endswith(LOCKFILE_SUFFIX):
+                    yield key
+
+    def _read_lock(self, bucket: str, key: str) -> BackendLock | None:
+        path = f"{bucket}/{key.removesuffix(LOCKFILE_SUFFIX)}"
+        try:
+            response = self._aws.client.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                return None  # released between the listing and the read
+            raise
+        etag = str(response.get("ETag", ""))
+        last_modified: datetime = response.get("LastModified") or self._aws.server_now()
+        with response["Body"] as body:
+            raw: bytes = body.read(_MAX_BODY + 1)
+        problem: str | None = None
+        if len(raw) > _MAX_BODY:
+            problem = f"lock file is larger than {_MAX_BODY} bytes"
+        else:
+            try:
+                info = parse_lock_info(raw, fallback_created=last_modified)
+            except LockInfoError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self._metrics.parse_errors.inc()
+            log.warning("unreadable lock file", bucket=bucket, key=key, problem=problem)
+            return BackendLock(
+                source=Source.S3,
+                store=bucket,
+                path=path,
+                info=unparsed_lock_info(last_modified),
+                token=etag,
+                problem=problem,
+            )
+        return BackendLock(source=Source.S3, store=bucket, path=path, info=info, token=etag)
+
+    def _key_of(self, lock: BackendLock) -> str:
+        return lock.path.removeprefix(f"{lock.store}/") + LOCKFILE_SUFFIX
+
+    def _delete_lock(self, lock: BackendLock) -> None:
+        if lock.source is not Source.S3 or lock.problem is not None or not lock.token:
+            raise BackendError(f"refusing to delete {lock.path}: not a readable S3 lock file")
+        key = self._key_of(lock)
+        try:
+            self._aws.client.delete_object(Bucket=lock.store, Key=key, IfMatch=lock.token)
+            return
+        except ClientError as exc:
+            if error_code(exc) not in _UNSUPPORTED_CODES:
+                raise self._delete_error(lock, exc) from exc
+            log.info(
+                "store refused a conditional delete; re-reading before deleting",
+                bucket=lock.store,
+                key=key,
+                error=one_line(exc),
+            )
+        except BotoCoreError as exc:
+            raise self._delete_error(lock, exc) from exc
+        self._delete_after_reread(lock, key)
+
+    def _delete_after_reread(self, lock: BackendLock, key: str) -> None:
+        # Fallback for stores without conditional deletes: re-read the object and delete only
+        # if it is byte-for-byte the lock that was observed. A narrow window remains between
+        # this read and the DeleteObject (milliseconds): a new lock written exactly then
+        # would be removed. Terraform creates lock files with If-None-Match, so that would
+        # need the old lock to be released and a new one taken inside that window.
+        try:
+            current = self._aws.client.get_object(Bucket=lock.store, Key=key)
+            with current["Body"] as body:
+                raw: bytes = body.read(_MAX_BODY + 1)
+        except ClientError as exc:
+            if error_code(exc) in ("NoSuchKey", "404"):
+                raise LockChangedError(f"lock {lock.path} was released since it was read") from exc
+            raise self._delete_error(lock, exc) from exc
+        except BotoCoreError as exc:
+            raise self._delete_error(lock, exc) from exc
+        if str(current.get("ETag", "")) != lock.token:
+            raise LockChangedError(f"lock {lock.path} changed since it was read")
+        try:
+            info = parse_lock_info(raw, fallback_created=lock.info.created)
+        except LockInfoError as exc:
+            raise LockChangedError(f"lock {lock.path} changed since it was read") from exc
+        if info != lock.info:
+            raise LockChangedError(f"lock {lock.path} changed since it was read")
+        try:
+            self._aws.client.delete_object(Bucket=lock.store, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._delete_error(lock, exc) from exc
+
+    def _delete_error(self, lock: BackendLock, exc: Exception) -> BackendError:
+        if isinstance(exc, ClientError):
+            code = error_code(exc)
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            # 412: the ETag no longer matches; NoSuchKey: the lock is gone.
+            if code in ("PreconditionFailed", "NoSuchKey", "404") or status == 412:
+                return LockChangedError(
+                    f"lock {lock.path} changed or was released since it was read"
+                )
+            if is_forbidden(exc):
+                return ForbiddenError(f"DeleteObject on {lock.store}: {one_line(exc)}")
+        return BackendError(f"DeleteObject on {lock.store}: {one_line(exc)}", reason=classify(exc))
