@@ -1,8 +1,9 @@
-"""The config file's model: process settings, the TFC connection, limits, protections, rules.
+"""The config file's model: process settings, the lock sources, limits, protections, rules.
 
 A contract with users (DESIGN.md "Config"): keep key names stable. Validated by pydantic;
 every field carries a docstring that becomes its description in the JSON Schema
-(`tfc-watchdog check-config --schema`).
+(`tfc-watchdog check-config --schema`). Reading the file, environment overrides and error
+messages live in `watchdog.configload`.
 
 Rule resolution: the first rule whose `match` fits a workspace gives its settings; a setting
 a rule leaves out falls back to `defaults`; no match means `defaults` (rule id `defaults`).
@@ -11,6 +12,7 @@ a rule leaves out falls back to `defaults`; no match means `defaults` (rule id `
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
@@ -21,39 +23,45 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from watchdog.model import ActionKind, PhaseGroup, Run, Workspace, format_duration
 
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
+_DURATION_HINT = "use e.g. 90s, 30m, 2h, 1d, 2h30m or plain seconds"
+# timedelta's own limit is about 2.7 million years; anything near it is a typo, and past it
+# timedelta raises OverflowError, which pydantic would not turn into a config error.
+_MAX_DURATION_SECONDS = 100 * 365 * 86400
 
 
 def parse_duration(value: Any) -> timedelta:
     """`45s`, `30m`, `2h`, `1d`, `2h30m`, or plain seconds (int/float/"90")."""
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
-    elif isinstance(value, bool):
-        raise ValueError("expected a duration such as 90s, 30m, 2h or 1d")
+    elif isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected a duration; {_DURATION_HINT}")
     elif isinstance(value, int | float):
         seconds = float(value)
-    elif isinstance(value, str):
+    else:
         text = value.strip()
         try:
             seconds = float(text)
         except ValueError:
             match = _DURATION.match(text)
             if not text or not match or not any(match.groups()):
-                raise ValueError(
-                    f"{value!r} is not a duration; use e.g. 90s, 30m, 2h or 1d"
-                ) from None
+                raise ValueError(f"{value!r} is not a duration; {_DURATION_HINT}") from None
             d, h, m, s = (int(g or 0) for g in match.groups())
             seconds = d * 86400 + h * 3600 + m * 60 + s
-    else:
-        raise ValueError("expected a duration such as 90s, 30m, 2h or 1d")
+    if math.isnan(seconds):
+        raise ValueError(f"{value!r} is not a duration; {_DURATION_HINT}")
     if seconds <= 0:
         raise ValueError(f"{value!r}: a duration must be greater than zero")
+    if seconds > _MAX_DURATION_SECONDS:
+        raise ValueError(f"{value!r}: a duration must be at most 100 years")
     return timedelta(seconds=seconds)
 
 
@@ -61,6 +69,20 @@ Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
+    # pydantic would publish timedelta as an ISO 8601 string, which editors would then
+    # enforce against the `2h` form the file actually uses.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$|^\s*\d+(\.\d+)?\s*$",
+                },
+                {"type": "number", "exclusiveMinimum": 0},
+            ],
+            "examples": ["90s", "30m", "2h", "1d", "2h30m"],
+        }
+    ),
 ]
 
 
@@ -121,9 +143,14 @@ class Defaults(StrictModel):
         return value.merged_over(DEFAULT_RUN_STUCK_AFTER)
 
 
+_TFC_MATCHERS = ("organizations", "projects", "workspaces", "tags")
+
+
 class Match(StrictModel):
     """Which workspaces a rule applies to. Every listed criterion must match (AND); an empty
-    list matches everything. Names, projects and paths are shell globs (`sandbox-*`)."""
+    list matches everything. Names, projects and paths are shell globs (`sandbox-*`).
+    TFC matchers (organizations, projects, workspaces, tags) and S3-backend matchers (paths)
+    cannot be mixed in one rule: such a rule could never match anything."""
 
     organizations: tuple[str, ...] = ()
     """Organization names (globs)."""
@@ -134,9 +161,9 @@ class Match(StrictModel):
     tags: tuple[str, ...] = ()
     """Workspace tags; the workspace must carry all of them."""
     sources: tuple[Literal["tfc", "dynamodb", "s3"], ...] = ()
-    """Lock sources this rule applies to. Empty = every source."""
+    """Lock sources this rule applies to: tfc, dynamodb, s3. Empty = every source."""
     paths: tuple[str, ...] = ()
-    """S3 backend state paths (`bucket/key` globs, e.g. `tf-state/prod/*`)."""
+    """S3 backend state paths (`<table or bucket>/<key>` globs, e.g. `tf-state/prod/*`)."""
 
     @field_validator("organizations", "projects", "workspaces", "paths")
     @classmethod
@@ -144,6 +171,23 @@ class Match(StrictModel):
         for value in values:
             _check_glob(value)
         return values
+
+    @model_validator(mode="after")
+    def _matchable(self) -> Match:
+        tfc_keys = [name for name in _TFC_MATCHERS if getattr(self, name)]
+        if tfc_keys and self.paths:
+            raise ValueError(
+                f"{' and '.join(tfc_keys)} (TFC) and paths (S3 backend) cannot be combined: "
+                "the rule could never match; split it into two rules"
+            )
+        if tfc_keys and self.sources and "tfc" not in self.sources:
+            raise ValueError(
+                f"{' and '.join(tfc_keys)} only match TFC workspaces, "
+                "but sources does not list tfc"
+            )
+        if self.paths and self.sources and set(self.sources) == {"tfc"}:
+            raise ValueError("paths only match S3-backend locks, but sources lists only tfc")
+        return self
 
     def matches_workspace(self, workspace: Workspace) -> bool:
         if self.sources and "tfc" not in self.sources:
@@ -163,7 +207,7 @@ class Match(StrictModel):
 
     def matches_path(self, source: str, store_path: str) -> bool:
         """For S3-backend locks: TFC matchers never apply to them."""
-        if self.organizations or self.projects or self.workspaces or self.tags:
+        if any(getattr(self, name) for name in _TFC_MATCHERS):
             return False
         if self.sources and source not in self.sources:
             return False
@@ -171,18 +215,31 @@ class Match(StrictModel):
 
 
 def _check_glob(pattern: str) -> None:
-    if not pattern:
+    if not pattern.strip():
         raise ValueError("a glob must not be empty")
-    if pattern.count("[") != pattern.count("]"):
-        raise ValueError(f"{pattern!r} is not a valid glob: unbalanced brackets")
+    # fnmatch accepts anything, so an unclosed `[` silently matches a literal bracket:
+    # almost certainly not what the author meant.
+    depth = 0
+    for char in pattern:
+        if char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+    if depth or pattern.count("[") != pattern.count("]"):
+        raise ValueError(f"{pattern!r} is not a valid glob: unbalanced [ ]")
 
 
 def _any_glob(patterns: tuple[str, ...], value: str) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
+_SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+
+
 class Rule(StrictModel):
-    id: str = Field(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$", max_length=63)
+    """Settings for the workspaces (or S3-backend locks) its `match` selects."""
+
+    id: Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
     """A unique slug naming the rule in metrics (`rule` label), logs and errors."""
     match: Match = Match()
     """Which workspaces (or S3-backend lock paths) the rule applies to."""
@@ -193,6 +250,29 @@ class Rule(StrictModel):
     actions: tuple[ActionKind, ...] | None = None
     """Rungs allowed here (cancel, force_cancel, discard, unlock, force_unlock, delete_lock).
     Omitted = `defaults.actions`; `[]` = report only."""
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value) or len(value) > 63:
+            raise ValueError(
+                f"{value!r} is not a slug: use lowercase letters, digits and dashes "
+                "(at most 63), e.g. 'sandboxes'"
+            )
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null_match(cls, data: Any) -> Any:
+        # `match:` with nothing after it is YAML null; pydantic would say "must be a valid
+        # dictionary", which hides that the author probably forgot to indent the block.
+        if isinstance(data, dict) and "match" in data and data["match"] is None:
+            raise PydanticCustomError(
+                "null_match",
+                "match is empty (null): give criteria such as {workspaces: ['sandbox-*']}, "
+                "or leave match out to match everything",
+            )
+        return data
 
 
 class EffectiveRule(BaseModel):
@@ -231,6 +311,9 @@ class Protect(StrictModel):
     @classmethod
     def _valid_regexes(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         for value in values:
+            if not value:
+                # An empty pattern matches every reason: it would protect every lock.
+                raise ValueError("an empty regular expression would protect every lock")
             try:
                 re.compile(value)
             except re.error as exc:
@@ -257,23 +340,44 @@ class Protect(StrictModel):
 
 
 class Limits(StrictModel):
+    """Action budgets: the most harm a wrong policy can do per cycle and per hour."""
+
     max_actions_per_cycle: int = Field(2, ge=0)
     """Mutating calls allowed in one cycle (0 = none)."""
     max_actions_per_hour: int = Field(10, ge=0)
     """Mutating calls allowed in any sliding hour, across restarts when `state_file` is set."""
 
 
+def _lowercase(value: Any) -> Any:
+    # Env vars are conventionally upper case (TFC_WATCHDOG_LOG_LEVEL=INFO).
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 class LogConfig(StrictModel):
-    format: Literal["auto", "json", "console"] = "auto"
+    """Log output (to stderr)."""
+
+    format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lowercase)] = "auto"
     """auto = console on a TTY, JSON otherwise (containers)."""
-    level: Literal["debug", "info", "warning", "error"] = "info"
-    """Minimum level logged."""
+    level: Annotated[
+        Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)
+    ] = "info"
+    """Minimum level logged: debug, info, warning or error."""
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/\S*)?$", value):
+        raise ValueError(f"{value!r} is not an http(s) URL such as https://app.terraform.io")
+    if "@" in value.split("/", 3)[2]:
+        raise ValueError("the URL must not carry credentials (user:password@)")
+    return value.rstrip("/")
 
 
 class TfcConfig(StrictModel):
+    """HCP Terraform (Terraform Cloud) or Terraform Enterprise."""
+
     address: str = "https://app.terraform.io"
     """HCP Terraform, or your Terraform Enterprise URL (https://tfe.example.com)."""
-    organizations: tuple[str, ...] = Field(min_length=1)
+    organizations: Annotated[tuple[str, ...], Field(json_schema_extra={"minItems": 1})]
     """Organizations to watch (at least one)."""
     token_file: str | None = None
     """A file holding the API token (else env TFC_WATCHDOG_TOKEN). Never put the token here."""
@@ -288,10 +392,99 @@ class TfcConfig(StrictModel):
 
     @field_validator("address")
     @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL such as https://app.terraform.io")
-        return value.rstrip("/")
+    def _valid_address(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("organizations")
+    @classmethod
+    def _some_organizations(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if not values:
+            raise ValueError("list at least one organization to watch")
+        for value in values:
+            if not value.strip():
+                raise ValueError("an organization name must not be empty")
+        return values
+
+    @field_validator("token_file", "ca_bundle")
+    @classmethod
+    def _non_empty_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty path: give a file path or null")
+        return value
+
+
+class LockfileBucket(StrictModel):
+    """An S3 bucket holding state with native locking (`use_lockfile = true`)."""
+
+    bucket: str
+    """The bucket name."""
+    prefix: str = ""
+    """Only `.tflock` objects under this key prefix are watched. Empty = the whole bucket."""
+
+    @field_validator("bucket")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a bucket name must not be empty")
+        return value
+
+
+class S3BackendConfig(StrictModel):
+    """Terraform's S3 backend: the DynamoDB lock table and S3 `.tflock` files. Credentials come
+    from the standard AWS chain (env, shared config, IRSA web identity), never from here."""
+
+    region: str = "us-east-1"
+    """AWS region of the lock tables and buckets."""
+    endpoint_url: str | None = None
+    """For S3-compatible stores and tests (http://127.0.0.1:5000). null = AWS."""
+    dynamodb_tables: tuple[str, ...] = ()
+    """DynamoDB lock tables (the backend's `dynamodb_table`)."""
+    lockfile_buckets: tuple[LockfileBucket, ...] = ()
+    """Buckets whose `.tflock` objects are watched (S3 native locking)."""
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value)
+
+    @field_validator("region")
+    @classmethod
+    def _valid_region(cls, value: str) -> str:
+        if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", value):
+            raise ValueError(f"{value!r} is not an AWS region such as us-east-1")
+        return value
+
+    @field_validator("dynamodb_tables")
+    @classmethod
+    def _non_empty_tables(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            if not value.strip():
+                raise ValueError("a table name must not be empty")
+        return values
+
+    @model_validator(mode="after")
+    def _something_to_watch(self) -> S3BackendConfig:
+        if not self.dynamodb_tables and not self.lockfile_buckets:
+            raise ValueError("list at least one of dynamodb_tables or lockfile_buckets")
+        return self
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 as `[::1]:9877`) -> (host, port). Raises ValueError."""
+    hint = "expected host:port such as 0.0.0.0:9877"
+    host, sep, port_text = value.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"{value!r}: {hint}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{value!r}: write an IPv6 host in brackets, e.g. [::]:9877")
+    if not host or not re.match(r"^[A-Za-z0-9.:_-]+$", host):
+        raise ValueError(f"{value!r}: {hint}")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{value!r}: port must be between 1 and 65535")
+    return host, port
 
 
 class Policy(StrictModel):
@@ -304,11 +497,13 @@ class Policy(StrictModel):
     state_file: str | None = None
     """JSON file for first-seen lock times and the action budget. null = memory only."""
     listen: str = "0.0.0.0:9877"
-    """Ops server address: /metrics /healthz /readyz /locks."""
+    """Ops server address (host:port): /metrics /healthz /readyz /locks."""
     log: LogConfig = LogConfig()
     """Logging."""
     tfc: TfcConfig | None = None
-    """HCP Terraform / Terraform Enterprise."""
+    """HCP Terraform / Terraform Enterprise. At least one of tfc and s3_backend is required."""
+    s3_backend: S3BackendConfig | None = None
+    """Terraform's S3 backend locks (DynamoDB table, `.tflock` objects)."""
     limits: Limits = Limits()
     """Action budgets."""
     protect: Protect = Protect()
@@ -318,14 +513,47 @@ class Policy(StrictModel):
     rules: tuple[Rule, ...] = ()
     """First match wins; no match = defaults."""
 
+    @field_validator("listen")
+    @classmethod
+    def _valid_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("state_file")
+    @classmethod
+    def _non_empty_state_file(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty path: give a file path or null (memory only)")
+        return value
+
+    @field_validator("rules")
+    @classmethod
+    def _unique_rule_ids(cls, rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+        first: dict[str, int] = {}
+        for index, rule in enumerate(rules):
+            if rule.id in first:
+                # configload turns `index` into the key path rules[<index>].id
+                raise PydanticCustomError(
+                    "duplicate_rule_id",
+                    "duplicate rule id {id!r}: rules[{first}] already uses it",
+                    {"id": rule.id, "first": first[rule.id], "index": index},
+                )
+            first[rule.id] = index
+        return rules
+
     @model_validator(mode="after")
-    def _unique_rule_ids(self) -> Policy:
-        seen: set[str] = set()
-        for rule in self.rules:
-            if rule.id in seen:
-                raise ValueError(f"duplicate rule id {rule.id!r}")
-            seen.add(rule.id)
+    def _some_source(self) -> Policy:
+        if self.tfc is None and self.s3_backend is None:
+            raise PydanticCustomError(
+                "no_source",
+                "no lock source configured: add a `tfc` section (or `s3_backend`)",
+            )
         return self
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """`listen` as (host, port), for the ops server."""
+        return parse_listen(self.listen)
 
     def _effective(self, rule: Rule | None) -> EffectiveRule:
         base = self.defaults
