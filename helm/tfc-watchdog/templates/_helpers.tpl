@@ -1,0 +1,118 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "tfc-watchdog.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full resource name: fullnameOverride, <release> when it contains the chart name,
+else <release>-<chart>. */}}
+{{- define "tfc-watchdog.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tfc-watchdog.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tfc-watchdog.labels" -}}
+helm.sh/chart: {{ include "tfc-watchdog.chart" . }}
+{{ include "tfc-watchdog.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "tfc-watchdog.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tfc-watchdog.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "tfc-watchdog.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tfc-watchdog.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tfc-watchdog.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Exactly one token source; fails the render otherwise. */}}
+{{- define "tfc-watchdog.validateToken" -}}
+{{- if and .Values.token.value .Values.token.existingSecret }}
+{{- fail "token: set either token.value or token.existingSecret, not both" }}
+{{- end }}
+{{- if not (or .Values.token.value .Values.token.existingSecret) }}
+{{- fail "token: set token.existingSecret (an existing Secret holding the API token) or token.value" }}
+{{- end }}
+{{- end }}
+
+{{- define "tfc-watchdog.tokenSecretName" -}}
+{{- .Values.token.existingSecret | default (include "tfc-watchdog.fullname" .) }}
+{{- end }}
+
+{{- define "tfc-watchdog.tokenSecretKey" -}}
+{{- if .Values.token.existingSecret }}{{ .Values.token.existingSecretKey }}{{ else }}token{{ end }}
+{{- end }}
+
+{{/* Where the pod finds its files. */}}
+{{- define "tfc-watchdog.configDir" -}}/etc/tfc-watchdog{{- end }}
+{{- define "tfc-watchdog.tokenDir" -}}/var/run/secrets/tfc-watchdog{{- end }}
+{{- define "tfc-watchdog.caDir" -}}/etc/ssl/tfc-watchdog{{- end }}
+{{- define "tfc-watchdog.stateDir" -}}/var/lib/tfc-watchdog{{- end }}
+
+{{/* The ops port, from config.listen (host:port). */}}
+{{- define "tfc-watchdog.port" -}}
+{{- .Values.config.listen | default "0.0.0.0:9877" | toString | splitList ":" | last }}
+{{- end }}
+
+{{/* The TFC/TFE API port, from config.tfc.address (443 unless it names another). */}}
+{{- define "tfc-watchdog.apiPort" -}}
+{{- $address := .Values.config.tfc.address | default "https://app.terraform.io" }}
+{{- $port := regexFind ":[0-9]+" (regexReplaceAll "^[a-z]+://" $address "" | splitList "/" | first) }}
+{{- if $port }}{{ trimPrefix ":" $port }}{{ else if hasPrefix "http://" $address }}80{{ else }}443{{ end }}
+{{- end }}
+
+{{/* config.interval in seconds (45s, 30m, 2h, 1d, 2h30m or plain seconds), for alerts. */}}
+{{- define "tfc-watchdog.intervalSeconds" -}}
+{{- $v := .Values.config.interval | default "60s" | toString | trim }}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" $v }}
+{{- $v }}
+{{- else }}
+{{- $d := regexFind "[0-9]+d" $v | trimSuffix "d" | default "0" | atoi }}
+{{- $h := regexFind "[0-9]+h" $v | trimSuffix "h" | default "0" | atoi }}
+{{- $m := regexFind "[0-9]+m" $v | trimSuffix "m" | default "0" | atoi }}
+{{- $s := regexFind "[0-9]+s" $v | trimSuffix "s" | default "0" | atoi }}
+{{- add (mul $d 86400) (mul $h 3600) (mul $m 60) $s }}
+{{- end }}
+{{- end }}
+
+{{/* The config file as the pod sees it: the values tree plus the paths the chart mounts. */}}
+{{- define "tfc-watchdog.config" -}}
+{{- $config := deepCopy .Values.config }}
+{{- $tfc := deepCopy (.Values.config.tfc | default dict) }}
+{{- $_ := set $tfc "token_file" (printf "%s/token" (include "tfc-watchdog.tokenDir" .)) }}
+{{- if .Values.caBundle.existingConfigMap }}
+{{- $_ := set $tfc "ca_bundle" (printf "%s/%s" (include "tfc-watchdog.caDir" .) .Values.caBundle.key) }}
+{{- end }}
+{{- $_ := set $config "tfc" $tfc }}
+{{- $_ := set $config "state_file" (printf "%s/state.json" (include "tfc-watchdog.stateDir" .)) }}
+{{- toYaml $config }}
+{{- end }}
+
+{{- define "tfc-watchdog.secretChecksum" -}}
+{{- if .Values.token.existingSecret }}
+{{- printf "%s/%s" .Values.token.existingSecret .Values.token.existingSecretKey | sha256sum }}
+{{- else }}
+{{- .Values.token.value | sha256sum }}
+{{- end }}
+{{- end }}
