@@ -94,6 +94,7 @@ class DynamoDbLockSource:
                 backend_locks=tuple(locks),
                 complete=False,
                 error=f"DynamoDB table {table}: {one_line(exc)}",
+                error_reason=reason,
             )
         return Observation(
             source=Source.DYNAMODB,

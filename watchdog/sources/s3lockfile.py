@@ -107,6 +107,7 @@ class S3LockfileSource:
                 backend_locks=tuple(locks),
                 complete=False,
                 error=f"S3 bucket {bucket}: {one_line(exc)}",
+                error_reason=reason,
             )
         return Observation(
             source=Source.S3,

@@ -1,0 +1,121 @@
+"""A real `moto_server` on 127.0.0.1 for tests of the S3-backend sources (and Terraform).
+
+`moto_server` (session scope) starts one server for the whole run; `moto_aws` (per test)
+resets its state and sets fake AWS credentials in the environment, so every test starts
+with no tables and no buckets.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.tools import require
+
+REGION = "us-east-1"
+ACCESS_KEY = "testing"
+SECRET_KEY = "testing"
+_START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class MotoServer:
+    port: int
+    endpoint_url: str
+    region: str = REGION
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
+
+    def reset(self) -> None:
+        """Drop every table, bucket and object."""
+        url = f"{self.endpoint_url}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST")  # noqa: S310 (http to loopback)
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            response.read()
+
+
+def _moto_binary() -> str | None:
+    beside_python = Path(sys.executable).with_name("moto_server")
+    if beside_python.exists():
+        return str(beside_python)
+    return shutil.which("moto_server")
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + _START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"moto_server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/moto-api/", timeout=2) as response:  # noqa: S310
+                response.read()
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.1)
+    raise RuntimeError(f"moto_server did not answer within {_START_TIMEOUT:.0f}s")
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    binary = _moto_binary()
+    require(binary is not None, "the `moto_server` binary (moto[server])")
+    assert binary is not None
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [binary, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    server = MotoServer(port=port, endpoint_url=f"http://127.0.0.1:{port}")
+    try:
+        _wait_ready(server.endpoint_url, process)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fake credentials only; no shared config or instance metadata can leak in."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def moto_aws(moto_server: MotoServer, aws_env: None) -> MotoServer:
+    """The shared moto server, emptied, with fake credentials in the environment."""
+    moto_server.reset()
+    return moto_server

