@@ -1,0 +1,295 @@
+"""JSON:API documents of the workspaces endpoints -> the domain types of watchdog.model.
+
+Pure functions (they only log). Tolerant where the API is known to vary (reference/tfc-api.md):
+`locked-reason` missing, null or ""; `locked-by` absent or `data: null`; unknown run statuses
+(kept as-is, the model treats them as non-final); missing `actions`/`permissions` (all False,
+which only ever forbids actions). Strict where a wrong value could hasten an action: a
+present but unreadable timestamp, an unknown holder type, or a current run that the
+document references but does not include make the whole entry unreadable, so that workspace
+gets no action this cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from watchdog.model import (
+    Holder,
+    HolderType,
+    Run,
+    RunActions,
+    RunPermissions,
+    Workspace,
+    WorkspacePermissions,
+)
+from watchdog.sources.tfc.client import BadResponseError
+
+log = structlog.get_logger(__name__)
+
+PARSE_ENDPOINT = "parse"
+_HOLDER_TYPES = {"users": HolderType.USER, "teams": HolderType.TEAM, "runs": HolderType.RUN}
+# Which attribute of an included holder is its human name.
+_HOLDER_NAME = {"users": "username", "teams": "name", "runs": "status"}
+
+Included = Mapping[tuple[str, str], Mapping[str, Any]]
+
+
+class EntryError(ValueError):
+    """One entry of a document cannot be read."""
+
+
+# --- public ---------------------------------------------------------------------------------
+
+
+def parse_workspace_page(
+    doc: Mapping[str, Any], organization: str
+) -> tuple[list[Workspace], list[str], int]:
+    """A workspaces list page -> (workspaces, ids of unreadable entries, parse errors).
+
+    A malformed entry never fails the page. A page whose `data` is not a list does: that is
+    not a workspace list at all (BadResponseError).
+    """
+    data = doc.get("data")
+    if not isinstance(data, list):
+        raise BadResponseError(
+            endpoint=PARSE_ENDPOINT, detail="workspace list `data` is not a list"
+        )
+    included = index_included(doc)
+    workspaces: list[Workspace] = []
+    unreadable: list[str] = []
+    errors = 0
+    for entry in data:
+        try:
+            workspaces.append(_workspace(entry, organization, included))
+        except EntryError as exc:
+            errors += 1
+            entry_id = entry.get("id") if isinstance(entry, dict) else None
+            if isinstance(entry_id, str) and entry_id:
+                unreadable.append(entry_id)
+            log.warning(
+                "tfc.parse_error",
+                organization=organization,
+                workspace_id=entry_id if isinstance(entry_id, str) else None,
+                error=str(exc),
+            )
+    return workspaces, unreadable, errors
+
+
+def parse_workspace_document(doc: Mapping[str, Any], organization: str) -> Workspace:
+    """A single-workspace document (GET /workspaces/:id) -> Workspace, or BadResponseError.
+
+    The organization comes from the document's `organization` relationship when present,
+    else from the argument.
+    """
+    entry = doc.get("data")
+    if not isinstance(entry, dict):
+        raise BadResponseError(endpoint=PARSE_ENDPOINT, detail="workspace `data` is not an object")
+    related = _related(entry, "organization")
+    if related is not None and related[0] == "organizations" and related[1]:
+        organization = related[1]
+    try:
+        return _workspace(entry, organization, index_included(doc))
+    except EntryError as exc:
+        entry_id = entry.get("id")
+        raise BadResponseError(
+            endpoint=PARSE_ENDPOINT, detail=f"workspace {entry_id!r}: {exc}"
+        ) from None
+
+
+def index_included(doc: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]]:
+    """`included` by (type, id); malformed entries are ignored (what references them fails)."""
+    index: dict[tuple[str, str], Mapping[str, Any]] = {}
+    included = doc.get("included")
+    if not isinstance(included, list):
+        return index
+    for resource in included:
+        if not isinstance(resource, dict):
+            continue
+        kind, ident = resource.get("type"), resource.get("id")
+        if isinstance(kind, str) and isinstance(ident, str):
+            index[(kind, ident)] = resource
+    return index
+
+
+def parse_time(value: Any) -> datetime:
+    """An API timestamp (`...Z`, `...+00:00`, with or without fractions) -> aware UTC."""
+    if not isinstance(value, str):
+        raise EntryError(f"timestamp {value!r} is not a string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise EntryError(f"timestamp {value!r} is not ISO 8601") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_run(resource: Mapping[str, Any]) -> Run:
+    """A `runs` resource -> Run (EntryError when unreadable)."""
+    run_id = resource.get("id")
+    if not isinstance(run_id, str) or not run_id:
+        raise EntryError("run without an id")
+    attributes = _attributes(resource, f"run {run_id}")
+    status = attributes.get("status")
+    if not isinstance(status, str) or not status:
+        raise EntryError(f"run {run_id}: status is {status!r}")
+    timestamps = attributes.get("status-timestamps")
+    if timestamps is None:
+        timestamps = {}
+    if not isinstance(timestamps, dict):
+        raise EntryError(f"run {run_id}: status-timestamps is not an object")
+    actions = _flags(attributes.get("actions"))
+    permissions = _flags(attributes.get("permissions"))
+    return Run(
+        id=run_id,
+        status=status,
+        created_at=parse_time(attributes.get("created-at")),
+        status_timestamps={
+            str(key): parse_time(value) for key, value in timestamps.items() if value is not None
+        },
+        actions=RunActions(
+            is_cancelable=actions("is-cancelable"),
+            is_force_cancelable=actions("is-force-cancelable"),
+            is_discardable=actions("is-discardable"),
+            is_confirmable=actions("is-confirmable"),
+        ),
+        permissions=RunPermissions(
+            can_cancel=permissions("can-cancel"),
+            can_force_cancel=permissions("can-force-cancel"),
+            can_discard=permissions("can-discard"),
+            can_apply=permissions("can-apply"),
+        ),
+        canceled_at=_optional_time(attributes.get("canceled-at")),
+        force_cancel_available_at=_optional_time(attributes.get("force-cancel-available-at")),
+    )
+
+
+# --- internals ------------------------------------------------------------------------------
+
+
+def _workspace(entry: Any, organization: str, included: Included) -> Workspace:
+    if not isinstance(entry, dict):
+        raise EntryError("entry is not an object")
+    ws_id = entry.get("id")
+    if not isinstance(ws_id, str) or not ws_id:
+        raise EntryError("workspace without an id")
+    kind = entry.get("type")
+    if kind is not None and kind != "workspaces":
+        raise EntryError(f"type is {kind!r}, not workspaces")
+    attributes = _attributes(entry, f"workspace {ws_id}")
+    name = attributes.get("name")
+    if not isinstance(name, str) or not name:
+        raise EntryError(f"workspace {ws_id}: name is {name!r}")
+    locked = attributes.get("locked", False)
+    if not isinstance(locked, bool):
+        raise EntryError(f"workspace {ws_id}: locked is {locked!r}")
+    reason = attributes.get("locked-reason")
+    tags = attributes.get("tag-names")
+    permissions = _flags(attributes.get("permissions"))
+    project_id, project_name = _project(entry, included)
+    return Workspace(
+        organization=organization,
+        id=ws_id,
+        name=name,
+        project_id=project_id,
+        project_name=project_name,
+        tags=tuple(tag for tag in tags if isinstance(tag, str)) if isinstance(tags, list) else (),
+        locked=locked,
+        locked_reason=reason if isinstance(reason, str) and reason else None,
+        holder=_holder(entry, included, ws_id) if locked else None,
+        current_run=_current_run(entry, included, ws_id),
+        permissions=WorkspacePermissions(
+            can_lock=permissions("can-lock"),
+            can_unlock=permissions("can-unlock"),
+            can_force_unlock=permissions("can-force-unlock"),
+            can_queue_run=permissions("can-queue-run"),
+        ),
+    )
+
+
+def _attributes(resource: Mapping[str, Any], what: str) -> Mapping[str, Any]:
+    attributes = resource.get("attributes")
+    if not isinstance(attributes, dict):
+        raise EntryError(f"{what}: attributes is not an object")
+    return attributes
+
+
+def _related(resource: Mapping[str, Any], name: str) -> tuple[str, str] | None:
+    """(type, id) of a to-one relationship; None when absent or `data: null`."""
+    relationships = resource.get("relationships")
+    if relationships is None:
+        return None
+    if not isinstance(relationships, dict):
+        raise EntryError("relationships is not an object")
+    relationship = relationships.get(name)
+    if relationship is None:
+        return None
+    if not isinstance(relationship, dict):
+        raise EntryError(f"relationship {name} is not an object")
+    data = relationship.get("data")
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise EntryError(f"relationship {name}: data is not an object")
+    kind, ident = data.get("type"), data.get("id")
+    if not isinstance(kind, str) or not isinstance(ident, str) or not ident:
+        raise EntryError(f"relationship {name}: type/id are {kind!r}/{ident!r}")
+    return kind, ident
+
+
+def _holder(entry: Mapping[str, Any], included: Included, ws_id: str) -> Holder | None:
+    related = _related(entry, "locked-by")
+    if related is None:
+        return None
+    kind, ident = related
+    holder_type = _HOLDER_TYPES.get(kind)
+    if holder_type is None:
+        raise EntryError(f"workspace {ws_id}: locked by unknown type {kind!r}")
+    name = None
+    resource = included.get(related)
+    if resource is not None:
+        attributes = resource.get("attributes")
+        value = attributes.get(_HOLDER_NAME[kind]) if isinstance(attributes, dict) else None
+        name = value if isinstance(value, str) and value else None
+    return Holder(type=holder_type, id=ident, name=name)
+
+
+def _current_run(entry: Mapping[str, Any], included: Included, ws_id: str) -> Run | None:
+    related = _related(entry, "current-run")
+    if related is None:
+        return None
+    if related[0] != "runs":
+        raise EntryError(f"workspace {ws_id}: current-run has type {related[0]!r}")
+    resource = included.get(related)
+    if resource is None:
+        # Without its status nobody can tell whether the run still works on the state.
+        raise EntryError(f"workspace {ws_id}: current run {related[1]} is not included")
+    return parse_run(resource)
+
+
+def _project(entry: Mapping[str, Any], included: Included) -> tuple[str | None, str | None]:
+    related = _related(entry, "project")
+    if related is None:
+        return None, None
+    resource = included.get(related)
+    attributes = resource.get("attributes") if resource is not None else None
+    name = attributes.get("name") if isinstance(attributes, dict) else None
+    return related[1], name if isinstance(name, str) and name else None
+
+
+def _flags(value: Any) -> Callable[[str], bool]:
+    """A reader of a map of booleans: anything but a literal true reads as False."""
+    flags = value if isinstance(value, dict) else {}
+
+    def read(key: str) -> bool:
+        return flags.get(key) is True
+
+    return read
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return None if value is None else parse_time(value)
