@@ -1,0 +1,458 @@
+"""Decide: what this cycle's observations mean and what the ladder would do about them.
+
+Pure: no I/O, no clock reads, no logging. "Now" is a parameter (the API server's clock), the
+memory is read, never written (the daemon calls `Memory.update` before `decide`).
+
+Per workspace the first matching rule gives thresholds and allowed rungs. Findings:
+`lock_held` (every locked workspace), `lock_stale` (a user/team lock older than
+`lock_stale_after`, or a run-held lock whose run is stuck or waiting past `waiting`),
+`run_stuck`, `run_waiting`, `runs_blocked` (a stale lock: runs queued behind it cannot start).
+
+The ladder (DESIGN.md "The ladder"), at most one rung per workspace, in this preference:
+cancel -> force_cancel -> discard -> unlock / force_unlock. A run-held lock is never
+unlocked: only ending its run clears it. When something is due but a guard holds the
+watchdog back, a `Restraint` says why, so the daemon can log it.
+
+Choices worth knowing:
+- An Observation with `complete=False` gets no actions at all, even for workspaces it did
+  read: a partial read is uncertain data (DESIGN.md "Safety invariants").
+- A locked workspace without holder information gets a `lock_held` finding ("holder
+  unknown") but no LockState and no action: its age cannot be told honestly.
+- force_cancel also requires the run to be still past its phase threshold: the watchdog only
+  escalates on runs it would itself have cancelled, never on a human's fresh cancel.
+- A protected lock reason protects the whole workspace, run rungs included.
+- A young user/team lock gives the restraint "young lock" only where the rule allows its
+  rung (the watchdog would act once it is old); elsewhere it is simply reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from watchdog.memory import Memory
+from watchdog.model import (
+    ActionKind,
+    AgeSource,
+    Finding,
+    FindingKind,
+    Holder,
+    HolderType,
+    LockState,
+    Observation,
+    PhaseGroup,
+    PlannedAction,
+    Run,
+    Source,
+    Workspace,
+    format_age,
+    format_duration,
+)
+from watchdog.policy import EffectiveRule, Policy
+
+# Sightings of the same lock (same holder) before it may be cleared: one cycle could be a
+# glimpse of a lock someone is about to release.
+MIN_SIGHTINGS = 2
+
+
+@dataclass(frozen=True)
+class Restraint:
+    """Why a lock or run was NOT acted on (logged: "young lock", "protected", ...)."""
+
+    workspace_id: str
+    organization: str
+    workspace: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    locks: tuple[LockState, ...]
+    findings: tuple[Finding, ...]
+    # Stable order: oldest first, then organization/workspace name; at most one per workspace.
+    planned: tuple[PlannedAction, ...]
+    restraints: tuple[Restraint, ...]
+
+
+# --- what a workspace looks like this cycle -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _RunView:
+    """The current run, if non-final, with its age in its current status."""
+
+    run: Run
+    group: PhaseGroup
+    since: datetime
+    age: timedelta
+    threshold: timedelta
+
+    @property
+    def overdue(self) -> bool:
+        return self.age > self.threshold
+
+    def describe(self) -> str:
+        if self.group == "waiting":
+            return (
+                f"run {self.run.id} {self.run.status}, waiting for a human for "
+                f"{format_age(self.age)}, threshold {format_duration(self.threshold)}"
+            )
+        return (
+            f"run {self.run.id} {self.run.status} for {format_age(self.age)}, "
+            f"threshold {format_duration(self.threshold)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    workspace: Workspace
+    rule: EffectiveRule
+    run: _RunView | None
+    lock: LockState | None
+
+
+def _run_view(workspace: Workspace, rule: EffectiveRule, now: datetime) -> _RunView | None:
+    run = workspace.current_run
+    if run is None or run.phase_group is None:
+        return None
+    threshold = rule.run_threshold(run)
+    assert threshold is not None  # non-final runs always have a group, hence a threshold
+    since = run.entered_status_at()
+    return _RunView(run, run.phase_group, since, now - since, threshold)
+
+
+def _lock_state(
+    workspace: Workspace,
+    rule: EffectiveRule,
+    run_view: _RunView | None,
+    memory: Memory,
+    now: datetime,
+) -> LockState | None:
+    holder = workspace.holder
+    if not workspace.locked or holder is None:
+        return None
+    holder_run = workspace.current_run
+    if holder.type is HolderType.RUN and holder_run is not None and holder_run.id == holder.id:
+        # A run lock is as old as the run's current status; it is stale when the run is.
+        since = holder_run.entered_status_at()
+        stale = run_view is not None and run_view.overdue
+        return _make_lock(workspace, rule, holder, since, now, "run", stale, holder_run)
+    first_seen = memory.first_seen(workspace.id, holder.id)
+    since = now if first_seen is None else first_seen
+    if holder.type is HolderType.RUN:
+        # Held by a run other than the current one: its status is unknown, so never stale.
+        return _make_lock(workspace, rule, holder, since, now, "first_seen", False, None)
+    stale = now - since > rule.lock_stale_after
+    return _make_lock(workspace, rule, holder, since, now, "first_seen", stale, None)
+
+
+def _make_lock(
+    workspace: Workspace,
+    rule: EffectiveRule,
+    holder: Holder,
+    since: datetime,
+    now: datetime,
+    age_source: AgeSource,
+    stale: bool,
+    run: Run | None,
+) -> LockState:
+    return LockState(
+        source=Source.TFC,
+        organization=workspace.organization,
+        workspace=workspace.name,
+        workspace_id=workspace.id,
+        holder=holder,
+        lock_id=workspace.lock_id,
+        since=since,
+        age=now - since,
+        age_source=age_source,
+        stale=stale,
+        rule=rule.id,
+        reason=workspace.locked_reason,
+        run=run,
+    )
+
+
+def _view(workspace: Workspace, policy: Policy, memory: Memory, now: datetime) -> _View:
+    rule = policy.rule_for_workspace(workspace)
+    run_view = _run_view(workspace, rule, now)
+    return _View(workspace, rule, run_view, _lock_state(workspace, rule, run_view, memory, now))
+
+
+# --- findings -------------------------------------------------------------------------------
+
+
+def _findings(view: _View) -> list[Finding]:
+    ws, rule, run_view, lock = view.workspace, view.rule, view.run, view.lock
+    findings: list[Finding] = []
+
+    def add(
+        kind: FindingKind,
+        reason: str,
+        *,
+        holder: Holder | None = None,
+        run: Run | None = None,
+        since: datetime | None = None,
+        age: timedelta | None = None,
+        threshold: timedelta | None = None,
+    ) -> None:
+        findings.append(
+            Finding(
+                kind=kind,
+                source=Source.TFC,
+                organization=ws.organization,
+                workspace=ws.name,
+                workspace_id=ws.id,
+                rule=rule.id,
+                reason=reason,
+                holder=holder,
+                run_id=run.id if run else None,
+                run_status=run.status if run else None,
+                since=since,
+                age=age,
+                threshold=threshold,
+            )
+        )
+
+    if ws.locked and lock is None:
+        add(FindingKind.LOCK_HELD, "locked, holder unknown (the API did not say who)")
+    if lock is not None:
+        if lock.run is not None:
+            held = f"locked by run {lock.run.id} ({lock.run.status}) for {format_age(lock.age)}"
+        else:
+            held = f"locked by {lock.holder.label()} for {format_age(lock.age)} (as observed)"
+        add(
+            FindingKind.LOCK_HELD,
+            held,
+            holder=lock.holder,
+            run=lock.run,
+            since=lock.since,
+            age=lock.age,
+        )
+        if lock.stale:
+            if lock.run is not None and run_view is not None:
+                threshold = run_view.threshold
+                stale_reason = f"lock held by a run that is not moving: {run_view.describe()}"
+            else:
+                threshold = rule.lock_stale_after
+                stale_reason = (
+                    f"lock held by {lock.holder.label()} for {format_age(lock.age)}, "
+                    f"threshold {format_duration(threshold)}"
+                )
+            blocked_reason = (
+                f"stale lock held by {lock.holder.label()}: runs queued behind it cannot start"
+            )
+            for kind, reason in (
+                (FindingKind.LOCK_STALE, stale_reason),
+                (FindingKind.RUNS_BLOCKED, blocked_reason),
+            ):
+                add(
+                    kind,
+                    reason,
+                    holder=lock.holder,
+                    run=lock.run,
+                    since=lock.since,
+                    age=lock.age,
+                    threshold=threshold,
+                )
+    if run_view is not None and run_view.overdue:
+        add(
+            FindingKind.RUN_WAITING if run_view.group == "waiting" else FindingKind.RUN_STUCK,
+            run_view.describe(),
+            holder=ws.holder,
+            run=run_view.run,
+            since=run_view.since,
+            age=run_view.age,
+            threshold=run_view.threshold,
+        )
+    return findings
+
+
+# --- the ladder -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """A rung the state of a workspace points at, before the guards."""
+
+    kind: ActionKind
+    due: bool
+    reason: str
+    since: datetime
+    age: timedelta
+    threshold: timedelta
+    # A precondition the API or the memory says is not met yet (None = met).
+    blocker: str | None
+
+
+def _run_step(view: _RunView, now: datetime) -> _Step:
+    run = view.run
+    blocker: str | None = None
+    if run.canceled_at is not None and view.group != "waiting":
+        kind = ActionKind.FORCE_CANCEL
+        available = run.force_cancel_available_at
+        reason = f"{view.describe()}; cancel requested {run.canceled_at.isoformat()}"
+        if not run.actions.is_force_cancelable:
+            blocker = f"run {run.id} is not force-cancelable (actions.is-force-cancelable false)"
+        elif available is None:
+            blocker = f"run {run.id} has no force-cancel-available-at yet"
+        elif available > now:
+            blocker = f"force-cancel cool-off until {available.isoformat()}"
+    elif view.group == "waiting":
+        kind = ActionKind.DISCARD
+        reason = view.describe()
+        if not run.actions.is_discardable:
+            blocker = f"run {run.id} is not discardable (actions.is-discardable false)"
+    else:
+        kind = ActionKind.CANCEL
+        reason = view.describe()
+        if not run.actions.is_cancelable:
+            blocker = f"run {run.id} is not cancelable (actions.is-cancelable false)"
+    return _Step(kind, view.overdue, reason, view.since, view.age, view.threshold, blocker)
+
+
+def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | None:
+    lock = view.lock
+    if lock is None or lock.holder.type not in (HolderType.USER, HolderType.TEAM):
+        return None  # a run-held lock is cleared only by ending its run
+    holder = lock.holder
+    own = identity is not None and identity.type == holder.type and identity.id == holder.id
+    kind = ActionKind.UNLOCK if own else ActionKind.FORCE_UNLOCK
+    threshold = view.rule.lock_stale_after
+    sightings = memory.sightings(view.workspace.id, holder.id)
+    blocker: str | None = None
+    if sightings < MIN_SIGHTINGS:
+        blocker = f"lock seen with this holder in {sightings} cycle(s), {MIN_SIGHTINGS} needed"
+    elif view.run is not None:
+        blocker = f"current run {view.run.run.id} is {view.run.run.status}, not final"
+    reason = (
+        f"lock held by {holder.label()} for {format_age(lock.age)}, "
+        f"threshold {format_duration(threshold)}"
+    )
+    return _Step(kind, lock.stale, reason, lock.since, lock.age, threshold, blocker)
+
+
+def _ladder(
+    view: _View,
+    organization_complete: bool,
+    unreadable: bool,
+    policy: Policy,
+    memory: Memory,
+    now: datetime,
+    identity: Holder | None,
+) -> PlannedAction | str | None:
+    """The one action the ladder gives for a workspace, or why not (a str), or None."""
+    ws, rule = view.workspace, view.rule
+    steps = [
+        step
+        for step in (
+            _run_step(view.run, now) if view.run is not None else None,
+            _lock_step(view, memory, identity),
+        )
+        if step is not None
+    ]
+    step = next((s for s in steps if s.due), None)
+    if step is None:
+        young = steps[-1] if steps and steps[-1].kind in _LOCK_RUNGS else None
+        if young is None or young.kind not in rule.actions:
+            return None
+        guard = _general_guard(ws, organization_complete, unreadable, policy)
+        return guard or f"young lock: {young.reason}"
+    guard = _general_guard(ws, organization_complete, unreadable, policy)
+    if guard is None and step.kind not in rule.actions:
+        guard = f"{step.kind.value} not allowed by rule {rule.id}"
+    if guard is None:
+        guard = step.blocker
+    if guard is not None:
+        return f"{guard} (would {step.kind.value}: {step.reason})"
+    run = ws.current_run
+    return PlannedAction(
+        kind=step.kind,
+        source=Source.TFC,
+        organization=ws.organization,
+        workspace=ws.name,
+        workspace_id=ws.id,
+        rule=rule.id,
+        reason=step.reason,
+        holder=ws.holder,
+        run_id=run.id if run else None,
+        run_status=run.status if run else None,
+        since=step.since,
+        age=step.age,
+        threshold=step.threshold,
+    )
+
+
+_LOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+
+
+def _general_guard(
+    workspace: Workspace, organization_complete: bool, unreadable: bool, policy: Policy
+) -> str | None:
+    if not organization_complete:
+        return "organization read incomplete this cycle: no actions"
+    if unreadable:
+        return "workspace entry unreadable this cycle: no actions"
+    protection = policy.protect.workspace_protection(workspace)
+    if protection is None:
+        protection = policy.protect.reason_protection(workspace.locked_reason)
+    return None if protection is None else f"protected: {protection}"
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def plan_for_workspace(
+    workspace: Workspace,
+    organization_complete: bool,
+    policy: Policy,
+    memory: Memory,
+    now: datetime,
+    identity: Holder | None,
+) -> PlannedAction | None:
+    """The single action the ladder gives for one workspace (act.py runs it on a fresh read)."""
+    view = _view(workspace, policy, memory, now)
+    result = _ladder(view, organization_complete, False, policy, memory, now, identity)
+    return result if isinstance(result, PlannedAction) else None
+
+
+def decide(
+    observations: Sequence[Observation],
+    policy: Policy,
+    memory: Memory,
+    now: datetime,
+    identity: Holder | None = None,
+) -> Decision:
+    """Findings and planned actions for this cycle's TFC observations.
+
+    S3-backend observations (`backend_locks`) are not handled here yet.
+    """
+    locks: list[LockState] = []
+    findings: list[Finding] = []
+    planned: list[PlannedAction] = []
+    restraints: list[Restraint] = []
+    tfc = [o for o in observations if o.source is Source.TFC]
+    for observation in sorted(tfc, key=lambda o: o.organization):
+        for workspace in sorted(observation.workspaces, key=lambda w: (w.name, w.id)):
+            view = _view(workspace, policy, memory, now)
+            if view.lock is not None:
+                locks.append(view.lock)
+            findings.extend(_findings(view))
+            result = _ladder(
+                view,
+                observation.complete,
+                workspace.id in observation.unreadable,
+                policy,
+                memory,
+                now,
+                identity,
+            )
+            if isinstance(result, PlannedAction):
+                planned.append(result)
+            elif result is not None:
+                restraints.append(
+                    Restraint(workspace.id, workspace.organization, workspace.name, result)
+                )
+    planned.sort(key=lambda a: (-a.age, a.organization, a.workspace, a.workspace_id))
+    return Decision(tuple(locks), tuple(findings), tuple(planned), tuple(restraints))
