@@ -1,0 +1,627 @@
+"""act.py: re-verify, permissions, budget, dry-run, one POST, outcomes and audit events.
+
+The target is a strict fake of TfcSource: it answers only the reads and POSTs a test set up
+and fails loudly on anything else. The ladder on the fresh read is the real decide.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from watchdog.act import Actor
+from watchdog.memory import Memory
+from watchdog.metrics import Metrics
+from watchdog.model import (
+    ActionKind,
+    ActionResult,
+    Holder,
+    HolderType,
+    Observation,
+    Outcome,
+    PlannedAction,
+    Run,
+    RunActions,
+    RunPermissions,
+    Source,
+    Workspace,
+    WorkspacePermissions,
+)
+from watchdog.policy import Policy
+from watchdog.sources.tfc.client import (
+    BadResponseError,
+    ConflictError,
+    NotFoundError,
+    ServerError,
+    StateVersionPendingError,
+    TfcError,
+)
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+ORG = "acme"
+ALICE = Holder(HolderType.USER, "user-alice", "alice")
+BOB = Holder(HolderType.USER, "user-bob", "bob")
+ALL_RUNGS = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
+
+
+def tfc_error(cls: type[TfcError], status: int | None, detail: str) -> TfcError:
+    return cls(status=status, detail=detail, endpoint="POST /test")
+
+
+# --- building blocks ------------------------------------------------------------------------
+
+
+def policy(*, dry_run: bool = False, per_cycle: int = 10, per_hour: int = 100) -> Policy:
+    return Policy.model_validate(
+        {
+            "dry_run": dry_run,
+            "tfc": {"organizations": [ORG]},
+            "limits": {"max_actions_per_cycle": per_cycle, "max_actions_per_hour": per_hour},
+            "defaults": {"lock_stale_after": "2h", "actions": ALL_RUNGS},
+        }
+    )
+
+
+def applying_run(run_id: str, *, status: str = "applying", can_cancel: bool = True) -> Run:
+    return Run(
+        id=run_id,
+        status=status,
+        created_at=NOW - timedelta(hours=8),
+        status_timestamps={f"{status.replace('_', '-')}-at": NOW - timedelta(hours=7)},
+        actions=RunActions(is_cancelable=not status.endswith("ed")),
+        permissions=RunPermissions(can_cancel=can_cancel, can_force_cancel=True),
+    )
+
+
+def stuck_workspace(n: int, **run_options: Any) -> Workspace:
+    """A workspace whose current run has been applying for 7h (threshold 6h): cancel."""
+    run = applying_run(f"run-{n}", **run_options)
+    return Workspace(
+        organization=ORG,
+        id=f"ws-{n}",
+        name=f"app-{n}",
+        locked=True,
+        holder=Holder(HolderType.RUN, run.id),
+        current_run=run,
+        permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
+    )
+
+
+def cancel_action(n: int, *, age: timedelta = timedelta(hours=7)) -> PlannedAction:
+    return PlannedAction(
+        kind=ActionKind.CANCEL,
+        source=Source.TFC,
+        organization=ORG,
+        workspace=f"app-{n}",
+        workspace_id=f"ws-{n}",
+        rule="defaults",
+        reason=f"run run-{n} applying for 7h, threshold 6h",
+        holder=Holder(HolderType.RUN, f"run-{n}"),
+        run_id=f"run-{n}",
+        run_status="applying",
+        since=NOW - age,
+        age=age,
+        threshold=timedelta(hours=6),
+    )
+
+
+def user_locked_workspace(
+    holder: Holder = ALICE, *, can_force_unlock: bool = True, run: Run | None = None
+) -> Workspace:
+    return Workspace(
+        organization=ORG,
+        id="ws-lock",
+        name="network",
+        locked=True,
+        locked_reason="Locked by Terraform",
+        holder=holder,
+        current_run=run,
+        permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=can_force_unlock),
+    )
+
+
+def seen_twice(memory: Memory, workspace: Workspace) -> None:
+    """Two cycles, three hours apart, saw this lock: stale and confirmed."""
+    for at in (NOW - timedelta(hours=3), NOW - timedelta(minutes=1)):
+        observation = Observation(
+            source=Source.TFC, organization=ORG, server_now=at, workspaces=(workspace,)
+        )
+        memory.update([observation], at)
+
+
+def force_unlock_action(holder: Holder = ALICE) -> PlannedAction:
+    return PlannedAction(
+        kind=ActionKind.FORCE_UNLOCK,
+        source=Source.TFC,
+        organization=ORG,
+        workspace="network",
+        workspace_id="ws-lock",
+        rule="defaults",
+        reason=f"lock held by {holder.label()} for 3h, threshold 2h",
+        holder=holder,
+        run_id=None,
+        run_status=None,
+        since=NOW - timedelta(hours=3),
+        age=timedelta(hours=3),
+        threshold=timedelta(hours=2),
+    )
+
+
+class FakeTarget:
+    """A strict stand-in for TfcSource: unexpected reads or POSTs fail the test."""
+
+    def __init__(self, *workspaces: Workspace) -> None:
+        self.workspaces: dict[str, Workspace | TfcError] = {ws.id: ws for ws in workspaces}
+        self.post_errors: dict[str, TfcError] = {}
+        self.allowed_posts: set[str] = set()
+        self.reads: list[str] = []
+        self.posts: list[tuple[str, ...]] = []
+        self.after_read: Callable[[], None] | None = None
+        self.after_post: Callable[[], None] | None = None
+
+    def now(self) -> datetime:
+        return NOW
+
+    async def read_workspace(self, workspace_id: str) -> Workspace:
+        self.reads.append(workspace_id)
+        if workspace_id not in self.workspaces:
+            raise AssertionError(f"unexpected read of {workspace_id}")
+        value = self.workspaces[workspace_id]
+        if self.after_read is not None:
+            self.after_read()
+        if isinstance(value, TfcError):
+            raise value
+        return value
+
+    def _post(self, name: str, *args: str) -> None:
+        if name not in self.allowed_posts:
+            raise AssertionError(f"unexpected POST {name} {args}")
+        self.posts.append((name, *args))
+        if self.after_post is not None:
+            self.after_post()
+        if name in self.post_errors:
+            raise self.post_errors[name]
+
+    async def cancel_run(self, run_id: str, comment: str) -> None:
+        self._post("cancel", run_id, comment)
+
+    async def force_cancel_run(self, run_id: str, comment: str) -> None:
+        self._post("force_cancel", run_id, comment)
+
+    async def discard_run(self, run_id: str, comment: str) -> None:
+        self._post("discard", run_id, comment)
+
+    async def unlock_workspace(self, workspace_id: str) -> None:
+        self._post("unlock", workspace_id)
+
+    async def force_unlock_workspace(self, workspace_id: str) -> None:
+        self._post("force_unlock", workspace_id)
+
+
+def make_actor(
+    target: FakeTarget, pol: Policy, memory: Memory | None = None
+) -> tuple[Actor, Metrics, Memory]:
+    metrics = Metrics()
+    memory = memory if memory is not None else Memory()
+    actor = Actor(
+        source=target,
+        policy=pol,
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("watchdog.act"),
+    )
+    return actor, metrics, memory
+
+
+def count(metrics: Metrics, kind: str, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "tfc_watchdog_actions_total", {"action": kind, "outcome": outcome}
+    )
+    assert value is not None
+    return value
+
+
+def outcomes(results: list[ActionResult]) -> list[Outcome]:
+    return [r.outcome for r in results]
+
+
+def audit_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if "outcome" in e]
+
+
+# --- success and the audit event ------------------------------------------------------------
+
+
+async def test_a_justified_cancel_is_posted_once_with_the_comment_and_audited() -> None:
+    target = FakeTarget(stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    actor, metrics, memory = make_actor(target, policy(per_hour=5))
+    action = cancel_action(1)
+
+    with capture_logs() as logs:
+        results = await actor.carry_out([action], NOW, None)
+
+    assert outcomes(results) == [Outcome.DONE]
+    assert target.reads == ["ws-1"]
+    assert target.posts == [("cancel", "run-1", "tfc-watchdog: " + action.reason)]
+    assert count(metrics, "cancel", "done") == 1
+    assert memory.actions_since(NOW - timedelta(hours=1)) == 1
+    assert metrics.registry.get_sample_value("tfc_watchdog_actions_budget_remaining") == 4
+    [event] = audit_events(logs)
+    assert event == {
+        "event": "action",
+        "log_level": "info",
+        "action": "cancel",
+        "outcome": "done",
+        "organization": ORG,
+        "workspace": "app-1",
+        "workspace_id": "ws-1",
+        "holder": "run:run-1",
+        "run_id": "run-1",
+        "run_status": "applying",
+        "age": "7h00m",
+        "age_seconds": 7 * 3600,
+        "threshold": "6h",
+        "rule": "defaults",
+        "reason": action.reason,
+        "detail": "",
+        "dry_run": False,
+    }
+
+
+async def test_a_stale_user_lock_is_force_unlocked() -> None:
+    workspace = user_locked_workspace()
+    memory = Memory()
+    seen_twice(memory, workspace)
+    target = FakeTarget(workspace)
+    target.allowed_posts = {"force_unlock"}
+    actor, metrics, _ = make_actor(target, policy(), memory)
+
+    results = await actor.carry_out([force_unlock_action()], NOW, None)
+
+    assert outcomes(results) == [Outcome.DONE]
+    assert target.posts == [("force_unlock", "ws-lock")]
+    assert count(metrics, "force_unlock", "done") == 1
+
+
+# --- dry-run --------------------------------------------------------------------------------
+
+
+async def test_dry_run_sends_no_post_and_logs_would_with_every_field() -> None:
+    target = FakeTarget(stuck_workspace(1))  # no POST allowed: one would fail the test
+    actor, metrics, memory = make_actor(target, policy(dry_run=True))
+
+    with capture_logs() as logs:
+        results = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.DRY_RUN]
+    assert target.posts == []
+    assert count(metrics, "cancel", "dry_run") == 1
+    assert memory.actions_since(NOW - timedelta(hours=1)) == 0
+    [event] = audit_events(logs)
+    assert event["event"] == "would cancel acme/app-1"
+    assert event["log_level"] == "info"
+    assert event["dry_run"] is True
+    assert event["outcome"] == "dry_run"
+    assert event["run_id"] == "run-1"
+    assert event["holder"] == "run:run-1"
+    assert event["threshold"] == "6h"
+
+
+async def test_dry_run_spends_no_budget() -> None:
+    target = FakeTarget(*(stuck_workspace(n) for n in range(3)))
+    actor, _, _ = make_actor(target, policy(dry_run=True, per_cycle=1, per_hour=1))
+
+    results = await actor.carry_out([cancel_action(n) for n in range(3)], NOW, None)
+
+    assert outcomes(results) == [Outcome.DRY_RUN] * 3
+
+
+# --- budget ---------------------------------------------------------------------------------
+
+
+async def test_per_cycle_budget_skips_the_rest_without_reading_them() -> None:
+    target = FakeTarget(*(stuck_workspace(n) for n in range(4)))
+    target.allowed_posts = {"cancel"}
+    actor, metrics, _ = make_actor(target, policy(per_cycle=2))
+
+    results = await actor.carry_out([cancel_action(n) for n in range(4)], NOW, None)
+
+    assert outcomes(results) == [Outcome.DONE, Outcome.DONE] + [Outcome.SKIPPED_BUDGET] * 2
+    assert target.reads == ["ws-0", "ws-1"]
+    assert [p[1] for p in target.posts] == ["run-0", "run-1"]
+    assert count(metrics, "cancel", "skipped_budget") == 2
+
+
+async def test_per_cycle_budget_counts_failed_posts_too() -> None:
+    target = FakeTarget(stuck_workspace(0), stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    target.post_errors["cancel"] = tfc_error(ServerError, 500, "boom")
+    actor, _, memory = make_actor(target, policy(per_cycle=1))
+
+    results = await actor.carry_out([cancel_action(0), cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.FAILED, Outcome.SKIPPED_BUDGET]
+    assert len(target.posts) == 1
+    # Only successful calls fill the sliding hour.
+    assert memory.actions_since(NOW - timedelta(hours=1)) == 0
+
+
+async def test_hourly_budget_holds_across_calls_and_slides() -> None:
+    target = FakeTarget(*(stuck_workspace(n) for n in range(3)))
+    target.allowed_posts = {"cancel"}
+    memory = Memory()
+    memory.record_action(NOW - timedelta(minutes=59))  # still inside the hour
+    memory.record_action(NOW - timedelta(minutes=61))  # slid out
+    actor, metrics, _ = make_actor(target, policy(per_hour=2), memory)
+
+    first = await actor.carry_out([cancel_action(0), cancel_action(1)], NOW, None)
+    second = await actor.carry_out([cancel_action(2)], NOW + timedelta(minutes=1), None)
+
+    assert outcomes(first) == [Outcome.DONE, Outcome.SKIPPED_BUDGET]
+    assert outcomes(second) == [Outcome.SKIPPED_BUDGET]
+    assert target.reads == ["ws-0"]
+    assert metrics.registry.get_sample_value("tfc_watchdog_actions_budget_remaining") == 0
+
+
+async def test_hourly_budget_frees_up_after_an_hour() -> None:
+    target = FakeTarget(stuck_workspace(0))
+    target.allowed_posts = {"cancel"}
+    memory = Memory()
+    memory.record_action(NOW - timedelta(minutes=61))
+    actor, metrics, _ = make_actor(target, policy(per_hour=1), memory)
+
+    results = await actor.carry_out([cancel_action(0)], NOW, None)
+
+    assert outcomes(results) == [Outcome.DONE]
+    assert metrics.registry.get_sample_value("tfc_watchdog_actions_budget_remaining") == 0
+
+
+# --- the fresh read must still justify the action -------------------------------------------
+
+
+async def test_a_different_lock_holder_on_the_fresh_read_skips_without_post() -> None:
+    memory = Memory()
+    seen_twice(memory, user_locked_workspace(ALICE))
+    # Bob took the lock between the observe read and the act re-read.
+    target = FakeTarget(user_locked_workspace(BOB))
+    actor, metrics, _ = make_actor(target, policy(), memory)
+
+    with capture_logs() as logs:
+        results = await actor.carry_out([force_unlock_action(ALICE)], NOW, None)
+
+    assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
+    assert target.posts == []
+    assert count(metrics, "force_unlock", "skipped_changed") == 1
+    [event] = audit_events(logs)
+    assert event["log_level"] == "warning"
+    assert event["outcome"] == "skipped_changed"
+
+
+async def test_a_run_that_finished_before_the_re_read_is_not_cancelled() -> None:
+    finished = stuck_workspace(1)
+    finished = replace(
+        finished,
+        locked=False,
+        holder=None,
+        current_run=applying_run("run-1", status="applied"),
+    )
+    target = FakeTarget(finished)
+    actor, _, _ = make_actor(target, policy())
+
+    results = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
+    assert target.posts == []
+
+
+async def test_a_run_status_change_on_the_fresh_read_skips_and_says_what_changed() -> None:
+    # Still stuck, but now in a different phase than the one observed.
+    moved = stuck_workspace(1)
+    moved = replace(moved, current_run=applying_run("run-1", status="post_apply_running"))
+    target = FakeTarget(moved)
+    actor, _, _ = make_actor(target, policy())
+
+    results = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
+    assert "applying" in results[0].detail
+    assert "post_apply_running" in results[0].detail
+    assert target.posts == []
+
+
+async def test_a_failed_re_read_fails_the_action_without_post() -> None:
+    target = FakeTarget()
+    target.workspaces["ws-1"] = tfc_error(BadResponseError, 200, "missing data")
+    actor, metrics, _ = make_actor(target, policy())
+
+    results = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.FAILED]
+    assert results[0].detail.startswith("re-read failed: ")
+    assert target.posts == []
+    assert count(metrics, "cancel", "failed") == 1
+
+
+# --- permissions ----------------------------------------------------------------------------
+
+
+async def test_missing_permission_is_forbidden_without_post_and_logged_once() -> None:
+    target = FakeTarget(stuck_workspace(1, can_cancel=False))
+    actor, metrics, _ = make_actor(target, policy())
+
+    with capture_logs() as logs:
+        first = await actor.carry_out([cancel_action(1)], NOW, None)
+        second = await actor.carry_out([cancel_action(1)], NOW + timedelta(minutes=1), None)
+
+    assert outcomes(first) == outcomes(second) == [Outcome.FORBIDDEN]
+    assert "can-cancel" in first[0].detail
+    assert target.posts == []
+    assert count(metrics, "cancel", "forbidden") == 2
+    [event] = audit_events(logs)
+    assert event["outcome"] == "forbidden"
+    assert event["log_level"] == "warning"
+
+
+async def test_a_principal_without_admin_sends_no_force_unlock() -> None:
+    workspace = user_locked_workspace(can_force_unlock=False)
+    memory = Memory()
+    seen_twice(memory, workspace)
+    target = FakeTarget(workspace)
+    actor, _, _ = make_actor(target, policy(), memory)
+
+    results = await actor.carry_out([force_unlock_action()], NOW, None)
+
+    assert outcomes(results) == [Outcome.FORBIDDEN]
+    assert "can-force-unlock" in results[0].detail
+    assert target.posts == []
+
+
+# --- what the server answers ----------------------------------------------------------------
+
+
+async def test_a_409_is_skipped_changed_after_exactly_one_post() -> None:
+    target = FakeTarget(stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    target.post_errors["cancel"] = tfc_error(ConflictError, 409, "not planning or applying")
+    actor, metrics, memory = make_actor(target, policy())
+
+    results = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
+    assert len(target.posts) == 1
+    assert count(metrics, "cancel", "skipped_changed") == 1
+    assert memory.actions_since(NOW - timedelta(hours=1)) == 0
+
+
+async def test_a_404_is_forbidden_and_always_logged() -> None:
+    target = FakeTarget(stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    target.post_errors["cancel"] = tfc_error(NotFoundError, 404, "not found")
+    actor, metrics, _ = make_actor(target, policy())
+
+    with capture_logs() as logs:
+        await actor.carry_out([cancel_action(1)], NOW, None)
+        results = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.FORBIDDEN]
+    assert results[0].detail.startswith("not found or not permitted")
+    assert len(target.posts) == 2
+    assert count(metrics, "cancel", "forbidden") == 2
+    assert len(audit_events(logs)) == 2
+
+
+async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
+    workspace = user_locked_workspace()
+    memory = Memory()
+    seen_twice(memory, workspace)
+    target = FakeTarget(workspace)
+    target.allowed_posts = {"force_unlock"}
+    target.post_errors["force_unlock"] = tfc_error(
+        StateVersionPendingError, 503, "state version is still pending"
+    )
+    actor, metrics, _ = make_actor(target, policy(), memory)
+
+    with capture_logs() as logs:
+        results = await actor.carry_out([force_unlock_action()], NOW, None)
+
+    [result] = results
+    assert result.outcome is Outcome.FAILED
+    assert result.retry_later is True
+    assert result.detail == "state version pending; retrying next cycle"
+    assert count(metrics, "force_unlock", "failed") == 1
+    [event] = audit_events(logs)
+    assert event["log_level"] == "warning"
+
+
+async def test_other_api_errors_fail_with_the_reason() -> None:
+    target = FakeTarget(stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    target.post_errors["cancel"] = tfc_error(ServerError, 502, "bad gateway")
+    actor, _, _ = make_actor(target, policy())
+
+    [result] = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.retry_later is False
+    assert "bad gateway" in result.detail
+
+
+async def test_a_bug_in_the_target_is_not_swallowed() -> None:
+    target = FakeTarget(stuck_workspace(1))  # cancel not allowed: the fake raises
+    actor, _, _ = make_actor(target, policy())
+
+    with pytest.raises(AssertionError, match="unexpected POST"):
+        await actor.carry_out([cancel_action(1)], NOW, None)
+
+
+# --- one POST per workspace, and stopping ---------------------------------------------------
+
+
+async def test_at_most_one_post_per_workspace_per_call() -> None:
+    target = FakeTarget(stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    actor, _, _ = make_actor(target, policy())
+
+    results = await actor.carry_out([cancel_action(1), cancel_action(1)], NOW, None)
+
+    assert outcomes(results) == [Outcome.DONE, Outcome.SKIPPED_CHANGED]
+    assert len(target.posts) == 1
+
+
+async def test_stop_sends_no_further_post_and_drops_the_rest() -> None:
+    target = FakeTarget(*(stuck_workspace(n) for n in range(3)))
+    target.allowed_posts = {"cancel"}
+    actor, metrics, _ = make_actor(target, policy())
+    target.after_post = actor.stop  # SIGTERM arrives during the first POST
+
+    results = await actor.carry_out([cancel_action(n) for n in range(3)], NOW, None)
+
+    assert outcomes(results) == [Outcome.DONE]
+    assert len(target.posts) == 1
+    assert target.reads == ["ws-0"]
+    assert count(metrics, "cancel", "skipped_budget") == 0
+    assert actor.stopped
+
+
+async def test_a_stopped_actor_does_nothing() -> None:
+    target = FakeTarget(stuck_workspace(0))
+    actor, _, _ = make_actor(target, policy())
+    actor.stop()
+
+    assert await actor.carry_out([cancel_action(0)], NOW, None) == []
+    assert target.reads == []
+
+
+async def test_stop_during_the_re_read_sends_no_post() -> None:
+    target = FakeTarget(stuck_workspace(0))
+    target.allowed_posts = {"cancel"}
+    actor, metrics, _ = make_actor(target, policy())
+    target.after_read = actor.stop
+
+    results = await actor.carry_out([cancel_action(0)], NOW, None)
+
+    assert results == []
+    assert target.posts == []
+    assert count(metrics, "cancel", "done") == 0
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+async def test_an_action_of_a_source_without_executor_fails_without_any_call() -> None:
+    target = FakeTarget()  # any read or POST would fail the test
+    actor, metrics, _ = make_actor(target, policy())
+    action = replace(cancel_action(0), kind=ActionKind.DELETE_LOCK, source=Source.DYNAMODB)
+
+    [result] = await actor.carry_out([action], NOW, None)
+
+    assert result.outcome is Outcome.FAILED
+    assert "dynamodb" in result.detail
+    assert count(metrics, "delete_lock", "failed") == 1

@@ -1,0 +1,362 @@
+"""Carry out planned actions: the only code that mutates anything remote.
+
+For each planned action, in the order decide.py gives (oldest finding first):
+
+1. Budget: `limits.max_actions_per_cycle` (POSTs attempted in this call) and
+   `limits.max_actions_per_hour` (a sliding hour kept in memory.py, so it survives restarts
+   with a state file). Past either: `skipped_budget`, nothing is read or sent.
+2. Re-read the workspace now and run the same ladder on it (decide.plan_for_workspace, at the
+   server time of that read). Act only if it still plans the same rung for the same holder
+   and the same run in the same status; else `skipped_changed`. A failed re-read is `failed`.
+3. Permissions from the fresh read (`permissions.can-*`); without them `forbidden`, logged
+   once per workspace and action for the life of the process (counted every time).
+4. Dry-run: `dry_run`, logged as `would <action> <org>/<workspace>` with every field.
+5. Else exactly one POST. 409 means the world changed (`skipped_changed`, never retried or
+   escalated); 404 is "not found or not permitted" (`forbidden`); a pending state version
+   on unlock is `failed` with `retry_later` (decide plans it again next cycle).
+
+Every outcome increments `tfc_watchdog_actions_total{action,outcome}` and writes one audit
+event. Only API errors (TfcError) are caught: anything else is a bug and keeps its traceback.
+
+Dry-run and the budget: a dry-run action is gated by the budget as it stands (so a spent
+hourly budget shows as `skipped_budget` in a preview too) but spends none of it, because it
+sends nothing. A dry-run cycle therefore previews every action that passes its checks.
+
+The hourly window records successful POSTs only: a call the server refused changed nothing,
+and counting refusals would let one persistently failing workspace starve every other one.
+The per-cycle cap counts every POST attempted, so refusals are still bounded per cycle.
+
+Sources: actions are dispatched by `PlannedAction.source` to an executor. Only TFC exists
+now; an S3-backend executor (`delete_lock`) is another class with the same two methods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from watchdog.decide import plan_for_workspace
+from watchdog.memory import Memory
+from watchdog.metrics import Metrics
+from watchdog.model import (
+    ActionKind,
+    ActionResult,
+    Holder,
+    Outcome,
+    PlannedAction,
+    Source,
+    Workspace,
+    format_age,
+    format_duration,
+)
+from watchdog.policy import Policy
+from watchdog.sources.tfc.client import (
+    ConflictError,
+    NotFoundError,
+    StateVersionPendingError,
+    TfcError,
+)
+
+HOUR = timedelta(hours=1)
+
+_UNLOCKS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+
+
+class ActionTarget(Protocol):
+    """What act.py needs from the TFC source (watchdog.sources.tfc.source.TfcSource)."""
+
+    async def read_workspace(self, workspace_id: str) -> Workspace: ...
+    async def cancel_run(self, run_id: str, comment: str) -> None: ...
+    async def force_cancel_run(self, run_id: str, comment: str) -> None: ...
+    async def discard_run(self, run_id: str, comment: str) -> None: ...
+    async def unlock_workspace(self, workspace_id: str) -> None: ...
+    async def force_unlock_workspace(self, workspace_id: str) -> None: ...
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The result of re-verifying one action: `outcome` None means go ahead."""
+
+    outcome: Outcome | None = None
+    detail: str = ""
+
+
+class Executor(Protocol):
+    """Re-verifies and performs actions of one source."""
+
+    async def recheck(
+        self, action: PlannedAction, identity: Holder | None, policy: Policy
+    ) -> Verdict: ...
+
+    async def perform(self, action: PlannedAction) -> ActionResult: ...
+
+
+class TfcExecutor:
+    """TFC/TFE: re-read the workspace, check `permissions`, send one POST."""
+
+    def __init__(self, target: ActionTarget, memory: Memory) -> None:
+        self._target = target
+        self._memory = memory
+
+    async def recheck(
+        self, action: PlannedAction, identity: Holder | None, policy: Policy
+    ) -> Verdict:
+        try:
+            fresh = await self._target.read_workspace(action.workspace_id)
+        except TfcError as exc:
+            return Verdict(Outcome.FAILED, f"re-read failed: {exc}")
+        replan = plan_for_workspace(fresh, True, policy, self._memory, self._target.now(), identity)
+        change = _what_changed(action, fresh, replan)
+        if change:
+            return Verdict(Outcome.SKIPPED_CHANGED, change)
+        if action.run_id is not None and (
+            fresh.current_run is None or fresh.current_run.id != action.run_id
+        ):
+            # The ladder saw this run, so it should be the current one; never act on a guess.
+            return Verdict(Outcome.SKIPPED_CHANGED, f"run {action.run_id} is no longer current")
+        missing = _missing_permission(action, fresh)
+        if missing:
+            return Verdict(Outcome.FORBIDDEN, f"the token lacks {missing}")
+        return Verdict()
+
+    async def perform(self, action: PlannedAction) -> ActionResult:
+        try:
+            await self._post(action)
+        except ConflictError as exc:
+            # The world changed under us: re-read next cycle, never escalate on a 409.
+            return ActionResult(action, Outcome.SKIPPED_CHANGED, f"conflict (409): {exc}")
+        except NotFoundError as exc:
+            return ActionResult(action, Outcome.FORBIDDEN, f"not found or not permitted: {exc}")
+        except StateVersionPendingError as exc:
+            if action.kind in _UNLOCKS:
+                return ActionResult(
+                    action,
+                    Outcome.FAILED,
+                    "state version pending; retrying next cycle",
+                    retry_later=True,
+                )
+            return ActionResult(action, Outcome.FAILED, str(exc))
+        except TfcError as exc:
+            return ActionResult(action, Outcome.FAILED, str(exc))
+        return ActionResult(action, Outcome.DONE)
+
+    async def _post(self, action: PlannedAction) -> None:
+        target = self._target
+        match action.kind:
+            case ActionKind.CANCEL:
+                await target.cancel_run(_run_id(action), action.comment)
+            case ActionKind.FORCE_CANCEL:
+                await target.force_cancel_run(_run_id(action), action.comment)
+            case ActionKind.DISCARD:
+                await target.discard_run(_run_id(action), action.comment)
+            case ActionKind.UNLOCK:
+                await target.unlock_workspace(action.workspace_id)
+            case ActionKind.FORCE_UNLOCK:
+                await target.force_unlock_workspace(action.workspace_id)
+            case _:
+                raise ValueError(f"{action.kind.value} is not a TFC action")
+
+
+def _run_id(action: PlannedAction) -> str:
+    if action.run_id is None:
+        raise ValueError(f"{action.kind.value} planned without a run id")
+    return action.run_id
+
+
+def _what_changed(
+    action: PlannedAction, fresh: Workspace, replan: PlannedAction | None
+) -> str | None:
+    """Why the fresh read no longer justifies the action (one line), or None if it does."""
+    if replan is None:
+        run = fresh.current_run
+        now = (
+            f"holder {fresh.holder.label() if fresh.holder else 'none'}, "
+            f"run {run.id + ' ' + run.status if run else 'none'}"
+        )
+        return f"no action planned on a fresh read (now: {now})"
+    changes = []
+    if replan.kind != action.kind:
+        changes.append(f"action {action.kind.value} -> {replan.kind.value}")
+    old_holder = action.holder.id if action.holder else None
+    new_holder = replan.holder.id if replan.holder else None
+    if old_holder != new_holder:
+        changes.append(f"holder {_holder(action.holder)} -> {_holder(replan.holder)}")
+    if replan.run_id != action.run_id:
+        changes.append(f"run {action.run_id} -> {replan.run_id}")
+    if replan.run_status != action.run_status:
+        changes.append(f"run status {action.run_status} -> {replan.run_status}")
+    return "; ".join(changes) or None
+
+
+def _holder(holder: Holder | None) -> str:
+    return holder.label() if holder else "none"
+
+
+def _missing_permission(action: PlannedAction, fresh: Workspace) -> str | None:
+    """The `permissions.can-*` the fresh read lacks for this action, or None."""
+    ws = fresh.permissions
+    if action.kind is ActionKind.UNLOCK:
+        return None if ws.can_unlock else "can-unlock"
+    if action.kind is ActionKind.FORCE_UNLOCK:
+        return None if ws.can_force_unlock else "can-force-unlock"
+    run = fresh.current_run
+    if run is None:
+        raise ValueError(f"{action.kind.value} checked without a current run")
+    needed = {
+        ActionKind.CANCEL: ("can-cancel", run.permissions.can_cancel),
+        ActionKind.FORCE_CANCEL: ("can-force-cancel", run.permissions.can_force_cancel),
+        ActionKind.DISCARD: ("can-discard", run.permissions.can_discard),
+    }
+    if action.kind not in needed:
+        raise ValueError(f"{action.kind.value} is not a TFC action")
+    name, granted = needed[action.kind]
+    return None if granted else name
+
+
+class Actor:
+    def __init__(
+        self,
+        *,
+        source: ActionTarget,
+        policy: Policy,
+        memory: Memory,
+        metrics: Metrics,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        # Public so a config reload can swap it in place (forbidden-once memory survives).
+        self.policy = policy
+        self._memory = memory
+        self._metrics = metrics
+        self._log = log
+        self._executors: dict[Source, Executor] = {Source.TFC: TfcExecutor(source, memory)}
+        self._stopped = False
+        # (workspace id, action) pairs whose missing permission was already logged.
+        self._forbidden_logged: set[tuple[str, ActionKind]] = set()
+
+    def stop(self) -> None:
+        """Send no further request (SIGTERM). Actions not yet attempted are dropped."""
+        self._stopped = True
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    async def carry_out(
+        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+    ) -> list[ActionResult]:
+        limits = self.policy.limits
+        results: list[ActionResult] = []
+        posts = 0
+        # At most one POST per workspace per cycle, whatever the plan holds.
+        posted: set[tuple[Source, str]] = set()
+        for index, action in enumerate(planned):
+            if self._stopped:
+                self._log_stop(len(planned) - index)
+                break
+            executor = self._executors.get(action.source)
+            if executor is None:
+                self._finish(
+                    results,
+                    ActionResult(
+                        action, Outcome.FAILED, f"no executor for source {action.source.value}"
+                    ),
+                )
+                continue
+            if (action.source, action.workspace_id) in posted:
+                self._finish(
+                    results,
+                    ActionResult(
+                        action,
+                        Outcome.SKIPPED_CHANGED,
+                        "already acted on this workspace in this cycle",
+                    ),
+                )
+                continue
+            spent = self._over_budget(posts, now)
+            if spent:
+                self._finish(results, ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
+                continue
+            verdict = await executor.recheck(action, identity, self.policy)
+            if self._stopped:
+                # Stopped while re-reading: this action is dropped too, before its POST.
+                self._log_stop(len(planned) - index)
+                break
+            if verdict.outcome is not None:
+                self._finish(
+                    results,
+                    ActionResult(action, verdict.outcome, verdict.detail),
+                    # A missing permission does not fix itself: say it once, count it always.
+                    once=verdict.outcome is Outcome.FORBIDDEN,
+                )
+                continue
+            if self.policy.dry_run:
+                self._finish(results, ActionResult(action, Outcome.DRY_RUN))
+                continue
+            posts += 1
+            posted.add((action.source, action.workspace_id))
+            result = await executor.perform(action)
+            if result.outcome is Outcome.DONE:
+                self._memory.record_action(now)
+            self._finish(results, result)
+        self._metrics.actions_budget_remaining.set(
+            max(0, limits.max_actions_per_hour - self._memory.actions_since(now - HOUR))
+        )
+        return results
+
+    def _over_budget(self, posts: int, now: datetime) -> str | None:
+        limits = self.policy.limits
+        if posts >= limits.max_actions_per_cycle:
+            return f"per-cycle budget spent ({limits.max_actions_per_cycle} per cycle)"
+        if self._memory.actions_since(now - HOUR) >= limits.max_actions_per_hour:
+            return f"hourly budget spent ({limits.max_actions_per_hour} per hour)"
+        return None
+
+    def _log_stop(self, remaining: int) -> None:
+        self._log.info("stopping: planned actions not attempted", remaining=remaining)
+
+    def _finish(
+        self, results: list[ActionResult], result: ActionResult, *, once: bool = False
+    ) -> None:
+        results.append(result)
+        action = result.action
+        self._metrics.action(action.kind, result.outcome)
+        if once:
+            key = (action.workspace_id, action.kind)
+            if key in self._forbidden_logged:
+                return
+            self._forbidden_logged.add(key)
+        self._audit(result)
+
+    def _audit(self, result: ActionResult) -> None:
+        action = result.action
+        fields: dict[str, object] = {
+            "action": action.kind.value,
+            "outcome": result.outcome.value,
+            "organization": action.organization,
+            "workspace": action.workspace,
+            "workspace_id": action.workspace_id,
+            "holder": action.holder.label() if action.holder else None,
+            "run_id": action.run_id,
+            "run_status": action.run_status,
+            "age": format_age(action.age),
+            "age_seconds": int(action.age.total_seconds()),
+            "threshold": format_duration(action.threshold),
+            "rule": action.rule,
+            "reason": action.reason,
+            "detail": result.detail,
+            "dry_run": self.policy.dry_run,
+        }
+        if result.retry_later:
+            fields["retry_later"] = True
+        if result.outcome is Outcome.DRY_RUN:
+            what = f"{action.organization}/{action.workspace}"
+            self._log.info(f"would {action.kind.value} {what}", **fields)
+        elif result.outcome is Outcome.DONE:
+            self._log.info("action", **fields)
+        else:
+            self._log.warning("action", **fields)
