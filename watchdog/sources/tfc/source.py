@@ -1,0 +1,193 @@
+"""The TFC/TFE lock source: observe workspaces, re-read one, and the five mutating calls.
+
+Observing costs ceil(N/100) workspace-list requests per organization and nothing else: the
+run lists allow only 30 requests per minute (reference/tfc-api.md 3.1), so runs come in
+through `include=current_run`, never from per-workspace run lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+import structlog
+
+from watchdog.metrics import Metrics
+from watchdog.model import Holder, HolderType, Observation, Source, Workspace
+from watchdog.sources.tfc.client import (
+    BadResponseError,
+    NotFoundError,
+    StateVersionPendingError,
+    TfcClient,
+    TfcError,
+)
+from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
+
+log = structlog.get_logger(__name__)
+
+PAGE_SIZE: Final = "100"  # the API's maximum
+INCLUDE: Final = "current_run,locked_by,project"
+LIST_WORKSPACES: Final = "GET /organizations/:org/workspaces"
+SHOW_WORKSPACE: Final = "GET /workspaces/:id"
+ACCOUNT_DETAILS: Final = "GET /account/details"
+_PENDING_STATE = "state version is still pending"
+
+
+def _segment(value: str) -> str:
+    # Ids and names go into the path; quoting keeps a strange one from changing the route.
+    return quote(value, safe="")
+
+
+class TfcSource:
+    source = Source.TFC
+
+    def __init__(self, client: TfcClient, organizations: Sequence[str], metrics: Metrics) -> None:
+        self._client = client
+        self._organizations = tuple(organizations)
+        self._metrics = metrics
+        # workspace id -> organization, from the last observation (read_workspace needs it
+        # when the single-workspace document lacks the organization relationship).
+        self._organization_of: dict[str, str] = {}
+
+    def now(self) -> datetime:
+        return self._client.server_now()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def observe(self) -> list[Observation]:
+        """One Observation per organization (in config order); never raises for API errors."""
+        return list(await asyncio.gather(*(self._observe_one(org) for org in self._organizations)))
+
+    async def _observe_one(self, organization: str) -> Observation:
+        try:
+            pages = await self._client.get_all_pages(
+                f"/organizations/{_segment(organization)}/workspaces",
+                endpoint=LIST_WORKSPACES,
+                params={"page[size]": PAGE_SIZE, "include": INCLUDE},
+            )
+            workspaces: dict[str, Workspace] = {}
+            unreadable: set[str] = set()
+            for page in pages:
+                try:
+                    parsed, bad_ids, errors = parse_workspace_page(page, organization)
+                except BadResponseError as exc:
+                    raise BadResponseError(endpoint=LIST_WORKSPACES, detail=exc.detail) from None
+                if errors:
+                    self._metrics.parse_errors.inc(errors)
+                unreadable.update(bad_ids)
+                for workspace in parsed:
+                    # A workspace can appear twice if the list shifted between pages.
+                    workspaces.setdefault(workspace.id, workspace)
+        except TfcError as exc:
+            self._metrics.observe_error(self.source.value, exc.reason)
+            log.warning(
+                "tfc.observe_failed",
+                organization=organization,
+                reason=exc.reason,
+                error=str(exc),
+            )
+            return Observation(
+                source=self.source,
+                organization=organization,
+                server_now=self._client.server_now(),
+                complete=False,
+                error=str(exc),
+            )
+        for workspace_id in workspaces:
+            self._organization_of[workspace_id] = organization
+        return Observation(
+            source=self.source,
+            organization=organization,
+            server_now=self._client.server_now(),
+            workspaces=tuple(workspaces.values()),
+            unreadable=frozenset(unreadable - workspaces.keys()),
+            complete=True,
+            total_workspaces=_total_count(pages[0], len(workspaces) + len(unreadable)),
+        )
+
+    async def read_workspace(self, workspace_id: str) -> Workspace:
+        """A fresh read of one workspace; BadResponseError when it cannot be parsed."""
+        document = await self._client.get(
+            f"/workspaces/{_segment(workspace_id)}",
+            endpoint=SHOW_WORKSPACE,
+            params={"include": INCLUDE},
+        )
+        try:
+            return parse_workspace_document(document, self._organization_of.get(workspace_id, ""))
+        except BadResponseError as exc:
+            self._metrics.parse_errors.inc()
+            log.warning("tfc.parse_error", workspace_id=workspace_id, error=str(exc))
+            raise BadResponseError(
+                endpoint=SHOW_WORKSPACE, status=exc.status, detail=exc.detail
+            ) from None
+
+    async def identity(self) -> Holder | None:
+        """The user the token belongs to; None for team and organization tokens (404)."""
+        try:
+            document = await self._client.get("/account/details", endpoint=ACCOUNT_DETAILS)
+        except NotFoundError:
+            return None
+        data = document.get("data")
+        attributes = data.get("attributes") if isinstance(data, dict) else None
+        user_id = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(user_id, str) or not user_id or not isinstance(attributes, dict):
+            raise BadResponseError(endpoint=ACCOUNT_DETAILS, detail="no user id in the account")
+        username = attributes.get("username")
+        return Holder(
+            type=HolderType.USER,
+            id=user_id,
+            name=username if isinstance(username, str) and username else None,
+        )
+
+    # --- acting: each exactly one POST (the client never retries one that may have acted) ---
+
+    async def cancel_run(self, run_id: str, comment: str) -> None:
+        await self._run_action(run_id, "cancel", comment)
+
+    async def force_cancel_run(self, run_id: str, comment: str) -> None:
+        await self._run_action(run_id, "force-cancel", comment)
+
+    async def discard_run(self, run_id: str, comment: str) -> None:
+        await self._run_action(run_id, "discard", comment)
+
+    async def unlock_workspace(self, workspace_id: str) -> None:
+        await self._unlock(workspace_id, "unlock")
+
+    async def force_unlock_workspace(self, workspace_id: str) -> None:
+        await self._unlock(workspace_id, "force-unlock")
+
+    async def _run_action(self, run_id: str, action: str, comment: str) -> None:
+        # A plain {"comment": ...} body, not a JSON:API envelope (reference/tfc-api.md 4).
+        body: dict[str, Any] = {"comment": comment}
+        await self._client.post(
+            f"/runs/{_segment(run_id)}/actions/{action}",
+            endpoint=f"POST /runs/:id/actions/{action}",
+            json=body,
+        )
+
+    async def _unlock(self, workspace_id: str, action: str) -> None:
+        endpoint = f"POST /workspaces/:id/actions/{action}"
+        try:
+            await self._client.post(
+                f"/workspaces/{_segment(workspace_id)}/actions/{action}", endpoint=endpoint
+            )
+        except TfcError as exc:
+            # 503 for API clients, 400 for Terraform CLI >= 1.10, while an intermediate state
+            # version is finalized (reference/tfc-api.md 2): not a failure, try again later.
+            if exc.status == 503 or (exc.status == 400 and _PENDING_STATE in exc.detail.lower()):
+                raise StateVersionPendingError(
+                    endpoint=endpoint, status=exc.status, detail=exc.detail
+                ) from exc
+            raise
+
+
+def _total_count(first_page: dict[str, Any], fallback: int) -> int:
+    meta = first_page.get("meta")
+    pagination = meta.get("pagination") if isinstance(meta, dict) else None
+    total = pagination.get("total-count") if isinstance(pagination, dict) else None
+    if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
+        return total
+    return fallback
