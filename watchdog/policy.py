@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticCustomError
 
 from watchdog.model import ActionKind, PhaseGroup, Run, Workspace, format_duration
@@ -48,6 +50,8 @@ def parse_duration(value: Any) -> timedelta:
         seconds = float(value)
     else:
         text = value.strip()
+        if text.startswith("-"):
+            raise ValueError(f"{value!r}: a duration must be greater than zero")
         try:
             seconds = float(text)
         except ValueError:
@@ -146,31 +150,62 @@ class Defaults(StrictModel):
 _TFC_MATCHERS = ("organizations", "projects", "workspaces", "tags")
 
 
+def _check_glob(pattern: str) -> str:
+    if not pattern.strip():
+        raise ValueError("a glob must not be empty")
+    # fnmatch accepts anything, so an unclosed `[` silently matches a literal bracket:
+    # almost certainly not what the author meant.
+    depth = 0
+    for char in pattern:
+        if char == "[":
+            depth += 1
+        elif char == "]" and depth:
+            depth -= 1
+    if depth or pattern.count("[") != pattern.count("]"):
+        raise ValueError(f"{pattern!r} is not a valid glob: unbalanced [ ]")
+    return pattern
+
+
+def _check_regex(pattern: str) -> str:
+    if not pattern:
+        # An empty pattern matches every reason: it would protect every lock.
+        raise ValueError("an empty regular expression would protect every lock")
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+    return pattern
+
+
+def _check_name(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Glob = Annotated[str, AfterValidator(_check_glob)]
+Regex = Annotated[str, AfterValidator(_check_regex)]
+Name = Annotated[str, AfterValidator(_check_name)]
+
+
 class Match(StrictModel):
     """Which workspaces a rule applies to. Every listed criterion must match (AND); an empty
     list matches everything. Names, projects and paths are shell globs (`sandbox-*`).
     TFC matchers (organizations, projects, workspaces, tags) and S3-backend matchers (paths)
     cannot be mixed in one rule: such a rule could never match anything."""
 
-    organizations: tuple[str, ...] = ()
+    organizations: tuple[Glob, ...] = ()
     """Organization names (globs)."""
-    projects: tuple[str, ...] = ()
+    projects: tuple[Glob, ...] = ()
     """Project names or ids (globs)."""
-    workspaces: tuple[str, ...] = ()
+    workspaces: tuple[Glob, ...] = ()
     """Workspace names (globs)."""
-    tags: tuple[str, ...] = ()
+    tags: tuple[Name, ...] = ()
     """Workspace tags; the workspace must carry all of them."""
     sources: tuple[Literal["tfc", "dynamodb", "s3"], ...] = ()
     """Lock sources this rule applies to: tfc, dynamodb, s3. Empty = every source."""
-    paths: tuple[str, ...] = ()
+    paths: tuple[Glob, ...] = ()
     """S3 backend state paths (`<table or bucket>/<key>` globs, e.g. `tf-state/prod/*`)."""
-
-    @field_validator("organizations", "projects", "workspaces", "paths")
-    @classmethod
-    def _valid_globs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            _check_glob(value)
-        return values
 
     @model_validator(mode="after")
     def _matchable(self) -> Match:
@@ -182,8 +217,7 @@ class Match(StrictModel):
             )
         if tfc_keys and self.sources and "tfc" not in self.sources:
             raise ValueError(
-                f"{' and '.join(tfc_keys)} only match TFC workspaces, "
-                "but sources does not list tfc"
+                f"{' and '.join(tfc_keys)} only match TFC workspaces, but sources does not list tfc"
             )
         if self.paths and self.sources and set(self.sources) == {"tfc"}:
             raise ValueError("paths only match S3-backend locks, but sources lists only tfc")
@@ -212,21 +246,6 @@ class Match(StrictModel):
         if self.sources and source not in self.sources:
             return False
         return _any_glob(self.paths, store_path)
-
-
-def _check_glob(pattern: str) -> None:
-    if not pattern.strip():
-        raise ValueError("a glob must not be empty")
-    # fnmatch accepts anything, so an unclosed `[` silently matches a literal bracket:
-    # almost certainly not what the author meant.
-    depth = 0
-    for char in pattern:
-        if char == "[":
-            depth += 1
-        elif char == "]" and depth:
-            depth -= 1
-    if depth or pattern.count("[") != pattern.count("]"):
-        raise ValueError(f"{pattern!r} is not a valid glob: unbalanced [ ]")
 
 
 def _any_glob(patterns: tuple[str, ...], value: str) -> bool:
@@ -293,32 +312,12 @@ class EffectiveRule(BaseModel):
 class Protect(StrictModel):
     """Never acted on, whatever the rules say (still reported)."""
 
-    workspaces: tuple[str, ...] = ()
+    workspaces: tuple[Glob, ...] = ()
     """Workspace name globs."""
-    tags: tuple[str, ...] = ()
+    tags: tuple[Name, ...] = ()
     """A workspace with any of these tags is protected."""
-    lock_reasons: tuple[str, ...] = ("(?i)maintenance", "(?i)do.?not.?unlock")
+    lock_reasons: tuple[Regex, ...] = ("(?i)maintenance", "(?i)do.?not.?unlock")
     """Regular expressions searched in `locked-reason`: a matching lock is never cleared."""
-
-    @field_validator("workspaces")
-    @classmethod
-    def _valid_globs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            _check_glob(value)
-        return values
-
-    @field_validator("lock_reasons")
-    @classmethod
-    def _valid_regexes(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            if not value:
-                # An empty pattern matches every reason: it would protect every lock.
-                raise ValueError("an empty regular expression would protect every lock")
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from None
-        return values
 
     def workspace_protection(self, workspace: Workspace) -> str | None:
         """Why a workspace is protected (a human phrase), or None."""
@@ -358,9 +357,9 @@ class LogConfig(StrictModel):
 
     format: Annotated[Literal["auto", "json", "console"], BeforeValidator(_lowercase)] = "auto"
     """auto = console on a TTY, JSON otherwise (containers)."""
-    level: Annotated[
-        Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)
-    ] = "info"
+    level: Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(_lowercase)] = (
+        "info"
+    )
     """Minimum level logged: debug, info, warning or error."""
 
 
@@ -377,7 +376,7 @@ class TfcConfig(StrictModel):
 
     address: str = "https://app.terraform.io"
     """HCP Terraform, or your Terraform Enterprise URL (https://tfe.example.com)."""
-    organizations: Annotated[tuple[str, ...], Field(json_schema_extra={"minItems": 1})]
+    organizations: Annotated[tuple[Name, ...], Field(json_schema_extra={"minItems": 1})]
     """Organizations to watch (at least one)."""
     token_file: str | None = None
     """A file holding the API token (else env TFC_WATCHDOG_TOKEN). Never put the token here."""
@@ -400,9 +399,6 @@ class TfcConfig(StrictModel):
     def _some_organizations(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         if not values:
             raise ValueError("list at least one organization to watch")
-        for value in values:
-            if not value.strip():
-                raise ValueError("an organization name must not be empty")
         return values
 
     @field_validator("token_file", "ca_bundle")
@@ -416,17 +412,10 @@ class TfcConfig(StrictModel):
 class LockfileBucket(StrictModel):
     """An S3 bucket holding state with native locking (`use_lockfile = true`)."""
 
-    bucket: str
+    bucket: Name
     """The bucket name."""
     prefix: str = ""
     """Only `.tflock` objects under this key prefix are watched. Empty = the whole bucket."""
-
-    @field_validator("bucket")
-    @classmethod
-    def _non_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("a bucket name must not be empty")
-        return value
 
 
 class S3BackendConfig(StrictModel):
@@ -437,7 +426,7 @@ class S3BackendConfig(StrictModel):
     """AWS region of the lock tables and buckets."""
     endpoint_url: str | None = None
     """For S3-compatible stores and tests (http://127.0.0.1:5000). null = AWS."""
-    dynamodb_tables: tuple[str, ...] = ()
+    dynamodb_tables: tuple[Name, ...] = ()
     """DynamoDB lock tables (the backend's `dynamodb_table`)."""
     lockfile_buckets: tuple[LockfileBucket, ...] = ()
     """Buckets whose `.tflock` objects are watched (S3 native locking)."""
@@ -453,14 +442,6 @@ class S3BackendConfig(StrictModel):
         if not re.match(r"^[a-z]{2}(-[a-z]+)+-\d+$", value):
             raise ValueError(f"{value!r} is not an AWS region such as us-east-1")
         return value
-
-    @field_validator("dynamodb_tables")
-    @classmethod
-    def _non_empty_tables(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        for value in values:
-            if not value.strip():
-                raise ValueError("a table name must not be empty")
-        return values
 
     @model_validator(mode="after")
     def _something_to_watch(self) -> S3BackendConfig:
@@ -588,3 +569,22 @@ class Policy(StrictModel):
             if rule.match.matches_path(source, store_path):
                 return self._effective(rule)
         return self._effective(None)
+
+
+class _ConfigJsonSchema(GenerateJsonSchema):
+    def encode_default(self, dft: Any) -> Any:
+        # A bare timedelta default would be published as ISO 8601 (`PT1M`), a form the file
+        # does not accept; publish it the way the file writes it.
+        if isinstance(dft, timedelta):
+            return format_duration(dft)
+        return super().encode_default(dft)
+
+
+def json_schema() -> dict[str, Any]:
+    """The config file's JSON Schema (descriptions from the attribute docstrings)."""
+    schema = Policy.model_json_schema(schema_generator=_ConfigJsonSchema)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+        "title": "tfc-watchdog config",
+    }

@@ -1,0 +1,446 @@
+"""Read the config file: YAML -> environment overrides -> `Policy`, or one line per problem.
+
+Every problem becomes one line naming the file, the line when known, and the key path
+(`config.yaml:12: rules[1].match.workspaces[0]: ...`), because that line is what an on-call
+engineer reads when the daemon refuses to start. Nothing here ever prints a value from a
+`token` key, and a user error never escapes as anything but `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import string
+import types
+import typing
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic_core import ErrorDetails
+
+from watchdog import logs
+from watchdog.model import ActionKind
+from watchdog.policy import Policy
+from watchdog.settings import TOKEN_ENV, apply_env_overrides
+
+# A config file is a few kilobytes; a huge one is the wrong file (a state file, a log).
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_LINES = 40
+
+# (noqa: a message about the token, not a token)
+TOKEN_MESSAGE = (
+    "the token never goes in the config file: use env TFC_WATCHDOG_TOKEN or tfc.token_file"  # noqa: S105
+)
+# HCP Terraform / TFE tokens look like `<14 chars>.atlasv1.<many chars>`.
+_TOKEN_VALUE = re.compile(r"[A-Za-z0-9]{8,}\.atlasv1\.[A-Za-z0-9_-]{16,}")
+_REDACTED = "<redacted>"
+_TOKEN_CHARS = frozenset(string.ascii_letters + string.digits + string.punctuation)
+
+
+class ConfigError(Exception):
+    """A config the watchdog refuses. `lines`: one human line per problem."""
+
+    def __init__(self, lines: Sequence[str]) -> None:
+        self.lines = list(lines)
+        super().__init__("\n".join(self.lines))
+
+
+def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
+    """Read, override from `environ` (see watchdog.settings) and validate the config file."""
+    text = _read_text(path)
+    data, key_lines = _parse_yaml(path, text)
+    if data is None:
+        raise ConfigError(
+            [
+                f"{path}: the file is empty: expected settings such as `tfc: {{organizations: "
+                "[acme]}}` (see config.example.yaml)"
+            ]
+        )
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [
+                f"{path}:1: the top level must be a mapping of keys (dry_run: ..., tfc: ...), "
+                f"not {_kind(data)}"
+            ]
+        )
+    problems = list(_strip_secrets_and_bad_keys(path, data, key_lines))
+    problems.extend(_duplicate_rule_ids(path, data, key_lines))
+    origins, env_problems = apply_env_overrides(data, environ)
+    problems.extend((0, line) for line in env_problems)
+    policy: Policy | None = None
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_format_error(path, err, key_lines, origins) for err in exc.errors())
+    if problems or policy is None:
+        # dict.fromkeys: a duplicate id is found both here and by the model; say it once.
+        ordered = dict.fromkeys(line for _, line in sorted(problems, key=lambda p: p[0]))
+        raise ConfigError(_limit(list(ordered)))
+    return policy
+
+
+def load_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> SecretStr:
+    """The TFC API token: env TFC_WATCHDOG_TOKEN, else the file `tfc.token_file`.
+
+    Surrounding whitespace (a trailing newline in a mounted Secret) is stripped. The token is
+    registered with `logs.add_secret` so no log line can carry it.
+    """
+    from_env = environ.get(TOKEN_ENV, "")
+    if from_env.strip():
+        token, origin = from_env.strip(), f"env {TOKEN_ENV}"
+    elif policy.tfc is not None and policy.tfc.token_file is not None:
+        origin = f"tfc.token_file {policy.tfc.token_file}"
+        try:
+            with open(policy.tfc.token_file, encoding="utf-8") as handle:
+                token = handle.read(64 * 1024).strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{origin}: cannot read the token: {_os_reason(exc)}"]) from None
+        if not token:
+            raise ConfigError([f"{origin}: the file is empty"])
+    else:
+        raise ConfigError(
+            [f"no API token: set env {TOKEN_ENV} or tfc.token_file (a mounted Secret)"]
+        )
+    # A newline or space inside would end up in the Authorization header, and httpx's error
+    # for an invalid header value quotes the header, token included.
+    if any(char not in _TOKEN_CHARS for char in token):
+        raise ConfigError(
+            [
+                f"{origin}: the token contains spaces, line breaks or non-ASCII characters; "
+                "it must be one line"
+            ]
+        )
+    logs.add_secret(token)
+    return SecretStr(token)
+
+
+# --- reading and parsing --------------------------------------------------------------------
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a directory, not a config file"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {_os_reason(exc)}"]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{path}: larger than 1 MiB: is this the config file?"])
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text (bad byte at offset {exc.start})"]) from None
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return type(exc).__name__
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses a key written twice in one mapping (PyYAML keeps the last)."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    first_line: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        # `<<: *anchor` merge keys may legitimately be overridden by a later local key.
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+            continue
+        key = loader.construct_object(key_node)
+        if key in first_line:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} appears twice in one mapping (first on line {first_line[key]})",
+                key_node.start_mark,
+            )
+        first_line[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _parse_yaml(path: str, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """The document, and the line of every key path (for messages)."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        key_lines: dict[tuple[str | int, ...], int] = {}
+        _record_lines(node, (), key_lines, set())
+        return loader.construct_document(node), key_lines
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_error_line(path, exc)]) from None
+    except yaml.YAMLError as exc:
+        # ReaderError (control characters and the like) has no mark object.
+        raise ConfigError([f"{path}: YAML error: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: YAML nested too deeply"]) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_error_line(path: str, exc: yaml.MarkedYAMLError) -> str:
+    # str(exc) would quote the offending source line, which could be a pasted token.
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+    problem = exc.problem or exc.context or "invalid YAML"
+    if exc.context and exc.problem and exc.context_mark and exc.context_mark is not mark:
+        problem += f" ({exc.context} on line {exc.context_mark.line + 1})"
+    return f"{where}: YAML syntax error: {problem}"
+
+
+def _record_lines(
+    node: yaml.Node,
+    loc: tuple[str | int, ...],
+    out: dict[tuple[str | int, ...], int],
+    seen: set[int],
+) -> None:
+    out.setdefault(loc, node.start_mark.line + 1)
+    # Aliases reuse nodes; visiting each once keeps a "billion laughs" file cheap.
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key_loc = (*loc, key_node.value)
+                out.setdefault(key_loc, key_node.start_mark.line + 1)
+                _record_lines(value_node, key_loc, out, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _record_lines(item, (*loc, index), out, seen)
+
+
+# --- checks before validation ---------------------------------------------------------------
+
+
+def _strip_secrets_and_bad_keys(
+    path: str, data: dict[str, Any], key_lines: Mapping[tuple[str | int, ...], int]
+) -> Iterator[tuple[int, str]]:
+    """Remove `token` keys and token-like values (so nothing later can echo them) and report
+    them; report keys that are not names."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    seen: set[int] = set()
+    while stack:
+        loc, value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if isinstance(value, dict):
+            for key in list(value):
+                child_loc = (*loc, str(key))
+                line = _line_of(child_loc, key_lines)
+                if not isinstance(key, str):
+                    yield line, _line(path, line, loc, f"key {key!r} is not a name")
+                    del value[key]
+                elif key.strip().lower() == "token":
+                    yield line, _line(path, line, child_loc, TOKEN_MESSAGE)
+                    del value[key]
+                elif isinstance(value[key], str) and _TOKEN_VALUE.search(value[key]):
+                    yield (
+                        line,
+                        _line(path, line, child_loc, "looks like an API token: " + TOKEN_MESSAGE),
+                    )
+                    value[key] = _REDACTED
+                else:
+                    stack.append((child_loc, value[key]))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                child_loc = (*loc, index)
+                if isinstance(item, str) and _TOKEN_VALUE.search(item):
+                    line = _line_of(child_loc, key_lines)
+                    yield (
+                        line,
+                        _line(path, line, child_loc, "looks like an API token: " + TOKEN_MESSAGE),
+                    )
+                    value[index] = _REDACTED
+                else:
+                    stack.append((child_loc, item))
+
+
+def _duplicate_rule_ids(
+    path: str, data: dict[str, Any], key_lines: Mapping[tuple[str | int, ...], int]
+) -> Iterator[tuple[int, str]]:
+    """The model finds duplicate ids only once every rule is valid; say it in the same run."""
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return
+    first: dict[str, int] = {}
+    for index, rule in enumerate(rules):
+        rule_id = rule.get("id") if isinstance(rule, dict) else None
+        if not isinstance(rule_id, str):
+            continue
+        if rule_id in first:
+            loc = ("rules", index, "id")
+            line = _line_of(loc, key_lines)
+            message = f"duplicate rule id {rule_id!r}: rules[{first[rule_id]}] already uses it"
+            yield line, _line(path, line, loc, message)
+        else:
+            first[rule_id] = index
+
+
+# --- pydantic errors as lines ---------------------------------------------------------------
+
+
+def _format_error(
+    path: str,
+    err: ErrorDetails,
+    key_lines: Mapping[tuple[str | int, ...], int],
+    origins: Mapping[tuple[str, ...], str],
+) -> tuple[int, str]:
+    loc: tuple[str | int, ...] = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    if err["type"] == "duplicate_rule_id" and "index" in ctx:
+        loc = (*loc, int(ctx["index"]), "id")
+    message = _message(err, loc)
+    for origin_loc, variable in origins.items():
+        if loc[: len(origin_loc)] == origin_loc:
+            return 0, f"env {variable}: {message}"
+    line = _line_of(loc, key_lines)
+    return line, _line(path, line, loc, message)
+
+
+def _line(path: str, line: int, loc: Sequence[str | int], message: str) -> str:
+    where = f"{path}:{line}" if line else path
+    key = key_path(loc)
+    return f"{where}: {key}: {message}" if key else f"{where}: {message}"
+
+
+def _line_of(loc: tuple[str | int, ...], key_lines: Mapping[tuple[str | int, ...], int]) -> int:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in key_lines:
+            return key_lines[loc[:end]]
+    return 0
+
+
+def key_path(loc: Sequence[str | int]) -> str:
+    """('rules', 1, 'match', 'workspaces', 0) -> 'rules[1].match.workspaces[0]'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(err: ErrorDetails, loc: tuple[str | int, ...]) -> str:
+    kind = err["type"]
+    value = err.get("input")
+    ctx = err.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return _unknown_key(loc)
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    if kind == "string_type":
+        return f"expected a string, got {_kind(value)}"
+    if kind in {"bool_type", "bool_parsing"}:
+        return f"expected true or false, got {_show(value)}"
+    if kind in {"int_type", "int_parsing", "int_from_float"}:
+        return f"expected a whole number, got {_show(value)}"
+    if kind in {"float_type", "float_parsing"}:
+        return f"expected a number, got {_show(value)}"
+    if kind in {"tuple_type", "list_type"}:
+        return f"expected a list, got {_kind(value)}"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"expected a mapping (key: value), got {_kind(value)}"
+    if kind == "enum" and "actions" in loc:
+        valid = ", ".join(action.value for action in ActionKind)
+        return f"unknown action {_show(value)}; valid actions: {valid}"
+    if kind in {"enum", "literal_error"}:
+        return f"{_show(value)} is not one of {ctx.get('expected', '')}".rstrip()
+    if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
+        return err["msg"].replace("Input should be", "must be") + f", got {_show(value)}"
+    return err["msg"].replace("Input should be", "must be")
+
+
+def _unknown_key(loc: tuple[str | int, ...]) -> str:
+    key = str(loc[-1])
+    names = _field_names(loc[:-1])
+    close = difflib.get_close_matches(key.replace("-", "_").lower(), names, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    elsewhere = [key_path(p) for p in _all_field_paths(Policy, ()) if p[-1] == key]
+    if elsewhere:
+        return f"unknown key here; it belongs under {elsewhere[0]}"
+    return f"unknown key; valid keys here: {', '.join(names)}" if names else "unknown key"
+
+
+def _field_names(loc: tuple[str | int, ...]) -> list[str]:
+    model: type[BaseModel] | None = Policy
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        model = _model_in(field.annotation) if field else None
+    return list(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model inside `X | None`, `tuple[X, ...]`, `Annotated[X, ...]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin in {typing.Union, types.UnionType, tuple, list, typing.Annotated}:
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found:
+                return found
+    return None
+
+
+def _all_field_paths(model: type[BaseModel], loc: tuple[str, ...]) -> Iterator[tuple[str, ...]]:
+    for name, field in model.model_fields.items():
+        yield (*loc, name)
+        inner = _model_in(field.annotation)
+        if inner:
+            yield from _all_field_paths(inner, (*loc, name))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, str):
+        return f"the string {_show(value)}"
+    if isinstance(value, int | float):
+        return f"the number {value}"
+    return type(value).__name__
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value if len(value) <= 60 else value[:57] + "...")
+    if isinstance(value, dict | list | tuple) or value is None:
+        return _kind(value)
+    return repr(value)
+
+
+def _limit(lines: list[str]) -> list[str]:
+    if len(lines) <= MAX_LINES:
+        return lines
+    return [*lines[:MAX_LINES], f"... and {len(lines) - MAX_LINES} more problems"]
