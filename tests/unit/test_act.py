@@ -1,17 +1,23 @@
 """act.py: re-verify, permissions, budget, dry-run, one POST, outcomes and audit events.
 
-The target is a strict fake of TfcSource: it answers only the reads and POSTs a test set up
-and fails loudly on anything else. The ladder on the fresh read is the real decide.py.
+Most tests use a strict fake of TfcSource: it answers only the reads and POSTs a test set up
+and fails loudly on anything else. The last section drives the real TfcSource and TfcClient
+over respx (every request mocked), to prove the wiring: the re-read, the POST bodies and how
+real HTTP answers become outcomes. The ladder on the fresh read is always the real decide.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import email.utils
+import json
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+import respx
 import structlog
 from structlog.testing import capture_logs
 
@@ -40,8 +46,10 @@ from watchdog.sources.tfc.client import (
     NotFoundError,
     ServerError,
     StateVersionPendingError,
+    TfcClient,
     TfcError,
 )
+from watchdog.sources.tfc.source import TfcSource
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ORG = "acme"
@@ -231,7 +239,7 @@ def outcomes(results: list[ActionResult]) -> list[Outcome]:
     return [r.outcome for r in results]
 
 
-def audit_events(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def audit_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
     return [e for e in logs if "outcome" in e]
 
 
@@ -625,3 +633,200 @@ async def test_an_action_of_a_source_without_executor_fails_without_any_call() -
     assert result.outcome is Outcome.FAILED
     assert "dynamodb" in result.detail
     assert count(metrics, "delete_lock", "failed") == 1
+
+
+# --- the real TfcSource over respx ----------------------------------------------------------
+
+API = "http://127.0.0.1:9/api/v2"
+DATE = {"Date": email.utils.format_datetime(NOW, usegmt=True)}
+
+
+def stamp(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def workspace_document(
+    *, status: str = "applying", can_cancel: bool = True, holder: str = "run-1"
+) -> dict[str, Any]:
+    """GET /workspaces/ws-1?include=...: locked by its run, applying for 7h."""
+    return {
+        "data": {
+            "id": "ws-1",
+            "type": "workspaces",
+            "attributes": {
+                "name": "app-1",
+                "locked": True,
+                "permissions": {"can-unlock": True, "can-force-unlock": True},
+            },
+            "relationships": {
+                "organization": {"data": {"id": ORG, "type": "organizations"}},
+                "locked-by": {"data": {"id": holder, "type": "runs"}},
+                "current-run": {"data": {"id": "run-1", "type": "runs"}},
+            },
+        },
+        "included": [
+            {
+                "id": "run-1",
+                "type": "runs",
+                "attributes": {
+                    "status": status,
+                    "created-at": stamp(NOW - timedelta(hours=8)),
+                    "status-timestamps": {
+                        f"{status.replace('_', '-')}-at": stamp(NOW - timedelta(hours=7))
+                    },
+                    "actions": {"is-cancelable": True},
+                    "permissions": {"can-cancel": can_cancel},
+                },
+            }
+        ],
+    }
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[tuple[respx.MockRouter, TfcSource, Metrics]]:
+    metrics = Metrics()
+    with respx.mock(base_url=API, assert_all_mocked=True, assert_all_called=False) as router:
+        async with TfcClient(
+            address="http://127.0.0.1:9", token="t0ken", metrics=metrics, requests_per_second=1000
+        ) as client:
+            yield router, TfcSource(client, [ORG], metrics), metrics
+
+
+def real_actor(source: TfcSource, metrics: Metrics, pol: Policy) -> Actor:
+    return Actor(
+        source=source,
+        policy=pol,
+        memory=Memory(),
+        metrics=metrics,
+        log=structlog.get_logger("watchdog.act"),
+    )
+
+
+def posts(router: respx.MockRouter) -> list[httpx.Request]:
+    return [call.request for call in router.calls if call.request.method == "POST"]
+
+
+async def test_real_source_cancel_posts_the_comment_once(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
+    cancel = router.post("/runs/run-1/actions/cancel").respond(202, headers=DATE)
+    action = cancel_action(1)
+
+    [result] = await real_actor(source, metrics, policy()).carry_out([action], NOW, None)
+
+    assert result.outcome is Outcome.DONE
+    assert cancel.call_count == 1
+    assert json.loads(cancel.calls.last.request.content) == {"comment": action.comment}
+    assert count(metrics, "cancel", "done") == 1
+
+
+async def test_real_source_dry_run_sends_only_the_re_read(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    read = router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
+
+    [result] = await real_actor(source, metrics, policy(dry_run=True)).carry_out(
+        [cancel_action(1)], NOW, None
+    )
+
+    assert result.outcome is Outcome.DRY_RUN
+    assert read.call_count == 1
+    assert posts(router) == []
+
+
+async def test_real_source_finished_run_on_re_read_sends_no_post(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    router.get("/workspaces/ws-1").respond(
+        200, json=workspace_document(status="applied"), headers=DATE
+    )
+
+    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+
+    assert result.outcome is Outcome.SKIPPED_CHANGED
+    assert posts(router) == []
+
+
+async def test_real_source_missing_can_cancel_sends_no_post(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    router.get("/workspaces/ws-1").respond(
+        200, json=workspace_document(can_cancel=False), headers=DATE
+    )
+
+    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+
+    assert result.outcome is Outcome.FORBIDDEN
+    assert posts(router) == []
+
+
+async def test_real_source_a_409_is_not_retried_or_escalated(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
+    router.post("/runs/run-1/actions/cancel").respond(
+        409,
+        json={"errors": [{"status": "409", "title": "conflict", "detail": "not applying"}]},
+        headers=DATE,
+    )
+
+    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+
+    assert result.outcome is Outcome.SKIPPED_CHANGED
+    assert len(posts(router)) == 1
+
+
+async def test_real_source_a_404_on_the_post_is_forbidden(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
+    router.post("/runs/run-1/actions/cancel").respond(404, headers=DATE)
+
+    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+
+    assert result.outcome is Outcome.FORBIDDEN
+    assert len(posts(router)) == 1
+
+
+async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    document = workspace_document()
+    # A user lock, stale and seen twice, with the current run finished.
+    document["data"]["relationships"]["locked-by"] = {"data": {"id": "user-alice", "type": "users"}}
+    document["included"][0]["attributes"]["status"] = "applied"
+    router.get("/workspaces/ws-1").respond(200, json=document, headers=DATE)
+    unlock = router.post("/workspaces/ws-1/actions/force-unlock").respond(503, headers=DATE)
+    memory = Memory()
+    seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
+    actor = Actor(
+        source=source,
+        policy=policy(),
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("watchdog.act"),
+    )
+    action = replace(
+        force_unlock_action(),
+        workspace_id="ws-1",
+        workspace="app-1",
+        holder=Holder(HolderType.USER, "user-alice"),
+        # decide.py records the current run of a lock's workspace too: a new run between the
+        # reads is a change.
+        run_id="run-1",
+        run_status="applied",
+    )
+
+    [result] = await actor.carry_out([action], NOW, None)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.retry_later is True
+    assert unlock.call_count == 1
