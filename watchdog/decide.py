@@ -180,6 +180,11 @@ def _view(workspace: Workspace, policy: Policy, memory: Memory, now: datetime) -
     return _View(workspace, rule, run_view, _lock_state(workspace, rule, run_view, memory, now))
 
 
+def _who(holder: Holder) -> str:
+    """`user:alice`, `team:platform`, `run:run-abc` (a run's name is its status: not an id)."""
+    return f"run:{holder.id}" if holder.type is HolderType.RUN else holder.label()
+
+
 # --- findings -------------------------------------------------------------------------------
 
 
@@ -221,7 +226,7 @@ def _findings(view: _View) -> list[Finding]:
         if lock.run is not None:
             held = f"locked by run {lock.run.id} ({lock.run.status}) for {format_age(lock.age)}"
         else:
-            held = f"locked by {lock.holder.label()} for {format_age(lock.age)} (as observed)"
+            held = f"locked by {_who(lock.holder)} for {format_age(lock.age)} (as observed)"
         add(
             FindingKind.LOCK_HELD,
             held,
@@ -233,15 +238,16 @@ def _findings(view: _View) -> list[Finding]:
         if lock.stale:
             if lock.run is not None and run_view is not None:
                 threshold = run_view.threshold
-                stale_reason = f"lock held by a run that is not moving: {run_view.describe()}"
+                what = "waiting" if run_view.group == "waiting" else "stuck"
+                stale_reason = f"lock held by a {what} run: {run_view.describe()}"
             else:
                 threshold = rule.lock_stale_after
                 stale_reason = (
-                    f"lock held by {lock.holder.label()} for {format_age(lock.age)}, "
+                    f"lock held by {_who(lock.holder)} for {format_age(lock.age)}, "
                     f"threshold {format_duration(threshold)}"
                 )
             blocked_reason = (
-                f"stale lock held by {lock.holder.label()}: runs queued behind it cannot start"
+                f"stale lock held by {_who(lock.holder)}: runs queued behind it cannot start"
             )
             for kind, reason in (
                 (FindingKind.LOCK_STALE, stale_reason),
@@ -327,7 +333,7 @@ def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | 
     elif view.run is not None:
         blocker = f"current run {view.run.run.id} is {view.run.run.status}, not final"
     reason = (
-        f"lock held by {holder.label()} for {format_age(lock.age)}, "
+        f"lock held by {_who(holder)} for {format_age(lock.age)}, "
         f"threshold {format_duration(threshold)}"
     )
     return _Step(kind, lock.stale, reason, lock.since, lock.age, threshold, blocker)

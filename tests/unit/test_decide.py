@@ -1,0 +1,285 @@
+"""decide(): lock states, findings and their reasons, planned-action fields and order."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from watchdog.decide import decide
+from watchdog.memory import Memory
+from watchdog.model import (
+    ActionKind,
+    FindingKind,
+    Holder,
+    HolderType,
+    Observation,
+    Run,
+    RunActions,
+    Source,
+    Workspace,
+)
+from watchdog.policy import Policy
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+M = timedelta(minutes=1)
+ALICE = Holder(HolderType.USER, "user-alice", "alice")
+
+
+def policy(**config: Any) -> Policy:
+    return Policy.model_validate({"tfc": {"organizations": ["acme", "beta"]}, **config})
+
+
+def run(status: str, age: timedelta, run_id: str = "run-abc", **kw: Any) -> Run:
+    entered = NOW - age
+    return Run(
+        id=run_id,
+        status=status,
+        created_at=entered - 5 * M,
+        status_timestamps={status.replace("_", "-") + "-at": entered},
+        **kw,
+    )
+
+
+def run_locked(name: str, r: Run, org: str = "acme") -> Workspace:
+    return Workspace(
+        organization=org,
+        id=f"ws-{org}-{name}",
+        name=name,
+        locked=True,
+        holder=Holder(HolderType.RUN, r.id, r.status),
+        current_run=r,
+    )
+
+
+def user_locked(name: str, holder: Holder = ALICE, org: str = "acme", **kw: Any) -> Workspace:
+    return Workspace(
+        organization=org, id=f"ws-{org}-{name}", name=name, locked=True, holder=holder, **kw
+    )
+
+
+def observe(*workspaces: Workspace, org: str = "acme", **kw: Any) -> Observation:
+    return Observation(Source.TFC, org, NOW, workspaces=workspaces, **kw)
+
+
+def seen(memory: Memory, observations: list[Observation], ago: timedelta, cycles: int) -> None:
+    memory.update(observations, NOW - ago)
+    for _ in range(cycles - 1):
+        memory.update(observations, NOW)
+
+
+def test_a_run_held_lock_is_aged_from_its_status_timestamp() -> None:
+    stuck = run("applying", 7 * H + 2 * M)
+    ws = run_locked("network", stuck)
+    decision = decide([observe(ws)], policy(), Memory(), NOW)
+
+    (lock,) = decision.locks
+    assert lock.holder == ws.holder
+    assert lock.age_source == "run"
+    assert lock.since == NOW - (7 * H + 2 * M)
+    assert lock.age == 7 * H + 2 * M
+    assert lock.stale is True
+    assert lock.lock_id == "acme/network"
+    assert lock.rule == "defaults"
+    assert lock.run == stuck
+
+
+def test_a_run_without_status_timestamp_is_aged_from_created_at() -> None:
+    r = Run(id="run-abc", status="applying", created_at=NOW - 7 * H)
+    decision = decide([observe(run_locked("network", r))], policy(), Memory(), NOW)
+    assert decision.locks[0].since == NOW - 7 * H
+    assert [f.kind for f in decision.findings].count(FindingKind.RUN_STUCK) == 1
+
+
+def test_a_user_lock_is_aged_from_first_sight() -> None:
+    ws = user_locked("app", locked_reason="Locked by Terraform")
+    memory = Memory()
+    seen(memory, [observe(ws)], 3 * H, 2)
+    (lock,) = decide([observe(ws)], policy(), memory, NOW).locks
+    assert lock.age_source == "first_seen"
+    assert lock.since == NOW - 3 * H
+    assert lock.stale is True
+    assert lock.reason == "Locked by Terraform"
+    assert lock.run is None
+
+
+def test_a_user_lock_not_yet_remembered_is_zero_old() -> None:
+    (lock,) = decide([observe(user_locked("app"))], policy(), Memory(), NOW).locks
+    assert lock.since == NOW
+    assert lock.age == timedelta(0)
+    assert lock.stale is False
+
+
+def test_the_stuck_run_reason_reads_like_a_human_wrote_it() -> None:
+    ws = run_locked("network", run("applying", 7 * H + 2 * M))
+    findings = decide([observe(ws)], policy(), Memory(), NOW).findings
+    (stuck,) = [f for f in findings if f.kind is FindingKind.RUN_STUCK]
+    assert stuck.reason == "run run-abc applying for 7h02m, threshold 6h"
+    assert stuck.run_id == "run-abc"
+    assert stuck.run_status == "applying"
+    assert stuck.threshold == 6 * H
+    assert stuck.rule == "defaults"
+
+
+def test_a_stale_run_lock_gives_held_stale_blocked_and_stuck() -> None:
+    ws = run_locked("network", run("applying", 7 * H))
+    findings = decide([observe(ws)], policy(), Memory(), NOW).findings
+    assert [f.kind for f in findings] == [
+        FindingKind.LOCK_HELD,
+        FindingKind.LOCK_STALE,
+        FindingKind.RUNS_BLOCKED,
+        FindingKind.RUN_STUCK,
+    ]
+    blocked = findings[2]
+    assert "run:run-abc" in blocked.reason
+    assert "runs queued behind it cannot start" in blocked.reason
+
+
+def test_a_young_lock_is_only_held() -> None:
+    ws = run_locked("network", run("applying", 5 * H))
+    findings = decide([observe(ws)], policy(), Memory(), NOW).findings
+    assert [f.kind for f in findings] == [FindingKind.LOCK_HELD]
+    assert findings[0].reason == "locked by run run-abc (applying) for 5h00m"
+
+
+def test_a_stale_user_lock_says_who_how_long_and_the_threshold() -> None:
+    ws = user_locked("app")
+    memory = Memory()
+    seen(memory, [observe(ws)], 3 * H + 12 * M, 2)
+    findings = decide([observe(ws)], policy(), memory, NOW).findings
+    kinds = {f.kind: f for f in findings}
+    assert set(kinds) == {FindingKind.LOCK_HELD, FindingKind.LOCK_STALE, FindingKind.RUNS_BLOCKED}
+    assert kinds[FindingKind.LOCK_STALE].reason == "lock held by user:alice for 3h12m, threshold 2h"
+    assert kinds[FindingKind.LOCK_STALE].holder == ALICE
+    assert kinds[FindingKind.LOCK_STALE].threshold == 2 * H
+
+
+def test_a_run_waiting_for_a_human_is_waiting_not_stuck() -> None:
+    ws = run_locked("app", run("policy_checked", 2 * 24 * H))
+    findings = decide([observe(ws)], policy(), Memory(), NOW).findings
+    kinds = [f.kind for f in findings]
+    assert FindingKind.RUN_WAITING in kinds
+    assert FindingKind.RUN_STUCK not in kinds
+    (waiting,) = [f for f in findings if f.kind is FindingKind.RUN_WAITING]
+    assert waiting.reason == (
+        "run run-abc policy_checked, waiting for a human for 2d00h, threshold 1d"
+    )
+
+
+def test_an_unknown_status_is_non_final_with_the_other_threshold() -> None:
+    config = {"defaults": {"run_stuck_after": {"other": "30m", "applying": "6h"}}}
+    ws = run_locked("app", run("teleporting", 45 * M))
+    findings = decide([observe(ws)], policy(**config), Memory(), NOW).findings
+    (stuck,) = [f for f in findings if f.kind is FindingKind.RUN_STUCK]
+    assert stuck.reason == "run run-abc teleporting for 45m, threshold 30m"
+
+
+def test_a_stuck_run_on_an_unlocked_workspace_is_still_found() -> None:
+    ws = Workspace(
+        organization="acme", id="ws-1", name="plan-only", current_run=run("planning", 3 * H)
+    )
+    decision = decide([observe(ws)], policy(), Memory(), NOW)
+    assert decision.locks == ()
+    assert [f.kind for f in decision.findings] == [FindingKind.RUN_STUCK]
+
+
+def test_a_lock_without_holder_is_reported_but_has_no_lock_state() -> None:
+    ws = Workspace(organization="acme", id="ws-1", name="mystery", locked=True)
+    decision = decide([observe(ws)], policy(), Memory(), NOW)
+    assert decision.locks == ()
+    (finding,) = decision.findings
+    assert finding.kind is FindingKind.LOCK_HELD
+    assert "holder unknown" in finding.reason
+
+
+def test_the_planned_action_carries_what_act_must_reverify() -> None:
+    stuck = run("applying", 7 * H + 2 * M, actions=RunActions(is_cancelable=True))
+    ws = run_locked("network", stuck)
+    config = {"rules": [{"id": "net", "match": {"workspaces": ["net*"]}, "actions": ["cancel"]}]}
+    (action,) = decide([observe(ws)], policy(**config), Memory(), NOW).planned
+    assert action.kind is ActionKind.CANCEL
+    assert action.source is Source.TFC
+    assert (action.organization, action.workspace, action.workspace_id) == (
+        "acme",
+        "network",
+        "ws-acme-network",
+    )
+    assert action.rule == "net"
+    assert action.holder == ws.holder
+    assert (action.run_id, action.run_status) == ("run-abc", "applying")
+    assert action.since == NOW - (7 * H + 2 * M)
+    assert action.age == 7 * H + 2 * M
+    assert action.threshold == 6 * H
+    assert action.comment == "tfc-watchdog: run run-abc applying for 7h02m, threshold 6h"
+
+
+def test_at_most_one_action_per_workspace() -> None:
+    # A stale user lock and a stuck cancelable run on the same workspace: the run goes first.
+    stuck = run("pending", 3 * H, actions=RunActions(is_cancelable=True))
+    ws = user_locked("app", current_run=stuck)
+    memory = Memory()
+    seen(memory, [observe(ws)], 5 * H, 3)
+    config = {"defaults": {"actions": ["cancel", "force_unlock"]}}
+    planned = decide([observe(ws)], policy(**config), memory, NOW).planned
+    assert [a.kind for a in planned] == [ActionKind.CANCEL]
+
+
+def test_planned_actions_are_oldest_first_then_by_organization_and_name() -> None:
+    cancelable = RunActions(is_cancelable=True)
+    b_old = run_locked("b", run("applying", 9 * H, "run-b", actions=cancelable))
+    a_young = run_locked("a", run("applying", 7 * H, "run-a", actions=cancelable))
+    c_tie = run_locked("c", run("applying", 7 * H, "run-c", actions=cancelable))
+    beta_tie = run_locked("a", run("applying", 7 * H, "run-z", actions=cancelable), org="beta")
+    config = {"defaults": {"actions": ["cancel"]}}
+    decision = decide(
+        [observe(beta_tie, org="beta"), observe(c_tie, b_old, a_young)],
+        policy(**config),
+        Memory(),
+        NOW,
+    )
+    assert [a.run_id for a in decision.planned] == ["run-b", "run-a", "run-c", "run-z"]
+
+
+def test_findings_and_locks_are_in_organization_and_workspace_order() -> None:
+    decision = decide(
+        [
+            observe(user_locked("z", org="beta"), org="beta"),
+            observe(user_locked("y"), user_locked("x")),
+        ],
+        policy(),
+        Memory(),
+        NOW,
+    )
+    assert [(lock.organization, lock.workspace) for lock in decision.locks] == [
+        ("acme", "x"),
+        ("acme", "y"),
+        ("beta", "z"),
+    ]
+    assert [f.workspace for f in decision.findings] == ["x", "y", "z"]
+
+
+def test_decide_reads_memory_without_changing_it() -> None:
+    ws = user_locked("app")
+    memory = Memory()
+    seen(memory, [observe(ws)], 3 * H, 2)
+    decide([observe(ws)], policy(defaults={"actions": ["force_unlock"]}), memory, NOW)
+    assert memory.sightings(ws.id, ALICE.id) == 2
+    assert memory.first_seen(ws.id, ALICE.id) == NOW - 3 * H
+
+
+def test_other_sources_are_left_to_their_own_deciders() -> None:
+    other = Observation(Source.DYNAMODB, "tf-locks", NOW)
+    decision = decide([other], policy(), Memory(), NOW)
+    assert decision.locks == decision.findings == decision.planned == decision.restraints == ()
+
+
+def test_an_incomplete_observation_still_reports_what_it_read() -> None:
+    ws = run_locked("network", run("applying", 7 * H, actions=RunActions(is_cancelable=True)))
+    config = {"defaults": {"actions": ["cancel"]}}
+    decision = decide(
+        [observe(ws, complete=False, error="page 2: timeout")], policy(**config), Memory(), NOW
+    )
+    assert decision.planned == ()
+    assert len(decision.locks) == 1
+    assert FindingKind.RUN_STUCK in [f.kind for f in decision.findings]
+    assert "incomplete" in decision.restraints[0].reason
