@@ -1,0 +1,355 @@
+"""parse.py: JSON:API workspace documents -> domain types, tolerant where the API varies."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from watchdog.model import HolderType
+from watchdog.sources.tfc.client import BadResponseError
+from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tfc"
+ORG = "my-organization"
+
+
+def sample() -> dict[str, Any]:
+    """The reference sample workspace (reference/tfc-api.md 1.4) with its included objects."""
+    data: dict[str, Any] = json.loads((FIXTURES / "workspace.json").read_text())
+    return data
+
+
+def workspace_entry(
+    ws_id: str,
+    *,
+    locked: bool = False,
+    locked_by: tuple[str, str] | None = None,
+    run: str | None = None,
+    **attributes: Any,
+) -> dict[str, Any]:
+    relationships: dict[str, Any] = {}
+    if locked_by is not None:
+        relationships["locked-by"] = {"data": {"type": locked_by[0], "id": locked_by[1]}}
+    if run is not None:
+        relationships["current-run"] = {"data": {"type": "runs", "id": run}}
+    return {
+        "id": ws_id,
+        "type": "workspaces",
+        "attributes": {"name": f"name-{ws_id}", "locked": locked, **attributes},
+        "relationships": relationships,
+    }
+
+
+def run_resource(run_id: str, status: str, **attributes: Any) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "type": "runs",
+        "attributes": {"status": status, "created-at": "2026-01-01T00:00:00.000Z", **attributes},
+    }
+
+
+def page(*entries: Any, included: list[Any] | None = None) -> dict[str, Any]:
+    return {"data": list(entries), "included": included or []}
+
+
+# --- the reference sample -------------------------------------------------------------------
+
+
+def test_reference_sample_parses_every_field():
+    ws = parse_workspace_document(sample(), "fallback-org")
+    assert ws.organization == ORG  # from the organization relationship
+    assert ws.id == "ws-6jrRyVDv1J8zQMB5"
+    assert ws.name == "workspace-1"
+    assert ws.lock_id == "my-organization/workspace-1"
+    assert ws.tags == ("prod", "network")
+    assert ws.locked is True
+    assert ws.locked_reason is None
+    assert ws.holder is not None
+    assert (ws.holder.type, ws.holder.id, ws.holder.name) == (
+        HolderType.USER,
+        "user-hjy7ndEkmCtn31ps",
+        "alice",
+    )
+    assert (ws.project_id, ws.project_name) == ("prj-hjy7ndEkmCtn31ps", "Default Project")
+    perms = ws.permissions
+    assert (perms.can_lock, perms.can_unlock, perms.can_force_unlock, perms.can_queue_run) == (
+        True,
+        True,
+        True,
+        True,
+    )
+    run = ws.current_run
+    assert run is not None
+    assert run.id == "run-hjy7ndEkmCtn31ps"
+    assert run.status == "applied"
+    assert run.created_at == datetime(2021, 5, 24, 7, 38, 4, 171000, tzinfo=UTC)
+    assert run.status_timestamps["applied-at"] == datetime(2021, 5, 24, 7, 45, 10, tzinfo=UTC)
+    assert run.entered_status_at() == datetime(2021, 5, 24, 7, 45, 10, tzinfo=UTC)
+    assert run.actions.is_cancelable is True
+    assert run.actions.is_force_cancelable is False
+    assert (run.permissions.can_cancel, run.permissions.can_force_cancel) == (True, True)
+    assert (run.permissions.can_discard, run.permissions.can_apply) == (True, True)
+    assert run.canceled_at is None
+    assert run.force_cancel_available_at is None
+
+
+def test_document_without_organization_relationship_uses_the_given_one():
+    doc = sample()
+    del doc["data"]["relationships"]["organization"]
+    assert parse_workspace_document(doc, "acme").organization == "acme"
+
+
+def test_unreadable_single_document_is_a_bad_response():
+    doc = sample()
+    doc["data"]["attributes"]["locked"] = "yes"
+    with pytest.raises(BadResponseError) as caught:
+        parse_workspace_document(doc, ORG)
+    assert "ws-6jrRyVDv1J8zQMB5" in str(caught.value)
+
+
+def test_document_without_data_object_is_a_bad_response():
+    with pytest.raises(BadResponseError):
+        parse_workspace_document({"data": []}, ORG)
+
+
+# --- holders --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "attributes", "holder_type", "name"),
+    [
+        ("users", {"username": "alice"}, HolderType.USER, "alice"),
+        ("teams", {"name": "platform"}, HolderType.TEAM, "platform"),
+        (
+            "runs",
+            {"status": "applying", "created-at": "2026-01-01T00:00:00Z"},
+            HolderType.RUN,
+            "applying",
+        ),
+    ],
+)
+def test_locked_by_resolves_each_holder_type_from_included(kind, attributes, holder_type, name):
+    doc = page(
+        workspace_entry("ws-1", locked=True, locked_by=(kind, "h-1")),
+        included=[{"type": kind, "id": "h-1", "attributes": attributes}],
+    )
+    [ws], unreadable, errors = parse_workspace_page(doc, ORG)
+    assert ws.holder is not None
+    assert (ws.holder.type, ws.holder.id, ws.holder.name) == (holder_type, "h-1", name)
+    assert (unreadable, errors) == ([], 0)
+
+
+def test_holder_not_included_keeps_its_id_without_a_name():
+    doc = page(workspace_entry("ws-1", locked=True, locked_by=("teams", "team-9")))
+    [ws], _, _ = parse_workspace_page(doc, ORG)
+    assert ws.holder is not None
+    assert (ws.holder.type, ws.holder.id, ws.holder.name) == (HolderType.TEAM, "team-9", None)
+    assert ws.holder.label() == "team:team-9"
+
+
+def test_locked_by_absent_or_null_means_no_holder():
+    absent = workspace_entry("ws-1", locked=True)
+    null = workspace_entry("ws-2", locked=True)
+    null["relationships"]["locked-by"] = {"data": None}
+    no_relationships = workspace_entry("ws-3")
+    del no_relationships["relationships"]
+    workspaces, unreadable, errors = parse_workspace_page(page(absent, null, no_relationships), ORG)
+    assert [ws.holder for ws in workspaces] == [None, None, None]
+    assert [ws.locked for ws in workspaces] == [True, True, False]
+    assert (unreadable, errors) == ([], 0)
+
+
+def test_unlocked_workspace_has_no_holder_even_if_locked_by_is_sent():
+    doc = page(workspace_entry("ws-1", locked=False, locked_by=("users", "user-1")))
+    [ws], _, _ = parse_workspace_page(doc, ORG)
+    assert ws.holder is None
+
+
+def test_unknown_holder_type_makes_the_entry_unreadable():
+    doc = page(workspace_entry("ws-1", locked=True, locked_by=("robots", "r-1")))
+    assert parse_workspace_page(doc, ORG) == ([], ["ws-1"], 1)
+
+
+# --- locked-reason, tags, permissions -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({}, None),
+        ({"locked-reason": None}, None),
+        ({"locked-reason": ""}, None),
+        ({"locked-reason": "Locked by Terraform"}, "Locked by Terraform"),
+    ],
+    ids=["missing", "null", "empty", "text"],
+)
+def test_locked_reason_missing_null_or_empty_reads_as_none(attributes, expected):
+    [ws], _, _ = parse_workspace_page(page(workspace_entry("ws-1", locked=True, **attributes)), ORG)
+    assert ws.locked_reason == expected
+
+
+def test_missing_permissions_and_tags_read_as_nothing_allowed():
+    [ws], _, _ = parse_workspace_page(page(workspace_entry("ws-1")), ORG)
+    assert ws.tags == ()
+    assert not any(
+        (
+            ws.permissions.can_lock,
+            ws.permissions.can_unlock,
+            ws.permissions.can_force_unlock,
+            ws.permissions.can_queue_run,
+        )
+    )
+
+
+def test_only_literal_true_grants_a_permission():
+    entry = workspace_entry(
+        "ws-1", permissions={"can-force-unlock": "true", "can-unlock": 1, "can-lock": True}
+    )
+    [ws], _, _ = parse_workspace_page(page(entry), ORG)
+    assert ws.permissions.can_lock is True
+    assert ws.permissions.can_unlock is False
+    assert ws.permissions.can_force_unlock is False
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def test_run_timestamps_accept_z_and_offset_forms_and_nested_actions():
+    run = run_resource(
+        "run-1",
+        "applying",
+        **{
+            "status-timestamps": {
+                "plan-queued-at": "2026-01-01T00:01:00Z",
+                "applying-at": "2026-01-01T02:00:00+00:00",
+                "confirmed-at": None,
+            },
+            "canceled-at": "2026-01-01T03:00:00.123Z",
+            "force-cancel-available-at": "2026-01-01T03:01:00+00:00",
+            "actions": {"is-force-cancelable": True, "is-discardable": True},
+            "permissions": {"can-force-cancel": True},
+        },
+    )
+    doc = page(
+        workspace_entry("ws-1", locked=True, locked_by=("runs", "run-1"), run="run-1"),
+        included=[run],
+    )
+    [ws], _, _ = parse_workspace_page(doc, ORG)
+    parsed = ws.current_run
+    assert parsed is not None
+    assert parsed.status_timestamps == {
+        "plan-queued-at": datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
+        "applying-at": datetime(2026, 1, 1, 2, 0, tzinfo=UTC),
+    }
+    assert parsed.entered_status_at() == datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
+    assert parsed.canceled_at == datetime(2026, 1, 1, 3, 0, 0, 123000, tzinfo=UTC)
+    assert parsed.force_cancel_available_at == datetime(2026, 1, 1, 3, 1, tzinfo=UTC)
+    assert parsed.actions.is_force_cancelable is True
+    assert parsed.actions.is_discardable is True
+    assert parsed.actions.is_cancelable is False
+    assert parsed.permissions.can_force_cancel is True
+    assert ws.holder is not None
+    assert ws.holder.name == "applying"
+
+
+def test_non_utc_offsets_are_converted_to_utc():
+    run = run_resource("run-1", "planning", **{"created-at": "2026-01-01T02:00:00+02:00"})
+    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
+    [ws], _, _ = parse_workspace_page(doc, ORG)
+    assert ws.current_run is not None
+    assert ws.current_run.created_at == datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    assert ws.current_run.created_at.utcoffset() is not None
+
+
+def test_unknown_run_status_is_kept_and_treated_as_non_final():
+    doc = page(
+        workspace_entry("ws-1", run="run-1"), included=[run_resource("run-1", "teleporting")]
+    )
+    [ws], _, errors = parse_workspace_page(doc, ORG)
+    assert ws.current_run is not None
+    assert ws.current_run.status == "teleporting"
+    assert ws.current_run.is_final is False
+    assert errors == 0
+
+
+def test_run_without_actions_or_permissions_allows_nothing():
+    doc = page(workspace_entry("ws-1", run="run-1"), included=[run_resource("run-1", "applying")])
+    [ws], _, _ = parse_workspace_page(doc, ORG)
+    assert ws.current_run is not None
+    assert ws.current_run.actions.is_cancelable is False
+    assert ws.current_run.permissions.can_cancel is False
+    assert ws.current_run.status_timestamps == {}
+
+
+def test_no_current_run_is_none():
+    [ws], _, _ = parse_workspace_page(page(workspace_entry("ws-1")), ORG)
+    assert ws.current_run is None
+
+
+# --- malformed entries never fail the page --------------------------------------------------
+
+
+def _run_with_bad_time() -> dict[str, Any]:
+    return run_resource("run-bt", "applying", **{"status-timestamps": {"applying-at": "soon"}})
+
+
+def _run_without_status() -> dict[str, Any]:
+    run = run_resource("run-ns", "x")
+    del run["attributes"]["status"]
+    return run
+
+
+BAD_INCLUDED = [_run_with_bad_time(), _run_without_status()]
+BAD_ENTRIES: list[tuple[str, Any, str | None]] = [
+    ("not-an-object", "ws-string", None),
+    ("no-id", {"type": "workspaces", "attributes": {"name": "x"}}, None),
+    ("no-attributes", {"id": "ws-na", "type": "workspaces"}, "ws-na"),
+    ("no-name", {"id": "ws-nn", "type": "workspaces", "attributes": {}}, "ws-nn"),
+    ("wrong-type", {"id": "ws-wt", "type": "runs", "attributes": {"name": "x"}}, "ws-wt"),
+    ("locked-not-bool", workspace_entry("ws-lb", locked="yes"), "ws-lb"),
+    ("run-not-included", workspace_entry("ws-ri", run="run-missing"), "ws-ri"),
+    ("run-bad-timestamp", workspace_entry("ws-bt", run="run-bt"), "ws-bt"),
+    ("run-no-status", workspace_entry("ws-ns", run="run-ns"), "ws-ns"),
+    (
+        "locked-by-malformed",
+        {
+            **workspace_entry("ws-lm", locked=True),
+            "relationships": {"locked-by": {"data": ["users"]}},
+        },
+        "ws-lm",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "bad_id"),
+    [(entry, bad_id) for _, entry, bad_id in BAD_ENTRIES],
+    ids=[label for label, _, _ in BAD_ENTRIES],
+)
+def test_a_malformed_entry_is_skipped_counted_and_its_id_recorded(bad, bad_id):
+    doc = page(copy.deepcopy(bad), workspace_entry("ws-good"), included=BAD_INCLUDED)
+    workspaces, unreadable, errors = parse_workspace_page(doc, ORG)
+    assert [ws.id for ws in workspaces] == ["ws-good"]
+    assert unreadable == ([bad_id] if bad_id else [])
+    assert errors == 1
+
+
+def test_page_whose_data_is_not_a_list_is_a_bad_response():
+    with pytest.raises(BadResponseError):
+        parse_workspace_page({"data": {"id": "ws-1"}}, ORG)
+
+
+def test_malformed_included_entries_are_ignored():
+    doc = page(
+        workspace_entry("ws-1", locked=True, locked_by=("users", "u-1")),
+        included=["junk", {"type": "users"}, {"type": "users", "id": "u-1", "attributes": []}],
+    )
+    [ws], unreadable, errors = parse_workspace_page(doc, ORG)
+    assert ws.holder is not None
+    assert ws.holder.name is None
+    assert (unreadable, errors) == ([], 0)
