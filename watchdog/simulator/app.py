@@ -1,0 +1,73 @@
+"""The Starlette application: `/api/v2` (api.py) behind the middleware, plus `/_sim/`.
+
+`Simulator` holds everything mutable (the world, limits, faults, the request log) so that
+the admin API can swap the world (load a scenario) without restarting the server, and
+tests can inspect it in-process. New API endpoints (e.g. for the Terraform CLI's state
+versions) are new entries in `api.ROUTES`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from watchdog.simulator import admin, api
+from watchdog.simulator.faults import Faults
+from watchdog.simulator.middleware import SimulatorMiddleware
+from watchdog.simulator.ratelimit import RateLimiter
+from watchdog.simulator.scenario import Loaded
+from watchdog.simulator.state import World
+
+REQUEST_LOG_SIZE = 100_000
+
+
+@dataclass
+class Settings:
+    # Requests per second per principal (reference 5: 30 on HCP; TFE's admin setting).
+    rate_limit: float = 30.0
+    # The run-list endpoints' limit, per minute per principal (reference 3.1).
+    run_list_per_minute: float = 30.0
+    # Added to every /api/v2 request.
+    latency_ms: float = 0.0
+    # Response headers go-tfe reads at start-up (reference 6).
+    api_version: str = "2.6"
+    app_name: str = "HCP Terraform"
+
+
+class Simulator:
+    def __init__(self, world: World, settings: Settings | None = None) -> None:
+        self.world = world
+        self.settings = settings or Settings()
+        self.limiter = RateLimiter()
+        self.faults = Faults()
+        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+
+    @classmethod
+    def from_scenario(cls, loaded: Loaded, settings: Settings | None = None) -> Simulator:
+        sim = cls(loaded.world, settings)
+        sim.settings.app_name = loaded.server.app_name
+        sim.settings.api_version = loaded.server.api_version
+        return sim
+
+    def replace_world(self, loaded: Loaded) -> None:
+        """Load a new scenario; the clock's speed carries over, limits and faults reset."""
+        loaded.world.clock.time_scale = self.world.clock.time_scale
+        self.world = loaded.world
+        self.settings.app_name = loaded.server.app_name
+        self.settings.api_version = loaded.server.api_version
+        self.limiter.reset()
+        self.faults.clear()
+
+
+def build_app(simulator: Simulator) -> Starlette:
+    app = Starlette(
+        routes=[Mount("/api/v2", routes=api.ROUTES), Mount("/_sim", routes=admin.ROUTES)],
+        exception_handlers=api.EXCEPTION_HANDLERS,
+    )
+    app.state.sim = simulator
+    app.add_middleware(SimulatorMiddleware, simulator=simulator)
+    return app

@@ -1,0 +1,102 @@
+"""Injected faults: how the watchdog is shown the API's bad days.
+
+A fault matches requests by a regex on the path (`re.search`) and optionally a method, fires
+with a probability, and lasts for `count` firings or until cleared. Kinds:
+
+- `status`       answer `status` (e.g. 500, 502, 503, 429) with a JSON:API error body
+- `latency`      wait `latency_ms` first, then answer normally (combines with other faults)
+- `malformed`    200 with a body that is not JSON
+- `truncated`    the real answer's headers, half its body, then the connection closes
+- `content_type` the real answer with `Content-Type: text/html`
+- `drop`         the connection closes before any body is sent (clients see a protocol error)
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FaultKind = Literal["status", "latency", "malformed", "truncated", "content_type", "drop"]
+KINDS: tuple[FaultKind, ...] = (
+    "status",
+    "latency",
+    "malformed",
+    "truncated",
+    "content_type",
+    "drop",
+)
+
+
+@dataclass
+class Fault:
+    id: int
+    kind: FaultKind
+    path: str = ".*"
+    method: str | None = None
+    status: int = 500
+    probability: float = 1.0
+    latency_ms: float = 0.0
+    # Firings left; None = until cleared.
+    count: int | None = None
+    fired: int = 0
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(KINDS)}")
+        self._pattern = re.compile(self.path)
+        if self.method:
+            self.method = self.method.upper()
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and bool(self._pattern.search(path))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "path": self.path,
+            "method": self.method,
+            "status": self.status,
+            "probability": self.probability,
+            "latency_ms": self.latency_ms,
+            "count": self.count,
+            "fired": self.fired,
+        }
+
+
+class Faults:
+    def __init__(self, seed: int = 1) -> None:
+        self._faults: list[Fault] = []
+        self._next_id = 1
+        self._rng = random.Random(seed)
+
+    def add(self, spec: dict[str, Any]) -> Fault:
+        allowed = {"kind", "path", "method", "status", "probability", "latency_ms", "count"}
+        unknown = set(spec) - allowed
+        if unknown:
+            raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")
+        fault = Fault(id=self._next_id, **spec)
+        self._next_id += 1
+        self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [fault.describe() for fault in self._faults]
+
+    def fire(self, method: str, path: str) -> list[Fault]:
+        """The faults that fire for this request (their counts are consumed)."""
+        fired: list[Fault] = []
+        for fault in list(self._faults):
+            if not fault.matches(method, path) or self._rng.random() >= fault.probability:
+                continue
+            fault.fired += 1
+            fired.append(fault)
+            if fault.count is not None and fault.fired >= fault.count:
+                self._faults.remove(fault)
+        return fired

@@ -1,0 +1,148 @@
+"""What wraps every API request: headers, simulated `Date`, faults, latency, request log.
+
+Pure ASGI (not BaseHTTPMiddleware) because faults need the raw `send`: a truncated body or a
+dropped connection cannot be expressed as a Response object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from watchdog.simulator.faults import Fault
+
+if TYPE_CHECKING:
+    from watchdog.simulator.app import Simulator
+
+JSONAPI = "application/vnd.api+json"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class SimulatorMiddleware:
+    def __init__(self, app: ASGIApp, simulator: Simulator) -> None:
+        self.app = app
+        self.sim = simulator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_sim"):
+            await self.app(scope, receive, send)
+            return
+        sim = self.sim
+        sim.world.tick()
+        state: dict[str, Any] = scope.setdefault("state", {})
+        method, path = scope["method"], scope["path"]
+        entry: dict[str, Any] = {
+            "method": method,
+            "path": path,
+            "query": scope.get("query_string", b"").decode("latin-1"),
+            "status": None,
+            "principal": None,
+            "at": sim.world.now().isoformat(),
+        }
+        fired = sim.faults.fire(method, path)
+        latency = sim.settings.latency_ms + sum(f.latency_ms for f in fired)
+        fault = next((f for f in fired if f.kind != "latency"), None)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+                message["headers"] = self._headers(message.get("headers", []))
+            await send(message)
+
+        try:
+            if latency > 0:
+                await asyncio.sleep(latency / 1000)
+            if fault is None:
+                await self.app(scope, receive, send_with_headers)
+            else:
+                await self._fault(fault, scope, receive, send_with_headers)
+        finally:
+            entry["principal"] = state.get("principal_name")
+            sim.request_log.append(entry)
+
+    def _headers(self, raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """Every response: rate limit, version and app name, and the simulated `Date`."""
+        headers = [(k, v) for k, v in raw if k.lower() != b"date"]
+        names = {k.lower() for k, _ in headers}
+        if b"x-ratelimit-limit" not in names:
+            headers.append((b"x-ratelimit-limit", _number(self.sim.settings.rate_limit).encode()))
+        headers += [
+            (b"tfp-api-version", self.sim.settings.api_version.encode()),
+            (b"tfp-appname", self.sim.settings.app_name.encode()),
+            (b"date", email.utils.format_datetime(self.sim.world.now(), usegmt=True).encode()),
+        ]
+        return headers
+
+    async def _fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        if fault.kind == "status":
+            phrase = HTTPStatus(fault.status).phrase
+            body = json.dumps(
+                {"errors": [{"status": str(fault.status), "title": phrase.lower()}]}
+            ).encode()
+            headers = [(b"content-type", JSONAPI.encode())]
+            if fault.status == 429:
+                headers.append((b"x-ratelimit-reset", b"0.5"))
+            await _send_whole(send, fault.status, headers, body)
+        elif fault.kind == "malformed":
+            await _send_whole(send, 200, [(b"content-type", JSONAPI.encode())], b'{"data": [{"id"')
+        elif fault.kind == "drop":
+            # Headers promise a body that never comes; the server then closes the connection
+            # (an ASGI app cannot close a socket before the status line is written).
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"64"), (b"content-type", JSONAPI.encode())],
+                }
+            )
+        else:
+            status, headers, body = await _capture(self.app, scope, receive)
+            if fault.kind == "content_type":
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
+                headers.append((b"content-type", b"text/html; charset=utf-8"))
+                await _send_whole(send, status, headers, body)
+            else:  # truncated: full Content-Length, half the bytes, then the server closes
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": body[: len(body) // 2],
+                        "more_body": True,
+                    }
+                )
+
+
+async def _send_whole(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _capture(
+    app: ASGIApp, scope: Scope, receive: Receive
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """Run the app and collect its whole response, to be sent back altered."""
+    status = 500
+    headers: list[tuple[bytes, bytes]] = []
+    chunks: list[bytes] = []
+
+    async def collect(message: Message) -> None:
+        nonlocal status, headers
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = list(message.get("headers", []))
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+
+    await app(scope, receive, collect)
+    return status, headers, b"".join(chunks)
