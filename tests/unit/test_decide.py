@@ -270,7 +270,10 @@ def test_decide_reads_memory_without_changing_it() -> None:
 def test_other_sources_are_left_to_their_own_deciders() -> None:
     other = Observation(Source.DYNAMODB, "tf-locks", NOW)
     decision = decide([other], policy(), Memory(), NOW)
-    assert decision.locks == decision.findings == decision.planned == decision.restraints == ()
+    assert decision.locks == ()
+    assert decision.findings == ()
+    assert decision.planned == ()
+    assert decision.restraints == ()
 
 
 def test_an_incomplete_observation_still_reports_what_it_read() -> None:
