@@ -290,6 +290,9 @@ class _Step:
     threshold: timedelta
     # A precondition the API or the memory says is not met yet (None = met).
     blocker: str | None
+    # What the rung acts on, without ages: restraints must read the same every cycle so the
+    # daemon logs each one once.
+    subject: str
 
 
 def _run_step(view: _RunView, now: datetime) -> _Step:
@@ -315,7 +318,8 @@ def _run_step(view: _RunView, now: datetime) -> _Step:
         reason = view.describe()
         if not run.actions.is_cancelable:
             blocker = f"run {run.id} is not cancelable (actions.is-cancelable false)"
-    return _Step(kind, view.overdue, reason, view.since, view.age, view.threshold, blocker)
+    subject = f"run {run.id} ({run.status})"
+    return _Step(kind, view.overdue, reason, view.since, view.age, view.threshold, blocker, subject)
 
 
 def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | None:
@@ -336,7 +340,8 @@ def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | 
         f"lock held by {_who(holder)} for {format_age(lock.age)}, "
         f"threshold {format_duration(threshold)}"
     )
-    return _Step(kind, lock.stale, reason, lock.since, lock.age, threshold, blocker)
+    subject = f"the lock of {_who(holder)}"
+    return _Step(kind, lock.stale, reason, lock.since, lock.age, threshold, blocker, subject)
 
 
 def _ladder(
@@ -348,7 +353,9 @@ def _ladder(
     now: datetime,
     identity: Holder | None,
 ) -> PlannedAction | str | None:
-    """The one action the ladder gives for a workspace, or why not (a str), or None."""
+    """The one action the ladder gives for a workspace, or why not (a str), or None.
+
+    The "why not" text holds no ages, so it stays the same from cycle to cycle."""
     ws, rule = view.workspace, view.rule
     steps = [
         step
@@ -364,14 +371,17 @@ def _ladder(
         if young is None or young.kind not in rule.actions:
             return None
         guard = _general_guard(ws, organization_complete, unreadable, policy)
-        return guard or f"young lock: {young.reason}"
+        return guard or (
+            f"young lock: {young.subject} is not yet past "
+            f"lock_stale_after {format_duration(young.threshold)}"
+        )
     guard = _general_guard(ws, organization_complete, unreadable, policy)
     if guard is None and step.kind not in rule.actions:
         guard = f"{step.kind.value} not allowed by rule {rule.id}"
     if guard is None:
         guard = step.blocker
     if guard is not None:
-        return f"{guard} (would {step.kind.value}: {step.reason})"
+        return f"{guard} (would {step.kind.value} {step.subject})"
     run = ws.current_run
     return PlannedAction(
         kind=step.kind,

@@ -286,3 +286,20 @@ def test_an_incomplete_observation_still_reports_what_it_read() -> None:
     assert len(decision.locks) == 1
     assert FindingKind.RUN_STUCK in [f.kind for f in decision.findings]
     assert "incomplete" in decision.restraints[0].reason
+
+
+def test_restraint_reasons_do_not_change_while_nothing_but_time_does() -> None:
+    # The daemon logs a restraint when its text is new: ages in it would log it every cycle.
+    ws_young = user_locked("young")
+    ws_stuck = run_locked("stuck", run("applying", 7 * H))
+    memory = Memory()
+    seen(memory, [observe(ws_young)], 10 * M, 2)
+    config = policy(defaults={"actions": ["cancel", "force_unlock"]})
+    first = decide([observe(ws_young, ws_stuck)], config, memory, NOW).restraints
+    later = decide([observe(ws_young, ws_stuck)], config, memory, NOW + 30 * M).restraints
+    assert [r.reason for r in first] == [r.reason for r in later]
+    assert [r.reason for r in first] == [
+        "run run-abc is not cancelable (actions.is-cancelable false)"
+        " (would cancel run run-abc (applying))",
+        "young lock: the lock of user:alice is not yet past lock_stale_after 2h",
+    ]
