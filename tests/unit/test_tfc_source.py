@@ -1,0 +1,369 @@
+"""TfcSource against respx: request economy, incomplete observations, re-read, actions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+import respx
+from structlog.testing import capture_logs
+
+from watchdog.metrics import Metrics
+from watchdog.model import Holder, HolderType, Source
+from watchdog.sources.tfc.client import (
+    BadResponseError,
+    ConflictError,
+    NotFoundError,
+    StateVersionPendingError,
+    TfcClient,
+    TfcError,
+    UnauthorizedError,
+)
+from watchdog.sources.tfc.source import TfcSource
+
+ADDRESS = "https://localhost:8443"
+BASE = f"{ADDRESS}/api/v2"
+TOKEN = "sEcReT.atlasv1.tokenvalue"
+DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
+
+
+async def no_wait(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[respx.MockRouter]:
+    async with respx.mock(base_url=BASE, assert_all_mocked=True, assert_all_called=True) as r:
+        yield r
+
+
+@pytest.fixture
+async def client(metrics: Metrics) -> AsyncIterator[TfcClient]:
+    async with TfcClient(
+        address=ADDRESS,
+        token=TOKEN,
+        metrics=metrics,
+        verify=False,  # respx answers before any TLS
+        requests_per_second=10_000.0,
+        max_attempts=2,
+        sleep=no_wait,
+        jitter=lambda: 0.0,
+    ) as c:
+        yield c
+
+
+def workspace(number: int, **attributes: Any) -> dict[str, Any]:
+    return {
+        "id": f"ws-{number:05d}",
+        "type": "workspaces",
+        "attributes": {"name": f"app-{number}", "locked": False, **attributes},
+    }
+
+
+def workspaces_api(
+    total: int, *, fail_page: int | None = None, entries: list[Any] | None = None
+) -> Any:
+    """A side effect serving `total` workspaces in pages of page[size]."""
+    all_entries = entries if entries is not None else [workspace(n) for n in range(total)]
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        params = request.url.params
+        assert params["include"] == "current_run,locked_by,project"
+        size = int(params["page[size]"])
+        number = int(params["page[number]"])
+        if number == fail_page:
+            return httpx.Response(500, json={"errors": [{"status": "500", "title": "boom"}]})
+        pages = max(1, math.ceil(len(all_entries) / size))
+        return httpx.Response(
+            200,
+            headers={"Date": DATE},
+            json={
+                "data": all_entries[(number - 1) * size : number * size],
+                "included": [],
+                "meta": {
+                    "pagination": {
+                        "current-page": number,
+                        "page-size": size,
+                        "total-pages": pages,
+                        "total-count": len(all_entries),
+                    }
+                },
+            },
+        )
+
+    return respond
+
+
+def observe_errors(metrics: Metrics, reason: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "tfc_watchdog_observe_errors_total", {"source": "tfc", "reason": reason}
+    )
+    return value or 0.0
+
+
+# --- observe --------------------------------------------------------------------------------
+
+
+async def test_250_workspaces_cost_exactly_three_list_requests(api, client, metrics):
+    route = api.get("/organizations/acme/workspaces").mock(side_effect=workspaces_api(250))
+    [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert route.call_count == 3
+    assert sorted(int(c.request.url.params["page[number]"]) for c in route.calls) == [1, 2, 3]
+    assert all(c.request.url.params["page[size]"] == "100" for c in route.calls)
+    assert observation.source is Source.TFC
+    assert observation.organization == "acme"
+    assert observation.complete is True
+    assert observation.error is None
+    assert len(observation.workspaces) == 250
+    assert observation.total_workspaces == 250
+    assert observation.server_now == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+    assert (
+        metrics.registry.get_sample_value(
+            "tfc_watchdog_api_requests_total",
+            {"endpoint": "GET /organizations/:org/workspaces", "code": "200"},
+        )
+        == 3
+    )
+
+
+async def test_a_failing_page_gives_an_incomplete_observation_not_an_exception(
+    api, client, metrics
+):
+    api.get("/organizations/acme/workspaces").mock(side_effect=workspaces_api(250, fail_page=2))
+    with capture_logs() as logs:
+        [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert observation.complete is False
+    assert observation.workspaces == ()
+    assert observation.error is not None
+    assert "GET /organizations/:org/workspaces: HTTP 500" in observation.error
+    assert observe_errors(metrics, "server_error") == 1
+    failed = [entry for entry in logs if entry["event"] == "tfc.observe_failed"]
+    assert failed[0]["organization"] == "acme"
+    assert failed[0]["reason"] == "server_error"
+
+
+async def test_organizations_are_observed_independently(api, client, metrics):
+    api.get("/organizations/good/workspaces").mock(side_effect=workspaces_api(3))
+    api.get("/organizations/gone/workspaces").respond(404, json={"errors": [{"status": 404}]})
+    observations = await TfcSource(client, ["good", "gone"], metrics).observe()
+    assert [(o.organization, o.complete) for o in observations] == [
+        ("good", True),
+        ("gone", False),
+    ]
+    assert len(observations[0].workspaces) == 3
+    assert observe_errors(metrics, "not_found") == 1
+
+
+async def test_a_bad_token_is_an_incomplete_observation_with_reason_unauthorized(
+    api, client, metrics
+):
+    api.get("/organizations/acme/workspaces").respond(401)
+    [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert observation.complete is False
+    assert observe_errors(metrics, "unauthorized") == 1
+    assert TOKEN not in (observation.error or "")
+
+
+async def test_a_malformed_entry_is_unreadable_counted_and_logged_with_its_id(api, client, metrics):
+    broken = {"id": "ws-broken", "type": "workspaces", "attributes": {"locked": "maybe"}}
+    entries = [workspace(1), broken, workspace(2)]
+    api.get("/organizations/acme/workspaces").mock(side_effect=workspaces_api(3, entries=entries))
+    with capture_logs() as logs:
+        [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert observation.complete is True
+    assert [ws.id for ws in observation.workspaces] == ["ws-00001", "ws-00002"]
+    assert observation.unreadable == frozenset({"ws-broken"})
+    assert observation.total_workspaces == 3
+    assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
+    assert any(
+        entry["event"] == "tfc.parse_error" and entry["workspace_id"] == "ws-broken"
+        for entry in logs
+    )
+
+
+async def test_an_empty_organization_is_one_request_and_complete(api, client, metrics):
+    route = api.get("/organizations/acme/workspaces").mock(side_effect=workspaces_api(0))
+    [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert route.call_count == 1
+    assert observation.complete is True
+    assert observation.workspaces == ()
+
+
+# --- read_workspace and identity ------------------------------------------------------------
+
+
+def single_workspace(organization: str | None = "acme") -> dict[str, Any]:
+    relationships: dict[str, Any] = {
+        "locked-by": {"data": {"type": "teams", "id": "team-1"}},
+    }
+    if organization:
+        relationships["organization"] = {"data": {"type": "organizations", "id": organization}}
+    return {
+        "data": {
+            "id": "ws-1",
+            "type": "workspaces",
+            "attributes": {"name": "net", "locked": True, "locked-reason": "maintenance"},
+            "relationships": relationships,
+        },
+        "included": [{"type": "teams", "id": "team-1", "attributes": {"name": "platform"}}],
+    }
+
+
+async def test_read_workspace_is_a_fresh_get_with_includes(api, client, metrics):
+    route = api.get("/workspaces/ws-1").respond(200, json=single_workspace())
+    ws = await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+    assert route.calls.last.request.url.params["include"] == "current_run,locked_by,project"
+    assert ws.organization == "acme"
+    assert ws.locked_reason == "maintenance"
+    assert ws.holder == Holder(HolderType.TEAM, "team-1", "platform")
+
+
+async def test_read_workspace_falls_back_to_the_observed_organization(api, client, metrics):
+    api.get("/organizations/acme/workspaces").mock(
+        side_effect=workspaces_api(1, entries=[{**workspace(1), "id": "ws-1"}])
+    )
+    api.get("/workspaces/ws-1").respond(200, json=single_workspace(organization=None))
+    source = TfcSource(client, ["acme"], metrics)
+    await source.observe()
+    assert (await source.read_workspace("ws-1")).organization == "acme"
+
+
+async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, client, metrics):
+    document = single_workspace()
+    document["data"]["attributes"]["locked"] = None
+    api.get("/workspaces/ws-1").respond(200, json=document)
+    with pytest.raises(BadResponseError) as caught:
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+    assert caught.value.endpoint == "GET /workspaces/:id"
+    assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
+
+
+async def test_read_workspace_propagates_not_found(api, client, metrics):
+    api.get("/workspaces/ws-1").respond(404)
+    with pytest.raises(NotFoundError):
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+
+
+async def test_identity_of_a_user_token(api, client, metrics):
+    api.get("/account/details").respond(
+        200, json={"data": {"id": "user-1", "type": "users", "attributes": {"username": "bot"}}}
+    )
+    assert await TfcSource(client, ["acme"], metrics).identity() == Holder(
+        HolderType.USER, "user-1", "bot"
+    )
+
+
+async def test_identity_of_a_team_token_is_none(api, client, metrics):
+    api.get("/account/details").respond(404)
+    assert await TfcSource(client, ["acme"], metrics).identity() is None
+
+
+async def test_identity_with_a_bad_token_raises(api, client, metrics):
+    api.get("/account/details").respond(401)
+    with pytest.raises(UnauthorizedError):
+        await TfcSource(client, ["acme"], metrics).identity()
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "action"),
+    [
+        ("cancel_run", "cancel"),
+        ("force_cancel_run", "force-cancel"),
+        ("discard_run", "discard"),
+    ],
+)
+async def test_run_actions_post_once_with_a_plain_comment(api, client, metrics, method, action):
+    route = api.post(f"/runs/run-1/actions/{action}").respond(202)
+    await getattr(TfcSource(client, ["acme"], metrics), method)("run-1", "tfc-watchdog: stuck")
+    assert route.call_count == 1
+    request = route.calls.last.request
+    assert json.loads(request.content) == {"comment": "tfc-watchdog: stuck"}
+    assert request.headers["Content-Type"] == "application/vnd.api+json"
+    assert (
+        metrics.registry.get_sample_value(
+            "tfc_watchdog_api_requests_total",
+            {"endpoint": f"POST /runs/:id/actions/{action}", "code": "202"},
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "action"),
+    [("unlock_workspace", "unlock"), ("force_unlock_workspace", "force-unlock")],
+)
+async def test_unlocks_post_no_body_but_the_content_type(api, client, metrics, method, action):
+    route = api.post(f"/workspaces/ws-1/actions/{action}").respond(200, json=single_workspace())
+    await getattr(TfcSource(client, ["acme"], metrics), method)("ws-1")
+    assert route.call_count == 1
+    request = route.calls.last.request
+    assert request.content == b""
+    assert request.headers["Content-Type"] == "application/vnd.api+json"
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(503),
+        httpx.Response(
+            400,
+            json={"errors": [{"status": "400", "detail": "Latest state version is still pending"}]},
+        ),
+    ],
+    ids=["503", "400-pending"],
+)
+async def test_unlock_while_state_version_pending_raises_retry_later(
+    api, client, metrics, response
+):
+    route = api.post("/workspaces/ws-1/actions/unlock").mock(return_value=response)
+    with pytest.raises(StateVersionPendingError):
+        await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
+    assert route.call_count == 1  # never retried: a POST
+
+
+async def test_other_400_on_unlock_is_not_a_pending_state_version(api, client, metrics):
+    api.post("/workspaces/ws-1/actions/unlock").respond(
+        400, json={"errors": [{"status": 400, "detail": "bad request"}]}
+    )
+    with pytest.raises(TfcError) as caught:
+        await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
+    assert not isinstance(caught.value, StateVersionPendingError)
+    assert caught.value.status == 400
+
+
+async def test_unlock_of_someone_elses_lock_is_a_conflict(api, client, metrics):
+    detail = "Unable to unlock workspace. The workspace is locked by Team b4e6 and may not be"
+    api.post("/workspaces/ws-1/actions/unlock").respond(
+        409, json={"errors": [{"status": "409", "title": "conflict", "detail": detail}]}
+    )
+    with pytest.raises(ConflictError) as caught:
+        await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
+    assert "locked by Team" in str(caught.value)
+
+
+async def test_cancel_without_permission_is_not_found(api, client, metrics):
+    route = api.post("/runs/run-1/actions/cancel").respond(404)
+    with pytest.raises(NotFoundError):
+        await TfcSource(client, ["acme"], metrics).cancel_run("run-1", "why")
+    assert route.call_count == 1
+
+
+async def test_now_is_the_servers_clock(api, client, metrics):
+    api.get("/organizations/acme/workspaces").mock(side_effect=workspaces_api(1))
+    source = TfcSource(client, ["acme"], metrics)
+    await source.observe()
+    assert source.now() == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
