@@ -1,0 +1,333 @@
+"""Run the real simulator for tests: in-process (a uvicorn thread) or as a subprocess.
+
+Fixtures (registered in tests/conftest.py):
+
+- `simulator`: a started `SimulatorServer` on the built-in demo scenario (function scope).
+- `start_simulator(**options)`: a context-manager factory for custom servers::
+
+      def test_x(start_simulator):
+          with start_simulator(scenario=YAML_TEXT, rate_limit=5) as sim:
+              ...
+
+Options of `SimulatorServer` (all keyword):
+- `scenario`: a built-in name ("demo"), a YAML text, or a `pathlib.Path` to a YAML file
+- `loaded`: an already built `watchdog.simulator.scenario.Loaded` (e.g. from `generate()`)
+- `rate_limit` (30/s per principal, like HCP), `run_list_per_minute` (30), `latency_ms` (0)
+- `time_scale`: 0.0 by default: the simulated clock stands still and only `advance()` moves
+  it, so ages and cool-offs are exact in assertions. Use 1.0 for real-time behaviour.
+
+Every `/_sim/` admin call has a method (see `SimulatorServer`); `client(token)` gives an
+httpx client for `/api/v2` with the token and JSON:API headers set. `simulator_process()`
+runs `python -m watchdog simulator` as a real subprocess (SIGTERM on exit, must exit 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from watchdog.simulator.app import Settings, Simulator
+from watchdog.simulator.cli import server_config
+from watchdog.simulator.scenario import Loaded, load_builtin, load_text
+
+JSONAPI = "application/vnd.api+json"
+ADMIN_TOKEN = "demo-admin-token"
+ORG_TOKEN = "demo-org-token"
+READ_TOKEN = "demo-read-token"
+USER_TOKEN = "demo-user-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _load(scenario: str | Path, time_scale: float) -> Loaded:
+    if isinstance(scenario, Path):
+        return load_text(scenario.read_text(), time_scale=time_scale)
+    if "\n" in scenario or ":" in scenario:
+        return load_text(scenario, time_scale=time_scale)
+    return load_builtin(scenario, time_scale=time_scale)
+
+
+class SimulatorServer:
+    """The real app under uvicorn on 127.0.0.1:<free port>, in a background thread."""
+
+    def __init__(
+        self,
+        *,
+        scenario: str | Path = "demo",
+        loaded: Loaded | None = None,
+        rate_limit: float = 30.0,
+        run_list_per_minute: float = 30.0,
+        latency_ms: float = 0.0,
+        time_scale: float = 0.0,
+    ) -> None:
+        loaded = loaded or _load(scenario, time_scale)
+        loaded.world.clock.time_scale = time_scale
+        settings = Settings(
+            rate_limit=rate_limit, run_list_per_minute=run_list_per_minute, latency_ms=latency_ms
+        )
+        self.simulator = Simulator.from_scenario(loaded, settings)
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+        self._admin: httpx.Client | None = None
+        self.url = ""
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> SimulatorServer:
+        import uvicorn
+
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self._socket = sock
+        port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(server_config(self.simulator, "127.0.0.1", port, "error"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                self.stop()
+                raise RuntimeError("the simulator did not start")
+            time.sleep(0.01)
+        self._admin = httpx.Client(base_url=self.url + "/_sim", timeout=10)
+        return self
+
+    def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+            self._thread = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def __enter__(self) -> SimulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- conveniences --------------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """`http://127.0.0.1:PORT/api/v2`."""
+        return self.url + "/api/v2"
+
+    def client(self, token: str | None = ADMIN_TOKEN, **kwargs: Any) -> httpx.Client:
+        """An httpx client on /api/v2 with `Authorization` and JSON:API headers. Close it."""
+        headers = {"Accept": JSONAPI, "Content-Type": JSONAPI}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.api_url + "/", headers=headers, timeout=10, **kwargs)
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        assert self._admin is not None, "start() the simulator first"
+        response = self._admin.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise AssertionError(f"/_sim{path}: {response.status_code} {response.text}")
+        return response.json() if response.content else None
+
+    # --- admin API (one method per /_sim/ call) ------------------------------------------------
+
+    def load_scenario(self, name: str | None = None, yaml_text: str | None = None) -> Any:
+        """Replace the world with a built-in scenario (`name`) or a YAML text."""
+        if name is not None:
+            return self._call("POST", "/scenario", params={"name": name})
+        return self._call("POST", "/scenario", content=yaml_text or "")
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The request log: `{method, path, query, status, principal, at}` per API request."""
+        result: list[dict[str, Any]] = self._call("GET", "/requests")
+        return result
+
+    def reset_requests(self) -> None:
+        self._call("DELETE", "/requests")
+
+    def clock(self) -> dict[str, Any]:
+        """`{"now": ISO 8601, "time_scale": float}`."""
+        result: dict[str, Any] = self._call("GET", "/clock")
+        return result
+
+    def advance(self, seconds: float) -> dict[str, Any]:
+        """Move the simulated clock forward (scheduled run completions happen)."""
+        result: dict[str, Any] = self._call("POST", "/clock/advance", json={"seconds": seconds})
+        return result
+
+    def inject_fault(
+        self,
+        kind: str = "status",
+        path: str = ".*",
+        *,
+        method: str | None = None,
+        status: int = 500,
+        probability: float = 1.0,
+        latency_ms: float = 0.0,
+        count: int | None = None,
+    ) -> dict[str, Any]:
+        """Add a fault (kinds: status, latency, malformed, truncated, content_type, drop)."""
+        spec = {"kind": kind, "path": path, "method": method, "status": status,
+                "probability": probability, "latency_ms": latency_ms, "count": count}
+        result: dict[str, Any] = self._call("POST", "/faults", json=spec)
+        return result
+
+    def faults(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/faults")
+        return result
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def lock(self, workspace: str, principal: str, reason: str = "",
+             organization: str | None = None) -> dict[str, Any]:
+        """Lock `workspace` (name or id) as `principal` (token, user/team name, or id)."""
+        body = {"principal": principal, "reason": reason, "organization": organization}
+        result: dict[str, Any] = self._call("POST", f"/workspaces/{workspace}/lock", json=body)
+        return result
+
+    def unlock(self, workspace: str, organization: str | None = None) -> dict[str, Any]:
+        """Release whatever lock `workspace` has (as the platform would)."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/workspaces/{workspace}/unlock", json={"organization": organization}
+        )
+        return result
+
+    def start_run(self, workspace: str, status: str = "planning", *, principal: str | None = None,
+                  age: float = 0.0, duration: float | None = None,
+                  hangs_on_cancel: bool = False, organization: str | None = None) -> str:
+        """Start a run (queued as `pending` if the workspace is busy); returns its id."""
+        body: dict[str, Any] = {"status": status, "principal": principal, "age": age,
+                                "hangs_on_cancel": hangs_on_cancel, "organization": organization}
+        if duration is not None:
+            body["duration"] = duration
+        run_id: str = self._call("POST", f"/workspaces/{workspace}/runs", json=body)["id"]
+        return run_id
+
+    def set_run_status(self, run_id: str, status: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/status",
+                                            json={"status": status})
+        return result
+
+    def set_hangs_on_cancel(self, run_id: str, value: bool = True) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/hangs-on-cancel",
+                                            json={"value": value})
+        return result
+
+    def state_version_pending(self, workspace: str, unlocks: int = 1,
+                              organization: str | None = None) -> dict[str, Any]:
+        """The next `unlocks` unlocks of `workspace` answer 503."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/workspaces/{workspace}/state-version-pending",
+            json={"unlocks": unlocks, "organization": organization},
+        )
+        return result
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """A run's JSON:API resource object as an admin sees it."""
+        result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
+        return result
+
+    def settings(self, **values: float) -> dict[str, Any]:
+        """Change `rate_limit`, `run_list_per_minute` or `latency_ms` (buckets refill)."""
+        result: dict[str, Any] = self._call("POST", "/settings", json=values)
+        return result
+
+    def state(self, organization: str | None = None, locked: bool = False) -> dict[str, Any]:
+        """`{"now", "organizations": {org: [workspace summary, ...]}}` (see admin.py)."""
+        params: dict[str, str] = {"locked": "true"} if locked else {}
+        if organization:
+            params["organization"] = organization
+        result: dict[str, Any] = self._call("GET", "/state", params=params)
+        return result
+
+    def workspace(self, name: str, organization: str = "demo") -> dict[str, Any]:
+        """One workspace summary: `{id, name, locked, locked_reason, locked_at, holder:
+        {type, id, name} | None, current_run: {id, status} | None, queue, tags}`."""
+        for summary in self.state(organization)["organizations"][organization]:
+            if summary["name"] == name:
+                found: dict[str, Any] = summary
+                return found
+        raise KeyError(name)
+
+
+@contextlib.contextmanager
+def simulator_process(*args: str, timeout: float = 20) -> Iterator[str]:
+    """`python -m watchdog simulator --port <free> *args`; yields its base URL.
+
+    On exit it sends SIGTERM and asserts the process exits 0.
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "watchdog", "simulator", "--port", str(port), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"simulator exited {proc.returncode}")
+            try:
+                httpx.get(url + "/_sim/clock", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            assert proc.stdout is not None and proc.stderr is not None
+            proc.stdout.close()
+            proc.stderr.close()
+        assert code == 0, f"simulator exited {code}"
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    """A started simulator on the demo scenario; frozen clock; real rate limits."""
+    with SimulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def start_simulator() -> Callable[..., contextlib.AbstractContextManager[SimulatorServer]]:
+    """`with start_simulator(scenario=..., rate_limit=..., ...) as sim:` (see SimulatorServer)."""
+
+    def start(**options: Any) -> contextlib.AbstractContextManager[SimulatorServer]:
+        return SimulatorServer(**options)
+
+    return start
