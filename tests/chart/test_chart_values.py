@@ -80,8 +80,14 @@ def test_every_setting_in_values_yaml_has_a_comment() -> None:
         has_children = line.rstrip().endswith(":")
         if not previous.startswith("#") and not has_children:
             undocumented.append(line.strip())
-        if match.group(2) in {"config", "rules", "resources", "podSecurityContext",
-                              "securityContext", "labels"}:
+        if match.group(2) in {
+            "config",
+            "rules",
+            "resources",
+            "podSecurityContext",
+            "securityContext",
+            "labels",
+        }:
             skip_under = indent
     assert undocumented == []
 

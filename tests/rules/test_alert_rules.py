@@ -115,7 +115,8 @@ def test_stalled_threshold_follows_the_configured_interval() -> None:
 def test_down_alert_watches_the_releases_job() -> None:
     groups = only(render(RULES_ON, release="lockwatch"), "PrometheusRule")["spec"]["groups"]
     expr = _rules(groups)["TfcWatchdogDown"]["expr"]
-    assert expr == 'up{job="lockwatch-tfc-watchdog"} == 0 or absent(up{job="lockwatch-tfc-watchdog"})'
+    job = 'job="lockwatch-tfc-watchdog"'
+    assert expr == f"up{{{job}}} == 0 or absent(up{{{job}}})"
 
 
 def test_each_alert_can_be_disabled_or_overridden() -> None:
