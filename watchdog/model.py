@@ -43,6 +43,8 @@ class Holder:
 
     def label(self) -> str:
         """`user:alice`, `team:platform`, `run:run-abc`: how reports show a holder."""
+        if self.type is HolderType.RUN:  # a run's `name` is its status: the id says more
+            return f"run:{self.id}"
         return f"{self.type.value}:{self.name or self.id}"
 
 

@@ -1,0 +1,191 @@
+"""Run the real `tfc-watchdog` process in end-to-end tests.
+
+`DaemonProcess` writes a config file, starts `python -m watchdog run` (or `scan`) as a child
+process with the token in its environment, collects its JSON log lines, and stops it with
+SIGTERM. Tests then assert on what reached the simulator and on the daemon's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def base_config(simulator_url: str, **overrides: Any) -> dict[str, Any]:
+    """A config for the demo organization against the simulator, with a fast interval."""
+    config: dict[str, Any] = {
+        "dry_run": True,
+        "interval": "1s",
+        "listen": f"127.0.0.1:{free_port()}",
+        "log": {"format": "json", "level": "debug"},
+        "tfc": {"address": simulator_url, "organizations": ["demo"], "timeout": "5s"},
+    }
+    config.update(overrides)
+    return config
+
+
+def child_env(token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFC_WATCHDOG_")}
+    if token is not None:
+        env["TFC_WATCHDOG_TOKEN"] = token
+    env.update(extra or {})
+    return env
+
+
+class DaemonProcess:
+    def __init__(self, config_path: Path, token: str | None, *, once: bool = False) -> None:
+        self.config_path = config_path
+        self.config = yaml.safe_load(config_path.read_text())
+        args = [sys.executable, "-m", "watchdog", "run", "--config", str(config_path)]
+        if once:
+            args.append("--once")
+        self.process = subprocess.Popen(
+            args,
+            env=child_env(token),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def ops_url(self) -> str:
+        return f"http://{self.config['listen']}"
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Parsed JSON log events (optionally only those whose `event` is `name`)."""
+        parsed = []
+        for line in list(self.lines):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and (name is None or event.get("event") == name):
+                parsed.append(event)
+        return parsed
+
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"daemon exited ({self.process.returncode}) while waiting for {what}:\n"
+                    + "\n".join(self.lines[-40:])
+                )
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.lines[-40:]))
+
+    def wait_for_event(self, name: str, timeout: float = 20.0, **fields: Any) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            for event in self.events(name):
+                if all(event.get(k) == v for k, v in fields.items()):
+                    return event
+            return None
+
+        result: dict[str, Any] = self.wait_for(find, timeout, f"event {name} {fields}")
+        return result
+
+    def cycles_completed(self) -> int:
+        try:
+            text = httpx.get(f"{self.ops_url}/metrics", timeout=2).text
+        except httpx.HTTPError:
+            return 0
+        for line in text.splitlines():
+            if line.startswith("tfc_watchdog_cycle_duration_seconds_count"):
+                return int(float(line.split()[-1]))
+        return 0
+
+    def wait_cycles(self, count: int, timeout: float = 30.0) -> None:
+        """Wait until `count` more cycles than now have completed."""
+        target = self.cycles_completed() + count
+        self.wait_for(lambda: self.cycles_completed() >= target, timeout, f"{count} cycles")
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.ops_url}{path}", timeout=5)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self._reader.join(timeout=5)
+        return code
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        code = self.process.wait(timeout)
+        self._reader.join(timeout=5)
+        return code
+
+
+@contextmanager
+def running_daemon(
+    config_path: Path, token: str | None, *, ready: bool = True
+) -> Iterator[DaemonProcess]:
+    daemon = DaemonProcess(config_path, token)
+    try:
+        if ready:
+            daemon.wait_for(
+                lambda: _ok(daemon, "/readyz"), timeout=30, what="the daemon to become ready"
+            )
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+def _ok(daemon: DaemonProcess, path: str) -> bool:
+    try:
+        return daemon.get(path).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def run_cli(
+    *args: str, token: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watchdog", *args],
+        env=child_env(token),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,258 @@
+"""One cycle: observe -> decide -> act -> report.
+
+`Watchdog.run_cycle()` is the whole job of the daemon, of `run --once` and (with `act=False`)
+of `scan`. Data flows one way: sources produce observations, memory ages them, decide.py
+plans, act.py carries out, and the report (metrics, logs, the `/locks` document) is made from
+what the earlier stages returned. Nothing here speaks HTTP or mutates anything remote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+import structlog
+
+from watchdog.decide import Decision, decide
+from watchdog.memory import Memory
+from watchdog.metrics import Metrics
+from watchdog.model import (
+    ActionKind,
+    ActionResult,
+    FindingKind,
+    Holder,
+    LockState,
+    Observation,
+    Outcome,
+    PlannedAction,
+    utcnow,
+)
+from watchdog.policy import Policy
+from watchdog.report import CycleReport, FindingLog
+
+log = structlog.get_logger(__name__)
+
+
+class ObservingSource(Protocol):
+    """What the cycle needs of a lock store: one Observation per organization/table/bucket.
+
+    `observe()` never raises for a backend failure: it returns incomplete observations."""
+
+    async def observe(self) -> list[Observation]: ...
+
+
+class IdentitySource(Protocol):
+    async def identity(self) -> Holder | None: ...
+
+
+class ActionRunner(Protocol):
+    """act.py's Actor, seen from here (the cycle does not need the concrete class)."""
+
+    policy: Policy
+
+    async def carry_out(
+        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+    ) -> list[ActionResult]: ...
+
+
+_UNLOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+
+
+@dataclass
+class Health:
+    """What /healthz and /readyz report."""
+
+    started_monotonic: float = field(default_factory=time.monotonic)
+    last_success_monotonic: float | None = None
+    # Ready after the first successful cycle; a 401 (bad or expired token) makes it false
+    # again until a cycle succeeds.
+    ready: bool = False
+    last_error: str | None = None
+
+
+class Watchdog:
+    def __init__(
+        self,
+        *,
+        policy: Policy,
+        sources: Sequence[ObservingSource],
+        memory: Memory,
+        metrics: Metrics,
+        identity_source: IdentitySource | None = None,
+        actor: ActionRunner | None = None,
+    ) -> None:
+        self.policy = policy
+        self.sources = list(sources)
+        self.memory = memory
+        self.metrics = metrics
+        self.identity_source = identity_source
+        self.actor = actor
+        self.health = Health()
+        self.last_report: CycleReport | None = None
+        self._identity: Holder | None = None
+        self._identity_known = False
+        self._finding_log = FindingLog()
+        self._announced_restraints: set[tuple[str, str]] = set()
+        # Last locks of each (source, organization), reused for metrics while a scope cannot
+        # be read, so an API blip does not resolve a stale-lock alert.
+        self._last_locks: dict[tuple[str, str], list[LockState]] = {}
+        self.metrics.dry_run.set(1 if policy.dry_run else 0)
+
+    def set_policy(self, policy: Policy) -> None:
+        self.policy = policy
+        self.metrics.dry_run.set(1 if policy.dry_run else 0)
+        if self.actor is not None:
+            self.actor.policy = policy
+
+    def _needs_identity(self) -> bool:
+        """Only the unlock rung depends on who we are (unlock our own lock vs force-unlock
+        someone else's), so only then is the extra request spent."""
+        if self.identity_source is None:
+            return False
+        rungs = set(self.policy.defaults.actions)
+        for rule in self.policy.rules:
+            rungs.update(rule.actions or ())
+        return bool(rungs & _UNLOCK_RUNGS)
+
+    async def _identity_once(self) -> Holder | None:
+        if self._identity_known or not self._needs_identity():
+            return self._identity
+        assert self.identity_source is not None
+        try:
+            self._identity = await self.identity_source.identity()
+            self._identity_known = True
+            log.info(
+                "identity",
+                holder=self._identity.label() if self._identity else None,
+                note=None
+                if self._identity
+                else "team or organization token: every unlock "
+                "of a user/team lock is a force-unlock",
+            )
+        except Exception as exc:
+            log.warning("identity_unknown", error=str(exc))
+        return self._identity
+
+    async def run_cycle(self, *, act: bool = True) -> CycleReport:
+        """Run one full cycle; never raises for a backend failure (bugs do raise)."""
+        started = time.monotonic()
+        self.metrics.cycles.inc()
+        try:
+            report = await self._cycle(act=act)
+        except Exception:
+            self.metrics.cycle_failures.inc()
+            self.health.last_error = "cycle raised an exception (see the traceback)"
+            log.exception("cycle_failed")
+            raise
+        finally:
+            self.metrics.cycle_duration.observe(time.monotonic() - started)
+        self._record_health(report)
+        self.last_report = report
+        return report
+
+    async def _cycle(self, *, act: bool) -> CycleReport:
+        observations = [
+            observation
+            for chunk in await asyncio.gather(*(source.observe() for source in self.sources))
+            for observation in chunk
+        ]
+        now = max((o.server_now for o in observations), default=utcnow())
+        self.memory.update(observations, now)
+        identity = await self._identity_once()
+        decision = decide(observations, self.policy, self.memory, now, identity)
+        self._log_restraints(decision)
+        results: list[ActionResult] = []
+        if act and self.actor is not None and decision.planned:
+            results = await self.actor.carry_out(decision.planned, now, identity)
+        if act:
+            try:
+                self.memory.save()
+            except OSError as exc:
+                log.error("state_file_not_saved", error=str(exc), path=self.policy.state_file)
+        report = CycleReport(
+            generated_at=now,
+            dry_run=self.policy.dry_run,
+            observations=tuple(observations),
+            locks=decision.locks,
+            findings=decision.findings,
+            planned=decision.planned,
+            results=tuple(results),
+        )
+        self._publish(report, decision)
+        return report
+
+    def _log_restraints(self, decision: Decision) -> None:
+        """Say once why a stale-looking lock or run is left alone (young, protected, ...)."""
+        current = {(r.workspace_id, r.reason) for r in decision.restraints}
+        for restraint in decision.restraints:
+            if (restraint.workspace_id, restraint.reason) not in self._announced_restraints:
+                log.info(
+                    "not_acting",
+                    organization=restraint.organization,
+                    workspace=restraint.workspace,
+                    workspace_id=restraint.workspace_id,
+                    reason=restraint.reason,
+                )
+        self._announced_restraints = current
+
+    def _publish(self, report: CycleReport, decision: Decision) -> None:
+        complete_scopes = {
+            (o.source.value, o.organization) for o in report.observations if o.complete
+        }
+        for observation in report.observations:
+            if observation.complete:
+                locked = sum(1 for ws in observation.workspaces if ws.locked) + len(
+                    observation.backend_locks
+                )
+                self.metrics.publish_organization(
+                    observation.organization,
+                    observation.total_workspaces or len(observation.workspaces),
+                    locked,
+                )
+        by_scope: dict[tuple[str, str], list[LockState]] = {}
+        for lock in decision.locks:
+            by_scope.setdefault((lock.source.value, lock.organization), []).append(lock)
+        for observation in report.observations:
+            scope = (observation.source.value, observation.organization)
+            if observation.complete:
+                self._last_locks[scope] = by_scope.get(scope, [])
+            else:
+                self._last_locks.setdefault(scope, by_scope.get(scope, []))
+        stuck = [
+            (f.organization, f.run_status or "unknown")
+            for f in decision.findings
+            if f.kind == FindingKind.RUN_STUCK
+        ]
+        self.metrics.publish_locks(
+            (lock for locks in self._last_locks.values() for lock in locks), stuck
+        )
+        self._finding_log.update(decision.findings, complete_scopes)
+        for observation in report.observations:
+            if not observation.complete:
+                log.error(
+                    "source_unreadable",
+                    source=observation.source.value,
+                    organization=observation.organization,
+                    error=observation.error,
+                    note="no action is taken on what could not be read",
+                )
+        for result in report.results:
+            if result.outcome is Outcome.FAILED and result.retry_later:
+                log.info("action_retry_next_cycle", workspace=result.action.workspace)
+
+    def _record_health(self, report: CycleReport) -> None:
+        if report.complete:
+            self.health.last_success_monotonic = time.monotonic()
+            self.health.ready = True
+            self.health.last_error = None
+            self.metrics.cycle_succeeded(utcnow())
+            return
+        self.metrics.cycle_failures.inc()
+        errors = [o.error or "unreadable" for o in report.observations if not o.complete]
+        self.health.last_error = "; ".join(errors[:3])
+        if any(o.error_reason == "unauthorized" for o in report.observations):
+            self.health.ready = False

@@ -1,0 +1,246 @@
+"""`tfc-watchdog run`: the daemon.
+
+One interval job (APScheduler, `max_instances=1, coalesce=True`, first run at start) runs
+`Watchdog.run_cycle()`; the ops server (uvicorn) runs in the same event loop. SIGTERM/SIGINT
+stop further actions at once, let the current cycle finish (bounded wait) and exit 0. SIGHUP,
+or a changed config file (checked before each cycle), reloads the policy in place: a bad
+edit is rejected and the old policy keeps running, so tuning never costs lock ages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import SecretStr
+
+from watchdog import __version__
+from watchdog.configload import ConfigError, load_policy, load_token
+from watchdog.logs import configure_logging
+from watchdog.metrics import Metrics
+from watchdog.model import utcnow
+from watchdog.policy import Policy
+from watchdog.runtime import Runtime, open_runtime
+from watchdog.server import build_app, make_server
+
+log = structlog.get_logger(__name__)
+
+# How long SIGTERM waits for a running cycle to finish (no new POST is sent meanwhile).
+STOP_GRACE = timedelta(seconds=30)
+
+# Settings that need a restart to change (the rest reload in place).
+RESTART_ONLY = ("listen", "state_file", "tfc")
+
+
+def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
+    """Load the config and token, or print one line per problem and return exit code 2."""
+    if not path:
+        print(
+            f"tfc-watchdog {command}: no config file: pass --config FILE "
+            "or set TFC_WATCHDOG_CONFIG",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        policy = load_policy(path)
+        token = load_token(policy) if policy.tfc is not None else None
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return 2
+    return policy, token
+
+
+def main(args: argparse.Namespace) -> int:
+    loaded = load_or_report(args.config, "run")
+    if isinstance(loaded, int):
+        return loaded
+    policy, token = loaded
+    configure_logging(
+        policy.log.format,
+        policy.log.level,
+        secrets=[token.get_secret_value()] if token else [],
+    )
+    daemon = Daemon(policy, token, Path(args.config))
+    return asyncio.run(daemon.run(once=args.once))
+
+
+def _digest(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+class Daemon:
+    def __init__(self, policy: Policy, token: SecretStr | None, config_path: Path) -> None:
+        self.policy = policy
+        self.token = token
+        self.config_path = config_path
+        self.config_digest = _digest(config_path)
+        self.metrics = Metrics()
+        self.metrics.config_last_reload_success.set(utcnow().timestamp())
+        self._stop = asyncio.Event()
+        self._cycle_lock = asyncio.Lock()
+        self._runtime: Runtime | None = None
+        self._scheduler: AsyncIOScheduler | None = None
+
+    # --- start-up ----------------------------------------------------------------------------
+
+    def _log_startup(self) -> None:
+        settings = self.policy.model_dump(mode="json")
+        log.info(
+            "starting",
+            version=__version__,
+            config=str(self.config_path),
+            token="set (masked)" if self.token else "none",
+            **settings,
+        )
+        if self.policy.dry_run:
+            log.warning("DRY-RUN: no changes will be made", dry_run=True)
+        else:
+            log.warning(
+                "ENFORCING: the watchdog will act where its rules allow",
+                dry_run=False,
+                max_actions_per_cycle=self.policy.limits.max_actions_per_cycle,
+                max_actions_per_hour=self.policy.limits.max_actions_per_hour,
+            )
+        if self.policy.tfc is not None and not self.policy.tfc.verify_tls:
+            log.warning(
+                "TLS VERIFICATION IS OFF: the API server's certificate is not checked; "
+                "use tfc.ca_bundle for a private CA instead",
+                address=self.policy.tfc.address,
+            )
+
+    async def run(self, *, once: bool) -> int:
+        self._log_startup()
+        async with open_runtime(self.policy, self.token, self.metrics) as runtime:
+            self._runtime = runtime
+            if once:
+                report = await runtime.watchdog.run_cycle()
+                return 0 if report.complete else 1
+            return await self._serve(runtime)
+
+    async def _serve(self, runtime: Runtime) -> int:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+        app = build_app(
+            metrics=self.metrics,
+            health=lambda: runtime.watchdog.health,
+            interval=lambda: self.policy.interval,
+            last_report=lambda: runtime.watchdog.last_report,
+        )
+        server = make_server(app, self.policy.listen)
+        server_task = asyncio.create_task(server.serve(), name="ops-server")
+
+        self._scheduler = AsyncIOScheduler(timezone="UTC")
+        self._scheduler.add_job(
+            self._scheduled_cycle,
+            "interval",
+            seconds=self.policy.interval.total_seconds(),
+            next_run_time=utcnow(),
+            max_instances=1,
+            coalesce=True,
+            id="cycle",
+        )
+        self._scheduler.start()
+        log.info("serving", listen=self.policy.listen)
+
+        stop_wait = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait({stop_wait, server_task}, return_when=asyncio.FIRST_COMPLETED)
+        if server_task in done and not self._stop.is_set():
+            # The ops server could not start (port taken, bad address): a user error.
+            stop_wait.cancel()
+            self._scheduler.shutdown(wait=False)
+            log.error("ops_server_failed", listen=self.policy.listen)
+            return 1
+
+        self._scheduler.shutdown(wait=False)
+        try:
+            # Acquiring the lock waits for a cycle in progress; the actor was told to stop, so
+            # it sends no further POST while we wait.
+            await asyncio.wait_for(self._cycle_lock.acquire(), STOP_GRACE.total_seconds())
+        except TimeoutError:
+            log.warning("stop_timeout", waited_seconds=STOP_GRACE.total_seconds())
+        server.should_exit = True
+        await server_task
+        log.info("stopped")
+        return 0
+
+    def request_stop(self, signame: str) -> None:
+        log.info("stopping", signal=signame, note="finishing the current cycle, no new actions")
+        if self._runtime is not None and self._runtime.actor is not None:
+            self._runtime.actor.stop()
+        self._stop.set()
+
+    def _on_sighup(self) -> None:
+        log.info("reload_requested", signal="SIGHUP")
+        self._reload(force=True)
+
+    async def _scheduled_cycle(self) -> None:
+        if self._stop.is_set():
+            return
+        async with self._cycle_lock:
+            if self._stop.is_set():
+                return
+            self._reload(force=False)
+            assert self._runtime is not None
+            try:
+                await self._runtime.watchdog.run_cycle()
+            except Exception:
+                return
+
+    # --- config reload -----------------------------------------------------------------------
+
+    def _reload(self, *, force: bool) -> None:
+        """Reload the config when its content changed (Kubernetes swaps a ConfigMap's symlink,
+        so the content, not the mtime, is compared)."""
+        digest = _digest(self.config_path)
+        if digest is None or (digest == self.config_digest and not force):
+            return
+        self.config_digest = digest
+        try:
+            new = load_policy(str(self.config_path))
+        except ConfigError as exc:
+            self.metrics.config_reload_failures.inc()
+            log.error(
+                "config_reload_rejected",
+                errors=exc.lines,
+                note="the previous config keeps running",
+            )
+            return
+        if new == self.policy:
+            return
+        old_dump: dict[str, Any] = self.policy.model_dump(mode="json")
+        new_dump: dict[str, Any] = new.model_dump(mode="json")
+        restart = [key for key in RESTART_ONLY if old_dump.get(key) != new_dump.get(key)]
+        if restart:
+            log.warning(
+                "config_change_needs_restart",
+                keys=restart,
+                note="these keys keep their old values until the process restarts",
+            )
+            new = new.model_copy(update={key: getattr(self.policy, key) for key in restart})
+        changed = sorted(k for k in new_dump if old_dump.get(k) != new_dump.get(k))
+        interval_changed = new.interval != self.policy.interval
+        self.policy = new
+        assert self._runtime is not None
+        self._runtime.watchdog.set_policy(new)
+        configure_logging(new.log.format, new.log.level)
+        if interval_changed and self._scheduler is not None:
+            self._scheduler.reschedule_job(
+                "cycle", trigger="interval", seconds=new.interval.total_seconds()
+            )
+        self.metrics.config_last_reload_success.set(utcnow().timestamp())
+        log.info("config_reloaded", changed=changed, dry_run=new.dry_run)

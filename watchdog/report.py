@@ -1,0 +1,296 @@
+"""Report: what a cycle saw and did, as JSON (the `scan --output json` and `/locks` contract),
+as a human table (`scan`), and as log events that fire when a finding appears or clears.
+
+Pure rendering plus one small stateful piece (`FindingLog`) that remembers which findings
+were already announced, so logs say what changed instead of repeating every cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from watchdog.model import (
+    ActionResult,
+    Finding,
+    FindingKind,
+    LockState,
+    Observation,
+    PlannedAction,
+    format_age,
+    format_duration,
+)
+
+log = structlog.get_logger(__name__)
+
+# Findings that mean "someone should look": `scan` exits 3 when any is present.
+ALARMING = frozenset(
+    {
+        FindingKind.LOCK_STALE,
+        FindingKind.RUN_STUCK,
+        FindingKind.RUN_WAITING,
+        FindingKind.RUNS_BLOCKED,
+    }
+)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+def lock_to_json(lock: LockState) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "source": lock.source.value,
+        "organization": lock.organization,
+        "workspace": lock.workspace,
+        "workspace_id": lock.workspace_id,
+        "holder_type": lock.holder.type.value,
+        "holder_id": lock.holder.id,
+        "holder_name": lock.holder.name,
+        "holder": lock.holder.label(),
+        "lock_id": lock.lock_id,
+        "since": iso(lock.since),
+        "age_seconds": int(lock.age.total_seconds()),
+        "age": format_age(lock.age),
+        "age_source": lock.age_source,
+        "stale": lock.stale,
+        "rule": lock.rule,
+        "reason": lock.reason,
+        "run": None if lock.run is None else {"id": lock.run.id, "status": lock.run.status},
+    }
+    if lock.lock_info is not None:
+        info = lock.lock_info
+        data["lock_info"] = {
+            "ID": info.id,
+            "Path": info.path,
+            "Operation": info.operation,
+            "Who": info.who,
+            "Version": info.version,
+            "Created": iso(info.created),
+            "Info": info.info,
+        }
+    return data
+
+
+def finding_to_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "kind": finding.kind.value,
+        "source": finding.source.value,
+        "organization": finding.organization,
+        "workspace": finding.workspace,
+        "workspace_id": finding.workspace_id,
+        "rule": finding.rule,
+        "reason": finding.reason,
+        "holder": finding.holder.label() if finding.holder else None,
+        "run": finding.run_id,
+        "run_status": finding.run_status,
+        "since": iso(finding.since),
+        "age_seconds": None if finding.age is None else int(finding.age.total_seconds()),
+        "threshold_seconds": (
+            None if finding.threshold is None else int(finding.threshold.total_seconds())
+        ),
+    }
+
+
+def action_fields(action: PlannedAction) -> dict[str, Any]:
+    """The fields every action log line and JSON entry carries (audit trail)."""
+    return {
+        "action": action.kind.value,
+        "source": action.source.value,
+        "organization": action.organization,
+        "workspace": action.workspace,
+        "workspace_id": action.workspace_id,
+        "holder": action.holder.label() if action.holder else None,
+        "run": action.run_id,
+        "run_status": action.run_status,
+        "age": format_age(action.age),
+        "age_seconds": int(action.age.total_seconds()),
+        "threshold": format_duration(action.threshold),
+        "rule": action.rule,
+        "reason": action.reason,
+    }
+
+
+def result_to_json(result: ActionResult) -> dict[str, Any]:
+    return {
+        **action_fields(result.action),
+        "outcome": result.outcome.value,
+        "detail": result.detail,
+        "retry_later": result.retry_later,
+    }
+
+
+def observation_to_json(observation: Observation) -> dict[str, Any]:
+    return {
+        "source": observation.source.value,
+        "organization": observation.organization,
+        "complete": observation.complete,
+        "error": observation.error,
+        "workspaces": observation.total_workspaces or len(observation.workspaces),
+        "unreadable": sorted(observation.unreadable),
+    }
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """Everything one cycle (or one `scan`) produced: the `/locks` and scan JSON document."""
+
+    generated_at: datetime
+    dry_run: bool
+    observations: tuple[Observation, ...]
+    locks: tuple[LockState, ...]
+    findings: tuple[Finding, ...]
+    planned: tuple[PlannedAction, ...] = ()
+    results: tuple[ActionResult, ...] = ()
+    errors: tuple[str, ...] = field(default=())
+
+    @property
+    def complete(self) -> bool:
+        return not self.errors and all(o.complete for o in self.observations)
+
+    @property
+    def alarming(self) -> bool:
+        return any(f.kind in ALARMING for f in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "generated_at": iso(self.generated_at),
+            "dry_run": self.dry_run,
+            "complete": self.complete,
+            "sources": [observation_to_json(o) for o in self.observations],
+            "locks": [lock_to_json(lock) for lock in self.locks],
+            "findings": [finding_to_json(f) for f in self.findings],
+            "planned_actions": [action_fields(a) for a in self.planned],
+            "actions": [result_to_json(r) for r in self.results],
+            "errors": list(self.errors),
+        }
+
+
+# --- Human table (scan) -----------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    return [line.format(*headers).rstrip(), *(line.format(*row).rstrip() for row in rows)]
+
+
+def render_table(report: CycleReport) -> str:
+    """A report shaped like Terraform's own "Lock Info" block, one row per locked workspace."""
+    out: list[str] = []
+    findings_by_ws: dict[str, list[Finding]] = {}
+    for finding in report.findings:
+        findings_by_ws.setdefault(finding.workspace_id, []).append(finding)
+
+    for observation in report.observations:
+        state = "ok" if observation.complete else f"INCOMPLETE: {observation.error}"
+        count = observation.total_workspaces or len(observation.workspaces)
+        out.append(
+            f"{observation.source.value} {observation.organization}: "
+            f"{count} workspaces read, {state}"
+        )
+    out.append("")
+    if not report.locks:
+        out.append("No locked workspaces.")
+    else:
+        rows = []
+        for lock in sorted(report.locks, key=lambda lk: -lk.age.total_seconds()):
+            holder = lock.holder.label()
+            if lock.run is not None:
+                holder = f"run:{lock.run.id} ({lock.run.status})"
+            kinds = sorted(
+                {f.kind.value for f in findings_by_ws.get(lock.workspace_id, [])}
+                - {FindingKind.LOCK_HELD.value}
+            )
+            rows.append(
+                [
+                    f"{lock.organization}/{lock.workspace}",
+                    holder,
+                    (iso(lock.since) or "")
+                    + ("" if lock.age_source != "first_seen" else " (first seen)"),
+                    format_age(lock.age),
+                    lock.reason or "-",
+                    ",".join(kinds) or ("stale" if lock.stale else "held"),
+                    lock.rule,
+                    lock.lock_id,
+                ]
+            )
+        headers = ["WORKSPACE", "HOLDER", "SINCE (UTC)", "AGE", "REASON", "FINDING", "RULE"]
+        out.extend(_table([*headers, "LOCK ID"], rows))
+        stale = [lk for lk in report.locks if lk.stale and lk.source.value == "tfc"]
+        if stale:
+            out.append("")
+            out.append(
+                "Manual fix, as Terraform users know it (check first that no apply is live):"
+            )
+            for lk in stale:
+                if lk.run is not None:
+                    # A run-held lock is cleared by ending its run, never by force-unlock.
+                    out.append(f"  {lk.lock_id}: cancel run {lk.run.id} (then force-cancel)")
+                else:
+                    out.append(f"  terraform force-unlock {lk.lock_id}")
+
+    other = [
+        f for f in report.findings if f.kind in {FindingKind.RUN_STUCK, FindingKind.RUN_WAITING}
+    ]
+    if other:
+        out.append("")
+        out.append("Stuck runs:")
+        out.extend(
+            _table(
+                ["WORKSPACE", "RUN", "STATUS", "FINDING", "RULE", "REASON"],
+                [
+                    [
+                        f"{f.organization}/{f.workspace}",
+                        f.run_id or "-",
+                        f.run_status or "-",
+                        f.kind.value,
+                        f.rule,
+                        f.reason,
+                    ]
+                    for f in other
+                ],
+            )
+        )
+    if report.planned:
+        out.append("")
+        mode = "would do (dry-run)" if report.dry_run else "plans"
+        out.append(f"The watchdog {mode}:")
+        out.extend(
+            f"  {a.kind.value} {a.organization}/{a.workspace}: {a.reason} (rule {a.rule})"
+            for a in report.planned
+        )
+    return "\n".join(out) + "\n"
+
+
+# --- Log events when findings appear and clear ------------------------------------------------
+
+
+class FindingLog:
+    """Logs a finding once when it appears and once when it clears, not every cycle."""
+
+    def __init__(self) -> None:
+        self._active: dict[tuple[str, str, str], Finding] = {}
+
+    def update(self, findings: Iterable[Finding], complete_scopes: set[tuple[str, str]]) -> None:
+        """`complete_scopes` holds (source, organization) pairs read completely this cycle: a
+        finding from a scope that could not be read is not declared cleared."""
+        current = {f.key: f for f in findings}
+        for key, finding in current.items():
+            if key not in self._active:
+                level = log.info if finding.kind == FindingKind.LOCK_HELD else log.warning
+                level("finding", **finding_to_json(finding))
+        for key, finding in list(self._active.items()):
+            if key in current:
+                continue
+            if (finding.source.value, finding.organization) not in complete_scopes:
+                current[key] = finding
+                continue
+            log.info("finding_cleared", **finding_to_json(finding))
+        self._active = current

@@ -1,0 +1,109 @@
+"""The ops HTTP server: /metrics, /healthz, /readyz, /locks (DESIGN.md "Layout").
+
+Runs in the daemon's event loop (uvicorn), so handlers read the cycle's state without locks:
+the cycle publishes synchronously between awaits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Generator
+from datetime import timedelta
+
+import uvicorn
+from prometheus_client import make_asgi_app
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from watchdog.cycle import Health
+from watchdog.metrics import Metrics
+from watchdog.report import CycleReport
+
+
+def build_app(
+    *,
+    metrics: Metrics,
+    health: Callable[[], Health],
+    interval: Callable[[], timedelta],
+    last_report: Callable[[], CycleReport | None],
+) -> Starlette:
+    """Callables rather than values: a config reload can change the interval, and each cycle
+    replaces the report."""
+
+    async def healthz(_: Request) -> Response:
+        state = health()
+        allowed = 3 * interval().total_seconds()
+        reference = state.last_success_monotonic or state.started_monotonic
+        age = time.monotonic() - reference
+        if age > allowed:
+            what = (
+                "no successful cycle"
+                if state.last_success_monotonic is None
+                else ("last successful cycle")
+            )
+            return PlainTextResponse(
+                f"unhealthy: {what} for {int(age)}s (limit 3 x interval = {int(allowed)}s); "
+                f"last error: {state.last_error or 'none'}\n",
+                status_code=503,
+            )
+        return PlainTextResponse("ok\n")
+
+    async def readyz(_: Request) -> Response:
+        state = health()
+        if state.ready:
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse(
+            f"not ready: {state.last_error or 'no successful cycle yet'}\n", status_code=503
+        )
+
+    async def locks(_: Request) -> Response:
+        report = last_report()
+        if report is None:
+            return JSONResponse({"error": "no cycle has finished yet"}, status_code=503)
+        return JSONResponse(report.to_json())
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/locks", locks),
+            # An ASGI app as a Route (not a Mount), so /metrics answers without a redirect.
+            Route("/metrics", _AsgiEndpoint(make_asgi_app(registry=metrics.registry))),
+        ]
+    )
+
+
+class _AsgiEndpoint:
+    """Starlette treats a plain function as a request handler; an object is an ASGI app."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class OpsServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT/SIGHUP so that
+    it can finish the current cycle before the server goes away."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def make_server(app: Starlette, listen: str) -> OpsServer:
+    host, _, port = listen.rpartition(":")
+    config = uvicorn.Config(
+        app,
+        host=host.strip("[]") or "0.0.0.0",
+        port=int(port),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+    )
+    return OpsServer(config)
