@@ -55,8 +55,8 @@ def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
     if data is None:
         raise ConfigError(
             [
-                f"{path}: the file is empty: expected settings such as `tfc: {{organizations: "
-                "[acme]}}` (see config.example.yaml)"
+                f"{path}: the file is empty: expected settings such as "
+                "`tfc: {organizations: [acme]}` (see config.example.yaml)"
             ]
         )
     if not isinstance(data, dict):
@@ -311,7 +311,8 @@ def _format_error(
     for origin_loc, variable in origins.items():
         if loc[: len(origin_loc)] == origin_loc:
             return 0, f"env {variable}: {message}"
-    line = _line_of(loc, key_lines)
+    # A whole-file problem (no key path) has no meaningful line.
+    line = _line_of(loc, key_lines) if loc else 0
     return line, _line(path, line, loc, message)
 
 

@@ -363,11 +363,12 @@ class LogConfig(StrictModel):
     """Minimum level logged: debug, info, warning or error."""
 
 
-def _http_url(value: str) -> str:
-    if not re.match(r"^https?://[^/\s:]+(:\d{1,5})?(/\S*)?$", value):
-        raise ValueError(f"{value!r} is not an http(s) URL such as https://app.terraform.io")
-    if "@" in value.split("/", 3)[2]:
+def _http_url(value: str, example: str = "https://app.terraform.io") -> str:
+    # Checked first, and the value not echoed: it holds a password.
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*@", value):
         raise ValueError("the URL must not carry credentials (user:password@)")
+    if not re.match(r"^https?://[^/\s:@]+(:\d{1,5})?(/\S*)?$", value):
+        raise ValueError(f"{value!r} is not an http(s) URL such as {example}")
     return value.rstrip("/")
 
 
@@ -434,7 +435,7 @@ class S3BackendConfig(StrictModel):
     @field_validator("endpoint_url")
     @classmethod
     def _valid_endpoint(cls, value: str | None) -> str | None:
-        return None if value is None else _http_url(value)
+        return None if value is None else _http_url(value, "http://127.0.0.1:5000")
 
     @field_validator("region")
     @classmethod
@@ -516,7 +517,7 @@ class Policy(StrictModel):
                 # configload turns `index` into the key path rules[<index>].id
                 raise PydanticCustomError(
                     "duplicate_rule_id",
-                    "duplicate rule id {id!r}: rules[{first}] already uses it",
+                    "duplicate rule id '{id}': rules[{first}] already uses it",
                     {"id": rule.id, "first": first[rule.id], "index": index},
                 )
             first[rule.id] = index
