@@ -74,7 +74,12 @@ def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
     try:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_format_error(path, err, key_lines, origins) for err in exc.errors())
+        problems.extend(
+            _format_error(path, err, key_lines, origins)
+            for err in exc.errors()
+            # A redacted token-like value is already reported; its follow-up errors are noise.
+            if err.get("input") != _REDACTED
+        )
     if problems or policy is None:
         # dict.fromkeys: a duplicate id is found both here and by the model; say it once.
         ordered = dict.fromkeys(line for _, line in sorted(problems, key=lambda p: p[0]))
