@@ -44,9 +44,15 @@ def test_lock_of_a_locked_workspace_is_409(simulator):
     with simulator.client(USER_TOKEN) as api:
         response = api.post(f"workspaces/{_ws_id(simulator, 'web-dev')}/actions/lock")
     assert response.status_code == 409
-    assert response.json() == {"errors": [{
-        "status": "409", "title": "conflict",
-        "detail": "Unable to lock workspace. The workspace is already locked."}]}
+    assert response.json() == {
+        "errors": [
+            {
+                "status": "409",
+                "title": "conflict",
+                "detail": "Unable to lock workspace. The workspace is already locked.",
+            }
+        ]
+    }
 
 
 def test_holder_unlocks_own_lock(simulator):
@@ -103,7 +109,8 @@ def test_force_unlock_of_an_unlocked_workspace_is_409(simulator):
     """Reference 2: 409 "Workspace already unlocked"."""
     with simulator.client(ADMIN_TOKEN) as api:
         response = api.post(
-            f"workspaces/{_ws_id(simulator, 'terraform-local')}/actions/force-unlock")
+            f"workspaces/{_ws_id(simulator, 'terraform-local')}/actions/force-unlock"
+        )
     assert response.status_code == 409
 
 
@@ -144,8 +151,9 @@ def test_post_without_jsonapi_content_type_is_415(simulator):
     """Reference 0: a POST without Content-Type application/vnd.api+json, even empty, is 415."""
     ws = _ws_id(simulator, "terraform-local")
     with simulator.client(USER_TOKEN) as api:
-        response = api.post(f"workspaces/{ws}/actions/lock",
-                            headers={"Content-Type": "application/json"})
+        response = api.post(
+            f"workspaces/{ws}/actions/lock", headers={"Content-Type": "application/json"}
+        )
         bare = api.post(f"workspaces/{ws}/actions/lock", headers={"Content-Type": ""})
     assert (response.status_code, bare.status_code) == (415, 415)
     assert simulator.workspace("terraform-local")["locked"] is False

@@ -29,16 +29,27 @@ def test_run_document_shape_and_timestamp_formats(simulator):
     assert attributes["status"] == "applying"
     assert CREATED.fullmatch(attributes["created-at"])
     stamps = attributes["status-timestamps"]
-    assert set(stamps) == {"plan-queueable-at", "plan-queued-at", "planning-at", "planned-at",
-                           "confirmed-at", "apply-queued-at", "applying-at"}
+    assert set(stamps) == {
+        "plan-queueable-at",
+        "plan-queued-at",
+        "planning-at",
+        "planned-at",
+        "confirmed-at",
+        "apply-queued-at",
+        "applying-at",
+    }
     assert all(STAMP.fullmatch(value) for value in stamps.values())
     applying = datetime.fromisoformat(stamps["applying-at"])
     now = datetime.fromisoformat(simulator.clock()["now"])
     assert timedelta(hours=6, minutes=59) < now - applying <= timedelta(hours=7, seconds=1)
     assert attributes["canceled-at"] is None
     assert "force-cancel-available-at" not in attributes
-    assert attributes["actions"] == {"is-cancelable": True, "is-confirmable": False,
-                                     "is-discardable": False, "is-force-cancelable": False}
+    assert attributes["actions"] == {
+        "is-cancelable": True,
+        "is-confirmable": False,
+        "is-discardable": False,
+        "is-force-cancelable": False,
+    }
     assert run["relationships"]["workspace"]["data"]["type"] == "workspaces"
 
 
@@ -49,17 +60,24 @@ def test_run_permissions_follow_the_token(simulator):
     writer = _get_run(simulator, run_id, USER_TOKEN)["attributes"]["permissions"]
     reader = _get_run(simulator, run_id, READ_TOKEN)["attributes"]["permissions"]
     org = _get_run(simulator, run_id, ORG_TOKEN)["attributes"]["permissions"]
-    assert admin["can-force-cancel"] and admin["can-cancel"]
-    assert writer["can-cancel"] and not writer["can-force-cancel"]
-    assert not reader["can-cancel"] and not reader["can-discard"]
+    assert admin["can-force-cancel"]
+    assert admin["can-cancel"]
+    assert writer["can-cancel"]
+    assert not writer["can-force-cancel"]
+    assert not reader["can-cancel"]
+    assert not reader["can-discard"]
     assert not any(org.values())
 
 
 def test_waiting_run_is_confirmable_and_discardable_not_cancelable(simulator):
     """Reference 3.2: `planned` waits for a human (apply or discard)."""
     run = _get_run(simulator, _current(simulator, "billing-staging"))
-    assert run["attributes"]["actions"] == {"is-cancelable": False, "is-confirmable": True,
-                                            "is-discardable": True, "is-force-cancelable": False}
+    assert run["attributes"]["actions"] == {
+        "is-cancelable": False,
+        "is-confirmable": True,
+        "is-discardable": True,
+        "is-force-cancelable": False,
+    }
 
 
 def test_cancel_then_force_cancel_after_the_cooloff(simulator):
@@ -70,7 +88,8 @@ def test_cancel_then_force_cancel_after_the_cooloff(simulator):
         assert early.status_code == 409
         assert early.json()["errors"][0]["detail"] == (
             "Run was not planning or applying, has not been canceled non-forcefully, "
-            "or the cool-off period has not yet passed.")
+            "or the cool-off period has not yet passed."
+        )
         cancel = api.post(f"runs/{run_id}/actions/cancel", json={"comment": "stuck"})
         assert (cancel.status_code, cancel.content) == (202, b"")
         # hangs_on_cancel: the status stays; canceled-at and force-cancel-available-at are set
@@ -78,13 +97,16 @@ def test_cancel_then_force_cancel_after_the_cooloff(simulator):
         assert attributes["status"] == "applying"
         canceled = datetime.fromisoformat(attributes["canceled-at"].replace("Z", "+00:00"))
         available = datetime.fromisoformat(
-            attributes["force-cancel-available-at"].replace("Z", "+00:00"))
+            attributes["force-cancel-available-at"].replace("Z", "+00:00")
+        )
         assert available - canceled == timedelta(minutes=5)
         assert attributes["actions"]["is-force-cancelable"] is False
         assert api.post(f"runs/{run_id}/actions/force-cancel").status_code == 409
         simulator.advance(300)
-        assert api.get(f"runs/{run_id}").json()["data"]["attributes"]["actions"][
-            "is-force-cancelable"] is True
+        assert (
+            api.get(f"runs/{run_id}").json()["data"]["attributes"]["actions"]["is-force-cancelable"]
+            is True
+        )
         assert api.post(f"runs/{run_id}/actions/force-cancel").status_code == 202
     summary = simulator.workspace("payments-prod")
     assert simulator.run(run_id)["attributes"]["status"] == "force_canceled"
@@ -92,8 +114,7 @@ def test_cancel_then_force_cancel_after_the_cooloff(simulator):
     # The lock passes to the pending run queued behind it, which becomes current.
     assert summary["current_run"]["id"] != run_id
     assert summary["current_run"]["status"] == "plan_queued"
-    assert summary["holder"] == {"type": "runs", "id": summary["current_run"]["id"],
-                                 "name": None}
+    assert summary["holder"] == {"type": "runs", "id": summary["current_run"]["id"], "name": None}
 
 
 def test_pending_run_with_duration_reaches_applied_and_releases_the_lock(simulator):
@@ -123,7 +144,8 @@ def test_cancel_of_a_waiting_run_is_409(simulator):
         response = api.post(f"runs/{_current(simulator, 'billing-staging')}/actions/cancel")
     assert response.status_code == 409
     assert response.json()["errors"][0]["detail"] == (
-        "Run was not planning or applying; cancel not allowed.")
+        "Run was not planning or applying; cancel not allowed."
+    )
 
 
 def test_discard_of_a_waiting_run_releases_the_lock(simulator):
@@ -166,6 +188,7 @@ def test_workspace_runs_list_newest_first_with_filters(simulator):
     """Reference 3.1: filter[status], filter[status_group]; unknown values give nothing."""
     ws = simulator.workspace("payments-prod")["id"]
     with simulator.client() as api:
+
         def statuses(**params: str) -> list[str]:
             body = api.get(f"workspaces/{ws}/runs", params=params).json()
             return [run["attributes"]["status"] for run in body["data"]]
@@ -182,11 +205,16 @@ def test_workspace_runs_list_newest_first_with_filters(simulator):
 def test_organization_runs_list_has_no_totals(simulator):
     """Reference 0, 3.1: pagination-without-totals."""
     with simulator.client() as api:
-        body = api.get("organizations/demo/runs",
-                       params={"filter[status_group]": "discardable"}).json()
+        body = api.get(
+            "organizations/demo/runs", params={"filter[status_group]": "discardable"}
+        ).json()
     assert [run["attributes"]["status"] for run in body["data"]] == ["planned"]
-    assert set(body["meta"]["pagination"]) == {"current-page", "page-size", "prev-page",
-                                               "next-page"}
+    assert set(body["meta"]["pagination"]) == {
+        "current-page",
+        "page-size",
+        "prev-page",
+        "next-page",
+    }
 
 
 def test_run_lists_are_limited_to_30_per_minute(start_simulator):

@@ -22,8 +22,12 @@ def test_list_paginates_with_default_size_20_and_meta(simulator):
         body = api.get("organizations/demo/workspaces").json()
     assert len(body["data"]) == 20
     assert body["meta"]["pagination"] == {
-        "current-page": 1, "page-size": 20, "prev-page": None, "next-page": 2,
-        "total-pages": -(-total // 20), "total-count": total,
+        "current-page": 1,
+        "page-size": 20,
+        "prev-page": None,
+        "next-page": 2,
+        "total-pages": -(-total // 20),
+        "total-count": total,
     }
     assert body["links"]["prev"] is None
     assert "page%5Bnumber%5D=2" in body["links"]["next"]
@@ -110,9 +114,11 @@ def test_show_supports_include(simulator):
 def test_search_name_wildcard_tags_and_project_filters(simulator):
     """Reference 1.1 query parameters."""
     with simulator.client() as api:
+
         def names(**params: str) -> set[str]:
-            body = api.get("organizations/demo/workspaces",
-                           params={"page[size]": 100, **params}).json()
+            body = api.get(
+                "organizations/demo/workspaces", params={"page[size]": 100, **params}
+            ).json()
             return {ws["attributes"]["name"] for ws in body["data"]}
 
         assert names(**{"search[name]": "NETWORK"}) == {"legacy-network"}
@@ -121,27 +127,37 @@ def test_search_name_wildcard_tags_and_project_filters(simulator):
         assert names(**{"search[wildcard-name]": "*core*"}) == {"prod-core"}
         assert names(**{"search[tags]": "prod,protected"}) == {"prod-core"}
         project = api.get("organizations/demo/workspaces/billing-staging").json()["data"][
-            "relationships"]["project"]["data"]["id"]
+            "relationships"
+        ]["project"]["data"]["id"]
         assert names(**{"filter[project][id]": project}) == {"payments-prod", "billing-staging"}
         assert names(**{"filter[current-run][status]": "applying,planned"}) == {
-            "payments-prod", "billing-staging"}
+            "payments-prod",
+            "billing-staging",
+        }
 
 
 def test_permissions_follow_the_calling_token(simulator):
     """Reference 1.2: permissions reflect the calling token; force-unlock needs admin."""
+
     def permissions(token: str) -> dict[str, bool]:
         with simulator.client(token) as api:
-            return api.get("organizations/demo/workspaces/web-dev").json()["data"][
-                "attributes"]["permissions"]
+            return api.get("organizations/demo/workspaces/web-dev").json()["data"]["attributes"][
+                "permissions"
+            ]
 
-    admin, write, read, org = (permissions(t) for t in
-                               (ADMIN_TOKEN, USER_TOKEN, READ_TOKEN, ORG_TOKEN))
+    admin, write, read, org = (
+        permissions(t) for t in (ADMIN_TOKEN, USER_TOKEN, READ_TOKEN, ORG_TOKEN)
+    )
     assert (admin["can-lock"], admin["can-unlock"], admin["can-force-unlock"]) == (True,) * 3
     assert (write["can-lock"], write["can-unlock"], write["can-force-unlock"]) == (
-        True, True, False)
+        True,
+        True,
+        False,
+    )
     assert (read["can-lock"], read["can-unlock"], read["can-force-unlock"]) == (False,) * 3
     assert read["can-read-run"] is True
-    assert org["can-force-unlock"] is True and org["can-queue-run"] is False
+    assert org["can-force-unlock"] is True
+    assert org["can-queue-run"] is False
 
 
 def test_missing_or_unknown_token_is_401(simulator):
@@ -181,11 +197,11 @@ def test_users_teams_and_account_details(simulator):
     team = simulator.workspace("analytics-dev")["holder"]
     with simulator.client(USER_TOKEN) as api:
         assert api.get(f"users/{bob['id']}").json()["data"]["attributes"]["username"] == "bob"
-        assert api.get(f"teams/{team['id']}").json()["data"]["attributes"]["name"] == (
-            "developers")
+        assert api.get(f"teams/{team['id']}").json()["data"]["attributes"]["name"] == ("developers")
         assert api.get(f"users/{team['id']}").status_code == 404
         me = api.get("account/details").json()["data"]
-    assert me["type"] == "users" and me["attributes"]["username"] == "operator"
+    assert me["type"] == "users"
+    assert me["attributes"]["username"] == "operator"
     with simulator.client(ADMIN_TOKEN) as team_api, simulator.client(ORG_TOKEN) as org_api:
         assert team_api.get("account/details").status_code == 404
         assert org_api.get("account/details").status_code == 404

@@ -192,8 +192,15 @@ class SimulatorServer:
         count: int | None = None,
     ) -> dict[str, Any]:
         """Add a fault (kinds: status, latency, malformed, truncated, content_type, drop)."""
-        spec = {"kind": kind, "path": path, "method": method, "status": status,
-                "probability": probability, "latency_ms": latency_ms, "count": count}
+        spec = {
+            "kind": kind,
+            "path": path,
+            "method": method,
+            "status": status,
+            "probability": probability,
+            "latency_ms": latency_ms,
+            "count": count,
+        }
         result: dict[str, Any] = self._call("POST", "/faults", json=spec)
         return result
 
@@ -204,8 +211,9 @@ class SimulatorServer:
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
 
-    def lock(self, workspace: str, principal: str, reason: str = "",
-             organization: str | None = None) -> dict[str, Any]:
+    def lock(
+        self, workspace: str, principal: str, reason: str = "", organization: str | None = None
+    ) -> dict[str, Any]:
         """Lock `workspace` (name or id) as `principal` (token, user/team name, or id)."""
         body = {"principal": principal, "reason": reason, "organization": organization}
         result: dict[str, Any] = self._call("POST", f"/workspaces/{workspace}/lock", json=body)
@@ -218,32 +226,49 @@ class SimulatorServer:
         )
         return result
 
-    def start_run(self, workspace: str, status: str = "planning", *, principal: str | None = None,
-                  age: float = 0.0, duration: float | None = None,
-                  hangs_on_cancel: bool = False, organization: str | None = None) -> str:
+    def start_run(
+        self,
+        workspace: str,
+        status: str = "planning",
+        *,
+        principal: str | None = None,
+        age: float = 0.0,
+        duration: float | None = None,
+        hangs_on_cancel: bool = False,
+        organization: str | None = None,
+    ) -> str:
         """Start a run (queued as `pending` if the workspace is busy); returns its id."""
-        body: dict[str, Any] = {"status": status, "principal": principal, "age": age,
-                                "hangs_on_cancel": hangs_on_cancel, "organization": organization}
+        body: dict[str, Any] = {
+            "status": status,
+            "principal": principal,
+            "age": age,
+            "hangs_on_cancel": hangs_on_cancel,
+            "organization": organization,
+        }
         if duration is not None:
             body["duration"] = duration
         run_id: str = self._call("POST", f"/workspaces/{workspace}/runs", json=body)["id"]
         return run_id
 
     def set_run_status(self, run_id: str, status: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/status",
-                                            json={"status": status})
+        result: dict[str, Any] = self._call(
+            "POST", f"/runs/{run_id}/status", json={"status": status}
+        )
         return result
 
     def set_hangs_on_cancel(self, run_id: str, value: bool = True) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/hangs-on-cancel",
-                                            json={"value": value})
+        result: dict[str, Any] = self._call(
+            "POST", f"/runs/{run_id}/hangs-on-cancel", json={"value": value}
+        )
         return result
 
-    def state_version_pending(self, workspace: str, unlocks: int = 1,
-                              organization: str | None = None) -> dict[str, Any]:
+    def state_version_pending(
+        self, workspace: str, unlocks: int = 1, organization: str | None = None
+    ) -> dict[str, Any]:
         """The next `unlocks` unlocks of `workspace` answer 503."""
         result: dict[str, Any] = self._call(
-            "POST", f"/workspaces/{workspace}/state-version-pending",
+            "POST",
+            f"/workspaces/{workspace}/state-version-pending",
             json={"unlocks": unlocks, "organization": organization},
         )
         return result
@@ -285,7 +310,9 @@ def simulator_process(*args: str, timeout: float = 20) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "watchdog", "simulator", "--port", str(port), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ},
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -310,7 +337,8 @@ def simulator_process(*args: str, timeout: float = 20) -> Iterator[str]:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout is not None
+            assert proc.stderr is not None
             proc.stdout.close()
             proc.stderr.close()
         assert code == 0, f"simulator exited {code}"

@@ -7,6 +7,7 @@ the built-in demo scenario. Exit 2 for a user error (bad scenario, unsupported o
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -61,6 +62,9 @@ def main(args: argparse.Namespace) -> int:
         f"http://{args.host}:{args.port}/api/v2 (admin: /_sim/state)",
         flush=True,
     )
-    # uvicorn's Server handles SIGINT and SIGTERM by finishing in-flight requests and returning.
+    # uvicorn handles SIGINT/SIGTERM (finish in-flight requests, return), then re-raises the
+    # signal with the handlers it found; no-op handlers make that a clean exit 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: None)
     uvicorn.Server(server_config(simulator, args.host, args.port, "warning")).run()
     return 0
