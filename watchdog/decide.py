@@ -322,6 +322,18 @@ def _run_step(view: _RunView, now: datetime) -> _Step:
     return _Step(kind, view.overdue, reason, view.since, view.age, view.threshold, blocker, subject)
 
 
+def _waits_on_lock(view: _View) -> bool:
+    """The current run is `pending` behind a user/team lock: it has not started, holds no
+    state, and is exactly what the lock blocks (reference/tfc-api.md 2: "New runs remain in
+    the Pending state until the workspace unlocks")."""
+    return (
+        view.run is not None
+        and view.run.run.status == "pending"
+        and view.lock is not None
+        and view.lock.holder.type in (HolderType.USER, HolderType.TEAM)
+    )
+
+
 def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | None:
     lock = view.lock
     if lock is None or lock.holder.type not in (HolderType.USER, HolderType.TEAM):
@@ -334,7 +346,7 @@ def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | 
     blocker: str | None = None
     if sightings < MIN_SIGHTINGS:
         blocker = f"lock seen with this holder in {sightings} cycle(s), {MIN_SIGHTINGS} needed"
-    elif view.run is not None:
+    elif view.run is not None and not _waits_on_lock(view):
         blocker = f"current run {view.run.run.id} is {view.run.run.status}, not final"
     reason = (
         f"lock held by {_who(holder)} for {format_age(lock.age)}, "
@@ -357,10 +369,13 @@ def _ladder(
 
     The "why not" text holds no ages, so it stays the same from cycle to cycle."""
     ws, rule = view.workspace, view.rule
+    # A pending run behind a user/team lock is waiting for that lock, not stuck: the lock is
+    # what to clear, and cancelling the run would throw away someone's queued work.
+    run_step = None if view.run is None or _waits_on_lock(view) else _run_step(view.run, now)
     steps = [
         step
         for step in (
-            _run_step(view.run, now) if view.run is not None else None,
+            run_step,
             _lock_step(view, memory, identity),
         )
         if step is not None

@@ -215,7 +215,7 @@ def test_the_planned_action_carries_what_act_must_reverify() -> None:
 
 def test_at_most_one_action_per_workspace() -> None:
     # A stale user lock and a stuck cancelable run on the same workspace: the run goes first.
-    stuck = run("pending", 3 * H, actions=RunActions(is_cancelable=True))
+    stuck = run("planning", 3 * H, actions=RunActions(is_cancelable=True))
     ws = user_locked("app", current_run=stuck)
     memory = Memory()
     seen(memory, [observe(ws)], 5 * H, 3)

@@ -286,13 +286,22 @@ CASES = {
     "one-sighting-only": Case(
         workspace(holder=ALICE), None, "in 1 cycle(s), 2 needed", seen=(3 * H, 1)
     ),
-    "user-lock-with-non-final-current-run": Case(
-        **stale_lock(current_run=run("pending", 10 * M)),
+    "user-lock-with-active-current-run": Case(
+        **stale_lock(current_run=run("planning", 10 * M)),
         expect=None,
-        restraint="current run run-1 is pending, not final",
+        restraint="current run run-1 is planning, not final",
     ),
-    "stale-user-lock-with-stuck-run-cancels-the-run-first": Case(
+    # A pending run waits for the lock and touches no state: it is what the lock blocks.
+    "user-lock-with-a-pending-run-queued-behind-it-is-unlocked": Case(
+        **stale_lock(current_run=run("pending", 10 * M)),
+        expect=ActionKind.FORCE_UNLOCK,
+    ),
+    "pending-run-blocked-by-a-stale-user-lock-is-not-cancelled": Case(
         **stale_lock(current_run=run("pending", 3 * H, cancelable=True)),
+        expect=ActionKind.FORCE_UNLOCK,
+    ),
+    "stale-user-lock-with-stuck-active-run-cancels-the-run-first": Case(
+        **stale_lock(current_run=run("planning", 3 * H, cancelable=True)),
         expect=ActionKind.CANCEL,
     ),
     # --- run-held locks are never unlocked ------------------------------------------------
