@@ -1,0 +1,315 @@
+"""The config model: durations, rule resolution, protections, the example file, the schema."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from watchdog.configload import load_policy
+from watchdog.model import ActionKind, Workspace
+from watchdog.policy import (
+    LockfileBucket,
+    Policy,
+    S3BackendConfig,
+    json_schema,
+    parse_duration,
+    parse_listen,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config.example.yaml"
+
+
+def policy(**data: Any) -> Policy:
+    data.setdefault("tfc", {"organizations": ["acme"]})
+    return Policy.model_validate(data)
+
+
+def workspace(name: str = "app", **kwargs: Any) -> Workspace:
+    kwargs.setdefault("organization", "acme")
+    return Workspace(id="ws-0123456789abcdef", name=name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("45s", 45),
+        ("30m", 1800),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("2h30m", 9000),
+        ("1d 2h", 93600),
+        ("90", 90),
+        (" 90 ", 90),
+        (90, 90),
+        (1.5, 1.5),
+        (timedelta(minutes=3), 180),
+    ],
+)
+def test_durations_accept_the_documented_forms(text: Any, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0s", "greater than zero"),
+        (0, "greater than zero"),
+        ("-5m", "greater than zero"),
+        (-1, "greater than zero"),
+        ("2 hours", "is not a duration"),
+        ("", "is not a duration"),
+        ("h", "is not a duration"),
+        ("1.5h", "is not a duration"),
+        ("nan", "is not a duration"),
+        (float("inf"), "at most 100 years"),
+        ("99999999999999d", "at most 100 years"),
+        (True, "expected a duration"),
+        ([1], "expected a duration"),
+        (None, "expected a duration"),
+    ],
+)
+def test_bad_durations_are_refused_with_a_reason(value: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_duration(value)
+
+
+def test_durations_round_trip_in_the_file_form() -> None:
+    dumped = policy(interval="2h30m").model_dump(mode="json")
+    assert dumped["interval"] == "2h30m"
+    assert dumped["defaults"]["run_stuck_after"]["waiting"] == "1d"
+
+
+def test_the_first_matching_rule_wins_and_unset_settings_come_from_defaults() -> None:
+    p = policy(
+        defaults={"lock_stale_after": "3h", "actions": ["cancel"]},
+        rules=[
+            {"id": "sandboxes", "match": {"workspaces": ["sandbox-*"]}, "lock_stale_after": "30m"},
+            {"id": "all-sandboxish", "match": {"workspaces": ["sand*"]}, "actions": []},
+        ],
+    )
+    first = p.rule_for_workspace(workspace("sandbox-1"))
+    assert first.id == "sandboxes"
+    assert first.lock_stale_after == timedelta(minutes=30)
+    assert first.actions == frozenset({ActionKind.CANCEL})
+    second = p.rule_for_workspace(workspace("sandy"))
+    assert (second.id, second.actions) == ("all-sandboxish", frozenset())
+    fallback = p.rule_for_workspace(workspace("prod"))
+    assert (fallback.id, fallback.lock_stale_after) == ("defaults", timedelta(hours=3))
+
+
+def test_a_rule_overrides_only_the_phases_it_names() -> None:
+    p = policy(
+        defaults={"run_stuck_after": {"planning": "3h"}},
+        rules=[{"id": "r", "run_stuck_after": {"applying": "1h"}}],
+    )
+    thresholds = p.rule_for_workspace(workspace()).run_stuck_after
+    assert thresholds.applying == timedelta(hours=1)
+    assert thresholds.planning == timedelta(hours=3)
+    assert thresholds.waiting == timedelta(hours=24)
+
+
+def test_match_criteria_are_anded_and_tags_must_all_be_present() -> None:
+    p = policy(
+        rules=[
+            {
+                "id": "r",
+                "match": {"organizations": ["ac*"], "projects": ["infra"], "tags": ["a", "b"]},
+            }
+        ]
+    )
+    hit = workspace(project_name="infra", tags=("a", "b", "c"))
+    assert p.rule_for_workspace(hit).id == "r"
+    assert p.rule_for_workspace(workspace(project_name="infra", tags=("a",))).id == "defaults"
+    assert p.rule_for_workspace(workspace(project_id="infra", tags=("a", "b"))).id == "r"
+    other_org = workspace(organization="other", project_name="infra", tags=("a", "b"))
+    assert p.rule_for_workspace(other_org).id == "defaults"
+
+
+def test_path_rules_match_s3_backend_locks_and_never_workspaces() -> None:
+    p = policy(
+        rules=[
+            {"id": "tfc-all", "match": {"workspaces": ["*"]}},
+            {"id": "prod-state", "match": {"sources": ["dynamodb"], "paths": ["tf-state/prod/*"]}},
+        ]
+    )
+    assert p.rule_for_path("dynamodb", "tf-state/prod/app.tfstate").id == "prod-state"
+    assert p.rule_for_path("s3", "tf-state/prod/app.tfstate").id == "defaults"
+    assert p.rule_for_path("dynamodb", "tf-state/dev/app.tfstate").id == "defaults"
+    assert p.rule_for_workspace(workspace("anything")).id == "tfc-all"
+
+
+def test_protections_explain_themselves() -> None:
+    protect = policy(protect={"workspaces": ["prod-*"], "tags": ["pci"]}).protect
+    assert protect.workspace_protection(workspace("prod-db")) is not None
+    assert protect.workspace_protection(workspace("dev", tags=("pci",))) is not None
+    assert protect.workspace_protection(workspace("dev")) is None
+    assert protect.reason_protection("Planned MAINTENANCE window") is not None
+    assert protect.reason_protection("do not unlock: migrating") is not None
+    assert protect.reason_protection("Locked by Terraform") is None
+    assert protect.reason_protection(None) is None
+
+
+def test_duplicate_rule_ids_are_refused_by_the_model_too() -> None:
+    with pytest.raises(ValidationError, match="duplicate rule id 'a': rules\\[0\\]"):
+        policy(rules=[{"id": "a"}, {"id": "b"}, {"id": "a"}])
+
+
+def test_a_source_is_required_and_s3_backend_alone_is_enough() -> None:
+    with pytest.raises(ValidationError, match="no lock source configured"):
+        Policy.model_validate({})
+    p = Policy.model_validate(
+        {"s3_backend": {"lockfile_buckets": [{"bucket": "tf-state"}], "dynamodb_tables": ["t"]}}
+    )
+    assert p.tfc is None
+    assert p.s3_backend == S3BackendConfig(
+        region="us-east-1",
+        endpoint_url=None,
+        dynamodb_tables=("t",),
+        lockfile_buckets=(LockfileBucket(bucket="tf-state", prefix=""),),
+    )
+
+
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        ("0.0.0.0:9877", ("0.0.0.0", 9877)),
+        ("localhost:1", ("localhost", 1)),
+        ("[::]:65535", ("::", 65535)),
+        ("[::1]:8080", ("::1", 8080)),
+    ],
+)
+def test_listen_is_host_and_port(listen: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(listen) == expected
+    assert policy(listen=listen).listen_address == expected
+
+
+@pytest.mark.parametrize("listen", ["9877", ":9877", "host:", "host:65536", "::1:80", "a b:80"])
+def test_bad_listen_addresses_are_refused(listen: str) -> None:
+    with pytest.raises(ValueError, match="host:port|port must be|IPv6"):
+        parse_listen(listen)
+
+
+def test_log_settings_accept_upper_case_as_env_vars_write_them() -> None:
+    assert policy(log={"level": "DEBUG", "format": "JSON"}).log.level == "debug"
+
+
+def test_the_address_loses_its_trailing_slash() -> None:
+    p = policy(tfc={"organizations": ["a"], "address": "https://tfe.example.com/"})
+    assert p.tfc is not None
+    assert p.tfc.address == "https://tfe.example.com"
+
+
+# --- the example file ------------------------------------------------------------------------
+
+
+def test_the_example_config_validates_and_is_inert() -> None:
+    p = load_policy(str(EXAMPLE), {})
+    assert p.dry_run is True
+    assert p.defaults.actions == ()
+    assert p.rules, "the example should show a rule"
+    assert all(rule.actions == () for rule in p.rules)
+    assert p.tfc is not None
+
+
+def _example_with_s3_block() -> str:
+    """The example with its commented-out s3_backend block uncommented."""
+    lines = EXAMPLE.read_text().splitlines()
+    start = lines.index("# s3_backend:")
+    end = start + 1
+    while lines[end].startswith("#   "):
+        end += 1
+    block = [line.removeprefix("# ") for line in lines[start:end]]
+    assert len(block) > 4
+    return "\n".join([*lines[:start], *block, *lines[end:]]) + "\n"
+
+
+def test_the_commented_s3_backend_block_of_the_example_validates(tmp_path: Path) -> None:
+    path = tmp_path / "example-with-s3.yaml"
+    path.write_text(_example_with_s3_block())
+    p = load_policy(str(path), {})
+    assert p.s3_backend is not None
+    assert p.s3_backend.dynamodb_tables == ("terraform-locks",)
+    assert p.s3_backend.lockfile_buckets == (LockfileBucket(bucket="tf-state", prefix=""),)
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
+    """(dotted path, `Model.field`) for every field of every model reachable from `model`."""
+    out = []
+    for name, field in model.model_fields.items():
+        out.append((f"{prefix}{name}", f"{model.__name__}.{name}"))
+        for inner in _models_in(field.annotation):
+            out.extend(_field_paths(inner, f"{prefix}{name}."))
+    return out
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
+
+
+def _present(data: Any, parts: list[str]) -> bool:
+    if not parts:
+        return True
+    if isinstance(data, list):
+        return any(_present(item, parts) for item in data)
+    return isinstance(data, dict) and parts[0] in data and _present(data[parts[0]], parts[1:])
+
+
+def test_every_key_of_the_model_is_in_the_example() -> None:
+    # Each field of each model must appear at one of the places its model is used
+    # (PhaseThresholds in full under defaults is enough; a rule may show only one phase).
+    data = yaml.safe_load(_example_with_s3_block())
+    shown: dict[str, bool] = {}
+    for path, field in _field_paths(Policy):
+        shown[field] = shown.get(field, False) or _present(data, path.split("."))
+    assert len(shown) > 35
+    assert [field for field, present in shown.items() if not present] == []
+
+
+def test_every_key_in_the_example_carries_a_comment() -> None:
+    # A key is documented by a comment on its line, or by the comment line right above it.
+    lines = _example_with_s3_block().splitlines()
+    undocumented = [
+        line
+        for number, line in enumerate(lines)
+        if re.match(r"^\s*(- )?[a-z_0-9]+:", line)
+        and "#" not in line
+        and not lines[number - 1].lstrip().startswith("#")
+    ]
+    assert undocumented == []
+
+
+def test_the_example_validates_against_the_published_json_schema() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text())
+    jsonschema.validate(data, json_schema())
+
+
+def test_the_schema_rejects_what_the_model_rejects() -> None:
+    schema = json_schema()
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"tfc": {"organizations": []}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"tfc": {"organizations": ["a"], "token": "x"}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"interval": "2 hours"}, schema)
+
+
+def test_every_field_in_the_schema_has_a_description() -> None:
+    schema = json_schema()
+    undocumented = [
+        f"{name}.{field}"
+        for name, definition in [("Policy", schema), *schema["$defs"].items()]
+        for field, spec in definition.get("properties", {}).items()
+        if not spec.get("description")
+    ]
+    assert undocumented == []
+    assert schema["properties"]["interval"]["default"] == "1m"
