@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 from datetime import datetime, timedelta
 
 import httpx
@@ -108,7 +109,7 @@ def test_malformed_and_wrong_content_type_faults(simulator):
     simulator.inject_fault("content_type", "runs", count=1)
     with simulator.client() as api:
         broken = api.get("organizations/demo/workspaces")
-        with pytest.raises(ValueError):
+        with pytest.raises(json.JSONDecodeError):
             broken.json()
         html = api.get("organizations/demo/runs")
     assert html.status_code == 200

@@ -14,6 +14,7 @@ actions refused (the conservative reading for the run side, which is the destruc
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Literal
 
 Level = Literal["none", "read", "plan", "write", "admin"]
@@ -60,6 +61,9 @@ _RUN_NEEDS = {
 }
 
 
+@cache
+# Cached: pure functions of (level, token kind), built once and shared by every document
+# (the list endpoint renders 100 of them per page). Callers must not mutate the result.
 def workspace_permissions(rank: int, organization_token: bool) -> dict[str, bool]:
     return {
         key: rank >= need and not (organization_token and key in _RUN_STARTING)
@@ -67,6 +71,7 @@ def workspace_permissions(rank: int, organization_token: bool) -> dict[str, bool
     }
 
 
+@cache
 def run_permissions(rank: int, organization_token: bool) -> dict[str, bool]:
     if organization_token:
         return dict.fromkeys(_RUN_NEEDS, False)

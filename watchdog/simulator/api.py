@@ -42,7 +42,9 @@ RATE_LIMITED = {
 
 
 def document(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(body), status, headers=headers, media_type=JSONAPI)
+    return Response(
+        json.dumps(body, separators=(",", ":")), status, headers=headers, media_type=JSONAPI
+    )
 
 
 def error(exc: ApiError) -> Response:
