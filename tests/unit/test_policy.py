@@ -193,7 +193,7 @@ def test_listen_is_host_and_port(listen: str, expected: tuple[str, int]) -> None
 
 @pytest.mark.parametrize("listen", ["9877", ":9877", "host:", "host:65536", "::1:80", "a b:80"])
 def test_bad_listen_addresses_are_refused(listen: str) -> None:
-    with pytest.raises(ValueError, match="host:port|port must be|IPv6"):
+    with pytest.raises(ValueError, match=r"host:port|port must be|IPv6"):
         parse_listen(listen)
 
 
