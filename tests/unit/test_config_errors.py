@@ -21,6 +21,8 @@ BROKEN = Path(__file__).parent / "configs" / "broken"
 CASES = sorted(BROKEN.glob("*.yaml"))
 REPO = Path(__file__).resolve().parents[2]
 VALID = "tfc: {organizations: [acme]}\n"
+# The real CLI runs without the caller's own TFC_WATCHDOG_* overrides.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("TFC_WATCHDOG_")}
 
 
 def expected_fragment(path: Path) -> str:
@@ -75,6 +77,7 @@ def test_a_file_without_read_permission_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
         [setpriv, drop, sys.executable, "-m", "watchdog", "check-config", str(path)],
         cwd=REPO,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         timeout=60,
@@ -193,6 +196,7 @@ def test_the_cli_exits_2_with_one_line_per_error_and_no_traceback(name: str) -> 
     result = subprocess.run(
         [sys.executable, "-m", "watchdog", "check-config", str(path)],
         cwd=REPO,
+        env=CLEAN_ENV,
         capture_output=True,
         text=True,
         timeout=60,

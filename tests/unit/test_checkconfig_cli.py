@@ -1,0 +1,130 @@
+"""`tfc-watchdog check-config`: exit codes, the summary, the schema, usage errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from watchdog.cli import main
+from watchdog.settings import ENV_OVERRIDES
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "config.example.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _no_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The developer's or CI's own TFC_WATCHDOG_* must not change what these tests see.
+    for variable in ENV_OVERRIDES:
+        monkeypatch.delenv(variable, raising=False)
+
+
+def test_a_valid_file_prints_ok_and_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"{EXAMPLE}: ok",
+        "organizations: acme; rules: 2; dry-run: on; actions: none (report only)",
+    ]
+    assert err == ""
+
+
+def test_the_summary_says_when_the_file_may_act(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "dry_run: false\ntfc: {organizations: [acme, beta]}\n"
+        "s3_backend: {dynamodb_tables: [locks]}\nrules: [{id: a, actions: [cancel]}]\n"
+    )
+    monkeypatch.setenv("TFC_WATCHDOG_INTERVAL", "2m")
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "organizations: acme, beta; s3 backend: locks; rules: 1; dry-run: OFF; "
+        "actions: enabled; env overrides: TFC_WATCHDOG_INTERVAL"
+    )
+
+
+def test_an_invalid_file_prints_its_lines_to_stderr_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("interval: soon\ntfc: {organizations: []}\n")
+    assert main(["check-config", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
+        f"{path}:1: interval: 'soon' is not a duration; use e.g. 90s, 30m, 2h, 1d, 2h30m "
+        "or plain seconds",
+        f"{path}:2: tfc.organizations: list at least one organization to watch",
+    ]
+
+
+def test_an_environment_override_is_checked_too(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TFC_WATCHDOG_LISTEN", "nowhere")
+    assert main(["check-config", str(EXAMPLE)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "env TFC_WATCHDOG_LISTEN: 'nowhere': expected host:port such as 0.0.0.0:9877"
+    ]
+
+
+def test_schema_prints_a_json_schema_with_descriptions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config", "--schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["$schema"].startswith("https://json-schema.org/")
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["dry_run"]["description"].startswith("Report what would be done")
+    assert "s3_backend" in schema["properties"]
+
+
+def test_no_file_and_no_schema_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: tfc-watchdog check-config")
+    assert "FILE is required" in err
+
+
+def test_an_unknown_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check-config", "--frobnicate", str(EXAMPLE)])
+    assert info.value.code == 2
+    assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
+
+
+def test_the_installed_module_runs_check_config_end_to_end(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    result = subprocess.run(
+        [sys.executable, "-m", "watchdog", "check-config", str(EXAMPLE), str(missing)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Two files is a usage error from argparse, not a traceback.
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    ok = subprocess.run(
+        [sys.executable, "-m", "watchdog", "check-config", str(EXAMPLE)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (ok.returncode, ok.stdout.splitlines()[0]) == (0, f"{EXAMPLE}: ok")
+    gone = subprocess.run(
+        [sys.executable, "-m", "watchdog", "check-config", str(missing)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (gone.returncode, gone.stderr) == (2, f"{missing}: cannot read: no such file\n")
