@@ -61,6 +61,13 @@ class Metrics:
             ["source", "organization", "workspace", "holder_type", "rule"],
             registry=r,
         )
+        self.runs_blocked = Gauge(
+            f"{PREFIX}_runs_blocked",
+            "1 while a stale lock keeps runs of the workspace from starting (a runs_blocked "
+            "finding); the series exists only while that holds.",
+            ["source", "organization", "workspace"],
+            registry=r,
+        )
         self.stuck_runs = Gauge(
             f"{PREFIX}_stuck_runs",
             "Non-final current runs past their phase's threshold, by status.",
@@ -187,6 +194,15 @@ class Metrics:
             counts[(organization, status)] = counts.get((organization, status), 0) + 1
         for (organization, status), count in counts.items():
             self.stuck_runs.labels(organization=organization, status=status).set(count)
+
+    def publish_runs_blocked(self, blocked: Iterable[tuple[str, str, str]]) -> None:
+        """Replace the runs_blocked series: one (source, organization, workspace) per
+        workspace with a runs_blocked finding this cycle."""
+        self.runs_blocked.clear()
+        for source, organization, workspace in blocked:
+            self.runs_blocked.labels(
+                source=source, organization=organization, workspace=workspace
+            ).set(1)
 
     def cycle_succeeded(self, at: datetime) -> None:
         self.last_success.set(at.timestamp())
