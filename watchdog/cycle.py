@@ -74,6 +74,10 @@ class Health:
     last_error: str | None = None
 
 
+def _complete_scopes(observations: Sequence[Observation]) -> set[tuple[str, str]]:
+    return {(o.source.value, o.organization) for o in observations if o.complete}
+
+
 class Watchdog:
     def __init__(
         self,
@@ -100,6 +104,8 @@ class Watchdog:
         # Last locks of each (source, organization), reused for metrics while a scope cannot
         # be read, so an API blip does not resolve a stale-lock alert.
         self._last_locks: dict[tuple[str, str], list[LockState]] = {}
+        # Likewise the workspaces with runs blocked by a stale lock, per scope.
+        self._last_blocked: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
         self.metrics.dry_run.set(1 if policy.dry_run else 0)
 
     def set_policy(self, policy: Policy) -> None:
@@ -164,6 +170,9 @@ class Watchdog:
         self.memory.update(observations, now)
         identity = await self._identity_once()
         decision = decide(observations, self.policy, self.memory, now, identity)
+        # Say what was found (and why some of it is left alone) before acting on it, so the
+        # log reads in the order things happened.
+        self._finding_log.update(decision.findings, _complete_scopes(observations))
         self._log_restraints(decision)
         results: list[ActionResult] = []
         if act and self.actor is not None and decision.planned:
@@ -200,9 +209,6 @@ class Watchdog:
         self._announced_restraints = current
 
     def _publish(self, report: CycleReport, decision: Decision) -> None:
-        complete_scopes = {
-            (o.source.value, o.organization) for o in report.observations if o.complete
-        }
         for observation in report.observations:
             if observation.complete:
                 locked = sum(1 for ws in observation.workspaces if ws.locked) + len(
@@ -230,7 +236,20 @@ class Watchdog:
         self.metrics.publish_locks(
             (lock for locks in self._last_locks.values() for lock in locks), stuck
         )
-        self._finding_log.update(decision.findings, complete_scopes)
+        blocked: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        for f in decision.findings:
+            if f.kind == FindingKind.RUNS_BLOCKED:
+                scope = (f.source.value, f.organization)
+                blocked.setdefault(scope, []).append((*scope, f.workspace))
+        for observation in report.observations:
+            scope = (observation.source.value, observation.organization)
+            if observation.complete:
+                self._last_blocked[scope] = blocked.get(scope, [])
+            else:
+                self._last_blocked.setdefault(scope, blocked.get(scope, []))
+        self.metrics.publish_runs_blocked(
+            item for items in self._last_blocked.values() for item in items
+        )
         for observation in report.observations:
             if not observation.complete:
                 log.error(
