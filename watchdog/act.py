@@ -26,25 +26,31 @@ The hourly window records successful POSTs only: a call the server refused chang
 and counting refusals would let one persistently failing workspace starve every other one.
 The per-cycle cap counts every POST attempted, so refusals are still bounded per cycle.
 
-Sources: actions are dispatched by `PlannedAction.source` to an executor. Only TFC exists
-now; an S3-backend executor (`delete_lock`) is another class with the same two methods.
+Sources: actions are dispatched by `PlannedAction.source` to an executor. `TfcExecutor` does
+the TFC rungs; `BackendLockExecutor` does `delete_lock` for the S3 backend's DynamoDB table
+and `.tflock` objects: a fresh read of the one lock, the same ladder on it at the store's
+clock (`decide.plan_for_backend_lock`), act only if it is the same lock (same `Info` /
+ETag) still past its threshold, then one compare-and-delete. `LockChangedError` (the
+condition failed: another run took the lock in between) is `skipped_changed`,
+`ForbiddenError` is `forbidden`, any other `BackendError` is `failed`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
 import structlog
 
-from watchdog.decide import plan_for_workspace
+from watchdog.decide import plan_for_backend_lock, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionKind,
     ActionResult,
+    BackendLock,
     Holder,
     Outcome,
     PlannedAction,
@@ -54,6 +60,7 @@ from watchdog.model import (
     format_duration,
 )
 from watchdog.policy import Policy
+from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
 from watchdog.sources.tfc.client import (
     ConflictError,
     NotFoundError,
@@ -218,22 +225,90 @@ def _missing_permission(action: PlannedAction, fresh: Workspace) -> str | None:
     return None if granted else name
 
 
+class BackendLockTarget(Protocol):
+    """What act.py needs from an S3-backend lock source (DynamoDbLockSource, S3LockfileSource)."""
+
+    async def read_lock(self, store: str, path: str) -> BackendLock | None: ...
+    async def delete_lock(self, lock: BackendLock) -> None: ...
+    def now(self) -> datetime: ...
+
+
+class BackendLockExecutor:
+    """S3 backend: re-read the one lock, re-plan at the store's clock, compare-and-delete."""
+
+    def __init__(self, target: BackendLockTarget, memory: Memory) -> None:
+        self._target = target
+        self._memory = memory
+
+    async def recheck(
+        self, action: PlannedAction, identity: Holder | None, policy: Policy
+    ) -> Verdict:
+        observed = _observed_lock(action)
+        try:
+            fresh = await self._target.read_lock(observed.store, observed.path)
+        except ForbiddenError as exc:
+            return Verdict(Outcome.FORBIDDEN, f"re-read refused: {exc}")
+        except BackendError as exc:
+            return Verdict(Outcome.FAILED, f"re-read failed: {exc}")
+        if fresh is None:
+            return Verdict(Outcome.SKIPPED_CHANGED, f"lock {observed.info.id} was released")
+        if fresh.token != observed.token or fresh.info != observed.info:
+            return Verdict(
+                Outcome.SKIPPED_CHANGED,
+                f"lock changed since it was read: ID {observed.info.id} -> {fresh.info.id or '?'}",
+            )
+        replan = plan_for_backend_lock(fresh, True, policy, self._memory, self._target.now())
+        if replan is None or replan.kind is not action.kind:
+            return Verdict(
+                Outcome.SKIPPED_CHANGED,
+                f"no {action.kind.value} planned on a fresh read of lock {fresh.info.id}",
+            )
+        return Verdict()
+
+    async def perform(self, action: PlannedAction) -> ActionResult:
+        if action.kind is not ActionKind.DELETE_LOCK:
+            raise ValueError(f"{action.kind.value} is not an S3-backend action")
+        try:
+            # Conditional on the Info / ETag that was read: never removes a lock taken since.
+            await self._target.delete_lock(_observed_lock(action))
+        except LockChangedError as exc:
+            return ActionResult(action, Outcome.SKIPPED_CHANGED, str(exc))
+        except ForbiddenError as exc:
+            return ActionResult(action, Outcome.FORBIDDEN, str(exc))
+        except BackendError as exc:
+            return ActionResult(action, Outcome.FAILED, str(exc))
+        return ActionResult(action, Outcome.DONE)
+
+
+def _observed_lock(action: PlannedAction) -> BackendLock:
+    if action.backend_lock is None:
+        raise ValueError(f"{action.kind.value} planned without the lock it acts on")
+    return action.backend_lock
+
+
 class Actor:
     def __init__(
         self,
         *,
-        source: ActionTarget,
+        source: ActionTarget | None,
         policy: Policy,
         memory: Memory,
         metrics: Metrics,
         log: structlog.typing.FilteringBoundLogger,
+        backend_sources: Mapping[Source, BackendLockTarget] | None = None,
     ) -> None:
+        """`source` is the TFC source (None when no `tfc` is configured); `backend_sources`
+        the S3-backend lock sources by their `Source` (dynamodb, s3)."""
         # Public so a config reload can swap it in place (forbidden-once memory survives).
         self.policy = policy
         self._memory = memory
         self._metrics = metrics
         self._log = log
-        self._executors: dict[Source, Executor] = {Source.TFC: TfcExecutor(source, memory)}
+        self._executors: dict[Source, Executor] = {}
+        if source is not None:
+            self._executors[Source.TFC] = TfcExecutor(source, memory)
+        for kind, target in (backend_sources or {}).items():
+            self._executors[kind] = BackendLockExecutor(target, memory)
         self._stopped = False
         # (workspace id, action) pairs whose missing permission was already logged.
         self._forbidden_logged: set[tuple[str, ActionKind]] = set()
@@ -353,6 +428,15 @@ class Actor:
         }
         if result.retry_later:
             fields["retry_later"] = True
+        lock = action.backend_lock
+        if lock is not None:
+            # Which store, and Terraform's own "Lock Info" fields, so the audit trail says
+            # whose lock it was (TFC events keep their established field set).
+            fields["source"] = action.source.value
+            fields["lock_id"] = lock.info.id
+            fields["lock_who"] = lock.info.who
+            fields["lock_operation"] = lock.info.operation
+            fields["lock_created"] = lock.info.created.isoformat()
         if result.outcome is Outcome.DRY_RUN:
             what = f"{action.organization}/{action.workspace}"
             self._log.info(f"would {action.kind.value} {what}", **fields)

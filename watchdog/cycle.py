@@ -29,6 +29,7 @@ from watchdog.model import (
     Observation,
     Outcome,
     PlannedAction,
+    Source,
     utcnow,
 )
 from watchdog.policy import Policy
@@ -60,6 +61,14 @@ class ActionRunner(Protocol):
 
 
 _UNLOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+
+
+def _cycle_now(observations: Sequence[Observation]) -> datetime:
+    """The cycle's clock: the TFC server's when TFC was read (the simulator's clock drives
+    tests and the demo), else the lock stores'. decide.py ages S3-backend locks by their
+    own observation's `server_now`, so a skew between AWS and TFC never shifts an age."""
+    tfc = [o.server_now for o in observations if o.source is Source.TFC]
+    return max(tfc or [o.server_now for o in observations], default=utcnow())
 
 
 @dataclass
@@ -166,7 +175,7 @@ class Watchdog:
             for chunk in await asyncio.gather(*(source.observe() for source in self.sources))
             for observation in chunk
         ]
-        now = max((o.server_now for o in observations), default=utcnow())
+        now = _cycle_now(observations)
         self.memory.update(observations, now)
         identity = await self._identity_once()
         decision = decide(observations, self.policy, self.memory, now, identity)
@@ -210,7 +219,9 @@ class Watchdog:
 
     def _publish(self, report: CycleReport, decision: Decision) -> None:
         for observation in report.observations:
-            if observation.complete:
+            # workspaces{organization} is about TFC organizations; a lock table or bucket
+            # has no workspaces (its locks are in the per-lock series).
+            if observation.complete and observation.source is Source.TFC:
                 locked = sum(1 for ws in observation.workspaces if ws.locked) + len(
                     observation.backend_locks
                 )

@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 STOP_GRACE = timedelta(seconds=30)
 
 # Settings that need a restart to change (the rest reload in place).
-RESTART_ONLY = ("listen", "state_file", "tfc")
+RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend")
 
 
 def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:

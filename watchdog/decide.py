@@ -23,6 +23,12 @@ Choices worth knowing:
 - A protected lock reason protects the whole workspace, run rungs included.
 - A young user/team lock gives the restraint "young lock" only where the rule allows its
   rung (the watchdog would act once it is old); elsewhere it is simply reported.
+
+S3-backend locks (`Observation.backend_locks`, sources dynamodb and s3) have one rung,
+`delete_lock`. Their rule comes from `Policy.rule_for_path(source, state path)` (the TFC
+matchers never apply); their age is the observation's own `server_now` minus the lock info's
+`Created` (the store's clock, not the TFC server's: the two can differ). A lock whose info
+could not be parsed is reported and never acted on.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from watchdog.memory import Memory
+from watchdog.memory import Memory, backend_lock_key
 from watchdog.model import (
     ActionKind,
     AgeSource,
+    BackendLock,
     Finding,
     FindingKind,
     Holder,
@@ -448,6 +455,192 @@ def plan_for_workspace(
     return result if isinstance(result, PlannedAction) else None
 
 
+# --- S3-backend locks (DynamoDB items, .tflock objects) ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _BackendView:
+    lock: BackendLock
+    rule: EffectiveRule
+    state: LockState
+
+
+def _backend_holder(lock: BackendLock) -> Holder:
+    if lock.problem is not None:
+        return Holder(HolderType.TERRAFORM, "", "(unreadable lock info)")
+    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
+
+
+def _backend_view(lock: BackendLock, policy: Policy, now: datetime) -> _BackendView:
+    rule = policy.rule_for_path(lock.source.value, lock.path)
+    workspace_id, _ = backend_lock_key(lock)
+    info = lock.info
+    age = now - info.created
+    state = LockState(
+        source=lock.source,
+        organization=lock.store,
+        workspace=lock.path,
+        workspace_id=workspace_id,
+        holder=_backend_holder(lock),
+        lock_id=info.id,
+        since=info.created,
+        age=age,
+        age_source="lock_info",
+        # An unparsed lock has no trustworthy age: never stale, never acted on.
+        stale=lock.problem is None and age > rule.lock_stale_after,
+        rule=rule.id,
+        reason=f"unreadable lock info: {lock.problem}" if lock.problem else (info.info or None),
+        lock_info=None if lock.problem else info,
+    )
+    return _BackendView(lock, rule, state)
+
+
+def _describe_backend(lock: LockState) -> str:
+    """`terraform:alice@ci-42 (OperationTypeApply), lock ID 6f1c...`."""
+    info = lock.lock_info
+    operation = f" ({info.operation})" if info and info.operation else ""
+    return f"{_who(lock.holder)}{operation}, lock ID {lock.lock_id}"
+
+
+def _backend_findings(view: _BackendView) -> list[Finding]:
+    lock, rule = view.state, view.rule
+
+    def finding(kind: FindingKind, reason: str, threshold: timedelta | None = None) -> Finding:
+        return Finding(
+            kind=kind,
+            source=lock.source,
+            organization=lock.organization,
+            workspace=lock.workspace,
+            workspace_id=lock.workspace_id,
+            rule=rule.id,
+            reason=reason,
+            holder=lock.holder,
+            since=lock.since,
+            age=lock.age,
+            threshold=threshold,
+        )
+
+    if view.lock.problem is not None:
+        return [
+            finding(
+                FindingKind.LOCK_HELD,
+                f"locked, lock info unreadable ({view.lock.problem}): reported, never acted on",
+            )
+        ]
+    findings = [
+        finding(
+            FindingKind.LOCK_HELD,
+            f"locked by {_describe_backend(lock)} for {format_age(lock.age)}",
+        )
+    ]
+    if lock.stale:
+        findings.append(
+            finding(
+                FindingKind.LOCK_STALE,
+                f"lock held by {_describe_backend(lock)} for {format_age(lock.age)}, "
+                f"threshold {format_duration(rule.lock_stale_after)}",
+                rule.lock_stale_after,
+            )
+        )
+    return findings
+
+
+def _backend_ladder(
+    view: _BackendView, complete: bool, policy: Policy, memory: Memory
+) -> PlannedAction | str | None:
+    """delete_lock for a stale backend lock, or why not (a str without ages), or None."""
+    lock, rule, state = view.lock, view.rule, view.state
+    kind = ActionKind.DELETE_LOCK
+    if kind not in rule.actions:
+        return None
+    subject = f"lock {state.lock_id or '(unreadable)'} of {lock.path}"
+    guard: str | None = None
+    if lock.problem is not None:
+        guard = "lock info unreadable: never acted on"
+    elif not complete:
+        guard = "store read incomplete this cycle: no actions"
+    else:
+        guard = _backend_protection(lock, policy)
+    if guard is None and not state.stale:
+        return (
+            f"young lock: {subject} is not yet past "
+            f"lock_stale_after {format_duration(rule.lock_stale_after)}"
+        )
+    if guard is None:
+        workspace_id, holder_id = backend_lock_key(lock)
+        sightings = memory.sightings(workspace_id, holder_id, lock.source)
+        if sightings < MIN_SIGHTINGS:
+            guard = f"lock seen with this ID in {sightings} cycle(s), {MIN_SIGHTINGS} needed"
+    if guard is not None:
+        return f"{guard} (would {kind.value} {subject})" if state.stale else guard
+    return PlannedAction(
+        kind=kind,
+        source=lock.source,
+        organization=lock.store,
+        workspace=lock.path,
+        workspace_id=state.workspace_id,
+        rule=rule.id,
+        reason=(
+            f"lock held by {_describe_backend(state)} for {format_age(state.age)}, "
+            f"threshold {format_duration(rule.lock_stale_after)}"
+        ),
+        holder=state.holder,
+        run_id=None,
+        run_status=None,
+        since=state.since,
+        age=state.age,
+        threshold=rule.lock_stale_after,
+        backend_lock=lock,
+    )
+
+
+def _backend_protection(lock: BackendLock, policy: Policy) -> str | None:
+    # Terraform's `Info` field is the only free text a lock carries: the same patterns that
+    # protect a TFC lock reason ("maintenance", "do not unlock") protect it.
+    protection = policy.protect.reason_protection(lock.info.info or None)
+    return None if protection is None else f"protected: {protection}"
+
+
+def plan_for_backend_lock(
+    lock: BackendLock, complete: bool, policy: Policy, memory: Memory, now: datetime
+) -> PlannedAction | None:
+    """The action for one S3-backend lock (act.py runs it on a fresh read); `now` is the
+    lock store's clock."""
+    result = _backend_ladder(_backend_view(lock, policy, now), complete, policy, memory)
+    return result if isinstance(result, PlannedAction) else None
+
+
+def _decide_backend(
+    observations: Sequence[Observation], policy: Policy, memory: Memory
+) -> tuple[list[LockState], list[Finding], list[PlannedAction], list[Restraint]]:
+    locks: list[LockState] = []
+    findings: list[Finding] = []
+    planned: list[PlannedAction] = []
+    restraints: list[Restraint] = []
+    # Overlapping prefixes of one bucket would list a lock twice: report and plan it once.
+    done: set[tuple[Source, str, str]] = set()
+    backend = [o for o in observations if o.source is not Source.TFC]
+    for observation in sorted(backend, key=lambda o: (o.source.value, o.organization)):
+        for lock in sorted(observation.backend_locks, key=lambda lk: lk.path):
+            key = (lock.source, lock.store, lock.path)
+            if key in done:
+                continue
+            done.add(key)
+            # Each store's own clock: AWS and the TFC server (or simulator) may disagree.
+            view = _backend_view(lock, policy, observation.server_now)
+            locks.append(view.state)
+            findings.extend(_backend_findings(view))
+            result = _backend_ladder(view, observation.complete, policy, memory)
+            if isinstance(result, PlannedAction):
+                planned.append(result)
+            elif result is not None:
+                restraints.append(Restraint(view.state.workspace_id, lock.store, lock.path, result))
+    return locks, findings, planned, restraints
+
+
+# --- entry points (all sources) ---------------------------------------------------------------
+
+
 def decide(
     observations: Sequence[Observation],
     policy: Policy,
@@ -455,9 +648,10 @@ def decide(
     now: datetime,
     identity: Holder | None = None,
 ) -> Decision:
-    """Findings and planned actions for this cycle's TFC observations.
+    """Findings and planned actions for this cycle's observations.
 
-    S3-backend observations (`backend_locks`) are not handled here yet.
+    `now` is the TFC server's clock; S3-backend locks are aged by the `server_now` of their
+    own observation.
     """
     locks: list[LockState] = []
     findings: list[Finding] = []
@@ -485,5 +679,12 @@ def decide(
                 restraints.append(
                     Restraint(workspace.id, workspace.organization, workspace.name, result)
                 )
+    backend_locks, backend_findings, backend_planned, backend_restraints = _decide_backend(
+        observations, policy, memory
+    )
+    locks.extend(backend_locks)
+    findings.extend(backend_findings)
+    planned.extend(backend_planned)
+    restraints.extend(backend_restraints)
     planned.sort(key=lambda a: (-a.age, a.organization, a.workspace, a.workspace_id))
     return Decision(tuple(locks), tuple(findings), tuple(planned), tuple(restraints))

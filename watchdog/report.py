@@ -21,6 +21,7 @@ from watchdog.model import (
     LockState,
     Observation,
     PlannedAction,
+    Source,
     format_age,
     format_duration,
 )
@@ -190,17 +191,20 @@ def render_table(report: CycleReport) -> str:
 
     for observation in report.observations:
         state = "ok" if observation.complete else f"INCOMPLETE: {observation.error}"
-        count = observation.total_workspaces or len(observation.workspaces)
-        out.append(
-            f"{observation.source.value} {observation.organization}: "
-            f"{count} workspaces read, {state}"
-        )
+        if observation.source is Source.TFC:
+            count = observation.total_workspaces or len(observation.workspaces)
+            read = f"{count} workspaces read"
+        else:
+            read = f"{len(observation.backend_locks)} locks read"
+        out.append(f"{observation.source.value} {observation.organization}: {read}, {state}")
     out.append("")
-    if not report.locks:
+    tfc_locks = [lk for lk in report.locks if lk.source is Source.TFC]
+    backend_locks = [lk for lk in report.locks if lk.source is not Source.TFC]
+    if not tfc_locks and not backend_locks:
         out.append("No locked workspaces.")
-    else:
+    elif tfc_locks:
         rows = []
-        for lock in sorted(report.locks, key=lambda lk: -lk.age.total_seconds()):
+        for lock in sorted(tfc_locks, key=lambda lk: -lk.age.total_seconds()):
             holder = lock.holder.label()
             if lock.run is not None:
                 holder = f"run:{lock.run.id} ({lock.run.status})"
@@ -236,6 +240,11 @@ def render_table(report: CycleReport) -> str:
                 else:
                     out.append(f"  terraform force-unlock {lk.lock_id}")
 
+    if backend_locks:
+        if tfc_locks:
+            out.append("")
+        out.extend(_backend_table(backend_locks, findings_by_ws))
+
     other = [
         f for f in report.findings if f.kind in {FindingKind.RUN_STUCK, FindingKind.RUN_WAITING}
     ]
@@ -267,6 +276,41 @@ def render_table(report: CycleReport) -> str:
             for a in report.planned
         )
     return "\n".join(out) + "\n"
+
+
+def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]]) -> list[str]:
+    """S3-backend locks with Terraform's own "Lock Info" fields (Who, Operation, Created)."""
+    rows = []
+    for lock in sorted(locks, key=lambda lk: -lk.age.total_seconds()):
+        info = lock.lock_info
+        kinds = sorted(
+            {f.kind.value for f in findings.get(lock.workspace_id, [])}
+            - {FindingKind.LOCK_HELD.value}
+        )
+        rows.append(
+            [
+                f"{lock.source.value}:{lock.organization}",
+                lock.workspace,
+                (info.who or "-") if info else "-",
+                (info.operation or "-") if info else "-",
+                iso(lock.since) or "",
+                format_age(lock.age),
+                ",".join(kinds) or ("stale" if lock.stale else "held"),
+                lock.rule,
+                lock.lock_id or f"UNREADABLE: {lock.reason}",
+            ]
+        )
+    headers = ["STORE", "STATE PATH", "WHO", "OPERATION", "CREATED (UTC)", "AGE", "FINDING"]
+    out = _table([*headers, "RULE", "LOCK ID"], rows)
+    stale = [lk for lk in locks if lk.stale and lk.lock_id]
+    if stale:
+        out.append("")
+        out.append(
+            "Manual fix, as Terraform users know it (check first that no apply is live; "
+            "run it in the configuration's directory):"
+        )
+        out.extend(f"  {lk.workspace}: terraform force-unlock {lk.lock_id}" for lk in stale)
+    return out
 
 
 # --- Log events when findings appear and clear ------------------------------------------------

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from pydantic import SecretStr
 
-from watchdog.act import Actor
+from watchdog.act import Actor, BackendLockTarget
 from watchdog.cycle import ObservingSource, Watchdog
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
+from watchdog.model import Source
 from watchdog.policy import Policy
+from watchdog.sources.dynamodb import DynamoDbLockSource
+from watchdog.sources.s3lockfile import S3LockfileSource
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
 
@@ -27,6 +30,8 @@ class Runtime:
     watchdog: Watchdog
     tfc: TfcSource | None
     actor: Actor | None
+    # The S3-backend lock sources (DynamoDB tables, .tflock buckets), by source.
+    backend: dict[Source, DynamoDbLockSource | S3LockfileSource] = field(default_factory=dict)
 
 
 def tls_verify(policy: Policy) -> bool | str:
@@ -59,10 +64,20 @@ async def open_runtime(
             )
             tfc = TfcSource(client, policy.tfc.organizations, metrics)
             sources.append(tfc)
+        backend = _open_backend(policy, metrics, stack)
+        sources.extend(backend.values())
         memory = Memory.load(policy.state_file)
         actor: Actor | None = None
-        if with_actor and tfc is not None:
-            actor = Actor(source=tfc, policy=policy, memory=memory, metrics=metrics, log=log)
+        if with_actor and (tfc is not None or backend):
+            targets: dict[Source, BackendLockTarget] = dict(backend)
+            actor = Actor(
+                source=tfc,
+                policy=policy,
+                memory=memory,
+                metrics=metrics,
+                log=log,
+                backend_sources=targets,
+            )
         watchdog = Watchdog(
             policy=policy,
             sources=sources,
@@ -71,4 +86,31 @@ async def open_runtime(
             identity_source=tfc,
             actor=actor,
         )
-        yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor)
+        yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor, backend=backend)
+
+
+def _open_backend(
+    policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> dict[Source, DynamoDbLockSource | S3LockfileSource]:
+    """The S3-backend sources the policy lists; closed when `stack` unwinds. Credentials come
+    from the standard AWS chain (env, shared config, IRSA web identity)."""
+    config = policy.s3_backend
+    opened: dict[Source, DynamoDbLockSource | S3LockfileSource] = {}
+    if config is None:
+        return opened
+    if config.dynamodb_tables:
+        tables = DynamoDbLockSource(
+            config.dynamodb_tables, config.region, config.endpoint_url, metrics
+        )
+        stack.callback(tables.close)
+        opened[Source.DYNAMODB] = tables
+    if config.lockfile_buckets:
+        buckets = S3LockfileSource(
+            [(entry.bucket, entry.prefix) for entry in config.lockfile_buckets],
+            config.region,
+            config.endpoint_url,
+            metrics,
+        )
+        stack.callback(buckets.close)
+        opened[Source.S3] = buckets
+    return opened

@@ -64,6 +64,14 @@ class DynamoDbLockSource:
         """One Observation per table; never raises for store errors."""
         return [await asyncio.to_thread(self._observe_table, table) for table in self.tables]
 
+    async def read_lock(self, table: str, path: str) -> BackendLock | None:
+        """A fresh, strongly consistent read of one lock item (act.py re-verifies with it).
+
+        None when the lock is gone; raises BackendError (ForbiddenError on AccessDenied) when
+        the item cannot be read.
+        """
+        return await asyncio.to_thread(self._read_lock, table, path)
+
     async def delete_lock(self, lock: BackendLock) -> None:
         """Delete the lock item only if its `Info` is still exactly what was read.
 
@@ -102,6 +110,32 @@ class DynamoDbLockSource:
             server_now=self._aws.server_now(),
             backend_locks=tuple(locks),
         )
+
+    def _read_lock(self, table: str, path: str) -> BackendLock | None:
+        if path.endswith(DIGEST_SUFFIX):
+            return None
+        try:
+            response = self._aws.client.get_item(
+                TableName=table,
+                Key={"LockID": {"S": path}},
+                ProjectionExpression="#id, #info",
+                ExpressionAttributeNames={"#id": "LockID", "#info": "Info"},
+                ConsistentRead=True,
+            )
+        except ClientError as exc:
+            if is_forbidden(exc):
+                raise ForbiddenError(f"GetItem on {table}: {one_line(exc)}") from exc
+            raise BackendError(
+                f"GetItem on {table}: {one_line(exc)}", reason=classify(exc)
+            ) from exc
+        except BotoCoreError as exc:
+            raise BackendError(
+                f"GetItem on {table}: {one_line(exc)}", reason=classify(exc)
+            ) from exc
+        item = response.get("Item")
+        if not item:
+            return None
+        return self._lock_from_item(table, item)
 
     def _scan(self, table: str) -> Iterator[dict[str, Any]]:
         paginator = self._aws.client.get_paginator("scan")

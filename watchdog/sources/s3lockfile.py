@@ -72,6 +72,14 @@ class S3LockfileSource:
             for bucket, prefix in self.buckets
         ]
 
+    async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
+        """A fresh read of the `.tflock` object of state path `path` (`<bucket>/<key>`).
+
+        None when the lock file is gone; raises BackendError (ForbiddenError on AccessDenied)
+        when it cannot be read.
+        """
+        return await asyncio.to_thread(self._fresh_lock, bucket, path)
+
     async def delete_lock(self, lock: BackendLock) -> None:
         """Delete the `.tflock` object only if its ETag is still the one that was read.
 
@@ -156,6 +164,21 @@ class S3LockfileSource:
                 problem=problem,
             )
         return BackendLock(source=Source.S3, store=bucket, path=path, info=info, token=etag)
+
+    def _fresh_lock(self, bucket: str, path: str) -> BackendLock | None:
+        key = path.removeprefix(f"{bucket}/") + LOCKFILE_SUFFIX
+        try:
+            return self._read_lock(bucket, key)
+        except ClientError as exc:
+            if is_forbidden(exc):
+                raise ForbiddenError(f"GetObject on {bucket}: {one_line(exc)}") from exc
+            raise BackendError(
+                f"GetObject on {bucket}: {one_line(exc)}", reason=classify(exc)
+            ) from exc
+        except BotoCoreError as exc:
+            raise BackendError(
+                f"GetObject on {bucket}: {one_line(exc)}", reason=classify(exc)
+            ) from exc
 
     def _key_of(self, lock: BackendLock) -> str:
         return lock.path.removeprefix(f"{lock.store}/") + LOCKFILE_SUFFIX
