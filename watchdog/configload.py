@@ -180,7 +180,11 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 def _parse_yaml(path: str, text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     """The document, and the line of every key path (for messages)."""
-    loader = _Loader(text)
+    try:
+        # The reader checks characters in its constructor: it must be inside the try.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_reader_error_line(path, exc)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -190,13 +194,21 @@ def _parse_yaml(path: str, text: str) -> tuple[Any, dict[tuple[str | int, ...], 
         return loader.construct_document(node), key_lines
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_yaml_error_line(path, exc)]) from None
+    except yaml.reader.ReaderError as exc:
+        raise ConfigError([_reader_error_line(path, exc)]) from None
     except yaml.YAMLError as exc:
-        # ReaderError (control characters and the like) has no mark object.
-        raise ConfigError([f"{path}: YAML error: {exc}"]) from None
+        raise ConfigError([f"{path}: YAML error: {' '.join(str(exc).split())}"]) from None
     except RecursionError:
         raise ConfigError([f"{path}: YAML nested too deeply"]) from None
     finally:
         loader.dispose()
+
+
+def _reader_error_line(path: str, exc: yaml.reader.ReaderError) -> str:
+    return (
+        f"{path}: YAML syntax error: character #x{exc.character:04x} at position "
+        f"{exc.position} is not allowed"
+    )
 
 
 def _yaml_error_line(path: str, exc: yaml.MarkedYAMLError) -> str:

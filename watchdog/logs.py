@@ -171,4 +171,3 @@ def configure_logging(
     root.setLevel(numeric_level)
     for name, quiet_level in _QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(max(quiet_level, numeric_level))
-

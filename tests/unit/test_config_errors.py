@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from tests.support.tools import require_binary
 from watchdog.configload import ConfigError, load_policy
@@ -208,3 +213,68 @@ def test_the_cli_exits_2_with_one_line_per_error_and_no_traceback(name: str) -> 
     lines = result.stderr.splitlines()
     assert len(lines) == 1
     assert expected_fragment(path) in lines[0]
+
+
+def _models() -> list[type[BaseModel]]:
+    from watchdog import policy
+
+    return [
+        value
+        for value in vars(policy).values()
+        if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel
+    ]
+
+
+# --- anything at all: a Policy or ConfigError lines, never another exception -----------------
+
+
+def _problems(path: Path) -> list[str] | None:
+    """None when the file is valid, else its problem lines; any other exception escapes."""
+    try:
+        load_policy(str(path), {})
+    except ConfigError as exc:
+        return exc.lines
+    return None
+
+
+_FIELD_NAMES = sorted(
+    {name for model in (Policy, *_models()) for name in model.model_fields} | {"token", "x", "<<"}
+)
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["2h", "0s", "-1m", "acme", "cancel", "[", "(?i)x(", "0.0.0.0:1"]),
+)
+_documents = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(_FIELD_NAMES) | st.integers(0, 3), inner, max_size=5),
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document=_documents)
+def test_any_yaml_document_gives_a_policy_or_config_error_lines(document: object) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.yaml"
+        path.write_text(yaml.safe_dump(document))
+        lines = _problems(path)
+    assert lines is None or lines
+    assert all(line.startswith(str(path)) and "\n" not in line for line in lines or [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_any_bytes_give_a_policy_or_config_error_lines(raw: bytes) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "c.yaml"
+        path.write_bytes(raw)
+        lines = _problems(path)
+    assert lines is None or lines
+    assert all(line.startswith(str(path)) and "\n" not in line for line in lines or [])
