@@ -76,8 +76,10 @@ class DaemonProcess:
 
     def _read(self) -> None:
         assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip("\n"))
+        # Closed here, at EOF: an unclosed pipe is a ResourceWarning, and warnings fail tests.
+        with self.process.stdout:
+            for line in self.process.stdout:
+                self.lines.append(line.rstrip("\n"))
 
     @property
     def ops_url(self) -> str:
