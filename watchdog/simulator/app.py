@@ -2,8 +2,8 @@
 
 `Simulator` holds everything mutable (the world, limits, faults, the request log) so that
 the admin API can swap the world (load a scenario) without restarting the server, and
-tests can inspect it in-process. New API endpoints (e.g. for the Terraform CLI's state
-versions) are new entries in `api.ROUTES`.
+tests can inspect it in-process. New API endpoints are new entries in `api.ROUTES`; what the
+Terraform CLI's `cloud` block needs (discovery, state versions, blobs) is in terraform_api.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from watchdog.simulator import admin, api
+from watchdog.simulator import admin, api, terraform_api
 from watchdog.simulator.faults import Faults
 from watchdog.simulator.middleware import SimulatorMiddleware
 from watchdog.simulator.ratelimit import RateLimiter
@@ -65,7 +65,11 @@ class Simulator:
 
 def build_app(simulator: Simulator) -> Starlette:
     app = Starlette(
-        routes=[Mount("/api/v2", routes=api.ROUTES), Mount("/_sim", routes=admin.ROUTES)],
+        routes=[
+            Mount("/api/v2", routes=api.ROUTES + terraform_api.API_ROUTES),
+            Mount("/_sim", routes=admin.ROUTES),
+            *terraform_api.ROOT_ROUTES,
+        ],
         exception_handlers=api.EXCEPTION_HANDLERS,
     )
     app.state.sim = simulator

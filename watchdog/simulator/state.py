@@ -128,10 +128,33 @@ class Workspace:
     run_ids: list[str] = field(default_factory=list)
     # How many upcoming unlocks answer 503 "state version still pending" (reference 2).
     pending_state_version_unlocks: int = 0
+    # The Terraform state (terraform_api.py): the id of the current (finalized) version.
+    current_state_version_id: str | None = None
 
     @property
     def locked(self) -> bool:
         return self.locked_by is not None
+
+
+@dataclass
+class StateVersion:
+    """A Terraform state version: metadata from POST state-versions, then the blobs PUT."""
+
+    id: str
+    workspace_id: str
+    serial: int
+    md5: str
+    lineage: str
+    created_at: datetime
+    created_by: str
+    # Decoded `json-state-outputs`: {name: {"sensitive", "value", "type"}}.
+    outputs: dict[str, dict[str, object]] = field(default_factory=dict)
+    state: bytes | None = None
+    json_state: bytes | None = None
+
+    @property
+    def finalized(self) -> bool:
+        return self.state is not None
 
 
 @dataclass
@@ -161,6 +184,7 @@ class World:
         self.tokens: dict[str, str] = {}
         self.workspaces: dict[str, Workspace] = {}
         self.runs: dict[str, Run] = {}
+        self.state_versions: dict[str, StateVersion] = {}
         self._due: list[tuple[datetime, int, str]] = []
         self._seq = 0
 
@@ -363,6 +387,10 @@ class World:
         workspace.locked_by = (kind, principal.id)
         workspace.locked_reason = reason
         workspace.locked_at = self.now()
+
+    def holds_lock(self, workspace: Workspace, principal: Principal) -> bool:
+        """True when `principal` itself (not a run) holds `workspace`'s lock."""
+        return workspace.locked_by == (_HOLDER_KIND[principal.kind], principal.id)
 
     def unlock(self, workspace: Workspace, principal: Principal) -> None:
         """A holder's own unlock: 409 for someone else's lock, 503 while state is pending."""
