@@ -42,7 +42,12 @@ DEADLINE_SECONDS = 50.0
 # The simulator's well-known demo token (a team with admin on every workspace), not a secret.
 TOKEN = "demo-admin-token"  # noqa: S105
 
-# Ends the demo early once every expected step has happened (enforce mode).
+# Ends the demo early once every expected step has happened (dry-run: as far as it goes).
+EXPECTED_DRY_RUN = {
+    ("discard", "billing-staging"),
+    ("cancel", "payments-prod"),
+    ("force_unlock", "legacy-network"),
+}
 EXPECTED = {
     ("discard", "billing-staging"),
     ("cancel", "payments-prod"),
@@ -150,7 +155,8 @@ class Story:
     def __init__(self, timeline: Timeline) -> None:
         self.timeline = timeline
         self.done: set[tuple[str, str]] = set()
-        self.outcomes: dict[str, list[str]] = {}
+        # workspace -> {"cancel: done": times}, in the order they first happened
+        self.outcomes: dict[str, dict[str, int]] = {}
         self.left_alone: dict[str, str] = {}
         self.announced: set[tuple[str, str]] = set()
         self.runs: dict[str, str | None] = {}
@@ -177,13 +183,15 @@ class Story:
                 say(f"WAIT     {workspace}: {reason}")
         elif name == "action" or name.startswith("would "):
             action, outcome = str(event.get("action")), str(event.get("outcome"))
-            self.outcomes.setdefault(workspace, []).append(f"{action}: {outcome}")
+            seen = self.outcomes.setdefault(workspace, {})
+            seen[f"{action}: {outcome}"] = seen.get(f"{action}: {outcome}", 0) + 1
             if outcome == "done":
                 self.done.add((action, workspace))
                 say(f"ACTED    {workspace}: {VERBS.get(action, action)} ({event.get('reason')})")
             elif outcome == "dry_run":
+                if (action, workspace) not in self.done:  # it would, every cycle: say it once
+                    say(f"WOULD    {action} {workspace} ({event.get('reason')})")
                 self.done.add((action, workspace))
-                say(f"WOULD    {action} {workspace} ({event.get('reason')})")
             else:
                 detail = event.get("detail") or event.get("reason")
                 say(f"{outcome.upper():8} {action} {workspace}: {detail}")
@@ -222,9 +230,10 @@ def _summary(story: Story, state: dict[str, Any], out: IO[str]) -> None:
         )
         if run:
             now += f", run {run.get('status')}"
-        did = "; ".join(story.outcomes.get(ws["name"], [])) or (
-            "left alone: " + story.left_alone.get(ws["name"], "nothing to do")
-        )
+        did = "; ".join(
+            text if times == 1 else f"{text} (x{times})"
+            for text, times in story.outcomes.get(ws["name"], {}).items()
+        ) or ("left alone: " + story.left_alone.get(ws["name"], "nothing to do"))
         rows.append((ws["name"], did, now))
     width = [
         max(len(r[i]) for r in [*rows, ("WORKSPACE", "WHAT THE WATCHDOG DID", "NOW")])
@@ -272,7 +281,7 @@ def main(args: argparse.Namespace) -> int:
         with _process(daemon_args, daemon_env) as daemon:
             assert daemon.stdout is not None
             threading.Thread(target=_pump, args=(daemon.stdout, lines), daemon=True).start()
-            deadline = time.monotonic() + (DEADLINE_SECONDS if not dry_run else 15)
+            deadline = time.monotonic() + DEADLINE_SECONDS
             last_poll = 0.0
             while time.monotonic() < deadline and daemon.poll() is None:
                 try:
@@ -294,14 +303,17 @@ def main(args: argparse.Namespace) -> int:
                 if not dry_run and finished:
                     timeline.say("every stale lock and stuck run is dealt with; stopping")
                     break
+                if dry_run and story.done >= EXPECTED_DRY_RUN:
+                    timeline.say("every step the watchdog would take is shown; stopping")
+                    break
             failed = daemon.poll() is not None
         state = httpx.get(f"{sim_url}/_sim/state", timeout=5).json()
     _summary(story, state, out)
     if failed:
         print("\nthe watchdog exited unexpectedly", file=sys.stderr)
         return 1
-    missing = sorted(EXPECTED - story.done)
-    if missing and not dry_run:
+    missing = sorted((EXPECTED_DRY_RUN if dry_run else EXPECTED) - story.done)
+    if missing:
         print(f"\nnot every step happened before the deadline: {missing}", file=sys.stderr)
         return 1
     return 0
