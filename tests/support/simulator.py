@@ -15,6 +15,9 @@ Options of `SimulatorServer` (all keyword):
 - `rate_limit` (30/s per principal, like HCP), `run_list_per_minute` (30), `latency_ms` (0)
 - `time_scale`: 0.0 by default: the simulated clock stands still and only `advance()` moves
   it, so ages and cool-offs are exact in assertions. Use 1.0 for real-time behaviour.
+- `tls`: serve HTTPS with a fresh self-signed certificate (`ca_file`) for localhost and
+  127.0.0.1; `url` is then `https://localhost:PORT` (the name the certificate and Terraform's
+  `cloud` block use). `verify()` is what an httpx client should verify with.
 
 Every `/_sim/` admin call has a method (see `SimulatorServer`); `client(token)` gives an
 httpx client for `/api/v2` with the token and JSON:API headers set. `simulator_process()`
@@ -25,10 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +47,8 @@ import pytest
 from watchdog.simulator.app import Settings, Simulator
 from watchdog.simulator.cli import server_config
 from watchdog.simulator.scenario import Loaded, load_builtin, load_text
+from watchdog.simulator.tls import CertPair
+from watchdog.simulator.tls import generate as generate_certificate
 
 JSONAPI = "application/vnd.api+json"
 ADMIN_TOKEN = "demo-admin-token"
@@ -76,6 +84,7 @@ class SimulatorServer:
         run_list_per_minute: float = 30.0,
         latency_ms: float = 0.0,
         time_scale: float = 0.0,
+        tls: bool = False,
     ) -> None:
         loaded = loaded or _load(scenario, time_scale)
         loaded.world.clock.time_scale = time_scale
@@ -88,6 +97,9 @@ class SimulatorServer:
         self._server: Any = None
         self._admin: httpx.Client | None = None
         self.url = ""
+        self.tls = tls
+        self._cert_dir: Path | None = None
+        self._cert: CertPair | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -99,8 +111,15 @@ class SimulatorServer:
         sock.bind(("127.0.0.1", 0))
         self._socket = sock
         port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self._server = uvicorn.Server(server_config(self.simulator, "127.0.0.1", port, "error"))
+        if self.tls:
+            self._cert_dir = Path(tempfile.mkdtemp(prefix="sim-tls-"))
+            self._cert = generate_certificate(self._cert_dir)
+            self.url = f"https://localhost:{port}"
+        else:
+            self.url = f"http://127.0.0.1:{port}"
+        self._server = uvicorn.Server(
+            server_config(self.simulator, "127.0.0.1", port, "error", self._cert)
+        )
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
         )
@@ -111,7 +130,7 @@ class SimulatorServer:
                 self.stop()
                 raise RuntimeError("the simulator did not start")
             time.sleep(0.01)
-        self._admin = httpx.Client(base_url=self.url + "/_sim", timeout=10)
+        self._admin = httpx.Client(base_url=self.url + "/_sim", timeout=10, verify=self.verify())
         return self
 
     def stop(self) -> None:
@@ -126,6 +145,9 @@ class SimulatorServer:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)
+            self._cert_dir = None
 
     def __enter__(self) -> SimulatorServer:
         return self.start()
@@ -134,6 +156,22 @@ class SimulatorServer:
         self.stop()
 
     # --- conveniences --------------------------------------------------------------------------
+
+    @property
+    def ca_file(self) -> Path:
+        """The certificate (its own CA) of a `tls=True` server: SSL_CERT_FILE, ca_bundle."""
+        assert self._cert is not None, "a tls=True simulator, started"
+        return self._cert.cert
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def verify(self) -> ssl.SSLContext | bool:
+        """httpx `verify=`: trusts the self-signed certificate of a `tls=True` server."""
+        if self._cert is None:
+            return True
+        return ssl.create_default_context(cafile=str(self._cert.cert))
 
     @property
     def api_url(self) -> str:
@@ -145,6 +183,7 @@ class SimulatorServer:
         headers = {"Accept": JSONAPI, "Content-Type": JSONAPI}
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("verify", self.verify())
         return httpx.Client(base_url=self.api_url + "/", headers=headers, timeout=10, **kwargs)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
