@@ -1,0 +1,312 @@
+"""decide() for S3-backend locks (DynamoDB items, .tflock objects): lock states, findings,
+the delete_lock rung and its guards, rules by state path, and each store's own clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from watchdog.decide import decide, plan_for_backend_lock
+from watchdog.memory import Memory
+from watchdog.model import (
+    ActionKind,
+    BackendLock,
+    FindingKind,
+    Holder,
+    HolderType,
+    Observation,
+    Source,
+    TerraformLockInfo,
+    Workspace,
+)
+from watchdog.policy import Policy
+from watchdog.sources.lockinfo import unparsed_lock_info
+
+# The AWS clock; the TFC clock of the same cycle is deliberately far away from it.
+AWS_NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+TFC_NOW = AWS_NOW + timedelta(days=30)
+H = timedelta(hours=1)
+TABLE = "terraform-locks"
+BUCKET = "tf-state"
+PATH = f"{BUCKET}/prod/app.tfstate"
+
+
+def policy(**config: Any) -> Policy:
+    document: dict[str, Any] = {
+        "s3_backend": {"dynamodb_tables": [TABLE], "lockfile_buckets": [{"bucket": BUCKET}]},
+        "defaults": {"lock_stale_after": "2h", "actions": ["delete_lock"]},
+    }
+    document.update(config)
+    return Policy.model_validate(document)
+
+
+def info(age: timedelta, lock_id: str = "lock-1", **kw: Any) -> TerraformLockInfo:
+    fields: dict[str, Any] = {
+        "id": lock_id,
+        "operation": "OperationTypeApply",
+        "who": "runner@ci-42",
+        "version": "1.15.5",
+        "created": AWS_NOW - age,
+        "path": PATH,
+    }
+    fields.update(kw)
+    return TerraformLockInfo(**fields)
+
+
+def table_lock(age: timedelta, path: str = PATH, **kw: Any) -> BackendLock:
+    lock_info = info(age, path=path, **kw)
+    return BackendLock(Source.DYNAMODB, TABLE, path, lock_info, token=f"raw:{lock_info.id}")
+
+
+def file_lock(age: timedelta, path: str = PATH, **kw: Any) -> BackendLock:
+    return BackendLock(Source.S3, BUCKET, path, info(age, path=path, **kw), token='"etag-1"')
+
+
+def observed(*locks: BackendLock, complete: bool = True, now: datetime = AWS_NOW) -> Observation:
+    source = locks[0].source if locks else Source.DYNAMODB
+    store = locks[0].store if locks else TABLE
+    return Observation(
+        source=source,
+        organization=store,
+        server_now=now,
+        backend_locks=locks,
+        complete=complete,
+        error=None if complete else "read failed",
+    )
+
+
+def remembered(*observations: Observation, cycles: int = 2) -> Memory:
+    memory = Memory()
+    for _ in range(cycles):
+        memory.update(observations, TFC_NOW)
+    return memory
+
+
+def test_a_table_lock_is_reported_with_its_lock_info_and_the_stores_age() -> None:
+    lock = table_lock(3 * H)
+    observation = observed(lock)
+
+    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+
+    (state,) = decision.locks
+    assert state.source is Source.DYNAMODB
+    assert state.organization == TABLE
+    assert state.workspace == PATH
+    assert state.workspace_id == f"{TABLE}/{PATH}"
+    assert state.holder == Holder(HolderType.TERRAFORM, "lock-1", "runner@ci-42")
+    assert state.lock_id == "lock-1"
+    assert state.since == AWS_NOW - 3 * H
+    # The store's clock, not the (month later) TFC clock passed as `now`.
+    assert state.age == 3 * H
+    assert state.age_source == "lock_info"
+    assert state.stale
+    assert state.lock_info == lock.info
+
+
+def test_a_stale_lock_gives_held_and_stale_findings_naming_who_and_operation() -> None:
+    observation = observed(table_lock(3 * H))
+
+    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+
+    kinds = [f.kind for f in decision.findings]
+    assert kinds == [FindingKind.LOCK_HELD, FindingKind.LOCK_STALE]
+    stale = decision.findings[1]
+    assert "terraform:runner@ci-42 (OperationTypeApply)" in stale.reason
+    assert "lock ID lock-1" in stale.reason
+    assert "threshold 2h" in stale.reason
+    assert stale.threshold == 2 * H
+    assert stale.source is Source.DYNAMODB
+    assert stale.organization == TABLE
+
+
+def test_a_stale_lock_seen_twice_is_planned_for_delete_with_the_observed_lock() -> None:
+    lock = table_lock(3 * H)
+    observation = observed(lock)
+
+    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+
+    (action,) = decision.planned
+    assert action.kind is ActionKind.DELETE_LOCK
+    assert action.source is Source.DYNAMODB
+    assert action.organization == TABLE
+    assert action.workspace == PATH
+    assert action.workspace_id == f"{TABLE}/{PATH}"
+    assert action.backend_lock == lock
+    assert action.age == 3 * H
+    assert action.threshold == 2 * H
+    assert action.run_id is None
+
+
+def test_a_lock_seen_in_only_one_cycle_is_not_deleted_yet() -> None:
+    observation = observed(table_lock(3 * H))
+
+    decision = decide([observation], policy(), remembered(observation, cycles=1), TFC_NOW)
+
+    assert decision.planned == ()
+    (restraint,) = decision.restraints
+    assert "seen with this ID in 1 cycle(s), 2 needed" in restraint.reason
+
+
+def test_a_lock_replaced_by_another_run_starts_its_sightings_again() -> None:
+    old = observed(table_lock(3 * H, lock_id="lock-1"))
+    new = observed(table_lock(3 * H, lock_id="lock-2"))
+    memory = remembered(old)
+    memory.update([new], TFC_NOW)
+
+    decision = decide([new], policy(), memory, TFC_NOW)
+
+    assert decision.planned == ()
+
+
+def test_a_young_lock_is_reported_and_restrained_without_its_age() -> None:
+    observation = observed(table_lock(30 * timedelta(minutes=1)))
+
+    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+
+    assert [f.kind for f in decision.findings] == [FindingKind.LOCK_HELD]
+    assert not decision.locks[0].stale
+    assert decision.planned == ()
+    (restraint,) = decision.restraints
+    assert restraint.reason.startswith("young lock: lock lock-1 of tf-state/prod/app.tfstate")
+    assert "30m" not in restraint.reason  # no ages: logged once, not every cycle
+
+
+def test_delete_lock_is_off_unless_the_rule_allows_it() -> None:
+    observation = observed(table_lock(3 * H))
+    report_only = policy(defaults={"lock_stale_after": "2h", "actions": []})
+
+    decision = decide([observation], report_only, remembered(observation), TFC_NOW)
+
+    assert decision.locks[0].stale
+    assert decision.planned == ()
+    assert decision.restraints == ()
+
+
+def test_an_unparsable_lock_is_reported_and_never_planned() -> None:
+    broken = BackendLock(
+        Source.DYNAMODB,
+        TABLE,
+        PATH,
+        unparsed_lock_info(AWS_NOW - 30 * H),
+        token="{not json",
+        problem="lock info is not JSON",
+    )
+    observation = observed(broken)
+    memory = remembered(observation)
+
+    decision = decide([observation], policy(), memory, TFC_NOW)
+
+    (state,) = decision.locks
+    assert not state.stale
+    assert state.lock_info is None
+    assert state.reason == "unreadable lock info: lock info is not JSON"
+    (finding,) = decision.findings
+    assert finding.kind is FindingKind.LOCK_HELD
+    assert "never acted on" in finding.reason
+    assert decision.planned == ()
+    assert plan_for_backend_lock(broken, True, policy(), memory, AWS_NOW + 99 * H) is None
+
+
+def test_an_incomplete_store_read_plans_nothing_even_for_a_stale_lock() -> None:
+    complete = observed(table_lock(3 * H))
+    memory = remembered(complete)
+    partial = replace(complete, complete=False, error="Scan failed halfway")
+
+    decision = decide([partial], policy(), memory, TFC_NOW)
+
+    assert decision.locks[0].stale
+    assert decision.planned == ()
+    assert "store read incomplete" in decision.restraints[0].reason
+
+
+def test_rules_match_backend_locks_by_source_and_state_path() -> None:
+    prod = table_lock(3 * H, path=f"{BUCKET}/prod/app.tfstate")
+    dev = table_lock(3 * H, path=f"{BUCKET}/dev/app.tfstate", lock_id="lock-dev")
+    observation = observed(prod, dev)
+    config = policy(
+        rules=[
+            # TFC matchers never apply to S3-backend locks.
+            {"id": "tfc-everything", "match": {"workspaces": ["*"]}, "actions": []},
+            {
+                "id": "prod-report-only",
+                "match": {"sources": ["dynamodb"], "paths": ["tf-state/prod/*"]},
+                "actions": [],
+            },
+            {"id": "s3-files", "match": {"sources": ["s3"]}, "lock_stale_after": "10h"},
+        ]
+    )
+
+    decision = decide([observation], config, remembered(observation), TFC_NOW)
+
+    rules = {lock.workspace: lock.rule for lock in decision.locks}
+    assert rules == {prod.path: "prod-report-only", dev.path: "defaults"}
+    assert [a.workspace for a in decision.planned] == [dev.path]
+
+
+def test_a_lockfile_lock_is_planned_with_its_bucket_as_organization() -> None:
+    lock = file_lock(5 * H)
+    observation = observed(lock)
+
+    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+
+    (action,) = decision.planned
+    assert action.source is Source.S3
+    assert action.organization == BUCKET
+    assert action.workspace_id == f"{BUCKET}/{PATH}"
+    assert action.backend_lock == lock
+
+
+def test_a_protected_info_text_keeps_the_lock() -> None:
+    observation = observed(table_lock(3 * H, info="maintenance window, do not unlock"))
+
+    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+
+    assert decision.locks[0].stale
+    assert decision.planned == ()
+    assert decision.restraints[0].reason.startswith("protected:")
+
+
+def test_each_store_is_aged_by_its_own_clock() -> None:
+    lock = table_lock(3 * H)
+    # The same lock read from a store whose clock is two hours behind: one hour old there.
+    behind = observed(lock, now=AWS_NOW - 2 * H)
+
+    decision = decide([behind], policy(), remembered(behind), TFC_NOW)
+
+    assert decision.locks[0].age == H
+    assert not decision.locks[0].stale
+    assert decision.planned == ()
+
+
+def test_overlapping_prefixes_report_and_plan_a_lock_once() -> None:
+    lock = file_lock(5 * H)
+    first, second = observed(lock), observed(lock)
+
+    decision = decide([first, second], policy(), remembered(first, second), TFC_NOW)
+
+    assert len(decision.locks) == 1
+    assert len(decision.planned) == 1
+
+
+def test_tfc_and_backend_locks_are_decided_together_oldest_first() -> None:
+    tfc_policy = policy(
+        tfc={"organizations": ["acme"]},
+        defaults={"lock_stale_after": "2h", "actions": ["force_unlock", "delete_lock"]},
+    )
+    alice = Holder(HolderType.USER, "user-alice", "alice")
+    workspace = Workspace(organization="acme", id="ws-1", name="app", locked=True, holder=alice)
+    tfc = Observation(Source.TFC, "acme", TFC_NOW, workspaces=(workspace,), total_workspaces=1)
+    backend = observed(table_lock(30 * H))
+    memory = Memory()
+    memory.update([tfc, backend], TFC_NOW - 3 * H)
+    memory.update([tfc, backend], TFC_NOW)
+
+    decision = decide([tfc, backend], tfc_policy, memory, TFC_NOW)
+
+    assert [(a.source, a.kind) for a in decision.planned] == [
+        (Source.DYNAMODB, ActionKind.DELETE_LOCK),
+        (Source.TFC, ActionKind.FORCE_UNLOCK),
+    ]
+    tfc_lock = next(lock for lock in decision.locks if lock.source is Source.TFC)
+    assert tfc_lock.age == 3 * H  # the TFC clock, as before
