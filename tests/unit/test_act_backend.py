@@ -1,0 +1,322 @@
+"""act.py for S3-backend locks: re-read, the same lock still stale, dry-run, compare-and-delete
+outcomes, budgets and audit events.
+
+A strict fake lock store answers only what a test set up and fails loudly on anything else;
+the ladder on the fresh read is the real decide.py. (The real stores against moto_server:
+tests/e2e/test_s3_backend_sources.py and test_s3_backend_watchdog.py.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import capture_logs
+
+from watchdog.act import Actor
+from watchdog.decide import decide
+from watchdog.memory import Memory
+from watchdog.metrics import Metrics
+from watchdog.model import (
+    ActionKind,
+    BackendLock,
+    Observation,
+    Outcome,
+    PlannedAction,
+    Source,
+    TerraformLockInfo,
+)
+from watchdog.policy import Policy
+from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+TABLE = "terraform-locks"
+PATH = "tf-state/prod/app.tfstate"
+
+
+def policy(*, dry_run: bool = False, per_cycle: int = 10, per_hour: int = 100) -> Policy:
+    return Policy.model_validate(
+        {
+            "dry_run": dry_run,
+            "s3_backend": {"dynamodb_tables": [TABLE]},
+            "limits": {"max_actions_per_cycle": per_cycle, "max_actions_per_hour": per_hour},
+            "defaults": {"lock_stale_after": "2h", "actions": ["delete_lock"]},
+        }
+    )
+
+
+def lock(path: str = PATH, lock_id: str = "lock-1", age: timedelta = 3 * H) -> BackendLock:
+    info = TerraformLockInfo(
+        id=lock_id,
+        operation="OperationTypeApply",
+        who="runner@ci-42",
+        version="1.15.5",
+        created=NOW - age,
+        path=path,
+    )
+    return BackendLock(Source.DYNAMODB, TABLE, path, info, token=f'{{"ID":"{lock_id}"}}')
+
+
+class FakeStore:
+    """A strict lock store: `locks` is what a fresh read returns; every call is recorded."""
+
+    def __init__(self, *locks: BackendLock, now: datetime = NOW) -> None:
+        self.locks = {lk.path: lk for lk in locks}
+        self.clock = now
+        self.calls: list[tuple[str, str]] = []
+        self.read_error: Exception | None = None
+        self.delete_error: Exception | None = None
+
+    def now(self) -> datetime:
+        return self.clock
+
+    async def read_lock(self, store: str, path: str) -> BackendLock | None:
+        assert store == TABLE, f"unexpected store {store}"
+        self.calls.append(("read", path))
+        if self.read_error is not None:
+            raise self.read_error
+        return self.locks.get(path)
+
+    async def delete_lock(self, backend_lock: BackendLock) -> None:
+        self.calls.append(("delete", backend_lock.path))
+        if self.delete_error is not None:
+            raise self.delete_error
+        current = self.locks.get(backend_lock.path)
+        if current is None or current.token != backend_lock.token:
+            raise LockChangedError(f"lock {backend_lock.path} changed")
+        del self.locks[backend_lock.path]
+
+    @property
+    def deletes(self) -> list[str]:
+        return [path for call, path in self.calls if call == "delete"]
+
+
+def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[PlannedAction], Memory]:
+    """What decide.py plans for these locks after two cycles (the real ladder)."""
+    memory = Memory()
+    observation = Observation(Source.DYNAMODB, TABLE, NOW, backend_locks=locks)
+    memory.update([observation], NOW)
+    memory.update([observation], NOW)
+    decision = decide([observation], pol or policy(), memory, NOW)
+    return list(decision.planned), memory
+
+
+def make_actor(store: FakeStore, pol: Policy, memory: Memory) -> tuple[Actor, Metrics]:
+    metrics = Metrics()
+    actor = Actor(
+        source=None,
+        policy=pol,
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("watchdog.act"),
+        backend_sources={Source.DYNAMODB: store},
+    )
+    return actor, metrics
+
+
+def count(metrics: Metrics, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "tfc_watchdog_actions_total", {"action": "delete_lock", "outcome": outcome}
+    )
+    assert value is not None
+    return value
+
+
+def audit_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[str, Any]]:
+    return [e for e in logs if "outcome" in e]
+
+
+async def test_a_stale_lock_still_there_is_deleted_once_and_audited() -> None:
+    stale = lock()
+    store = FakeStore(stale)
+    actions, memory = planned(stale)
+    actor, metrics = make_actor(store, policy(), memory)
+
+    with capture_logs() as logs:
+        results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [Outcome.DONE]
+    assert store.calls == [("read", PATH), ("delete", PATH)]
+    assert count(metrics, "done") == 1
+    (event,) = audit_events(logs)
+    assert event["action"] == "delete_lock"
+    assert event["source"] == "dynamodb"
+    assert event["organization"] == TABLE
+    assert event["workspace"] == PATH
+    assert event["holder"] == "terraform:runner@ci-42"
+    assert event["lock_id"] == "lock-1"
+    assert event["lock_who"] == "runner@ci-42"
+    assert event["lock_operation"] == "OperationTypeApply"
+    assert memory.actions_since(NOW - H) == 1
+
+
+async def test_dry_run_reads_but_sends_no_delete_and_logs_would() -> None:
+    stale = lock()
+    store = FakeStore(stale)
+    actions, memory = planned(stale)
+    actor, metrics = make_actor(store, policy(dry_run=True), memory)
+
+    with capture_logs() as logs:
+        results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [Outcome.DRY_RUN]
+    assert store.deletes == []
+    assert count(metrics, "dry_run") == 1
+    (event,) = audit_events(logs)
+    assert event["event"] == f"would delete_lock {TABLE}/{PATH}"
+    assert event["lock_id"] == "lock-1"
+
+
+async def test_a_lock_released_before_the_re_read_is_skipped_without_delete() -> None:
+    stale = lock()
+    store = FakeStore()
+    actions, memory = planned(stale)
+    actor, metrics = make_actor(store, policy(), memory)
+
+    results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
+    assert "released" in results[0].detail
+    assert store.deletes == []
+    assert count(metrics, "skipped_changed") == 1
+
+
+async def test_a_lock_taken_by_another_run_before_the_re_read_is_skipped_without_delete() -> None:
+    stale = lock()
+    store = FakeStore(lock(lock_id="lock-2"))
+    actions, memory = planned(stale)
+    actor, _ = make_actor(store, policy(), memory)
+
+    results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
+    assert "lock-1 -> lock-2" in results[0].detail
+    assert store.deletes == []
+
+
+async def test_a_lock_no_longer_stale_by_the_stores_clock_is_skipped() -> None:
+    stale = lock()
+    # The fresh read's clock says the lock is only one hour old (threshold 2h).
+    store = FakeStore(stale, now=NOW - 2 * H)
+    actions, memory = planned(stale)
+    actor, _ = make_actor(store, policy(), memory)
+
+    results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
+    assert store.deletes == []
+
+
+async def test_a_failed_condition_on_delete_is_skipped_changed() -> None:
+    stale = lock()
+    store = FakeStore(stale)
+    store.delete_error = LockChangedError("lock changed or was released since it was read")
+    actions, memory = planned(stale)
+    actor, metrics = make_actor(store, policy(), memory)
+
+    results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
+    assert count(metrics, "skipped_changed") == 1
+    assert memory.actions_since(NOW - H) == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (ForbiddenError("DeleteItem on terraform-locks: AccessDeniedException"), "forbidden"),
+        (BackendError("DeleteItem on terraform-locks: timed out", reason="timeout"), "failed"),
+    ],
+)
+async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> None:
+    stale = lock()
+    store = FakeStore(stale)
+    store.delete_error = error
+    actions, memory = planned(stale)
+    actor, metrics = make_actor(store, policy(), memory)
+
+    results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome.value for r in results] == [outcome]
+    assert str(error) in results[0].detail
+    assert count(metrics, outcome) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (ForbiddenError("GetItem on terraform-locks: AccessDeniedException"), Outcome.FORBIDDEN),
+        (BackendError("GetItem on terraform-locks: connection refused"), Outcome.FAILED),
+    ],
+)
+async def test_a_failed_re_read_sends_no_delete(error: Exception, outcome: Outcome) -> None:
+    stale = lock()
+    store = FakeStore(stale)
+    store.read_error = error
+    actions, memory = planned(stale)
+    actor, _ = make_actor(store, policy(), memory)
+
+    results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [outcome]
+    assert store.deletes == []
+
+
+async def test_the_per_cycle_budget_holds_for_deletes_too() -> None:
+    locks = [lock(path=f"tf-state/app-{n}.tfstate", lock_id=f"lock-{n}") for n in range(3)]
+    store = FakeStore(*locks)
+    actions, memory = planned(*locks)
+    actor, metrics = make_actor(store, policy(per_cycle=1), memory)
+
+    results = await actor.carry_out(actions, NOW, None)
+
+    assert [r.outcome for r in results] == [
+        Outcome.DONE,
+        Outcome.SKIPPED_BUDGET,
+        Outcome.SKIPPED_BUDGET,
+    ]
+    assert len(store.deletes) == 1
+    assert count(metrics, "skipped_budget") == 2
+
+
+async def test_a_delete_lock_without_its_observed_lock_is_a_bug() -> None:
+    stale = lock()
+    store = FakeStore(stale)
+    actions, memory = planned(stale)
+    actor, _ = make_actor(store, policy(), memory)
+
+    with pytest.raises(ValueError, match="without the lock"):
+        await actor.carry_out([replace(actions[0], backend_lock=None)], NOW, None)
+    assert store.calls == []
+
+
+async def test_a_source_without_a_configured_store_fails_without_any_call() -> None:
+    stale = replace(lock(), source=Source.S3)
+    action = PlannedAction(
+        kind=ActionKind.DELETE_LOCK,
+        source=Source.S3,
+        organization="tf-state",
+        workspace=PATH,
+        workspace_id=f"tf-state/{PATH}",
+        rule="defaults",
+        reason="test",
+        holder=None,
+        run_id=None,
+        run_status=None,
+        since=NOW - 3 * H,
+        age=3 * H,
+        threshold=2 * H,
+        backend_lock=stale,
+    )
+    store = FakeStore(lock())
+    actor, _ = make_actor(store, policy(), Memory())
+
+    results = await actor.carry_out([action], NOW, None)
+
+    assert [r.outcome for r in results] == [Outcome.FAILED]
+    assert store.calls == []
