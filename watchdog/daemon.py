@@ -92,6 +92,7 @@ class Daemon:
         self._cycle_lock = asyncio.Lock()
         self._runtime: Runtime | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -186,7 +187,15 @@ class Daemon:
 
     def _on_sighup(self) -> None:
         log.info("reload_requested", signal="SIGHUP")
-        self._reload(force=True)
+        # Not in the middle of a cycle: one cycle plans and acts under one policy.
+        task = asyncio.get_running_loop().create_task(self._reload_between_cycles())
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _reload_between_cycles(self) -> None:
+        async with self._cycle_lock:
+            if not self._stop.is_set():
+                self._reload(force=True)
 
     async def _scheduled_cycle(self) -> None:
         if self._stop.is_set():
