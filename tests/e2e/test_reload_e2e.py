@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.daemon import (
@@ -43,8 +44,13 @@ def locks(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
 
 
 def metric(daemon: DaemonProcess, name: str) -> float | None:
-    """The value of an unlabelled sample (None while the daemon does not export it)."""
-    for line in daemon.get("/metrics").text.splitlines():
+    """The value of an unlabelled sample (None while the daemon does not export it or does
+    not answer yet)."""
+    try:
+        text = daemon.get("/metrics").text
+    except httpx.TransportError:
+        return None
+    for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] == name:
             return float(parts[1])
@@ -245,3 +251,30 @@ def test_configmap_symlink_swap_is_caught_by_content(
         lock = wait_lock(daemon, "the swapped config to apply", rule="legacy-fast")
         assert lock["stale"] is True
         assert daemon.wait_for_event("config_reloaded")
+
+
+def test_sighup_during_a_cycle_reloads_after_that_cycle(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    """One cycle plans and reports under one policy: a SIGHUP that arrives while a cycle
+    waits on the API is applied when the cycle ends, not halfway through it."""
+    # The first cycle's workspace list takes 4 s; with an hour between cycles, the first
+    # cycle is the only one until the reload.
+    simulator.inject_fault("latency", "/organizations/demo/workspaces", latency_ms=4000, count=1)
+    config = base_config(simulator.url, interval="1h")
+    config["tfc"]["timeout"] = "30s"
+    path = write_config(tmp_path / "config.yaml", config)
+    with running_daemon(path, ADMIN_TOKEN, ready=False) as daemon:
+
+        def cycle_in_progress() -> bool:
+            started = metric(daemon, "tfc_watchdog_cycles_total") or 0
+            return started == 1 and daemon.cycles_completed() == 0
+
+        daemon.wait_for(cycle_in_progress, what="the first cycle to be under way")
+        write_config(path, {**config, "rules": [FAST_RULE]})
+        daemon.process.send_signal(signal.SIGHUP)
+
+        daemon.wait_for_event("config_reloaded")
+        assert daemon.cycles_completed() == 1
+        # The first cycle's report still carries the rule it ran under.
+        assert locks(daemon)[WORKSPACE]["rule"] == "defaults"
