@@ -230,6 +230,10 @@ class Daemon:
             )
             return
         if new == self.policy:
+            # Still a successful load: after a rejected edit is reverted, the metrics and the
+            # log must show that the file is good again.
+            self.metrics.config_last_reload_success.set(utcnow().timestamp())
+            log.info("config_reloaded", changed=[], dry_run=new.dry_run)
             return
         old_dump: dict[str, Any] = self.policy.model_dump(mode="json")
         new_dump: dict[str, Any] = new.model_dump(mode="json")
