@@ -150,6 +150,13 @@ def test_invalid_edit_is_rejected_and_the_old_policy_keeps_running(
         # One bad file is reported once, not every cycle.
         assert len(daemon.events("config_reload_rejected")) == 1
 
+        # Reverting the bad edit is a successful load again, visible in log and metrics.
+        loaded_at = metric(daemon, "tfc_watchdog_config_last_reload_success_timestamp_seconds")
+        write_config(path, config)
+        assert daemon.wait_for_event("config_reloaded")["changed"] == []
+        reloaded_at = metric(daemon, "tfc_watchdog_config_last_reload_success_timestamp_seconds")
+        assert loaded_at is not None and reloaded_at is not None and reloaded_at > loaded_at
+
         # Fixing the file reloads it (here: a stricter default, legacy-fast removed).
         write_config(path, {**config, "rules": []})
         wait_lock(daemon, "the fixed file to apply", rule="defaults", stale=False)
