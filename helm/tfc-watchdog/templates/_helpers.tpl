@@ -46,12 +46,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
-{{/* Exactly one token source; fails the render otherwise. */}}
+{{/* "true" when the config watches HCP Terraform / TFE (config.tfc set): only then is
+an API token needed. A config with only s3_backend (`tfc: null`) runs without one. */}}
+{{- define "tfc-watchdog.usesTfc" -}}
+{{- if .Values.config.tfc }}true{{ end }}
+{{- end }}
+
+{{/* Exactly one token source when TFC is watched; fails the render otherwise. */}}
 {{- define "tfc-watchdog.validateToken" -}}
 {{- if and .Values.token.value .Values.token.existingSecret }}
 {{- fail "token: set either token.value or token.existingSecret, not both" }}
 {{- end }}
-{{- if not (or .Values.token.value .Values.token.existingSecret) }}
+{{- if and (include "tfc-watchdog.usesTfc" .) (not (or .Values.token.value .Values.token.existingSecret)) }}
 {{- fail "token: set token.existingSecret (an existing Secret holding the API token) or token.value" }}
 {{- end }}
 {{- end }}
@@ -77,7 +83,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The TFC/TFE API port, from config.tfc.address (443 unless it names another). */}}
 {{- define "tfc-watchdog.apiPort" -}}
-{{- $address := .Values.config.tfc.address | default "https://app.terraform.io" }}
+{{- $address := (.Values.config.tfc | default dict).address | default "https://app.terraform.io" }}
+{{- $port := regexFind ":[0-9]+" (regexReplaceAll "^[a-z]+://" $address "" | splitList "/" | first) }}
+{{- if $port }}{{ trimPrefix ":" $port }}{{ else if hasPrefix "http://" $address }}80{{ else }}443{{ end }}
+{{- end }}
+
+{{/* The S3-backend lock stores' port, from config.s3_backend.endpoint_url (AWS: 443). */}}
+{{- define "tfc-watchdog.awsPort" -}}
+{{- $address := (.Values.config.s3_backend | default dict).endpoint_url | default "https://aws" }}
 {{- $port := regexFind ":[0-9]+" (regexReplaceAll "^[a-z]+://" $address "" | splitList "/" | first) }}
 {{- if $port }}{{ trimPrefix ":" $port }}{{ else if hasPrefix "http://" $address }}80{{ else }}443{{ end }}
 {{- end }}
@@ -99,12 +112,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* The config file as the pod sees it: the values tree plus the paths the chart mounts. */}}
 {{- define "tfc-watchdog.config" -}}
 {{- $config := deepCopy .Values.config }}
-{{- $tfc := deepCopy (.Values.config.tfc | default dict) }}
+{{- if include "tfc-watchdog.usesTfc" . }}
+{{- $tfc := deepCopy .Values.config.tfc }}
 {{- $_ := set $tfc "token_file" (printf "%s/token" (include "tfc-watchdog.tokenDir" .)) }}
 {{- if .Values.caBundle.existingConfigMap }}
 {{- $_ := set $tfc "ca_bundle" (printf "%s/%s" (include "tfc-watchdog.caDir" .) .Values.caBundle.key) }}
 {{- end }}
 {{- $_ := set $config "tfc" $tfc }}
+{{- else }}
+{{- $_ := set $config "tfc" nil }}
+{{- end }}
 {{- $_ := set $config "state_file" (printf "%s/state.json" (include "tfc-watchdog.stateDir" .)) }}
 {{- toYaml $config }}
 {{- end }}
