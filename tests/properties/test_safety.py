@@ -1,0 +1,209 @@
+"""DESIGN.md's safety invariants as properties over random worlds (see world.py).
+
+Each property runs the real cycle against the real simulator app in-process and judges every
+POST that reached the simulator by its own arithmetic on the simulated world as it was when
+the POST arrived, not by what the watchdog's own code believed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from hypothesis import event, given
+
+from tests.properties.world import (
+    Case,
+    CycleSpec,
+    Post,
+    RunSpec,
+    Trace,
+    WorkspaceSpec,
+    cases,
+    run_case,
+)
+from watchdog.model import phase_group
+
+HOUR = timedelta(hours=1)
+RUNG = {
+    "cancel": "cancel",
+    "force-cancel": "force_cancel",
+    "discard": "discard",
+    "unlock": "unlock",
+    "force-unlock": "force_unlock",
+}
+
+
+def _run(case: Case, state_dir: Path) -> Trace:
+    trace = run_case(case, state_dir)
+    event(f"POSTs sent: {min(len(trace.posts), 3)}{'+' if len(trace.posts) >= 3 else ''}")
+    for post in trace.posts:
+        event(f"POST {post.kind}")
+    return trace
+
+
+def _run_threshold(case: Case, status: str) -> timedelta:
+    group = phase_group(status)
+    assert group is not None, f"acted on a run in final status {status}"
+    seconds = case.waiting_after if group == "waiting" else case.run_stuck_after
+    return timedelta(seconds=seconds)
+
+
+@given(cases(dry_run=True))
+def test_dry_run_sends_no_post(state_dir: Path, case: Case) -> None:
+    trace = _run(case, state_dir)
+    assert trace.posts == []
+
+
+@given(cases())
+def test_no_action_on_a_lock_or_run_younger_than_its_threshold(
+    state_dir: Path, case: Case
+) -> None:
+    trace = _run(case, state_dir)
+    for post in trace.posts:
+        before = post.before
+        if RUNG[post.kind] in ("unlock", "force_unlock"):
+            assert before.holder is not None, f"{post.kind} of an unlocked workspace"
+            first = trace.first_seen[post.cycle][(before.workspace_id, before.holder[1])]
+            _, stale_after = case.rule_of(before.tags)
+            assert post.at - first > timedelta(seconds=stale_after), post
+        else:
+            assert before.run_status is not None and before.run_entered is not None, post
+            assert post.at - before.run_entered > _run_threshold(case, before.run_status), post
+
+
+@given(cases())
+def test_no_action_on_a_protected_workspace_or_lock_reason(state_dir: Path, case: Case) -> None:
+    trace = _run(case, state_dir)
+    for post in trace.posts:
+        before = post.before
+        assert not case.protected(before.name, before.tags, before.reason), post
+
+
+@given(cases())
+def test_no_action_for_a_rung_the_matching_rule_does_not_list(
+    state_dir: Path, case: Case
+) -> None:
+    trace = _run(case, state_dir)
+    for post in trace.posts:
+        allowed, _ = case.rule_of(post.before.tags)
+        assert RUNG[post.kind] in allowed, post
+
+
+@given(cases())
+def test_a_run_held_lock_is_never_unlocked(state_dir: Path, case: Case) -> None:
+    trace = _run(case, state_dir)
+    for post in trace.posts:
+        if post.kind in ("unlock", "force-unlock"):
+            assert post.before.holder is not None, post
+            assert post.before.holder[0] in ("users", "teams"), post
+
+
+@given(cases())
+def test_no_force_cancel_before_a_cancel_and_its_cool_off(state_dir: Path, case: Case) -> None:
+    trace = _run(case, state_dir)
+    for post in trace.posts:
+        if post.kind == "force-cancel":
+            before = post.before
+            assert before.canceled_at is not None, post
+            assert before.force_cancel_available_at is not None, post
+            assert before.force_cancel_available_at <= post.at, post
+
+
+@given(cases())
+def test_every_post_follows_a_fresh_read_in_the_same_cycle_that_still_justifies_it(
+    state_dir: Path, case: Case
+) -> None:
+    trace = _run(case, state_dir)
+    for post in trace.posts:
+        index = trace.post_index(post)
+        reads = [
+            snap
+            for cycle, at, snap in trace.rereads
+            if cycle == post.cycle and at < index and snap.workspace_id == post.workspace_id
+        ]
+        assert reads, f"no re-read before {post}"
+        fresh = reads[-1]
+        observed = trace.observed[post.cycle][post.workspace_id]
+        for what in ("holder", "run_id", "run_status"):
+            assert getattr(fresh, what) == getattr(observed, what), (what, post)
+            # And nothing moved between the re-read and the POST.
+            assert getattr(post.before, what) == getattr(fresh, what), (what, post)
+
+
+@given(cases())
+def test_posts_stay_within_the_budgets_per_cycle_and_per_hour_across_restarts(
+    state_dir: Path, case: Case
+) -> None:
+    trace = _run(case, state_dir)
+    for cycle in range(len(case.cycles)):
+        attempted = [p for p in trace.posts if p.cycle == cycle]
+        assert len(attempted) <= case.max_per_cycle
+    # The hourly budget counts POSTs the server accepted (a refused one changed nothing).
+    accepted = [p for p in trace.posts if 200 <= p.status < 300]
+    for post in accepted:
+        window = [p for p in accepted if post.at - HOUR <= p.at <= post.at]
+        assert len(window) <= case.max_per_hour, [(p.at, p.kind) for p in window]
+
+
+@given(cases())
+def test_no_action_on_a_workspace_whose_data_failed_to_parse_this_cycle(
+    state_dir: Path, case: Case
+) -> None:
+    trace = _run(case, state_dir)
+    for post in trace.posts:
+        assert post.workspace_id not in trace.corrupted.get(post.cycle, set()), post
+        assert post.workspace_id not in trace.corrupted_reread.get(post.cycle, set()), post
+
+
+# --- the harness is not vacuous -------------------------------------------------------------
+
+
+def _enforcing(**overrides: object) -> Case:
+    fields: dict[str, object] = {
+        "workspaces": (
+            WorkspaceSpec("dev-0", (), ("alice", "Locked by Terraform"), None),
+            WorkspaceSpec("dev-1", (), None, RunSpec("applying", 9 * 3600, True, None)),
+        ),
+        "token": "admin",
+        "dry_run": False,
+        "max_per_cycle": 3,
+        "max_per_hour": 10,
+        "default_actions": ("cancel", "force_cancel", "force_unlock"),
+        "fast_actions": (),
+        "lock_stale_after": 60,
+        "fast_lock_stale_after": 1,
+        "run_stuck_after": 3600,
+        "waiting_after": 86400,
+        "protect_glob": False,
+        "cycles": tuple(
+            CycleSpec(advance, False, ("none", "none"), frozenset(), frozenset())
+            for advance in (0, 600, 600)
+        ),
+    }
+    fields.update(overrides)
+    return Case(**fields)  # type: ignore[arg-type]
+
+
+def _kinds(posts: list[Post]) -> list[str]:
+    return [post.kind for post in posts]
+
+
+def test_the_harness_sees_the_ladder_act_when_the_world_allows_it(tmp_path: Path) -> None:
+    trace = run_case(_enforcing(), tmp_path)
+    assert _kinds(trace.posts) == ["cancel", "force-cancel", "force-unlock"]
+    assert all(200 <= post.status < 300 for post in trace.posts)
+
+
+def test_the_harness_sees_a_change_between_observe_and_act_stop_the_action(
+    tmp_path: Path,
+) -> None:
+    case = _enforcing(
+        cycles=(
+            CycleSpec(0, False, ("none", "none"), frozenset(), frozenset()),
+            CycleSpec(600, True, ("holder", "run_finishes"), frozenset(), frozenset()),
+        )
+    )
+    trace = run_case(case, tmp_path)
+    # Cycle 0 cancels the run; in cycle 1 the lock changes holder just before the act.
+    assert _kinds(trace.posts) == ["cancel"]
