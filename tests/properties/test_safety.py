@@ -56,9 +56,7 @@ def test_dry_run_sends_no_post(state_dir: Path, case: Case) -> None:
 
 
 @given(cases())
-def test_no_action_on_a_lock_or_run_younger_than_its_threshold(
-    state_dir: Path, case: Case
-) -> None:
+def test_no_action_on_a_lock_or_run_younger_than_its_threshold(state_dir: Path, case: Case) -> None:
     trace = _run(case, state_dir)
     for post in trace.posts:
         before = post.before
@@ -81,9 +79,7 @@ def test_no_action_on_a_protected_workspace_or_lock_reason(state_dir: Path, case
 
 
 @given(cases())
-def test_no_action_for_a_rung_the_matching_rule_does_not_list(
-    state_dir: Path, case: Case
-) -> None:
+def test_no_action_for_a_rung_the_matching_rule_does_not_list(state_dir: Path, case: Case) -> None:
     trace = _run(case, state_dir)
     for post in trace.posts:
         allowed, _ = case.rule_of(post.before.tags)

@@ -34,7 +34,7 @@ from watchdog.act import Actor
 from watchdog.cycle import Watchdog
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import ActionResult, Holder, PlannedAction, phase_group
+from watchdog.model import ActionResult, Holder, PlannedAction
 from watchdog.policy import Policy
 from watchdog.simulator.app import Settings, Simulator, build_app
 from watchdog.simulator.clock import SimClock
@@ -171,9 +171,7 @@ holders = st.sampled_from(["alice", "bob", "operator", "devs"])
 reasons = st.sampled_from(
     ["", "Locked by Terraform", "Locked by Terraform", PROTECTED_REASON, "do not unlock"]
 )
-rung_sets = st.one_of(
-    st.just(RUNGS), st.lists(st.sampled_from(RUNGS), unique=True).map(tuple)
-)
+rung_sets = st.one_of(st.just(RUNGS), st.lists(st.sampled_from(RUNGS), unique=True).map(tuple))
 changes = st.sampled_from(CHANGES[1:]) | st.just("none") | st.just("none")
 
 
@@ -218,9 +216,7 @@ def cases(
             CycleSpec(
                 advance=draw(st.sampled_from([0, 1, 300, 1800, 3599, 3600, 3 * 3600])),
                 restart=restarts and draw(st.booleans()),
-                changes=tuple(
-                    draw(changes) for _ in range(count)
-                ),
+                changes=tuple(draw(changes) for _ in range(count)),
                 corrupt=frozenset(
                     draw(st.sets(st.integers(0, count - 1), max_size=1))
                     if draw(st.integers(0, 4)) == 0
