@@ -14,6 +14,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from watchdog import __version__
+from watchdog.exposition import ListingRegistry
 from watchdog.model import ActionKind, LockState, Outcome
 
 PREFIX = "tfc_watchdog"
@@ -34,7 +35,9 @@ ERROR_REASONS = (
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry = registry if registry is not None else ListingRegistry()
+        # Bumped by publish_locks(): /metrics re-renders the per-lock series only then.
+        self.locks_version = 0
         r = self.registry
         self.workspaces = Gauge(
             f"{PREFIX}_workspaces",
@@ -149,6 +152,10 @@ class Metrics:
             for outcome in Outcome:
                 self.actions.labels(action=action.value, outcome=outcome.value)
 
+    def per_lock_collectors(self) -> tuple[Gauge, Gauge, Gauge]:
+        """The families only publish_locks() writes (see watchdog/exposition.py)."""
+        return (self.lock_since, self.lock_stale, self.stuck_runs)
+
     # --- helpers used by the stages -----------------------------------------------------------
 
     def api_request(self, endpoint: str, code: int | str) -> None:
@@ -194,6 +201,7 @@ class Metrics:
             counts[(organization, status)] = counts.get((organization, status), 0) + 1
         for (organization, status), count in counts.items():
             self.stuck_runs.labels(organization=organization, status=status).set(count)
+        self.locks_version += 1
 
     def publish_runs_blocked(self, blocked: Iterable[tuple[str, str, str]]) -> None:
         """Replace the runs_blocked series: one (source, organization, workspace) per

@@ -12,7 +12,6 @@ from collections.abc import Callable, Generator
 from datetime import timedelta
 
 import uvicorn
-from prometheus_client import make_asgi_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -20,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from watchdog.cycle import Health
+from watchdog.exposition import MetricsExposition
 from watchdog.metrics import Metrics
 from watchdog.report import CycleReport
 
@@ -72,7 +72,7 @@ def build_app(
             Route("/readyz", readyz),
             Route("/locks", locks),
             # An ASGI app as a Route (not a Mount), so /metrics answers without a redirect.
-            Route("/metrics", _AsgiEndpoint(make_asgi_app(registry=metrics.registry))),
+            Route("/metrics", _AsgiEndpoint(MetricsExposition(metrics))),
         ]
     )
 
