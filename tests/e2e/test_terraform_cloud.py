@@ -216,7 +216,7 @@ def assert_killed_applys_lock(sim: SimulatorServer) -> None:
 
 def test_clean_apply_locks_writes_state_unlocks_and_the_watchdog_only_watches(
     project: Project, sim: SimulatorServer, tmp_path: Path
-):
+) -> None:
     config = watchdog_config(sim, tmp_path, "dry-run")
     with running_daemon(config, ADMIN_TOKEN) as daemon:
         with project.live_apply(tmp_path / "gate") as running:
@@ -241,7 +241,7 @@ def test_clean_apply_locks_writes_state_unlocks_and_the_watchdog_only_watches(
 
 def test_apply_killed_mid_apply_leaves_its_lock_and_the_next_apply_gets_the_409_error(
     project: Project, sim: SimulatorServer, tmp_path: Path
-):
+) -> None:
     project.leave_stale_lock(tmp_path)
     assert_killed_applys_lock(sim)
     # Killed before the end of the apply: no state was written, nothing unlocked.
@@ -254,7 +254,7 @@ def test_apply_killed_mid_apply_leaves_its_lock_and_the_next_apply_gets_the_409_
 
 def test_dry_run_reports_the_killed_lock_stale_sends_nothing_and_scan_shows_the_manual_fix(
     project: Project, sim: SimulatorServer, tmp_path: Path
-):
+) -> None:
     project.leave_stale_lock(tmp_path)
     config = watchdog_config(sim, tmp_path, "dry-run")
     with running_daemon(config, ADMIN_TOKEN) as daemon:
@@ -283,7 +283,7 @@ def test_dry_run_reports_the_killed_lock_stale_sends_nothing_and_scan_shows_the_
 
 def test_enforce_force_unlocks_the_killed_lock_once_and_terraform_works_again(
     project: Project, sim: SimulatorServer, tmp_path: Path
-):
+) -> None:
     project.leave_stale_lock(tmp_path)
     config = watchdog_config(sim, tmp_path, "enforce", dry_run=False)
     with running_daemon(config, ADMIN_TOKEN) as daemon:
@@ -304,7 +304,7 @@ def test_enforce_force_unlocks_the_killed_lock_once_and_terraform_works_again(
 
 def test_live_apply_with_a_young_lock_is_never_touched_and_finishes(
     project: Project, sim: SimulatorServer, tmp_path: Path
-):
+) -> None:
     config = watchdog_config(sim, tmp_path, "enforce", dry_run=False)
     with running_daemon(config, ADMIN_TOKEN) as daemon:
         with project.live_apply(tmp_path / "gate") as running:
@@ -325,7 +325,7 @@ def test_live_apply_with_a_young_lock_is_never_touched_and_finishes(
 
 def test_second_apply_fails_on_the_held_lock_and_the_watchdog_sees_only_the_lock(
     project: Project, sim: SimulatorServer, tmp_path: Path
-):
+) -> None:
     """Contention with the CLI is invisible to the API except as the lock itself: a
     local-execution apply has no run, so nothing is queued and `runs_blocked` cannot fire."""
     config = watchdog_config(sim, tmp_path, "dry-run")
@@ -354,7 +354,7 @@ def test_second_apply_fails_on_the_held_lock_and_the_watchdog_sees_only_the_lock
 # --- TLS ---------------------------------------------------------------------------------------
 
 
-def test_watchdog_refuses_the_self_signed_simulator_without_ca_bundle(tmp_path: Path):
+def test_watchdog_refuses_the_self_signed_simulator_without_ca_bundle(tmp_path: Path) -> None:
     """Without `tfc.ca_bundle` the handshake fails, is named as a TLS failure and the cycle
     counts as failed. (With it, every story test above reads the simulator over HTTPS.)"""
     with SimulatorServer(tls=True) as sim:

@@ -57,7 +57,9 @@ def _locked(api: httpx.Client, ws: str) -> None:
     assert api.post(f"workspaces/{ws}/actions/lock", json=ENVELOPE).status_code == 200
 
 
-def test_discovery_document_is_anonymous_and_points_every_service_at_api_v2(simulator):
+def test_discovery_document_is_anonymous_and_points_every_service_at_api_v2(
+    simulator: SimulatorServer,
+) -> None:
     response = httpx.get(simulator.url + "/.well-known/terraform.json")
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
@@ -65,7 +67,7 @@ def test_discovery_document_is_anonymous_and_points_every_service_at_api_v2(simu
     assert services["tfe.v2"] == services["tfe.v2.2"] == services["state.v2"] == "/api/v2/"
 
 
-def test_entitlement_set_grants_state_storage_to_members_only(simulator):
+def test_entitlement_set_grants_state_storage_to_members_only(simulator: SimulatorServer) -> None:
     with simulator.client(USER_TOKEN) as api:
         ok = api.get("organizations/demo/entitlement-set")
         other = api.get("organizations/elsewhere/entitlement-set")
@@ -77,7 +79,7 @@ def test_entitlement_set_grants_state_storage_to_members_only(simulator):
     assert (other.status_code, unauthenticated.status_code) == (404, 401)
 
 
-def test_current_state_version_is_404_before_any_state(simulator):
+def test_current_state_version_is_404_before_any_state(simulator: SimulatorServer) -> None:
     """Terraform reads this 404 as "no state yet" (init, first apply)."""
     with simulator.client(USER_TOKEN) as api:
         response = api.get(f"workspaces/{_ws_id(simulator)}/current-state-version")
@@ -85,7 +87,7 @@ def test_current_state_version_is_404_before_any_state(simulator):
     assert response.json()["errors"][0]["status"] == "404"
 
 
-def test_state_version_needs_the_callers_own_lock(simulator):
+def test_state_version_needs_the_callers_own_lock(simulator: SimulatorServer) -> None:
     ws = _ws_id(simulator)
     with simulator.client(USER_TOKEN) as api:
         unlocked = api.post(f"workspaces/{ws}/state-versions", json=_state_version_body())
@@ -95,7 +97,7 @@ def test_state_version_needs_the_callers_own_lock(simulator):
     assert simulator.simulator.world.state_versions == {}
 
 
-def test_state_version_needs_write_access(simulator):
+def test_state_version_needs_write_access(simulator: SimulatorServer) -> None:
     ws = _ws_id(simulator)
     simulator.lock("terraform-local", READ_TOKEN)
     with simulator.client(READ_TOKEN) as api:
@@ -103,7 +105,9 @@ def test_state_version_needs_write_access(simulator):
     assert response.status_code == 404
 
 
-def test_apply_sequence_stores_state_that_becomes_current_when_the_blob_is_put(simulator):
+def test_apply_sequence_stores_state_that_becomes_current_when_the_blob_is_put(
+    simulator: SimulatorServer,
+) -> None:
     """lock, POST state-versions (201 + URLs on this server), PUT blobs without auth, GET the
     version, unlock; then current-state-version and the download (with the token) serve it."""
     ws = _ws_id(simulator)
@@ -141,7 +145,7 @@ def test_apply_sequence_stores_state_that_becomes_current_when_the_blob_is_put(s
     assert anonymous_download.status_code == 401
 
 
-def test_state_blob_is_put_only_once(simulator):
+def test_state_blob_is_put_only_once(simulator: SimulatorServer) -> None:
     ws = _ws_id(simulator)
     with simulator.client(USER_TOKEN) as api:
         _locked(api, ws)
@@ -155,7 +159,7 @@ def test_state_blob_is_put_only_once(simulator):
     assert download.content == RAW_STATE
 
 
-def test_state_is_kept_per_workspace(simulator):
+def test_state_is_kept_per_workspace(simulator: SimulatorServer) -> None:
     local, other = _ws_id(simulator), _ws_id(simulator, "service-01-dev")
     with simulator.client(USER_TOKEN) as api:
         _locked(api, local)
@@ -167,7 +171,7 @@ def test_state_is_kept_per_workspace(simulator):
         assert api.get(f"workspaces/{other}/current-state-version").status_code == 404
 
 
-def test_legacy_inline_state_is_current_at_once(simulator):
+def test_legacy_inline_state_is_current_at_once(simulator: SimulatorServer) -> None:
     """TFE <= v202306-1 flow: the state travels base64 in the POST body."""
     ws = _ws_id(simulator)
     body = _state_version_body(3)
@@ -181,7 +185,9 @@ def test_legacy_inline_state_is_current_at_once(simulator):
     assert current.json()["data"]["attributes"]["serial"] == 3
 
 
-def test_current_state_version_outputs_list_values_and_hide_sensitive_ones(simulator):
+def test_current_state_version_outputs_list_values_and_hide_sensitive_ones(
+    simulator: SimulatorServer,
+) -> None:
     ws = _ws_id(simulator)
     outputs = {
         "endpoint": {"sensitive": False, "value": "https://x", "type": "string"},
@@ -205,7 +211,7 @@ def test_current_state_version_outputs_list_values_and_hide_sensitive_ones(simul
     assert response.json()["meta"]["pagination"]["total-count"] == 3
 
 
-def test_unknown_state_version_is_404(simulator):
+def test_unknown_state_version_is_404(simulator: SimulatorServer) -> None:
     with simulator.client(ADMIN_TOKEN) as api:
         assert api.get("state-versions/sv-nope").status_code == 404
         assert api.get(simulator.url + "/_blobs/sv-nope/state").status_code == 404
@@ -214,7 +220,7 @@ def test_unknown_state_version_is_404(simulator):
 # --- HTTPS -------------------------------------------------------------------------------------
 
 
-def test_tls_simulator_is_trusted_with_its_certificate_only():
+def test_tls_simulator_is_trusted_with_its_certificate_only() -> None:
     with SimulatorServer(tls=True) as sim:
         assert sim.url.startswith("https://localhost:")
         with sim.client(USER_TOKEN) as api:
@@ -235,7 +241,7 @@ def _start_cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_cli_tls_generates_a_certificate_into_cert_dir_and_names_it(tmp_path: Path):
+def test_cli_tls_generates_a_certificate_into_cert_dir_and_names_it(tmp_path: Path) -> None:
     port = free_port()
     proc = _start_cli("--tls", "--port", str(port), "--cert-dir", str(tmp_path / "tls"))
     try:
@@ -269,7 +275,7 @@ def test_cli_tls_generates_a_certificate_into_cert_dir_and_names_it(tmp_path: Pa
         (("--tls", "--cert", "missing.pem", "--key", "missing.pem"), "missing.pem: no such file"),
     ],
 )
-def test_cli_tls_usage_errors_exit_2_with_one_line(args: tuple[str, ...], message: str):
+def test_cli_tls_usage_errors_exit_2_with_one_line(args: tuple[str, ...], message: str) -> None:
     proc = _start_cli("--port", str(free_port()), *args)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
