@@ -233,9 +233,11 @@ def markdown(results: dict[str, Any]) -> str:
         by = {r["latency_ms"]: r for r in rows}
         cols = [by.get(0.0), by.get(100.0)]
 
-        def line(label: str, fmt: Any, cols: list[dict[str, Any] | None] = cols) -> None:
+        def line(
+            label: str, fmt: Any, cols: list[dict[str, Any] | None] = cols, out: list[str] = lines
+        ) -> None:
             cells = [fmt(c) if c else "-" for c in cols]
-            lines.append(f"| {label} | {' | '.join(cells)} |")
+            out.append(f"| {label} | {' | '.join(cells)} |")
 
         line(
             "watchdog requests per cycle (sim log, 2 cycles)",
