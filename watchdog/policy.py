@@ -205,7 +205,7 @@ class Match(StrictModel):
     sources: tuple[Literal["tfc", "dynamodb", "s3"], ...] = ()
     """Lock sources this rule applies to: tfc, dynamodb, s3. Empty = every source."""
     paths: tuple[Glob, ...] = ()
-    """S3 backend state paths (`<table or bucket>/<key>` globs, e.g. `tf-state/prod/*`)."""
+    """S3 backend state paths (`<bucket>/<key>` globs, as in the lock ID, e.g. `tf-state/prod/*`)."""
 
     @model_validator(mode="after")
     def _matchable(self) -> Match:
@@ -565,7 +565,7 @@ class Policy(StrictModel):
         return self._effective(None)
 
     def rule_for_path(self, source: str, store_path: str) -> EffectiveRule:
-        """The same for an S3-backend lock (`store_path` = `<table or bucket>/<state path>`)."""
+        """The same for an S3-backend lock (`store_path` = the state path `<bucket>/<key>`)."""
         for rule in self.rules:
             if rule.match.matches_path(source, store_path):
                 return self._effective(rule)
