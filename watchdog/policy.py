@@ -205,7 +205,7 @@ class Match(StrictModel):
     sources: tuple[Literal["tfc", "dynamodb", "s3"], ...] = ()
     """Lock sources this rule applies to: tfc, dynamodb, s3. Empty = every source."""
     paths: tuple[Glob, ...] = ()
-    """S3 backend state paths (`<bucket>/<key>` globs, as in the lock ID, e.g. `tf-state/prod/*`)."""
+    """S3 backend state paths: `<bucket>/<key>` globs such as `tf-state/prod/*`."""
 
     @model_validator(mode="after")
     def _matchable(self) -> Match:
