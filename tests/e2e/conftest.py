@@ -125,7 +125,10 @@ def report_at(daemon: DaemonProcess, at: datetime) -> dict[str, Any]:
             return None
         return document
 
-    return daemon.wait_for(fresh, 30, f"a /locks report generated at {at.isoformat()}")
+    found: dict[str, Any] = daemon.wait_for(
+        fresh, 30, f"a /locks report generated at {at.isoformat()}"
+    )
+    return found
 
 
 def locks_by_workspace(document: dict[str, Any]) -> dict[str, dict[str, Any]]:

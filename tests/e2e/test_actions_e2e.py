@@ -255,7 +255,7 @@ def test_a_run_waiting_past_its_threshold_is_discarded(
 def test_young_protected_and_unruled_locks_get_no_post_and_a_reason_each(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
-    workspaces = [
+    workspaces: list[dict[str, Any]] = [
         {"name": "young"},
         {"name": "guarded", "tags": ["protected"], "lock": {"by": "bob"}},
         locked_by("bob", "maintained", reason="maintenance window"),

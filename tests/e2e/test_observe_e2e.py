@@ -8,6 +8,7 @@ import json
 import math
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -209,7 +210,7 @@ def _nowhere_tfc() -> dict[str, object]:
 def test_scan_exits_0_when_nothing_is_stale(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
-    workspaces = [
+    workspaces: list[dict[str, Any]] = [
         {"name": "young", "lock": {"by": "alice", "reason": "Locked by Terraform"}},
         {"name": "quiet", "runs": [{"status": "applied", "age": "1d"}]},
     ]
