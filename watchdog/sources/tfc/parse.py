@@ -88,10 +88,10 @@ def parse_workspace_document(doc: Mapping[str, Any], organization: str) -> Works
     entry = doc.get("data")
     if not isinstance(entry, dict):
         raise BadResponseError(endpoint=PARSE_ENDPOINT, detail="workspace `data` is not an object")
-    related = _related(entry, "organization")
-    if related is not None and related[0] == "organizations" and related[1]:
-        organization = related[1]
     try:
+        related = _related(entry, "organization")
+        if related is not None and related[0] == "organizations" and related[1]:
+            organization = related[1]
         return _workspace(entry, organization, index_included(doc))
     except EntryError as exc:
         entry_id = entry.get("id")
