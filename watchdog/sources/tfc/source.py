@@ -62,25 +62,21 @@ class TfcSource:
         return list(await asyncio.gather(*(self._observe_one(org) for org in self._organizations)))
 
     async def _observe_one(self, organization: str) -> Observation:
+        def parse(page: dict[str, Any]) -> tuple[list[Workspace], list[str], int, int | None]:
+            # Parsed as each page arrives (TfcClient.map_pages): the raw page is dropped at once.
+            try:
+                parsed, bad_ids, errors = parse_workspace_page(page, organization)
+            except BadResponseError as exc:
+                raise BadResponseError(endpoint=LIST_WORKSPACES, detail=exc.detail) from None
+            return parsed, list(bad_ids), errors, _total_count(page)
+
         try:
-            pages = await self._client.get_all_pages(
+            pages = await self._client.map_pages(
                 f"/organizations/{_segment(organization)}/workspaces",
                 endpoint=LIST_WORKSPACES,
                 params={"page[size]": PAGE_SIZE, "include": INCLUDE},
+                each=parse,
             )
-            workspaces: dict[str, Workspace] = {}
-            unreadable: set[str] = set()
-            for page in pages:
-                try:
-                    parsed, bad_ids, errors = parse_workspace_page(page, organization)
-                except BadResponseError as exc:
-                    raise BadResponseError(endpoint=LIST_WORKSPACES, detail=exc.detail) from None
-                if errors:
-                    self._metrics.parse_errors.inc(errors)
-                unreadable.update(bad_ids)
-                for workspace in parsed:
-                    # A workspace can appear twice if the list shifted between pages.
-                    workspaces.setdefault(workspace.id, workspace)
         except TfcError as exc:
             self._metrics.observe_error(self.source.value, exc.reason)
             log.warning(
@@ -96,8 +92,18 @@ class TfcSource:
                 complete=False,
                 error=str(exc),
             )
+        workspaces: dict[str, Workspace] = {}
+        unreadable: set[str] = set()
+        for parsed, bad_ids, errors, _ in pages:
+            if errors:
+                self._metrics.parse_errors.inc(errors)
+            unreadable.update(bad_ids)
+            for workspace in parsed:
+                # A workspace can appear twice if the list shifted between pages.
+                workspaces.setdefault(workspace.id, workspace)
         for workspace_id in workspaces:
             self._organization_of[workspace_id] = organization
+        total = pages[0][3]
         return Observation(
             source=self.source,
             organization=organization,
@@ -105,7 +111,7 @@ class TfcSource:
             workspaces=tuple(workspaces.values()),
             unreadable=frozenset(unreadable - workspaces.keys()),
             complete=True,
-            total_workspaces=_total_count(pages[0], len(workspaces) + len(unreadable)),
+            total_workspaces=total if total is not None else len(workspaces) + len(unreadable),
         )
 
     async def read_workspace(self, workspace_id: str) -> Workspace:
@@ -184,10 +190,10 @@ class TfcSource:
             raise
 
 
-def _total_count(first_page: dict[str, Any], fallback: int) -> int:
-    meta = first_page.get("meta")
+def _total_count(page: dict[str, Any]) -> int | None:
+    meta = page.get("meta")
     pagination = meta.get("pagination") if isinstance(meta, dict) else None
     total = pagination.get("total-count") if isinstance(pagination, dict) else None
     if isinstance(total, int) and not isinstance(total, bool) and total >= 0:
         return total
-    return fallback
+    return None
