@@ -324,8 +324,9 @@ def test_live_apply_with_a_young_lock_is_never_touched_and_finishes(
 def test_second_apply_fails_on_the_held_lock_and_the_watchdog_sees_only_the_lock(
     project: Project, sim: SimulatorServer, tmp_path: Path
 ) -> None:
-    """Contention with the CLI is invisible to the API except as the lock itself: a
-    local-execution apply has no run, so nothing is queued and `runs_blocked` cannot fire."""
+    """Contention between CLI applies is invisible to the API except as the lock itself: a
+    local-execution apply creates no run, so the failed second apply leaves no queued run
+    behind; the watchdog reports the (young) lock held, and nothing blocked."""
     config = watchdog_config(sim, tmp_path, "dry-run")
     with running_daemon(config, ADMIN_TOKEN) as daemon:
         with project.live_apply(tmp_path / "gate") as first:
