@@ -1,0 +1,94 @@
+"""The API token never leaks: logs, /metrics, /locks, error messages. A bad token is loud.
+
+A recognisable canary token is registered with the simulator as the admin team's token and
+the daemon runs a representative scenario (dry-run, then enforcing, with faults on the way);
+every byte the daemon wrote and served is searched for it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import DaemonProcess, base_config, running_daemon, write_config
+from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
+
+pytestmark = pytest.mark.e2e
+
+CANARY = "tfc-SECRET-canary-0123456789"
+EXPIRED = "tfc-SECRET-canary-expired-9876543210"
+
+
+def _register_canary(simulator: SimulatorServer) -> None:
+    world = simulator.simulator.world
+    world.tokens[CANARY] = world.tokens[ADMIN_TOKEN]
+
+
+def _everything(daemon: DaemonProcess) -> str:
+    served = [daemon.get(path).text for path in ("/metrics", "/locks", "/readyz", "/healthz")]
+    return "\n".join([*daemon.lines, *served])
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "enforce"])
+def test_the_token_appears_nowhere_under_faults(
+    simulator: SimulatorServer, tmp_path: Path, dry_run: bool
+) -> None:
+    _register_canary(simulator)
+    config = base_config(
+        simulator.url,
+        dry_run=dry_run,
+        interval=0.1,
+        defaults={"actions": ["cancel", "force_cancel", "discard", "force_unlock"]},
+    )
+    config["tfc"]["timeout"] = 0.3
+    path = write_config(tmp_path / "config.yaml", config)
+    with running_daemon(path, CANARY) as daemon:
+        daemon.wait_cycles(3)
+        for kind, status in (("status", 500), ("status", 401), ("malformed", 200), ("drop", 0)):
+            simulator.inject_fault(kind, r"^/api/v2/", status=status or 500, count=3)
+            daemon.wait_cycles(2)
+        simulator.clear_faults()
+        daemon.wait_cycles(2)
+        everything = _everything(daemon)
+    everything += "\n".join(daemon.lines)
+    assert daemon.events("action") or daemon.events(), "the daemon logged nothing"
+    assert CANARY not in everything
+    assert CANARY[4:20] not in everything  # not even a fragment
+
+
+def test_a_bad_token_is_one_line_per_cycle_a_metric_and_not_ready(
+    simulator: SimulatorServer, tmp_path: Path
+) -> None:
+    config = base_config(simulator.url, interval=0.2)
+    path = write_config(tmp_path / "config.yaml", config)
+    with running_daemon(path, EXPIRED, ready=False) as daemon:
+        daemon.wait_cycles(4)
+        readyz = daemon.get("/readyz")
+        metrics = daemon.get("/metrics").text
+        cycles = daemon.cycles_completed()
+        lines = list(daemon.lines)
+    assert readyz.status_code == 503
+    assert "401" in readyz.text or "unauthorized" in readyz.text.lower()
+    assert 'tfc_watchdog_observe_errors_total{reason="unauthorized",source="tfc"}' in metrics
+    unauthorized = [
+        line
+        for line in lines
+        if "unauthorized" in line.lower() or ("401" in line and "api_request" not in line)
+    ]
+    error_lines = [line for line in unauthorized if '"level": "error"' in line]
+    # One error line per cycle (the organization that could not be read), not a flood.
+    assert cycles <= len(error_lines) <= cycles + 2
+    assert EXPIRED not in "\n".join(lines) + metrics + readyz.text
+
+
+def test_verify_tls_off_logs_a_loud_warning(simulator: SimulatorServer, tmp_path: Path) -> None:
+    config = base_config(simulator.url)
+    config["tfc"]["verify_tls"] = False
+    path = write_config(tmp_path / "config.yaml", config)
+    with running_daemon(path, ADMIN_TOKEN) as daemon:
+        warning = daemon.wait_for_event(
+            "TLS VERIFICATION IS OFF: the API server's certificate is not checked; "
+            "use tfc.ca_bundle for a private CA instead"
+        )
+    assert warning["level"] == "warning"
