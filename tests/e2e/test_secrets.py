@@ -8,10 +8,17 @@ every byte the daemon wrote and served is searched for it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.support.daemon import DaemonProcess, base_config, running_daemon, write_config
+from tests.support.daemon import (
+    DaemonProcess,
+    base_config,
+    run_cli,
+    running_daemon,
+    write_config,
+)
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
@@ -92,3 +99,25 @@ def test_verify_tls_off_logs_a_loud_warning(simulator: SimulatorServer, tmp_path
             "use tfc.ca_bundle for a private CA instead"
         )
     assert warning["level"] == "warning"
+
+
+def test_a_self_signed_server_is_refused_without_ca_bundle_and_works_with_it(
+    start_simulator: Any, tmp_path: Path
+) -> None:
+    with start_simulator(tls=True) as simulator:
+        plain = base_config(simulator.url)
+        path = write_config(tmp_path / "plain.yaml", plain)
+        refused = run_cli("run", "--once", "--config", str(path), token=CANARY, timeout=60)
+        assert refused.returncode == 1
+        output = refused.stdout + refused.stderr
+        assert "tls" in output.lower() or "certificate" in output.lower()
+        assert "Traceback" not in output
+        assert CANARY not in output
+
+        _register_canary(simulator)
+        trusted = base_config(simulator.url)
+        trusted["tfc"]["ca_bundle"] = str(simulator.ca_file)
+        path = write_config(tmp_path / "trusted.yaml", trusted)
+        works = run_cli("run", "--once", "--config", str(path), token=CANARY, timeout=60)
+        assert works.returncode == 0, works.stdout[-2000:] + works.stderr[-2000:]
+        assert CANARY not in works.stdout + works.stderr
