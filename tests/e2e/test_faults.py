@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
 from tests.support.daemon import DaemonProcess, base_config, running_daemon, write_config
