@@ -309,12 +309,14 @@ def _run_step(view: _RunView, now: datetime) -> _Step:
         kind = ActionKind.FORCE_CANCEL
         available = run.force_cancel_available_at
         reason = f"{view.describe()}; cancel requested {run.canceled_at.isoformat()}"
-        if not run.actions.is_force_cancelable:
+        # The cool-off first: while it runs the API also says "not force-cancelable", and
+        # "cool-off until <time>" tells the reader when the next rung becomes possible.
+        if available is not None and available > now:
+            blocker = f"force-cancel cool-off until {available.isoformat()}"
+        elif not run.actions.is_force_cancelable:
             blocker = f"run {run.id} is not force-cancelable (actions.is-force-cancelable false)"
         elif available is None:
             blocker = f"run {run.id} has no force-cancel-available-at yet"
-        elif available > now:
-            blocker = f"force-cancel cool-off until {available.isoformat()}"
     elif view.group == "waiting":
         kind = ActionKind.DISCARD
         reason = view.describe()

@@ -393,7 +393,10 @@ def format_age(age: timedelta) -> str:
 
 def format_duration(value: timedelta) -> str:
     """A threshold as the config writes it: `90s`, `30m`, `2h`, `1d`, `2h30m`."""
-    seconds = int(value.total_seconds())
+    total = value.total_seconds()
+    if total != int(total) and total < 60:
+        return f"{total:g}s"  # sub-second intervals in tests and demos: 0.5s, not 0s
+    seconds = int(total)
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         amount, seconds = divmod(seconds, size)
