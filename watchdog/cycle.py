@@ -261,15 +261,6 @@ class Watchdog:
         self.metrics.publish_runs_blocked(
             item for items in self._last_blocked.values() for item in items
         )
-        for observation in report.observations:
-            if not observation.complete:
-                log.error(
-                    "source_unreadable",
-                    source=observation.source.value,
-                    organization=observation.organization,
-                    error=observation.error,
-                    note="no action is taken on what could not be read",
-                )
         for result in report.results:
             if result.outcome is Outcome.FAILED and result.retry_later:
                 log.info("action_retry_next_cycle", workspace=result.action.workspace)

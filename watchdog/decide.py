@@ -253,13 +253,24 @@ def _findings(view: _View) -> list[Finding]:
                     f"lock held by {_who(lock.holder)} for {format_age(lock.age)}, "
                     f"threshold {format_duration(threshold)}"
                 )
-            blocked_reason = (
-                f"stale lock held by {_who(lock.holder)}: runs queued behind it cannot start"
-            )
-            for kind, reason in (
+            # The workspace list shows no run queue (and the run lists, 30 requests a minute,
+            # are too dear to read per workspace), so the finding says what is certain: no
+            # run can start here; a queued run is named only when it is the current run.
+            waiting = ws.current_run
+            if waiting is not None and waiting.status == "pending" and lock.run is None:
+                blocked = (
+                    f"run {waiting.id} is pending behind the stale lock of {_who(lock.holder)}"
+                )
+            else:
+                blocked = (
+                    f"stale lock held by {_who(lock.holder)}: no run on this workspace can "
+                    "start until it is cleared"
+                )
+            stale_kinds = (
                 (FindingKind.LOCK_STALE, stale_reason),
-                (FindingKind.RUNS_BLOCKED, blocked_reason),
-            ):
+                (FindingKind.RUNS_BLOCKED, blocked),
+            )
+            for kind, reason in stale_kinds:
                 add(
                     kind,
                     reason,

@@ -132,7 +132,16 @@ def test_a_stale_run_lock_gives_held_stale_blocked_and_stuck() -> None:
     ]
     blocked = findings[2]
     assert "run:run-abc" in blocked.reason
-    assert "runs queued behind it cannot start" in blocked.reason
+    assert "no run on this workspace can start until it is cleared" in blocked.reason
+
+
+def test_a_pending_run_behind_a_stale_user_lock_is_named_as_blocked() -> None:
+    ws = user_locked("app", current_run=run("pending", 20 * M))
+    memory = Memory()
+    seen(memory, [observe(ws)], 3 * H, 2)
+    findings = decide([observe(ws)], policy(), memory, NOW).findings
+    (blocked,) = [f for f in findings if f.kind is FindingKind.RUNS_BLOCKED]
+    assert blocked.reason == "run run-abc is pending behind the stale lock of user:alice"
 
 
 def test_a_young_lock_is_only_held() -> None:

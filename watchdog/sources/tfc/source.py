@@ -41,6 +41,18 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+# What the on-call engineer can do about the failures a user can cause.
+_HINTS = {
+    "unauthorized": "the token was refused (HTTP 401): check TFC_WATCHDOG_TOKEN or "
+    "tfc.token_file; it may have expired",
+    "tls": "the server's certificate is not trusted: set tfc.ca_bundle to the PEM of its CA",
+    "not_found": "the organization does not exist or the token may not read it (the API "
+    "answers 404 for both)",
+    "transport": "the API could not be reached: check tfc.address and the network",
+    "timeout": "the API did not answer within tfc.timeout",
+}
+
+
 class TfcSource:
     source = Source.TFC
 
@@ -79,11 +91,14 @@ class TfcSource:
             )
         except TfcError as exc:
             self._metrics.observe_error(self.source.value, exc.reason)
-            log.warning(
+            # The one line per cycle that says why nothing was read (and so nothing is done).
+            log.error(
                 "tfc.observe_failed",
                 organization=organization,
                 reason=exc.reason,
                 error=str(exc),
+                hint=_HINTS.get(exc.reason),
+                note="no action is taken on what could not be read",
             )
             return Observation(
                 source=self.source,
@@ -91,6 +106,7 @@ class TfcSource:
                 server_now=self._client.server_now(),
                 complete=False,
                 error=str(exc),
+                error_reason=exc.reason,
             )
         workspaces: dict[str, Workspace] = {}
         unreadable: set[str] = set()
