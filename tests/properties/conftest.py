@@ -1,8 +1,6 @@
-"""Hypothesis profiles for the safety properties, and quiet logs while they run.
+"""Quiet logs while the properties run, and the harness every example of a module shares.
 
-`ci` (the default): 300 examples per property, no deadline (machines are noisy; the suite's
-time budget is kept by the size of the worlds, not by per-example timing). `soak`: 10,000
-(`make soak`). Choose with HYPOTHESIS_PROFILE.
+How many examples run: tests/properties/profile.py.
 """
 
 from __future__ import annotations
@@ -15,23 +13,8 @@ from pathlib import Path
 
 import pytest
 import structlog
-from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "ci",
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    print_blob=True,
-)
-settings.register_profile(
-    "soak",
-    max_examples=10_000,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-    print_blob=True,
-)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+from tests.properties.world import Harness
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -55,3 +38,10 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             yield Path(path)
         return
     yield tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def harness(state_dir: Path) -> Iterator[Harness]:
+    """One simulator app and event loop for all examples of a module (see world.Harness)."""
+    with Harness(state_dir) as shared:
+        yield shared

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from hypothesis import event, given
 
+from tests.properties.profile import PROPERTY
 from tests.properties.world import (
     Case,
     CycleSpec,
+    Harness,
     Post,
     RunSpec,
     Trace,
@@ -34,8 +36,8 @@ RUNG = {
 }
 
 
-def _run(case: Case, state_dir: Path) -> Trace:
-    trace = run_case(case, state_dir)
+def _run(case: Case, harness: Harness) -> Trace:
+    trace = harness.run(case)
     event(f"POSTs sent: {min(len(trace.posts), 3)}{'+' if len(trace.posts) >= 3 else ''}")
     for post in trace.posts:
         event(f"POST {post.kind}")
@@ -49,15 +51,19 @@ def _run_threshold(case: Case, status: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+@PROPERTY
 @given(cases(dry_run=True))
-def test_dry_run_sends_no_post(state_dir: Path, case: Case) -> None:
-    trace = _run(case, state_dir)
+def test_dry_run_sends_no_post(harness: Harness, case: Case) -> None:
+    trace = _run(case, harness)
     assert trace.posts == []
 
 
+@PROPERTY
 @given(cases())
-def test_no_action_on_a_lock_or_run_younger_than_its_threshold(state_dir: Path, case: Case) -> None:
-    trace = _run(case, state_dir)
+def test_no_action_on_a_lock_or_run_younger_than_its_threshold(
+    harness: Harness, case: Case
+) -> None:
+    trace = _run(case, harness)
     for post in trace.posts:
         before = post.before
         if RUNG[post.kind] in ("unlock", "force_unlock"):
@@ -70,34 +76,38 @@ def test_no_action_on_a_lock_or_run_younger_than_its_threshold(state_dir: Path, 
             assert post.at - before.run_entered > _run_threshold(case, before.run_status), post
 
 
+@PROPERTY
 @given(cases())
-def test_no_action_on_a_protected_workspace_or_lock_reason(state_dir: Path, case: Case) -> None:
-    trace = _run(case, state_dir)
+def test_no_action_on_a_protected_workspace_or_lock_reason(harness: Harness, case: Case) -> None:
+    trace = _run(case, harness)
     for post in trace.posts:
         before = post.before
         assert not case.protected(before.name, before.tags, before.reason), post
 
 
+@PROPERTY
 @given(cases())
-def test_no_action_for_a_rung_the_matching_rule_does_not_list(state_dir: Path, case: Case) -> None:
-    trace = _run(case, state_dir)
+def test_no_action_for_a_rung_the_matching_rule_does_not_list(harness: Harness, case: Case) -> None:
+    trace = _run(case, harness)
     for post in trace.posts:
         allowed, _ = case.rule_of(post.before.tags)
         assert RUNG[post.kind] in allowed, post
 
 
+@PROPERTY
 @given(cases())
-def test_a_run_held_lock_is_never_unlocked(state_dir: Path, case: Case) -> None:
-    trace = _run(case, state_dir)
+def test_a_run_held_lock_is_never_unlocked(harness: Harness, case: Case) -> None:
+    trace = _run(case, harness)
     for post in trace.posts:
         if post.kind in ("unlock", "force-unlock"):
             assert post.before.holder is not None, post
             assert post.before.holder[0] in ("users", "teams"), post
 
 
+@PROPERTY
 @given(cases())
-def test_no_force_cancel_before_a_cancel_and_its_cool_off(state_dir: Path, case: Case) -> None:
-    trace = _run(case, state_dir)
+def test_no_force_cancel_before_a_cancel_and_its_cool_off(harness: Harness, case: Case) -> None:
+    trace = _run(case, harness)
     for post in trace.posts:
         if post.kind == "force-cancel":
             before = post.before
@@ -106,11 +116,12 @@ def test_no_force_cancel_before_a_cancel_and_its_cool_off(state_dir: Path, case:
             assert before.force_cancel_available_at <= post.at, post
 
 
+@PROPERTY
 @given(cases())
 def test_every_post_follows_a_fresh_read_in_the_same_cycle_that_still_justifies_it(
-    state_dir: Path, case: Case
+    harness: Harness, case: Case
 ) -> None:
-    trace = _run(case, state_dir)
+    trace = _run(case, harness)
     for post in trace.posts:
         index = trace.post_index(post)
         reads = [
@@ -127,11 +138,12 @@ def test_every_post_follows_a_fresh_read_in_the_same_cycle_that_still_justifies_
             assert getattr(post.before, what) == getattr(fresh, what), (what, post)
 
 
+@PROPERTY
 @given(cases())
 def test_posts_stay_within_the_budgets_per_cycle_and_per_hour_across_restarts(
-    state_dir: Path, case: Case
+    harness: Harness, case: Case
 ) -> None:
-    trace = _run(case, state_dir)
+    trace = _run(case, harness)
     for cycle in range(len(case.cycles)):
         attempted = [p for p in trace.posts if p.cycle == cycle]
         assert len(attempted) <= case.max_per_cycle
@@ -142,11 +154,12 @@ def test_posts_stay_within_the_budgets_per_cycle_and_per_hour_across_restarts(
         assert len(window) <= case.max_per_hour, [(p.at, p.kind) for p in window]
 
 
+@PROPERTY
 @given(cases())
 def test_no_action_on_a_workspace_whose_data_failed_to_parse_this_cycle(
-    state_dir: Path, case: Case
+    harness: Harness, case: Case
 ) -> None:
-    trace = _run(case, state_dir)
+    trace = _run(case, harness)
     for post in trace.posts:
         assert post.workspace_id not in trace.corrupted.get(post.cycle, set()), post
         assert post.workspace_id not in trace.corrupted_reread.get(post.cycle, set()), post

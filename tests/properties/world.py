@@ -164,39 +164,77 @@ class Case:
         return bool(re.search(r"(?i)maintenance|(?i:do.?not.?unlock)", reason))
 
 
-ages = st.sampled_from([0, 30, 600, 1800, 3600, 7200, 4 * 3600, 9 * 3600, 2 * 86400])
-holders = st.sampled_from(["alice", "bob", "operator", "devs"])
-# Weighted towards worlds where the watchdog may act: a property about POSTs says little
-# about a world in which nothing is ever sent.
-reasons = st.sampled_from(
-    ["", "Locked by Terraform", "Locked by Terraform", PROTECTED_REASON, "do not unlock"]
+# Strategies are built once, at import: a strategy made inside `@st.composite` is validated
+# again on every draw, which cost about a third of the generation time. Most slots are one
+# `sampled_from` over a table of whole values (one draw, not several), and each table repeats
+# the values under which the watchdog may act, so that most examples reach a POST (a property
+# about POSTs says little about a world in which nothing is sent). Every other value stays
+# reachable; the first entry of each table is what shrinking moves towards.
+ages = st.sampled_from(
+    [9 * 3600, 0, 30, 600, 1800, 3600, 7200, 4 * 3600, 9 * 3600, 2 * 86400, 2 * 86400]
 )
-rung_sets = st.one_of(st.just(RUNGS), st.lists(st.sampled_from(RUNGS), unique=True).map(tuple))
-changes = st.sampled_from(CHANGES[1:]) | st.just("none") | st.just("none")
+_holders = ("alice", "bob", "operator", "devs")
+_reasons = (
+    "Locked by Terraform",
+    "",
+    "Locked by Terraform",
+    PROTECTED_REASON,
+    "Locked by Terraform",
+    "do not unlock",
+)
+# A quarter of the workspaces are unlocked.
+locks = st.sampled_from([None] * 8 + [(who, reason) for who in _holders for reason in _reasons])
+tag_sets = st.sampled_from(
+    [(), (), ("fast",), ("fast",), ("web",), ("fast", "web"), ("protected",), ("fast", "protected")]
+)
+prefixes = st.sampled_from(["dev", "sbx", "dev", "prod"])
+statuses = st.sampled_from(STATUSES)
+cancel_ages = st.sampled_from([None, None, None, 0, 60, 299, 300, 301, 3600, 3600])
+rung_sets = st.one_of(
+    st.just(RUNGS), st.just(RUNGS), st.lists(st.sampled_from(RUNGS), unique=True).map(tuple)
+)
+# Two changes in three are "none": a change between observe and act mostly stops the action.
+changes = st.sampled_from(("none",) * 10 + CHANGES[1:])
+advances = st.sampled_from([3600, 0, 1, 300, 1800, 3599, 3600, 3 * 3600, 3 * 3600])
+tokens = st.sampled_from(["admin", "admin", "admin", "operator"])
+dry_runs = st.sampled_from([False] * 5 + [True])
+per_cycle = st.sampled_from([3, 1, 2, 3, 3, 2, 1, 0])
+per_hour = st.sampled_from([10, 1, 2, 4, 10, 4, 2, 0])
+lock_stale = st.sampled_from([60, 1800, 7200])
+fast_lock_stale = st.sampled_from([1, 600])
+run_stuck = st.sampled_from([60, 3600, 6 * 3600])
+waiting = st.sampled_from([60, 86400])
+globs = st.sampled_from([False, False, False, True])
+
+
+def _corruptions(count: int) -> st.SearchStrategy[frozenset[int]]:
+    """One cycle in five makes one workspace's entry unparseable."""
+    return st.sampled_from([frozenset()] * (4 * count) + [frozenset({i}) for i in range(count)])
+
+
+CORRUPTIONS = {count: _corruptions(count) for count in range(1, 5)}
 
 
 @st.composite
-def run_specs(draw: st.DrawFn) -> RunSpec:
+def run_specs(draw: st.DrawFn) -> RunSpec | None:
+    # A quarter of the workspaces have no run beyond their old applied one.
+    if draw(st.integers(0, 3)) == 0:
+        return None
     return RunSpec(
-        status=draw(st.sampled_from(STATUSES)),
+        status=draw(statuses),
         age=draw(ages),
         hangs_on_cancel=draw(st.booleans()),
-        canceled_ago=draw(st.none() | st.sampled_from([0, 60, 299, 300, 301, 3600])),
+        canceled_ago=draw(cancel_ages),
     )
 
 
 @st.composite
 def workspace_specs(draw: st.DrawFn, index: int) -> WorkspaceSpec:
-    prefix = draw(st.sampled_from(["prod", "dev", "sbx"]))
-    tags = draw(
-        st.lists(st.sampled_from(["fast", "fast", "protected", "web"]), unique=True, max_size=2)
-    )
-    lock = draw(st.none() | st.tuples(holders, reasons))
     return WorkspaceSpec(
-        name=f"{prefix}-{index}",
-        tags=tuple(tags),
-        lock=lock,
-        run=draw(st.none() | run_specs()),
+        name=f"{draw(prefixes)}-{index}",
+        tags=draw(tag_sets),
+        lock=draw(locks),
+        run=draw(run_specs()),
     )
 
 
@@ -210,38 +248,31 @@ def cases(
 ) -> Case:
     count = draw(st.integers(1, 4))
     workspaces = tuple(draw(workspace_specs(i)) for i in range(count))
+    corruptions = CORRUPTIONS[count]
     cycles = []
     for _ in range(draw(st.integers(min(2, max_cycles), max_cycles))):
         cycles.append(
             CycleSpec(
-                advance=draw(st.sampled_from([0, 1, 300, 1800, 3599, 3600, 3 * 3600])),
+                advance=draw(advances),
                 restart=restarts and draw(st.booleans()),
                 changes=tuple(draw(changes) for _ in range(count)),
-                corrupt=frozenset(
-                    draw(st.sets(st.integers(0, count - 1), max_size=1))
-                    if draw(st.integers(0, 4)) == 0
-                    else ()
-                ),
-                corrupt_reread=frozenset(
-                    draw(st.sets(st.integers(0, count - 1), max_size=1))
-                    if draw(st.integers(0, 4)) == 0
-                    else ()
-                ),
+                corrupt=draw(corruptions),
+                corrupt_reread=draw(corruptions),
             )
         )
     return Case(
         workspaces=workspaces,
-        token=draw(st.sampled_from(["admin", "operator"])),
-        dry_run=draw(st.sampled_from([False, False, True])) if dry_run is None else dry_run,
-        max_per_cycle=draw(st.sampled_from([0, 1, 2, 3, 3])),
-        max_per_hour=draw(st.sampled_from([0, 1, 2, 4, 10])),
+        token=draw(tokens),
+        dry_run=draw(dry_runs) if dry_run is None else dry_run,
+        max_per_cycle=draw(per_cycle),
+        max_per_hour=draw(per_hour),
         default_actions=draw(rung_sets),
         fast_actions=draw(rung_sets),
-        lock_stale_after=draw(st.sampled_from([60, 1800, 7200])),
-        fast_lock_stale_after=draw(st.sampled_from([1, 600])),
-        run_stuck_after=draw(st.sampled_from([60, 3600, 6 * 3600])),
-        waiting_after=draw(st.sampled_from([60, 86400])),
-        protect_glob=draw(st.sampled_from([False, False, True])),
+        lock_stale_after=draw(lock_stale),
+        fast_lock_stale_after=draw(fast_lock_stale),
+        run_stuck_after=draw(run_stuck),
+        waiting_after=draw(waiting),
+        protect_glob=draw(globs),
         cycles=tuple(cycles),
     )
 
@@ -328,16 +359,28 @@ def snapshot(world: World, ws: SimWorkspace) -> Snapshot:
 class Recorder(httpx.AsyncBaseTransport):
     """Forwards to the simulator app in-process, noting the world at each read and POST."""
 
-    def __init__(self, sim: Simulator, trace: Trace) -> None:
+    def __init__(self, sim: Simulator) -> None:
         self._inner = httpx.ASGITransport(app=build_app(sim))
         self._sim = sim
-        self._trace = trace
+        self._trace: Trace | None = None
         self.cycle = 0
         self.corrupt: set[str] = set()
         self.corrupt_reread: set[str] = set()
 
+    def begin(self, trace: Trace) -> None:
+        """Record into `trace` from now on (one app serves every example of a harness)."""
+        self._trace = trace
+        self.cycle = 0
+        self.corrupt = set()
+        self.corrupt_reread = set()
+
+    @property
+    def trace(self) -> Trace:
+        assert self._trace is not None, "Recorder.begin() was not called"
+        return self._trace
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        world, trace, path = self._sim.world, self._trace, request.url.path
+        world, trace, path = self._sim.world, self.trace, request.url.path
         post = None
         reread = None
         if request.method == "POST":
@@ -366,7 +409,7 @@ class Recorder(httpx.AsyncBaseTransport):
         return response
 
     def _post(self, world: World, path: str) -> Post | None:
-        trace = self._trace
+        trace = self.trace
         ws: SimWorkspace | None = None
         if match := _RUN_POST.search(path):
             run = world.runs.get(match[1])
@@ -382,13 +425,13 @@ class Recorder(httpx.AsyncBaseTransport):
         return post
 
     def _note_first_seen(self, world: World) -> None:
-        previous = self._trace.first_seen.get(self.cycle - 1, {})
+        previous = self.trace.first_seen.get(self.cycle - 1, {})
         current: dict[tuple[str, str], datetime] = {}
         for ws in world.workspaces.values():
             if ws.locked_by is not None:
                 key = (ws.id, ws.locked_by[1])
                 current[key] = previous.get(key, world.now())
-        self._trace.first_seen[self.cycle] = current
+        self.trace.first_seen[self.cycle] = current
 
     async def _corrupt(
         self, response: httpx.Response, ids: set[str], *, listing: bool
@@ -509,69 +552,116 @@ class _Interposer:
         return results
 
 
-async def _run(case: Case, state_dir: Path) -> Trace:
-    world, ids = build_world(case)
-    sim = Simulator(world, Settings(rate_limit=1e9, run_list_per_minute=1e9))
-    trace = Trace(case, ids=ids)
-    state_file = state_dir / "state.json"
-    state_file.unlink(missing_ok=True)
-    policy = Policy.model_validate(case.policy_document(str(state_file)))
-    token = TOKENS[case.token]
-    log = structlog.get_logger("properties")
-    recorder = Recorder(sim, trace)
-    process: tuple[TfcClient, Watchdog, _Interposer] | None = None
-    try:
-        for number, cycle in enumerate(case.cycles):
-            if cycle.advance:
-                world.clock.advance(cycle.advance)
-            if process is None or cycle.restart:
-                if process is not None:
-                    await process[0].aclose()
-                metrics = Metrics()
-                client = TfcClient(
-                    address="http://sim.invalid",
-                    token=token,
-                    metrics=metrics,
-                    timeout=5,
-                    requests_per_second=1e9,
-                    transport=recorder,
-                    max_attempts=1,
-                )
-                source = TfcSource(client, [ORG], metrics)
-                memory = Memory.load(str(state_file))
-                actor = Actor(source=source, policy=policy, memory=memory, metrics=metrics, log=log)
+class Harness:
+    """One simulator app, transport and event loop for every example of a test module.
 
-                interposer = _Interposer(actor, lambda: None)
-                watchdog = Watchdog(
-                    policy=policy,
-                    sources=[source],
-                    memory=memory,
-                    metrics=metrics,
-                    identity_source=source,
-                    actor=interposer,
-                )
-                process = (client, watchdog, interposer)
-            client, watchdog, interposer = process
-            recorder.cycle = number
-            recorder.corrupt = {ids[i] for i in cycle.corrupt}
-            recorder.corrupt_reread = {ids[i] for i in cycle.corrupt_reread}
+    Building the Starlette app, the transport and an event loop per example cost more than
+    most examples' cycles. Between examples only the world is swapped (and the simulator's
+    rate limiter and request log reset); everything the watchdog owns (client, source, memory
+    loaded from a removed state file, actor, metrics) is still new per example and per restart.
+    """
 
-            def change_world(changes: tuple[str, ...] = cycle.changes) -> None:
-                for ws_id, change in zip(ids, changes, strict=True):
-                    if change != "none":
-                        apply_change(world, world.workspaces[ws_id], change, token)
-                trace.events.append("changed")
+    def __init__(self, state_dir: Path) -> None:
+        self.state_file = state_dir / "state.json"
+        self.sim = Simulator(
+            World(SimClock(T0, 0.0), seed=7), Settings(rate_limit=1e9, run_list_per_minute=1e9)
+        )
+        self.recorder = Recorder(self.sim)
+        self._runner = asyncio.Runner()
 
-            interposer._before = change_world
-            before_count = len(interposer.results)
-            await watchdog.run_cycle()
-            trace.results.append(interposer.results[before_count:])
-    finally:
-        if process is not None:
-            await process[0].aclose()
-        await recorder.aclose()
-    return trace
+    def run(self, case: Case) -> Trace:
+        return self._runner.run(self._run(case))
+
+    def close(self) -> None:
+        self._runner.run(self.recorder.aclose())
+        self._runner.close()
+
+    def __enter__(self) -> Harness:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _load(self, case: Case) -> tuple[World, Trace]:
+        world, ids = build_world(case)
+        sim = self.sim
+        sim.world = world
+        sim.limiter.reset()
+        sim.faults.clear()
+        sim.request_log.clear()
+        trace = Trace(case, ids=ids)
+        self.recorder.begin(trace)
+        return world, trace
+
+    async def _run(self, case: Case) -> Trace:
+        world, trace = self._load(case)
+        ids = trace.ids
+        recorder = self.recorder
+        state_file = self.state_file
+        state_file.unlink(missing_ok=True)
+        policy = Policy.model_validate(case.policy_document(str(state_file)))
+        token = TOKENS[case.token]
+        log = structlog.get_logger("properties")
+        process: tuple[TfcClient, Watchdog, _Interposer] | None = None
+        try:
+            for number, cycle in enumerate(case.cycles):
+                if cycle.advance:
+                    world.clock.advance(cycle.advance)
+                if process is None or cycle.restart:
+                    if process is not None:
+                        await process[0].aclose()
+                    process = _start(policy, token, recorder, state_file, log)
+                _, watchdog, interposer = process
+                recorder.cycle = number
+                recorder.corrupt = {ids[i] for i in cycle.corrupt}
+                recorder.corrupt_reread = {ids[i] for i in cycle.corrupt_reread}
+
+                def change_world(changes: tuple[str, ...] = cycle.changes) -> None:
+                    for ws_id, change in zip(ids, changes, strict=True):
+                        if change != "none":
+                            apply_change(world, world.workspaces[ws_id], change, token)
+                    trace.events.append("changed")
+
+                interposer._before = change_world
+                before_count = len(interposer.results)
+                await watchdog.run_cycle()
+                trace.results.append(interposer.results[before_count:])
+        finally:
+            if process is not None:
+                await process[0].aclose()
+        return trace
+
+
+def _start(
+    policy: Policy, token: str, recorder: Recorder, state_file: Path, log: Any
+) -> tuple[TfcClient, Watchdog, _Interposer]:
+    """A new watchdog process: everything it owns is new; only the state file carries over."""
+    metrics = Metrics()
+    client = TfcClient(
+        address="http://sim.invalid",
+        token=token,
+        metrics=metrics,
+        timeout=5,
+        requests_per_second=1e9,
+        transport=recorder,
+        max_attempts=1,
+    )
+    source = TfcSource(client, [ORG], metrics)
+    memory = Memory.load(str(state_file))
+    actor = Actor(source=source, policy=policy, memory=memory, metrics=metrics, log=log)
+    interposer = _Interposer(actor, lambda: None)
+    watchdog = Watchdog(
+        policy=policy,
+        sources=[source],
+        memory=memory,
+        metrics=metrics,
+        identity_source=source,
+        actor=interposer,
+    )
+    return client, watchdog, interposer
 
 
 def run_case(case: Case, state_dir: Path) -> Trace:
-    return asyncio.run(_run(case, state_dir))
+    """One case on a harness of its own (the property tests share one per module)."""
+    with Harness(state_dir) as harness:
+        return harness.run(case)
