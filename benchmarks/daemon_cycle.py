@@ -86,7 +86,8 @@ async def measure(config: str, cycles: int) -> dict[str, Any]:
                 }
             )
         out["metrics_render_ms"] = await _render_times(metrics, runtime)
-        out["lock_series"] = len(runtime.watchdog.last_report.locks) if cycles else 0
+        last = runtime.watchdog.last_report
+        out["lock_series"] = len(last.locks) if last is not None else 0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
