@@ -152,9 +152,10 @@ class Metrics:
             for outcome in Outcome:
                 self.actions.labels(action=action.value, outcome=outcome.value)
 
-    def per_lock_collectors(self) -> tuple[Gauge, Gauge, Gauge]:
-        """The families only publish_locks() writes (see watchdog/exposition.py)."""
-        return (self.lock_since, self.lock_stale, self.stuck_runs)
+    def per_lock_collectors(self) -> tuple[Gauge, ...]:
+        """The per-workspace families, written only by publish_locks() and
+        publish_runs_blocked(), which bump `locks_version` (see watchdog/exposition.py)."""
+        return (self.lock_since, self.lock_stale, self.stuck_runs, self.runs_blocked)
 
     # --- helpers used by the stages -----------------------------------------------------------
 
@@ -211,6 +212,7 @@ class Metrics:
             self.runs_blocked.labels(
                 source=source, organization=organization, workspace=workspace
             ).set(1)
+        self.locks_version += 1
 
     def cycle_succeeded(self, at: datetime) -> None:
         self.last_success.set(at.timestamp())
