@@ -56,8 +56,6 @@ from watchdog.model import (
     PlannedAction,
     Source,
     Workspace,
-    format_age,
-    format_duration,
 )
 from watchdog.policy import Policy
 from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
@@ -410,19 +408,8 @@ class Actor:
     def _audit(self, result: ActionResult) -> None:
         action = result.action
         fields: dict[str, object] = {
-            "action": action.kind.value,
+            **action.audit_fields(),
             "outcome": result.outcome.value,
-            "organization": action.organization,
-            "workspace": action.workspace,
-            "workspace_id": action.workspace_id,
-            "holder": action.holder.label() if action.holder else None,
-            "run_id": action.run_id,
-            "run_status": action.run_status,
-            "age": format_age(action.age),
-            "age_seconds": int(action.age.total_seconds()),
-            "threshold": format_duration(action.threshold),
-            "rule": action.rule,
-            "reason": action.reason,
             "detail": result.detail,
             "dry_run": self.policy.dry_run,
         }
@@ -430,9 +417,7 @@ class Actor:
             fields["retry_later"] = True
         lock = action.backend_lock
         if lock is not None:
-            # Which store, and Terraform's own "Lock Info" fields, so the audit trail says
-            # whose lock it was (TFC events keep their established field set).
-            fields["source"] = action.source.value
+            # Terraform's own "Lock Info" fields, so the audit trail says whose lock it was.
             fields["lock_id"] = lock.info.id
             fields["lock_who"] = lock.info.who
             fields["lock_operation"] = lock.info.operation

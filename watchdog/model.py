@@ -359,6 +359,24 @@ class PlannedAction:
     def comment(self) -> str:
         return f"tfc-watchdog: {self.reason}"
 
+    def audit_fields(self) -> dict[str, object]:
+        """The fields every action log line and JSON entry carries (the audit trail)."""
+        return {
+            "action": self.kind.value,
+            "source": self.source.value,
+            "organization": self.organization,
+            "workspace": self.workspace,
+            "workspace_id": self.workspace_id,
+            "holder": self.holder.label() if self.holder else None,
+            "run_id": self.run_id,
+            "run_status": self.run_status,
+            "age": format_age(self.age),
+            "age_seconds": int(self.age.total_seconds()),
+            "threshold": format_duration(self.threshold),
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class ActionResult:

@@ -23,7 +23,6 @@ from watchdog.model import (
     PlannedAction,
     Source,
     format_age,
-    format_duration,
 )
 
 log = structlog.get_logger(__name__)
@@ -97,28 +96,9 @@ def finding_to_json(finding: Finding) -> dict[str, Any]:
     }
 
 
-def action_fields(action: PlannedAction) -> dict[str, Any]:
-    """The fields every action log line and JSON entry carries (audit trail)."""
-    return {
-        "action": action.kind.value,
-        "source": action.source.value,
-        "organization": action.organization,
-        "workspace": action.workspace,
-        "workspace_id": action.workspace_id,
-        "holder": action.holder.label() if action.holder else None,
-        "run": action.run_id,
-        "run_status": action.run_status,
-        "age": format_age(action.age),
-        "age_seconds": int(action.age.total_seconds()),
-        "threshold": format_duration(action.threshold),
-        "rule": action.rule,
-        "reason": action.reason,
-    }
-
-
 def result_to_json(result: ActionResult) -> dict[str, Any]:
     return {
-        **action_fields(result.action),
+        **result.action.audit_fields(),
         "outcome": result.outcome.value,
         "detail": result.detail,
         "retry_later": result.retry_later,
@@ -165,7 +145,7 @@ class CycleReport:
             "sources": [observation_to_json(o) for o in self.observations],
             "locks": [lock_to_json(lock) for lock in self.locks],
             "findings": [finding_to_json(f) for f in self.findings],
-            "planned_actions": [action_fields(a) for a in self.planned],
+            "planned_actions": [a.audit_fields() for a in self.planned],
             "actions": [result_to_json(r) for r in self.results],
             "errors": list(self.errors),
         }

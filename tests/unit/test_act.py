@@ -266,6 +266,7 @@ async def test_a_justified_cancel_is_posted_once_with_the_comment_and_audited() 
         "event": "action",
         "log_level": "info",
         "action": "cancel",
+        "source": "tfc",
         "outcome": "done",
         "organization": ORG,
         "workspace": "app-1",
