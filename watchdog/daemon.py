@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import importlib.util
 import signal
 import sys
 from datetime import timedelta
@@ -55,6 +56,13 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
+        return 2
+    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
+        print(
+            f"{path}: s3_backend needs boto3, which is not installed: "
+            "pip install 'tfc-watchdog[s3]'",
+            file=sys.stderr,
+        )
         return 2
     return policy, token
 

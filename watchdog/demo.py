@@ -160,6 +160,7 @@ class Story:
         self.left_alone: dict[str, str] = {}
         self.announced: set[tuple[str, str]] = set()
         self.runs: dict[str, str | None] = {}
+        self.other: list[str] = []  # daemon output that is not a JSON log event
 
     def event(self, event: dict[str, Any]) -> None:
         name = event.get("event", "")
@@ -289,8 +290,11 @@ def main(args: argparse.Namespace) -> int:
                 except queue.Empty:
                     line = ""
                 if line:
-                    with contextlib.suppress(ValueError):
+                    try:
                         event = json.loads(line)
+                    except ValueError:
+                        story.other.append(line.rstrip())  # not a log event: a crash, say
+                    else:
                         if isinstance(event, dict):
                             story.event(event)
                 if time.monotonic() - last_poll > 0.5:
@@ -310,7 +314,9 @@ def main(args: argparse.Namespace) -> int:
         state = httpx.get(f"{sim_url}/_sim/state", timeout=5).json()
     _summary(story, state, out)
     if failed:
-        print("\nthe watchdog exited unexpectedly", file=sys.stderr)
+        print("\nthe watchdog exited unexpectedly:", file=sys.stderr)
+        for line in story.other[-20:]:
+            print(f"  {line}", file=sys.stderr)
         return 1
     missing = sorted((EXPECTED_DRY_RUN if dry_run else EXPECTED) - story.done)
     if missing:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 from pydantic import SecretStr
@@ -17,10 +18,12 @@ from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import Source
 from watchdog.policy import Policy
-from watchdog.sources.dynamodb import DynamoDbLockSource
-from watchdog.sources.s3lockfile import S3LockfileSource
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
+
+if TYPE_CHECKING:  # boto3 is the optional `s3` extra: imported only when configured
+    from watchdog.sources.dynamodb import DynamoDbLockSource
+    from watchdog.sources.s3lockfile import S3LockfileSource
 
 log = structlog.get_logger(__name__)
 
@@ -98,6 +101,9 @@ def _open_backend(
     opened: dict[Source, DynamoDbLockSource | S3LockfileSource] = {}
     if config is None:
         return opened
+    from watchdog.sources.dynamodb import DynamoDbLockSource
+    from watchdog.sources.s3lockfile import S3LockfileSource
+
     if config.dynamodb_tables:
         tables = DynamoDbLockSource(
             config.dynamodb_tables, config.region, config.endpoint_url, metrics
