@@ -77,7 +77,7 @@ async def measure(config: str, cycles: int) -> dict[str, Any]:
                     "wall_s": wall,
                     "cpu_s": cpu,
                     "complete": report.complete,
-                    "workspaces": sum(len(o.workspaces) for o in report.observations),
+                    "workspaces": sum(len(o.ids_read) for o in report.observations),
                     "locks": len(report.locks),
                     "planned": len(report.planned),
                     "requests": requests,

@@ -222,12 +222,13 @@ class Watchdog:
             # workspaces{organization} is about TFC organizations; a lock table or bucket
             # has no workspaces (its locks are in the per-lock series).
             if observation.complete and observation.source is Source.TFC:
+                # The source keeps every locked workspace in `workspaces` (worth_keeping).
                 locked = sum(1 for ws in observation.workspaces if ws.locked) + len(
                     observation.backend_locks
                 )
                 self.metrics.publish_organization(
                     observation.organization,
-                    observation.total_workspaces or len(observation.workspaces),
+                    observation.workspace_count,
                     locked,
                 )
         by_scope: dict[tuple[str, str], list[LockState]] = {}

@@ -162,7 +162,8 @@ class Memory:
 
         for observation in observations:
             source = observation.source.value
-            read_ids = {ws.id for ws in observation.workspaces} - observation.unreadable
+            # Every workspace read, not only those the source kept in `workspaces`.
+            read_ids = set(observation.ids_read) - observation.unreadable
             read_ids |= {backend_lock_key(lock)[0] for lock in observation.backend_locks}
             for key in list(self._locks):
                 if key in seen or key[0] != source:

@@ -249,6 +249,23 @@ class Observation:
     # The metrics.ERROR_REASONS value of `error` (e.g. "unauthorized"), when known.
     error_reason: str | None = None
     total_workspaces: int = 0
+    # The TFC source keeps in `workspaces` only what decide.py can act or report on (locked,
+    # or with a non-final current run): every parsed workspace of a 50,000-workspace
+    # organization held ~190 MB (issue 7). `read_ids` has the ids of ALL workspaces read and
+    # parsed; Memory.update needs them after a partial read. Observations built by hand may
+    # leave it empty: the ids of `workspaces` always count as read (`ids_read`).
+    read_ids: frozenset[str] = field(default=frozenset(), repr=False)
+
+    @property
+    def ids_read(self) -> frozenset[str]:
+        """Ids of every workspace read and parsed: `read_ids` and those of `workspaces`."""
+        kept = {workspace.id for workspace in self.workspaces}
+        return self.read_ids if kept <= self.read_ids else self.read_ids | kept
+
+    @property
+    def workspace_count(self) -> int:
+        """The organization's workspaces: the API's total count, else how many were read."""
+        return self.total_workspaces or len(self.ids_read)
 
 
 # --- Findings and actions -------------------------------------------------------------------

@@ -111,7 +111,7 @@ def observation_to_json(observation: Observation) -> dict[str, Any]:
         "organization": observation.organization,
         "complete": observation.complete,
         "error": observation.error,
-        "workspaces": observation.total_workspaces or len(observation.workspaces),
+        "workspaces": observation.workspace_count,
         "unreadable": sorted(observation.unreadable),
     }
 
@@ -172,7 +172,7 @@ def render_table(report: CycleReport) -> str:
     for observation in report.observations:
         state = "ok" if observation.complete else f"INCOMPLETE: {observation.error}"
         if observation.source is Source.TFC:
-            count = observation.total_workspaces or len(observation.workspaces)
+            count = observation.workspace_count
             read = f"{count} workspaces read"
         else:
             read = f"{len(observation.backend_locks)} locks read"

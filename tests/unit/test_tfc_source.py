@@ -14,8 +14,19 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
+from watchdog.decide import decide
+from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import Holder, HolderType, Source
+from watchdog.model import (
+    Holder,
+    HolderType,
+    Observation,
+    Run,
+    RunActions,
+    Source,
+    Workspace,
+)
+from watchdog.policy import Policy
 from watchdog.sources.tfc.client import (
     BadResponseError,
     ConflictError,
@@ -25,7 +36,7 @@ from watchdog.sources.tfc.client import (
     TfcError,
     UnauthorizedError,
 )
-from watchdog.sources.tfc.source import TfcSource
+from watchdog.sources.tfc.source import TfcSource, worth_keeping
 
 ADDRESS = "https://localhost:8443"
 BASE = f"{ADDRESS}/api/v2"
@@ -72,7 +83,11 @@ def workspace(number: int, **attributes: Any) -> dict[str, Any]:
 
 
 def workspaces_api(
-    total: int, *, fail_page: int | None = None, entries: list[Any] | None = None
+    total: int,
+    *,
+    fail_page: int | None = None,
+    entries: list[Any] | None = None,
+    included: list[Any] | None = None,
 ) -> Any:
     """A side effect serving `total` workspaces in pages of page[size]."""
     all_entries = entries if entries is not None else [workspace(n) for n in range(total)]
@@ -90,7 +105,7 @@ def workspaces_api(
             headers={"Date": DATE},
             json={
                 "data": all_entries[(number - 1) * size : number * size],
-                "included": [],
+                "included": included or [],
                 "meta": {
                     "pagination": {
                         "current-page": number,
@@ -125,7 +140,9 @@ async def test_250_workspaces_cost_exactly_three_list_requests(api, client, metr
     assert observation.organization == "acme"
     assert observation.complete is True
     assert observation.error is None
-    assert len(observation.workspaces) == 250
+    # Every workspace is read; none is locked or has a run, so none is kept whole.
+    assert observation.ids_read == frozenset(f"ws-{n:05d}" for n in range(250))
+    assert observation.workspaces == ()
     assert observation.total_workspaces == 250
     assert observation.server_now == datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
     assert (
@@ -161,7 +178,7 @@ async def test_organizations_are_observed_independently(api, client, metrics):
         ("good", True),
         ("gone", False),
     ]
-    assert len(observations[0].workspaces) == 3
+    assert len(observations[0].ids_read) == 3
     assert observe_errors(metrics, "not_found") == 1
 
 
@@ -182,7 +199,7 @@ async def test_a_malformed_entry_is_unreadable_counted_and_logged_with_its_id(ap
     with capture_logs() as logs:
         [observation] = await TfcSource(client, ["acme"], metrics).observe()
     assert observation.complete is True
-    assert [ws.id for ws in observation.workspaces] == ["ws-00001", "ws-00002"]
+    assert observation.ids_read == frozenset({"ws-00001", "ws-00002"})
     assert observation.unreadable == frozenset({"ws-broken"})
     assert observation.total_workspaces == 3
     assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
@@ -198,6 +215,166 @@ async def test_an_empty_organization_is_one_request_and_complete(api, client, me
     assert route.call_count == 1
     assert observation.complete is True
     assert observation.workspaces == ()
+
+
+# --- what an observation keeps whole (issue 7: 50,000 parsed workspaces held ~190 MB) -------
+
+
+def run_entry(run_id: str, status: str) -> dict[str, Any]:
+    return {
+        "id": run_id,
+        "type": "runs",
+        "attributes": {"status": status, "created-at": "2026-03-03T08:00:00Z"},
+    }
+
+
+def with_run(entry: dict[str, Any], run_id: str) -> dict[str, Any]:
+    entry["relationships"] = {"current-run": {"data": {"type": "runs", "id": run_id}}}
+    return entry
+
+
+async def test_only_locked_workspaces_and_non_final_runs_are_kept_but_every_id_is_read(
+    api, client, metrics
+):
+    locked = workspace(1, locked=True)
+    locked["relationships"] = {"locked-by": {"data": {"type": "users", "id": "user-1"}}}
+    entries = [
+        locked,
+        workspace(2),  # no run
+        with_run(workspace(3), "run-applied"),
+        with_run(workspace(4), "run-applying"),
+        with_run(workspace(5), "run-new-status"),  # unknown: non-final
+        with_run(workspace(6), "run-planned"),  # waiting for a human
+        with_run(workspace(7), "run-errored"),
+    ]
+    runs = [
+        run_entry("run-applied", "applied"),
+        run_entry("run-applying", "applying"),
+        run_entry("run-new-status", "teleporting"),
+        run_entry("run-planned", "planned"),
+        run_entry("run-errored", "errored"),
+    ]
+    api.get("/organizations/acme/workspaces").mock(
+        side_effect=workspaces_api(7, entries=entries, included=runs)
+    )
+    [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert [ws.id for ws in observation.workspaces] == [
+        "ws-00001",
+        "ws-00004",
+        "ws-00005",
+        "ws-00006",
+    ]
+    assert observation.ids_read == frozenset(f"ws-{n:05d}" for n in range(1, 8))
+    assert observation.workspace_count == 7
+
+
+async def test_a_workspace_listed_twice_counts_once_as_first_seen(api, client, metrics):
+    # The list shifted between pages: ws-00010 is unlocked on page 1 and locked on page 2.
+    # As before the filter, the first sighting is the one the cycle uses.
+    entries = [workspace(n) for n in range(150)]
+    entries[120] = workspace(10, locked=True)
+    api.get("/organizations/acme/workspaces").mock(side_effect=workspaces_api(150, entries=entries))
+    [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert observation.workspaces == ()
+    assert len(observation.ids_read) == 149
+    assert observation.total_workspaces == 150
+
+
+NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+HOUR = 3600.0
+
+
+def _every_kind_of_workspace() -> list[Workspace]:
+    """Locked by each holder type, or not, times every kind of current run (or none)."""
+    statuses = ["applying", "planning", "plan_queued", "pending", "planned", "teleporting"]
+    statuses += ["applied", "errored", "canceled", "discarded", "planned_and_finished"]
+    runs: list[Run | None] = [None]
+    for n, status in enumerate(statuses):
+        for hours in (1, 30):
+            runs.append(
+                Run(
+                    id=f"run-{n}-{hours}",
+                    status=status,
+                    created_at=datetime.fromtimestamp(NOW.timestamp() - hours * HOUR, UTC),
+                    actions=RunActions(True, True, True, True),
+                )
+            )
+    holders: list[Holder | None] = [
+        None,
+        Holder(HolderType.USER, "user-1", "alice"),
+        Holder(HolderType.TEAM, "team-1", "ops"),
+    ]
+    workspaces = []
+    for r_index, current in enumerate(runs):
+        for h_index, holder in enumerate(holders):
+            for locked in (False, True):
+                if holder is not None and not locked:
+                    continue
+                held_by_run = holder is None and locked and current is not None
+                workspaces.append(
+                    Workspace(
+                        organization="acme",
+                        id=f"ws-{r_index}-{h_index}-{locked}",
+                        name=f"w-{r_index}-{h_index}-{locked}",
+                        locked=locked,
+                        holder=Holder(HolderType.RUN, current.id, current.status)
+                        if held_by_run and current is not None
+                        else holder,
+                        current_run=current,
+                    )
+                )
+    return workspaces
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complete):
+    every = _every_kind_of_workspace()
+    kept = tuple(ws for ws in every if worth_keeping(ws))
+    assert 0 < len(kept) < len(every)
+    full = Observation(Source.TFC, "acme", NOW, workspaces=tuple(every), complete=complete)
+    filtered = Observation(
+        Source.TFC,
+        "acme",
+        NOW,
+        workspaces=kept,
+        complete=complete,
+        read_ids=frozenset(ws.id for ws in every),
+    )
+    policy = Policy.model_validate(
+        {
+            "tfc": {"organizations": ["acme"]},
+            "defaults": {"actions": ["cancel", "force_cancel", "discard", "force_unlock"]},
+        }
+    )
+    memories = []
+    for observation in (full, filtered):
+        memory = Memory()
+        # A lock on a workspace now read unlocked: dropped even after a partial read.
+        gone = Observation(
+            Source.TFC,
+            "acme",
+            NOW,
+            workspaces=(
+                Workspace(
+                    "acme", every[0].id, "w", locked=True, holder=Holder(HolderType.USER, "user-9")
+                ),
+            ),
+        )
+        memory.update([gone], NOW)
+        memory.update([observation], NOW)
+        memory.update([observation], NOW)
+        memories.append(memory)
+    assert memories[0].first_seen(every[0].id, "user-9") is None
+    assert memories[1].first_seen(every[0].id, "user-9") is None
+    assert memories[0]._to_document() == memories[1]._to_document()
+    later = datetime.fromtimestamp(NOW.timestamp() + 48 * HOUR, UTC)
+    assert decide([full], policy, memories[0], later) == decide(
+        [filtered], policy, memories[1], later
+    )
+    # The comparison has teeth: there is something to act on (or, after a partial read, to
+    # say why not).
+    decision = decide([filtered], policy, memories[1], later)
+    assert decision.planned if complete else decision.restraints
 
 
 # --- read_workspace and identity ------------------------------------------------------------

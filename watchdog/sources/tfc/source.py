@@ -60,9 +60,12 @@ class TfcSource:
         self._client = client
         self._organizations = tuple(organizations)
         self._metrics = metrics
-        # workspace id -> organization, from the last observation (read_workspace needs it
-        # when the single-workspace document lacks the organization relationship).
+        # workspace id -> organization, from the observations (read_workspace needs it when
+        # the single-workspace document lacks the organization relationship): the kept
+        # workspaces of every observation, and every id of each organization's latest read
+        # (the Observation's own set, so 50,000 ids cost no second copy).
         self._organization_of: dict[str, str] = {}
+        self._last_read: dict[str, frozenset[str]] = {}
 
     def now(self) -> datetime:
         return self._client.server_now()
@@ -74,13 +77,16 @@ class TfcSource:
         return list(await asyncio.gather(*(self._observe_one(org) for org in self._organizations)))
 
     async def _observe_one(self, organization: str) -> Observation:
-        def parse(page: dict[str, Any]) -> tuple[list[Workspace], list[str], int, int | None]:
-            # Parsed as each page arrives (TfcClient.map_pages): the raw page is dropped at once.
+        def parse(page: dict[str, Any]) -> _Page:
+            # Parsed and filtered as each page arrives (TfcClient.map_pages): the raw page is
+            # dropped at once, and of the workspaces only the ids of those decide has nothing
+            # to say about are kept.
             try:
                 parsed, bad_ids, errors = parse_workspace_page(page, organization)
             except BadResponseError as exc:
                 raise BadResponseError(endpoint=LIST_WORKSPACES, detail=exc.detail) from None
-            return parsed, list(bad_ids), errors, _total_count(page)
+            entries = [(ws.id, ws if worth_keeping(ws) else None) for ws in parsed]
+            return entries, list(bad_ids), errors, _total_count(page)
 
         try:
             pages = await self._client.map_pages(
@@ -108,26 +114,35 @@ class TfcSource:
                 error=str(exc),
                 error_reason=exc.reason,
             )
-        workspaces: dict[str, Workspace] = {}
+        read: set[str] = set()
+        workspaces: list[Workspace] = []
         unreadable: set[str] = set()
-        for parsed, bad_ids, errors, _ in pages:
+        for entries, bad_ids, errors, _ in pages:
             if errors:
                 self._metrics.parse_errors.inc(errors)
             unreadable.update(bad_ids)
-            for workspace in parsed:
-                # A workspace can appear twice if the list shifted between pages.
-                workspaces.setdefault(workspace.id, workspace)
-        for workspace_id in workspaces:
-            self._organization_of[workspace_id] = organization
+            for workspace_id, workspace in entries:
+                # A workspace can appear twice if the list shifted between pages: the first
+                # sighting counts, kept or not.
+                if workspace_id in read:
+                    continue
+                read.add(workspace_id)
+                if workspace is not None:
+                    workspaces.append(workspace)
+                    # Only kept workspaces can be acted on, hence re-read (read_workspace).
+                    self._organization_of[workspace_id] = organization
         total = pages[0][3]
+        read_ids = frozenset(read)
+        self._last_read[organization] = read_ids
         return Observation(
             source=self.source,
             organization=organization,
             server_now=self._client.server_now(),
-            workspaces=tuple(workspaces.values()),
-            unreadable=frozenset(unreadable - workspaces.keys()),
+            workspaces=tuple(workspaces),
+            unreadable=frozenset(unreadable - read),
             complete=True,
-            total_workspaces=total if total is not None else len(workspaces) + len(unreadable),
+            total_workspaces=total if total is not None else len(read) + len(unreadable),
+            read_ids=read_ids,
         )
 
     async def read_workspace(self, workspace_id: str) -> Workspace:
@@ -138,13 +153,22 @@ class TfcSource:
             params={"include": INCLUDE},
         )
         try:
-            return parse_workspace_document(document, self._organization_of.get(workspace_id, ""))
+            return parse_workspace_document(document, self._observed_organization(workspace_id))
         except BadResponseError as exc:
             self._metrics.parse_errors.inc()
             log.warning("tfc.parse_error", workspace_id=workspace_id, error=str(exc))
             raise BadResponseError(
                 endpoint=SHOW_WORKSPACE, status=exc.status, detail=exc.detail
             ) from None
+
+    def _observed_organization(self, workspace_id: str) -> str:
+        organization = self._organization_of.get(workspace_id)
+        if organization is not None:
+            return organization
+        for organization, read_ids in self._last_read.items():
+            if workspace_id in read_ids:
+                return organization
+        return ""
 
     async def identity(self) -> Holder | None:
         """The user the token belongs to; None for team and organization tokens (404)."""
@@ -204,6 +228,21 @@ class TfcSource:
                     endpoint=endpoint, status=exc.status, detail=exc.detail
                 ) from exc
             raise
+
+
+# One parsed page: (workspace id, the workspace if kept) in page order, unreadable ids, parse
+# errors, the API's total count.
+_Page = tuple[list[tuple[str, Workspace | None]], list[str], int, int | None]
+
+
+def worth_keeping(workspace: Workspace) -> bool:
+    """Whether decide.py can act or report on this workspace: it is locked, or its current
+    run is not final. Anything else yields no lock, finding, action or restraint (decide's
+    `_view` has no lock and no run view for it), so the source keeps only its id."""
+    if workspace.locked:
+        return True
+    run = workspace.current_run
+    return run is not None and not run.is_final
 
 
 def _total_count(page: dict[str, Any]) -> int | None:
