@@ -144,7 +144,8 @@ class Run:
     id: str
     status: str
     created_at: datetime
-    # Keys as the API sends them (`applying-at`, `plan-queued-at`, ...), only for reached states.
+    # Keys as the API sends them (`applying-at`, ...). The TFC source fills in only the current
+    # status's key (when the API sent it): the one entered_status_at() reads.
     status_timestamps: Mapping[str, datetime] = field(default_factory=dict)
     actions: RunActions = field(default_factory=RunActions)
     permissions: RunPermissions = field(default_factory=RunPermissions)

@@ -242,10 +242,9 @@ def test_run_timestamps_accept_z_and_offset_forms_and_nested_actions():
     [ws], _, _ = parse_workspace_page(doc, ORG)
     parsed = ws.current_run
     assert parsed is not None
-    assert parsed.status_timestamps == {
-        "plan-queued-at": datetime(2026, 1, 1, 0, 1, tzinfo=UTC),
-        "applying-at": datetime(2026, 1, 1, 2, 0, tzinfo=UTC),
-    }
+    # Only the current status's timestamp is read (issue 7: the others cost parse time and
+    # nothing reads them).
+    assert parsed.status_timestamps == {"applying-at": datetime(2026, 1, 1, 2, 0, tzinfo=UTC)}
     assert parsed.entered_status_at() == datetime(2026, 1, 1, 2, 0, tzinfo=UTC)
     assert parsed.canceled_at == datetime(2026, 1, 1, 3, 0, 0, 123000, tzinfo=UTC)
     assert parsed.force_cancel_available_at == datetime(2026, 1, 1, 3, 1, tzinfo=UTC)
@@ -255,6 +254,37 @@ def test_run_timestamps_accept_z_and_offset_forms_and_nested_actions():
     assert parsed.permissions.can_force_cancel is True
     assert ws.holder is not None
     assert ws.holder.name == "applying"
+
+
+def test_only_the_current_status_timestamp_is_read_and_must_be_readable():
+    other_garbage = run_resource(
+        "run-1",
+        "planning",
+        **{"status-timestamps": {"plan-queued-at": "soon", "planning-at": "2026-01-01T01:00:00Z"}},
+    )
+    doc = page(workspace_entry("ws-1", run="run-1"), included=[other_garbage])
+    [ws], unreadable, errors = parse_workspace_page(doc, ORG)
+    assert (unreadable, errors) == ([], 0)
+    assert ws.current_run is not None
+    assert ws.current_run.entered_status_at() == datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+    current_garbage = run_resource(
+        "run-1", "planning", **{"status-timestamps": {"planning-at": "soon"}}
+    )
+    doc = page(workspace_entry("ws-1", run="run-1"), included=[current_garbage])
+    assert parse_workspace_page(doc, ORG)[1:] == (["ws-1"], 1)
+
+
+def test_a_null_current_status_timestamp_falls_back_to_created_at():
+    run = run_resource(
+        "run-1",
+        "planning",
+        **{"created-at": "2026-01-01T00:00:00Z", "status-timestamps": {"planning-at": None}},
+    )
+    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
+    [ws], _, _ = parse_workspace_page(doc, ORG)
+    assert ws.current_run is not None
+    assert ws.current_run.status_timestamps == {}
+    assert ws.current_run.entered_status_at() == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_non_utc_offsets_are_converted_to_utc():
