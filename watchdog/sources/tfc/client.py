@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import httpx
+import orjson
 
 from watchdog import __version__
 from watchdog.metrics import Metrics
@@ -507,11 +508,26 @@ class TfcClient:
 
     def _json(self, response: httpx.Response, endpoint: str) -> Any:
         try:
-            return response.json()
+            return decode_json(response.content)
         except ValueError:
             raise BadResponseError(
                 endpoint=endpoint, status=response.status_code, detail="body is not JSON"
             ) from None
+
+
+def decode_json(body: bytes) -> Any:
+    """A response body -> JSON value; ValueError when it is not JSON.
+
+    orjson first: it decodes a 280 KB workspace page in half the time of the json module
+    (issue 7: JSON decoding was a quarter of a 10,000-workspace cycle's CPU). What orjson
+    refuses but json accepts (NaN/Infinity, integers beyond 64 bits, UTF-16/32 bodies, lone
+    surrogates) goes on to json, so exactly the bodies httpx's `response.json()` accepted
+    are accepted, with the same values.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return jsonlib.loads(body)
 
 
 def _same(document: dict[str, Any]) -> dict[str, Any]:
