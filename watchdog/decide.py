@@ -6,7 +6,8 @@ memory is read, never written (the daemon calls `Memory.update` before `decide`)
 Per workspace the first matching rule gives thresholds and allowed rungs. Findings:
 `lock_held` (every locked workspace), `lock_stale` (a user/team lock older than
 `lock_stale_after`, or a run-held lock whose run is stuck or waiting past `waiting`),
-`run_stuck`, `run_waiting`, `runs_blocked` (a stale lock: runs queued behind it cannot start).
+`run_stuck`, `run_waiting`, `runs_blocked` (a stale lock: no run can start; a pending
+current run behind it is named).
 
 The ladder (DESIGN.md "The ladder"), at most one rung per workspace, in this preference:
 cancel -> force_cancel -> discard -> unlock / force_unlock. A run-held lock is never
