@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from watchdog import __version__
 from watchdog.configload import ConfigError, load_policy, load_token
+from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
@@ -101,6 +102,7 @@ class Daemon:
         self._cycle_lock = asyncio.Lock()
         self._runtime: Runtime | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        self._exposition: MetricsExposition | None = None
         self._reloads: set[asyncio.Task[None]] = set()
 
     # --- start-up ----------------------------------------------------------------------------
@@ -155,6 +157,7 @@ class Daemon:
             interval=lambda: self.policy.interval,
             last_report=lambda: runtime.watchdog.last_report,
         )
+        self._exposition = app.state.exposition
         server = make_server(app, self.policy.listen)
         server_task = asyncio.create_task(server.serve(), name="ops-server")
 
@@ -220,8 +223,10 @@ class Daemon:
             assert self._runtime is not None
             try:
                 await self._runtime.watchdog.run_cycle()
-            except Exception:
+            except Exception:  # logged with its traceback and counted by run_cycle
                 return
+            if self._exposition is not None:
+                self._exposition.prerender()
 
     # --- config reload -----------------------------------------------------------------------
 

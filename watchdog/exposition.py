@@ -11,7 +11,7 @@ per-lock families come last), which Prometheus does not care about.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -61,16 +61,34 @@ class MetricsExposition:
         self._fallback = make_asgi_app(registry=metrics.registry)
         self._cache: dict[str, bytes] = {}
         self._version = -1
+        # The formats scrapers asked for, so prerender() knows which to prepare.
+        self._encoders: dict[str, Callable[[Any], bytes]] = {}
+
+    def _refresh(self) -> Sequence[Collector]:
+        cached: Sequence[Collector] = self._metrics.per_lock_collectors()
+        if self._version != self._metrics.locks_version:
+            self._cache.clear()
+            self._version = self._metrics.locks_version
+        return cached
+
+    def prerender(self) -> None:
+        """Render the per-lock families for every format scraped so far, right after a cycle
+        published them, so no scrape pays for it (with 1,000 locked workspaces the first
+        scrape after a cycle otherwise takes ~70 ms on a 2-core machine)."""
+        if not isinstance(self._metrics.registry, ListingRegistry):
+            return
+        cached = self._refresh()
+        for content_type, encoder in self._encoders.items():
+            if content_type not in self._cache:
+                self._cache[content_type] = encoder(_View(cached))
 
     def render(self, accept: str) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
         registry = self._metrics.registry
         if not isinstance(registry, ListingRegistry):
             return encoder(registry), content_type
-        cached: Sequence[Collector] = self._metrics.per_lock_collectors()
-        if self._version != self._metrics.locks_version:
-            self._cache.clear()
-            self._version = self._metrics.locks_version
+        self._encoders[content_type] = encoder
+        cached = self._refresh()
         tail = self._cache.get(content_type)
         if tail is None:
             tail = self._cache[content_type] = encoder(_View(cached))

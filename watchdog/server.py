@@ -66,15 +66,19 @@ def build_app(
             return JSONResponse({"error": "no cycle has finished yet"}, status_code=503)
         return JSONResponse(report.to_json())
 
-    return Starlette(
+    exposition = MetricsExposition(metrics)
+    app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/locks", locks),
             # An ASGI app as a Route (not a Mount), so /metrics answers without a redirect.
-            Route("/metrics", _AsgiEndpoint(MetricsExposition(metrics))),
+            Route("/metrics", _AsgiEndpoint(exposition)),
         ]
     )
+    # The daemon calls app.state.exposition.prerender() after each cycle.
+    app.state.exposition = exposition
+    return app
 
 
 class _AsgiEndpoint:

@@ -86,3 +86,19 @@ async def test_served_gzipped_and_filtered_like_the_library() -> None:
     assert _lines(whole.content) == _lines(generate_latest(metrics.registry))
     assert b"tfc_watchdog_lock_stale{" in only.content
     assert b"tfc_watchdog_cycles_total" not in only.content
+
+
+def test_prerender_prepares_every_scraped_format_after_a_publish() -> None:
+    metrics = Metrics()
+    exposition = MetricsExposition(metrics)
+    metrics.publish_locks(_locks(3), [])
+    text_type = exposition.render("")[1]
+    openmetrics_type = exposition.render(OPENMETRICS)[1]
+    metrics.publish_locks(_locks(2), [])
+    assert exposition._cache  # still the old cycle's text until something refreshes it
+    exposition.prerender()
+    # Both formats are ready before any scrape, and what a scrape then gets is current.
+    assert set(exposition._cache) == {text_type, openmetrics_type}
+    body, _ = exposition.render("")
+    assert _lines(body) == _lines(generate_latest(metrics.registry))
+    assert b'workspace="ws-0002"' not in body
