@@ -19,13 +19,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsClient, classify, error_code, is_forbidden, one_line
-from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+from watchdog.sources.aws import AwsClient, classify, error_code, one_line, request_error
+from watchdog.sources.errors import BackendError, LockChangedError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
 log = structlog.get_logger(__name__)
 
 DIGEST_SUFFIX = "-md5"
+
+# Reads fetch only the two attributes a lock item has (digest items have `Digest` instead).
+_LOCK_ATTRIBUTES: dict[str, Any] = {
+    "ProjectionExpression": "#id, #info",
+    "ExpressionAttributeNames": {"#id": "LockID", "#info": "Info"},
+}
 
 
 class DynamoDbLockSource:
@@ -118,20 +124,11 @@ class DynamoDbLockSource:
             response = self._aws.client.get_item(
                 TableName=table,
                 Key={"LockID": {"S": path}},
-                ProjectionExpression="#id, #info",
-                ExpressionAttributeNames={"#id": "LockID", "#info": "Info"},
                 ConsistentRead=True,
+                **_LOCK_ATTRIBUTES,
             )
-        except ClientError as exc:
-            if is_forbidden(exc):
-                raise ForbiddenError(f"GetItem on {table}: {one_line(exc)}") from exc
-            raise BackendError(
-                f"GetItem on {table}: {one_line(exc)}", reason=classify(exc)
-            ) from exc
-        except BotoCoreError as exc:
-            raise BackendError(
-                f"GetItem on {table}: {one_line(exc)}", reason=classify(exc)
-            ) from exc
+        except (BotoCoreError, ClientError) as exc:
+            raise request_error(f"GetItem on {table}", exc) from exc
         item = response.get("Item")
         if not item:
             return None
@@ -139,12 +136,7 @@ class DynamoDbLockSource:
 
     def _scan(self, table: str) -> Iterator[dict[str, Any]]:
         paginator = self._aws.client.get_paginator("scan")
-        pages = paginator.paginate(
-            TableName=table,
-            ProjectionExpression="#id, #info",
-            ExpressionAttributeNames={"#id": "LockID", "#info": "Info"},
-            ConsistentRead=True,
-        )
+        pages = paginator.paginate(TableName=table, ConsistentRead=True, **_LOCK_ATTRIBUTES)
         for page in pages:
             yield from page.get("Items", [])
 
@@ -193,12 +185,6 @@ class DynamoDbLockSource:
                 raise LockChangedError(
                     f"lock {lock.store}/{lock.path} changed or was released since it was read"
                 ) from exc
-            if is_forbidden(exc):
-                raise ForbiddenError(f"DeleteItem on {lock.store}: {one_line(exc)}") from exc
-            raise BackendError(
-                f"DeleteItem on {lock.store}: {one_line(exc)}", reason=classify(exc)
-            ) from exc
+            raise request_error(f"DeleteItem on {lock.store}", exc) from exc
         except BotoCoreError as exc:
-            raise BackendError(
-                f"DeleteItem on {lock.store}: {one_line(exc)}", reason=classify(exc)
-            ) from exc
+            raise request_error(f"DeleteItem on {lock.store}", exc) from exc

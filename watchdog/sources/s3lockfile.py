@@ -18,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsClient, classify, error_code, is_forbidden, one_line
-from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+from watchdog.sources.aws import AwsClient, classify, error_code, one_line, request_error
+from watchdog.sources.errors import BackendError, LockChangedError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
 log = structlog.get_logger(__name__)
@@ -169,16 +169,8 @@ class S3LockfileSource:
         key = path.removeprefix(f"{bucket}/") + LOCKFILE_SUFFIX
         try:
             return self._read_lock(bucket, key)
-        except ClientError as exc:
-            if is_forbidden(exc):
-                raise ForbiddenError(f"GetObject on {bucket}: {one_line(exc)}") from exc
-            raise BackendError(
-                f"GetObject on {bucket}: {one_line(exc)}", reason=classify(exc)
-            ) from exc
-        except BotoCoreError as exc:
-            raise BackendError(
-                f"GetObject on {bucket}: {one_line(exc)}", reason=classify(exc)
-            ) from exc
+        except (BotoCoreError, ClientError) as exc:
+            raise request_error(f"GetObject on {bucket}", exc) from exc
 
     def _key_of(self, lock: BackendLock) -> str:
         return lock.path.removeprefix(f"{lock.store}/") + LOCKFILE_SUFFIX
@@ -232,7 +224,7 @@ class S3LockfileSource:
         except (BotoCoreError, ClientError) as exc:
             raise self._delete_error(lock, exc) from exc
 
-    def _delete_error(self, lock: BackendLock, exc: Exception) -> BackendError:
+    def _delete_error(self, lock: BackendLock, exc: BotoCoreError | ClientError) -> BackendError:
         if isinstance(exc, ClientError):
             code = error_code(exc)
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -241,6 +233,4 @@ class S3LockfileSource:
                 return LockChangedError(
                     f"lock {lock.path} changed or was released since it was read"
                 )
-            if is_forbidden(exc):
-                return ForbiddenError(f"DeleteObject on {lock.store}: {one_line(exc)}")
-        return BackendError(f"DeleteObject on {lock.store}: {one_line(exc)}", reason=classify(exc))
+        return request_error(f"DeleteObject on {lock.store}", exc)
