@@ -54,6 +54,7 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
     for metric in (
         "tfc_watchdog_locked_workspaces",
         "tfc_watchdog_lock_stale",
+        "tfc_watchdog_runs_blocked",
         "tfc_watchdog_stuck_runs",
         "tfc_watchdog_actions_total",
         "tfc_watchdog_api_requests_total",
