@@ -64,6 +64,7 @@ def test_the_pod_has_the_charts_security_posture() -> None:
     assert pod["securityContext"] == chart_pod["securityContext"]
     assert main["securityContext"] == chart_container["securityContext"]
     assert pod["automountServiceAccountToken"] is False
+    assert pod["enableServiceLinks"] is False
     assert _kind("ServiceAccount")["automountServiceAccountToken"] is False
     for key in ("args", "ports", "livenessProbe", "readinessProbe", "resources", "volumeMounts"):
         assert main[key] == chart_container[key], key

@@ -57,6 +57,12 @@ def test_pod_runs_restricted(values_name: str) -> None:
 
 
 @pytest.mark.parametrize("values_name", sorted(VALUES_SETS))
+def test_no_service_links_reach_the_tfc_watchdog_env_prefix(values_name: str) -> None:
+    # A Service named tfc-watchdog would otherwise inject TFC_WATCHDOG_PORT and the like.
+    assert pod_spec(render(VALUES_SETS[values_name]))["enableServiceLinks"] is False
+
+
+@pytest.mark.parametrize("values_name", sorted(VALUES_SETS))
 def test_the_only_writable_volume_holds_the_state_file(values_name: str) -> None:
     docs = render(VALUES_SETS[values_name])
     writable = [m for m in container(docs)["volumeMounts"] if not m.get("readOnly")]
