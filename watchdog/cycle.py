@@ -23,6 +23,7 @@ from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionKind,
     ActionResult,
+    Finding,
     FindingKind,
     Holder,
     LockState,
@@ -83,6 +84,19 @@ class Health:
     last_error: str | None = None
 
 
+@dataclass
+class _ScopeSeries:
+    """The per-workspace metric series one (source, organization) produced."""
+
+    locks: list[LockState] = field(default_factory=list)
+    stuck: list[tuple[str, str]] = field(default_factory=list)  # (organization, status)
+    blocked: list[tuple[str, str, str]] = field(default_factory=list)  # (source, org, workspace)
+
+
+def _scope(item: LockState | Finding | Observation) -> tuple[str, str]:
+    return (item.source.value, item.organization)
+
+
 def _complete_scopes(observations: Sequence[Observation]) -> set[tuple[str, str]]:
     return {(o.source.value, o.organization) for o in observations if o.complete}
 
@@ -110,11 +124,8 @@ class Watchdog:
         self._identity_known = False
         self._finding_log = FindingLog()
         self._announced_restraints: set[tuple[str, str]] = set()
-        # Last locks of each (source, organization), reused for metrics while a scope cannot
-        # be read, so an API blip does not resolve a stale-lock alert.
-        self._last_locks: dict[tuple[str, str], list[LockState]] = {}
-        # Likewise the workspaces with runs blocked by a stale lock, per scope.
-        self._last_blocked: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        # The last per-workspace series of each (source, organization), see _publish.
+        self._last_series: dict[tuple[str, str], _ScopeSeries] = {}
         self.metrics.dry_run.set(1 if policy.dry_run else 0)
 
     def set_policy(self, policy: Policy) -> None:
@@ -187,10 +198,7 @@ class Watchdog:
         if act and self.actor is not None and decision.planned:
             results = await self.actor.carry_out(decision.planned, now, identity)
         if act:
-            try:
-                self.memory.save()
-            except OSError as exc:
-                log.error("state_file_not_saved", error=str(exc), path=self.policy.state_file)
+            self.memory.save()  # never raises: a failed write is logged, memory stays right
         report = CycleReport(
             generated_at=now,
             dry_run=self.policy.dry_run,
@@ -231,37 +239,28 @@ class Watchdog:
                     observation.workspace_count,
                     locked,
                 )
-        by_scope: dict[tuple[str, str], list[LockState]] = {}
+        # Per-workspace series, grouped by the (source, organization) they were read from. A
+        # scope that could not be read this cycle keeps its last series, so an API blip does
+        # not resolve a stale-lock or stuck-run alert.
+        current: dict[tuple[str, str], _ScopeSeries] = {}
         for lock in decision.locks:
-            by_scope.setdefault((lock.source.value, lock.organization), []).append(lock)
-        for observation in report.observations:
-            scope = (observation.source.value, observation.organization)
-            if observation.complete:
-                self._last_locks[scope] = by_scope.get(scope, [])
-            else:
-                self._last_locks.setdefault(scope, by_scope.get(scope, []))
-        stuck = [
-            (f.organization, f.run_status or "unknown")
-            for f in decision.findings
-            if f.kind == FindingKind.RUN_STUCK
-        ]
-        self.metrics.publish_locks(
-            (lock for locks in self._last_locks.values() for lock in locks), stuck
-        )
-        blocked: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+            current.setdefault(_scope(lock), _ScopeSeries()).locks.append(lock)
         for f in decision.findings:
-            if f.kind == FindingKind.RUNS_BLOCKED:
-                scope = (f.source.value, f.organization)
-                blocked.setdefault(scope, []).append((*scope, f.workspace))
+            series = current.setdefault(_scope(f), _ScopeSeries())
+            if f.kind is FindingKind.RUN_STUCK:
+                series.stuck.append((f.organization, f.run_status or "unknown"))
+            elif f.kind is FindingKind.RUNS_BLOCKED:
+                series.blocked.append((f.source.value, f.organization, f.workspace))
         for observation in report.observations:
-            scope = (observation.source.value, observation.organization)
-            if observation.complete:
-                self._last_blocked[scope] = blocked.get(scope, [])
-            else:
-                self._last_blocked.setdefault(scope, blocked.get(scope, []))
-        self.metrics.publish_runs_blocked(
-            item for items in self._last_blocked.values() for item in items
+            scope = _scope(observation)
+            if observation.complete or scope not in self._last_series:
+                self._last_series[scope] = current.get(scope, _ScopeSeries())
+        kept = list(self._last_series.values())
+        self.metrics.publish_locks(
+            (lock for series in kept for lock in series.locks),
+            [item for series in kept for item in series.stuck],
         )
+        self.metrics.publish_runs_blocked(item for series in kept for item in series.blocked)
         for result in report.results:
             if result.outcome is Outcome.FAILED and result.retry_later:
                 log.info("action_retry_next_cycle", workspace=result.action.workspace)
