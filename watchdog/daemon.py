@@ -230,11 +230,30 @@ class Daemon:
 
     # --- config reload -----------------------------------------------------------------------
 
+    def _config_unreadable(self, exc: OSError, *, force: bool) -> None:
+        """A deleted or unreadable config file is a failed reload: counted and logged once
+        when it goes missing, and again at each SIGHUP while it stays missing; the running
+        policy carries on. Forgetting the digest makes the file's return a reload (logged
+        and timestamped like any good load), even with the old content."""
+        if self.config_digest is None and not force:
+            return
+        self.config_digest = None
+        self.metrics.config_reload_failures.inc()
+        log.error(
+            "config_reload_rejected",
+            errors=[f"{self.config_path}: cannot read the config file: {exc.strerror or exc}"],
+            note="the previous config keeps running",
+        )
+
     def _reload(self, *, force: bool) -> None:
         """Reload the config when its content changed (Kubernetes swaps a ConfigMap's symlink,
         so the content, not the mtime, is compared)."""
-        digest = _digest(self.config_path)
-        if digest is None or (digest == self.config_digest and not force):
+        try:
+            digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()
+        except OSError as exc:
+            self._config_unreadable(exc, force=force)
+            return
+        if digest == self.config_digest and not force:
             return
         self.config_digest = digest
         try:
@@ -248,6 +267,7 @@ class Daemon:
             )
             return
         if new == self.policy:
+            self.metrics.config_restart_required.set(0)
             # Still a successful load: after a rejected edit is reverted, the metrics and the
             # log must show that the file is good again.
             self.metrics.config_last_reload_success.set(utcnow().timestamp())
@@ -256,6 +276,9 @@ class Daemon:
         old_dump: dict[str, Any] = self.policy.model_dump(mode="json")
         new_dump: dict[str, Any] = new.model_dump(mode="json")
         restart = [key for key in RESTART_ONLY if old_dump.get(key) != new_dump.get(key)]
+        # self.policy keeps the restart-only values the process started with, so this
+        # compares the file with what actually runs (a reverted edit clears it).
+        self.metrics.config_restart_required.set(1 if restart else 0)
         if restart:
             log.warning(
                 "config_change_needs_restart",

@@ -1,4 +1,4 @@
-"""The ops HTTP server: /metrics, /healthz, /readyz, /locks (DESIGN.md "Layout").
+"""The ops HTTP server: /metrics, /livez (/healthz), /readyz, /locks (DESIGN.md "Layout").
 
 Runs in the daemon's event loop (uvicorn), so handlers read the cycle's state without locks:
 the cycle publishes synchronously between awaits.
@@ -23,6 +23,12 @@ from watchdog.exposition import MetricsExposition
 from watchdog.metrics import Metrics
 from watchdog.report import CycleReport
 
+# How long past 3 x `interval` a cycle may take before /livez calls the scheduler stuck.
+# Cycles take seconds (benchmarks/RESULTS.md: 50,000 workspaces in under a minute) and every
+# request is bounded by `tfc.timeout`, so only a scheduler that stopped (or a hung await)
+# gets this far.
+LIVENESS_SLACK = timedelta(minutes=5)
+
 
 def build_app(
     *,
@@ -32,33 +38,46 @@ def build_app(
     last_report: Callable[[], CycleReport | None],
 ) -> Starlette:
     """Callables rather than values: a config reload can change the interval, and each cycle
-    replaces the report."""
+    replaces the report.
 
-    async def healthz(_: Request) -> Response:
+    /livez: the process and its scheduler are alive (a cycle ended, however it went, within
+    3 x interval + LIVENESS_SLACK). An API outage never fails it: restarting the pod would
+    not bring the API back, and would drop the per-lock series and their alerts. /healthz is
+    the same check under its older name. /readyz: the API is being read (a cycle succeeded
+    within 3 x interval, and the token was not refused since)."""
+
+    async def livez(_: Request) -> Response:
         state = health()
-        allowed = 3 * interval().total_seconds()
-        reference = state.last_success_monotonic or state.started_monotonic
+        allowed = 3 * interval().total_seconds() + LIVENESS_SLACK.total_seconds()
+        ended = state.last_cycle_end_monotonic
+        reference = state.started_monotonic if ended is None else ended
         age = time.monotonic() - reference
         if age > allowed:
-            what = (
-                "no successful cycle"
-                if state.last_success_monotonic is None
-                else ("last successful cycle")
-            )
+            what = "no cycle has ended since start" if ended is None else "no cycle has ended"
             return PlainTextResponse(
-                f"unhealthy: {what} for {int(age)}s (limit 3 x interval = {int(allowed)}s); "
-                f"last error: {state.last_error or 'none'}\n",
+                f"not alive: {what} for {int(age)}s (limit 3 x interval + "
+                f"{int(LIVENESS_SLACK.total_seconds())}s = {int(allowed)}s): "
+                "the scheduler is stuck\n",
                 status_code=503,
             )
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
         state = health()
-        if state.ready:
-            return PlainTextResponse("ready\n")
-        return PlainTextResponse(
-            f"not ready: {state.last_error or 'no successful cycle yet'}\n", status_code=503
-        )
+        allowed = 3 * interval().total_seconds()
+        if not state.ready or state.last_success_monotonic is None:
+            return PlainTextResponse(
+                f"not ready: {state.last_error or 'no successful cycle yet'}\n",
+                status_code=503,
+            )
+        age = time.monotonic() - state.last_success_monotonic
+        if age > allowed:
+            return PlainTextResponse(
+                f"not ready: no successful cycle for {int(age)}s (limit 3 x interval = "
+                f"{int(allowed)}s); last error: {state.last_error or 'none'}\n",
+                status_code=503,
+            )
+        return PlainTextResponse("ready\n")
 
     async def locks(_: Request) -> Response:
         report = last_report()
@@ -69,7 +88,9 @@ def build_app(
     exposition = MetricsExposition(metrics)
     app = Starlette(
         routes=[
-            Route("/healthz", healthz),
+            Route("/livez", livez),
+            # The older name of /livez, kept for probes and scripts that use it.
+            Route("/healthz", livez),
             Route("/readyz", readyz),
             Route("/locks", locks),
             # An ASGI app as a Route (not a Mount), so /metrics answers without a redirect.
