@@ -111,6 +111,10 @@ def test_every_setting_in_values_yaml_has_a_comment() -> None:
         ({"config": {"interval": "soon"}}, "/config/interval"),
         ({"persistence": {"enabled": "yes"}}, "/persistence/enabled"),
         ({"prometheusRule": {"rules": {"Mine": {"expr": "up == 0"}}}}, "enabled"),
+        # Shorter than the daemon's stop grace: the request in flight could be cut off.
+        ({"terminationGracePeriodSeconds": 20}, "/terminationGracePeriodSeconds"),
+        ({"livenessProbe": {"periodSeconds": 0}}, "/livenessProbe/periodSeconds"),
+        ({"startupProbe": "yes"}, "/startupProbe"),
     ],
 )
 def test_schema_rejects_bad_values(bad_values: dict[str, Any], complaint: str) -> None:
