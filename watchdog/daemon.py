@@ -239,6 +239,7 @@ class Daemon:
             return
         self.config_digest = None
         self.metrics.config_reload_failures.inc()
+        self.metrics.config_last_reload_successful.set(0)
         log.error(
             "config_reload_rejected",
             errors=[f"{self.config_path}: cannot read the config file: {exc.strerror or exc}"],
@@ -260,6 +261,7 @@ class Daemon:
             new = load_policy(str(self.config_path))
         except ConfigError as exc:
             self.metrics.config_reload_failures.inc()
+            self.metrics.config_last_reload_successful.set(0)
             log.error(
                 "config_reload_rejected",
                 errors=exc.lines,
@@ -271,6 +273,7 @@ class Daemon:
             # Still a successful load: after a rejected edit is reverted, the metrics and the
             # log must show that the file is good again.
             self.metrics.config_last_reload_success.set(utcnow().timestamp())
+            self.metrics.config_last_reload_successful.set(1)
             log.info("config_reloaded", changed=[], dry_run=new.dry_run)
             return
         old_dump: dict[str, Any] = self.policy.model_dump(mode="json")
@@ -297,4 +300,5 @@ class Daemon:
                 "cycle", trigger="interval", seconds=new.interval.total_seconds()
             )
         self.metrics.config_last_reload_success.set(utcnow().timestamp())
+        self.metrics.config_last_reload_successful.set(1)
         log.info("config_reloaded", changed=changed, dry_run=new.dry_run)
