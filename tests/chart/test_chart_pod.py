@@ -142,6 +142,8 @@ def test_the_token_is_a_mounted_file_never_an_environment_variable() -> None:
     assert volumes["token"]["secret"] == {
         "secretName": secret["metadata"]["name"],
         "items": [{"key": "token", "path": "token"}],
+        # Readable by the owner and the pod's fsGroup only, writable by nobody.
+        "defaultMode": 0o440,
     }
     mounts = {m["name"]: m for m in main["volumeMounts"]}
     assert mounts["token"] == {
@@ -158,6 +160,7 @@ def test_existing_secret_mode_renders_no_secret_and_mounts_the_named_key() -> No
     assert volumes["token"]["secret"] == {
         "secretName": "tfc-api-token",
         "items": [{"key": "api-token", "path": "token"}],
+        "defaultMode": 0o440,
     }
 
 
@@ -184,14 +187,16 @@ def test_the_config_directory_is_mounted_whole_so_updates_reach_the_daemon() -> 
 
 def test_checksum_secret_changes_with_the_token() -> None:
     before = pod_annotations(render(MINIMAL))["checksum/secret"]
-    after = pod_annotations(render({"token": {"value": "another-token"}}))["checksum/secret"]
+    after = pod_annotations(render(merged(MINIMAL, {"token": {"value": "another-token"}})))[
+        "checksum/secret"
+    ]
     assert before != after
 
 
 def test_checksum_secret_changes_with_the_existing_secret_reference() -> None:
-    one = pod_annotations(render({"token": {"existingSecret": "a"}}))["checksum/secret"]
-    two = pod_annotations(render({"token": {"existingSecret": "b"}}))["checksum/secret"]
-    assert one != two
+    one = pod_annotations(render(merged(MINIMAL, {"token": {"value": "", "existingSecret": "a"}})))
+    two = pod_annotations(render(merged(MINIMAL, {"token": {"value": "", "existingSecret": "b"}})))
+    assert one["checksum/secret"] != two["checksum/secret"]
 
 
 def test_a_policy_change_restarts_nothing_by_default() -> None:

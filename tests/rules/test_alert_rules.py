@@ -138,9 +138,9 @@ def test_stalled_bridges_restarts_and_missed_scrapes() -> None:
 
 
 def test_down_alert_watches_the_releases_job_in_its_namespace() -> None:
-    groups = only(render(RULES_ON, release="lockwatch", namespace="dev"), "PrometheusRule")[
-        "spec"
-    ]["groups"]
+    groups = only(render(RULES_ON, release="lockwatch", namespace="dev"), "PrometheusRule")["spec"][
+        "groups"
+    ]
     expr = _rules(groups)["TfcWatchdogDown"]["expr"]
     job = 'job="lockwatch-tfc-watchdog",namespace="dev"'
     assert expr == f"up{{{job}}} == 0 or absent(up{{{job}}})"

@@ -83,9 +83,7 @@ def test_the_files_return_is_a_successful_reload_again(tmp_path: Path) -> None:
 
 
 def reload_successful(daemon: Daemon) -> float | None:
-    return daemon.metrics.registry.get_sample_value(
-        "tfc_watchdog_config_last_reload_successful"
-    )
+    return daemon.metrics.registry.get_sample_value("tfc_watchdog_config_last_reload_successful")
 
 
 def test_the_reload_state_gauge_holds_0_while_the_file_is_bad_and_1_once_it_is_good(
