@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import pytest
 
 from tests.chart.render import (
+    CHART,
     MINIMAL,
     container,
     merged,
@@ -299,7 +301,7 @@ def test_the_service_monitor_selects_only_its_own_release() -> None:
 
 
 def test_the_network_policy_selects_the_pod_and_opens_only_http_dns_and_the_api() -> None:
-    docs = render(VALUES_SETS["all-features-values.yaml"])
+    docs = render(merged(MINIMAL, {"networkPolicy": {"enabled": True}}))
     policy = only(docs, "NetworkPolicy")["spec"]
     assert _matches(policy["podSelector"]["matchLabels"], _pod_labels(docs))
     assert policy["policyTypes"] == ["Ingress", "Egress"]
@@ -332,3 +334,52 @@ def test_notes_show_how_to_reach_metrics_and_locks_with_selectors_that_match() -
         labels["app.kubernetes.io/name"], labels["app.kubernetes.io/instance"]
     )
     assert f"--selector {selector}" in text
+
+
+# --- NetworkPolicy escape hatches -----------------------------------------------------------
+
+
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+POD_IDENTITY = {
+    "to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}],
+    "ports": [{"port": 80, "protocol": "TCP"}],
+}
+PROXY = {"to": [{"ipBlock": {"cidr": "10.0.0.5/32"}}], "ports": [{"port": 3128, "protocol": "TCP"}]}
+GRAFANA_AGENT = {"from": [{"podSelector": {"matchLabels": {"app": "agent"}}}]}
+
+
+def test_network_policy_ingress_can_be_limited_to_the_monitoring_namespace() -> None:
+    values = merged(
+        MINIMAL,
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "ingressFrom": [MONITORING],
+                "extraIngress": [GRAFANA_AGENT],
+            }
+        },
+    )
+    policy = only(render(values), "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [MONITORING]},
+        GRAFANA_AGENT,
+    ]
+
+
+def test_network_policy_extra_egress_reaches_a_proxy_and_eks_pod_identity() -> None:
+    values = merged(
+        MINIMAL, {"networkPolicy": {"enabled": True, "extraEgress": [PROXY, POD_IDENTITY]}}
+    )
+    docs = render(values)
+    egress = only(docs, "NetworkPolicy")["spec"]["egress"]
+    # The chart's own rules come first and stay; the extra ones are appended as given.
+    assert egress[-2:] == [PROXY, POD_IDENTITY]
+    assert {p["port"] for rule in egress[:-2] for p in rule["ports"]} == {53, 443}
+    for version in ("1.27.0", "1.33.0"):
+        kubernetes_validate.validate(only(docs, "NetworkPolicy"), version, strict=True)
+
+
+def test_network_policy_values_document_the_escape_hatches() -> None:
+    text = (CHART / "values.yaml").read_text()
+    for case in ("HTTPS proxy", "169.254.170.23:80", "169.254.169.254:80", "IRSA"):
+        assert case in text, case

@@ -63,7 +63,8 @@ only the failed keyword, so the checks a first install is likely to trip live he
 {{- if and (include "tfc-watchdog.usesTfc" .) (not .Values.config.tfc.organizations) }}
 {{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend" }}
 {{- end }}
-{{- $host := .Values.config.listen | default "0.0.0.0:9877" | toString | regexReplaceAll ":[0-9]+$" "" | trimAll "[]" | lower }}
+{{- $listen := .Values.config.listen | default "0.0.0.0:9877" | toString }}
+{{- $host := regexReplaceAll ":[0-9]+$" $listen "" | trimAll "[]" | lower }}
 {{- if or (eq $host "localhost" "::1") (hasPrefix "127." $host) }}
 {{- fail (printf "config.listen: %s is a loopback address: the kubelet's probes and Prometheus could never reach it; listen on 0.0.0.0:PORT (or [::]:PORT)" (toString .Values.config.listen)) }}
 {{- end }}
