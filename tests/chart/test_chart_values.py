@@ -113,6 +113,12 @@ def test_every_setting_in_values_yaml_has_a_comment() -> None:
         ({"terminationGracePeriodSeconds": 20}, "/terminationGracePeriodSeconds"),
         ({"livenessProbe": {"periodSeconds": 0}}, "/livenessProbe/periodSeconds"),
         ({"startupProbe": "yes"}, "/startupProbe"),
+        # The PrometheusRule CRD's duration: units largest first, no fractions.
+        ({"prometheusRule": {"rules": {"TfcWatchdogDown": {"for": "5m1h"}}}}, "/for"),
+        ({"prometheusRule": {"rules": {"TfcWatchdogDown": {"for": "1.5m"}}}}, "/for"),
+        ({"serviceMonitor": {"interval": "30s1m"}}, "/serviceMonitor/interval"),
+        ({"image": {"digest": "latest"}}, "/image/digest"),
+        ({"networkPolicy": {"extraEgress": {"to": []}}}, "/networkPolicy/extraEgress"),
     ],
 )
 def test_schema_rejects_bad_values(bad_values: dict[str, Any], complaint: str) -> None:
@@ -232,3 +238,11 @@ def test_config_values_reach_the_rendered_config() -> None:
     assert config["rules"][0]["id"] == "sandboxes"
     # Values merge over the defaults: untouched keys keep them.
     assert config["limits"] == {"max_actions_per_cycle": 2, "max_actions_per_hour": 10}
+
+
+@pytest.mark.parametrize("duration", ["0", "5m", "1h30m", "1d12h", "500ms", "1y2w3d4h5m6s7ms"])
+def test_schema_takes_every_duration_the_crd_takes(duration: str) -> None:
+    with helm.Chart.load(str(CHART)) as chart:
+        chart.validate_schema(
+            merged(MINIMAL, {"prometheusRule": {"rules": {"TfcWatchdogDown": {"for": duration}}}})
+        )
