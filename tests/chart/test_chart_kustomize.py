@@ -86,6 +86,12 @@ def test_the_pod_has_the_charts_security_posture() -> None:
     ):
         assert main[key] == chart_container[key], key
     assert pod["terminationGracePeriodSeconds"] == chart_pod["terminationGracePeriodSeconds"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    chart_volumes = {v["name"]: v for v in chart_pod["volumes"]}
+    assert volumes["token"]["secret"]["defaultMode"] == 0o440
+    assert (
+        volumes["token"]["secret"]["defaultMode"] == chart_volumes["token"]["secret"]["defaultMode"]
+    )
     chart_service = only(chart_docs, "Service")["spec"]
     assert (
         _kind("Service")["spec"]["publishNotReadyAddresses"]
