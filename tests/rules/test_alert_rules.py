@@ -265,3 +265,19 @@ def test_the_runbook_base_can_move_and_an_alert_can_keep_its_own() -> None:
     )
     assert rules["TfcWatchdogDown"]["annotations"]["runbook_url"] == "https://pager/x"
     assert rules["Mine"]["annotations"]["runbook_url"].endswith("#mine")
+
+
+def test_the_readmes_inhibition_example_pairs_the_lock_alerts_on_shared_labels() -> None:
+    """LockStale and RunsBlockedByLock fire together for one workspace; the README's
+    Alertmanager example silences the first while the second fires, matching only on
+    labels both carry (a label one lacks would never be equal, so nothing is inhibited)."""
+    readme = (REPO / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "inhibit_rules" in b]
+    (rule,) = yaml.safe_load(block)["inhibit_rules"]
+    assert rule["source_matchers"] == ['alertname="TerraformRunsBlockedByLock"']
+    assert rule["target_matchers"] == ['alertname="TerraformStateLockStale"']
+    metrics = Metrics()
+    shared = {"namespace", "job"} | (
+        set(metrics.runs_blocked._labelnames) & set(metrics.lock_stale._labelnames)
+    )
+    assert set(rule["equal"]) == shared
