@@ -98,3 +98,18 @@ def test_health_stats_turn_colour_at_their_thresholds() -> None:
     # TfcWatchdogStalled's 3 intervals at the default 60s interval.
     assert steps("Last successful cycle")[1] == ("orange", 180)
     assert steps("Action budget left (this hour)")[0] == ("red", None)
+
+
+def test_every_panel_selects_namespace_and_job() -> None:
+    """Two releases of the same name in two namespaces share a job: the namespace variable
+    keeps their numbers apart (its "All" is `.*`, which also matches a Prometheus without
+    a namespace label)."""
+    dashboard = json.loads(DASHBOARD_TEXT)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["namespace"]["allValue"] == ".*"
+    assert "$namespace" in variables["job"]["query"]["query"]
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for selector in re.findall(r"tfc_watchdog_\w+\{([^}]*)\}", target["expr"]):
+                assert 'namespace=~"$namespace"' in selector, panel["title"]
+                assert 'job=~"$job"' in selector, panel["title"]
