@@ -246,3 +246,11 @@ def test_schema_takes_every_duration_the_crd_takes(duration: str) -> None:
         chart.validate_schema(
             merged(MINIMAL, {"prometheusRule": {"rules": {"TfcWatchdogDown": {"for": duration}}}})
         )
+
+
+def test_schema_uses_no_keyword_whose_error_says_nothing() -> None:
+    """Helm reports a failed `not` (or oneOf/anyOf) as a bare "'not' failed": such checks
+    live in the templates, whose `fail` names the value and what to do."""
+    text = (CHART / "values.schema.json").read_text()
+    for keyword in ('"not"', '"oneOf"', '"anyOf"', '"allOf"'):
+        assert keyword not in text, keyword
