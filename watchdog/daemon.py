@@ -36,8 +36,11 @@ from watchdog.server import build_app, make_server
 
 log = structlog.get_logger(__name__)
 
-# How long SIGTERM waits for a running cycle to finish (no new POST is sent meanwhile).
-STOP_GRACE = timedelta(seconds=30)
+# How long SIGTERM waits for a running cycle to finish (no new POST is sent meanwhile). It
+# must stay below the pod's terminationGracePeriodSeconds (the chart's default: 45 s), so the
+# process exits on its own, with its records written, before Kubernetes sends SIGKILL; the
+# difference leaves room for the ops server to close and the process to exit.
+STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
 RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend")
@@ -183,13 +186,23 @@ class Daemon:
             log.error("ops_server_failed", listen=self.policy.listen)
             return 1
 
-        self._scheduler.shutdown(wait=False)
+        # Pause, not shut down, while the cycle finishes: AsyncIOScheduler.shutdown() cancels
+        # the task of a running coroutine job (AsyncIOExecutor.shutdown in APScheduler 3.x
+        # calls Future.cancel() on every pending job, whatever `wait` says), which would abort
+        # a POST in flight before its outcome is logged, counted and saved.
+        self._scheduler.pause()
         try:
             # Acquiring the lock waits for a cycle in progress; the actor was told to stop, so
-            # it sends no further POST while we wait.
+            # it sends no further POST while we wait, and the cycle still records the outcome
+            # of the request in flight and saves the state file.
             await asyncio.wait_for(self._cycle_lock.acquire(), STOP_GRACE.total_seconds())
         except TimeoutError:
-            log.warning("stop_timeout", waited_seconds=STOP_GRACE.total_seconds())
+            log.warning(
+                "stop_timeout",
+                waited_seconds=STOP_GRACE.total_seconds(),
+                note="the cycle in progress is cancelled",
+            )
+        self._scheduler.shutdown(wait=False)
         server.should_exit = True
         await server_task
         log.info("stopped")
