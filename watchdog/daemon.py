@@ -15,6 +15,7 @@ import gc
 import hashlib
 import importlib.util
 import signal
+import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.policy import Policy
 from watchdog.runtime import Runtime, open_runtime
-from watchdog.server import build_app, make_server
+from watchdog.server import bind_listener, build_app, make_server
 
 log = structlog.get_logger(__name__)
 
@@ -136,19 +137,36 @@ class Daemon:
             )
 
     async def run(self, *, once: bool) -> int:
-        self._log_startup()
-        async with open_runtime(self.policy, self.token, self.metrics) as runtime:
-            self._runtime = runtime
-            # Everything built so far (modules, clients, config) lives for the whole process:
-            # moving it out of the collector's generations saves ~7% CPU per large cycle
-            # (benchmarks/RESULTS.md).
-            gc.freeze()
-            if once:
-                report = await runtime.watchdog.run_cycle()
-                return 0 if report.complete else 1
-            return await self._serve(runtime)
+        listener: socket.socket | None = None
+        if not once:
+            # The port first: when it is taken (another instance, a typo), say so in one line
+            # and exit before any cycle runs.
+            try:
+                listener = bind_listener(self.policy.listen)
+            except OSError as exc:
+                log.error(
+                    "ops_server_failed",
+                    listen=self.policy.listen,
+                    error=exc.strerror or str(exc),
+                )
+                return 1
+        try:
+            self._log_startup()
+            async with open_runtime(self.policy, self.token, self.metrics) as runtime:
+                self._runtime = runtime
+                # Everything built so far (modules, clients, config) lives for the whole
+                # process: moving it out of the collector's generations saves ~7% CPU per
+                # large cycle (benchmarks/RESULTS.md).
+                gc.freeze()
+                if listener is None:
+                    report = await runtime.watchdog.run_cycle()
+                    return 0 if report.complete else 1
+                return await self._serve(runtime, listener)
+        finally:
+            if listener is not None:
+                listener.close()
 
-    async def _serve(self, runtime: Runtime) -> int:
+    async def _serve(self, runtime: Runtime, listener: socket.socket) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
@@ -162,7 +180,7 @@ class Daemon:
         )
         self._exposition = app.state.exposition
         server = make_server(app, self.policy.listen)
-        server_task = asyncio.create_task(server.serve(), name="ops-server")
+        server_task = asyncio.create_task(server.serve(sockets=[listener]), name="ops-server")
 
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._scheduler.add_job(
