@@ -82,3 +82,4 @@ def test_sigterm_while_a_post_is_held_completes_records_it_and_starts_no_other(
     assert not daemon.events("stop_timeout")
     # The held request, the rest of the cycle and the ops server's close, well inside the grace.
     assert stopped_after < 10, stopped_after
+    print(f"stop: exit {stopped_after:.2f} s after SIGTERM (POST held {HOLD_MS} ms)")
