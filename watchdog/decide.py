@@ -56,6 +56,7 @@ from watchdog.model import (
     Workspace,
     format_age,
     format_duration,
+    status_timestamp_key,
 )
 from watchdog.policy import EffectiveRule, Policy
 
@@ -92,15 +93,22 @@ class _RunView:
 
     run: Run
     group: PhaseGroup
-    since: datetime
-    age: timedelta
+    # None when the API gave no timestamp for the current status: the age is unknown, so the
+    # run is never overdue and nothing is done about it.
+    since: datetime | None
+    age: timedelta | None
     threshold: timedelta
 
     @property
     def overdue(self) -> bool:
-        return self.age > self.threshold
+        return self.age is not None and self.age > self.threshold
 
     def describe(self) -> str:
+        if self.age is None:
+            return (
+                f"run {self.run.id} {self.run.status}, age unknown "
+                f"(no {status_timestamp_key(self.run.status)} timestamp)"
+            )
         if self.group == "waiting":
             return (
                 f"run {self.run.id} {self.run.status}, waiting for a human for "
@@ -127,7 +135,8 @@ def _run_view(workspace: Workspace, rule: EffectiveRule, now: datetime) -> _RunV
     threshold = rule.run_threshold(run)
     assert threshold is not None  # non-final runs always have a group, hence a threshold
     since = run.entered_status_at()
-    return _RunView(run, run.phase_group, since, now - since, threshold)
+    age = None if since is None else now - since
+    return _RunView(run, run.phase_group, since, age, threshold)
 
 
 def _lock_state(
@@ -143,11 +152,16 @@ def _lock_state(
     holder_run = workspace.current_run
     if holder.type is HolderType.RUN and holder_run is not None and holder_run.id == holder.id:
         # A run lock is as old as the run's current status; it is stale when the run is.
-        since = holder_run.entered_status_at()
-        stale = run_view is not None and run_view.overdue
-        return _make_lock(workspace, rule, holder, since, now, "run", stale, holder_run)
+        entered = holder_run.entered_status_at()
+        if entered is not None:
+            stale = run_view is not None and run_view.overdue
+            return _make_lock(workspace, rule, holder, entered, now, "run", stale, holder_run)
     first_seen = memory.first_seen(workspace.id, holder.id)
     since = now if first_seen is None else first_seen
+    if holder_run is not None and holder_run.id == holder.id:
+        # The run's status has no timestamp: its age is unknown. Shown as observed, never
+        # stale (an older timestamp would make a run that just moved on look hours old).
+        return _make_lock(workspace, rule, holder, since, now, "first_seen", False, holder_run)
     if holder.type is HolderType.RUN:
         # Held by a run other than the current one: its status is unknown, so never stale.
         return _make_lock(workspace, rule, holder, since, now, "first_seen", False, None)
@@ -231,7 +245,13 @@ def _findings(view: _View) -> list[Finding]:
     if ws.locked and lock is None:
         add(FindingKind.LOCK_HELD, "locked, holder unknown (the API did not say who)")
     if lock is not None:
-        if lock.run is not None:
+        if lock.run is not None and lock.age_source == "first_seen":
+            held = (
+                f"locked by run {lock.run.id} ({lock.run.status}) for {format_age(lock.age)} "
+                f"(as observed; run age unknown: no "
+                f"{status_timestamp_key(lock.run.status)} timestamp)"
+            )
+        elif lock.run is not None:
             held = f"locked by run {lock.run.id} ({lock.run.status}) for {format_age(lock.age)}"
         else:
             held = f"locked by {_who(lock.holder)} for {format_age(lock.age)} (as observed)"
@@ -316,6 +336,9 @@ class _Step:
 
 def _run_step(view: _RunView, now: datetime) -> _Step:
     run = view.run
+    # _ladder never asks for the rung of a run whose age is unknown.
+    assert view.since is not None
+    assert view.age is not None
     blocker: str | None = None
     if run.canceled_at is not None and view.group != "waiting":
         kind = ActionKind.FORCE_CANCEL
@@ -390,6 +413,12 @@ def _ladder(
 
     The "why not" text holds no ages, so it stays the same from cycle to cycle."""
     ws, rule = view.workspace, view.rule
+    # Before anything else, and whatever the rule allows: what cannot be checked is a no.
+    unchecked = policy.unchecked(ws)
+    if unchecked:
+        return f"{'; '.join(unchecked)}: protection and rules cannot be checked, no actions"
+    if view.run is not None and view.run.since is None:
+        return f"{view.run.describe()}: no actions on this workspace"
     # A pending run behind a user/team lock is waiting for that lock, not stuck: the lock is
     # what to clear, and cancelling the run would throw away someone's queued work.
     run_step = None if view.run is None or _waits_on_lock(view) else _run_step(view.run, now)

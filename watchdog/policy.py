@@ -589,6 +589,21 @@ class Policy(StrictModel):
             actions=frozenset(base.actions if rule.actions is None else rule.actions),
         )
 
+    def unchecked(self, workspace: Workspace) -> tuple[str, ...]:
+        """What is wrong with the fields of `workspace` this policy depends on (empty = none).
+
+        Tags matter when a protection or a rule names tags, the project when a rule names
+        projects, the lock reason when `protect.lock_reasons` is set; permissions and the
+        holder always matter (acting reads them), and so does any other field a source flags.
+        A field nobody depends on (an older TFE without projects, say) blocks nothing.
+        """
+        relevant = {
+            "tag-names": bool(self.protect.tags) or any(r.match.tags for r in self.rules),
+            "project": any(r.match.projects for r in self.rules),
+            "locked-reason": bool(self.protect.lock_reasons),
+        }
+        return tuple(detail for name, detail in workspace.problems if relevant.get(name, True))
+
     def rule_for_workspace(self, workspace: Workspace) -> EffectiveRule:
         """The first rule that matches, merged over defaults."""
         for rule in self.rules:
