@@ -377,6 +377,11 @@ class Limits(StrictModel):
     """Mutating calls allowed in one cycle (0 = none)."""
     max_actions_per_hour: int = Field(10, ge=0)
     """Mutating calls allowed in any sliding hour, across restarts when `state_file` is set."""
+    backend_lock_min_observed: Duration = timedelta(minutes=10)
+    """A DynamoDB lock item's only age is its `Created`, written by the locking client's clock
+    (a CI runner's clock can be hours off): such a lock is deleted only after the watchdog has
+    also seen it continuously for this long. (`.tflock` objects are aged by the younger of
+    `Created` and S3's own LastModified instead.)"""
 
 
 def _lowercase(value: Any) -> Any:
