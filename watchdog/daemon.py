@@ -15,6 +15,7 @@ import gc
 import hashlib
 import importlib.util
 import signal
+import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -32,12 +33,15 @@ from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.policy import Policy
 from watchdog.runtime import Runtime, open_runtime
-from watchdog.server import build_app, make_server
+from watchdog.server import bind_listener, build_app, make_server
 
 log = structlog.get_logger(__name__)
 
-# How long SIGTERM waits for a running cycle to finish (no new POST is sent meanwhile).
-STOP_GRACE = timedelta(seconds=30)
+# How long SIGTERM waits for a running cycle to finish (no new POST is sent meanwhile). It
+# must stay below the pod's terminationGracePeriodSeconds (the chart's default: 45 s), so the
+# process exits on its own, with its records written, before Kubernetes sends SIGKILL; the
+# difference leaves room for the ops server to close and the process to exit.
+STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
 RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend")
@@ -133,19 +137,36 @@ class Daemon:
             )
 
     async def run(self, *, once: bool) -> int:
-        self._log_startup()
-        async with open_runtime(self.policy, self.token, self.metrics) as runtime:
-            self._runtime = runtime
-            # Everything built so far (modules, clients, config) lives for the whole process:
-            # moving it out of the collector's generations saves ~7% CPU per large cycle
-            # (benchmarks/RESULTS.md).
-            gc.freeze()
-            if once:
-                report = await runtime.watchdog.run_cycle()
-                return 0 if report.complete else 1
-            return await self._serve(runtime)
+        listener: socket.socket | None = None
+        if not once:
+            # The port first: when it is taken (another instance, a typo), say so in one line
+            # and exit before any cycle runs.
+            try:
+                listener = bind_listener(self.policy.listen)
+            except OSError as exc:
+                log.error(
+                    "ops_server_failed",
+                    listen=self.policy.listen,
+                    error=exc.strerror or str(exc),
+                )
+                return 1
+        try:
+            self._log_startup()
+            async with open_runtime(self.policy, self.token, self.metrics) as runtime:
+                self._runtime = runtime
+                # Everything built so far (modules, clients, config) lives for the whole
+                # process: moving it out of the collector's generations saves ~7% CPU per
+                # large cycle (benchmarks/RESULTS.md).
+                gc.freeze()
+                if listener is None:
+                    report = await runtime.watchdog.run_cycle()
+                    return 0 if report.complete else 1
+                return await self._serve(runtime, listener)
+        finally:
+            if listener is not None:
+                listener.close()
 
-    async def _serve(self, runtime: Runtime) -> int:
+    async def _serve(self, runtime: Runtime, listener: socket.socket) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
@@ -159,7 +180,7 @@ class Daemon:
         )
         self._exposition = app.state.exposition
         server = make_server(app, self.policy.listen)
-        server_task = asyncio.create_task(server.serve(), name="ops-server")
+        server_task = asyncio.create_task(server.serve(sockets=[listener]), name="ops-server")
 
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._scheduler.add_job(
@@ -183,13 +204,23 @@ class Daemon:
             log.error("ops_server_failed", listen=self.policy.listen)
             return 1
 
-        self._scheduler.shutdown(wait=False)
+        # Pause, not shut down, while the cycle finishes: AsyncIOScheduler.shutdown() cancels
+        # the task of a running coroutine job (AsyncIOExecutor.shutdown in APScheduler 3.x
+        # calls Future.cancel() on every pending job, whatever `wait` says), which would abort
+        # a POST in flight before its outcome is logged, counted and saved.
+        self._scheduler.pause()
         try:
             # Acquiring the lock waits for a cycle in progress; the actor was told to stop, so
-            # it sends no further POST while we wait.
+            # it sends no further POST while we wait, and the cycle still records the outcome
+            # of the request in flight and saves the state file.
             await asyncio.wait_for(self._cycle_lock.acquire(), STOP_GRACE.total_seconds())
         except TimeoutError:
-            log.warning("stop_timeout", waited_seconds=STOP_GRACE.total_seconds())
+            log.warning(
+                "stop_timeout",
+                waited_seconds=STOP_GRACE.total_seconds(),
+                note="the cycle in progress is cancelled",
+            )
+        self._scheduler.shutdown(wait=False)
         server.should_exit = True
         await server_task
         log.info("stopped")

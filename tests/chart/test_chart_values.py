@@ -237,7 +237,11 @@ def test_config_values_reach_the_rendered_config() -> None:
     assert config["tfc"]["organizations"] == ["acme", "acme-labs"]
     assert config["rules"][0]["id"] == "sandboxes"
     # Values merge over the defaults: untouched keys keep them.
-    assert config["limits"] == {"max_actions_per_cycle": 2, "max_actions_per_hour": 10}
+    assert config["limits"] == {
+        "max_actions_per_cycle": 2,
+        "max_actions_per_hour": 10,
+        "backend_lock_min_observed": "10m",
+    }
 
 
 @pytest.mark.parametrize("duration", ["0", "5m", "1h30m", "1d12h", "500ms", "1y2w3d4h5m6s7ms"])
