@@ -222,6 +222,7 @@ def test_rate_windows_are_three_intervals_at_least_ten_minutes(
     rules = _rules(_chart_groups(merged(RULES_ON, {"config": {"interval": interval}})))
     assert rules["TfcWatchdogCyclesFailing"]["expr"].count(f"[{window}])") == 2
     assert f"[{window}])" in rules["TfcWatchdogParseErrors"]["expr"]
+    assert f"[{window}])" in rules["TfcWatchdogRateLimited"]["expr"]
 
 
 # --- runbooks --------------------------------------------------------------------------------
