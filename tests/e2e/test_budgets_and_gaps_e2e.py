@@ -5,40 +5,25 @@ budget under SIGKILL, and a state file path the watchdog must not overwrite.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import stat
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.e2e.conftest import Harness, StartSimulator, audit, posts, scenario
+from tests.support.clock import shift_watchdog_clock
 from tests.support.daemon import DaemonProcess, base_config, run_cli, write_config
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
 HOUR = 3600
-
-
-def _shift_watchdog_clock(state_file: Path, delta: timedelta) -> None:
-    """Move every time the state file holds on the watchdog's own clock by `delta`: as if the
-    file had been written that much earlier (the process was down meanwhile). The server's
-    clock is the simulator's, moved with `advance`; this is the other half of "time passed"."""
-    document = json.loads(state_file.read_text())
-    entries = [
-        entry
-        for workspaces in document["locks"].values()
-        for holders in workspaces.values()
-        for entry in holders.values()
-    ]
-    for entry in [*entries, *document["actions"]]:
-        for key in ("last_seen_local", "at_local"):
-            if isinstance(entry, dict) and key in entry:
-                entry[key] = (datetime.fromisoformat(entry[key]) + delta).isoformat()
-    state_file.write_text(json.dumps(document))
 
 
 @pytest.mark.parametrize("watchdog_was_down", [True, False], ids=["down-3h", "no-gap"])
@@ -58,7 +43,7 @@ def test_a_lock_taken_again_after_a_gap_is_not_aged_across_it(
         sim.advance(3 * HOUR)
         sim.lock("network", "bob")
         if watchdog_was_down:
-            _shift_watchdog_clock(Path(harness.state_file), -timedelta(hours=3))
+            shift_watchdog_clock(Path(harness.state_file), -timedelta(hours=3))
         second = harness.once(sim, **config)
         assert second.process.returncode == 0, "\n".join(second.lines[-20:])
         sent = posts(sim)
@@ -142,22 +127,26 @@ def test_sigkill_while_posts_are_in_flight_never_exceeds_the_hourly_budget(
     assert [a.get("outcome") for a in recorded if isinstance(a, dict)] == ["unknown", "unknown"]
 
 
-@pytest.mark.parametrize("what", ["the-config-file", "a-copy-of-a-hostname-file", "dev-null"])
+@pytest.mark.parametrize("what", ["the-config-file", "a-copy-of-a-hostname-file", "a-fifo"])
 @pytest.mark.parametrize("command", ["run", "scan"])
 def test_a_state_file_path_this_program_did_not_write_is_refused_at_start_up(
     tmp_path: Path, what: str, command: str
 ) -> None:
+    # A FIFO stands for every special file: never /dev/null itself, which a regression would
+    # replace with a regular file for the whole machine when the tests run as root.
     config_path = tmp_path / "config.yaml"
     target = {
         "the-config-file": config_path,
         "a-copy-of-a-hostname-file": tmp_path / "hostname",
-        "dev-null": Path("/dev/null"),
+        "a-fifo": tmp_path / "fifo",
     }[what]
     if what == "a-copy-of-a-hostname-file":
         target.write_text("build-host-7\n")
+    if what == "a-fifo":
+        os.mkfifo(target)
     config = base_config("http://127.0.0.1:9", dry_run=True, state_file=str(target))
     write_config(config_path, config)
-    before = target.read_bytes()
+    before = b"" if what == "a-fifo" else target.read_bytes()
     args = ["run", "--once"] if command == "run" else ["scan"]
 
     result = run_cli(*args, "--config", str(config_path), token="t0ken", timeout=30)
@@ -168,6 +157,7 @@ def test_a_state_file_path_this_program_did_not_write_is_refused_at_start_up(
     assert str(target) in lines[0]
     assert "refusing" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
-    assert target.read_bytes() == before
-    if what == "dev-null":
-        assert Path("/dev/null").is_char_device()
+    if what == "a-fifo":
+        assert stat.S_ISFIFO(target.lstat().st_mode)
+    else:
+        assert target.read_bytes() == before

@@ -1,9 +1,12 @@
-"""A hand-driven clock for memory.Memory: the local wall clock and the tick clock move only
-when a test says so, and each can be stepped alone (an NTP step, a suspended host)."""
+"""The watchdog's own clock in tests: a hand-driven clock for memory.Memory (the local wall
+clock and the tick clock move only when a test says so, and each can be stepped alone: an
+NTP step, a suspended host), and moving a real process's state file back in time."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 
 class FakeClock:
@@ -25,3 +28,23 @@ class FakeClock:
     def step_wall(self, delta: timedelta) -> None:
         """The wall clock is stepped (NTP, an operator); no real time passes."""
         self._wall += delta
+
+
+def shift_watchdog_clock(state_file: Path, delta: timedelta, *, locks: bool = True) -> None:
+    """Move the times the state file holds on the watchdog's own clock by `delta`: as if the
+    file had been written that much earlier (the process was down meanwhile). The server's
+    clock is the simulator's, moved with `advance`; this is the other half of "time passed".
+    `locks=False` moves only the action records (the budget), not the lock sightings."""
+    document = json.loads(state_file.read_text())
+    entries = [
+        entry
+        for workspaces in document["locks"].values()
+        for holders in workspaces.values()
+        for entry in holders.values()
+        if locks
+    ]
+    for entry in [*entries, *document["actions"]]:
+        for key in ("last_seen_local", "at_local"):
+            if isinstance(entry, dict) and key in entry:
+                entry[key] = (datetime.fromisoformat(entry[key]) + delta).isoformat()
+    state_file.write_text(json.dumps(document))

@@ -332,8 +332,11 @@ def test_a_special_file_or_a_directory_is_refused(tmp_path: Path) -> None:
         "state_file /dev/null: not a regular file; refusing to use it"
     )
     assert "not a regular file" in (check_state_file(str(tmp_path)) or "")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "not a regular file" in (check_state_file(str(fifo)) or "")
     link = tmp_path / "link.json"
-    link.symlink_to("/dev/null")
+    link.symlink_to(fifo)
     assert "not a regular file" in (check_state_file(str(link)) or "")
     with pytest.raises(StateFileRefusedError):
         Memory.load(str(link))
@@ -341,11 +344,13 @@ def test_a_special_file_or_a_directory_is_refused(tmp_path: Path) -> None:
 
 def test_a_special_file_that_appears_later_is_never_written_through(tmp_path: Path) -> None:
     link = tmp_path / "state.json"
+    fifo = tmp_path / "fifo"  # a special file of the test's own, never a device of the host
+    os.mkfifo(fifo)
     memory = Memory.load(str(link))  # missing at start-up: fine
-    link.symlink_to("/dev/null")  # replaced by a link to a device while running
+    link.symlink_to(fifo)  # replaced by a link to a special file while running
     with structlog.testing.capture_logs() as logs:
         assert memory.save() is False
-    assert link.is_symlink() and os.readlink(link) == "/dev/null"
+    assert link.is_symlink() and os.readlink(link) == str(fifo)
     assert [e["event"] for e in logs] == ["refusing to write the state file"]
 
 
