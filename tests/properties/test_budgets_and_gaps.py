@@ -94,6 +94,62 @@ def gap_cases(draw: st.DrawFn) -> tuple[Case, tuple[str, ...]]:
     return case, draw(post_faults)
 
 
+# Worlds with more to do than the budgets allow: stuck runs (cancel, then force-cancel and
+# discard as the clock moves) and stale-able user locks, few of them protected.
+_actionable = st.sampled_from(
+    [
+        ("run", None),
+        ("run", None),
+        ("lock", ("alice", "Locked by Terraform")),
+        ("lock", ("bob", "")),
+        ("lock", ("devs", "Locked by Terraform")),
+        ("lock", ("alice", "maintenance window")),
+    ]
+)
+_busy_changes = st.sampled_from(["none"] * 6 + ["released", "holder"])
+_fault_lists = st.lists(st.sampled_from(["timeout", "kill", "ok"]), max_size=8).map(tuple)
+
+
+@st.composite
+def busy_cases(draw: st.DrawFn) -> tuple[Case, tuple[str, ...]]:
+    base, _ = draw(gap_cases())
+    specs = []
+    for index in range(draw(st.integers(2, 4))):
+        kind, lock = draw(_actionable)
+        run = None
+        if kind == "run":
+            run = RunSpec(
+                status=draw(st.sampled_from(["applying", "planning", "plan_queued", "pending"])),
+                age=9 * 3600,
+                hangs_on_cancel=draw(st.booleans()),
+                canceled_ago=draw(st.sampled_from([None, None, 301])),
+            )
+        specs.append(WorkspaceSpec(f"dev-{index}", (), lock, run))
+    count = len(specs)
+    cycles = tuple(
+        replace(
+            cycle,
+            changes=tuple(draw(_busy_changes) for _ in specs),
+            corrupt=frozenset(i for i in cycle.corrupt if i < count),
+            corrupt_reread=frozenset(i for i in cycle.corrupt_reread if i < count),
+        )
+        for cycle in base.cycles
+    )
+    case = replace(
+        base,
+        workspaces=tuple(specs),
+        token="admin",
+        dry_run=False,
+        max_per_cycle=draw(st.sampled_from([1, 2, 3])),
+        max_per_hour=draw(st.sampled_from([1, 2, 3])),
+        default_actions=("cancel", "force_cancel", "discard", "force_unlock"),
+        run_stuck_after=3600,
+        protect_glob=False,
+        cycles=cycles,
+    )
+    return case, draw(_fault_lists)
+
+
 class _SimTiedClock:
     """memory.Clock on the simulated clock: the watchdog's wall clock and tick clock both."""
 
@@ -295,7 +351,7 @@ def test_no_unlock_of_a_lock_whose_observation_had_a_gap_longer_than_allowed(
 
 
 @PROPERTY
-@given(gap_cases())
+@given(st.one_of(gap_cases(), busy_cases()))
 def test_posts_sent_including_timed_out_and_killed_ones_stay_within_the_budgets(
     gap_harness: GapHarness, drawn: tuple[Case, tuple[str, ...]]
 ) -> None:
