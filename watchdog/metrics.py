@@ -141,6 +141,12 @@ class Metrics:
             "When the config was last loaded successfully (Unix time).",
             registry=r,
         )
+        self.config_restart_required = Gauge(
+            f"{PREFIX}_config_restart_required",
+            "1 while the config file differs from the running process in a setting that "
+            "needs a restart (listen, state_file, tfc, s3_backend), else 0.",
+            registry=r,
+        )
         self.build_info = Info(f"{PREFIX}_build", "Build information.", registry=r)
         self.build_info.info({"version": __version__})
         self._initialise_labels()

@@ -8,7 +8,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.render import MINIMAL, REPO, container, pod_spec, render, rendered_config
+from tests.chart.render import (
+    MINIMAL,
+    REPO,
+    container,
+    only,
+    pod_spec,
+    render,
+    rendered_config,
+)
 from watchdog.policy import Policy
 
 BASE = REPO / "deploy" / "kubernetes"
@@ -52,7 +60,7 @@ def test_every_manifest_is_valid_kubernetes(version: str) -> None:
         if doc["kind"] == "Deployment":
             # kustomize adds the selector and pod labels (includeSelectors).
             doc["spec"]["selector"] = {"matchLabels": labels}
-            doc["spec"]["template"]["metadata"] = {"labels": labels}
+            doc["spec"]["template"]["metadata"]["labels"] = labels
         kubernetes_validate.validate(doc, version, strict=True)
 
 
@@ -66,10 +74,35 @@ def test_the_pod_has_the_charts_security_posture() -> None:
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
     assert _kind("ServiceAccount")["automountServiceAccountToken"] is False
-    for key in ("args", "ports", "livenessProbe", "readinessProbe", "resources", "volumeMounts"):
+    for key in (
+        "args",
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "resources",
+        "volumeMounts",
+    ):
         assert main[key] == chart_container[key], key
+    assert pod["terminationGracePeriodSeconds"] == chart_pod["terminationGracePeriodSeconds"]
+    chart_service = only(chart_docs, "Service")["spec"]
+    assert (
+        _kind("Service")["spec"]["publishNotReadyAddresses"]
+        is chart_service["publishNotReadyAddresses"]
+    )
     assert _kind("Deployment")["spec"]["replicas"] == 1
     assert _kind("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_restart_only_settings_have_a_documented_way_to_roll_the_pod() -> None:
+    """kustomize hashes whole files only: the restart-only settings get an annotation to bump
+    (or a rollout restart), said where a user edits them, and the alert catches a miss."""
+    template = _kind("Deployment")["spec"]["template"]
+    assert template["metadata"]["annotations"]["tfc-watchdog/restart-config-revision"]
+    text = (BASE / "deployment.yaml").read_text() + (BASE / "kustomization.yaml").read_text()
+    for needed in ("listen", "state_file", "tfc", "s3_backend", "kubectl rollout restart"):
+        assert needed in text, needed
+    assert "TfcWatchdogConfigRestartRequired" in (BASE / "deployment.yaml").read_text()
 
 
 def test_the_secret_is_an_obvious_placeholder() -> None:

@@ -18,6 +18,7 @@ from tests.chart.render import (
     render,
     values_sets,
 )
+from watchdog.daemon import RESTART_ONLY, STOP_GRACE
 
 VALUES_SETS = values_sets()
 RESTRICTED_CONTAINER = {
@@ -82,11 +83,48 @@ def test_persistence_values_reach_the_claim() -> None:
     assert claim["spec"]["resources"]["requests"]["storage"] == "128Mi"
 
 
-def test_probes_use_healthz_and_readyz_on_the_named_port() -> None:
+def test_liveness_follows_the_scheduler_and_readiness_the_api_on_the_named_port() -> None:
     main = container(render(MINIMAL))
     assert main["ports"] == [{"name": "http", "containerPort": 9877, "protocol": "TCP"}]
-    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # /livez fails only when the scheduler stopped ending cycles; an API outage is /readyz's
+    # (tests/e2e/test_liveness_e2e.py).
+    assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert main["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+
+
+def test_probes_are_values_that_can_be_tuned_or_turned_off() -> None:
+    values = merged(
+        MINIMAL,
+        {
+            "livenessProbe": {"periodSeconds": 60, "failureThreshold": 5},
+            "readinessProbe": None,
+            "startupProbe": {"failureThreshold": 120},
+        },
+    )
+    main = container(render(values))
+    assert main["livenessProbe"] == {
+        "httpGet": {"path": "/livez", "port": "http"},
+        "periodSeconds": 60,
+        "timeoutSeconds": 5,
+        "failureThreshold": 5,
+    }
+    assert "readinessProbe" not in main
+    assert main["startupProbe"]["failureThreshold"] == 120
+    assert main["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+
+
+def test_the_grace_period_outlasts_the_daemons_stop_grace() -> None:
+    grace = pod_spec(render(MINIMAL))["terminationGracePeriodSeconds"]
+    assert grace == 45
+    assert grace > STOP_GRACE.total_seconds()
+    longer = merged(MINIMAL, {"terminationGracePeriodSeconds": 90})
+    assert pod_spec(render(longer))["terminationGracePeriodSeconds"] == 90
+
+
+def test_a_pod_that_is_not_ready_is_still_scraped() -> None:
+    # Not ready = the API cannot be read; the metrics that say why must still be collected.
+    assert only(render(MINIMAL), "Service")["spec"]["publishNotReadyAddresses"] is True
 
 
 def test_the_port_follows_config_listen() -> None:
@@ -161,6 +199,50 @@ def test_a_policy_change_restarts_nothing_by_default() -> None:
     after = render(merged(MINIMAL, {"config": {"defaults": {"lock_stale_after": "4h"}}}))
     assert pod_annotations(before) == pod_annotations(after)
     assert "checksum/config" not in pod_annotations(after)
+    assert only(before, "Deployment") == only(after, "Deployment")
+
+
+# Settings the daemon reads only at start (watchdog/daemon.py RESTART_ONLY): a change must
+# roll the pod, or the ConfigMap and the running process disagree (with a new port, the
+# NetworkPolicy even blocks the one still in use).
+RESTART_ONLY_CHANGES = {
+    "organizations": {"config": {"tfc": {"organizations": ["acme", "globex"]}}},
+    "address": {"config": {"tfc": {"address": "https://tfe.example.com"}}},
+    "timeout": {"config": {"tfc": {"timeout": "10s"}}},
+    "listen": {"config": {"listen": "0.0.0.0:9100"}},
+    "s3_backend": {"config": {"s3_backend": {"region": "eu-west-1", "dynamodb_tables": ["t"]}}},
+    "ca_bundle": {"caBundle": {"existingConfigMap": "corp-ca"}},
+}
+# Settings it reloads in place: the pod must not roll, so lock ages survive.
+RELOADED_CHANGES = {
+    "rules": {"config": {"rules": [{"id": "all", "match": {}, "lock_stale_after": "1h"}]}},
+    "limits": {"config": {"limits": {"max_actions_per_hour": 3}}},
+    "dry_run": {"config": {"dry_run": False}},
+    "interval": {"config": {"interval": "5m"}},
+    "protect": {"config": {"protect": {"tags": ["keep"]}}},
+    "log": {"config": {"log": {"level": "debug"}}},
+}
+
+
+def test_restart_only_keys_are_the_daemons() -> None:
+    assert {"listen", "state_file", "tfc", "s3_backend"} == set(RESTART_ONLY)
+
+
+@pytest.mark.parametrize("change", sorted(RESTART_ONLY_CHANGES))
+def test_a_restart_only_change_rolls_the_pod(change: str) -> None:
+    before = render(MINIMAL)
+    after = render(merged(MINIMAL, RESTART_ONLY_CHANGES[change]))
+    assert only(before, "Deployment") != only(after, "Deployment")
+    annotation = "checksum/restart-config"
+    assert pod_annotations(after)[annotation] != pod_annotations(before)[annotation]
+
+
+@pytest.mark.parametrize("change", sorted(RELOADED_CHANGES))
+def test_a_reloadable_change_does_not_roll_the_pod(change: str) -> None:
+    before = render(MINIMAL)
+    after = render(merged(MINIMAL, RELOADED_CHANGES[change]))
+    # The ConfigMap changes (the daemon reloads it), the pod template does not.
+    assert only(before, "ConfigMap") != only(after, "ConfigMap")
     assert only(before, "Deployment") == only(after, "Deployment")
 
 

@@ -87,6 +87,9 @@ def test_every_setting_in_values_yaml_has_a_comment() -> None:
             "podSecurityContext",
             "securityContext",
             "labels",
+            "livenessProbe",
+            "readinessProbe",
+            "startupProbe",
         }:
             skip_under = indent
     assert undocumented == []
@@ -108,6 +111,10 @@ def test_every_setting_in_values_yaml_has_a_comment() -> None:
         ({"config": {"interval": "soon"}}, "/config/interval"),
         ({"persistence": {"enabled": "yes"}}, "/persistence/enabled"),
         ({"prometheusRule": {"rules": {"Mine": {"expr": "up == 0"}}}}, "enabled"),
+        # Shorter than the daemon's stop grace: the request in flight could be cut off.
+        ({"terminationGracePeriodSeconds": 20}, "/terminationGracePeriodSeconds"),
+        ({"livenessProbe": {"periodSeconds": 0}}, "/livenessProbe/periodSeconds"),
+        ({"startupProbe": "yes"}, "/startupProbe"),
     ],
 )
 def test_schema_rejects_bad_values(bad_values: dict[str, Any], complaint: str) -> None:
@@ -214,4 +221,8 @@ def test_config_values_reach_the_rendered_config() -> None:
     assert config["tfc"]["organizations"] == ["acme", "acme-labs"]
     assert config["rules"][0]["id"] == "sandboxes"
     # Values merge over the defaults: untouched keys keep them.
-    assert config["limits"] == {"max_actions_per_cycle": 2, "max_actions_per_hour": 10}
+    assert config["limits"] == {
+        "max_actions_per_cycle": 2,
+        "max_actions_per_hour": 10,
+        "backend_lock_min_observed": "10m",
+    }

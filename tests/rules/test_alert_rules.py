@@ -26,6 +26,7 @@ EXPECTED_ALERTS = {
     "TfcWatchdogCyclesFailing",
     "TfcWatchdogActionsFailing",
     "TfcWatchdogRateLimited",
+    "TfcWatchdogConfigRestartRequired",
 }
 RULES_ON = merged(MINIMAL, {"prometheusRule": {"enabled": True}})
 
@@ -110,6 +111,15 @@ def test_stalled_threshold_follows_the_configured_interval() -> None:
         values = merged(RULES_ON, {"config": {"interval": interval}})
         expr = _rules(_chart_groups(values))["TfcWatchdogStalled"]["expr"]
         assert expr.endswith(f"> 3 * {seconds}"), expr
+
+
+def test_stalled_bridges_restarts_and_missed_scrapes() -> None:
+    """A restarted process exports 0 until its first success, after scrapes that failed:
+    the alert takes the newest success over a window longer than a restart's gap, so that
+    restarts do not reset its `for` (deploy/prometheus/tests: a container restarted every
+    5 minutes through an hour's outage still fires)."""
+    expr = _rules(_chart_groups())["TfcWatchdogStalled"]["expr"]
+    assert "max_over_time(tfc_watchdog_last_success_timestamp_seconds[10m])" in expr
 
 
 def test_down_alert_watches_the_releases_job() -> None:

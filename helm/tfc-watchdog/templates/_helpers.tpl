@@ -126,6 +126,12 @@ an API token needed. A config with only s3_backend (`tfc: null`) runs without on
 {{- toYaml $config }}
 {{- end }}
 
+{{/* The settings of the rendered config that the daemon reads only at start (its
+RESTART_ONLY), as JSON with sorted keys: what checksum/restart-config hashes. */}}
+{{- define "tfc-watchdog.restartOnlyConfig" -}}
+{{- pick (include "tfc-watchdog.config" . | fromYaml) "listen" "state_file" "tfc" "s3_backend" | toJson }}
+{{- end }}
+
 {{- define "tfc-watchdog.secretChecksum" -}}
 {{- if .Values.token.existingSecret }}
 {{- printf "%s/%s" .Values.token.existingSecret .Values.token.existingSecretKey | sha256sum }}
