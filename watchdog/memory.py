@@ -10,7 +10,10 @@ An observed age is only as long as the watchdog watched continuously. Each lock 
 when it was last seen, on the watchdog's own clock; when two sightings are further apart than
 `allowed_gap(interval)` (a restart, failed reads, a paused process), the watchdog cannot say
 the lock was not released and taken again meanwhile, so its first-seen time and sighting count
-restart. A restart, a lost state file or an outage therefore only delays action.
+restart. When cycles were missed since the last sighting (failed reads, a restart, `run
+--once`), the server's clock is a second witness: a gap on either clock is a gap. Within an
+unbroken run of cycles only the watchdog's clock counts: the server's may jump (or, in the
+simulator, run faster). A restart, a lost state file or an outage therefore only delays action.
 
 Budget: every POST is recorded here BEFORE it is sent (an intent, written and fsynced to the
 state file) and completed with its outcome afterwards. Every record counts against the hourly
@@ -108,6 +111,11 @@ class _LockEntry:
     first_seen: datetime  # the cycle's (server) time of the first sighting: ages are on it
     sightings: int
     last_seen: _Stamp  # on the watchdog's clock: gaps are measured on it
+    # The cycle's (server) time of the last sighting: a second witness of a gap, used when
+    # the watchdog did not look in every cycle since (see Memory.update).
+    last_seen_at: datetime
+    # The number of this process's update() that last saw it; None when loaded from the file.
+    last_cycle: int | None = None
 
 
 @dataclass(slots=True)
@@ -200,6 +208,9 @@ class Memory:
         self._clock: Clock = clock or SystemClock()
         self._locks: dict[_Key, _LockEntry] = {}
         self._actions: list[ActionRecord] = []
+        # update() calls in this process: a lock seen by the previous one was watched without
+        # a missed cycle, whatever the server's clock says happened meanwhile.
+        self._cycles = 0
 
     # --- loading and saving -----------------------------------------------------------------
 
@@ -314,6 +325,7 @@ class Memory:
                 "first_seen": entry.first_seen.isoformat(),
                 "sightings": entry.sightings,
                 "last_seen_local": entry.last_seen.wall.isoformat(),
+                "last_seen": entry.last_seen_at.isoformat(),
             }
         actions = []
         for record in self._actions:
@@ -361,6 +373,7 @@ class Memory:
         authoritative for themselves.
         """
         stamp = self._now()
+        self._cycles += 1
         seen: set[_Key] = set()
         for observation in observations:
             for key in _held_locks(observation):
@@ -369,9 +382,17 @@ class Memory:
                 seen.add(key)
                 entry = self._locks.get(key)
                 if entry is None:
-                    self._locks[key] = _LockEntry(observation.organization, now, 1, stamp)
+                    self._locks[key] = _LockEntry(
+                        observation.organization, now, 1, stamp, now, self._cycles
+                    )
                     continue
                 gap = _gap(entry.last_seen, stamp)
+                if entry.last_cycle != self._cycles - 1:
+                    # Cycles were missed (failed reads, a restart, `run --once` from cron):
+                    # nobody looked in between, so the server's clock is a witness too. Within
+                    # an unbroken run of cycles it is not: it may jump, or (the simulator) run
+                    # faster than the watchdog's.
+                    gap = max(gap, now - entry.last_seen_at)
                 if gap > max_gap:
                     log.info(
                         "lock not watched continuously; its observed age restarts",
@@ -385,6 +406,8 @@ class Memory:
                     entry.sightings = 1
                 else:
                     entry.sightings += 1
+                entry.last_seen_at = now
+                entry.last_cycle = self._cycles
                 entry.last_seen = stamp
                 entry.organization = observation.organization
 
@@ -542,6 +565,9 @@ def _parse(document: Any, now: _Stamp) -> tuple[dict[_Key, _LockEntry], list[Act
                     _parse_time(raw["first_seen"]),
                     sightings,
                     _loaded_stamp(raw["last_seen_local"], now, future_is_gap=True),
+                    # Written by every version that wrote `last_seen_local`'s format; a file
+                    # without it gets the first sighting, so the server's clock still counts.
+                    _parse_time(raw.get("last_seen", raw["first_seen"])),
                 )
     actions = []
     for raw in raw_actions:

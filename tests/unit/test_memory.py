@@ -462,6 +462,46 @@ def test_a_restart_longer_than_the_gap_restarts_the_age(tmp_path: Path) -> None:
     assert again.sightings("ws-1", "user-alice") == 1
 
 
+def test_a_restart_across_hours_on_the_servers_clock_restarts_the_age(tmp_path: Path) -> None:
+    # `run --once` sees the lock; the lock is released; three hours pass (on the server's
+    # clock: the watchdog's own cannot tell a quick test from a long night); the same user
+    # locks again. The second `run --once` must not see a three-hour-old lock.
+    path = str(tmp_path / "state.json")
+    clock = FakeClock()
+    first = Memory.load(path, clock=clock)
+    first.update([obs(ws("ws-1"))], T0, max_gap=GAP)
+    first.save()
+    clock.advance(timedelta(seconds=5))
+    second = Memory.load(path, clock=clock)
+    second.update([obs(ws("ws-1"))], T0 + timedelta(hours=3), max_gap=GAP)
+    assert second.first_seen("ws-1", "user-alice") == T0 + timedelta(hours=3)
+    assert second.sightings("ws-1", "user-alice") == 1
+
+
+def test_missed_cycles_across_hours_on_the_servers_clock_restart_the_age() -> None:
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    memory.update([obs(ws("ws-1"))], T0, max_gap=GAP)
+    clock.advance(timedelta(seconds=1))
+    memory.update([obs(complete=False)], T0 + timedelta(hours=1), max_gap=GAP)
+    clock.advance(timedelta(seconds=1))
+    memory.update([obs(ws("ws-1"))], T0 + timedelta(hours=3), max_gap=GAP)
+    assert memory.first_seen("ws-1", "user-alice") == T0 + timedelta(hours=3)
+    assert memory.sightings("ws-1", "user-alice") == 1
+
+
+def test_an_unbroken_run_of_cycles_keeps_the_age_however_fast_the_servers_clock_runs() -> None:
+    # The demo's simulator runs an hour a minute: the watchdog looked in every cycle, so the
+    # lock was watched without a gap, and its age is the server's.
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    for minute in range(3):
+        memory.update([obs(ws("ws-1"))], T0 + timedelta(hours=minute), max_gap=GAP)
+        clock.advance(timedelta(seconds=1))
+    assert memory.first_seen("ws-1", "user-alice") == T0
+    assert memory.sightings("ws-1", "user-alice") == 3
+
+
 def test_a_paused_process_is_a_gap_even_if_the_wall_clock_was_stepped_back() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
