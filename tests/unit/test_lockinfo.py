@@ -89,3 +89,23 @@ def test_null_optional_fields_read_as_empty():
     info = parse_lock_info(json.dumps({**TERRAFORM_LOCK, "Info": None, "Path": None}))
 
     assert (info.info, info.path) == ("", "")
+
+
+def _bomb(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _bomb(5000),
+        '{"ID": "x", "Info": ' + _bomb(5000) + "}",
+        ('{"ID": "x", "Who": ' + _bomb(5000) + "}").encode(),
+        '{"a": ' * 5000 + "1" + "}" * 5000,
+    ],
+    ids=["list", "in-a-field", "bytes", "objects"],
+)
+def test_lock_info_nested_too_deeply_is_an_unreadable_lock_not_a_recursion_error(raw):
+    # Anyone who can write the lock table or the bucket can write this body.
+    with pytest.raises(LockInfoError, match="nested too deeply"):
+        parse_lock_info(raw, fallback_created=datetime(2026, 1, 1, tzinfo=UTC))
