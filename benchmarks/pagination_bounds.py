@@ -5,10 +5,10 @@ TfcSource + TfcClient (default rate: 2/3 of the documented 30/s) observing one o
 whose list endpoint lies:
 
 - `absurd_total`: page 1 promises `total-pages: 10000000` (`total-count: 1000000000`);
-- `endless`: no totals, and every page names a `next-page` after it.
+- `endless`: no totals, and every (full) page names a `next-page` after it.
 
-The server is an httpx.MockTransport in the child (no network), one workspace per page. Each
-case is stopped after `--seconds` (30) of wall time, and its child killed (and reported as
+The server is an httpx.MockTransport in the child (no network), 100 workspaces a page. Each
+case is stopped after `--seconds` (70) of wall time, and its child killed (and reported as
 such) if it does not stop itself; the child's address space is capped (`--memory-cap-mb`) so
 that a runaway case cannot take the machine. The parent samples the child's RSS every 50 ms;
 the child reports its request count every 0.2 s and its outcome at the end.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import subprocess
@@ -38,18 +39,22 @@ def _page(case: str, number: int) -> dict[str, Any]:
         pagination |= {"total-pages": 10_000_000, "total-count": 1_000_000_000}
     else:
         pagination |= {"next-page": number + 1}
-    workspace = {
-        "id": f"ws-{number:08d}",
-        "type": "workspaces",
-        "attributes": {
-            "name": f"ws-{number}",
-            "locked": False,
-            "created-at": "2026-01-01T00:00:00Z",
-            "tag-names": [],
-        },
-        "relationships": {},
-    }
-    return {"data": [workspace], "meta": {"pagination": pagination}}
+    # Full pages of 100 (the worst case: a short page naming a next page is refused at once).
+    workspaces = [
+        {
+            "id": f"ws-{number:07d}{n:02d}",
+            "type": "workspaces",
+            "attributes": {
+                "name": f"ws-{number}-{n}",
+                "locked": False,
+                "created-at": "2026-01-01T00:00:00Z",
+                "tag-names": [],
+            },
+            "relationships": {},
+        }
+        for n in range(100)
+    ]
+    return {"data": workspaces, "meta": {"pagination": pagination}}
 
 
 def child(case: str, seconds: float) -> None:
@@ -82,7 +87,7 @@ def child(case: str, seconds: float) -> None:
         metrics = Metrics()
         client = TfcClient(
             address="https://tfc.example",
-            token="t",
+            token="benchmark",  # noqa: S106 - a mock server, no real token
             metrics=metrics,
             transport=httpx.MockTransport(handler),
             verify=False,
@@ -112,12 +117,12 @@ def measure(case: str, seconds: float, memory_cap_mb: int) -> dict[str, Any]:
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    process = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.pagination_bounds", "--child", case, str(seconds)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=limit,  # noqa: PLW1509 - setrlimit only, no threads yet
+        preexec_fn=limit,
     )
     watched = psutil.Process(process.pid)
     peak = 0
@@ -129,10 +134,8 @@ def measure(case: str, seconds: float, memory_cap_mb: int) -> dict[str, Any]:
         assert process.stderr is not None
         for line in process.stderr:
             stderr_lines.append(line)
-            try:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
                 last_count = int(json.loads(line)["requests"])
-            except (ValueError, KeyError, TypeError):
-                pass
 
     reader = threading.Thread(target=read_stderr, daemon=True)
     reader.start()
@@ -168,7 +171,7 @@ def measure(case: str, seconds: float, memory_cap_mb: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("CASE", "SECONDS"), help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--seconds", type=float, default=70.0)
     parser.add_argument("--memory-cap-mb", type=int, default=3000)
     parser.add_argument("--cases", nargs="*", default=list(CASES), choices=CASES)
     args = parser.parse_args()

@@ -227,3 +227,17 @@ async def test_a_pagination_value_too_deep_to_repr_is_a_bad_response(api, client
     api.get(PATH).respond(200, headers=JSONAPI, content=body)
     with pytest.raises(BadResponseError, match="total-pages is"):
         await read(client)
+
+
+async def test_a_short_page_that_names_a_next_page_ends_the_walk(api, client):
+    # Only the last page of a list is short: an empty page still naming a next one is the
+    # start of pages without end.
+    def respond(request: httpx.Request) -> httpx.Response:
+        number = number_of(request)
+        ids = [f"run-{number}a", f"run-{number}b"] if number == 1 else []
+        return page(number, ids, **{"next-page": number + 1, "page-size": 2})
+
+    route = api.get(PATH).mock(side_effect=respond)
+    with pytest.raises(IncompleteListError, match="a page of 0 items"):
+        await read(client)
+    assert route.call_count == 2

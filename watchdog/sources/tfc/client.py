@@ -402,13 +402,22 @@ class TfcClient:
         seen = {1}
         document = first
         while True:
-            following = _pagination(document, endpoint).get("next-page")
+            pagination = _pagination(document, endpoint)
+            following = pagination.get("next-page")
             if following is None:
                 tally.check_complete()
                 return pages
             if not _is_count(following) or following in seen:
                 raise BadResponseError(
                     endpoint=endpoint, detail=f"next-page is {_brief(following)}"
+                )
+            data, size = document.get("data"), pagination.get("page-size")
+            if isinstance(data, list) and _is_count(size) and len(data) < size:
+                # Only the last page of a list is short: one that names a next page anyway
+                # is a list without an end (an empty page after the real last one, say).
+                raise IncompleteListError(
+                    endpoint=endpoint,
+                    detail=f"a page of {len(data)} items (page size {size}) names a next page",
                 )
             if len(seen) >= page_limit:
                 raise IncompleteListError(
