@@ -673,12 +673,6 @@ class _ListTally:
         data = document.get("data")
         if not isinstance(data, list):
             return  # not a list page at all: for `each` to refuse
-        self.items += len(data)
-        if self.promised is not None and self.items > self.promised:
-            raise IncompleteListError(
-                endpoint=self.endpoint,
-                detail=f"the pages hold more items than the total-count of {self.promised}",
-            )
         for item in data:
             ident = item.get("id") if isinstance(item, dict) else None
             if not isinstance(ident, str):
@@ -689,6 +683,12 @@ class _ListTally:
                     detail=f"item {_brief(ident)} is on two pages: the pages are not one list",
                 )
             self.ids.add(ident)
+        self.items += len(data)
+        if self.promised is not None and self.items > self.promised:
+            raise IncompleteListError(
+                endpoint=self.endpoint,
+                detail=f"the pages hold more items than the total-count of {self.promised}",
+            )
 
     def check_complete(self) -> None:
         if self.promised is not None and self.items != self.promised:
