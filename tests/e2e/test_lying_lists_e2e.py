@@ -94,3 +94,45 @@ def test_pages_answering_page_one_again_are_an_incomplete_read_no_action_and_age
         ws: entry["first_seen"] for ws, entry in before.items()
     }
     assert metric(text, "tfc_watchdog_observe_errors_total", source="tfc", reason="bad_response")
+
+
+def test_endless_absurd_and_deep_lists_are_incomplete_reads_bounded_in_requests(
+    start_simulator: StartSimulator, harness: Harness
+) -> None:
+    with start_simulator(scenario=scenario(_workspaces())) as sim:
+        locks = {workspace_id(sim, ON_PAGE_ONE), workspace_id(sim, ON_PAGE_TWO)}
+        with harness.daemon(
+            sim,
+            dry_run=False,
+            state_file=harness.state_file,
+            defaults={"lock_stale_after": "1h", "actions": ["force_unlock"]},
+        ) as daemon:
+            report_at(daemon, sim_now(sim))
+            daemon.wait_cycles(1)
+            before = _remembered(harness.state_file)
+            sim.advance(2 * HOUR)  # both locks would be stale if read whole
+            seen: dict[str, tuple[str, int]] = {}
+            for kind in ("endless_pages", "absurd_total", "deep_json"):
+                sim.clear_faults()
+                sim.inject_fault(kind, LIST_PATH)
+                daemon.wait_cycles(1)  # a cycle that may have begun before the fault
+                listed = len(sim.requests())
+                daemon.wait_cycles(1)
+                [source] = report_at(daemon, sim_now(sim))["sources"]
+                pages = sum(1 for r in sim.requests()[listed:] if r["path"].endswith("/workspaces"))
+                seen[kind] = (source["error"] or "", pages)
+                assert source["complete"] is False, kind
+            after = _remembered(harness.state_file)
+        sent = posts(sim)
+
+    assert sent == []
+    # The simulator has two real pages: the endless list stops at its first empty page.
+    assert "names a next page" in seen["endless_pages"][0]
+    assert "promises 1000000000 items" in seen["absurd_total"][0]
+    assert "body is not JSON" in seen["deep_json"][0]
+    # Requests per cycle stay those of a real list (one or two cycles counted).
+    assert all(pages <= 2 * 3 for _, pages in seen.values()), seen
+    assert {ws: e["first_seen"] for ws, e in after.items()} == {
+        ws: e["first_seen"] for ws, e in before.items()
+    }
+    assert set(after) == locks
