@@ -50,6 +50,8 @@ _HINTS = {
     "answers 404 for both)",
     "transport": "the API could not be reached: check tfc.address and the network",
     "timeout": "the API did not answer within tfc.timeout",
+    "bad_response": "the API's answer was not a readable, whole workspace list (a proxy or "
+    "cache in between can cause this); the next cycle reads it again",
 }
 
 
