@@ -18,7 +18,7 @@ from typing import Protocol
 import structlog
 
 from watchdog.decide import Decision, decide
-from watchdog.memory import Memory
+from watchdog.memory import Memory, allowed_gap
 from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionKind,
@@ -74,10 +74,18 @@ def _cycle_now(observations: Sequence[Observation]) -> datetime:
 
 @dataclass
 class Health:
-    """What /healthz and /readyz report."""
+    """What /livez (and its alias /healthz) and /readyz report.
+
+    Liveness is about this process: a cycle ended (however it went) recently. Readiness is
+    about the API: a cycle succeeded recently. Kept apart so that an API outage marks the
+    pod not ready (and fires TfcWatchdogStalled) instead of restarting it, which would drop
+    the per-lock series and resolve the very alerts the outage should keep."""
 
     started_monotonic: float = field(default_factory=time.monotonic)
     last_success_monotonic: float | None = None
+    # When the last cycle ended: completely, incompletely (an API outage) or with an
+    # exception. Only a scheduler that stopped running cycles leaves it old.
+    last_cycle_end_monotonic: float | None = None
     # Ready after the first successful cycle; a 401 (bad or expired token) makes it false
     # again until a cycle succeeds.
     ready: bool = False
@@ -175,7 +183,9 @@ class Watchdog:
             log.exception("cycle_failed")
             raise
         finally:
-            self.metrics.cycle_duration.observe(time.monotonic() - started)
+            ended = time.monotonic()
+            self.metrics.cycle_duration.observe(ended - started)
+            self.health.last_cycle_end_monotonic = ended
         self._record_health(report)
         self.last_report = report
         return report
@@ -187,7 +197,7 @@ class Watchdog:
             for observation in chunk
         ]
         now = _cycle_now(observations)
-        self.memory.update(observations, now)
+        self.memory.update(observations, now, max_gap=allowed_gap(self.policy.interval))
         identity = await self._identity_once()
         decision = decide(observations, self.policy, self.memory, now, identity)
         # Say what was found (and why some of it is left alone) before acting on it, so the

@@ -14,6 +14,7 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
+from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -78,7 +79,14 @@ def workspace(number: int, **attributes: Any) -> dict[str, Any]:
     return {
         "id": f"ws-{number:05d}",
         "type": "workspaces",
-        "attributes": {"name": f"app-{number}", "locked": False, **attributes},
+        "attributes": {
+            "name": f"app-{number}",
+            "locked": False,
+            "tag-names": [],
+            "permissions": {},
+            **attributes,
+        },
+        "relationships": {"project": {"data": None}},
     }
 
 
@@ -283,8 +291,9 @@ async def test_a_workspace_listed_on_two_pages_makes_the_read_incomplete(api, cl
 
 
 def _locked(number: int) -> dict[str, Any]:
-    entry = workspace(number, locked=True)
-    entry["relationships"] = {"locked-by": {"data": {"type": "users", "id": "user-1"}}}
+    entry = workspace(number, locked=True, **{"locked-reason": "apply"})
+    holder = {"locked-by": {"data": {"type": "users", "id": "user-1"}}}
+    entry["relationships"] = {**entry["relationships"], **holder}
     return entry
 
 
@@ -489,7 +498,7 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
     )
     memories = []
     for observation in (full, filtered):
-        memory = Memory()
+        memory = Memory(clock=FakeClock())  # the same sighting times on both sides
         # A lock on a workspace now read unlocked: dropped even after a partial read.
         gone = Observation(
             Source.TFC,

@@ -126,8 +126,11 @@ class TransportError(TfcError):
 
     reason = "transport"
 
-    def __init__(self, *, endpoint: str, reason: str, detail: str = "") -> None:
+    def __init__(
+        self, *, endpoint: str, reason: str, detail: str = "", request_sent: bool = True
+    ) -> None:
         self.reason = reason
+        self.request_sent = request_sent
         super().__init__(endpoint=endpoint, status=None, detail=detail)
 
 
@@ -555,7 +558,12 @@ class TfcClient:
         else:
             reason = "transport"
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return TransportError(endpoint=endpoint, reason=reason, detail=self._redact(detail))
+        return TransportError(
+            endpoint=endpoint,
+            reason=reason,
+            detail=self._redact(detail),
+            request_sent=not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
+        )
 
     def _status_error(self, response: httpx.Response, endpoint: str) -> TfcError:
         status = response.status_code
