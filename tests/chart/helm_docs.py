@@ -14,7 +14,8 @@ helm-docs itself could take over:
 - Key: the dotted path (`a.b`, `a[0]`; a key with a dot or a space in quotes). Type: bool,
   int, float, string, list or object. Default: the value as compact JSON in backticks (map
   keys sorted, `<`, `>`, `&` escaped, as Go's encoding/json writes them); a null value shows
-  `nil`, with its type taken from a leading `(type)` in the description.
+  `nil`. A description that starts with `(type)` sets the type (needed for a null value,
+  which is a string otherwise).
 - Rows sorted by key.
 
 `python -m tests.chart.helm_docs` (`make chart-docs`) rewrites the table between the markers
@@ -39,7 +40,7 @@ END = "<!-- END VALUES TABLE -->"
 _DOC_START = re.compile(r"^\s*#\s+--\s*(.*)$")
 _DEFAULT = re.compile(r"^\s*#\s+@default\s+--\s*(.*)$")
 _CONTINUATION = re.compile(r"^\s*#(\s?)(.*)$")
-_NIL_TYPE = re.compile(r"^\((.*?)\)\s*(.*)$")
+_TYPE_PREFIX = re.compile(r"^\((.*?)\)\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,10 @@ def _go_json(value: Any) -> str:
 
 def _row(key: str, value: Any, doc: Doc | None) -> Row:
     description = doc.description if doc else ""
-    if value is None:
-        type_name = "string"
-        if match := _NIL_TYPE.match(description):
-            type_name, description = match.group(1), match.group(2)
-        default = "`nil`"
-    else:
-        type_name = _type_name(value)
-        default = f"`{_go_json(value)}`"
+    type_name = "string" if value is None else _type_name(value)
+    if match := _TYPE_PREFIX.match(description):
+        type_name, description = match.group(1), match.group(2)
+    default = "`nil`" if value is None else f"`{_go_json(value)}`"
     if doc and doc.default is not None:
         default = doc.default
     return Row(key, type_name, default, description)
