@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import tomllib
 from typing import Any
@@ -162,6 +163,16 @@ def test_the_image_says_which_commit_it_was_built_from() -> None:
     assert 'org.opencontainers.image.revision="${REVISION}"' in labels
     runtime_args = DOCKERFILE.split("AS runtime", 1)[1]
     assert re.search(r"^ARG REVISION\b", runtime_args, re.MULTILINE)
-    image_target = MAKEFILE.split("\nimage:", 1)[1].split("\n\n", 1)[0]
-    assert "--build-arg REVISION=$(REVISION)" in image_target
-    assert "git rev-parse HEAD" in MAKEFILE
+    dry_run = subprocess.run(
+        ["make", "-n", "image", "ENGINE=docker", "IMAGE=registry.example.com/w:1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    ).stdout.strip()
+    expected = head if re.fullmatch(r"[0-9a-f]{40}", head) else "unknown"
+    assert f"--build-arg REVISION={expected} " in dry_run
