@@ -56,9 +56,21 @@ image:
 BASE_IMAGE = $(shell sed -n 's/^ARG PYTHON_IMAGE=\([^@]*\).*/\1/p' deploy/Dockerfile)
 
 base-image-digest:
-	@command -v docker >/dev/null 2>&1 || { echo "make base-image-digest: needs docker with buildx" >&2; exit 2; }
-	@digest=$$(docker buildx imagetools inspect --format '{{json .Manifest}}' $(BASE_IMAGE) | $(PYTHON) -c 'import json,sys; print(json.load(sys.stdin)["digest"])') \
-	 && echo "ARG PYTHON_IMAGE=$(BASE_IMAGE)@$$digest"
+	@docker buildx version >/dev/null 2>&1 || { echo "make base-image-digest: needs docker with the buildx plugin" >&2; exit 2; }
+	@manifest=$$(docker buildx imagetools inspect --format '{{json .Manifest}}' $(BASE_IMAGE)) || exit 2; \
+	 digest=$$(printf '%s' "$$manifest" | $(PYTHON) -c "$$DIGEST_OF_MANIFEST") || exit 2; \
+	 echo "ARG PYTHON_IMAGE=$(BASE_IMAGE)@$$digest"
+
+# Reads the manifest (index) JSON on stdin; prints its digest, or one line and exit 2.
+define DIGEST_OF_MANIFEST
+import json, re, sys
+digest = json.load(sys.stdin).get("digest", "")
+if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+    print("make base-image-digest: no sha256 digest in the registry's answer", file=sys.stderr)
+    sys.exit(2)
+print(digest)
+endef
+export DIGEST_OF_MANIFEST
 
 # The image's hash-locked requirements, resolved from pyproject.toml (runtime and s3 extras)
 # and the build backend, for the image's Python. tests/chart/test_chart_image.py checks them

@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,7 +67,7 @@ def _image_requirements() -> list[Requirement]:
 
 
 @pytest.mark.parametrize("lock", [IMAGE_LOCK, BUILD_LOCK], ids=lambda p: p.name)
-def test_every_locked_distribution_is_an_exact_pin_with_sha256_hashes(lock: Any) -> None:
+def test_every_locked_distribution_is_an_exact_pin_with_sha256_hashes(lock: Path) -> None:
     entries = _entries(lock.read_text())
     assert entries
     for name, entry in entries.items():
@@ -176,3 +177,43 @@ def test_the_image_says_which_commit_it_was_built_from() -> None:
     ).stdout.strip()
     expected = head if re.fullmatch(r"[0-9a-f]{40}", head) else "unknown"
     assert f"--build-arg REVISION={expected} " in dry_run
+
+
+def _make_base_image_digest(tmp_path: Path, docker_script: str) -> subprocess.CompletedProcess[str]:
+    """`make base-image-digest` with a stand-in `docker` that answers as `docker_script` says."""
+    docker = tmp_path / "docker"
+    docker.write_text("#!/bin/sh\n" + docker_script)
+    docker.chmod(0o755)
+    return subprocess.run(
+        ["make", "-s", "base-image-digest"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+    )
+
+
+def test_make_base_image_digest_prints_the_line_to_paste(tmp_path: Path) -> None:
+    digest = "sha256:" + "0123456789abcdef" * 4
+    index = f'{{"schemaVersion":2,"digest":"{digest}","size":1}}'
+    result = _make_base_image_digest(
+        tmp_path, f'[ "$2" = version ] && exit 0\n[ "$3" = inspect ] && echo \'{index}\'\n'
+    )
+    assert result.returncode == 0, result.stderr
+    base = _args()["PYTHON_IMAGE"].split("@")[0]
+    assert result.stdout == f"ARG PYTHON_IMAGE={base}@{digest}\n"
+
+
+def test_make_base_image_digest_fails_in_one_line_without_buildx_or_a_digest(
+    tmp_path: Path,
+) -> None:
+    no_buildx = _make_base_image_digest(tmp_path, "exit 1\n")
+    assert no_buildx.returncode != 0
+    assert "needs docker with the buildx plugin" in no_buildx.stderr
+    no_digest = _make_base_image_digest(tmp_path, "echo '{}'\n")
+    assert no_digest.returncode != 0
+    assert "no sha256 digest" in no_digest.stderr
+    assert "Traceback" not in no_digest.stderr
+    assert no_digest.stdout == ""
