@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import fnmatch
 import re
+import tarfile
 import textwrap
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
+import helm_python as helm
 import pytest
 import yaml
 
@@ -81,14 +83,15 @@ def test_a_pipe_in_a_cell_is_refused_rather_than_breaking_the_table() -> None:
         helm_docs.values_table("# -- a | b\nx: 1\n")
 
 
-def test_the_readme_and_icon_are_packaged_with_the_chart() -> None:
-    patterns = [
-        line.strip()
-        for line in (CHART / ".helmignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    for name in ("README.md", "icon.svg"):
-        assert not any(fnmatch.fnmatch(name, p.rstrip("/")) for p in patterns), name
+def test_the_readme_and_icon_are_packaged_with_the_chart(tmp_path: Path) -> None:
+    archive = helm.package(str(CHART), destination=str(tmp_path))
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+        assert "tfc-watchdog/README.md" in names
+        assert "tfc-watchdog/icon.svg" in names
+        packaged = tar.extractfile("tfc-watchdog/README.md")
+        assert packaged is not None
+        assert packaged.read().decode() == README.read_text()
 
 
 def test_the_icon_url_names_a_file_of_this_repository_that_is_an_svg() -> None:
