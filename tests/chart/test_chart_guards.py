@@ -90,7 +90,14 @@ def test_notes_remind_that_an_existing_secret_must_exist() -> None:
 
 def test_make_image_builds_with_the_engine_it_finds() -> None:
     result = subprocess.run(
-        ["make", "-n", "image", "ENGINE=podman", "IMAGE=registry.example.com/w:1"],
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "image",
+            "ENGINE=podman",
+            "IMAGE=registry.example.com/w:1",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -104,7 +111,7 @@ def test_make_image_builds_with_the_engine_it_finds() -> None:
 
 def test_make_image_without_an_engine_says_so() -> None:
     result = subprocess.run(
-        ["make", "image", "ENGINE="],
+        ["make", "--no-print-directory", "image", "ENGINE="],
         cwd=REPO,
         capture_output=True,
         text=True,

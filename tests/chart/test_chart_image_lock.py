@@ -165,7 +165,14 @@ def test_the_image_says_which_commit_it_was_built_from() -> None:
     runtime_args = DOCKERFILE.split("AS runtime", 1)[1]
     assert re.search(r"^ARG REVISION\b", runtime_args, re.MULTILINE)
     dry_run = subprocess.run(
-        ["make", "-n", "image", "ENGINE=docker", "IMAGE=registry.example.com/w:1"],
+        [
+            "make",
+            "--no-print-directory",
+            "-n",
+            "image",
+            "ENGINE=docker",
+            "IMAGE=registry.example.com/w:1",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -185,7 +192,7 @@ def _make_base_image_digest(tmp_path: Path, docker_script: str) -> subprocess.Co
     docker.write_text("#!/bin/sh\n" + docker_script)
     docker.chmod(0o755)
     return subprocess.run(
-        ["make", "-s", "base-image-digest"],
+        ["make", "--no-print-directory", "-s", "base-image-digest"],
         cwd=REPO,
         capture_output=True,
         text=True,

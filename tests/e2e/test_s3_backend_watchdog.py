@@ -368,8 +368,9 @@ async def test_a_lock_taken_over_before_the_delete_survives_as_skipped_changed(
         for cycle in range(2):
             if cycle:
                 # Past the 2s threshold by S3's LastModified (the object was just written)
-                # and past backend_lock_min_observed for the DynamoDB item.
-                await asyncio.sleep(2.5)
+                # and past backend_lock_min_observed for the DynamoDB item. S3's LastModified
+                # and the store's Date are whole seconds: 3.2 s apart is at least 3 s by them.
+                await asyncio.sleep(3.2)
             observations = await source.observe()
             memory.update(observations, source.now())
         decision = decide(observations, policy, memory, source.now())
