@@ -42,6 +42,8 @@ ADDRESS = "https://localhost:8443"
 BASE = f"{ADDRESS}/api/v2"
 TOKEN = "sEcReT.atlasv1.tokenvalue"
 DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
+# Every API response carries `Date`; a read without it is refused.
+DATED = {"Date": DATE}
 
 
 async def no_wait(_seconds: float) -> None:
@@ -398,7 +400,7 @@ def single_workspace(organization: str | None = "acme") -> dict[str, Any]:
 
 
 async def test_read_workspace_is_a_fresh_get_with_includes(api, client, metrics):
-    route = api.get("/workspaces/ws-1").respond(200, json=single_workspace())
+    route = api.get("/workspaces/ws-1").respond(200, json=single_workspace(), headers=DATED)
     ws = await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
     assert route.calls.last.request.url.params["include"] == "current_run,locked_by,project"
     assert ws.organization == "acme"
@@ -410,7 +412,9 @@ async def test_read_workspace_falls_back_to_the_observed_organization(api, clien
     api.get("/organizations/acme/workspaces").mock(
         side_effect=workspaces_api(1, entries=[{**workspace(1), "id": "ws-1"}])
     )
-    api.get("/workspaces/ws-1").respond(200, json=single_workspace(organization=None))
+    api.get("/workspaces/ws-1").respond(
+        200, json=single_workspace(organization=None), headers=DATED
+    )
     source = TfcSource(client, ["acme"], metrics)
     await source.observe()
     assert (await source.read_workspace("ws-1")).organization == "acme"
@@ -419,7 +423,7 @@ async def test_read_workspace_falls_back_to_the_observed_organization(api, clien
 async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, client, metrics):
     document = single_workspace()
     document["data"]["attributes"]["locked"] = None
-    api.get("/workspaces/ws-1").respond(200, json=document)
+    api.get("/workspaces/ws-1").respond(200, json=document, headers=DATED)
     with pytest.raises(BadResponseError) as caught:
         await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
     assert caught.value.endpoint == "GET /workspaces/:id"
@@ -434,7 +438,9 @@ async def test_read_workspace_propagates_not_found(api, client, metrics):
 
 async def test_identity_of_a_user_token(api, client, metrics):
     api.get("/account/details").respond(
-        200, json={"data": {"id": "user-1", "type": "users", "attributes": {"username": "bot"}}}
+        200,
+        json={"data": {"id": "user-1", "type": "users", "attributes": {"username": "bot"}}},
+        headers=DATED,
     )
     assert await TfcSource(client, ["acme"], metrics).identity() == Holder(
         HolderType.USER, "user-1", "bot"
@@ -484,7 +490,10 @@ async def test_run_actions_post_once_with_a_plain_comment(api, client, metrics, 
     [("unlock_workspace", "unlock"), ("force_unlock_workspace", "force-unlock")],
 )
 async def test_unlocks_post_no_body_but_the_content_type(api, client, metrics, method, action):
-    route = api.post(f"/workspaces/ws-1/actions/{action}").respond(200, json=single_workspace())
+    # 200 with the workspace document in the API's content type: what the API answers.
+    route = api.post(f"/workspaces/ws-1/actions/{action}").respond(
+        200, json=single_workspace(), headers={**DATED, "Content-Type": "application/vnd.api+json"}
+    )
     await getattr(TfcSource(client, ["acme"], metrics), method)("ws-1")
     assert route.call_count == 1
     request = route.calls.last.request
