@@ -204,7 +204,8 @@ class SimulatorServer:
         return self._call("POST", "/scenario", content=yaml_text or "")
 
     def requests(self) -> list[dict[str, Any]]:
-        """The request log: `{method, path, query, status, principal, at}` per API request."""
+        """The request log: `{method, path, query, status, principal, at, received,
+        finished}` per API request (`received`/`finished`: the simulator's monotonic clock)."""
         result: list[dict[str, Any]] = self._call("GET", "/requests")
         return result
 
@@ -231,9 +232,11 @@ class SimulatorServer:
         probability: float = 1.0,
         latency_ms: float = 0.0,
         count: int | None = None,
+        headers: dict[str, str] | None = None,
+        rate_bps: float | None = None,
     ) -> dict[str, Any]:
-        """Add a fault (kinds: status, latency, malformed, truncated, content_type, drop)."""
-        spec = {
+        """Add a fault (kinds and fields: watchdog/simulator/faults.py)."""
+        spec: dict[str, Any] = {
             "kind": kind,
             "path": path,
             "method": method,
@@ -242,6 +245,10 @@ class SimulatorServer:
             "latency_ms": latency_ms,
             "count": count,
         }
+        if headers is not None:
+            spec["headers"] = headers
+        if rate_bps is not None:
+            spec["rate_bps"] = rate_bps
         result: dict[str, Any] = self._call("POST", "/faults", json=spec)
         return result
 
