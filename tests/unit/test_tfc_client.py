@@ -640,6 +640,18 @@ async def test_a_post_answered_with_anything_but_its_documented_success_is_a_bad
     assert route.call_count == 1  # never followed, never retried
     assert caught.value.status == response.status_code
     assert f"expected HTTP {expect}" in str(caught.value) or "content type" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+async def test_an_unexpected_answer_names_the_redirect_and_never_the_token(api, metrics, time):
+    api.post(CANCEL).respond(
+        302, headers={"Location": "https://sso.example.com/login"}, text=f"echo: Bearer {TOKEN}"
+    )
+    async with make_client(metrics, time) as client:
+        with pytest.raises(BadResponseError) as caught:
+            await client.post(CANCEL, endpoint="POST cancel", expect=202)
+    assert "redirected to https://sso.example.com/login (not followed)" in str(caught.value)
+    assert TOKEN not in str(caught.value)
 
 
 async def test_a_post_with_its_documented_status_and_the_api_content_type_is_done(

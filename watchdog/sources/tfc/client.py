@@ -104,7 +104,7 @@ class ConflictError(TfcError):
 
 
 class RateLimitedError(TfcError):
-    """429 after the retries ran out."""
+    """429: for a POST at once (never retried), for a GET after the retries ran out."""
 
     reason = "rate_limited"
 
@@ -347,20 +347,12 @@ class TfcClient:
         """
         reply = await self._send("POST", path, endpoint=endpoint, json=json)
         if reply.status != expect:
-            raise BadResponseError(
-                endpoint=endpoint,
-                status=reply.status,
-                detail=f"expected HTTP {expect}: {_one_line(_body_text(reply.body), 200)}",
-            )
+            raise self._unexpected(reply, endpoint, f"expected HTTP {expect}")
         if not reply.body.strip():
             return None
         if reply.media_type != JSONAPI:
-            raise BadResponseError(
-                endpoint=endpoint,
-                status=reply.status,
-                detail=f"content type {reply.media_type or 'none'!r}, not {JSONAPI}: "
-                f"{_one_line(_body_text(reply.body), 200)}",
-            )
+            what = f"content type {reply.media_type or 'none'!r}, not {JSONAPI}"
+            raise self._unexpected(reply, endpoint, what)
         # The body of an accepted action is not relied on; an unreadable one with the right
         # status and content type does not turn it into a failure.
         try:
@@ -624,6 +616,18 @@ class TfcClient:
             # The connection never opened: not a byte of the request left this host.
             request_sent=not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
         )
+
+    def _unexpected(self, reply: _Reply, endpoint: str, what: str) -> BadResponseError:
+        """A success that is not the one expected: what it was, where it pointed, its text."""
+        parts = [what]
+        location = reply.headers.get("Location")
+        if location:
+            parts.append(f"redirected to {location} (not followed)")
+        text = _one_line(_body_text(reply.body), 200)
+        if text:
+            parts.append(text)
+        detail = self._redact("; ".join(parts))
+        return BadResponseError(endpoint=endpoint, status=reply.status, detail=detail)
 
     def _status_error(self, reply: _Reply, endpoint: str) -> TfcError:
         status = reply.status
