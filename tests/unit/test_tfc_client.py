@@ -216,6 +216,32 @@ def test_limiter_does_not_bank_idle_time_into_a_burst():
     assert [limiter.reserve(), limiter.reserve()] == [0.0, 0.5]
 
 
+def test_a_post_borrows_the_next_slot_to_follow_its_read_at_once():
+    time = FakeTime(advance=False)
+    limiter = RateLimiter(4.0, clock=time.clock, sleep=time.sleep)
+    assert limiter.reserve() == 0.0  # the re-read
+    time.now += 0.01
+    assert limiter.reserve(borrow=True) == 0.0  # its POST, at once: not 0.24 s later
+    # The borrowed slot is paid back: the next request waits for the slot after it.
+    assert limiter.reserve() == pytest.approx(0.49)
+
+
+def test_borrowing_is_one_slot_at_most_and_keeps_the_rate():
+    time = FakeTime(advance=False)
+    limiter = RateLimiter(4.0, clock=time.clock, sleep=time.sleep)
+    starts = [limiter.reserve(borrow=True) for _ in range(5)]
+    # A burst of two at most (one slot borrowed), then one every interval again.
+    assert starts == [0.0, 0.0, 0.25, 0.5, 0.75]
+
+
+def test_a_borrowed_slot_still_waits_for_the_servers_reset():
+    time = FakeTime(advance=False)
+    limiter = RateLimiter(4.0, clock=time.clock, sleep=time.sleep)
+    limiter.reserve()
+    limiter.hold_until(time.now + 3.0)
+    assert limiter.reserve(borrow=True) == pytest.approx(3.0)
+
+
 async def test_limit_learned_from_first_response_keeps_two_thirds(api, metrics):
     time = FakeTime(advance=False)
     api.get("/ping").respond(200, json=doc(), headers={"X-RateLimit-Limit": "60"})

@@ -160,13 +160,17 @@ class RateLimiter:
     No async token-bucket library is in our dependency stack (aiolimiter and friends are not
     installed), and this needs a dozen lines: each caller reserves the next free slot
     synchronously (no await between reading and writing the state, so no lock is needed),
-    then sleeps until its slot. Burst is 1, so in any window of T seconds at most
-    1 + rate x T requests start: strictly under the share of the server's limit we keep.
+    then sleeps until its slot. A POST may borrow the next slot (`reserve(borrow=True)`) so
+    that it follows its re-read at once; the request after it waits that much longer. So in
+    any window of T seconds at most 2 + rate x T requests start: under the share of the
+    server's limit we keep, for any window.
     """
 
     def __init__(self, rate: float, *, clock: Clock, sleep: Sleep) -> None:
         self._interval = 1.0 / rate
         self._next = 0.0
+        # The server's reset after a 429: no request starts before it, borrowed or not.
+        self._held = 0.0
         self._clock = clock
         self._sleep = sleep
 
@@ -177,19 +181,27 @@ class RateLimiter:
     def set_rate(self, rate: float) -> None:
         self._interval = 1.0 / rate
 
-    def reserve(self) -> float:
-        """Claim the next slot; return how long to wait for it (seconds)."""
+    def reserve(self, *, borrow: bool = False) -> float:
+        """Claim the next slot; return how long to wait for it (seconds).
+
+        `borrow`: start up to one interval early (never before a server hold), for a POST
+        right after its re-read: the time between the two is the window in which the world
+        can change unseen, and a force-unlock has no condition on the holder to catch it.
+        One slot at most: a second borrower waits as usual.
+        """
         now = self._clock()
-        start = max(now, self._next)
-        self._next = start + self._interval
+        earliest = self._next - self._interval if borrow else self._next
+        start = max(now, earliest, self._held)
+        self._next = max(start, self._next) + self._interval
         return start - now
 
     def hold_until(self, moment: float) -> None:
         """After a 429 nobody should start before the server's reset time."""
         self._next = max(self._next, moment)
+        self._held = max(self._held, moment)
 
-    async def acquire(self) -> None:
-        wait = self.reserve()
+    async def acquire(self, *, borrow: bool = False) -> None:
+        wait = self.reserve(borrow=borrow)
         if wait > 0:
             await self._sleep(wait)
 
@@ -462,7 +474,8 @@ class TfcClient:
         attempt = 0
         while True:
             attempt += 1
-            await self._limiter.acquire()
+            # A POST follows its re-read at once (see RateLimiter.reserve).
+            await self._limiter.acquire(borrow=not retries)
             try:
                 async with self._in_flight:
                     reply = await self._exchange(
