@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit soak bench clean
+.PHONY: demo test lint typecheck unit soak bench image clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ soak: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/scale.py
+
+# The container image (deploy/Dockerfile), tagged with the chart's appVersion. Nothing
+# publishes it: push it to your registry and set the chart's image.repository.
+ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+IMAGE  ?= tfc-watchdog:$(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' helm/tfc-watchdog/Chart.yaml)
+
+image:
+	@test -n "$(ENGINE)" || { echo "make image: needs docker or podman on PATH (or ENGINE=...)" >&2; exit 2; }
+	$(ENGINE) build -f deploy/Dockerfile -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

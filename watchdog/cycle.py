@@ -74,10 +74,18 @@ def _cycle_now(observations: Sequence[Observation]) -> datetime:
 
 @dataclass
 class Health:
-    """What /healthz and /readyz report."""
+    """What /livez (and its alias /healthz) and /readyz report.
+
+    Liveness is about this process: a cycle ended (however it went) recently. Readiness is
+    about the API: a cycle succeeded recently. Kept apart so that an API outage marks the
+    pod not ready (and fires TfcWatchdogStalled) instead of restarting it, which would drop
+    the per-lock series and resolve the very alerts the outage should keep."""
 
     started_monotonic: float = field(default_factory=time.monotonic)
     last_success_monotonic: float | None = None
+    # When the last cycle ended: completely, incompletely (an API outage) or with an
+    # exception. Only a scheduler that stopped running cycles leaves it old.
+    last_cycle_end_monotonic: float | None = None
     # Ready after the first successful cycle; a 401 (bad or expired token) makes it false
     # again until a cycle succeeds.
     ready: bool = False
@@ -175,7 +183,9 @@ class Watchdog:
             log.exception("cycle_failed")
             raise
         finally:
-            self.metrics.cycle_duration.observe(time.monotonic() - started)
+            ended = time.monotonic()
+            self.metrics.cycle_duration.observe(ended - started)
+            self.health.last_cycle_end_monotonic = ended
         self._record_health(report)
         self.last_report = report
         return report

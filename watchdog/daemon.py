@@ -15,6 +15,7 @@ import gc
 import hashlib
 import importlib.util
 import signal
+import socket
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -32,12 +33,15 @@ from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.policy import Policy
 from watchdog.runtime import Runtime, open_runtime
-from watchdog.server import build_app, make_server
+from watchdog.server import bind_listener, build_app, make_server
 
 log = structlog.get_logger(__name__)
 
-# How long SIGTERM waits for a running cycle to finish (no new POST is sent meanwhile).
-STOP_GRACE = timedelta(seconds=30)
+# How long SIGTERM waits for a running cycle to finish (no new POST is sent meanwhile). It
+# must stay below the pod's terminationGracePeriodSeconds (the chart's default: 45 s), so the
+# process exits on its own, with its records written, before Kubernetes sends SIGKILL; the
+# difference leaves room for the ops server to close and the process to exit.
+STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
 RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend")
@@ -133,19 +137,36 @@ class Daemon:
             )
 
     async def run(self, *, once: bool) -> int:
-        self._log_startup()
-        async with open_runtime(self.policy, self.token, self.metrics) as runtime:
-            self._runtime = runtime
-            # Everything built so far (modules, clients, config) lives for the whole process:
-            # moving it out of the collector's generations saves ~7% CPU per large cycle
-            # (benchmarks/RESULTS.md).
-            gc.freeze()
-            if once:
-                report = await runtime.watchdog.run_cycle()
-                return 0 if report.complete else 1
-            return await self._serve(runtime)
+        listener: socket.socket | None = None
+        if not once:
+            # The port first: when it is taken (another instance, a typo), say so in one line
+            # and exit before any cycle runs.
+            try:
+                listener = bind_listener(self.policy.listen)
+            except OSError as exc:
+                log.error(
+                    "ops_server_failed",
+                    listen=self.policy.listen,
+                    error=exc.strerror or str(exc),
+                )
+                return 1
+        try:
+            self._log_startup()
+            async with open_runtime(self.policy, self.token, self.metrics) as runtime:
+                self._runtime = runtime
+                # Everything built so far (modules, clients, config) lives for the whole
+                # process: moving it out of the collector's generations saves ~7% CPU per
+                # large cycle (benchmarks/RESULTS.md).
+                gc.freeze()
+                if listener is None:
+                    report = await runtime.watchdog.run_cycle()
+                    return 0 if report.complete else 1
+                return await self._serve(runtime, listener)
+        finally:
+            if listener is not None:
+                listener.close()
 
-    async def _serve(self, runtime: Runtime) -> int:
+    async def _serve(self, runtime: Runtime, listener: socket.socket) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
@@ -159,7 +180,7 @@ class Daemon:
         )
         self._exposition = app.state.exposition
         server = make_server(app, self.policy.listen)
-        server_task = asyncio.create_task(server.serve(), name="ops-server")
+        server_task = asyncio.create_task(server.serve(sockets=[listener]), name="ops-server")
 
         self._scheduler = AsyncIOScheduler(timezone="UTC")
         self._scheduler.add_job(
@@ -183,13 +204,23 @@ class Daemon:
             log.error("ops_server_failed", listen=self.policy.listen)
             return 1
 
-        self._scheduler.shutdown(wait=False)
+        # Pause, not shut down, while the cycle finishes: AsyncIOScheduler.shutdown() cancels
+        # the task of a running coroutine job (AsyncIOExecutor.shutdown in APScheduler 3.x
+        # calls Future.cancel() on every pending job, whatever `wait` says), which would abort
+        # a POST in flight before its outcome is logged, counted and saved.
+        self._scheduler.pause()
         try:
             # Acquiring the lock waits for a cycle in progress; the actor was told to stop, so
-            # it sends no further POST while we wait.
+            # it sends no further POST while we wait, and the cycle still records the outcome
+            # of the request in flight and saves the state file.
             await asyncio.wait_for(self._cycle_lock.acquire(), STOP_GRACE.total_seconds())
         except TimeoutError:
-            log.warning("stop_timeout", waited_seconds=STOP_GRACE.total_seconds())
+            log.warning(
+                "stop_timeout",
+                waited_seconds=STOP_GRACE.total_seconds(),
+                note="the cycle in progress is cancelled",
+            )
+        self._scheduler.shutdown(wait=False)
         server.should_exit = True
         await server_task
         log.info("stopped")
@@ -230,17 +261,38 @@ class Daemon:
 
     # --- config reload -----------------------------------------------------------------------
 
+    def _config_unreadable(self, exc: OSError, *, force: bool) -> None:
+        """A deleted or unreadable config file is a failed reload: counted and logged once
+        when it goes missing, and again at each SIGHUP while it stays missing; the running
+        policy carries on. Forgetting the digest makes the file's return a reload (logged
+        and timestamped like any good load), even with the old content."""
+        if self.config_digest is None and not force:
+            return
+        self.config_digest = None
+        self.metrics.config_reload_failures.inc()
+        self.metrics.config_last_reload_successful.set(0)
+        log.error(
+            "config_reload_rejected",
+            errors=[f"{self.config_path}: cannot read the config file: {exc.strerror or exc}"],
+            note="the previous config keeps running",
+        )
+
     def _reload(self, *, force: bool) -> None:
         """Reload the config when its content changed (Kubernetes swaps a ConfigMap's symlink,
         so the content, not the mtime, is compared)."""
-        digest = _digest(self.config_path)
-        if digest is None or (digest == self.config_digest and not force):
+        try:
+            digest = hashlib.sha256(self.config_path.read_bytes()).hexdigest()
+        except OSError as exc:
+            self._config_unreadable(exc, force=force)
+            return
+        if digest == self.config_digest and not force:
             return
         self.config_digest = digest
         try:
             new = load_policy(str(self.config_path))
         except ConfigError as exc:
             self.metrics.config_reload_failures.inc()
+            self.metrics.config_last_reload_successful.set(0)
             log.error(
                 "config_reload_rejected",
                 errors=exc.lines,
@@ -248,14 +300,19 @@ class Daemon:
             )
             return
         if new == self.policy:
+            self.metrics.config_restart_required.set(0)
             # Still a successful load: after a rejected edit is reverted, the metrics and the
             # log must show that the file is good again.
             self.metrics.config_last_reload_success.set(utcnow().timestamp())
+            self.metrics.config_last_reload_successful.set(1)
             log.info("config_reloaded", changed=[], dry_run=new.dry_run)
             return
         old_dump: dict[str, Any] = self.policy.model_dump(mode="json")
         new_dump: dict[str, Any] = new.model_dump(mode="json")
         restart = [key for key in RESTART_ONLY if old_dump.get(key) != new_dump.get(key)]
+        # self.policy keeps the restart-only values the process started with, so this
+        # compares the file with what actually runs (a reverted edit clears it).
+        self.metrics.config_restart_required.set(1 if restart else 0)
         if restart:
             log.warning(
                 "config_change_needs_restart",
@@ -274,4 +331,5 @@ class Daemon:
                 "cycle", trigger="interval", seconds=new.interval.total_seconds()
             )
         self.metrics.config_last_reload_success.set(utcnow().timestamp())
+        self.metrics.config_last_reload_successful.set(1)
         log.info("config_reloaded", changed=changed, dry_run=new.dry_run)

@@ -22,6 +22,8 @@ from typing import Any, Literal, TextIO
 import structlog
 from pydantic import SecretStr
 
+from watchdog.report import printable
+
 MASK = "***"
 # Masking a very short string would shred ordinary words in every line; real tokens are long.
 MIN_SECRET_LENGTH = 6
@@ -107,9 +109,20 @@ def _renderer(
     if log_format == "console" or (log_format == "auto" and is_tty):
         # plain_traceback: the exception is already text (format_exc_info, then redacted);
         # the pretty formatters would re-render it from exc_info, unredacted.
-        return structlog.dev.ConsoleRenderer(
+        console = structlog.dev.ConsoleRenderer(
             colors=is_tty, exception_formatter=structlog.dev.plain_traceback
         )
+
+        def render(logger: Any, name: str, event_dict: MutableMapping[str, Any]) -> Any:
+            # Values such as lock reasons and holder names come from the API: escape their
+            # control characters (no forged lines, no raw ANSI on the terminal). JSON lines
+            # escape them already; tracebacks keep their line breaks.
+            for key, value in event_dict.items():
+                if isinstance(value, str) and key not in ("exception", "stack"):
+                    event_dict[key] = printable(value)
+            return console(logger, name, event_dict)
+
+        return render
     return structlog.processors.JSONRenderer(sort_keys=False)
 
 

@@ -7,6 +7,8 @@ were already announced, so logs say what changed instead of repeating every cycl
 
 from __future__ import annotations
 
+import shlex
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +23,7 @@ from watchdog.model import (
     LockState,
     Observation,
     PlannedAction,
+    Run,
     Source,
     format_age,
 )
@@ -153,8 +156,30 @@ class CycleReport:
 
 # --- Human table (scan) -----------------------------------------------------------------------
 
+# Characters that must not reach a terminal raw: controls (newline, ESC starting an ANSI
+# sequence, ...), invisible format characters (bidirectional overrides, zero-width), and line
+# and paragraph separators. Lock reasons, holder names and lock info are written by any user
+# of the API (or any CI job writing a lock): raw, they could forge table rows or drive the
+# terminal.
+_UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def printable(text: str) -> str:
+    """`text` with each unprintable character written as a Python escape (`\\n`, `\\x1b`,
+    `\\u202e`), so one value stays on one line and shows what it really holds. For human
+    output only: the JSON output keeps values exact (JSON escapes them itself)."""
+    if text.isprintable():  # the common case, and fast (C): nothing to escape
+        return text
+    return "".join(
+        char.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(char) in _UNPRINTABLE_CATEGORIES
+        else char
+        for char in text
+    )
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
@@ -216,9 +241,9 @@ def render_table(report: CycleReport) -> str:
             for lk in stale:
                 if lk.run is not None:
                     # A run-held lock is cleared by ending its run, never by force-unlock.
-                    out.append(f"  {lk.lock_id}: cancel run {lk.run.id} (then force-cancel)")
+                    out.append(f"  {lk.lock_id}: {_end_run(lk.run)}")
                 else:
-                    out.append(f"  terraform force-unlock {lk.lock_id}")
+                    out.append(f"  terraform force-unlock {shlex.quote(lk.lock_id)}")
 
     if backend_locks:
         if tfc_locks:
@@ -255,7 +280,21 @@ def render_table(report: CycleReport) -> str:
             f"  {a.kind.value} {a.organization}/{a.workspace}: {a.reason} (rule {a.rule})"
             for a in report.planned
         )
-    return "\n".join(out) + "\n"
+    # Every line, not only table cells: observation errors, manual fixes and planned-action
+    # reasons quote API text too.
+    return "\n".join(printable(line) for line in out) + "\n"
+
+
+def _end_run(run: Run) -> str:
+    """How to end the run that holds a lock, by the rung the ladder gives it (decide.py
+    `_run_step`): a run waiting for a human is discarded (cancel does not apply to a run
+    that is not executing), a run whose cancel was already requested is force-cancelled, any
+    other run is cancelled first."""
+    if run.phase_group == "waiting":
+        return f"discard run {run.id} (it is {run.status}, waiting for confirmation)"
+    if run.canceled_at is not None:
+        return f"force-cancel run {run.id} (cancel already requested)"
+    return f"cancel run {run.id} (then force-cancel)"
 
 
 def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]]) -> list[str]:
@@ -289,7 +328,11 @@ def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]
             "Manual fix, as Terraform users know it (check first that no apply is live; "
             "run it in the configuration's directory):"
         )
-        out.extend(f"  {lk.workspace}: terraform force-unlock {lk.lock_id}" for lk in stale)
+        # Quoted: the lock ID comes from whoever wrote the lock, and this line is meant to be
+        # pasted into a shell.
+        out.extend(
+            f"  {lk.workspace}: terraform force-unlock {shlex.quote(lk.lock_id)}" for lk in stale
+        )
     return out
 
 

@@ -17,7 +17,7 @@ from watchdog.daemon import load_or_report
 from watchdog.logs import configure_logging
 from watchdog.metrics import Metrics
 from watchdog.policy import Policy
-from watchdog.report import CycleReport, render_table
+from watchdog.report import CycleReport, printable, render_table
 from watchdog.runtime import open_runtime
 
 EXIT_OK, EXIT_API_FAILURE, EXIT_CONFIG, EXIT_STALE = 0, 1, 2, 3
@@ -49,9 +49,12 @@ def main(args: argparse.Namespace) -> int:
     if not report.complete:
         for observation in report.observations:
             if not observation.complete:
+                # The error may quote the server's answer: one escaped line, never raw.
                 print(
-                    f"tfc-watchdog scan: could not read {observation.source.value} "
-                    f"{observation.organization}: {observation.error}",
+                    printable(
+                        f"tfc-watchdog scan: could not read {observation.source.value} "
+                        f"{observation.organization}: {observation.error}"
+                    ),
                     file=sys.stderr,
                 )
         return EXIT_API_FAILURE

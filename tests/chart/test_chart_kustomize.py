@@ -8,7 +8,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.chart.render import MINIMAL, REPO, container, pod_spec, render, rendered_config
+from tests.chart.render import (
+    MINIMAL,
+    REPO,
+    container,
+    merged,
+    only,
+    pod_spec,
+    render,
+    rendered_config,
+)
 from watchdog.policy import Policy
 
 BASE = REPO / "deploy" / "kubernetes"
@@ -52,7 +61,7 @@ def test_every_manifest_is_valid_kubernetes(version: str) -> None:
         if doc["kind"] == "Deployment":
             # kustomize adds the selector and pod labels (includeSelectors).
             doc["spec"]["selector"] = {"matchLabels": labels}
-            doc["spec"]["template"]["metadata"] = {"labels": labels}
+            doc["spec"]["template"]["metadata"]["labels"] = labels
         kubernetes_validate.validate(doc, version, strict=True)
 
 
@@ -66,10 +75,41 @@ def test_the_pod_has_the_charts_security_posture() -> None:
     assert pod["automountServiceAccountToken"] is False
     assert pod["enableServiceLinks"] is False
     assert _kind("ServiceAccount")["automountServiceAccountToken"] is False
-    for key in ("args", "ports", "livenessProbe", "readinessProbe", "resources", "volumeMounts"):
+    for key in (
+        "args",
+        "ports",
+        "livenessProbe",
+        "readinessProbe",
+        "startupProbe",
+        "resources",
+        "volumeMounts",
+    ):
         assert main[key] == chart_container[key], key
+    assert pod["terminationGracePeriodSeconds"] == chart_pod["terminationGracePeriodSeconds"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    chart_volumes = {v["name"]: v for v in chart_pod["volumes"]}
+    assert volumes["token"]["secret"]["defaultMode"] == 0o440
+    assert (
+        volumes["token"]["secret"]["defaultMode"] == chart_volumes["token"]["secret"]["defaultMode"]
+    )
+    chart_service = only(chart_docs, "Service")["spec"]
+    assert (
+        _kind("Service")["spec"]["publishNotReadyAddresses"]
+        is chart_service["publishNotReadyAddresses"]
+    )
     assert _kind("Deployment")["spec"]["replicas"] == 1
     assert _kind("Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_restart_only_settings_have_a_documented_way_to_roll_the_pod() -> None:
+    """kustomize hashes whole files only: the restart-only settings get an annotation to bump
+    (or a rollout restart), said where a user edits them, and the alert catches a miss."""
+    template = _kind("Deployment")["spec"]["template"]
+    assert template["metadata"]["annotations"]["tfc-watchdog/restart-config-revision"]
+    text = (BASE / "deployment.yaml").read_text() + (BASE / "kustomization.yaml").read_text()
+    for needed in ("listen", "state_file", "tfc", "s3_backend", "kubectl rollout restart"):
+        assert needed in text, needed
+    assert "TfcWatchdogConfigRestartRequired" in (BASE / "deployment.yaml").read_text()
 
 
 def test_the_secret_is_an_obvious_placeholder() -> None:
@@ -83,9 +123,11 @@ def test_the_config_is_the_example_with_the_mounted_paths() -> None:
 
 
 def test_the_config_matches_what_the_chart_renders_by_default() -> None:
-    # Helm drops null values; the watchdog reads a missing key as null.
+    # Helm drops null values; the watchdog reads a missing key as null. The chart has no
+    # placeholder organizations (its render fails without them): give it the example's.
     config = yaml.safe_load((BASE / "config.yaml").read_text())
-    assert _without_nulls(config) == rendered_config(render(MINIMAL))
+    example_orgs = {"config": {"rules": config["rules"]}}
+    assert _without_nulls(config) == rendered_config(render(merged(MINIMAL, example_orgs)))
 
 
 def _without_nulls(tree: Any) -> Any:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import pytest
 
 from tests.chart.render import (
+    CHART,
     MINIMAL,
     container,
     merged,
@@ -18,6 +20,7 @@ from tests.chart.render import (
     render,
     values_sets,
 )
+from watchdog.daemon import RESTART_ONLY, STOP_GRACE
 
 VALUES_SETS = values_sets()
 RESTRICTED_CONTAINER = {
@@ -82,11 +85,48 @@ def test_persistence_values_reach_the_claim() -> None:
     assert claim["spec"]["resources"]["requests"]["storage"] == "128Mi"
 
 
-def test_probes_use_healthz_and_readyz_on_the_named_port() -> None:
+def test_liveness_follows_the_scheduler_and_readiness_the_api_on_the_named_port() -> None:
     main = container(render(MINIMAL))
     assert main["ports"] == [{"name": "http", "containerPort": 9877, "protocol": "TCP"}]
-    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # /livez fails only when the scheduler stopped ending cycles; an API outage is /readyz's
+    # (tests/e2e/test_liveness_e2e.py).
+    assert main["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert main["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+
+
+def test_probes_are_values_that_can_be_tuned_or_turned_off() -> None:
+    values = merged(
+        MINIMAL,
+        {
+            "livenessProbe": {"periodSeconds": 60, "failureThreshold": 5},
+            "readinessProbe": None,
+            "startupProbe": {"failureThreshold": 120},
+        },
+    )
+    main = container(render(values))
+    assert main["livenessProbe"] == {
+        "httpGet": {"path": "/livez", "port": "http"},
+        "periodSeconds": 60,
+        "timeoutSeconds": 5,
+        "failureThreshold": 5,
+    }
+    assert "readinessProbe" not in main
+    assert main["startupProbe"]["failureThreshold"] == 120
+    assert main["startupProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+
+
+def test_the_grace_period_outlasts_the_daemons_stop_grace() -> None:
+    grace = pod_spec(render(MINIMAL))["terminationGracePeriodSeconds"]
+    assert grace == 45
+    assert grace > STOP_GRACE.total_seconds()
+    longer = merged(MINIMAL, {"terminationGracePeriodSeconds": 90})
+    assert pod_spec(render(longer))["terminationGracePeriodSeconds"] == 90
+
+
+def test_a_pod_that_is_not_ready_is_still_scraped() -> None:
+    # Not ready = the API cannot be read; the metrics that say why must still be collected.
+    assert only(render(MINIMAL), "Service")["spec"]["publishNotReadyAddresses"] is True
 
 
 def test_the_port_follows_config_listen() -> None:
@@ -104,6 +144,8 @@ def test_the_token_is_a_mounted_file_never_an_environment_variable() -> None:
     assert volumes["token"]["secret"] == {
         "secretName": secret["metadata"]["name"],
         "items": [{"key": "token", "path": "token"}],
+        # Readable by the owner and the pod's fsGroup only, writable by nobody.
+        "defaultMode": 0o440,
     }
     mounts = {m["name"]: m for m in main["volumeMounts"]}
     assert mounts["token"] == {
@@ -120,6 +162,7 @@ def test_existing_secret_mode_renders_no_secret_and_mounts_the_named_key() -> No
     assert volumes["token"]["secret"] == {
         "secretName": "tfc-api-token",
         "items": [{"key": "api-token", "path": "token"}],
+        "defaultMode": 0o440,
     }
 
 
@@ -146,14 +189,16 @@ def test_the_config_directory_is_mounted_whole_so_updates_reach_the_daemon() -> 
 
 def test_checksum_secret_changes_with_the_token() -> None:
     before = pod_annotations(render(MINIMAL))["checksum/secret"]
-    after = pod_annotations(render({"token": {"value": "another-token"}}))["checksum/secret"]
+    after = pod_annotations(render(merged(MINIMAL, {"token": {"value": "another-token"}})))[
+        "checksum/secret"
+    ]
     assert before != after
 
 
 def test_checksum_secret_changes_with_the_existing_secret_reference() -> None:
-    one = pod_annotations(render({"token": {"existingSecret": "a"}}))["checksum/secret"]
-    two = pod_annotations(render({"token": {"existingSecret": "b"}}))["checksum/secret"]
-    assert one != two
+    one = pod_annotations(render(merged(MINIMAL, {"token": {"value": "", "existingSecret": "a"}})))
+    two = pod_annotations(render(merged(MINIMAL, {"token": {"value": "", "existingSecret": "b"}})))
+    assert one["checksum/secret"] != two["checksum/secret"]
 
 
 def test_a_policy_change_restarts_nothing_by_default() -> None:
@@ -161,6 +206,50 @@ def test_a_policy_change_restarts_nothing_by_default() -> None:
     after = render(merged(MINIMAL, {"config": {"defaults": {"lock_stale_after": "4h"}}}))
     assert pod_annotations(before) == pod_annotations(after)
     assert "checksum/config" not in pod_annotations(after)
+    assert only(before, "Deployment") == only(after, "Deployment")
+
+
+# Settings the daemon reads only at start (watchdog/daemon.py RESTART_ONLY): a change must
+# roll the pod, or the ConfigMap and the running process disagree (with a new port, the
+# NetworkPolicy even blocks the one still in use).
+RESTART_ONLY_CHANGES = {
+    "organizations": {"config": {"tfc": {"organizations": ["acme", "globex"]}}},
+    "address": {"config": {"tfc": {"address": "https://tfe.example.com"}}},
+    "timeout": {"config": {"tfc": {"timeout": "10s"}}},
+    "listen": {"config": {"listen": "0.0.0.0:9100"}},
+    "s3_backend": {"config": {"s3_backend": {"region": "eu-west-1", "dynamodb_tables": ["t"]}}},
+    "ca_bundle": {"caBundle": {"existingConfigMap": "corp-ca"}},
+}
+# Settings it reloads in place: the pod must not roll, so lock ages survive.
+RELOADED_CHANGES = {
+    "rules": {"config": {"rules": [{"id": "all", "match": {}, "lock_stale_after": "1h"}]}},
+    "limits": {"config": {"limits": {"max_actions_per_hour": 3}}},
+    "dry_run": {"config": {"dry_run": False}},
+    "interval": {"config": {"interval": "5m"}},
+    "protect": {"config": {"protect": {"tags": ["keep"]}}},
+    "log": {"config": {"log": {"level": "debug"}}},
+}
+
+
+def test_restart_only_keys_are_the_daemons() -> None:
+    assert {"listen", "state_file", "tfc", "s3_backend"} == set(RESTART_ONLY)
+
+
+@pytest.mark.parametrize("change", sorted(RESTART_ONLY_CHANGES))
+def test_a_restart_only_change_rolls_the_pod(change: str) -> None:
+    before = render(MINIMAL)
+    after = render(merged(MINIMAL, RESTART_ONLY_CHANGES[change]))
+    assert only(before, "Deployment") != only(after, "Deployment")
+    annotation = "checksum/restart-config"
+    assert pod_annotations(after)[annotation] != pod_annotations(before)[annotation]
+
+
+@pytest.mark.parametrize("change", sorted(RELOADED_CHANGES))
+def test_a_reloadable_change_does_not_roll_the_pod(change: str) -> None:
+    before = render(MINIMAL)
+    after = render(merged(MINIMAL, RELOADED_CHANGES[change]))
+    # The ConfigMap changes (the daemon reloads it), the pod template does not.
+    assert only(before, "ConfigMap") != only(after, "ConfigMap")
     assert only(before, "Deployment") == only(after, "Deployment")
 
 
@@ -212,7 +301,7 @@ def test_the_service_monitor_selects_only_its_own_release() -> None:
 
 
 def test_the_network_policy_selects_the_pod_and_opens_only_http_dns_and_the_api() -> None:
-    docs = render(VALUES_SETS["all-features-values.yaml"])
+    docs = render(merged(MINIMAL, {"networkPolicy": {"enabled": True}}))
     policy = only(docs, "NetworkPolicy")["spec"]
     assert _matches(policy["podSelector"]["matchLabels"], _pod_labels(docs))
     assert policy["policyTypes"] == ["Ingress", "Egress"]
@@ -245,3 +334,52 @@ def test_notes_show_how_to_reach_metrics_and_locks_with_selectors_that_match() -
         labels["app.kubernetes.io/name"], labels["app.kubernetes.io/instance"]
     )
     assert f"--selector {selector}" in text
+
+
+# --- NetworkPolicy escape hatches -----------------------------------------------------------
+
+
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+POD_IDENTITY = {
+    "to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}],
+    "ports": [{"port": 80, "protocol": "TCP"}],
+}
+PROXY = {"to": [{"ipBlock": {"cidr": "10.0.0.5/32"}}], "ports": [{"port": 3128, "protocol": "TCP"}]}
+GRAFANA_AGENT = {"from": [{"podSelector": {"matchLabels": {"app": "agent"}}}]}
+
+
+def test_network_policy_ingress_can_be_limited_to_the_monitoring_namespace() -> None:
+    values = merged(
+        MINIMAL,
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "ingressFrom": [MONITORING],
+                "extraIngress": [GRAFANA_AGENT],
+            }
+        },
+    )
+    policy = only(render(values), "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [MONITORING]},
+        GRAFANA_AGENT,
+    ]
+
+
+def test_network_policy_extra_egress_reaches_a_proxy_and_eks_pod_identity() -> None:
+    values = merged(
+        MINIMAL, {"networkPolicy": {"enabled": True, "extraEgress": [PROXY, POD_IDENTITY]}}
+    )
+    docs = render(values)
+    egress = only(docs, "NetworkPolicy")["spec"]["egress"]
+    # The chart's own rules come first and stay; the extra ones are appended as given.
+    assert egress[-2:] == [PROXY, POD_IDENTITY]
+    assert {p["port"] for rule in egress[:-2] for p in rule["ports"]} == {53, 443}
+    for version in ("1.27.0", "1.33.0"):
+        kubernetes_validate.validate(only(docs, "NetworkPolicy"), version, strict=True)
+
+
+def test_network_policy_values_document_the_escape_hatches() -> None:
+    text = (CHART / "values.yaml").read_text()
+    for case in ("HTTPS proxy", "169.254.170.23:80", "169.254.169.254:80", "IRSA"):
+        assert case in text, case

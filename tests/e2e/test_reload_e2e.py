@@ -196,7 +196,7 @@ def test_sighup_with_an_unchanged_file_keeps_everything(
         assert wait_lock(daemon, "a later cycle", rule="defaults")["since"] == before["since"]
 
 
-def test_listen_and_state_file_changes_are_reported_as_needing_a_restart(
+def test_listen_and_state_file_changes_are_reported_and_exported_as_needing_a_restart(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
     state = tmp_path / "state.json"
@@ -204,6 +204,7 @@ def test_listen_and_state_file_changes_are_reported_as_needing_a_restart(
     path = write_config(tmp_path / "config.yaml", config)
     with running_daemon(path, ADMIN_TOKEN) as daemon:
         wait_lock(daemon, "the first cycle", rule="defaults")
+        assert metric(daemon, "tfc_watchdog_config_restart_required") == 0
         moved_state = tmp_path / "elsewhere.json"
         write_config(
             path,
@@ -223,6 +224,16 @@ def test_listen_and_state_file_changes_are_reported_as_needing_a_restart(
         daemon.wait_cycles(2)
         assert state.exists()
         assert not moved_state.exists()
+        # Until a restart, the process runs with other values than its file says.
+        assert metric(daemon, "tfc_watchdog_config_restart_required") == 1
+
+        # Reverting the restart-only keys (the rule change stays) clears it: the file and
+        # the process agree again.
+        write_config(path, {**config, "rules": [FAST_RULE]})
+        daemon.wait_for(
+            lambda: metric(daemon, "tfc_watchdog_config_restart_required") == 0,
+            what="the restart-required gauge to clear",
+        )
 
 
 def test_configmap_symlink_swap_is_caught_by_content(

@@ -657,6 +657,8 @@ def workspace_document(
             "attributes": {
                 "name": "app-1",
                 "locked": True,
+                "locked-reason": None,
+                "tag-names": [],
                 "permissions": {"can-unlock": True, "can-force-unlock": True},
             },
             "relationships": {

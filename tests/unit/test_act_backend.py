@@ -100,8 +100,10 @@ def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[Planne
     """What decide.py plans for these locks after two cycles (the real ladder)."""
     memory = Memory()
     observation = Observation(Source.DYNAMODB, TABLE, NOW, backend_locks=locks)
-    memory.update([observation], NOW)
-    memory.update([observation], NOW)
+    # Watched continuously, in one-minute cycles, for longer than
+    # limits.backend_lock_min_observed (10m).
+    for minutes_ago in range(15, -1, -1):
+        memory.update([observation], NOW - timedelta(minutes=minutes_ago))
     decision = decide([observation], pol or policy(), memory, NOW)
     return list(decision.planned), memory
 

@@ -80,7 +80,14 @@ def workspace(number: int, **attributes: Any) -> dict[str, Any]:
     return {
         "id": f"ws-{number:05d}",
         "type": "workspaces",
-        "attributes": {"name": f"app-{number}", "locked": False, **attributes},
+        "attributes": {
+            "name": f"app-{number}",
+            "locked": False,
+            "tag-names": [],
+            "permissions": {},
+            **attributes,
+        },
+        "relationships": {"project": {"data": None}},
     }
 
 

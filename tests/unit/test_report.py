@@ -1,0 +1,208 @@
+"""The `scan` table: API text never reaches the terminal raw, and the manual fix it prints
+for a stale lock is the rung the ladder would take.
+
+Lock reasons, user and team names, and S3-backend lock info are written by whoever takes a
+lock; the table escapes their control characters, the JSON document keeps them exact.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from watchdog.decide import decide
+from watchdog.memory import Memory
+from watchdog.model import (
+    ActionKind,
+    BackendLock,
+    Holder,
+    HolderType,
+    Observation,
+    Run,
+    RunActions,
+    Source,
+    TerraformLockInfo,
+    Workspace,
+    phase_group,
+)
+from watchdog.policy import Policy
+from watchdog.report import CycleReport, printable, render_table
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+EVERY_RUNG = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
+ESC = "\x1b"
+# A reason that, printed raw, clears the screen and forges a second table row.
+FORGED = "deploy\n" + "acme/other  user:root  2024-06-01T00:00:00Z  0m  ok  held  default" + ESC
+FORGED += "[2J" + ESC + "]0;title\x07 \u202eevil\r"
+
+
+def _policy() -> Policy:
+    return Policy.model_validate(
+        {"tfc": {"organizations": ["acme"]}, "defaults": {"actions": EVERY_RUNG}}
+    )
+
+
+def _report(*workspaces: Workspace, seen: timedelta = 3 * H) -> CycleReport:
+    """decide() over one complete observation, every lock first seen `seen` ago (3 cycles)."""
+    observation = Observation(Source.TFC, "acme", NOW, workspaces=workspaces)
+    memory = Memory()
+    memory.update([observation], NOW - seen)
+    memory.update([observation], NOW)
+    memory.update([observation], NOW)
+    decision = decide([observation], _policy(), memory, NOW, None)
+    return CycleReport(
+        generated_at=NOW,
+        dry_run=True,
+        observations=(observation,),
+        locks=decision.locks,
+        findings=decision.findings,
+        planned=decision.planned,
+    )
+
+
+def _user_lock(reason: str, name: str = "alice") -> Workspace:
+    return Workspace(
+        organization="acme",
+        id="ws-app",
+        name="app",
+        locked=True,
+        locked_reason=reason,
+        holder=Holder(HolderType.USER, "user-1", name),
+    )
+
+
+def _run(status: str, *, canceled: bool = False) -> Run:
+    entered = NOW - 30 * H
+    return Run(
+        id="run-1",
+        status=status,
+        created_at=entered,
+        status_timestamps={status.replace("_", "-") + "-at": entered},
+        actions=RunActions(is_cancelable=True, is_force_cancelable=True, is_discardable=True),
+        canceled_at=NOW - 2 * H if canceled else None,
+        force_cancel_available_at=NOW - H if canceled else None,
+    )
+
+
+def _run_lock(run: Run) -> Workspace:
+    return Workspace(
+        organization="acme",
+        id="ws-app",
+        name="app",
+        locked=True,
+        holder=Holder(HolderType.RUN, run.id, run.status),
+        current_run=run,
+    )
+
+
+def _assert_terminal_safe(text: str) -> None:
+    for char in text:
+        assert char == "\n" or char.isprintable(), f"raw {char!r} in:\n{text}"
+
+
+def test_printable_escapes_controls_and_keeps_ordinary_text() -> None:
+    assert printable("plain, ünïcödé, 日本") == "plain, ünïcödé, 日本"
+    assert printable("a\nb") == "a\\nb"
+    assert printable(ESC + "[31m") == "\\x1b[31m"
+    assert printable("\u202e\u200b\u2028") == "\\u202e\\u200b\\u2028"
+    assert printable(printable("a\nb")) == "a\\nb"  # escaping twice changes nothing
+
+
+def test_a_lock_reason_with_newlines_and_ansi_escapes_cannot_forge_rows() -> None:
+    report = _report(_user_lock(FORGED))
+    text = render_table(report)
+    _assert_terminal_safe(text)
+    lock_rows = [line for line in text.splitlines() if line.startswith("acme/")]
+    assert len(lock_rows) == 1, text
+    assert "deploy\\nacme/other" in lock_rows[0]
+    assert "\\x1b[2J" in lock_rows[0]
+    assert "\\u202eevil\\r" in lock_rows[0]
+
+
+def test_the_json_document_keeps_the_lock_reason_exact() -> None:
+    document = _report(_user_lock(FORGED)).to_json()
+    assert document["locks"][0]["reason"] == FORGED
+    assert json.loads(json.dumps(document))["locks"][0]["reason"] == FORGED
+
+
+def test_a_holder_name_with_controls_is_escaped_in_table_and_manual_fix() -> None:
+    text = render_table(_report(_user_lock("x", name="eve\n\x1b[1mroot")))
+    _assert_terminal_safe(text)
+    assert "user:eve\\n\\x1b[1mroot" in text
+    assert "terraform force-unlock acme/app" in text
+
+
+def test_an_observation_error_with_controls_is_escaped() -> None:
+    observation = Observation(
+        Source.TFC, "acme", NOW, complete=False, error="bad page\n" + ESC + "[2Jfake ok"
+    )
+    report = CycleReport(NOW, True, (observation,), (), ())
+    text = render_table(report)
+    _assert_terminal_safe(text)
+    assert "INCOMPLETE: bad page\\n\\x1b[2Jfake ok" in text
+
+
+def test_s3_backend_lock_info_is_escaped_and_the_manual_fix_quoted() -> None:
+    info = TerraformLockInfo(
+        id="id-1; rm -rf ~\n",
+        operation="OperationTypeApply\x1b[8m",
+        who="ci@runner\nforged row",
+        version="1.9.0",
+        created=NOW - 5 * H,
+        path="bucket/env/prod.tfstate",
+    )
+    lock = BackendLock(Source.DYNAMODB, "locks", "env/prod.tfstate", info, token="t")
+    observation = Observation(Source.DYNAMODB, "locks", NOW, backend_locks=(lock,))
+    policy = Policy.model_validate(
+        {
+            "s3_backend": {"dynamodb_tables": ["locks"], "region": "eu-west-1"},
+            "defaults": {"actions": ["delete_lock"]},
+        }
+    )
+    memory = Memory()
+    memory.update([observation], NOW - 5 * H)
+    memory.update([observation], NOW)
+    decision = decide([observation], policy, memory, NOW, None)
+    text = render_table(CycleReport(NOW, True, (observation,), decision.locks, decision.findings))
+    _assert_terminal_safe(text)
+    assert "ci@runner\\nforged row" in text
+    assert "OperationTypeApply\\x1b[8m" in text
+    # One argument for the shell, with the newline shown, not executed.
+    assert "terraform force-unlock 'id-1; rm -rf ~\\n'" in text
+
+
+# Each non-final status of a run holding a lock, and one whose cancel was already requested.
+LADDER_CASES = [
+    ("applying", False),
+    ("planning", False),
+    ("plan_queued", False),
+    ("planned", False),
+    ("cost_estimated", False),
+    ("policy_checked", False),
+    ("policy_override", False),
+    ("post_plan_completed", False),
+    ("applying", True),
+]
+VERB = {
+    ActionKind.CANCEL: "cancel run",
+    ActionKind.FORCE_CANCEL: "force-cancel run",
+    ActionKind.DISCARD: "discard run",
+}
+
+
+@pytest.mark.parametrize(("status", "canceled"), LADDER_CASES)
+def test_the_manual_fix_for_a_run_lock_names_the_rung_the_ladder_takes(
+    status: str, canceled: bool
+) -> None:
+    report = _report(_run_lock(_run(status, canceled=canceled)))
+    (planned,) = report.planned
+    fix = [line.strip() for line in render_table(report).splitlines() if "run run-1" in line]
+    fix = [line for line in fix if line.startswith("acme/app:")]
+    assert len(fix) == 1, render_table(report)
+    assert fix[0].startswith(f"acme/app: {VERB[planned.kind]} run-1"), (planned.kind, fix)
+    if phase_group(status) == "waiting":
+        assert planned.kind is ActionKind.DISCARD
+        assert "cancel" not in fix[0]
