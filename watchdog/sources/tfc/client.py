@@ -358,6 +358,7 @@ class TfcClient:
         API would have done it.
         """
         reply = await self._send("POST", path, endpoint=endpoint, json=json)
+        # Not a read: nothing is aged from this answer, so a missing `Date` does not fail it.
         if reply.status != expect:
             raise self._unexpected(reply, endpoint, f"expected HTTP {expect}")
         if not reply.body.strip():
