@@ -29,6 +29,7 @@ from watchdog import __version__
 from watchdog.configload import ConfigError, load_policy, load_token
 from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
+from watchdog.memory import check_state_file
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.policy import Policy
@@ -62,6 +63,10 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
+        return 2
+    problem = check_state_file(policy.state_file) if policy.state_file else None
+    if problem is not None:
+        print(f"{path}: {problem}", file=sys.stderr)
         return 2
     if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
         print(

@@ -373,6 +373,9 @@ class Outcome(StrEnum):
     SKIPPED_BUDGET = "skipped_budget"
     FORBIDDEN = "forbidden"
     FAILED = "failed"
+    # Sent, and the server may have acted: a timeout or a dropped connection after the
+    # request left, a 5xx, or a process killed before the answer was recorded.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)

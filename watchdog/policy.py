@@ -376,7 +376,8 @@ class Limits(StrictModel):
     max_actions_per_cycle: int = Field(2, ge=0)
     """Mutating calls allowed in one cycle (0 = none)."""
     max_actions_per_hour: int = Field(10, ge=0)
-    """Mutating calls allowed in any sliding hour, across restarts when `state_file` is set."""
+    """Mutating calls sent in any sliding hour, whatever their answer; across restarts when
+    `state_file` is set (each is recorded there before it is sent)."""
     backend_lock_min_observed: Duration = timedelta(minutes=10)
     """A DynamoDB lock item's only age is its `Created`, written by the locking client's clock
     (a CI runner's clock can be hours off): such a lock is deleted only after the watchdog has
@@ -512,9 +513,11 @@ class Policy(StrictModel):
     dry_run: bool = True
     """Report what would be done, change nothing. On by default."""
     interval: Duration = timedelta(seconds=60)
-    """Time between cycles."""
+    """Time between cycles. A lock not seen for longer than 2 x interval + 30s restarts its
+    observed age (with `run --once` from a scheduler: the schedule's period)."""
     state_file: str | None = None
-    """JSON file for first-seen lock times and the action budget. null = memory only."""
+    """JSON file for lock sightings and the actions sent (the hourly budget). Must be missing,
+    empty or a state file tfc-watchdog wrote. null = memory only."""
     listen: str = "0.0.0.0:9877"
     """Ops server address (host:port): /metrics /healthz /readyz /locks."""
     log: LogConfig = LogConfig()

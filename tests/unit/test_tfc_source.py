@@ -14,6 +14,7 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
+from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -357,7 +358,7 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
     )
     memories = []
     for observation in (full, filtered):
-        memory = Memory()
+        memory = Memory(clock=FakeClock())  # the same sighting times on both sides
         # A lock on a workspace now read unlocked: dropped even after a partial read.
         gone = Observation(
             Source.TFC,
