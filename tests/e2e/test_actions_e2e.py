@@ -355,6 +355,9 @@ def test_the_action_budget_holds_per_cycle_and_per_hour_across_restarts(
         ["force_unlock"],
         state_file=harness.state_file,
         limits={"max_actions_per_cycle": 2, "max_actions_per_hour": 5},
+        # One `run --once` per cycle, as from a scheduler every 3 hours: the hours the
+        # simulator's clock is moved between runs are within the allowed observation gap.
+        interval="3h",
     )
     with start_simulator(scenario=scenario(workspaces)) as sim:
         counts = []

@@ -201,3 +201,23 @@ async def test_a_lock_file_carries_s3s_last_modified():
 
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
+
+
+def _bomb(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _bomb(5000),
+        '{"ID": "x", "Info": ' + _bomb(5000) + "}",
+        ('{"ID": "x", "Who": ' + _bomb(5000) + "}").encode(),
+        '{"a": ' * 5000 + "1" + "}" * 5000,
+    ],
+    ids=["list", "in-a-field", "bytes", "objects"],
+)
+def test_lock_info_nested_too_deeply_is_an_unreadable_lock_not_a_recursion_error(raw):
+    # Anyone who can write the lock table or the bucket can write this body.
+    with pytest.raises(LockInfoError, match="nested too deeply"):
+        parse_lock_info(raw, fallback_created=datetime(2026, 1, 1, tzinfo=UTC))

@@ -17,6 +17,16 @@ with a probability, and lasts for `count` firings or until cleared. Kinds:
 - `trickle`      the real answer, its body sent `rate_bps` bytes per second (default 200)
 - `no_date`      the real answer without the `Date` header
 
+Lists that lie (on a list endpoint; on any other answer they change nothing but `deep_json`):
+
+- `repeat_page`   every page after the first answers with page 1's body (a cache or proxy
+                  ignoring the query string); page 1 itself is answered normally
+- `endless_pages` the real answer without `total-pages`/`total-count` and with a
+                  `next-page` after every page, however far the client walks
+- `absurd_total`  the real answer promising `total-pages` 10,000,000 and `total-count`
+                  1,000,000,000
+- `deep_json`     200 with a JSON:API body whose `data` is 5,000 nested lists
+
 Any fault may add or replace response headers with `headers` (`{"X-RateLimit-Reset": "3"}`).
 """
 
@@ -52,11 +62,20 @@ KINDS: tuple[FaultKind, ...] = (
     "no_date",
 )
 
+# Lists that lie: the middleware answers these in `_list_fault`.
+ListFaultKind = Literal["repeat_page", "endless_pages", "absurd_total", "deep_json"]
+LIST_KINDS: tuple[ListFaultKind, ...] = (
+    "repeat_page",
+    "endless_pages",
+    "absurd_total",
+    "deep_json",
+)
+
 
 @dataclass
 class Fault:
     id: int
-    kind: FaultKind
+    kind: FaultKind | ListFaultKind
     path: str = ".*"
     method: str | None = None
     status: int = 500
@@ -72,8 +91,9 @@ class Fault:
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.kind not in KINDS + LIST_KINDS:
+            known = ", ".join(KINDS + LIST_KINDS)
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {known}")
         self._pattern = re.compile(self.path)
         if not isinstance(self.headers, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()

@@ -63,6 +63,10 @@ def parse_lock_info(
         document: Any = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LockInfoError(f"lock info is not JSON: {exc}") from exc
+    except RecursionError:
+        # Anyone who can write the lock table or bucket can write this; a body nested deeper
+        # than the interpreter's recursion limit is an unreadable lock, not a failed cycle.
+        raise LockInfoError("lock info is not JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise LockInfoError(f"lock info is a JSON {type(document).__name__}, not an object")
     lock_id = document.get("ID")
