@@ -426,7 +426,7 @@ async def test_read_workspace_with_a_value_nested_too_deep_raises_bad_response(
     document = json.loads(_with_deep_value(workspace(1), "name", 990).replace(_nested(990), "0"))
     raw = json.dumps({"data": document["data"][0]}).replace('"name": 0', f'"name": {_nested(990)}')
     api.get("/workspaces/ws-1").respond(
-        200, headers={"Content-Type": "application/vnd.api+json"}, content=raw.encode()
+        200, headers={"Content-Type": "application/vnd.api+json", **DATED}, content=raw.encode()
     )
     with pytest.raises(BadResponseError, match="nested too deeply"):
         await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
