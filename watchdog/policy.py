@@ -424,7 +424,7 @@ class TfcConfig(StrictModel):
     verify_tls: bool = True
     """Verify the server's certificate. Turning it off is logged loudly."""
     timeout: Duration = timedelta(seconds=30)
-    """Connect and read timeout of one request."""
+    """The most one request may take: connecting, the headers and the whole body."""
     requests_per_second: float | None = Field(None, gt=0)
     """Client-side rate limit. null = two thirds of the server's X-RateLimit-Limit."""
 

@@ -107,7 +107,10 @@ class SimulatorServer:
     def start(self) -> SimulatorServer:
         import uvicorn
 
-        sock = socket.socket()
+        # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+        # sockets that say they are TCP; without it every response whose headers and body
+        # are two writes stalls on the client's delayed ACK (about 40 ms on Linux).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self._socket = sock
@@ -204,7 +207,8 @@ class SimulatorServer:
         return self._call("POST", "/scenario", content=yaml_text or "")
 
     def requests(self) -> list[dict[str, Any]]:
-        """The request log: `{method, path, query, status, principal, at}` per API request."""
+        """The request log: `{method, path, query, status, principal, at, received,
+        finished}` per API request (`received`/`finished`: the simulator's monotonic clock)."""
         result: list[dict[str, Any]] = self._call("GET", "/requests")
         return result
 
@@ -231,9 +235,11 @@ class SimulatorServer:
         probability: float = 1.0,
         latency_ms: float = 0.0,
         count: int | None = None,
+        headers: dict[str, str] | None = None,
+        rate_bps: float | None = None,
     ) -> dict[str, Any]:
-        """Add a fault (kinds: status, latency, malformed, truncated, content_type, drop)."""
-        spec = {
+        """Add a fault (kinds and fields: watchdog/simulator/faults.py)."""
+        spec: dict[str, Any] = {
             "kind": kind,
             "path": path,
             "method": method,
@@ -242,6 +248,10 @@ class SimulatorServer:
             "latency_ms": latency_ms,
             "count": count,
         }
+        if headers is not None:
+            spec["headers"] = headers
+        if rate_bps is not None:
+            spec["rate_bps"] = rate_bps
         result: dict[str, Any] = self._call("POST", "/faults", json=spec)
         return result
 

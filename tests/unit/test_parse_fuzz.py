@@ -43,6 +43,8 @@ TOKEN = "fuzz-token"
 # respx answers every request, so no TLS handshake ever happens; loading the system CA bundle
 # for each example's client (verify=True) was ~50 ms, nine tenths of an example's time.
 NO_CA_BUNDLE = False
+# Every API response carries `Date` (a read without it is refused before its body is parsed).
+DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
 
 scalars = (
     st.none()
@@ -175,16 +177,16 @@ def test_a_workspace_document_parses_or_raises_only_bad_response(doc: dict[str, 
 
 def _json_response(value: Any) -> httpx.Response:
     # json.dumps writes NaN/Infinity, which Python's parser (and so httpx) reads back.
-    headers = {"Content-Type": "application/vnd.api+json"}
+    headers = {"Content-Type": "application/vnd.api+json", "Date": DATE}
     return httpx.Response(200, content=json.dumps(value).encode(), headers=headers)
 
 
 bodies = (
     list_documents.map(_json_response)
     | json_values.map(_json_response)
-    | st.binary(max_size=64).map(lambda b: httpx.Response(200, content=b))
+    | st.binary(max_size=64).map(lambda b: httpx.Response(200, content=b, headers={"Date": DATE}))
     | st.text(max_size=64).map(
-        lambda t: httpx.Response(200, text=t, headers={"Content-Type": "text/html"})
+        lambda t: httpx.Response(200, text=t, headers={"Content-Type": "text/html", "Date": DATE})
     )
 )
 
@@ -223,7 +225,7 @@ async def _get(status: int, content: bytes, content_type: str) -> None:
     with respx.mock(base_url=ADDRESS + "/api/v2", assert_all_mocked=True) as router:
         router.get("/x").mock(
             return_value=httpx.Response(
-                status, content=content, headers={"Content-Type": content_type}
+                status, content=content, headers={"Content-Type": content_type, "Date": DATE}
             )
         )
         async with TfcClient(

@@ -12,9 +12,12 @@ from typing import Any
 import httpx
 import pytest
 import respx
+import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.sources.tfc.client import (
+    MAX_RESPONSE_BYTES,
+    MAX_SERVER_WAIT,
     BadResponseError,
     ConflictError,
     NotFoundError,
@@ -31,6 +34,8 @@ ADDRESS = "https://localhost:8443"
 BASE = f"{ADDRESS}/api/v2"
 TOKEN = "sEcReT.atlasv1.tokenvalue"
 LIST = "GET /organizations/:org/workspaces"
+CANCEL = "/runs/run-1/actions/cancel"
+JSONAPI = "application/vnd.api+json"
 
 
 class FakeTime:
@@ -55,8 +60,33 @@ class FakeTime:
         return [s for s in self.sleeps if s > 0.001]
 
 
-def make_client(metrics: Metrics, time: FakeTime, **kwargs: Any) -> TfcClient:
+DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
+
+
+class Dated(httpx.AsyncBaseTransport):
+    """httpx's own transport (which respx answers), adding the `Date` header every API
+    response carries to the responses a test did not give one. A GET answered without it is
+    refused (the server's clock is unknown), so only the tests about that leave it out, by
+    building the client with `dated=False`."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.AsyncHTTPTransport()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if "Date" not in response.headers:
+            response.headers["Date"] = DATE
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def make_client(
+    metrics: Metrics, time: FakeTime, *, dated: bool = True, **kwargs: Any
+) -> TfcClient:
     options: dict[str, Any] = {
+        "transport": Dated() if dated else None,
         # respx answers before any TLS; skipping the CA load keeps each test fast.
         "verify": False,
         "requests_per_second": 10_000.0,
@@ -125,9 +155,11 @@ async def test_get_sends_bearer_accept_and_user_agent(api, metrics, time):
 
 async def test_post_without_body_still_sends_jsonapi_content_type(api, metrics, time):
     # The API answers 415 to a POST without this header, even with no body.
-    route = api.post("/workspaces/ws-1/actions/unlock").respond(200, json=doc({}))
+    route = api.post("/workspaces/ws-1/actions/unlock").respond(
+        200, json=doc({}), headers={"Content-Type": JSONAPI}
+    )
     async with make_client(metrics, time) as client:
-        await client.post("/workspaces/ws-1/actions/unlock", endpoint="POST unlock")
+        await client.post("/workspaces/ws-1/actions/unlock", endpoint="POST unlock", expect=200)
     request = route.calls.last.request
     assert request.headers["Content-Type"] == "application/vnd.api+json"
     assert request.content == b""
@@ -137,7 +169,10 @@ async def test_post_sends_plain_json_body_and_returns_none_on_202(api, metrics, 
     route = api.post("/runs/run-1/actions/cancel").respond(202)
     async with make_client(metrics, time) as client:
         result = await client.post(
-            "/runs/run-1/actions/cancel", endpoint="POST cancel", json={"comment": "why"}
+            "/runs/run-1/actions/cancel",
+            endpoint="POST cancel",
+            expect=202,
+            json={"comment": "why"},
         )
     assert result is None
     request = route.calls.last.request
@@ -180,6 +215,32 @@ def test_limiter_does_not_bank_idle_time_into_a_burst():
     limiter.reserve()
     time.now += 100.0
     assert [limiter.reserve(), limiter.reserve()] == [0.0, 0.5]
+
+
+def test_a_post_borrows_the_next_slot_to_follow_its_read_at_once():
+    time = FakeTime(advance=False)
+    limiter = RateLimiter(4.0, clock=time.clock, sleep=time.sleep)
+    assert limiter.reserve() == 0.0  # the re-read
+    time.now += 0.01
+    assert limiter.reserve(borrow=True) == 0.0  # its POST, at once: not 0.24 s later
+    # The borrowed slot is paid back: the next request waits for the slot after it.
+    assert limiter.reserve() == pytest.approx(0.49)
+
+
+def test_borrowing_is_one_slot_at_most_and_keeps_the_rate():
+    time = FakeTime(advance=False)
+    limiter = RateLimiter(4.0, clock=time.clock, sleep=time.sleep)
+    starts = [limiter.reserve(borrow=True) for _ in range(5)]
+    # A burst of two at most (one slot borrowed), then one every interval again.
+    assert starts == [0.0, 0.0, 0.25, 0.5, 0.75]
+
+
+def test_a_borrowed_slot_still_waits_for_the_servers_reset():
+    time = FakeTime(advance=False)
+    limiter = RateLimiter(4.0, clock=time.clock, sleep=time.sleep)
+    limiter.reserve()
+    limiter.hold_until(time.now + 3.0)
+    assert limiter.reserve(borrow=True) == pytest.approx(3.0)
 
 
 async def test_limit_learned_from_first_response_keeps_two_thirds(api, metrics):
@@ -327,39 +388,65 @@ async def test_post_is_not_retried_on_server_error(api, metrics, time):
     route = api.post("/runs/run-1/actions/cancel").respond(500)
     async with make_client(metrics, time) as client:
         with pytest.raises(ServerError):
-            await client.post("/runs/run-1/actions/cancel", endpoint="POST cancel", json={})
+            await client.post(CANCEL, endpoint="POST cancel", expect=202, json={})
     assert route.call_count == 1
     assert time.waits() == []
 
 
 async def test_post_is_not_retried_on_read_timeout(api, metrics, time):
-    route = api.post("/runs/run-1/actions/cancel").mock(side_effect=httpx.ReadTimeout("slow"))
+    route = api.post(CANCEL).mock(side_effect=httpx.ReadTimeout("slow"))
     async with make_client(metrics, time) as client:
         with pytest.raises(TransportError) as caught:
-            await client.post("/runs/run-1/actions/cancel", endpoint="POST cancel")
+            await client.post(CANCEL, endpoint="POST cancel", expect=202)
     assert route.call_count == 1
     assert caught.value.reason == "timeout"
+    assert caught.value.request_sent is True  # it may have been performed
 
 
-async def test_post_is_retried_on_429(api, metrics, time):
-    route = api.post("/runs/run-1/actions/cancel").mock(
+async def test_post_is_not_retried_on_429_and_holds_every_request_until_the_reset(
+    api, metrics, time
+):
+    # The decision to act rests on a re-read just before the POST; a retry seconds later
+    # would act on a world that may have changed (a force-unlock has no holder condition).
+    route = api.post(CANCEL).mock(
         side_effect=[
-            httpx.Response(429, headers={"X-RateLimit-Reset": "1.5"}),
+            httpx.Response(429, headers={"X-RateLimit-Reset": "3"}),
             httpx.Response(202),
         ]
     )
+    ping = api.get("/ping").respond(200, json=doc())
     async with make_client(metrics, time) as client:
-        await client.post("/runs/run-1/actions/cancel", endpoint="POST cancel")
-    assert route.call_count == 2
-    assert time.waits() == [1.5]
+        with pytest.raises(RateLimitedError) as caught:
+            await client.post(CANCEL, endpoint="POST cancel", expect=202)
+        assert route.call_count == 1
+        assert time.waits() == []  # no wait for a retry that will not come
+        # ... but the server's reset holds the next request, whatever it is.
+        await client.get("/ping", endpoint="GET /ping")
+    assert ping.call_count == 1
+    assert time.waits() == [pytest.approx(3.0)]
+    assert caught.value.status == 429
 
 
 @pytest.mark.parametrize("failure", [httpx.ConnectError("refused"), httpx.ConnectTimeout("t/o")])
-async def test_post_is_retried_when_the_connection_never_opened(api, metrics, time, failure):
-    route = api.post("/runs/run-1/actions/cancel").mock(side_effect=[failure, httpx.Response(202)])
+async def test_post_is_not_retried_when_the_connection_never_opened(api, metrics, time, failure):
+    route = api.post(CANCEL).mock(side_effect=[failure, httpx.Response(202)])
     async with make_client(metrics, time) as client:
-        await client.post("/runs/run-1/actions/cancel", endpoint="POST cancel")
-    assert route.call_count == 2
+        with pytest.raises(TransportError) as caught:
+            await client.post(CANCEL, endpoint="POST cancel", expect=202)
+    assert route.call_count == 1
+    assert caught.value.request_sent is False  # certainly not performed
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("closed"), httpx.WriteError("x")],
+)
+async def test_a_failure_after_connecting_may_have_sent_the_request(api, metrics, time, failure):
+    api.post(CANCEL).mock(side_effect=failure)
+    async with make_client(metrics, time) as client:
+        with pytest.raises(TransportError) as caught:
+            await client.post(CANCEL, endpoint="POST cancel", expect=202)
+    assert caught.value.request_sent is True
 
 
 # --- typed errors ---------------------------------------------------------------------------
@@ -489,6 +576,199 @@ async def test_server_now_is_the_local_utc_clock_before_any_response(metrics, ti
         now = client.server_now()
     assert now.tzinfo is not None
     assert before <= now <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize("date", [None, "", "yesterday", "Tue, 99 Foo 2026 10:00:00 GMT"])
+async def test_a_read_without_a_readable_date_is_a_bad_response(api, metrics, time, date):
+    # Ages are the server's clock minus a timestamp; without `Date` "now" would silently
+    # stay at an older response's clock. Nothing read from such a response may be used.
+    headers = {"Date": date} if date is not None else {}
+    api.get("/ping").mock(
+        side_effect=[
+            httpx.Response(200, json=doc(), headers={"Date": DATE}),
+            httpx.Response(200, json=doc(), headers=headers),
+        ]
+    )
+    async with make_client(metrics, time, dated=False) as client:
+        await client.get("/ping", endpoint="GET /ping")
+        with pytest.raises(BadResponseError) as caught:
+            await client.get("/ping", endpoint="GET /ping")
+    assert "Date" in str(caught.value)
+    assert requests_count(metrics, "GET /ping", "200") == 2
+
+
+@pytest.mark.parametrize(
+    ("headers", "server_value"),
+    [
+        ({"X-RateLimit-Reset": "1000000"}, "1000000"),
+        ({"Retry-After": "86400"}, "86400"),
+        ({"Retry-After": "Wed, 04 Mar 2026 10:00:00 GMT"}, "Wed, 04 Mar 2026 10:00:00 GMT"),
+    ],
+    ids=["reset", "retry-after-seconds", "retry-after-date"],
+)
+async def test_a_wait_the_server_asks_for_is_capped_at_a_minute_and_logged(
+    api, metrics, time, headers, server_value
+):
+    api.get("/ping").mock(
+        side_effect=[
+            httpx.Response(429, headers={"Date": DATE, **headers}),
+            httpx.Response(200, json=doc()),
+        ]
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with make_client(metrics, time) as client:
+            # The date form is relative to the server's clock (`Date`: one day earlier).
+            await client.get("/ping", endpoint="GET /ping")
+    assert time.waits() == [MAX_SERVER_WAIT] == [60.0]
+    [capped] = [entry for entry in logs if entry["event"] == "tfc.server_wait_capped"]
+    assert capped["log_level"] == "warning"
+    assert capped["server_value"] == server_value
+    assert capped["endpoint"] == "GET /ping"
+
+
+# --- what counts as an answer ---------------------------------------------------------------
+
+
+WAF_PAGE = "<html><body><h1>Request blocked by WAF</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("expect", "response"),
+    [
+        (202, httpx.Response(302, headers={"Location": "https://sso.example.com/login"})),
+        (202, httpx.Response(301, headers={"Location": "https://other.example.com/"})),
+        (202, httpx.Response(200, text=WAF_PAGE, headers={"Content-Type": "text/html"})),
+        (200, httpx.Response(200, text=WAF_PAGE, headers={"Content-Type": "text/html"})),
+        (202, httpx.Response(202, text=WAF_PAGE, headers={"Content-Type": "text/html"})),
+        (200, httpx.Response(200, json=doc({}))),  # application/json is not the API's type
+        (202, httpx.Response(204)),
+        (202, httpx.Response(201, json=doc({}), headers={"Content-Type": JSONAPI})),
+        (200, httpx.Response(202)),
+    ],
+    ids=[
+        "302",
+        "301",
+        "200-html-for-a-run-action",
+        "200-html-for-an-unlock",
+        "202-with-html",
+        "200-plain-json",
+        "204",
+        "201",
+        "202-for-an-unlock",
+    ],
+)
+async def test_a_post_answered_with_anything_but_its_documented_success_is_a_bad_response(
+    api, metrics, time, expect, response
+):
+    route = api.post(CANCEL).mock(return_value=response)
+    async with make_client(metrics, time) as client:
+        with pytest.raises(BadResponseError) as caught:
+            await client.post(CANCEL, endpoint="POST cancel", expect=expect)
+    assert route.call_count == 1  # never followed, never retried
+    assert caught.value.status == response.status_code
+    assert f"expected HTTP {expect}" in str(caught.value) or "content type" in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+async def test_an_unexpected_answer_names_the_redirect_and_never_the_token(api, metrics, time):
+    api.post(CANCEL).respond(
+        302, headers={"Location": "https://sso.example.com/login"}, text=f"echo: Bearer {TOKEN}"
+    )
+    async with make_client(metrics, time) as client:
+        with pytest.raises(BadResponseError) as caught:
+            await client.post(CANCEL, endpoint="POST cancel", expect=202)
+    assert "redirected to https://sso.example.com/login (not followed)" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+
+
+async def test_a_post_with_its_documented_status_and_the_api_content_type_is_done(
+    api, metrics, time
+):
+    api.post(CANCEL).respond(202)
+    api.post("/workspaces/ws-1/actions/force-unlock").respond(
+        200, json=doc({"id": "ws-1"}), headers={"Content-Type": f"{JSONAPI}; charset=utf-8"}
+    )
+    async with make_client(metrics, time) as client:
+        assert await client.post(CANCEL, endpoint="POST cancel", expect=202) is None
+        unlocked = await client.post(
+            "/workspaces/ws-1/actions/force-unlock", endpoint="POST force-unlock", expect=200
+        )
+    assert unlocked == doc({"id": "ws-1"})
+
+
+async def test_a_get_answered_with_a_redirect_is_a_bad_response_and_not_followed(
+    api, metrics, time
+):
+    route = api.get("/ping").respond(302, headers={"Location": f"{BASE}/elsewhere"})
+    async with make_client(metrics, time) as client:
+        with pytest.raises(BadResponseError) as caught:
+            await client.get("/ping", endpoint="GET /ping")
+    assert route.call_count == 1
+    assert caught.value.status == 302
+
+
+# --- size and time of a whole response ------------------------------------------------------
+
+
+class Endless:
+    """A body of 1 MiB chunks that never ends; counts how many were asked for."""
+
+    def __init__(self) -> None:
+        self.chunks = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            self.chunks += 1
+            yield b" " * 2**20
+
+
+async def test_a_body_past_the_size_limit_is_a_bad_response_read_no_further(api, metrics, time):
+    body = Endless()
+    api.get("/ping").mock(return_value=httpx.Response(200, content=body))
+    async with make_client(metrics, time, max_attempts=1) as client:
+        with pytest.raises(BadResponseError) as caught:
+            await client.get("/ping", endpoint="GET /ping")
+    assert "larger than" in str(caught.value)
+    # Streaming: the read stopped right past the limit instead of buffering the body.
+    assert body.chunks <= MAX_RESPONSE_BYTES // 2**20 + 2
+
+
+async def test_a_declared_length_past_the_limit_is_refused_before_reading(api, metrics, time):
+    body = Endless()
+    length = str(MAX_RESPONSE_BYTES + 1)
+    api.post(CANCEL).mock(
+        return_value=httpx.Response(202, content=body, headers={"Content-Length": length})
+    )
+    async with make_client(metrics, time) as client:
+        with pytest.raises(BadResponseError):
+            await client.post(CANCEL, endpoint="POST cancel", expect=202)
+    assert body.chunks == 0
+
+
+class Trickle:
+    """A JSON body sent `rate` bytes per second, in chunks of 20 bytes."""
+
+    def __init__(self, size: int, rate: float) -> None:
+        self.body = json.dumps(doc([{"id": "x" * size}])).encode()
+        self.rate = rate
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for start in range(0, len(self.body), 20):
+            await asyncio.sleep(20 / self.rate)
+            yield self.body[start : start + 20]
+
+
+async def test_the_timeout_bounds_the_whole_request_not_each_read(api, metrics, time):
+    # Each chunk arrives well within the timeout; the whole body would take 10 s.
+    api.get("/ping").mock(return_value=httpx.Response(200, content=Trickle(2000, rate=200)))
+    async with make_client(metrics, time, timeout=0.5, max_attempts=1) as client:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TransportError) as caught:
+            await client.get("/ping", endpoint="GET /ping")
+        took = asyncio.get_running_loop().time() - started
+    assert caught.value.reason == "timeout"
+    assert "tfc.timeout" in str(caught.value)
+    assert 0.45 <= took < 2.0
 
 
 async def test_every_request_is_counted_under_its_endpoint_template(api, metrics, time):

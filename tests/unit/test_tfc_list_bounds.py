@@ -27,7 +27,9 @@ ADDRESS = "https://localhost:8443"
 BASE = f"{ADDRESS}/api/v2"
 PATH = "/organizations/acme/workspaces"
 LIST = "GET /organizations/:org/workspaces"
-JSONAPI = {"Content-Type": "application/vnd.api+json"}
+# Every API response carries `Date`; a read without it is refused before its body is read.
+DATED = {"Date": "Tue, 03 Mar 2026 10:00:00 GMT"}
+JSONAPI = {"Content-Type": "application/vnd.api+json", **DATED}
 
 
 async def no_wait(_seconds: float) -> None:
@@ -59,7 +61,7 @@ def page(number: int, ids: list[str], **pagination: Any) -> httpx.Response:
         "data": [{"id": ident, "type": "workspaces"} for ident in ids],
         "meta": {"pagination": {"current-page": number, **pagination}},
     }
-    return httpx.Response(200, json=body)
+    return httpx.Response(200, json=body, headers=DATED)
 
 
 def number_of(request: httpx.Request) -> int:

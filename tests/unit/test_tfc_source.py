@@ -43,6 +43,8 @@ ADDRESS = "https://localhost:8443"
 BASE = f"{ADDRESS}/api/v2"
 TOKEN = "sEcReT.atlasv1.tokenvalue"
 DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
+# Every API response carries `Date`; a read without it is refused.
+DATED = {"Date": DATE}
 
 
 async def no_wait(_seconds: float) -> None:
@@ -424,7 +426,7 @@ async def test_read_workspace_with_a_value_nested_too_deep_raises_bad_response(
     document = json.loads(_with_deep_value(workspace(1), "name", 990).replace(_nested(990), "0"))
     raw = json.dumps({"data": document["data"][0]}).replace('"name": 0', f'"name": {_nested(990)}')
     api.get("/workspaces/ws-1").respond(
-        200, headers={"Content-Type": "application/vnd.api+json"}, content=raw.encode()
+        200, headers={"Content-Type": "application/vnd.api+json", **DATED}, content=raw.encode()
     )
     with pytest.raises(BadResponseError, match="nested too deeply"):
         await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
@@ -548,7 +550,7 @@ def single_workspace(organization: str | None = "acme") -> dict[str, Any]:
 
 
 async def test_read_workspace_is_a_fresh_get_with_includes(api, client, metrics):
-    route = api.get("/workspaces/ws-1").respond(200, json=single_workspace())
+    route = api.get("/workspaces/ws-1").respond(200, json=single_workspace(), headers=DATED)
     ws = await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
     assert route.calls.last.request.url.params["include"] == "current_run,locked_by,project"
     assert ws.organization == "acme"
@@ -560,7 +562,9 @@ async def test_read_workspace_falls_back_to_the_observed_organization(api, clien
     api.get("/organizations/acme/workspaces").mock(
         side_effect=workspaces_api(1, entries=[{**workspace(1), "id": "ws-1"}])
     )
-    api.get("/workspaces/ws-1").respond(200, json=single_workspace(organization=None))
+    api.get("/workspaces/ws-1").respond(
+        200, json=single_workspace(organization=None), headers=DATED
+    )
     source = TfcSource(client, ["acme"], metrics)
     await source.observe()
     assert (await source.read_workspace("ws-1")).organization == "acme"
@@ -569,7 +573,7 @@ async def test_read_workspace_falls_back_to_the_observed_organization(api, clien
 async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, client, metrics):
     document = single_workspace()
     document["data"]["attributes"]["locked"] = None
-    api.get("/workspaces/ws-1").respond(200, json=document)
+    api.get("/workspaces/ws-1").respond(200, json=document, headers=DATED)
     with pytest.raises(BadResponseError) as caught:
         await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
     assert caught.value.endpoint == "GET /workspaces/:id"
@@ -584,7 +588,9 @@ async def test_read_workspace_propagates_not_found(api, client, metrics):
 
 async def test_identity_of_a_user_token(api, client, metrics):
     api.get("/account/details").respond(
-        200, json={"data": {"id": "user-1", "type": "users", "attributes": {"username": "bot"}}}
+        200,
+        json={"data": {"id": "user-1", "type": "users", "attributes": {"username": "bot"}}},
+        headers=DATED,
     )
     assert await TfcSource(client, ["acme"], metrics).identity() == Holder(
         HolderType.USER, "user-1", "bot"
@@ -634,7 +640,10 @@ async def test_run_actions_post_once_with_a_plain_comment(api, client, metrics, 
     [("unlock_workspace", "unlock"), ("force_unlock_workspace", "force-unlock")],
 )
 async def test_unlocks_post_no_body_but_the_content_type(api, client, metrics, method, action):
-    route = api.post(f"/workspaces/ws-1/actions/{action}").respond(200, json=single_workspace())
+    # 200 with the workspace document in the API's content type: what the API answers.
+    route = api.post(f"/workspaces/ws-1/actions/{action}").respond(
+        200, json=single_workspace(), headers={**DATED, "Content-Type": "application/vnd.api+json"}
+    )
     await getattr(TfcSource(client, ["acme"], metrics), method)("ws-1")
     assert route.call_count == 1
     request = route.calls.last.request

@@ -3,12 +3,19 @@
 A fault matches requests by a regex on the path (`re.search`) and optionally a method, fires
 with a probability, and lasts for `count` firings or until cleared. Kinds:
 
-- `status`       answer `status` (e.g. 500, 502, 503, 429) with a JSON:API error body
+- `status`       answer `status` (e.g. 500, 502, 503, 429) with a JSON:API error body; a 429
+                 carries `X-RateLimit-Reset: 0.5` unless `headers` says otherwise
 - `latency`      wait `latency_ms` first, then answer normally (combines with other faults)
 - `malformed`    200 with a body that is not JSON
 - `truncated`    the real answer's headers, half its body, then the connection closes
 - `content_type` the real answer with `Content-Type: text/html`
 - `drop`         the connection closes before any body is sent (clients see a protocol error)
+- `redirect`     302 to `Location: https://login.example.invalid/` (an SSO or proxy redirect);
+                 the request does not reach the API
+- `html`         200 `text/html` "Request blocked by WAF" page (a proxy in the way); the
+                 request does not reach the API
+- `trickle`      the real answer, its body sent `rate_bps` bytes per second (default 200)
+- `no_date`      the real answer without the `Date` header
 
 Lists that lie (on a list endpoint; on any other answer they change nothing but `deep_json`):
 
@@ -19,6 +26,8 @@ Lists that lie (on a list endpoint; on any other answer they change nothing but 
 - `absurd_total`  the real answer promising `total-pages` 10,000,000 and `total-count`
                   1,000,000,000
 - `deep_json`     200 with a JSON:API body whose `data` is 5,000 nested lists
+
+Any fault may add or replace response headers with `headers` (`{"X-RateLimit-Reset": "3"}`).
 """
 
 from __future__ import annotations
@@ -28,7 +37,18 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["status", "latency", "malformed", "truncated", "content_type", "drop"]
+FaultKind = Literal[
+    "status",
+    "latency",
+    "malformed",
+    "truncated",
+    "content_type",
+    "drop",
+    "redirect",
+    "html",
+    "trickle",
+    "no_date",
+]
 KINDS: tuple[FaultKind, ...] = (
     "status",
     "latency",
@@ -36,6 +56,10 @@ KINDS: tuple[FaultKind, ...] = (
     "truncated",
     "content_type",
     "drop",
+    "redirect",
+    "html",
+    "trickle",
+    "no_date",
 )
 
 # Lists that lie: the middleware answers these in `_list_fault`.
@@ -57,6 +81,10 @@ class Fault:
     status: int = 500
     probability: float = 1.0
     latency_ms: float = 0.0
+    # Response headers to add or replace (names are case-insensitive).
+    headers: dict[str, str] = field(default_factory=dict)
+    # `trickle`: body bytes per second.
+    rate_bps: float = 200.0
     # Firings left; None = until cleared.
     count: int | None = None
     fired: int = 0
@@ -67,6 +95,12 @@ class Fault:
             known = ", ".join(KINDS + LIST_KINDS)
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {known}")
         self._pattern = re.compile(self.path)
+        if not isinstance(self.headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.headers.items()
+        ):
+            raise ValueError("fault headers must be an object of strings")
+        if not self.rate_bps > 0:
+            raise ValueError("rate_bps must be positive")
         if self.method:
             self.method = self.method.upper()
 
@@ -82,6 +116,8 @@ class Fault:
             "status": self.status,
             "probability": self.probability,
             "latency_ms": self.latency_ms,
+            "headers": dict(self.headers),
+            "rate_bps": self.rate_bps,
             "count": self.count,
             "fired": self.fired,
         }
@@ -94,7 +130,17 @@ class Faults:
         self._rng = random.Random(seed)
 
     def add(self, spec: dict[str, Any]) -> Fault:
-        allowed = {"kind", "path", "method", "status", "probability", "latency_ms", "count"}
+        allowed = {
+            "kind",
+            "path",
+            "method",
+            "status",
+            "probability",
+            "latency_ms",
+            "headers",
+            "rate_bps",
+            "count",
+        }
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {', '.join(sorted(unknown))}")

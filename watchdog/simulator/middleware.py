@@ -7,8 +7,10 @@ dropped connection cannot be expressed as a Response object.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import json
+import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
@@ -21,6 +23,12 @@ if TYPE_CHECKING:
     from watchdog.simulator.app import Simulator
 
 JSONAPI = "application/vnd.api+json"
+WAF_PAGE = (
+    b"<html><head><title>Request blocked</title></head>"
+    b"<body><h1>Request blocked by WAF</h1><p>Incident 4711</p></body></html>"
+)
+# What a `trickle` fault sends at a time.
+TRICKLE_CHUNK = 20
 # The `deep_json` fault's nesting: beyond every JSON decoder's and the interpreter's limit.
 DEEP_JSON_LEVELS = 5000
 
@@ -49,29 +57,42 @@ class SimulatorMiddleware:
             "status": None,
             "principal": None,
             "at": sim.world.now().isoformat(),
+            # Real time on this process's monotonic clock (seconds): when the request came
+            # in and when its answer was sent, for measuring intervals between requests.
+            "received": time.monotonic(),
+            "finished": None,
         }
         fired = sim.faults.fire(method, path)
         latency = sim.settings.latency_ms + sum(f.latency_ms for f in fired)
         fault = next((f for f in fired if f.kind != "latency"), None)
+        dated = not any(f.kind == "no_date" for f in fired)
+        overrides = [(k.lower().encode(), v.encode()) for f in fired for k, v in f.headers.items()]
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 entry["status"] = message["status"]
-                message["headers"] = self._headers(message.get("headers", []))
+                headers = self._headers(message.get("headers", []), dated=dated)
+                names = {name for name, _ in overrides}
+                message["headers"] = [
+                    (k, v) for k, v in headers if k.lower() not in names
+                ] + overrides
             await send(message)
 
         try:
             if latency > 0:
                 await asyncio.sleep(latency / 1000)
-            if fault is None:
+            if fault is None or fault.kind == "no_date":
                 await self.app(scope, receive, send_with_headers)
             else:
                 await self._fault(fault, scope, receive, send_with_headers)
         finally:
             entry["principal"] = state.get("principal_name")
+            entry["finished"] = time.monotonic()
             sim.request_log.append(entry)
 
-    def _headers(self, raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    def _headers(
+        self, raw: list[tuple[bytes, bytes]], *, dated: bool = True
+    ) -> list[tuple[bytes, bytes]]:
         """Every response: rate limit, version and app name, and the simulated `Date`."""
         headers = [(k, v) for k, v in raw if k.lower() != b"date"]
         names = {k.lower() for k, _ in headers}
@@ -80,8 +101,10 @@ class SimulatorMiddleware:
         headers += [
             (b"tfp-api-version", self.sim.settings.api_version.encode()),
             (b"tfp-appname", self.sim.settings.app_name.encode()),
-            (b"date", email.utils.format_datetime(self.sim.world.now(), usegmt=True).encode()),
         ]
+        if dated:
+            now = email.utils.format_datetime(self.sim.world.now(), usegmt=True)
+            headers.append((b"date", now.encode()))
         return headers
 
     async def _fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
@@ -96,6 +119,15 @@ class SimulatorMiddleware:
             if fault.status == 429:
                 headers.append((b"x-ratelimit-reset", b"0.5"))
             await _send_whole(send, fault.status, headers, body)
+        elif fault.kind == "redirect":
+            headers = [
+                (b"location", b"https://login.example.invalid/"),
+                (b"content-type", b"text/html; charset=utf-8"),
+            ]
+            await _send_whole(send, 302, headers, b"<html><body>Found</body></html>")
+        elif fault.kind == "html":
+            headers = [(b"content-type", b"text/html; charset=utf-8")]
+            await _send_whole(send, 200, headers, WAF_PAGE)
         elif fault.kind == "malformed":
             await _send_whole(send, 200, [(b"content-type", JSONAPI.encode())], b'{"data": [{"id"')
         elif fault.kind == "drop":
@@ -114,6 +146,8 @@ class SimulatorMiddleware:
                 headers = [(k, v) for k, v in headers if k.lower() != b"content-type"]
                 headers.append((b"content-type", b"text/html; charset=utf-8"))
                 await _send_whole(send, status, headers, body)
+            elif fault.kind == "trickle":
+                await _trickle(send, receive, status, headers, body, fault.rate_bps)
             else:  # truncated: full Content-Length, half the bytes, then the server closes
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send(
@@ -160,6 +194,37 @@ async def _send_whole(
     headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _trickle(
+    send: Send,
+    receive: Receive,
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    rate_bps: float,
+) -> None:
+    """The whole answer (its Content-Length is the full length), `rate_bps` bytes a second;
+    stops when the client goes away."""
+    gone = asyncio.create_task(_disconnected(receive))
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        for start in range(0, len(body), TRICKLE_CHUNK):
+            if gone.done():
+                return
+            await asyncio.sleep(TRICKLE_CHUNK / rate_bps)
+            chunk = body[start : start + TRICKLE_CHUNK]
+            more = start + TRICKLE_CHUNK < len(body)
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+    finally:
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _capture(

@@ -16,12 +16,14 @@ import reprlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, TypeGuard, TypeVar
 
 import httpx
 import orjson
+import structlog
 
 from watchdog import __version__
 from watchdog.metrics import Metrics
@@ -43,6 +45,26 @@ MAX_PAGE_SIZE: Final = 100
 MAX_LIST_PAGES: Final = MAX_LIST_ITEMS // MAX_PAGE_SIZE
 # The API's page size when none is asked for.
 DEFAULT_PAGE_SIZE: Final = 20
+
+# The largest body one response may have. The largest legitimate answer is a page of 100
+# workspaces with their included runs and projects, about 1 MB; 32 MiB is far above it and
+# still cheap to hold. A bigger body is a broken or hostile server, and reading it streaming
+# (`_read_body`) makes this a bound on memory, not a check after the damage.
+MAX_RESPONSE_BYTES: Final = 32 * 2**20
+# The longest wait taken from the server (`X-RateLimit-Reset`, `Retry-After`). The API's
+# documented resets are about a second; one absurd value must not stall every later request
+# of the daemon (the limiter holds everyone until the reset), so longer waits are capped,
+# and logged.
+MAX_SERVER_WAIT: Final = 60.0
+# What each mutating call answers when it worked, by the public API docs: run actions are
+# queued, "202 Accepted" with no body
+# (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run); workspace
+# lock, unlock and force-unlock answer "200" with the workspace document
+# (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/workspaces).
+ACCEPTED: Final = 202
+OK: Final = 200
+
+log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -95,7 +117,7 @@ class ConflictError(TfcError):
 
 
 class RateLimitedError(TfcError):
-    """429 after the retries ran out."""
+    """429: for a POST at once (never retried), for a GET after the retries ran out."""
 
     reason = "rate_limited"
 
@@ -122,7 +144,12 @@ class IncompleteListError(BadResponseError):
 
 
 class TransportError(TfcError):
-    """No response: timeout, connection failure or TLS failure (reason timeout|transport|tls)."""
+    """No response: timeout, connection failure or TLS failure (reason timeout|transport|tls).
+
+    `request_sent` is False only when not a byte of the request left this host (the
+    connection never opened): then the server certainly did not act on it. Otherwise a
+    mutating request may have been performed although no answer came.
+    """
 
     reason = "transport"
 
@@ -151,13 +178,17 @@ class RateLimiter:
     No async token-bucket library is in our dependency stack (aiolimiter and friends are not
     installed), and this needs a dozen lines: each caller reserves the next free slot
     synchronously (no await between reading and writing the state, so no lock is needed),
-    then sleeps until its slot. Burst is 1, so in any window of T seconds at most
-    1 + rate x T requests start: strictly under the share of the server's limit we keep.
+    then sleeps until its slot. A POST may borrow the next slot (`reserve(borrow=True)`) so
+    that it follows its re-read at once; the request after it waits that much longer. So in
+    any window of T seconds at most 2 + rate x T requests start: under the share of the
+    server's limit we keep, for any window.
     """
 
     def __init__(self, rate: float, *, clock: Clock, sleep: Sleep) -> None:
         self._interval = 1.0 / rate
         self._next = 0.0
+        # The server's reset after a 429: no request starts before it, borrowed or not.
+        self._held = 0.0
         self._clock = clock
         self._sleep = sleep
 
@@ -168,19 +199,27 @@ class RateLimiter:
     def set_rate(self, rate: float) -> None:
         self._interval = 1.0 / rate
 
-    def reserve(self) -> float:
-        """Claim the next slot; return how long to wait for it (seconds)."""
+    def reserve(self, *, borrow: bool = False) -> float:
+        """Claim the next slot; return how long to wait for it (seconds).
+
+        `borrow`: start up to one interval early (never before a server hold), for a POST
+        right after its re-read: the time between the two is the window in which the world
+        can change unseen, and a force-unlock has no condition on the holder to catch it.
+        One slot at most: a second borrower waits as usual.
+        """
         now = self._clock()
-        start = max(now, self._next)
-        self._next = start + self._interval
+        earliest = self._next - self._interval if borrow else self._next
+        start = max(now, earliest, self._held)
+        self._next = max(start, self._next) + self._interval
         return start - now
 
     def hold_until(self, moment: float) -> None:
         """After a 429 nobody should start before the server's reset time."""
         self._next = max(self._next, moment)
+        self._held = max(self._held, moment)
 
-    async def acquire(self) -> None:
-        wait = self.reserve()
+    async def acquire(self, *, borrow: bool = False) -> None:
+        wait = self.reserve(borrow=borrow)
         if wait > 0:
             await self._sleep(wait)
 
@@ -218,8 +257,10 @@ def _parse_seconds(value: str | None) -> float | None:
 class TfcClient:
     """Async client; use as `async with TfcClient(...) as client`.
 
-    GET retries 5xx and transport errors (capped exponential backoff with jitter, bounded
-    attempts, a total deadline). Every method retries 429 after the server's reset time.
+    GET retries 5xx, 429 (after the server's reset time) and transport errors (capped
+    exponential backoff with jitter, bounded attempts, a total deadline). A POST is sent
+    once and never retried (see `_send`). `timeout` bounds each whole request: connecting,
+    the headers and the whole body.
     """
 
     def __init__(
@@ -243,6 +284,7 @@ class TfcClient:
     ) -> None:
         self._address = address.rstrip("/")
         self._token = token
+        self._timeout = timeout
         self._metrics = metrics
         self._sleep = sleep
         self._clock = clock
@@ -265,6 +307,8 @@ class TfcClient:
                 "Accept": JSONAPI,
                 "User-Agent": f"tfc-watchdog/{__version__}",
             },
+            # Each phase gets the whole budget (so a slow connect is still told apart as a
+            # ConnectTimeout); `_exchange` bounds the sum.
             timeout=httpx.Timeout(timeout),
             verify=_ssl_context(verify),
             transport=transport,
@@ -302,22 +346,48 @@ class TfcClient:
     async def get(
         self, path: str, *, endpoint: str, params: Mapping[str, str] | None = None
     ) -> dict[str, Any]:
-        response = await self._send("GET", path, endpoint=endpoint, params=params)
-        document = self._json(response, endpoint)
+        reply = await self._send("GET", path, endpoint=endpoint, params=params)
+        if reply.status != OK:
+            # A 3xx (redirects are never followed: the token must not travel) or another 2xx.
+            raise BadResponseError(
+                endpoint=endpoint, status=reply.status, detail=f"expected HTTP {OK}"
+            )
+        if not reply.dated:
+            # Ages are the server's `Date` minus a timestamp: without it "now" would silently
+            # stay at an older response's clock, so nothing read here may be acted on.
+            raise BadResponseError(
+                endpoint=endpoint, status=reply.status, detail="no readable `Date` header"
+            )
+        document = self._json(reply, endpoint)
         if not isinstance(document, dict) or "data" not in document:
             raise BadResponseError(
-                endpoint=endpoint, status=response.status_code, detail="no JSON:API `data`"
+                endpoint=endpoint, status=reply.status, detail="no JSON:API `data`"
             )
         return document
 
-    async def post(self, path: str, *, endpoint: str, json: Any = None) -> dict[str, Any] | None:
-        response = await self._send("POST", path, endpoint=endpoint, json=json)
-        # Actions answer 202 with no body; a body is not relied on, and an unreadable one on a
-        # 2xx must not turn an accepted action into a reported failure.
-        if not response.content.strip():
+    async def post(
+        self, path: str, *, endpoint: str, expect: int, json: Any = None
+    ) -> dict[str, Any] | None:
+        """Send one mutating request, once; `expect` is the action's documented success status.
+
+        It counts as done only with exactly that status and, when there is a body, the
+        JSON:API content type. Anything else (a 3xx, a 200 "blocked" page from a proxy, any
+        other 2xx) is a BadResponseError: the action is not known to have happened as the
+        API would have done it.
+        """
+        reply = await self._send("POST", path, endpoint=endpoint, json=json)
+        # Not a read: nothing is aged from this answer, so a missing `Date` does not fail it.
+        if reply.status != expect:
+            raise self._unexpected(reply, endpoint, f"expected HTTP {expect}")
+        if not reply.body.strip():
             return None
+        if reply.media_type != JSONAPI:
+            what = f"content type {reply.media_type or 'none'!r}, not {JSONAPI}"
+            raise self._unexpected(reply, endpoint, what)
+        # The body of an accepted action is not relied on; an unreadable one with the right
+        # status and content type does not turn it into a failure.
         try:
-            document = response.json()
+            document = decode_json(reply.body)
         except ValueError:
             return None
         return document if isinstance(document, dict) else None
@@ -444,14 +514,14 @@ class TfcClient:
         endpoint: str,
         params: Mapping[str, str] | None = None,
         json: Any = None,
-    ) -> httpx.Response:
-        """One logical request, with the retry rules below.
+    ) -> _Reply:
+        """One logical request: a GET with the retry rules below, a POST exactly once.
 
-        The POST rule: a POST is retried only when the server certainly did not act on it:
-        after a 429 (rejected before it reached the action) and after a failure to *connect*
-        (httpx.ConnectError / ConnectTimeout: not a byte of the request left this host).
-        Never on a 5xx, a read timeout or a dropped connection: the action may already have
-        happened, and a retried cancel or force-unlock could act twice.
+        A POST is never retried, whatever happens: not after a 429, not after a failure to
+        connect, not after a timeout. Its decision rests on a re-read made just before it;
+        a retry seconds later would act on a world that may have changed (a force-unlock has
+        no condition on the holder: it would remove whoever holds the lock by then). The
+        action fails for this cycle, and the next cycle re-reads and decides again.
         """
         headers: dict[str, str] = {}
         content: bytes | None = None
@@ -459,44 +529,92 @@ class TfcClient:
             # Without this header the API answers 415, even when there is no body.
             headers["Content-Type"] = JSONAPI
             content = b"" if json is None else jsonlib.dumps(json).encode()
+        retries = method == "GET"
         deadline = self._clock() + self._retry_deadline
         attempt = 0
         while True:
             attempt += 1
-            await self._limiter.acquire()
+            # A POST follows its re-read at once (see RateLimiter.reserve).
+            await self._limiter.acquire(borrow=not retries)
             try:
                 async with self._in_flight:
-                    response = await self._http.request(
-                        method, path, params=params, headers=headers, content=content
+                    reply = await self._exchange(
+                        method,
+                        path,
+                        endpoint=endpoint,
+                        params=params,
+                        headers=headers,
+                        content=content,
                     )
             except httpx.TransportError as exc:
                 self._metrics.api_request(endpoint, "error")
                 error = self._transport_error(exc, endpoint)
-                safe_to_retry = error.reason != "tls" and (
-                    method == "GET" or isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-                )
                 delay = self._backoff(attempt)
-                if safe_to_retry and self._may_retry(attempt, delay, deadline):
+                if retries and error.reason != "tls" and self._may_retry(attempt, delay, deadline):
                     await self._sleep(delay)
                     continue
                 raise error from exc
-            self._metrics.api_request(endpoint, response.status_code)
-            self._remember(response)
-            status = response.status_code
+            self._metrics.api_request(endpoint, reply.status)
+            status = reply.status
+            if reply.too_large:
+                raise BadResponseError(
+                    endpoint=endpoint,
+                    status=status,
+                    detail=f"the body is larger than {MAX_RESPONSE_BYTES} bytes",
+                )
             if status == 429:
-                delay = self._rate_limit_wait(response)
+                delay = self._rate_limit_wait(reply, endpoint)
+                # Nobody starts before the server's reset, a POST that is not retried included.
                 self._limiter.hold_until(self._clock() + delay)
-                if self._may_retry(attempt, delay, deadline):
+                if retries and self._may_retry(attempt, delay, deadline):
                     await self._sleep(delay)
                     continue
-            elif status >= 500 and method == "GET":
+            elif status >= 500 and retries:
                 delay = self._backoff(attempt)
                 if self._may_retry(attempt, delay, deadline):
                     await self._sleep(delay)
                     continue
             if status >= 400:
-                raise self._status_error(response, endpoint)
-            return response
+                raise self._status_error(reply, endpoint)
+            return reply
+
+    async def _exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        content: bytes | None,
+    ) -> _Reply:
+        """One HTTP exchange within `timeout` in all, connect to last byte.
+
+        httpx's timeouts bound each network operation, so a body trickled a few bytes at a
+        time never trips them; `asyncio.timeout` bounds the whole. Its expiry is reported as
+        an httpx timeout, and since the request may have been sent, as one that may have
+        acted.
+        """
+        try:
+            async with (
+                asyncio.timeout(self._timeout),
+                self._http.stream(
+                    method, path, params=params, headers=headers, content=content
+                ) as response,
+            ):
+                body = await _read_body(response)
+        except TimeoutError:
+            raise httpx.TimeoutException(
+                f"no whole answer within {self._timeout:g} s (tfc.timeout)"
+            ) from None
+        dated = self._remember(response)
+        return _Reply(
+            status=response.status_code,
+            headers=response.headers,
+            body=body or b"",
+            dated=dated,
+            too_large=body is None,
+        )
 
     def _may_retry(self, attempt: int, delay: float, deadline: float) -> bool:
         return attempt < self._max_attempts and self._clock() + delay <= deadline
@@ -506,44 +624,50 @@ class TfcClient:
         # "Equal jitter": at least half the ceiling, so retries never collapse to zero.
         return ceiling / 2 + ceiling / 2 * self._jitter()
 
-    def _rate_limit_wait(self, response: httpx.Response) -> float:
-        wait = _parse_seconds(response.headers.get("X-RateLimit-Reset"))
+    def _rate_limit_wait(self, reply: _Reply, endpoint: str) -> float:
+        header = "X-RateLimit-Reset"
+        raw = reply.headers.get(header)
+        wait = _parse_seconds(raw)
         if wait is None:
-            wait = self._retry_after(response.headers.get("Retry-After"))
+            header = "Retry-After"
+            raw = reply.headers.get(header)
+            wait = self._retry_after(raw)
+        if wait is None:
+            wait = 1.0
+        elif wait > MAX_SERVER_WAIT:
+            log.warning(
+                "tfc.server_wait_capped",
+                endpoint=endpoint,
+                header=header,
+                server_value=raw,
+                waited_seconds=MAX_SERVER_WAIT,
+            )
+            wait = MAX_SERVER_WAIT
         # go-tfe: max(reset, 100 ms) + U(0, 300 ms), so concurrent callers do not stampede.
-        return max(wait if wait is not None else 1.0, 0.1) + 0.3 * self._jitter()
+        return max(wait, 0.1) + 0.3 * self._jitter()
 
     def _retry_after(self, value: str | None) -> float | None:
         seconds = _parse_seconds(value)
         if seconds is not None or value is None:
             return seconds
-        try:
-            moment = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        moment = _http_date(value)
+        if moment is None:
             return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
         return max(0.0, (moment - self.server_now()).total_seconds())
 
-    def _remember(self, response: httpx.Response) -> None:
-        date = response.headers.get("Date")
-        if date:
-            try:
-                moment = email.utils.parsedate_to_datetime(date)
-            except (TypeError, ValueError):
-                moment = None
-            if moment is not None:
-                if moment.tzinfo is None:
-                    moment = moment.replace(tzinfo=UTC)
-                self._last_date = moment.astimezone(UTC)
-        if self._fixed_rate or self._learned_limit:
-            return
-        # Learned once, from the first response that carries it: later responses of the
-        # run-list endpoints carry their own per-minute limit, which is not this budget.
-        limit = _parse_seconds(response.headers.get("X-RateLimit-Limit"))
-        if limit is not None and limit > 0:
-            self._learned_limit = True
-            self._limiter.set_rate(limit * LIMIT_SHARE)
+    def _remember(self, response: httpx.Response) -> bool:
+        """Note the server's clock and rate limit; whether the `Date` header was readable."""
+        moment = _http_date(response.headers.get("Date"))
+        if moment is not None:
+            self._last_date = moment
+        if not (self._fixed_rate or self._learned_limit):
+            # Learned once, from the first response that carries it: later responses of the
+            # run-list endpoints carry their own per-minute limit, which is not this budget.
+            limit = _parse_seconds(response.headers.get("X-RateLimit-Limit"))
+            if limit is not None and limit > 0:
+                self._learned_limit = True
+                self._limiter.set_rate(limit * LIMIT_SHARE)
+        return moment is not None
 
     # --- errors -----------------------------------------------------------------------------
 
@@ -562,24 +686,91 @@ class TfcClient:
             endpoint=endpoint,
             reason=reason,
             detail=self._redact(detail),
+            # The connection never opened: not a byte of the request left this host.
             request_sent=not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
         )
 
-    def _status_error(self, response: httpx.Response, endpoint: str) -> TfcError:
-        status = response.status_code
-        detail = self._redact(_error_detail(response))
+    def _unexpected(self, reply: _Reply, endpoint: str, what: str) -> BadResponseError:
+        """A success that is not the one expected: what it was, where it pointed, its text."""
+        parts = [what]
+        location = reply.headers.get("Location")
+        if location:
+            parts.append(f"redirected to {location} (not followed)")
+        text = _one_line(_body_text(reply.body), 200)
+        if text:
+            parts.append(text)
+        detail = self._redact("; ".join(parts))
+        return BadResponseError(endpoint=endpoint, status=reply.status, detail=detail)
+
+    def _status_error(self, reply: _Reply, endpoint: str) -> TfcError:
+        status = reply.status
+        detail = self._redact(_error_detail(reply.body))
         kind = _STATUS_ERRORS.get(status)
         if kind is None:
             kind = ServerError if status >= 500 else TfcError
         return kind(endpoint=endpoint, status=status, detail=detail)
 
-    def _json(self, response: httpx.Response, endpoint: str) -> Any:
+    def _json(self, reply: _Reply, endpoint: str) -> Any:
         try:
-            return decode_json(response.content)
+            return decode_json(reply.body)
         except ValueError:
             raise BadResponseError(
-                endpoint=endpoint, status=response.status_code, detail="body is not JSON"
+                endpoint=endpoint, status=reply.status, detail="body is not JSON"
             ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A response read to its end (the stream is closed): what the request loop needs."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    # Whether the `Date` header was present and readable.
+    dated: bool
+    # The body was larger than MAX_RESPONSE_BYTES (and `body` is empty).
+    too_large: bool = False
+
+    @property
+    def media_type(self) -> str:
+        value: str = self.headers.get("Content-Type", "")
+        return value.split(";", 1)[0].strip().lower()
+
+
+async def _read_body(response: httpx.Response) -> bytes | None:
+    """The decoded body; None, read no further, once it is larger than MAX_RESPONSE_BYTES.
+
+    By hand because httpx has no size limit; the chunks come from `aiter_bytes`, decoded, so
+    a small compressed body that inflates past the limit is stopped too.
+    """
+    declared = _parse_seconds(response.headers.get("Content-Length"))
+    if declared is not None and declared > MAX_RESPONSE_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date (RFC 9110) as an aware UTC datetime; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _body_text(body: bytes) -> str:
+    return body[:400].decode("utf-8", errors="replace")
 
 
 def decode_json(body: bytes) -> Any:
@@ -716,15 +907,15 @@ def _pagination(document: dict[str, Any], endpoint: str) -> dict[str, Any]:
     return pagination
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(body: bytes) -> str:
     """The API's own words: `errors[].detail` (or title), else the start of the body."""
     try:
-        document = decode_json(response.content)
+        document = decode_json(body)
     except ValueError:
-        return _one_line(response.text, 200)
+        return _one_line(_body_text(body), 200)
     errors = document.get("errors") if isinstance(document, dict) else None
     if not isinstance(errors, list):
-        return _one_line(response.text, 200)
+        return _one_line(_body_text(body), 200)
     parts = []
     for error in errors:
         if not isinstance(error, dict):

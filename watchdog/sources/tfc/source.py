@@ -18,6 +18,8 @@ import structlog
 from watchdog.metrics import Metrics
 from watchdog.model import Holder, HolderType, Observation, Source, Workspace
 from watchdog.sources.tfc.client import (
+    ACCEPTED,
+    OK,
     BadResponseError,
     NotFoundError,
     StateVersionPendingError,
@@ -217,6 +219,7 @@ class TfcSource:
         await self._client.post(
             f"/runs/{_segment(run_id)}/actions/{action}",
             endpoint=f"POST /runs/:id/actions/{action}",
+            expect=ACCEPTED,
             json=body,
         )
 
@@ -224,7 +227,9 @@ class TfcSource:
         endpoint = f"POST /workspaces/:id/actions/{action}"
         try:
             await self._client.post(
-                f"/workspaces/{_segment(workspace_id)}/actions/{action}", endpoint=endpoint
+                f"/workspaces/{_segment(workspace_id)}/actions/{action}",
+                endpoint=endpoint,
+                expect=OK,
             )
         except TfcError as exc:
             # 503 for API clients, 400 for Terraform CLI >= 1.10, while an intermediate state
