@@ -423,8 +423,10 @@ class TfcConfig(StrictModel):
     """PEM file of a private CA for TFE."""
     verify_tls: bool = True
     """Verify the server's certificate. Turning it off is logged loudly."""
-    timeout: Duration = timedelta(seconds=30)
-    """The most one request may take: connecting, the headers and the whole body."""
+    timeout: Duration = timedelta(seconds=15)
+    """The most one request may take: connecting, the headers and the whole body. Keep it
+    under the daemon's 20 s stop grace, so a POST in flight at SIGTERM always completes and is
+    recorded (a 100-workspace page is a few hundred KB: seconds at worst)."""
     requests_per_second: float | None = Field(None, gt=0)
     """Client-side rate limit. null = two thirds of the server's X-RateLimit-Limit."""
 
