@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from watchdog.decide import Restraint
 from watchdog.model import (
     ActionResult,
     Finding,
@@ -109,14 +110,26 @@ def result_to_json(result: ActionResult) -> dict[str, Any]:
 
 
 def observation_to_json(observation: Observation) -> dict[str, Any]:
+    tfc = observation.source is Source.TFC
     return {
         "source": observation.source.value,
         "organization": observation.organization,
         "complete": observation.complete,
         "error": observation.error,
-        "workspaces": observation.workspace_count,
+        # A lock table or bucket has no workspaces: null there, not a misleading 0.
+        "workspaces": observation.workspace_count if tfc else None,
+        "locks": None if tfc else len(observation.backend_locks),
         "unreadable": sorted(observation.unreadable),
     }
+
+
+def source_error(observation: Observation) -> str | None:
+    """One line naming what could not be read and why (None when it was read)."""
+    if observation.error is None:
+        return None
+    return f"could not read {observation.source.value} {observation.organization}: " + (
+        observation.error
+    )
 
 
 @dataclass(frozen=True)
@@ -131,6 +144,10 @@ class CycleReport:
     planned: tuple[PlannedAction, ...] = ()
     results: tuple[ActionResult, ...] = ()
     errors: tuple[str, ...] = field(default=())
+    # Why stale-looking locks and runs were left alone, and the memory file that carries
+    # sightings between cycles: the table says why an action waits (not in the JSON).
+    restraints: tuple[Restraint, ...] = ()
+    state_file: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -150,7 +167,11 @@ class CycleReport:
             "findings": [finding_to_json(f) for f in self.findings],
             "planned_actions": [a.audit_fields() for a in self.planned],
             "actions": [result_to_json(r) for r in self.results],
-            "errors": list(self.errors),
+            # Every error of the cycle, a source's too (also under `sources[].error`).
+            "errors": [
+                *self.errors,
+                *(e for e in map(source_error, self.observations) if e is not None),
+            ],
         }
 
 
@@ -195,18 +216,29 @@ def render_table(report: CycleReport) -> str:
         findings_by_ws.setdefault(finding.workspace_id, []).append(finding)
 
     for observation in report.observations:
-        state = "ok" if observation.complete else f"INCOMPLETE: {observation.error}"
+        scope = f"{observation.source.value} {observation.organization}"
+        error = source_error(observation)
+        if error is not None:
+            # The reason is said once, by `scan` on stderr (this table may go to a file).
+            out.append(f"{scope}: NOT READ (the reason is on stderr)")
+            continue
         if observation.source is Source.TFC:
-            count = observation.workspace_count
-            read = f"{count} workspaces read"
+            read = _count(observation.workspace_count, "workspace")
         else:
-            read = f"{len(observation.backend_locks)} locks read"
-        out.append(f"{observation.source.value} {observation.organization}: {read}, {state}")
+            read = _count(len(observation.backend_locks), "lock")
+        state = "ok" if observation.complete else "INCOMPLETE"
+        out.append(f"{scope}: {read} read, {state}")
     out.append("")
     tfc_locks = [lk for lk in report.locks if lk.source is Source.TFC]
     backend_locks = [lk for lk in report.locks if lk.source is not Source.TFC]
     if not tfc_locks and not backend_locks:
-        out.append("No locked workspaces.")
+        readable = [o for o in report.observations if o.error is None]
+        if not readable:
+            out.append("Nothing could be read: no lock is reported, and none is ruled out.")
+        elif len(readable) < len(report.observations):
+            out.append("No locked workspaces in what could be read.")
+        else:
+            out.append("No locked workspaces.")
     elif tfc_locks:
         rows = []
         for lock in sorted(tfc_locks, key=lambda lk: -lk.age.total_seconds()):
@@ -277,12 +309,58 @@ def render_table(report: CycleReport) -> str:
         mode = "would do (dry-run)" if report.dry_run else "plans"
         out.append(f"The watchdog {mode}:")
         out.extend(
-            f"  {a.kind.value} {a.organization}/{a.workspace}: {a.reason} (rule {a.rule})"
-            for a in report.planned
+            f"  {a.kind.value} {_target(a)}: {a.reason} (rule {a.rule})" for a in report.planned
         )
+    if report.restraints:
+        out.append("")
+        out.append("The watchdog would not act:")
+        out.extend(
+            f"  {r.organization}/{r.workspace}: {r.reason}"
+            if r.organization and not r.workspace.startswith(f"{r.organization}/")
+            else f"  {r.workspace}: {r.reason}"
+            for r in report.restraints
+        )
+        if any(_SIGHTINGS in r.reason for r in report.restraints):
+            out.extend(_second_sighting(report.state_file))
     # Every line, not only table cells: observation errors, manual fixes and planned-action
     # reasons quote API text too.
     return "\n".join(printable(line) for line in out) + "\n"
+
+
+# decide.py's guard for a lock seen in too few cycles ("lock seen with this holder/ID in 1
+# cycle(s), 2 needed").
+_SIGHTINGS = "cycle(s), "
+
+
+def _second_sighting(state_file: str | None) -> list[str]:
+    """Why a `scan` that sees a stale lock once cannot see it twice, and what does."""
+    lines = [
+        "  The action waits for a second sighting of the same lock;",
+        "  `scan` alone never provides the second sighting: it reads the state_file, "
+        "never writes it.",
+    ]
+    if state_file is None:
+        lines.append(
+            "  No state_file is configured: set one, shared with the daemon (`tfc-watchdog run`)."
+        )
+    else:
+        lines.append(
+            f"  {state_file} is written by the daemon (`tfc-watchdog run`): after its next "
+            "cycle the lock counts as seen again."
+        )
+    return lines
+
+
+def _target(action: PlannedAction) -> str:
+    """What an action is on: `org/workspace` for TFC; for the S3 backend the state path,
+    which already starts with the bucket."""
+    if action.source is Source.TFC:
+        return f"{action.organization}/{action.workspace}"
+    return f"{action.source.value}:{action.workspace}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _end_run(run: Run) -> str:

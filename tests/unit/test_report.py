@@ -135,14 +135,45 @@ def test_a_holder_name_with_controls_is_escaped_in_table_and_manual_fix() -> Non
     assert "terraform force-unlock acme/app" in text
 
 
-def test_an_observation_error_with_controls_is_escaped() -> None:
+def test_an_observation_error_with_controls_never_reaches_the_table() -> None:
+    # The table points to stderr, where `scan` prints the error once, escaped.
     observation = Observation(
         Source.TFC, "acme", NOW, complete=False, error="bad page\n" + ESC + "[2Jfake ok"
     )
     report = CycleReport(NOW, True, (observation,), (), ())
     text = render_table(report)
     _assert_terminal_safe(text)
-    assert "INCOMPLETE: bad page\\n\\x1b[2Jfake ok" in text
+    assert "bad page" not in text
+    assert "tfc acme: NOT READ (the reason is on stderr)" in text
+
+
+def test_a_failed_read_says_nothing_could_be_read_and_json_errors_agree() -> None:
+    error = "GET /organizations/:org/workspaces: 401 unauthorized"
+    observation = Observation(Source.TFC, "acme", NOW, complete=False, error=error)
+    report = CycleReport(NOW, True, (observation,), (), ())
+    text = render_table(report)
+    assert "No locked workspaces" not in text
+    assert "Nothing could be read" in text
+    document = report.to_json()
+    assert document["sources"][0]["error"] == error
+    assert document["errors"] == [f"could not read tfc acme: {error}"]
+
+
+def test_one_source_unread_does_not_claim_no_locks_anywhere() -> None:
+    read = Observation(Source.TFC, "acme", NOW)
+    unread = Observation(Source.TFC, "beta", NOW, complete=False, error="timeout")
+    text = render_table(CycleReport(NOW, True, (read, unread), (), ()))
+    assert "tfc acme: 0 workspaces read, ok" in text
+    assert "No locked workspaces in what could be read." in text
+
+
+def test_counts_are_singular_for_one_and_s3_sources_have_no_workspace_count() -> None:
+    lock = _backend_lock(Source.DYNAMODB, "terraform-locks")
+    observation = Observation(Source.DYNAMODB, "terraform-locks", NOW, backend_locks=(lock,))
+    text = render_table(CycleReport(NOW, True, (observation,), (), ()))
+    assert "dynamodb terraform-locks: 1 lock read, ok" in text
+    [source] = CycleReport(NOW, True, (observation,), (), ()).to_json()["sources"]
+    assert (source["workspaces"], source["locks"]) == (None, 1)
 
 
 def test_s3_backend_lock_info_is_escaped_and_the_manual_fix_quoted() -> None:
@@ -206,3 +237,76 @@ def test_the_manual_fix_for_a_run_lock_names_the_rung_the_ladder_takes(
     if phase_group(status) == "waiting":
         assert planned.kind is ActionKind.DISCARD
         assert "cancel" not in fix[0]
+
+
+STATE_PATH = "tf-state/prod/dns.tfstate"
+
+
+def _backend_lock(source: Source, store: str) -> BackendLock:
+    info = TerraformLockInfo(
+        id="4f6a",
+        operation="OperationTypeApply",
+        who="ci@runner",
+        version="1.15.0",
+        created=NOW - 3 * H,
+        path=STATE_PATH,
+    )
+    return BackendLock(source=source, store=store, path=STATE_PATH, info=info, token="etag")
+
+
+def _backend_report(cycles: int, state_file: str | None) -> CycleReport:
+    """decide() over a stale `.tflock` object of bucket tf-state, seen in `cycles` cycles."""
+    policy = Policy.model_validate(
+        {
+            "state_file": state_file,
+            "s3_backend": {"lockfile_buckets": [{"bucket": "tf-state", "prefix": "prod/"}]},
+            "rules": [
+                {
+                    "id": "prod-state",
+                    "match": {"sources": ["s3"], "paths": ["tf-state/prod/*"]},
+                    "lock_stale_after": "2h",
+                    "actions": ["delete_lock"],
+                }
+            ],
+        }
+    )
+    observation = Observation(
+        Source.S3, "tf-state", NOW, backend_locks=(_backend_lock(Source.S3, "tf-state"),)
+    )
+    memory = Memory()
+    for _ in range(cycles):
+        memory.update([observation], NOW)
+    decision = decide([observation], policy, memory, NOW, None)
+    return CycleReport(
+        generated_at=NOW,
+        dry_run=True,
+        observations=(observation,),
+        locks=decision.locks,
+        findings=decision.findings,
+        planned=decision.planned,
+        restraints=decision.restraints,
+        state_file=state_file,
+    )
+
+
+def test_a_planned_delete_lock_names_the_state_path_once() -> None:
+    text = render_table(_backend_report(2, "state.json"))
+    assert f"delete_lock s3:{STATE_PATH}:" in text
+    assert "tf-state/tf-state" not in text
+
+
+@pytest.mark.parametrize(
+    ("state_file", "advice"),
+    [
+        (None, "No state_file is configured"),
+        ("state.json", "state.json is written by the daemon"),
+    ],
+)
+def test_a_stale_lock_seen_once_says_it_waits_for_a_second_sighting(
+    state_file: str | None, advice: str
+) -> None:
+    text = render_table(_backend_report(1, state_file))
+    assert "The watchdog would not act:" in text
+    assert "lock seen with this ID in 1 cycle(s), 2 needed" in text
+    assert "`scan` alone never provides the second sighting" in text
+    assert advice in text
