@@ -20,17 +20,23 @@ ends (on success the walkthrough stops everything itself) is killed and reported
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
+import yaml
 from markdown_it import MarkdownIt
 
+from tests.support.daemon import run_cli, write_config
+from tests.support.moto import BUCKET, MotoServer
 from tests.support.terraform import require_terraform
 from tests.support.tools import require, require_binary
 
@@ -44,12 +50,12 @@ PORTS = ("8443", "9877")
 TIMEOUT = 240.0
 
 
-def walkthrough_blocks(markdown: str) -> list[str]:
-    """The contents of the fenced blocks whose info string is `sh walkthrough`, in order."""
+def walkthrough_blocks(markdown: str, info: str = f"sh {MARKER}") -> list[str]:
+    """The contents of the fenced blocks whose info string is `info`, in order."""
     return [
         token.content
         for token in MarkdownIt("commonmark").parse(markdown)
-        if token.type == "fence" and token.info.split() == ["sh", MARKER]
+        if token.type == "fence" and token.info.split() == info.split()
     ]
 
 
@@ -159,3 +165,52 @@ def test_409_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert list(scratch_root.iterdir()) == [], "the scratch directory was not removed"
     assert untracked() == before, "the walkthrough left files in the repository"
     print(f"walkthrough ran in {took:.1f}s")
+
+
+# --- S3 backend users: the README's config against moto ---------------------------------------
+
+S3_LOCK_KEY = "prod/dns.tfstate.tflock"
+S3_STATE_PATH = f"{BUCKET}/prod/dns.tfstate"
+
+
+def test_s3_backend_config_finds_a_stale_lock_and_plans_after_the_daemon_saw_it(
+    tmp_path: Path, dynamodb: Any, s3: Any, moto_aws: MotoServer
+) -> None:
+    """The config block of "S3 backend users", with only `endpoint_url` (moto) and the
+    state file's directory changed: `scan` says why it waits for a second sighting, and
+    plans `delete_lock` on the state path once `run --once` has seen the lock."""
+    [block] = walkthrough_blocks(README.read_text(), "yaml walkthrough-s3")
+    config: dict[str, Any] = yaml.safe_load(block)
+    config["s3_backend"]["endpoint_url"] = moto_aws.endpoint_url
+    config["state_file"] = str(tmp_path / Path(config["state_file"]).name)
+    path = write_config(tmp_path / "watchdog.yaml", config)
+    created = datetime.now(UTC) - timedelta(hours=3)
+    lock = {
+        "ID": "9db8c2a1-0000-4000-8000-000000000001",
+        "Operation": "OperationTypeApply",
+        "Info": "",
+        "Who": "runner@ci-42",
+        "Version": "1.15.5",
+        "Created": created.isoformat().replace("+00:00", "Z"),
+        "Path": S3_STATE_PATH,
+    }
+    s3.put_object(Bucket=BUCKET, Key=S3_LOCK_KEY, Body=json.dumps(lock).encode())
+
+    assert run_cli("check-config", str(path)).returncode == 0
+
+    first = run_cli("scan", "--config", str(path))
+    assert first.returncode == 3, first.stdout + first.stderr
+    assert "The watchdog would not act:" in first.stdout
+    assert "lock seen with this ID in 1 cycle(s), 2 needed" in first.stdout
+    assert "`scan` alone never provides the second sighting" in first.stdout
+    assert "delete_lock s3:" not in first.stdout
+
+    daemon = run_cli("run", "--config", str(path), "--once")
+    assert daemon.returncode == 0, daemon.stderr
+
+    second = run_cli("scan", "--config", str(path))
+    assert second.returncode == 3, second.stdout + second.stderr
+    assert f"delete_lock s3:{S3_STATE_PATH}: lock held by" in second.stdout
+    assert f"{BUCKET}/{BUCKET}/" not in second.stdout
+    # dry_run is left at its default: nothing was deleted.
+    assert s3.get_object(Bucket=BUCKET, Key=S3_LOCK_KEY)["ETag"]
