@@ -270,8 +270,19 @@ def render_table(report: CycleReport) -> str:
             out.append(
                 "Manual fix, as Terraform users know it (check first that no apply is live):"
             )
+            # A protected lock gets no unlock advice: its protection, and who to ask.
+            protected = {
+                r.workspace_id: r.reason.partition(" (would ")[0]
+                for r in report.restraints
+                if r.reason.startswith("protected: ")
+            }
             for lk in stale:
-                if lk.run is not None:
+                if lk.workspace_id in protected:
+                    out.append(
+                        f"  {lk.lock_id}: {protected[lk.workspace_id]}; ask "
+                        f"{lk.holder.label()}, do not unlock it"
+                    )
+                elif lk.run is not None:
                     # A run-held lock is cleared by ending its run, never by force-unlock.
                     out.append(f"  {lk.lock_id}: {_end_run(lk.run)}")
                 else:

@@ -60,6 +60,7 @@ def _report(*workspaces: Workspace, seen: timedelta = 3 * H) -> CycleReport:
         locks=decision.locks,
         findings=decision.findings,
         planned=decision.planned,
+        restraints=decision.restraints,
     )
 
 
@@ -287,6 +288,15 @@ def _backend_report(cycles: int, state_file: str | None) -> CycleReport:
         restraints=decision.restraints,
         state_file=state_file,
     )
+
+
+def test_the_manual_fix_for_a_protected_lock_names_the_protection_not_force_unlock() -> None:
+    text = render_table(_report(_user_lock("maintenance: do not unlock", name="carol")))
+    assert "terraform force-unlock acme/app" not in text
+    assert (
+        "  acme/app: protected: lock reason 'maintenance: do not unlock' matches "
+        "protect.lock_reasons '(?i)maintenance'; ask user:carol, do not unlock it"
+    ) in text
 
 
 def test_a_planned_delete_lock_names_the_state_path_once() -> None:
