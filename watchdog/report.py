@@ -7,7 +7,9 @@ were already announced, so logs say what changed instead of repeating every cycl
 
 from __future__ import annotations
 
+import re
 import shlex
+import textwrap
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -199,17 +201,132 @@ def printable(text: str) -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+# The width the human report fits when no terminal says otherwise (`scan` passes the
+# terminal's). The JSON document is the contract; this table only has to read well.
+DEFAULT_WIDTH = 120
+_MAX_WORD = 24
+_MIN_REASON = 24
+_PIECES = re.compile(r"[^ ,]*[ ,]*")
+
+
+def _wrap(cell: str, width: int) -> list[str]:
+    """`cell` in lines of at most `width`, broken after spaces and commas (finding lists
+    are comma-separated), and inside a word only when it alone is too long. Hand-written:
+    textwrap breaks only at whitespace and hyphens."""
+    lines: list[str] = []
+    current = ""
+    for piece in _PIECES.findall(cell):
+        if not piece:
+            continue
+        if len(current) + len(piece.rstrip()) <= width:
+            current += piece
+            continue
+        if current.strip():
+            lines.append(current.rstrip())
+        current = piece
+        while len(current.rstrip()) > width:
+            lines.append(current[:width])
+            current = current[width:]
+    if current.strip() or not lines:
+        lines.append(current.rstrip())
+    return lines
+
+
+def _table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int = DEFAULT_WIDTH,
+    wrap: Iterable[str] = (),
+) -> list[str]:
+    """Columns padded to fit; when the table is wider than `width`, the `wrap` columns
+    (free text, lists) are narrowed, widest first, and their cells continue on more lines.
+    Cells are escaped first (`printable`), so a line break in a value never splits a row."""
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    wrappable = [i for i, header in enumerate(headers) if header in set(wrap)]
+    # Narrowed no further than the longest word of the column (up to _MAX_WORD): a time
+    # stamp or a run id is not broken in the middle when the text around it can wrap.
+    floors = {
+        i: max(
+            len(headers[i]),
+            min(
+                _MAX_WORD,
+                max((len(p.rstrip()) for r in rows for p in _PIECES.findall(r[i])), default=0),
+            ),
+        )
+        for i in wrappable
+    }
+    # In the order given: the first `wrap` column is narrowed to its floor before the next.
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    for header in wrap:
+        if header not in headers:
+            continue
+        i = list(headers).index(header)
+        cut = max(0, min(excess, widths[i] - floors[i]))
+        widths[i] -= cut
+        excess -= cut
     line = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [line.format(*headers).rstrip(), *(line.format(*row).rstrip() for row in rows)]
+    out = [line.format(*headers).rstrip()]
+    for row in rows:
+        cells = [
+            _wrap(cell, w) if i in wrappable else [cell]
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        for n in range(max(len(c) for c in cells)):
+            out.append(line.format(*(c[n] if n < len(c) else "" for c in cells)).rstrip())
+    return out
 
 
-def render_table(report: CycleReport) -> str:
-    """A report shaped like Terraform's own "Lock Info" block, one row per locked workspace."""
+def _lock_table(rows: list[list[str]], width: int) -> list[str]:
+    """The TFC lock table. Columns that can wrap give way in this order: SINCE's "(first
+    seen)", the run's status under its id, the findings one per line, then the lock reason;
+    when the reason would still get fewer than _MIN_REASON columns, it leaves the table for
+    a line of its own under its row."""
+    headers = ["WORKSPACE", "HOLDER", "SINCE (UTC)", "AGE", "FINDING", "RULE", "LOCK ID"]
+    # TFC's lock ID is `<organization>/<workspace>`, the first column already.
+    if all(row[6] == row[0] for row in rows):
+        headers.pop(6)
+        rows = [row[:6] + row[7:] for row in rows]
+    wrap = ("SINCE (UTC)", "HOLDER", "FINDING", "LOCK REASON")
+    without = _table(headers, [row[:-1] for row in rows], width=width, wrap=wrap)
+    room = width - max(len(line) for line in without) - 2
+    if room >= _MIN_REASON or all(len(row[-1]) <= room for row in rows):
+        return _table([*headers, "LOCK REASON"], rows, width=width, wrap=wrap)
+    out = [without[0]]
+    body = iter(without[1:])
+    pending = next(body, None)
+    for row in rows:
+        # The row's first line, then its continuation lines (they start blank).
+        assert pending is not None
+        out.append(pending)
+        pending = next(body, None)
+        while pending is not None and pending.startswith(" "):
+            out.append(pending)
+            pending = next(body, None)
+        if row[-1] != "-":
+            out.extend(_fill(f"lock reason: {row[-1]}", width))
+    return out
+
+
+def _fill(text: str, width: int, indent: str = "  ") -> list[str]:
+    """A long report line (manual fix, planned action, restraint) wrapped to `width`, its
+    continuation lines indented two more spaces."""
+    return textwrap.wrap(
+        printable(text),
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent]
+
+
+def render_table(report: CycleReport, width: int = DEFAULT_WIDTH) -> str:
+    """A report shaped like Terraform's own "Lock Info" block, one row per locked workspace,
+    fitted to `width` columns (long cells wrap onto more lines of their row)."""
     out: list[str] = []
     findings_by_ws: dict[str, list[Finding]] = {}
     for finding in report.findings:
@@ -256,14 +373,15 @@ def render_table(report: CycleReport) -> str:
                     (iso(lock.since) or "")
                     + ("" if lock.age_source != "first_seen" else " (first seen)"),
                     format_age(lock.age),
-                    lock.reason or "-",
                     ",".join(kinds) or ("stale" if lock.stale else "held"),
                     lock.rule,
                     lock.lock_id,
+                    # The lock's own reason, as its holder wrote it (not the finding's):
+                    # free text, so last, where it can wrap.
+                    lock.reason or "-",
                 ]
             )
-        headers = ["WORKSPACE", "HOLDER", "SINCE (UTC)", "AGE", "REASON", "FINDING", "RULE"]
-        out.extend(_table([*headers, "LOCK ID"], rows))
+        out.extend(_lock_table(rows, width))
         stale = [lk for lk in report.locks if lk.stale and lk.source.value == "tfc"]
         if stale:
             out.append("")
@@ -278,20 +396,24 @@ def render_table(report: CycleReport) -> str:
             }
             for lk in stale:
                 if lk.workspace_id in protected:
-                    out.append(
-                        f"  {lk.lock_id}: {protected[lk.workspace_id]}; ask "
-                        f"{lk.holder.label()}, do not unlock it"
+                    out.extend(
+                        _fill(
+                            f"{lk.lock_id}: {protected[lk.workspace_id]}; ask "
+                            f"{lk.holder.label()}, do not unlock it",
+                            width,
+                        )
                     )
                 elif lk.run is not None:
                     # A run-held lock is cleared by ending its run, never by force-unlock.
-                    out.append(f"  {lk.lock_id}: {_end_run(lk.run)}")
+                    out.extend(_fill(f"{lk.lock_id}: {_end_run(lk.run)}", width))
                 else:
+                    # One line, whatever its length: it is meant to be pasted.
                     out.append(f"  terraform force-unlock {shlex.quote(lk.lock_id)}")
 
     if backend_locks:
         if tfc_locks:
             out.append("")
-        out.extend(_backend_table(backend_locks, findings_by_ws))
+        out.extend(_backend_table(backend_locks, findings_by_ws, width))
 
     other = [
         f for f in report.findings if f.kind in {FindingKind.RUN_STUCK, FindingKind.RUN_WAITING}
@@ -313,24 +435,26 @@ def render_table(report: CycleReport) -> str:
                     ]
                     for f in other
                 ],
+                width=width,
+                wrap=("FINDING", "REASON"),
             )
         )
     if report.planned:
         out.append("")
         mode = "would do (dry-run)" if report.dry_run else "plans"
         out.append(f"The watchdog {mode}:")
-        out.extend(
-            f"  {a.kind.value} {_target(a)}: {a.reason} (rule {a.rule})" for a in report.planned
-        )
+        for a in report.planned:
+            out.extend(_fill(f"{a.kind.value} {_target(a)}: {a.reason} (rule {a.rule})", width))
     if report.restraints:
         out.append("")
         out.append("The watchdog would not act:")
-        out.extend(
-            f"  {r.organization}/{r.workspace}: {r.reason}"
-            if r.organization and not r.workspace.startswith(f"{r.organization}/")
-            else f"  {r.workspace}: {r.reason}"
-            for r in report.restraints
-        )
+        for r in report.restraints:
+            target = (
+                f"{r.organization}/{r.workspace}"
+                if r.organization and not r.workspace.startswith(f"{r.organization}/")
+                else r.workspace
+            )
+            out.extend(_fill(f"{target}: {r.reason}", width))
         if any(_SIGHTINGS in r.reason for r in report.restraints):
             out.extend(_second_sighting(report.state_file))
     # Every line, not only table cells: observation errors, manual fixes and planned-action
@@ -386,7 +510,9 @@ def _end_run(run: Run) -> str:
     return f"cancel run {run.id} (then force-cancel)"
 
 
-def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]]) -> list[str]:
+def _backend_table(
+    locks: Sequence[LockState], findings: dict[str, list[Finding]], width: int
+) -> list[str]:
     """S3-backend locks with Terraform's own "Lock Info" fields (Who, Operation, Created)."""
     rows = []
     for lock in sorted(locks, key=lambda lk: -lk.age.total_seconds()):
@@ -409,7 +535,9 @@ def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]
             ]
         )
     headers = ["STORE", "STATE PATH", "WHO", "OPERATION", "CREATED (UTC)", "AGE", "FINDING"]
-    out = _table([*headers, "RULE", "LOCK ID"], rows)
+    # The lock ID stays whole: it is what `terraform force-unlock` takes.
+    wrap = ("STATE PATH", "WHO", "OPERATION", "FINDING")
+    out = _table([*headers, "RULE", "LOCK ID"], rows, width=width, wrap=wrap)
     stale = [lk for lk in locks if lk.stale and lk.lock_id]
     if stale:
         out.append("")

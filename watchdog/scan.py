@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 
 from pydantic import SecretStr
@@ -18,7 +19,7 @@ from watchdog.logs import configure_logging
 from watchdog.metrics import Metrics
 from watchdog.model import Source
 from watchdog.policy import Policy
-from watchdog.report import CycleReport, printable, render_table, source_error
+from watchdog.report import DEFAULT_WIDTH, CycleReport, printable, render_table, source_error
 from watchdog.runtime import open_runtime
 from watchdog.sources.tfc.source import _HINTS as HINTS
 
@@ -48,7 +49,9 @@ def main(args: argparse.Namespace) -> int:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_table(report))
+        # The terminal's width ($COLUMNS first); 120 when stdout is not a terminal.
+        width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+        sys.stdout.write(render_table(report, width))
     sys.stdout.flush()
     # Each failed read once, on stderr, in both formats (the table only points here), with
     # the hint the daemon's log line would give (that line is not printed by `scan`).

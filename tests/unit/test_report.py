@@ -34,6 +34,8 @@ NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 EVERY_RUNG = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
 ESC = "\x1b"
+# Wide enough that no cell wraps: a test of escaping sees each row on one line.
+ONE_LINE = 10_000
 # A reason that, printed raw, clears the screen and forges a second table row.
 FORGED = "deploy\n" + "acme/other  user:root  2024-06-01T00:00:00Z  0m  ok  held  default" + ESC
 FORGED += "[2J" + ESC + "]0;title\x07 \u202eevil\r"
@@ -114,7 +116,7 @@ def test_printable_escapes_controls_and_keeps_ordinary_text() -> None:
 
 def test_a_lock_reason_with_newlines_and_ansi_escapes_cannot_forge_rows() -> None:
     report = _report(_user_lock(FORGED))
-    text = render_table(report)
+    text = render_table(report, ONE_LINE)
     _assert_terminal_safe(text)
     lock_rows = [line for line in text.splitlines() if line.startswith("acme/")]
     assert len(lock_rows) == 1, text
@@ -198,7 +200,9 @@ def test_s3_backend_lock_info_is_escaped_and_the_manual_fix_quoted() -> None:
     memory.update([observation], NOW - 5 * H)
     memory.update([observation], NOW)
     decision = decide([observation], policy, memory, NOW, None)
-    text = render_table(CycleReport(NOW, True, (observation,), decision.locks, decision.findings))
+    text = render_table(
+        CycleReport(NOW, True, (observation,), decision.locks, decision.findings), ONE_LINE
+    )
     _assert_terminal_safe(text)
     assert "ci@runner\\nforged row" in text
     assert "OperationTypeApply\\x1b[8m" in text
@@ -291,7 +295,7 @@ def _backend_report(cycles: int, state_file: str | None) -> CycleReport:
 
 
 def test_the_manual_fix_for_a_protected_lock_names_the_protection_not_force_unlock() -> None:
-    text = render_table(_report(_user_lock("maintenance: do not unlock", name="carol")))
+    text = render_table(_report(_user_lock("maintenance: do not unlock", name="carol")), ONE_LINE)
     assert "terraform force-unlock acme/app" not in text
     assert (
         "  acme/app: protected: lock reason 'maintenance: do not unlock' matches "
@@ -320,3 +324,81 @@ def test_a_stale_lock_seen_once_says_it_waits_for_a_second_sighting(
     assert "lock seen with this ID in 1 cycle(s), 2 needed" in text
     assert "`scan` alone never provides the second sighting" in text
     assert advice in text
+
+
+# --- width ------------------------------------------------------------------------------------
+
+
+def _wide_report() -> CycleReport:
+    """Long cells everywhere: a run holder, a long lock reason, several findings, a planned
+    action and restraints with long reasons."""
+    run = Run(
+        id="run-IzZ8G3g28aa6tEew",
+        status="planned",
+        created_at=NOW - 50 * H,
+        status_timestamps={"planned-at": NOW - 50 * H},
+        actions=RunActions(is_cancelable=False, is_force_cancelable=False, is_discardable=True),
+    )
+    locks = [
+        Workspace(
+            organization="acme",
+            id="ws-billing",
+            name="billing-staging",
+            locked=True,
+            holder=Holder(HolderType.RUN, run.id, run.status),
+            current_run=run,
+        ),
+        Workspace(
+            organization="acme",
+            id="ws-net",
+            name="legacy-network-eu-west",
+            locked=True,
+            locked_reason="Locked by Terraform while the network team migrates the core "
+            "routers, expected back on Monday",
+            holder=Holder(HolderType.USER, "user-9", "bob"),
+        ),
+        Workspace(
+            organization="acme",
+            id="ws-core",
+            name="prod-core",
+            locked=True,
+            locked_reason="maintenance: do not unlock",
+            holder=Holder(HolderType.USER, "user-7", "carol"),
+        ),
+    ]
+    return _report(*locks)
+
+
+@pytest.mark.parametrize("width", [120, 140])
+def test_the_table_fits_the_width_and_keeps_every_value(width: int) -> None:
+    report = _wide_report()
+    text = render_table(report, width)
+    for line in text.splitlines():
+        # The one exception: a command meant to be pasted stays whole.
+        if not line.startswith("  terraform force-unlock"):
+            assert len(line) <= width, f"{len(line)} > {width}: {line!r}\n{text}"
+    wide = render_table(report, ONE_LINE)
+    assert max(len(line) for line in wide.splitlines()) > 120  # the case is a real one
+    for word in ("run:run-IzZ8G3g28aa6tEew", "(planned)", "runs_blocked", "Monday"):
+        assert word in text, text
+    # A wrapped row continues on lines that start blank, never with a workspace name.
+    table = text.split("\n\n")[1].splitlines()
+    assert len([line for line in table if line.startswith("acme/")]) == 3, text
+
+
+def test_the_lock_id_column_is_dropped_when_it_repeats_the_workspace() -> None:
+    text = render_table(_report(_user_lock("Locked by Terraform")))
+    header = next(line for line in text.splitlines() if line.startswith("WORKSPACE"))
+    assert "LOCK ID" not in header
+    assert header.split()[-2:] == ["LOCK", "REASON"]
+    row = next(line for line in text.splitlines() if line.startswith("acme/app "))
+    assert row.endswith("  Locked by Terraform")
+
+
+def test_a_reason_with_too_little_room_gets_a_line_under_its_row() -> None:
+    lines = render_table(_wide_report()).splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("acme/legacy-network-eu-west"))
+    assert lines[at + 2] == (
+        "  lock reason: Locked by Terraform while the network team migrates the core "
+        "routers, expected back on Monday"
+    )
