@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 MARKER = "walkthrough"
 PORTS = ("8443", "9877")
-# A bound against a hung step, not a timing assertion (the walkthrough takes ~30 s).
+# A bound against a hung step, not a timing assertion (the walkthrough takes ~10 s).
 TIMEOUT = 240.0
 
 
