@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit soak bench clean
+.PHONY: demo test lint typecheck unit soak bench image base-image-digest lock chart-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,56 @@ soak: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/scale.py
+
+# The container image (deploy/Dockerfile), tagged with the chart's appVersion. Nothing
+# publishes it: push it to your registry and set the chart's image.repository.
+ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+IMAGE  ?= tfc-watchdog:$(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' helm/tfc-watchdog/Chart.yaml)
+
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+
+image:
+	@test -n "$(ENGINE)" || { echo "make image: needs docker or podman on PATH (or ENGINE=...)" >&2; exit 2; }
+	$(ENGINE) build -f deploy/Dockerfile --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+
+# The digest of the Dockerfile's base image tag, to pin it (deploy/Dockerfile says where).
+# Needs docker with buildx and access to the registry; prints the ARG line to paste.
+BASE_IMAGE = $(shell sed -n 's/^ARG PYTHON_IMAGE=\([^@]*\).*/\1/p' deploy/Dockerfile)
+
+base-image-digest:
+	@docker buildx version >/dev/null 2>&1 || { echo "make base-image-digest: needs docker with the buildx plugin" >&2; exit 2; }
+	@manifest=$$(docker buildx imagetools inspect --format '{{json .Manifest}}' $(BASE_IMAGE)) || exit 2; \
+	 digest=$$(printf '%s' "$$manifest" | $(PYTHON) -c "$$DIGEST_OF_MANIFEST") || exit 2; \
+	 echo "ARG PYTHON_IMAGE=$(BASE_IMAGE)@$$digest"
+
+# Reads the manifest (index) JSON on stdin; prints its digest, or one line and exit 2.
+define DIGEST_OF_MANIFEST
+import json, re, sys
+digest = json.load(sys.stdin).get("digest", "")
+if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+    print("make base-image-digest: no sha256 digest in the registry's answer", file=sys.stderr)
+    sys.exit(2)
+print(digest)
+endef
+export DIGEST_OF_MANIFEST
+
+# The image's hash-locked requirements, resolved from pyproject.toml (runtime and s3 extras)
+# and the build backend, for the image's Python. tests/chart/test_chart_image.py checks them
+# against pyproject.toml; rerun this after changing its dependencies.
+LOCK_PYTHON = 3.11
+UV_COMPILE  = $(BIN)/uv pip compile -q --generate-hashes --universal --python-version $(LOCK_PYTHON) --custom-compile-command 'make lock'
+
+$(BIN)/uv: | $(BIN)/python
+	$(BIN)/python -m pip install -q 'uv>=0.5'
+
+lock: $(BIN)/uv
+	$(UV_COMPILE) pyproject.toml --extra s3 -o requirements/image.txt
+	$(UV_COMPILE) requirements/build.in -o requirements/build.txt
+
+# The values table of helm/tfc-watchdog/README.md, from the `# --` comments of values.yaml
+# (helm-docs' format; tests/chart/helm_docs.py says why it is not helm-docs itself).
+chart-docs: $(VENV)/.dev
+	$(BIN)/python -m tests.chart.helm_docs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,18 +2,24 @@
 
 For each planned action, in the order decide.py gives (oldest finding first):
 
-1. Budget: `limits.max_actions_per_cycle` (POSTs attempted in this call) and
-   `limits.max_actions_per_hour` (a sliding hour kept in memory.py, so it survives restarts
-   with a state file). Past either: `skipped_budget`, nothing is read or sent.
+1. Budget: `limits.max_actions_per_cycle` (POSTs sent in this call) and
+   `limits.max_actions_per_hour` (a sliding hour of POSTs sent, kept in memory.py on the
+   watchdog's own clock, so it survives restarts with a state file and ignores the server's
+   `Date`). Past either: `skipped_budget`, nothing is read or sent.
 2. Re-read the workspace now and run the same ladder on it (decide.plan_for_workspace, at the
    server time of that read). Act only if it still plans the same rung for the same holder
    and the same run in the same status; else `skipped_changed`. A failed re-read is `failed`.
 3. Permissions from the fresh read (`permissions.can-*`); without them `forbidden`, logged
    once per workspace and action for the life of the process (counted every time).
 4. Dry-run: `dry_run`, logged as `would <action> <org>/<workspace>` with every field.
-5. Else exactly one POST. 409 means the world changed (`skipped_changed`, never retried or
+5. Else the intent is written to the state file (fsynced) and exactly one POST is sent; its
+   record is then completed with the outcome. An intent that cannot be written is `failed`
+   and nothing is sent. 409 means the world changed (`skipped_changed`, never retried or
    escalated); 404 is "not found or not permitted" (`forbidden`); a pending state version
-   on unlock is `failed` with `retry_later` (decide plans it again next cycle).
+   on unlock is `failed` with `retry_later` (decide plans it again next cycle). A 429, any
+   other 4xx or a connection that could not be made is `failed` (the server did not act); a
+   timeout or a connection dropped after the request was sent, or a 5xx, is `unknown` (it
+   may have acted). None of these is retried in this cycle: the next cycle re-reads.
 
 Every outcome increments `tfc_watchdog_actions_total{action,outcome}` and writes one audit
 event. Only API errors (TfcError) are caught: anything else is a bug and keeps its traceback.
@@ -22,9 +28,10 @@ Dry-run and the budget: a dry-run action is gated by the budget as it stands (so
 hourly budget shows as `skipped_budget` in a preview too) but spends none of it, because it
 sends nothing. A dry-run cycle therefore previews every action that passes its checks.
 
-The hourly window records successful POSTs only: a call the server refused changed nothing,
-and counting refusals would let one persistently failing workspace starve every other one.
-The per-cycle cap counts every POST attempted, so refusals are still bounded per cycle.
+Both budgets count every POST sent, whatever the answer (done, failed, unknown, a 409, a
+404): a request whose answer was lost may still have been performed, and a process killed
+after sending could otherwise send it again past the budget. The intent is written before
+the POST, so no sequence of crashes can exceed the hourly budget.
 
 Sources: actions are dispatched by `PlannedAction.source` to an executor. `TfcExecutor` does
 the TFC rungs; `BackendLockExecutor` does `delete_lock` for the S3 backend's DynamoDB table
@@ -32,7 +39,8 @@ and `.tflock` objects: a fresh read of the one lock, the same ladder on it at th
 clock (`decide.plan_for_backend_lock`), act only if it is the same lock (same `Info` /
 ETag) still past its threshold, then one compare-and-delete. `LockChangedError` (the
 condition failed: another run took the lock in between) is `skipped_changed`,
-`ForbiddenError` is `forbidden`, any other `BackendError` is `failed`.
+`ForbiddenError` is `forbidden`, a timeout, transport failure or 5xx is `unknown` (the
+delete may have happened), any other `BackendError` is `failed`.
 """
 
 from __future__ import annotations
@@ -62,13 +70,20 @@ from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedErr
 from watchdog.sources.tfc.client import (
     ConflictError,
     NotFoundError,
+    ServerError,
     StateVersionPendingError,
     TfcError,
+    TransportError,
 )
 
 HOUR = timedelta(hours=1)
 
 _UNLOCKS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+
+# S3-backend failure reasons (watchdog.sources.aws.classify) after which the request may have
+# been carried out. botocore's "transport" also covers a connection never made; the errors do
+# not say which, so it is reported as unknown (it counts against the budget either way).
+_MAYBE_DONE = frozenset({"timeout", "transport", "server_error"})
 
 
 class ActionTarget(Protocol):
@@ -146,7 +161,18 @@ class TfcExecutor:
                     retry_later=True,
                 )
             return ActionResult(action, Outcome.FAILED, str(exc))
+        except TransportError as exc:
+            if exc.request_sent:
+                return ActionResult(
+                    action, Outcome.UNKNOWN, f"sent, no answer; the server may have acted: {exc}"
+                )
+            return ActionResult(action, Outcome.FAILED, f"not sent: {exc}")
+        except ServerError as exc:
+            return ActionResult(
+                action, Outcome.UNKNOWN, f"server error; the server may have acted: {exc}"
+            )
         except TfcError as exc:
+            # 429 and other 4xx: refused, nothing was done. Not retried in this cycle.
             return ActionResult(action, Outcome.FAILED, str(exc))
         return ActionResult(action, Outcome.DONE)
 
@@ -274,6 +300,8 @@ class BackendLockExecutor:
         except ForbiddenError as exc:
             return ActionResult(action, Outcome.FORBIDDEN, str(exc))
         except BackendError as exc:
+            if exc.reason in _MAYBE_DONE:
+                return ActionResult(action, Outcome.UNKNOWN, f"the delete may have happened: {exc}")
             return ActionResult(action, Outcome.FAILED, str(exc))
         return ActionResult(action, Outcome.DONE)
 
@@ -350,7 +378,7 @@ class Actor:
                     ),
                 )
                 continue
-            spent = self._over_budget(posts, now)
+            spent = self._over_budget(posts)
             if spent:
                 self._finish(results, ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
                 continue
@@ -370,22 +398,33 @@ class Actor:
             if self.policy.dry_run:
                 self._finish(results, ActionResult(action, Outcome.DRY_RUN))
                 continue
+            # Write-ahead: the POST counts (and is on disk) before it can reach the server.
+            record = self._memory.begin_action(action)
+            if record is None:
+                self._finish(
+                    results,
+                    ActionResult(
+                        action,
+                        Outcome.FAILED,
+                        "not sent: the intent could not be written to the state file",
+                    ),
+                )
+                continue
             posts += 1
             posted.add((action.source, action.workspace_id))
             result = await executor.perform(action)
-            if result.outcome is Outcome.DONE:
-                self._memory.record_action(now)
+            self._memory.finish_action(record, result.outcome)
             self._finish(results, result)
         self._metrics.actions_budget_remaining.set(
-            max(0, limits.max_actions_per_hour - self._memory.actions_since(now - HOUR))
+            max(0, limits.max_actions_per_hour - self._memory.actions_in_window(HOUR))
         )
         return results
 
-    def _over_budget(self, posts: int, now: datetime) -> str | None:
+    def _over_budget(self, posts: int) -> str | None:
         limits = self.policy.limits
         if posts >= limits.max_actions_per_cycle:
             return f"per-cycle budget spent ({limits.max_actions_per_cycle} per cycle)"
-        if self._memory.actions_since(now - HOUR) >= limits.max_actions_per_hour:
+        if self._memory.actions_in_window(HOUR) >= limits.max_actions_per_hour:
             return f"hourly budget spent ({limits.max_actions_per_hour} per hour)"
         return None
 

@@ -18,7 +18,7 @@ from typing import Protocol
 import structlog
 
 from watchdog.decide import Decision, decide
-from watchdog.memory import Memory
+from watchdog.memory import Memory, allowed_gap
 from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionKind,
@@ -197,7 +197,7 @@ class Watchdog:
             for observation in chunk
         ]
         now = _cycle_now(observations)
-        self.memory.update(observations, now)
+        self.memory.update(observations, now, max_gap=allowed_gap(self.policy.interval))
         identity = await self._identity_once()
         decision = decide(observations, self.policy, self.memory, now, identity)
         # Say what was found (and why some of it is left alone) before acting on it, so the

@@ -29,6 +29,7 @@ from watchdog import __version__
 from watchdog.configload import ConfigError, load_policy, load_token
 from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
+from watchdog.memory import check_state_file
 from watchdog.metrics import Metrics
 from watchdog.model import format_duration, utcnow
 from watchdog.policy import Policy
@@ -62,6 +63,10 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
+        return 2
+    problem = check_state_file(policy.state_file) if policy.state_file else None
+    if problem is not None:
+        print(f"{path}: {problem}", file=sys.stderr)
         return 2
     if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
         print(
@@ -285,6 +290,7 @@ class Daemon:
             return
         self.config_digest = None
         self.metrics.config_reload_failures.inc()
+        self.metrics.config_last_reload_successful.set(0)
         log.error(
             "config_reload_rejected",
             errors=[f"{self.config_path}: cannot read the config file: {exc.strerror or exc}"],
@@ -306,6 +312,7 @@ class Daemon:
             new = load_policy(str(self.config_path))
         except ConfigError as exc:
             self.metrics.config_reload_failures.inc()
+            self.metrics.config_last_reload_successful.set(0)
             log.error(
                 "config_reload_rejected",
                 errors=exc.lines,
@@ -317,6 +324,7 @@ class Daemon:
             # Still a successful load: after a rejected edit is reverted, the metrics and the
             # log must show that the file is good again.
             self.metrics.config_last_reload_success.set(utcnow().timestamp())
+            self.metrics.config_last_reload_successful.set(1)
             log.info("config_reloaded", changed=[], dry_run=new.dry_run)
             return
         old_dump: dict[str, Any] = self.policy.model_dump(mode="json")
@@ -343,4 +351,5 @@ class Daemon:
                 "cycle", trigger="interval", seconds=new.interval.total_seconds()
             )
         self.metrics.config_last_reload_success.set(utcnow().timestamp())
+        self.metrics.config_last_reload_successful.set(1)
         log.info("config_reloaded", changed=changed, dry_run=new.dry_run)

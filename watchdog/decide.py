@@ -27,9 +27,14 @@ Choices worth knowing:
 
 S3-backend locks (`Observation.backend_locks`, sources dynamodb and s3) have one rung,
 `delete_lock`. Their rule comes from `Policy.rule_for_path(source, state path)` (the TFC
-matchers never apply); their age is the observation's own `server_now` minus the lock info's
-`Created` (the store's clock, not the TFC server's: the two can differ). A lock whose info
-could not be parsed is reported and never acted on.
+matchers never apply); their age is the observation's own `server_now` (the store's clock,
+not the TFC server's: the two can differ) minus when the lock was taken. `Created` is the
+locking client's clock, so it needs a server clock's word: a `.tflock` object is aged from
+the younger of `Created` and S3's LastModified; a DynamoDB item, which has only `Created`,
+is deleted only once the watchdog has also observed it continuously for
+`limits.backend_lock_min_observed` (until then it may be reported stale, saying by whose
+clock, and the restraint says why nothing is done). A lock whose info could not be parsed
+(a `Created` before 2000 or in the future included) is reported and never acted on.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from watchdog.model import (
     Workspace,
     format_age,
     format_duration,
+    status_timestamp_key,
 )
 from watchdog.policy import EffectiveRule, Policy
 
@@ -92,15 +98,22 @@ class _RunView:
 
     run: Run
     group: PhaseGroup
-    since: datetime
-    age: timedelta
+    # None when the API gave no timestamp for the current status: the age is unknown, so the
+    # run is never overdue and nothing is done about it.
+    since: datetime | None
+    age: timedelta | None
     threshold: timedelta
 
     @property
     def overdue(self) -> bool:
-        return self.age > self.threshold
+        return self.age is not None and self.age > self.threshold
 
     def describe(self) -> str:
+        if self.age is None:
+            return (
+                f"run {self.run.id} {self.run.status}, age unknown "
+                f"(no {status_timestamp_key(self.run.status)} timestamp)"
+            )
         if self.group == "waiting":
             return (
                 f"run {self.run.id} {self.run.status}, waiting for a human for "
@@ -127,7 +140,8 @@ def _run_view(workspace: Workspace, rule: EffectiveRule, now: datetime) -> _RunV
     threshold = rule.run_threshold(run)
     assert threshold is not None  # non-final runs always have a group, hence a threshold
     since = run.entered_status_at()
-    return _RunView(run, run.phase_group, since, now - since, threshold)
+    age = None if since is None else now - since
+    return _RunView(run, run.phase_group, since, age, threshold)
 
 
 def _lock_state(
@@ -143,11 +157,16 @@ def _lock_state(
     holder_run = workspace.current_run
     if holder.type is HolderType.RUN and holder_run is not None and holder_run.id == holder.id:
         # A run lock is as old as the run's current status; it is stale when the run is.
-        since = holder_run.entered_status_at()
-        stale = run_view is not None and run_view.overdue
-        return _make_lock(workspace, rule, holder, since, now, "run", stale, holder_run)
+        entered = holder_run.entered_status_at()
+        if entered is not None:
+            stale = run_view is not None and run_view.overdue
+            return _make_lock(workspace, rule, holder, entered, now, "run", stale, holder_run)
     first_seen = memory.first_seen(workspace.id, holder.id)
     since = now if first_seen is None else first_seen
+    if holder_run is not None and holder_run.id == holder.id:
+        # The run's status has no timestamp: its age is unknown. Shown as observed, never
+        # stale (an older timestamp would make a run that just moved on look hours old).
+        return _make_lock(workspace, rule, holder, since, now, "first_seen", False, holder_run)
     if holder.type is HolderType.RUN:
         # Held by a run other than the current one: its status is unknown, so never stale.
         return _make_lock(workspace, rule, holder, since, now, "first_seen", False, None)
@@ -231,7 +250,13 @@ def _findings(view: _View) -> list[Finding]:
     if ws.locked and lock is None:
         add(FindingKind.LOCK_HELD, "locked, holder unknown (the API did not say who)")
     if lock is not None:
-        if lock.run is not None:
+        if lock.run is not None and lock.age_source == "first_seen":
+            held = (
+                f"locked by run {lock.run.id} ({lock.run.status}) for {format_age(lock.age)} "
+                f"(as observed; run age unknown: no "
+                f"{status_timestamp_key(lock.run.status)} timestamp)"
+            )
+        elif lock.run is not None:
             held = f"locked by run {lock.run.id} ({lock.run.status}) for {format_age(lock.age)}"
         else:
             held = f"locked by {_who(lock.holder)} for {format_age(lock.age)} (as observed)"
@@ -316,6 +341,9 @@ class _Step:
 
 def _run_step(view: _RunView, now: datetime) -> _Step:
     run = view.run
+    # _ladder never asks for the rung of a run whose age is unknown.
+    assert view.since is not None
+    assert view.age is not None
     blocker: str | None = None
     if run.canceled_at is not None and view.group != "waiting":
         kind = ActionKind.FORCE_CANCEL
@@ -390,6 +418,12 @@ def _ladder(
 
     The "why not" text holds no ages, so it stays the same from cycle to cycle."""
     ws, rule = view.workspace, view.rule
+    # Before anything else, and whatever the rule allows: what cannot be checked is a no.
+    unchecked = policy.unchecked(ws)
+    if unchecked:
+        return f"{'; '.join(unchecked)}: protection and rules cannot be checked, no actions"
+    if view.run is not None and view.run.since is None:
+        return f"{view.run.describe()}: no actions on this workspace"
     # A pending run behind a user/team lock is waiting for that lock, not stuck: the lock is
     # what to clear, and cancelling the run would throw away someone's queued work.
     run_step = None if view.run is None or _waits_on_lock(view) else _run_step(view.run, now)
@@ -477,6 +511,10 @@ class _BackendView:
     lock: BackendLock
     rule: EffectiveRule
     state: LockState
+    # Past `lock_stale_after` by its age, but a DynamoDB lock not yet observed continuously for
+    # `limits.backend_lock_min_observed`: its age is the writer's clock alone, so it is
+    # reported stale (saying so) and never acted on.
+    unconfirmed: bool = False
 
 
 def _backend_holder(lock: BackendLock) -> Holder:
@@ -485,11 +523,43 @@ def _backend_holder(lock: BackendLock) -> Holder:
     return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
 
 
-def _backend_view(lock: BackendLock, policy: Policy, now: datetime) -> _BackendView:
+def _backend_age(lock: BackendLock) -> tuple[datetime, AgeSource]:
+    """Since when a backend lock is held, and by whose clock.
+
+    `Created` is the locking client's clock. A `.tflock` object also has S3's LastModified:
+    the younger of the two is used, so a slow client clock cannot age a lock S3 stored a
+    moment ago. A DynamoDB item has only `Created` (see `_backend_view`)."""
+    created, stored = lock.info.created, lock.last_modified
+    if stored is not None and stored > created:
+        return stored, "last_modified"
+    return created, "lock_info"
+
+
+_AGE_SOURCE_TEXT = {"lock_info": "Created", "last_modified": "LastModified"}
+
+
+def _backend_view(
+    lock: BackendLock,
+    policy: Policy,
+    now: datetime,
+    memory: Memory,
+    observed_now: datetime | None = None,
+) -> _BackendView:
+    """`now` is the store's clock (ages); `observed_now` the clock memory's first-seen times
+    are in (the cycle's; defaults to `now`)."""
     rule = policy.rule_for_path(lock.source.value, lock.path)
-    workspace_id, _ = backend_lock_key(lock)
+    workspace_id, holder_id = backend_lock_key(lock)
     info = lock.info
-    age = now - info.created
+    since, age_source = _backend_age(lock)
+    age = now - since
+    over = lock.problem is None and age > rule.lock_stale_after
+    unconfirmed = False
+    if over and lock.last_modified is None:
+        # Only the writer's clock dates this lock: it may be acted on once the watchdog has
+        # also watched it continuously for the minimum time.
+        first_seen = memory.first_seen(workspace_id, holder_id, lock.source)
+        observed = timedelta(0) if first_seen is None else (observed_now or now) - first_seen
+        unconfirmed = observed < policy.limits.backend_lock_min_observed
     state = LockState(
         source=lock.source,
         organization=lock.store,
@@ -497,16 +567,18 @@ def _backend_view(lock: BackendLock, policy: Policy, now: datetime) -> _BackendV
         workspace_id=workspace_id,
         holder=_backend_holder(lock),
         lock_id=info.id,
-        since=info.created,
+        since=since,
         age=age,
-        age_source="lock_info",
-        # An unparsed lock has no trustworthy age: never stale, never acted on.
-        stale=lock.problem is None and age > rule.lock_stale_after,
+        age_source=age_source,
+        # An unparsed lock has no trustworthy age: never stale, never acted on. An unconfirmed
+        # one is reported stale (by its writer's clock, and the finding says so) but not
+        # acted on until observation confirms it.
+        stale=over,
         rule=rule.id,
         reason=f"unreadable lock info: {lock.problem}" if lock.problem else (info.info or None),
         lock_info=None if lock.problem else info,
     )
-    return _BackendView(lock, rule, state)
+    return _BackendView(lock, rule, state, unconfirmed)
 
 
 def _describe_backend(lock: LockState) -> str:
@@ -541,18 +613,25 @@ def _backend_findings(view: _BackendView) -> list[Finding]:
                 f"locked, lock info unreadable ({view.lock.problem}): reported, never acted on",
             )
         ]
+    clock = _AGE_SOURCE_TEXT.get(lock.age_source, lock.age_source)
     findings = [
         finding(
             FindingKind.LOCK_HELD,
-            f"locked by {_describe_backend(lock)} for {format_age(lock.age)}",
+            f"locked by {_describe_backend(lock)} for {format_age(lock.age)} (age from {clock})",
         )
     ]
     if lock.stale:
+        unconfirmed = (
+            " (by Created, the writer's clock; not yet observed for "
+            "limits.backend_lock_min_observed)"
+            if view.unconfirmed
+            else ""
+        )
         findings.append(
             finding(
                 FindingKind.LOCK_STALE,
                 f"lock held by {_describe_backend(lock)} for {format_age(lock.age)}, "
-                f"threshold {format_duration(rule.lock_stale_after)}",
+                f"threshold {format_duration(rule.lock_stale_after)}{unconfirmed}",
                 rule.lock_stale_after,
             )
         )
@@ -579,6 +658,12 @@ def _backend_ladder(
         return (
             f"young lock: {subject} is not yet past "
             f"lock_stale_after {format_duration(rule.lock_stale_after)}"
+        )
+    if guard is None and view.unconfirmed:
+        guard = (
+            "stale only by its Created (the writer's clock): not yet observed for "
+            "limits.backend_lock_min_observed "
+            f"{format_duration(policy.limits.backend_lock_min_observed)}"
         )
     if guard is None:
         workspace_id, holder_id = backend_lock_key(lock)
@@ -620,12 +705,13 @@ def plan_for_backend_lock(
 ) -> PlannedAction | None:
     """The action for one S3-backend lock (act.py runs it on a fresh read); `now` is the
     lock store's clock."""
-    result = _backend_ladder(_backend_view(lock, policy, now), complete, policy, memory)
+    view = _backend_view(lock, policy, now, memory)
+    result = _backend_ladder(view, complete, policy, memory)
     return result if isinstance(result, PlannedAction) else None
 
 
 def _decide_backend(
-    observations: Sequence[Observation], policy: Policy, memory: Memory
+    observations: Sequence[Observation], policy: Policy, memory: Memory, now: datetime
 ) -> tuple[list[LockState], list[Finding], list[PlannedAction], list[Restraint]]:
     locks: list[LockState] = []
     findings: list[Finding] = []
@@ -641,7 +727,7 @@ def _decide_backend(
                 continue
             done.add(key)
             # Each store's own clock: AWS and the TFC server (or simulator) may disagree.
-            view = _backend_view(lock, policy, observation.server_now)
+            view = _backend_view(lock, policy, observation.server_now, memory, now)
             locks.append(view.state)
             findings.extend(_backend_findings(view))
             result = _backend_ladder(view, observation.complete, policy, memory)
@@ -694,7 +780,7 @@ def decide(
                     Restraint(workspace.id, workspace.organization, workspace.name, result)
                 )
     backend_locks, backend_findings, backend_planned, backend_restraints = _decide_backend(
-        observations, policy, memory
+        observations, policy, memory, now
     )
     locks.extend(backend_locks)
     findings.extend(backend_findings)

@@ -1,43 +1,133 @@
-"""What the watchdog remembers between cycles: when each lock was first seen, how many cycles
-saw it, and when actions were taken (for the sliding-hour budget).
+"""What the watchdog remembers between cycles: when each lock was first and last seen, how
+many cycles saw it, and every action sent (for the per-hour budget).
 
-The TFC API has no timestamp for a user or team lock (reference/tfc-api.md 1.3), so the age
-of such a lock is "now minus first seen by this daemon". A lock is identified by its source,
-workspace id and holder id: a different holder is a new lock with a new age.
+The TFC API has no timestamp for a user or team lock (the workspace's `locked-by` carries
+none), so the age of such a lock is "now minus first seen by this daemon".
+A lock is identified by its source, workspace id and holder id: a different holder is a new
+lock with a new age.
 
-Persisted to `state_file` as versioned JSON, written atomically. A missing or corrupt file
-is logged and treated as empty: ages restart, which only delays action, never hastens it.
+An observed age is only as long as the watchdog watched continuously. Each lock also keeps
+when it was last seen, on the watchdog's own clock; when two sightings are further apart than
+`allowed_gap(interval)` (a restart, failed reads, a paused process), the watchdog cannot say
+the lock was not released and taken again meanwhile, so its first-seen time and sighting count
+restart. When cycles were missed since the last sighting (failed reads, a restart, `run
+--once`), the server's clock is a second witness: a gap on either clock is a gap. Within an
+unbroken run of cycles only the watchdog's clock counts: the server's may jump (or, in the
+simulator, run faster). A restart, a lost state file or an outage therefore only delays action.
+
+Budget: every POST is recorded here BEFORE it is sent (an intent, written and fsynced to the
+state file) and completed with its outcome afterwards. Every record counts against the hourly
+budget whatever the answer, so no sequence of crashes (SIGKILL between sending and recording)
+can send more than the budget allows. Records are aged on the watchdog's own clock, never on
+the server's `Date`: within a process on a monotonic clock (a wall-clock step neither drops
+nor pins them), across restarts on the local wall clock, with a record that lies in the
+future (the clock was stepped back) counted as made now, so it blocks for at most one window
+of real time.
+
+Persisted to `state_file` as JSON with a format marker and a version, written atomically.
+The path is refused at start-up when it exists and is anything but a state file this
+program wrote (a special file, a directory, another program's file): the watchdog never
+overwrites what it did not write. A state file of the previous format is read with its lock
+ages restarted (it did not record when each lock was last seen).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import stat
 import tempfile
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 import structlog
 
-from watchdog.model import BackendLock, Observation, Source
+from watchdog.model import BackendLock, Observation, Outcome, PlannedAction, Source
 
 log = structlog.get_logger(__name__)
 
-STATE_VERSION = 1
+STATE_FORMAT = "tfc-watchdog-state"
+STATE_VERSION = 2
+# The first format: no marker, no last-seen times. Read with lock ages restarted.
+_OLD_VERSION = 1
 
-# The action budget is a sliding hour; keep a margin so a budget computed a little after
-# the newest action still sees every action of its hour.
+# The action budget is a sliding hour.
+BUDGET_WINDOW = timedelta(hours=1)
+# Records are kept a little longer than the window so the file shows the recent past.
 ACTION_RETENTION = timedelta(hours=2)
+
+# How late a sighting may be and still continue the observation: two intervals (one missed
+# cycle, e.g. a cycle that overran its interval and was coalesced) plus time for a slow cycle.
+GAP_SLACK = timedelta(seconds=30)
+
+
+def allowed_gap(interval: timedelta) -> timedelta:
+    """The longest time between two sightings of a lock that keeps its observed age."""
+    return 2 * interval + GAP_SLACK
+
+
+class Clock(Protocol):
+    """The watchdog's own clock (injectable for tests)."""
+
+    def wall(self) -> datetime:
+        """The local wall clock (UTC); may be stepped by NTP or an operator."""
+        ...
+
+    def ticks(self) -> float:
+        """Seconds on a clock that never jumps (within one process only)."""
+        ...
+
+
+class SystemClock:
+    def wall(self) -> datetime:
+        return datetime.now(UTC)
+
+    def ticks(self) -> float:
+        # CLOCK_BOOTTIME keeps counting while the machine is suspended (CLOCK_MONOTONIC does
+        # not), so a suspended host is seen as the gap it is.
+        boottime = getattr(time, "CLOCK_BOOTTIME", None)
+        if boottime is not None:
+            return time.clock_gettime(boottime)
+        return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class _Stamp:
+    """One moment on the watchdog's own clock."""
+
+    wall: datetime
+    ticks: float
 
 
 @dataclass(slots=True)
 class _LockEntry:
     organization: str
-    first_seen: datetime
+    first_seen: datetime  # the cycle's (server) time of the first sighting: ages are on it
     sightings: int
+    last_seen: _Stamp  # on the watchdog's clock: gaps are measured on it
+    # The cycle's (server) time of the last sighting: a second witness of a gap, used when
+    # the watchdog did not look in every cycle since (see Memory.update).
+    last_seen_at: datetime
+    # The number of this process's update() that last saw it; None when loaded from the file.
+    last_cycle: int | None = None
+
+
+@dataclass(slots=True)
+class ActionRecord:
+    """One POST: written as an intent before it is sent, completed with its outcome."""
+
+    id: str
+    action: str
+    source: str
+    workspace_id: str
+    outcome: str | None  # None: sent (or about to be) and not completed, e.g. killed
+    at: _Stamp
 
 
 # (source, workspace id, holder id). For S3-backend locks the "workspace id" is
@@ -49,30 +139,95 @@ class StateFileError(ValueError):
     """The state file exists but does not hold what this version wrote."""
 
 
+class StateFileRefusedError(StateFileError):
+    """The state file path names something this program must not overwrite."""
+
+
 def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
     """(workspace id, holder id) under which an S3-backend lock is remembered."""
     return f"{lock.store}/{lock.path}", lock.info.id
 
 
-class Memory:
-    """First-seen times and sightings of locks, and the times of recent actions."""
+# Used when the caller does not say its interval (the default `interval`): too short a gap only
+# restarts ages, it never lets one through.
+_DEFAULT_GAP = allowed_gap(timedelta(seconds=60))
 
-    def __init__(self, path: str | None = None) -> None:
+
+def check_state_file(path: str) -> str | None:
+    """One line saying why `path` must not be used as the state file, or None if it may.
+
+    It may be missing (or a dangling link: the atomic rename replaces the link itself),
+    empty, or a state file this program wrote. Anything else would be overwritten by the
+    first save: a device (`/dev/null`), a directory, the config file, another program's data.
+    """
+    try:
+        info = os.stat(path)  # follows a symlink: what matters is what it names
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"state_file {path}: cannot be checked: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return f"state_file {path}: not a regular file; refusing to use it"
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        return f"state_file {path}: cannot be read: {exc.strerror or exc}"
+    if not raw.strip():
+        return None
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        document = None
+    if not _written_by_us(document):
+        return (
+            f"state_file {path}: not a tfc-watchdog state file (no "
+            f'"format": "{STATE_FORMAT}"); refusing to overwrite it'
+        )
+    return None
+
+
+def _written_by_us(document: Any) -> bool:
+    if not isinstance(document, dict):
+        return False
+    if "format" in document:
+        return bool(document["format"] == STATE_FORMAT)
+    # The first format had no marker: exactly these three keys, version 1.
+    return document.get("version") == _OLD_VERSION and set(document) <= {
+        "version",
+        "locks",
+        "actions",
+    }
+
+
+class Memory:
+    """First-seen and last-seen times and sightings of locks, and the actions sent."""
+
+    def __init__(self, path: str | None = None, *, clock: Clock | None = None) -> None:
         self._path = path
+        self._clock: Clock = clock or SystemClock()
         self._locks: dict[_Key, _LockEntry] = {}
-        self._actions: list[datetime] = []
+        self._actions: list[ActionRecord] = []
+        # update() calls in this process: a lock seen by the previous one was watched without
+        # a missed cycle, whatever the server's clock says happened meanwhile.
+        self._cycles = 0
 
     # --- loading and saving -----------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | None) -> Memory:
-        """Read `path`; a missing or corrupt file is logged and gives an empty memory."""
-        memory = cls(path)
+    def load(cls, path: str | None, *, clock: Clock | None = None) -> Memory:
+        """Read `path`; a missing file gives an empty memory, and so (with a warning) does a
+        state file whose content is damaged. Raises StateFileRefusedError when `path` is not
+        something this program may overwrite (see check_state_file)."""
+        memory = cls(path, clock=clock)
         if path is None:
             return memory
+        problem = check_state_file(path)
+        if problem is not None:
+            raise StateFileRefusedError(problem)
         try:
             with open(path, encoding="utf-8") as handle:
-                document = json.load(handle)
+                text = handle.read()
         except FileNotFoundError:
             log.info("state file not found, starting with empty memory", path=path)
             return memory
@@ -83,25 +238,61 @@ class Memory:
                 error=str(exc),
             )
             return memory
+        if not text.strip():
+            log.info("state file empty, starting with empty memory", path=path)
+            return memory
+        now = memory._now()
         try:
-            memory._locks, memory._actions = _parse(document)
-        except (StateFileError, KeyError, TypeError, ValueError) as exc:
+            document = json.loads(text)
+            if document.get("format") != STATE_FORMAT:
+                memory._actions = _parse_old(document, now)
+                log.warning(
+                    "state file has the previous format; lock ages restart (it did not "
+                    "record when each lock was last seen), recent actions are kept",
+                    path=path,
+                    version=document.get("version"),
+                )
+            else:
+                memory._locks, memory._actions = _parse(document, now)
+        except (StateFileError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning(
                 "state file corrupt, starting with empty memory; lock ages restart",
                 path=path,
                 error=str(exc) or type(exc).__name__,
             )
             memory._locks, memory._actions = {}, []
+            return memory
+        memory._note_interrupted()
         return memory
 
-    def save(self) -> None:
+    def _note_interrupted(self) -> None:
+        """Intents never completed: the process stopped between writing the intent and
+        recording the answer. The server may have acted; they stay counted."""
+        for record in self._actions:
+            if record.outcome is None:
+                record.outcome = Outcome.UNKNOWN.value
+                log.warning(
+                    "an action was sent (or about to be) when the process stopped; its outcome "
+                    "is unknown and it counts against the budget",
+                    action=record.action,
+                    source=record.source,
+                    workspace_id=record.workspace_id,
+                    at=record.at.wall.isoformat(),
+                )
+
+    def save(self) -> bool:
         """Write the state file atomically: a crash leaves the old file or the new, never half.
 
-        A failed write is logged, not raised: the in-memory state stays right and the next
+        Returns whether it was written (True without a path: there is nothing to write). A
+        failed write is logged, not raised: the in-memory state stays right and the next
         cycle tries again; a lost write only costs ages after a restart.
         """
         if self._path is None:
-            return
+            return True
+        problem = _unsafe_to_replace(self._path)
+        if problem is not None:
+            log.error("refusing to write the state file", path=self._path, error=problem)
+            return False
         directory = os.path.dirname(os.path.abspath(self._path))
         payload = json.dumps(self._to_document(), indent=1, sort_keys=True)
         temp_name: str | None = None
@@ -118,35 +309,71 @@ class Memory:
             _fsync_directory(directory)
         except OSError as exc:
             log.error("could not write the state file", path=self._path, error=str(exc))
+            return False
         finally:
             if temp_name is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(temp_name)
+        return True
 
     def _to_document(self) -> dict[str, Any]:
+        now = self._now()
         locks: dict[str, dict[str, dict[str, dict[str, Any]]]] = {}
         for (source, workspace_id, holder_id), entry in sorted(self._locks.items()):
             locks.setdefault(source, {}).setdefault(workspace_id, {})[holder_id] = {
                 "organization": entry.organization,
                 "first_seen": entry.first_seen.isoformat(),
                 "sightings": entry.sightings,
+                "last_seen_local": entry.last_seen.wall.isoformat(),
+                "last_seen": entry.last_seen_at.isoformat(),
             }
+        actions = []
+        for record in self._actions:
+            # The record's age on the clock that cannot jump, written as a wall time: a step
+            # of the wall clock since the record was made neither ages nor rejuvenates it.
+            at = now.wall - timedelta(seconds=max(0.0, now.ticks - record.at.ticks))
+            actions.append(
+                {
+                    "id": record.id,
+                    "action": record.action,
+                    "source": record.source,
+                    "workspace_id": record.workspace_id,
+                    "outcome": record.outcome,
+                    "at_local": at.isoformat(),
+                }
+            )
         return {
+            "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "locks": locks,
-            "actions": [at.isoformat() for at in sorted(self._actions)],
+            "actions": actions,
         }
+
+    def _now(self) -> _Stamp:
+        return _Stamp(self._clock.wall(), self._clock.ticks())
 
     # --- locks ------------------------------------------------------------------------------
 
-    def update(self, observations: Sequence[Observation], now: datetime) -> None:
+    def update(
+        self,
+        observations: Sequence[Observation],
+        now: datetime,
+        *,
+        max_gap: timedelta = _DEFAULT_GAP,
+    ) -> None:
         """Record this cycle's locks: first-seen for new ones, one more sighting for each.
+
+        `now` is the cycle's (server) time, on which ages are measured. A lock last seen
+        longer than `max_gap` ago (on the watchdog's own clock) starts over as if new: the
+        watchdog did not watch it meanwhile, so it cannot say it is the same lock.
 
         Entries whose lock is gone are dropped only for organizations whose read was complete:
         a partial read says nothing about the workspaces it did not see, and forgetting their
         ages would needlessly delay action. Workspaces that were read (and parsed) are always
         authoritative for themselves.
         """
+        stamp = self._now()
+        self._cycles += 1
         seen: set[_Key] = set()
         for observation in observations:
             for key in _held_locks(observation):
@@ -155,10 +382,34 @@ class Memory:
                 seen.add(key)
                 entry = self._locks.get(key)
                 if entry is None:
-                    self._locks[key] = _LockEntry(observation.organization, now, 1)
+                    self._locks[key] = _LockEntry(
+                        observation.organization, now, 1, stamp, now, self._cycles
+                    )
+                    continue
+                gap = _gap(entry.last_seen, stamp)
+                if entry.last_cycle != self._cycles - 1:
+                    # Cycles were missed (failed reads, a restart, `run --once` from cron):
+                    # nobody looked in between, so the server's clock is a witness too. Within
+                    # an unbroken run of cycles it is not: it may jump, or (the simulator) run
+                    # faster than the watchdog's.
+                    gap = max(gap, now - entry.last_seen_at)
+                if gap > max_gap:
+                    log.info(
+                        "lock not watched continuously; its observed age restarts",
+                        source=key[0],
+                        workspace_id=key[1],
+                        holder_id=key[2],
+                        gap_seconds=round(gap.total_seconds(), 1),
+                        allowed_seconds=max_gap.total_seconds(),
+                    )
+                    entry.first_seen = now
+                    entry.sightings = 1
                 else:
                     entry.sightings += 1
-                    entry.organization = observation.organization
+                entry.last_seen_at = now
+                entry.last_cycle = self._cycles
+                entry.last_seen = stamp
+                entry.organization = observation.organization
 
         for observation in observations:
             source = observation.source.value
@@ -176,7 +427,7 @@ class Memory:
                 )
                 if gone_from_complete_read or key[1] in read_ids:
                     del self._locks[key]
-        self._prune_actions(now)
+        self._prune_actions(stamp)
 
     def first_seen(
         self, workspace_id: str, holder_id: str, source: Source = Source.TFC
@@ -185,7 +436,8 @@ class Memory:
         return None if entry is None else entry.first_seen
 
     def sightings(self, workspace_id: str, holder_id: str, source: Source = Source.TFC) -> int:
-        """In how many update() calls (cycles) this exact lock was seen; 0 if never."""
+        """In how many update() calls (cycles) this exact lock was seen without a gap; 0 if
+        never."""
         entry = self._locks.get((source.value, workspace_id, holder_id))
         return 0 if entry is None else entry.sightings
 
@@ -194,16 +446,66 @@ class Memory:
 
     # --- action budget ----------------------------------------------------------------------
 
-    def record_action(self, at: datetime) -> None:
-        self._actions.append(at)
-        self._prune_actions(max(self._actions))
+    def begin_action(self, action: PlannedAction) -> ActionRecord | None:
+        """Record the intent to send `action`, durably, before it is sent.
 
-    def actions_since(self, since: datetime) -> int:
-        return sum(1 for at in self._actions if at >= since)
+        Returns the record to complete with finish_action(), or None when the intent could
+        not be written to the state file: then the action must not be sent (a POST nobody
+        recorded could be sent again after a crash, past the budget)."""
+        record = ActionRecord(
+            id=uuid.uuid4().hex,
+            action=action.kind.value,
+            source=action.source.value,
+            workspace_id=action.workspace_id,
+            outcome=None,
+            at=self._now(),
+        )
+        self._actions.append(record)
+        if self.save():
+            return record
+        self._actions.remove(record)
+        return None
 
-    def _prune_actions(self, now: datetime) -> None:
-        cutoff = now - ACTION_RETENTION
-        self._actions = [at for at in self._actions if at >= cutoff]
+    def finish_action(self, record: ActionRecord, outcome: Outcome) -> None:
+        """Complete an intent with what the server answered (best effort to disk: the intent
+        already counts)."""
+        record.outcome = outcome.value
+        self.save()
+
+    def actions_in_window(self, window: timedelta = BUDGET_WINDOW) -> int:
+        """Actions sent (whatever their outcome) within the last `window`, on the watchdog's
+        own clock."""
+        now = self._clock.ticks()
+        limit = window.total_seconds()
+        return sum(1 for record in self._actions if now - record.at.ticks <= limit)
+
+    @property
+    def actions(self) -> tuple[ActionRecord, ...]:
+        return tuple(self._actions)
+
+    def _prune_actions(self, now: _Stamp) -> None:
+        limit = ACTION_RETENTION.total_seconds()
+        self._actions = [r for r in self._actions if now.ticks - r.at.ticks <= limit]
+
+
+def _gap(last: _Stamp, now: _Stamp) -> timedelta:
+    """Time between two sightings: the longer of the wall-clock and the tick measure, so
+    neither a wall-clock step back nor a tick clock that stood still hides a gap."""
+    seconds = max(now.ticks - last.ticks, (now.wall - last.wall).total_seconds())
+    return timedelta.max if math.isinf(seconds) else timedelta(seconds=seconds)
+
+
+def _unsafe_to_replace(path: str) -> str | None:
+    """Why the atomic rename must not replace `path` now, or None."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot be checked: {exc.strerror or exc}"
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    return None
 
 
 def _held_locks(observation: Observation) -> Iterator[_Key]:
@@ -219,7 +521,22 @@ def _held_locks(observation: Observation) -> Iterator[_Key]:
             yield source, workspace_id, holder_id
 
 
-def _parse(document: Any) -> tuple[dict[_Key, _LockEntry], list[datetime]]:
+def _loaded_stamp(value: Any, now: _Stamp, *, future_is_gap: bool) -> _Stamp:
+    """A wall time read from the file, placed on this process's tick clock.
+
+    A time in the future means the wall clock was stepped back since it was written. For a
+    budget record it counts as made now (it blocks for at most one window of real time); for
+    a lock's last sighting it is a gap (the watchdog cannot vouch for the time between)."""
+    wall = _parse_time(value)
+    age = (now.wall - wall).total_seconds()
+    if age < 0:
+        if future_is_gap and -age > GAP_SLACK.total_seconds():
+            return _Stamp(wall, float("-inf"))
+        return _Stamp(now.wall, now.ticks)
+    return _Stamp(wall, now.ticks - age)
+
+
+def _parse(document: Any, now: _Stamp) -> tuple[dict[_Key, _LockEntry], list[ActionRecord]]:
     if not isinstance(document, dict):
         raise StateFileError("not a JSON object")
     if document.get("version") != STATE_VERSION:
@@ -244,9 +561,52 @@ def _parse(document: Any) -> tuple[dict[_Key, _LockEntry], list[datetime]]:
                 if not isinstance(sightings, int) or isinstance(sightings, bool) or sightings < 0:
                     raise StateFileError("sightings must be a non-negative integer")
                 locks[(source, workspace_id, holder_id)] = _LockEntry(
-                    organization, _parse_time(raw["first_seen"]), sightings
+                    organization,
+                    _parse_time(raw["first_seen"]),
+                    sightings,
+                    _loaded_stamp(raw["last_seen_local"], now, future_is_gap=True),
+                    # Written by every version that wrote `last_seen_local`'s format; a file
+                    # without it gets the first sighting, so the server's clock still counts.
+                    _parse_time(raw.get("last_seen", raw["first_seen"])),
                 )
-    return locks, [_parse_time(value) for value in raw_actions]
+    actions = []
+    for raw in raw_actions:
+        outcome = raw["outcome"]
+        if outcome is not None:
+            Outcome(outcome)  # ValueError for an outcome this version does not know
+        fields = (raw["id"], raw["action"], raw["source"], raw["workspace_id"])
+        if not all(isinstance(value, str) for value in fields):
+            raise StateFileError("an action's id, action, source and workspace_id are strings")
+        actions.append(
+            ActionRecord(
+                *fields,
+                outcome=outcome,
+                at=_loaded_stamp(raw["at_local"], now, future_is_gap=False),
+            )
+        )
+    return locks, actions
+
+
+def _parse_old(document: Any, now: _Stamp) -> list[ActionRecord]:
+    """The previous format's actions (its lock entries have no last sighting: dropped).
+
+    It recorded only successful POSTs, as bare times; they are kept as `done` records."""
+    if not isinstance(document, dict) or document.get("version") != _OLD_VERSION:
+        raise StateFileError(f"unsupported version {document.get('version')!r}")
+    raw_actions = document.get("actions", [])
+    if not isinstance(raw_actions, list):
+        raise StateFileError("`actions` must be a list")
+    return [
+        ActionRecord(
+            id=uuid.uuid4().hex,
+            action="unrecorded",
+            source="unrecorded",
+            workspace_id="unrecorded",
+            outcome=Outcome.DONE.value,
+            at=_loaded_stamp(value, now, future_is_gap=False),
+        )
+        for value in raw_actions
+    ]
 
 
 def _parse_time(value: Any) -> datetime:

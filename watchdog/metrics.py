@@ -141,6 +141,15 @@ class Metrics:
             "When the config was last loaded successfully (Unix time).",
             registry=r,
         )
+        # The PrometheusBadConfig pattern (prometheus_config_last_reload_successful): a 0/1
+        # state an alert can hold on, where the failures counter only says that one happened.
+        self.config_last_reload_successful = Gauge(
+            f"{PREFIX}_config_last_reload_successful",
+            "1 when the last attempt to load the config file succeeded, 0 while the file "
+            "is invalid or unreadable (the previous config keeps running).",
+            registry=r,
+        )
+        self.config_last_reload_successful.set(1)
         self.config_restart_required = Gauge(
             f"{PREFIX}_config_restart_required",
             "1 while the config file differs from the running process in a setting that "

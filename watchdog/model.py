@@ -160,10 +160,22 @@ class Run:
     def phase_group(self) -> PhaseGroup | None:
         return phase_group(self.status)
 
-    def entered_status_at(self) -> datetime:
-        """When the run entered its current status: `status-timestamps`, else `created-at`."""
-        key = self.status.replace("_", "-") + "-at"
-        return self.status_timestamps.get(key, self.created_at)
+    def entered_status_at(self) -> datetime | None:
+        """When the run entered its current status, by the server's clock; None when unknown.
+
+        From `status-timestamps`. A run is created `pending`, so `created-at` dates that
+        status; any other status without its own timestamp has an unknown age: `created-at`
+        or an earlier status's time would make a run that just entered it look hours old.
+        """
+        entered = self.status_timestamps.get(status_timestamp_key(self.status))
+        if entered is None and self.status == "pending":
+            return self.created_at
+        return entered
+
+
+def status_timestamp_key(status: str) -> str:
+    """The `status-timestamps` key of a status: `policy_checking` -> `policy-checking-at`."""
+    return status.replace("_", "-") + "-at"
 
 
 # --- Workspaces and locks -------------------------------------------------------------------
@@ -195,6 +207,11 @@ class Workspace:
     holder: Holder | None = None
     current_run: Run | None = None
     permissions: WorkspacePermissions = field(default_factory=WorkspacePermissions)
+    # (field, what is wrong) for each field protection, rule matching or acting depends on
+    # that the API sent missing or malformed (`("tag-names", "tag-names missing")`). The
+    # workspace is still reported, but decide.py takes no action on it while the policy
+    # depends on the field: a protection that cannot be checked protects.
+    problems: tuple[tuple[str, str], ...] = ()
 
     @property
     def lock_id(self) -> str:
@@ -227,6 +244,9 @@ class BackendLock:
     token: str
     # Set when the item could not be parsed: reported, never acted on.
     problem: str | None = None
+    # The `.tflock` object's LastModified: when S3, by its own clock, stored the lock. `info.
+    # created` is the writer's clock; None for DynamoDB items, which carry no server time.
+    last_modified: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,7 +300,10 @@ class FindingKind(StrEnum):
     RUNS_BLOCKED = "runs_blocked"
 
 
-AgeSource = Literal["run", "first_seen", "lock_info"]
+# Where a lock's age comes from: the run's status timestamp, the watchdog's own continuous
+# observation, the lock info's `Created` (the writer's clock), or the `.tflock` object's
+# LastModified (S3's clock).
+AgeSource = Literal["run", "first_seen", "lock_info", "last_modified"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,6 +373,9 @@ class Outcome(StrEnum):
     SKIPPED_BUDGET = "skipped_budget"
     FORBIDDEN = "forbidden"
     FAILED = "failed"
+    # Sent, and the server may have acted: a timeout or a dropped connection after the
+    # request left, a 5xx, or a process killed before the answer was recorded.
+    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,13 @@ a rule leaves out falls back to `defaults`; no match means `defaults` (rule id `
 from __future__ import annotations
 
 import fnmatch
+import functools
 import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
+import re2
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -166,14 +168,40 @@ def _check_glob(pattern: str) -> str:
     return pattern
 
 
+def _re2_options() -> Any:
+    options = re2.Options()
+    # RE2 writes every rejected pattern to stderr itself; the config error says it in one line.
+    options.log_errors = False
+    return options
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_user_regex(pattern: str) -> Any:
+    """A user's regular expression, compiled by RE2 (raises `re2.error` if RE2 cannot take it).
+
+    Lock reasons (and Terraform's `Info`) are written by anyone who can lock a workspace:
+    matched with Python's backtracking `re`, `^(a+)+$` against 40 `a` and a `!` runs for
+    minutes and pins a core. RE2 matches in time linear in the text, whatever the pattern
+    (https://github.com/google/re2/wiki/WhyRE2); the price is no backreferences and no
+    lookaround, which `check-config` rejects.
+    """
+    return re2.compile(pattern, _re2_options())
+
+
 def _check_regex(pattern: str) -> str:
     if not pattern:
         # An empty pattern matches every reason: it would protect every lock.
         raise ValueError("an empty regular expression would protect every lock")
     try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        compile_user_regex(pattern)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise ValueError(
+            f"{pattern!r} is not a valid regular expression for RE2, the linear-time engine "
+            f"used on lock reasons (no backreferences, no lookaround): {detail}"
+        ) from None
     return pattern
 
 
@@ -249,6 +277,9 @@ class Match(StrictModel):
 
 
 def _any_glob(patterns: tuple[str, ...], value: str) -> bool:
+    # Globs stay with fnmatch: since Python 3.11 its translation wraps every `*` segment in an
+    # atomic group, so a glob cannot backtrack catastrophically (linear in the name per
+    # segment; a test measures it on a hostile name). Only `lock_reasons` take full regexes.
     return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
@@ -317,7 +348,8 @@ class Protect(StrictModel):
     tags: tuple[Name, ...] = ()
     """A workspace with any of these tags is protected."""
     lock_reasons: tuple[Regex, ...] = ("(?i)maintenance", "(?i)do.?not.?unlock")
-    """Regular expressions searched in `locked-reason`: a matching lock is never cleared."""
+    """Regular expressions (RE2 syntax: no backreferences, no lookaround) searched in
+    `locked-reason` and in Terraform's lock `Info`: a matching lock is never cleared."""
 
     def workspace_protection(self, workspace: Workspace) -> str | None:
         """Why a workspace is protected (a human phrase), or None."""
@@ -333,7 +365,7 @@ class Protect(StrictModel):
         if not locked_reason:
             return None
         for pattern in self.lock_reasons:
-            if re.search(pattern, locked_reason):
+            if compile_user_regex(pattern).search(locked_reason):
                 return f"lock reason {locked_reason!r} matches protect.lock_reasons {pattern!r}"
         return None
 
@@ -344,7 +376,13 @@ class Limits(StrictModel):
     max_actions_per_cycle: int = Field(2, ge=0)
     """Mutating calls allowed in one cycle (0 = none)."""
     max_actions_per_hour: int = Field(10, ge=0)
-    """Mutating calls allowed in any sliding hour, across restarts when `state_file` is set."""
+    """Mutating calls sent in any sliding hour, whatever their answer; across restarts when
+    `state_file` is set (each is recorded there before it is sent)."""
+    backend_lock_min_observed: Duration = timedelta(minutes=10)
+    """A DynamoDB lock item's only age is its `Created`, written by the locking client's clock
+    (a CI runner's clock can be hours off): such a lock is deleted only after the watchdog has
+    also seen it continuously for this long. (`.tflock` objects are aged by the younger of
+    `Created` and S3's own LastModified instead.)"""
 
 
 def _lowercase(value: Any) -> Any:
@@ -475,9 +513,11 @@ class Policy(StrictModel):
     dry_run: bool = True
     """Report what would be done, change nothing. On by default."""
     interval: Duration = timedelta(seconds=60)
-    """Time between cycles."""
+    """Time between cycles. A lock not seen for longer than 2 x interval + 30s restarts its
+    observed age (with `run --once` from a scheduler: the schedule's period)."""
     state_file: str | None = None
-    """JSON file for first-seen lock times and the action budget. null = memory only."""
+    """JSON file for lock sightings and the actions sent (the hourly budget). Must be missing,
+    empty or a state file tfc-watchdog wrote. null = memory only."""
     listen: str = "0.0.0.0:9877"
     """Ops server address (host:port): /metrics /healthz /readyz /locks."""
     log: LogConfig = LogConfig()
@@ -556,6 +596,21 @@ class Policy(StrictModel):
             ),
             actions=frozenset(base.actions if rule.actions is None else rule.actions),
         )
+
+    def unchecked(self, workspace: Workspace) -> tuple[str, ...]:
+        """What is wrong with the fields of `workspace` this policy depends on (empty = none).
+
+        Tags matter when a protection or a rule names tags, the project when a rule names
+        projects, the lock reason when `protect.lock_reasons` is set; permissions and the
+        holder always matter (acting reads them), and so does any other field a source flags.
+        A field nobody depends on (an older TFE without projects, say) blocks nothing.
+        """
+        relevant = {
+            "tag-names": bool(self.protect.tags) or any(r.match.tags for r in self.rules),
+            "project": any(r.match.projects for r in self.rules),
+            "locked-reason": bool(self.protect.lock_reasons),
+        }
+        return tuple(detail for name, detail in workspace.problems if relevant.get(name, True))
 
     def rule_for_workspace(self, workspace: Workspace) -> EffectiveRule:
         """The first rule that matches, merged over defaults."""

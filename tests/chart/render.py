@@ -19,8 +19,13 @@ CHART = REPO / "helm" / "tfc-watchdog"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 RELEASE = "tfc-watchdog"
 NAMESPACE = "ops"
-# The smallest values that render: the token is the one value without a usable default.
-MINIMAL: dict[str, Any] = {"token": {"value": "example-token-not-real"}}
+# The smallest values that render: the values without a usable default are the image (nothing
+# publishes one), the organizations to watch and the API token.
+MINIMAL: dict[str, Any] = {
+    "image": {"repository": "registry.example.com/tfc-watchdog"},
+    "config": {"tfc": {"organizations": ["acme"]}},
+    "token": {"value": "example-token-not-real"},
+}
 
 helm.disable_logging()
 
@@ -39,20 +44,24 @@ def values_sets() -> dict[str, dict[str, Any]]:
 
 
 @functools.lru_cache(maxsize=64)
-def _render_json(values_json: str, release: str) -> dict[str, str]:
+def _render_json(values_json: str, release: str, namespace: str) -> dict[str, str]:
     with helm.Chart.load(str(CHART)) as chart:
-        return chart.render(json.loads(values_json), name=release, namespace=NAMESPACE)
+        return chart.render(json.loads(values_json), name=release, namespace=namespace)
 
 
-def render_files(values: dict[str, Any], release: str = RELEASE) -> dict[str, str]:
+def render_files(
+    values: dict[str, Any], release: str = RELEASE, namespace: str = NAMESPACE
+) -> dict[str, str]:
     """Template path -> rendered text (raises helm_python.HelmError on a failed render)."""
-    return dict(_render_json(json.dumps(values, sort_keys=True), release))
+    return dict(_render_json(json.dumps(values, sort_keys=True), release, namespace))
 
 
-def render(values: dict[str, Any], release: str = RELEASE) -> list[dict[str, Any]]:
+def render(
+    values: dict[str, Any], release: str = RELEASE, namespace: str = NAMESPACE
+) -> list[dict[str, Any]]:
     """Every rendered Kubernetes object (NOTES.txt and empty templates left out)."""
     docs: list[dict[str, Any]] = []
-    for path, text in sorted(render_files(values, release).items()):
+    for path, text in sorted(render_files(values, release, namespace).items()):
         if path.endswith("NOTES.txt"):
             continue
         docs.extend(doc for doc in yaml.safe_load_all(text) if doc)

@@ -71,3 +71,45 @@ def test_the_chart_ships_the_same_dashboard() -> None:
     (config_map,) = [d for d in docs if d["metadata"]["name"].endswith("-dashboard")]
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert json.loads(config_map["data"]["tfc-watchdog.json"]) == json.loads(DASHBOARD_TEXT)
+
+
+def _panel(title: str) -> dict[str, Any]:
+    (panel,) = [p for p in json.loads(DASHBOARD_TEXT)["panels"] if p["title"] == title]
+    assert isinstance(panel, dict)
+    return panel
+
+
+def test_dry_run_reads_on_or_off_not_1_or_0() -> None:
+    defaults = _panel("Dry-run")["fieldConfig"]["defaults"]
+    (mapping,) = defaults["mappings"]
+    assert mapping["type"] == "value"
+    assert mapping["options"]["1"]["text"].startswith("on")
+    assert mapping["options"]["0"]["text"].startswith("off")
+
+
+def test_health_stats_turn_colour_at_their_thresholds() -> None:
+    def steps(title: str) -> list[tuple[str, float | None]]:
+        defaults = _panel(title)["fieldConfig"]["defaults"]
+        assert defaults["color"]["mode"] == "thresholds"
+        return [(s["color"], s["value"]) for s in defaults["thresholds"]["steps"]]
+
+    assert steps("Stale locks") == [("green", None), ("red", 1)]
+    assert steps("Stuck runs") == [("green", None), ("orange", 1)]
+    # TfcWatchdogStalled's 3 intervals at the default 60s interval.
+    assert steps("Last successful cycle")[1] == ("orange", 180)
+    assert steps("Action budget left (this hour)")[0] == ("red", None)
+
+
+def test_every_panel_selects_namespace_and_job() -> None:
+    """Two releases of the same name in two namespaces share a job: the namespace variable
+    keeps their numbers apart (its "All" is `.*`, which also matches a Prometheus without
+    a namespace label)."""
+    dashboard = json.loads(DASHBOARD_TEXT)
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["namespace"]["allValue"] == ".*"
+    assert "$namespace" in variables["job"]["query"]["query"]
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            for selector in re.findall(r"tfc_watchdog_\w+\{([^}]*)\}", target["expr"]):
+                assert 'namespace=~"$namespace"' in selector, panel["title"]
+                assert 'job=~"$job"' in selector, panel["title"]

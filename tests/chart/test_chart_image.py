@@ -45,7 +45,7 @@ def test_multi_stage_build_copies_the_venv_into_the_runtime_stage() -> None:
 
 def test_base_images_are_pinned_slim_python_never_latest() -> None:
     for image in _base_images():
-        name, _, tag = image.partition(":")
+        name, _, tag = image.split("@")[0].partition(":")
         assert name == "python"
         assert tag
         assert tag != "latest"

@@ -12,6 +12,7 @@ from tests.chart.render import (
     MINIMAL,
     REPO,
     container,
+    merged,
     only,
     pod_spec,
     render,
@@ -85,6 +86,12 @@ def test_the_pod_has_the_charts_security_posture() -> None:
     ):
         assert main[key] == chart_container[key], key
     assert pod["terminationGracePeriodSeconds"] == chart_pod["terminationGracePeriodSeconds"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    chart_volumes = {v["name"]: v for v in chart_pod["volumes"]}
+    assert volumes["token"]["secret"]["defaultMode"] == 0o440
+    assert (
+        volumes["token"]["secret"]["defaultMode"] == chart_volumes["token"]["secret"]["defaultMode"]
+    )
     chart_service = only(chart_docs, "Service")["spec"]
     assert (
         _kind("Service")["spec"]["publishNotReadyAddresses"]
@@ -116,9 +123,11 @@ def test_the_config_is_the_example_with_the_mounted_paths() -> None:
 
 
 def test_the_config_matches_what_the_chart_renders_by_default() -> None:
-    # Helm drops null values; the watchdog reads a missing key as null.
+    # Helm drops null values; the watchdog reads a missing key as null. The chart has no
+    # placeholder organizations (its render fails without them): give it the example's.
     config = yaml.safe_load((BASE / "config.yaml").read_text())
-    assert _without_nulls(config) == rendered_config(render(MINIMAL))
+    example_orgs = {"config": {"rules": config["rules"]}}
+    assert _without_nulls(config) == rendered_config(render(merged(MINIMAL, example_orgs)))
 
 
 def _without_nulls(tree: Any) -> Any:

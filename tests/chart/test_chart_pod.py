@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import kubernetes_validate
 import pytest
 
 from tests.chart.render import (
+    CHART,
     MINIMAL,
     container,
     merged,
@@ -142,6 +144,8 @@ def test_the_token_is_a_mounted_file_never_an_environment_variable() -> None:
     assert volumes["token"]["secret"] == {
         "secretName": secret["metadata"]["name"],
         "items": [{"key": "token", "path": "token"}],
+        # Readable by the owner and the pod's fsGroup only, writable by nobody.
+        "defaultMode": 0o440,
     }
     mounts = {m["name"]: m for m in main["volumeMounts"]}
     assert mounts["token"] == {
@@ -158,6 +162,7 @@ def test_existing_secret_mode_renders_no_secret_and_mounts_the_named_key() -> No
     assert volumes["token"]["secret"] == {
         "secretName": "tfc-api-token",
         "items": [{"key": "api-token", "path": "token"}],
+        "defaultMode": 0o440,
     }
 
 
@@ -184,14 +189,16 @@ def test_the_config_directory_is_mounted_whole_so_updates_reach_the_daemon() -> 
 
 def test_checksum_secret_changes_with_the_token() -> None:
     before = pod_annotations(render(MINIMAL))["checksum/secret"]
-    after = pod_annotations(render({"token": {"value": "another-token"}}))["checksum/secret"]
+    after = pod_annotations(render(merged(MINIMAL, {"token": {"value": "another-token"}})))[
+        "checksum/secret"
+    ]
     assert before != after
 
 
 def test_checksum_secret_changes_with_the_existing_secret_reference() -> None:
-    one = pod_annotations(render({"token": {"existingSecret": "a"}}))["checksum/secret"]
-    two = pod_annotations(render({"token": {"existingSecret": "b"}}))["checksum/secret"]
-    assert one != two
+    one = pod_annotations(render(merged(MINIMAL, {"token": {"value": "", "existingSecret": "a"}})))
+    two = pod_annotations(render(merged(MINIMAL, {"token": {"value": "", "existingSecret": "b"}})))
+    assert one["checksum/secret"] != two["checksum/secret"]
 
 
 def test_a_policy_change_restarts_nothing_by_default() -> None:
@@ -294,7 +301,7 @@ def test_the_service_monitor_selects_only_its_own_release() -> None:
 
 
 def test_the_network_policy_selects_the_pod_and_opens_only_http_dns_and_the_api() -> None:
-    docs = render(VALUES_SETS["all-features-values.yaml"])
+    docs = render(merged(MINIMAL, {"networkPolicy": {"enabled": True}}))
     policy = only(docs, "NetworkPolicy")["spec"]
     assert _matches(policy["podSelector"]["matchLabels"], _pod_labels(docs))
     assert policy["policyTypes"] == ["Ingress", "Egress"]
@@ -327,3 +334,52 @@ def test_notes_show_how_to_reach_metrics_and_locks_with_selectors_that_match() -
         labels["app.kubernetes.io/name"], labels["app.kubernetes.io/instance"]
     )
     assert f"--selector {selector}" in text
+
+
+# --- NetworkPolicy escape hatches -----------------------------------------------------------
+
+
+MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+POD_IDENTITY = {
+    "to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}],
+    "ports": [{"port": 80, "protocol": "TCP"}],
+}
+PROXY = {"to": [{"ipBlock": {"cidr": "10.0.0.5/32"}}], "ports": [{"port": 3128, "protocol": "TCP"}]}
+GRAFANA_AGENT = {"from": [{"podSelector": {"matchLabels": {"app": "agent"}}}]}
+
+
+def test_network_policy_ingress_can_be_limited_to_the_monitoring_namespace() -> None:
+    values = merged(
+        MINIMAL,
+        {
+            "networkPolicy": {
+                "enabled": True,
+                "ingressFrom": [MONITORING],
+                "extraIngress": [GRAFANA_AGENT],
+            }
+        },
+    )
+    policy = only(render(values), "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "http", "protocol": "TCP"}], "from": [MONITORING]},
+        GRAFANA_AGENT,
+    ]
+
+
+def test_network_policy_extra_egress_reaches_a_proxy_and_eks_pod_identity() -> None:
+    values = merged(
+        MINIMAL, {"networkPolicy": {"enabled": True, "extraEgress": [PROXY, POD_IDENTITY]}}
+    )
+    docs = render(values)
+    egress = only(docs, "NetworkPolicy")["spec"]["egress"]
+    # The chart's own rules come first and stay; the extra ones are appended as given.
+    assert egress[-2:] == [PROXY, POD_IDENTITY]
+    assert {p["port"] for rule in egress[:-2] for p in rule["ports"]} == {53, 443}
+    for version in ("1.27.0", "1.33.0"):
+        kubernetes_validate.validate(only(docs, "NetworkPolicy"), version, strict=True)
+
+
+def test_network_policy_values_document_the_escape_hatches() -> None:
+    text = (CHART / "values.yaml").read_text()
+    for case in ("HTTPS proxy", "169.254.170.23:80", "169.254.169.254:80", "IRSA"):
+        assert case in text, case

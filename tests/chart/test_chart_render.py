@@ -64,14 +64,23 @@ def test_all_features_render_every_optional_object() -> None:
     ]
 
 
+# The objects a monitoring stack picks up may live in its namespace (`<value>.namespace`).
+MOVABLE = {"ServiceMonitor": "serviceMonitor", "PrometheusRule": "prometheusRule"}
+
+
 @pytest.mark.parametrize("values_name", sorted(VALUES_SETS))
 def test_every_object_carries_the_standard_labels_and_namespace(values_name: str) -> None:
-    for doc in render(VALUES_SETS[values_name]):
+    values = VALUES_SETS[values_name]
+    for doc in render(values):
         labels = doc["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == "tfc-watchdog"
         assert labels["app.kubernetes.io/instance"] == "tfc-watchdog"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert doc["metadata"]["namespace"] == "ops"
+        key = MOVABLE.get(doc["kind"])
+        if doc["metadata"]["name"].endswith("-dashboard"):
+            key = "grafanaDashboard"
+        expected = (values.get(key, {}).get("namespace") if key else None) or "ops"
+        assert doc["metadata"]["namespace"] == expected
 
 
 def _check_service_monitor(doc: dict[str, Any]) -> None:
@@ -79,8 +88,21 @@ def _check_service_monitor(doc: dict[str, Any]) -> None:
     spec = doc["spec"]
     assert set(spec) == {"namespaceSelector", "selector", "endpoints"}
     assert spec["selector"]["matchLabels"]
+    # It scrapes the release's namespace wherever it lives itself.
+    assert spec["namespaceSelector"] == {"matchNames": ["ops"]}
     (endpoint,) = spec["endpoints"]
-    assert endpoint == {"port": "http", "path": "/metrics", "interval": "15s"}
+    assert endpoint == {
+        "port": "http",
+        "path": "/metrics",
+        "interval": "15s",
+        "scrapeTimeout": "10s",
+        "relabelings": [
+            {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}
+        ],
+        "metricRelabelings": [
+            {"sourceLabels": ["__name__"], "regex": "python_gc_.*", "action": "drop"}
+        ],
+    }
 
 
 def _check_prometheus_rule(doc: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from watchdog.policy import Policy
 
 IRSA = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/tfc-watchdog"}
 S3_ONLY: dict[str, Any] = {
+    "image": {"repository": "registry.example.com/tfc-watchdog"},
     "config": {
         "tfc": None,
         "s3_backend": {

@@ -164,7 +164,7 @@ class Harness:
     def config(self, sim: SimulatorServer, **overrides: Any) -> Path:
         # Half a second between cycles keeps each test to a few seconds; the simulated clock
         # (frozen unless advanced) makes every age exact whatever the machine's load.
-        config = base_config(sim.url, interval=0.5, **overrides)
+        config = base_config(sim.url, **{"interval": 0.5, **overrides})
         self._configs += 1
         return write_config(self.tmp_path / f"config-{self._configs}.yaml", config)
 

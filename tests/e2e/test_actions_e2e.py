@@ -9,6 +9,7 @@ The simulated clock stands still unless a test advances it, so "stale", "young" 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests.e2e.conftest import (
     wait_until,
     workspace_id,
 )
+from tests.support.clock import shift_watchdog_clock
 from tests.support.daemon import DaemonProcess
 from tests.support.simulator import ORG_TOKEN, USER_TOKEN, SimulatorServer
 
@@ -353,6 +355,9 @@ def test_the_action_budget_holds_per_cycle_and_per_hour_across_restarts(
         ["force_unlock"],
         state_file=harness.state_file,
         limits={"max_actions_per_cycle": 2, "max_actions_per_hour": 5},
+        # One `run --once` per cycle, as from a scheduler every 3 hours: the hours the
+        # simulator's clock is moved between runs are within the allowed observation gap.
+        interval="3h",
     )
     with start_simulator(scenario=scenario(workspaces)) as sim:
         counts = []
@@ -371,11 +376,14 @@ def test_the_action_budget_holds_per_cycle_and_per_hour_across_restarts(
         cycle()
         cycle()
         spent = cycle()
-        sim.advance(HOUR + 1)  # the first four actions leave the sliding hour
+        sim.advance(HOUR + 1)  # the server's clock alone does not free the budget...
+        cycle()
+        # ...an hour on the watchdog's own clock does (as if the state file were that old).
+        shift_watchdog_clock(Path(harness.state_file), -timedelta(hours=1, seconds=1), locks=False)
         cycle()
         paths = post_paths(sim)
         statuses = {r["status"] for r in posts(sim)}
-    assert counts == [0, 2, 2, 1, 0, 1]  # five in the first hour, then the sixth
+    assert counts == [0, 2, 2, 1, 0, 0, 1]  # five in the first hour, then the sixth
     assert statuses == {200}
     assert all(p.endswith("/actions/force-unlock") for p in paths)
     assert len(set(paths)) == len(paths) == 6

@@ -80,8 +80,13 @@ def prometheus_server(tmp_path: Path, target: str) -> Iterator[httpx.Client]:
             {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                 "rule_files": ["rules.yaml"],
+                # The chart's rules select the release's job and namespace: label the
+                # target as the Prometheus Operator does (the Service's namespace).
                 "scrape_configs": [
-                    {"job_name": "tfc-watchdog", "static_configs": [{"targets": [target]}]}
+                    {
+                        "job_name": "tfc-watchdog",
+                        "static_configs": [{"targets": [target], "labels": {"namespace": "ops"}}],
+                    }
                 ],
             }
         )

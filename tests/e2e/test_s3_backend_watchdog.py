@@ -6,6 +6,7 @@ Terraform runs are kept few: each one costs about a second.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -90,7 +91,13 @@ def watchdog_config(
         "listen": f"127.0.0.1:{free_port()}",
         "log": {"format": "json", "level": "debug"},
         "s3_backend": s3_config,
-        "limits": {"max_actions_per_cycle": 5, "max_actions_per_hour": 50},
+        # The planted locks carry an old `Created`, as a slow client clock would write: the
+        # daemon must also have watched a DynamoDB lock this long before it is stale.
+        "limits": {
+            "max_actions_per_cycle": 5,
+            "max_actions_per_hour": 50,
+            "backend_lock_min_observed": "1s",
+        },
         "rules": [
             {
                 "id": "prod-state",
@@ -358,7 +365,11 @@ async def test_a_lock_taken_over_before_the_delete_survives_as_skipped_changed(
     policy = Policy.model_validate(watchdog_config(both_stores, dry_run=False))
     memory = Memory()
     try:
-        for _ in range(2):
+        for cycle in range(2):
+            if cycle:
+                # Past the 2s threshold by S3's LastModified (the object was just written)
+                # and past backend_lock_min_observed for the DynamoDB item.
+                await asyncio.sleep(2.5)
             observations = await source.observe()
             memory.update(observations, source.now())
         decision = decide(observations, policy, memory, source.now())

@@ -3,7 +3,9 @@ promtool accepts both, and the promtool unit tests show each alert firing and no
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,19 @@ EXPECTED_ALERTS = {
     "TfcWatchdogActionsFailing",
     "TfcWatchdogRateLimited",
     "TfcWatchdogConfigRestartRequired",
+    "TfcWatchdogConfigReloadFailed",
+    "TfcWatchdogParseErrors",
 }
+CHART_UNIT_TESTS = REPO / "tests" / "rules" / "promtool"
+RUNBOOK = REPO / "docs" / "runbook.md"
+RUNBOOK_URL = "https://github.com/tfc-watchdog/tfc-watchdog/blob/main/docs/runbook.md"
 RULES_ON = merged(MINIMAL, {"prometheusRule": {"enabled": True}})
 
 
-def _chart_groups(values: dict[str, Any] = RULES_ON) -> list[dict[str, Any]]:
-    groups = only(render(values), "PrometheusRule")["spec"]["groups"]
+def _chart_groups(
+    values: dict[str, Any] = RULES_ON, namespace: str = "ops"
+) -> list[dict[str, Any]]:
+    groups = only(render(values, namespace=namespace), "PrometheusRule")["spec"]["groups"]
     assert isinstance(groups, list)
     return groups
 
@@ -49,7 +58,10 @@ def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 
 
 def test_alerts_yaml_is_the_charts_default_rule_groups() -> None:
-    assert yaml.safe_load(ALERTS.read_text())["groups"] == _chart_groups()
+    """Without the operator there is no namespace to select: the standalone file is the
+    chart's rules (release tfc-watchdog) with the job matcher alone."""
+    chart = json.dumps(_chart_groups()).replace(',namespace=\\"ops\\"', "")
+    assert yaml.safe_load(ALERTS.read_text())["groups"] == json.loads(chart)
 
 
 def test_every_alert_of_the_issue_is_defined() -> None:
@@ -102,7 +114,7 @@ def test_prometheus_templates_in_annotations_survive_helm() -> None:
     assert "{{ $labels.workspace }}" in stale["annotations"]["summary"]
     assert "{{ $labels.holder_type }}" in stale["annotations"]["description"]
     assert "tfc-watchdog scan" in stale["annotations"]["description"]
-    assert stale["expr"] == "tfc_watchdog_lock_stale == 1"
+    assert stale["expr"] == 'tfc_watchdog_lock_stale{job="tfc-watchdog",namespace="ops"} == 1'
     assert stale["for"] == "5m"
 
 
@@ -119,13 +131,18 @@ def test_stalled_bridges_restarts_and_missed_scrapes() -> None:
     restarts do not reset its `for` (deploy/prometheus/tests: a container restarted every
     5 minutes through an hour's outage still fires)."""
     expr = _rules(_chart_groups())["TfcWatchdogStalled"]["expr"]
-    assert "max_over_time(tfc_watchdog_last_success_timestamp_seconds[10m])" in expr
+    assert (
+        'max_over_time(tfc_watchdog_last_success_timestamp_seconds{job="tfc-watchdog",'
+        'namespace="ops"}[10m])'
+    ) in expr
 
 
-def test_down_alert_watches_the_releases_job() -> None:
-    groups = only(render(RULES_ON, release="lockwatch"), "PrometheusRule")["spec"]["groups"]
+def test_down_alert_watches_the_releases_job_in_its_namespace() -> None:
+    groups = only(render(RULES_ON, release="lockwatch", namespace="dev"), "PrometheusRule")["spec"][
+        "groups"
+    ]
     expr = _rules(groups)["TfcWatchdogDown"]["expr"]
-    job = 'job="lockwatch-tfc-watchdog"'
+    job = 'job="lockwatch-tfc-watchdog",namespace="dev"'
     assert expr == f"up{{{job}}} == 0 or absent(up{{{job}}})"
 
 
@@ -145,4 +162,123 @@ def test_each_alert_can_be_disabled_or_overridden() -> None:
     assert "TfcWatchdogRateLimited" not in rules
     assert rules["TerraformStateLockStale"]["for"] == "15m"
     assert rules["TerraformStateLockStale"]["labels"] == {"severity": "critical"}
-    assert rules["TerraformStateLockStale"]["expr"] == "tfc_watchdog_lock_stale == 1"
+    assert rules["TerraformStateLockStale"]["expr"] == (
+        'tfc_watchdog_lock_stale{job="tfc-watchdog",namespace="ops"} == 1'
+    )
+
+
+# --- scoped to the release -------------------------------------------------------------------
+
+
+def test_every_default_expression_selects_the_releases_job_and_namespace() -> None:
+    """Every series an expression reads carries the release's matchers (so one release's
+    rules never answer for another's targets), and every aggregation keeps both labels."""
+    values = merged(RULES_ON, {"fullnameOverride": "lockwatch"})
+    for name, rule in _rules(_chart_groups(values, namespace="dev")).items():
+        expr = rule["expr"]
+        selectors = re.findall(r"\b(?:tfc_watchdog_\w+|up)\{([^}]*)\}", expr)
+        bare = re.findall(r"\b(?:tfc_watchdog_\w+|up)\b(?!\{)", expr)
+        assert selectors, name
+        assert bare == [], name
+        for selector in selectors:
+            assert 'job="lockwatch"' in selector, name
+            assert 'namespace="dev"' in selector, name
+        for grouping in re.findall(r"\bby \(([^)]*)\)", expr):
+            assert {"namespace", "job"} <= {g.strip() for g in grouping.split(",")}, name
+
+
+def _promtool_chart_test(name: str, rule_files: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    for file_name, values in rule_files.items():
+        groups = _chart_groups(values, namespace=file_name.removesuffix(".yaml"))
+        (tmp_path / file_name).write_text(yaml.safe_dump({"groups": groups}))
+    shutil.copy(CHART_UNIT_TESTS / name, tmp_path / name)
+    result = _promtool("test", "rules", name, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_two_releases_in_two_namespaces_each_alert_once_for_their_own(tmp_path: Path) -> None:
+    """tests/rules/promtool/two_namespaces_test.yml: a target that disappears in one
+    namespace fires Down while the other is scraped; a stale lock fires once, not once
+    per release; failed actions keep their namespace."""
+    _promtool_chart_test(
+        "two_namespaces_test.yml", {"ops.yaml": RULES_ON, "dev.yaml": RULES_ON}, tmp_path
+    )
+
+
+def test_cycles_failing_fires_at_a_long_interval(tmp_path: Path) -> None:
+    """tests/rules/promtool/long_interval_test.yml: at interval 30m, 3.5 hours of failing
+    cycles fire CyclesFailing (a fixed 10m window held a cycle a third of the time)."""
+    values = merged(RULES_ON, {"config": {"interval": "30m"}})
+    _promtool_chart_test("long_interval_test.yml", {"ops.yaml": values}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("interval", "window"),
+    [("60s", "10m"), ("3m", "10m"), ("5m", "15m"), ("30m", "90m"), (90, "10m"), (250, "750s")],
+)
+def test_rate_windows_are_three_intervals_at_least_ten_minutes(
+    interval: str | int, window: str
+) -> None:
+    rules = _rules(_chart_groups(merged(RULES_ON, {"config": {"interval": interval}})))
+    assert rules["TfcWatchdogCyclesFailing"]["expr"].count(f"[{window}])") == 2
+    assert f"[{window}])" in rules["TfcWatchdogParseErrors"]["expr"]
+    assert f"[{window}])" in rules["TfcWatchdogRateLimited"]["expr"]
+
+
+# --- runbooks --------------------------------------------------------------------------------
+
+
+def _runbook_sections() -> dict[str, str]:
+    """GitHub's anchor of each `## ` heading -> the text under it."""
+    sections: dict[str, str] = {}
+    for chunk in re.split(r"^## ", RUNBOOK.read_text(), flags=re.MULTILINE)[1:]:
+        heading, _, body = chunk.partition("\n")
+        sections[heading.strip().lower()] = body
+    return sections
+
+
+def test_every_alert_links_its_runbook_section() -> None:
+    sections = _runbook_sections()
+    for name, rule in _rules(_chart_groups()).items():
+        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_URL}#{name.lower()}"
+        body = sections[name.lower()]
+        for part in ("**Meaning.**", "**First checks.**", "**Fix.**"):
+            assert part in body, (name, part)
+    assert set(sections) == {name.lower() for name in EXPECTED_ALERTS}
+
+
+def test_the_runbook_base_can_move_and_an_alert_can_keep_its_own() -> None:
+    values = merged(
+        RULES_ON,
+        {
+            "prometheusRule": {
+                "runbookUrl": "https://wiki.example.com/tfc-watchdog",
+                "rules": {
+                    "TfcWatchdogDown": {"annotations": {"runbook_url": "https://pager/x"}},
+                    "Mine": {"enabled": True, "expr": "vector(1)"},
+                },
+            }
+        },
+    )
+    rules = _rules(_chart_groups(values))
+    assert rules["TfcWatchdogStalled"]["annotations"]["runbook_url"] == (
+        "https://wiki.example.com/tfc-watchdog#tfcwatchdogstalled"
+    )
+    assert rules["TfcWatchdogDown"]["annotations"]["runbook_url"] == "https://pager/x"
+    assert rules["Mine"]["annotations"]["runbook_url"].endswith("#mine")
+
+
+def test_the_readmes_inhibition_example_pairs_the_lock_alerts_on_shared_labels() -> None:
+    """LockStale and RunsBlockedByLock fire together for one workspace; the README's
+    Alertmanager example silences the first while the second fires, matching only on
+    labels both carry (a label one lacks would never be equal, so nothing is inhibited)."""
+    readme = (REPO / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "inhibit_rules" in b]
+    (rule,) = yaml.safe_load(block)["inhibit_rules"]
+    assert rule["source_matchers"] == ['alertname="TerraformRunsBlockedByLock"']
+    assert rule["target_matchers"] == ['alertname="TerraformStateLockStale"']
+    metrics = Metrics()
+    shared = {"namespace", "job"} | (
+        set(metrics.runs_blocked._labelnames) & set(metrics.lock_stale._labelnames)
+    )
+    assert set(rule["equal"]) == shared

@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,6 +22,7 @@ import respx
 import structlog
 from structlog.testing import capture_logs
 
+from tests.support.clock import FakeClock
 from watchdog.act import Actor
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -44,10 +46,12 @@ from watchdog.sources.tfc.client import (
     BadResponseError,
     ConflictError,
     NotFoundError,
+    RateLimitedError,
     ServerError,
     StateVersionPendingError,
     TfcClient,
     TfcError,
+    TransportError,
 )
 from watchdog.sources.tfc.source import TfcSource
 
@@ -259,7 +263,7 @@ async def test_a_justified_cancel_is_posted_once_with_the_comment_and_audited() 
     assert target.reads == ["ws-1"]
     assert target.posts == [("cancel", "run-1", "tfc-watchdog: " + action.reason)]
     assert count(metrics, "cancel", "done") == 1
-    assert memory.actions_since(NOW - timedelta(hours=1)) == 1
+    assert memory.actions_in_window() == 1
     assert metrics.registry.get_sample_value("tfc_watchdog_actions_budget_remaining") == 4
     [event] = audit_events(logs)
     assert event == {
@@ -312,7 +316,7 @@ async def test_dry_run_sends_no_post_and_logs_would_with_every_field() -> None:
     assert outcomes(results) == [Outcome.DRY_RUN]
     assert target.posts == []
     assert count(metrics, "cancel", "dry_run") == 1
-    assert memory.actions_since(NOW - timedelta(hours=1)) == 0
+    assert memory.actions_in_window() == 0
     [event] = audit_events(logs)
     assert event["event"] == "would cancel acme/app-1"
     assert event["log_level"] == "info"
@@ -351,26 +355,35 @@ async def test_per_cycle_budget_skips_the_rest_without_reading_them() -> None:
 async def test_per_cycle_budget_counts_failed_posts_too() -> None:
     target = FakeTarget(stuck_workspace(0), stuck_workspace(1))
     target.allowed_posts = {"cancel"}
-    target.post_errors["cancel"] = tfc_error(ServerError, 500, "boom")
+    target.post_errors["cancel"] = tfc_error(RateLimitedError, 429, "slow down")
     actor, _, memory = make_actor(target, policy(per_cycle=1))
 
     results = await actor.carry_out([cancel_action(0), cancel_action(1)], NOW, None)
 
     assert outcomes(results) == [Outcome.FAILED, Outcome.SKIPPED_BUDGET]
     assert len(target.posts) == 1
-    # Only successful calls fill the sliding hour.
-    assert memory.actions_since(NOW - timedelta(hours=1)) == 0
+    # Every POST sent fills the sliding hour too, whatever the answer.
+    assert memory.actions_in_window() == 1
+
+
+def spent(memory: Memory, clock: FakeClock, ago: timedelta) -> None:
+    """One POST sent `ago` before the clock's now."""
+    clock.advance(-ago)
+    assert memory.begin_action(cancel_action(99)) is not None
+    clock.advance(ago)
 
 
 async def test_hourly_budget_holds_across_calls_and_slides() -> None:
     target = FakeTarget(*(stuck_workspace(n) for n in range(3)))
     target.allowed_posts = {"cancel"}
-    memory = Memory()
-    memory.record_action(NOW - timedelta(minutes=59))  # still inside the hour
-    memory.record_action(NOW - timedelta(minutes=61))  # slid out
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    spent(memory, clock, timedelta(minutes=59))  # still inside the hour
+    spent(memory, clock, timedelta(minutes=61))  # slid out
     actor, metrics, _ = make_actor(target, policy(per_hour=2), memory)
 
     first = await actor.carry_out([cancel_action(0), cancel_action(1)], NOW, None)
+    clock.advance(timedelta(minutes=1))
     second = await actor.carry_out([cancel_action(2)], NOW + timedelta(minutes=1), None)
 
     assert outcomes(first) == [Outcome.DONE, Outcome.SKIPPED_BUDGET]
@@ -382,8 +395,9 @@ async def test_hourly_budget_holds_across_calls_and_slides() -> None:
 async def test_hourly_budget_frees_up_after_an_hour() -> None:
     target = FakeTarget(stuck_workspace(0))
     target.allowed_posts = {"cancel"}
-    memory = Memory()
-    memory.record_action(NOW - timedelta(minutes=61))
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    spent(memory, clock, timedelta(minutes=61))
     actor, metrics, _ = make_actor(target, policy(per_hour=1), memory)
 
     results = await actor.carry_out([cancel_action(0)], NOW, None)
@@ -506,7 +520,7 @@ async def test_a_409_is_skipped_changed_after_exactly_one_post() -> None:
     assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
     assert len(target.posts) == 1
     assert count(metrics, "cancel", "skipped_changed") == 1
-    assert memory.actions_since(NOW - timedelta(hours=1)) == 0
+    assert memory.actions_in_window() == 1  # sent: it counts whatever the answer
 
 
 async def test_a_404_is_forbidden_and_always_logged() -> None:
@@ -552,7 +566,7 @@ async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
 async def test_other_api_errors_fail_with_the_reason() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
-    target.post_errors["cancel"] = tfc_error(ServerError, 502, "bad gateway")
+    target.post_errors["cancel"] = tfc_error(TfcError, 422, "bad gateway")
     actor, _, _ = make_actor(target, policy())
 
     [result] = await actor.carry_out([cancel_action(1)], NOW, None)
@@ -657,6 +671,8 @@ def workspace_document(
             "attributes": {
                 "name": "app-1",
                 "locked": True,
+                "locked-reason": None,
+                "tag-names": [],
                 "permissions": {"can-unlock": True, "can-force-unlock": True},
             },
             "relationships": {
@@ -831,3 +847,125 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
     assert result.outcome is Outcome.FAILED
     assert result.retry_later is True
     assert unlock.call_count == 1
+
+
+# --- every POST sent is recorded before it is sent and counts, whatever the answer -----------
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        # The server certainly did not act: failed.
+        (tfc_error(RateLimitedError, 429, "slow down"), Outcome.FAILED),
+        (tfc_error(TfcError, 422, "unprocessable"), Outcome.FAILED),
+        (
+            TransportError(
+                endpoint="POST /test", reason="transport", detail="refused", request_sent=False
+            ),
+            Outcome.FAILED,
+        ),
+        # It may have: unknown.
+        (TransportError(endpoint="POST /test", reason="timeout", detail="read"), Outcome.UNKNOWN),
+        (
+            TransportError(endpoint="POST /test", reason="transport", detail="connection reset"),
+            Outcome.UNKNOWN,
+        ),
+        (tfc_error(ServerError, 502, "bad gateway"), Outcome.UNKNOWN),
+    ],
+    ids=["429", "422", "connect-refused", "timeout", "reset-after-send", "502"],
+)
+async def test_a_post_error_ends_the_action_as_failed_or_unknown_and_counts(
+    error: TfcError, outcome: Outcome
+) -> None:
+    target = FakeTarget(stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    target.post_errors["cancel"] = error
+    actor, metrics, memory = make_actor(target, policy(per_hour=5))
+
+    [result] = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert result.outcome is outcome
+    assert len(target.posts) == 1
+    assert count(metrics, "cancel", outcome.value) == 1
+    assert memory.actions_in_window() == 1
+    assert [r.outcome for r in memory.actions] == [outcome.value]
+    assert metrics.registry.get_sample_value("tfc_watchdog_actions_budget_remaining") == 4
+
+
+def test_the_unknown_outcome_is_exported_before_it_happens() -> None:
+    metrics = Metrics()
+    for kind in ("cancel", "force_unlock", "delete_lock"):
+        assert count(metrics, kind, "unknown") == 0
+
+
+async def test_the_intent_is_on_disk_before_the_post_and_completed_after(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    target = FakeTarget(stuck_workspace(1))
+    target.allowed_posts = {"cancel"}
+    seen_during_post: list[dict[str, Any]] = []
+    target.after_post = lambda: seen_during_post.extend(json.loads(path.read_text())["actions"])
+    actor, _, _ = make_actor(target, policy(), Memory.load(str(path)))
+
+    await actor.carry_out([cancel_action(1)], NOW, None)
+
+    [intent] = seen_during_post
+    assert intent["outcome"] is None
+    assert (intent["action"], intent["workspace_id"]) == ("cancel", "ws-1")
+    [done] = json.loads(path.read_text())["actions"]
+    assert done["outcome"] == "done"
+    assert done["id"] == intent["id"]
+
+
+async def test_no_post_when_the_intent_cannot_be_written(tmp_path: Path) -> None:
+    target = FakeTarget(stuck_workspace(1))  # no POST allowed: one would fail the test
+    memory = Memory.load(str(tmp_path / "gone" / "state.json"))  # its directory is missing
+    actor, _, _ = make_actor(target, policy(), memory)
+
+    [result] = await actor.carry_out([cancel_action(1)], NOW, None)
+
+    assert result.outcome is Outcome.FAILED
+    assert "intent could not be written" in result.detail
+    assert target.posts == []
+    assert memory.actions_in_window() == 0
+
+
+async def test_posts_the_server_performed_but_never_answered_fill_the_hourly_budget(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    # Every cancel reaches the server, which performs it, but the answer never comes back
+    # (a read timeout). Eight cycles plan a cancel; two are allowed per hour.
+    router, source, metrics = api
+    router.route(method="GET", path__regex=r".*/workspaces/ws-\d$").mock(
+        side_effect=lambda request: httpx.Response(
+            200,
+            json=_numbered(workspace_document(), request.url.path.rsplit("-", 1)[1]),
+            headers=DATE,
+        )
+    )
+    cancels = router.route(method="POST", path__regex=r".*/runs/run-\d/actions/cancel$").mock(
+        side_effect=httpx.ReadTimeout("no answer")
+    )
+    memory = Memory()
+    actor = Actor(
+        source=source,
+        policy=policy(per_hour=2),
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("watchdog.act"),
+    )
+
+    results = [
+        result for n in range(8) for result in await actor.carry_out([cancel_action(n)], NOW, None)
+    ]
+
+    assert cancels.call_count == 2
+    assert [r.outcome for r in results] == [Outcome.UNKNOWN] * 2 + [Outcome.SKIPPED_BUDGET] * 6
+    assert count(metrics, "cancel", "unknown") == 2
+
+
+def _numbered(document: dict[str, Any], n: str) -> dict[str, Any]:
+    """workspace_document() for ws-<n> / run-<n>."""
+    text = json.dumps(document).replace('"ws-1"', f'"ws-{n}"').replace('"run-1"', f'"run-{n}"')
+    text = text.replace('"app-1"', f'"app-{n}"')
+    result: dict[str, Any] = json.loads(text)
+    return result

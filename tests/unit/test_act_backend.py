@@ -100,8 +100,10 @@ def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[Planne
     """What decide.py plans for these locks after two cycles (the real ladder)."""
     memory = Memory()
     observation = Observation(Source.DYNAMODB, TABLE, NOW, backend_locks=locks)
-    memory.update([observation], NOW)
-    memory.update([observation], NOW)
+    # Watched continuously, in one-minute cycles, for longer than
+    # limits.backend_lock_min_observed (10m).
+    for minutes_ago in range(15, -1, -1):
+        memory.update([observation], NOW - timedelta(minutes=minutes_ago))
     decision = decide([observation], pol or policy(), memory, NOW)
     return list(decision.planned), memory
 
@@ -152,7 +154,7 @@ async def test_a_stale_lock_still_there_is_deleted_once_and_audited() -> None:
     assert event["lock_id"] == "lock-1"
     assert event["lock_who"] == "runner@ci-42"
     assert event["lock_operation"] == "OperationTypeApply"
-    assert memory.actions_since(NOW - H) == 1
+    assert memory.actions_in_window() == 1
 
 
 async def test_dry_run_reads_but_sends_no_delete_and_logs_would() -> None:
@@ -223,14 +225,20 @@ async def test_a_failed_condition_on_delete_is_skipped_changed() -> None:
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert count(metrics, "skipped_changed") == 1
-    assert memory.actions_since(NOW - H) == 0
+    assert memory.actions_in_window() == 1  # sent: it counts whatever the answer
 
 
 @pytest.mark.parametrize(
     ("error", "outcome"),
     [
         (ForbiddenError("DeleteItem on terraform-locks: AccessDeniedException"), "forbidden"),
-        (BackendError("DeleteItem on terraform-locks: timed out", reason="timeout"), "failed"),
+        # The delete may have reached the store: unknown, and it counts.
+        (BackendError("DeleteItem on terraform-locks: timed out", reason="timeout"), "unknown"),
+        (BackendError("DeleteItem on terraform-locks: HTTP 500", reason="server_error"), "unknown"),
+        (BackendError("DeleteItem on terraform-locks: reset", reason="transport"), "unknown"),
+        # Refused or never made: the store did nothing.
+        (BackendError("DeleteItem on terraform-locks: throttled", reason="rate_limited"), "failed"),
+        (BackendError("DeleteItem on terraform-locks: bad request"), "failed"),
     ],
 )
 async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> None:
@@ -245,6 +253,7 @@ async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> 
     assert [r.outcome.value for r in results] == [outcome]
     assert str(error) in results[0].detail
     assert count(metrics, outcome) == 1
+    assert memory.actions_in_window() == 1
 
 
 @pytest.mark.parametrize(

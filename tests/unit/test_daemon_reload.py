@@ -80,3 +80,28 @@ def test_the_files_return_is_a_successful_reload_again(tmp_path: Path) -> None:
     )
     assert loaded is not None and loaded > 0
     assert failures(daemon) == 1
+
+
+def reload_successful(daemon: Daemon) -> float | None:
+    return daemon.metrics.registry.get_sample_value("tfc_watchdog_config_last_reload_successful")
+
+
+def test_the_reload_state_gauge_holds_0_while_the_file_is_bad_and_1_once_it_is_good(
+    tmp_path: Path,
+) -> None:
+    """The counter says a reload failed once; the gauge says the file is bad right now, so
+    an alert can hold on it until the file is fixed (PrometheusBadConfig style)."""
+    daemon, path = daemon_for(tmp_path)
+    assert reload_successful(daemon) == 1
+    path.write_text("interval: [not, a, duration]\n")
+    daemon._reload(force=False)
+    assert reload_successful(daemon) == 0
+    # Unchanged bad file: still bad, still 0 (the check before each cycle reads no news).
+    daemon._reload(force=False)
+    assert reload_successful(daemon) == 0
+    path.write_text(CONFIG)
+    daemon._reload(force=False)
+    assert reload_successful(daemon) == 1
+    path.unlink()
+    daemon._reload(force=False)
+    assert reload_successful(daemon) == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -19,6 +21,7 @@ from watchdog.model import (
     Workspace,
 )
 from watchdog.policy import Policy
+from watchdog.sources.tfc.parse import parse_workspace_page
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -84,11 +87,123 @@ def test_a_run_held_lock_is_aged_from_its_status_timestamp() -> None:
     assert lock.run == stuck
 
 
-def test_a_run_without_status_timestamp_is_aged_from_created_at() -> None:
-    r = Run(id="run-abc", status="applying", created_at=NOW - 7 * H)
-    decision = decide([observe(run_locked("network", r))], policy(), Memory(), NOW)
-    assert decision.locks[0].since == NOW - 7 * H
-    assert [f.kind for f in decision.findings].count(FindingKind.RUN_STUCK) == 1
+def test_a_run_without_its_status_timestamp_has_an_unknown_age_and_gets_nothing() -> None:
+    # Just entered policy_checking; the response has no policy-checking-at. Its created-at
+    # (or an earlier status's time) says nothing about how long it has been checking policy.
+    r = Run(
+        id="run-abc",
+        status="policy_checking",
+        created_at=NOW - 3 * H,
+        actions=RunActions(is_cancelable=True),
+    )
+    ws = run_locked("network", r)
+    memory = Memory()
+    seen(memory, [observe(ws)], 2 * M, 2)
+    decision = decide([observe(ws)], policy(defaults={"actions": ["cancel"]}), memory, NOW)
+    (lock,) = decision.locks
+    assert lock.age_source == "first_seen"
+    assert lock.since == NOW - 2 * M
+    assert lock.stale is False
+    assert not [f for f in decision.findings if f.kind is not FindingKind.LOCK_HELD]
+    assert "run age unknown: no policy-checking-at timestamp" in decision.findings[0].reason
+    assert decision.planned == ()
+    (restraint,) = decision.restraints
+    assert restraint.reason == (
+        "run run-abc policy_checking, age unknown (no policy-checking-at timestamp): "
+        "no actions on this workspace"
+    )
+
+
+def test_a_parsed_run_without_its_status_timestamp_is_not_cancelled() -> None:
+    # Through the parser, as the API sends it: an older status's timestamp is present.
+    doc = {
+        "data": [
+            {
+                "id": "ws-1",
+                "type": "workspaces",
+                "attributes": {
+                    "name": "network",
+                    "locked": True,
+                    "locked-reason": "",
+                    "tag-names": [],
+                    "permissions": {"can-force-unlock": True},
+                },
+                "relationships": {
+                    "project": {"data": None},
+                    "locked-by": {"data": {"type": "runs", "id": "run-abc"}},
+                    "current-run": {"data": {"type": "runs", "id": "run-abc"}},
+                },
+            }
+        ],
+        "included": [
+            {
+                "id": "run-abc",
+                "type": "runs",
+                "attributes": {
+                    "status": "policy_checking",
+                    "created-at": stamp(NOW - 3 * H),
+                    "status-timestamps": {"planning-at": stamp(NOW - 179 * M)},
+                    "actions": {"is-cancelable": True},
+                    "permissions": {"can-cancel": True},
+                },
+            }
+        ],
+    }
+    workspaces, _, _ = parse_workspace_page(doc, "acme")
+    decision = decide(
+        [observe(*workspaces)], policy(defaults={"actions": ["cancel"]}), Memory(), NOW
+    )
+    assert decision.planned == ()
+    assert all(f.kind is FindingKind.LOCK_HELD for f in decision.findings)
+
+
+def stamp(at: datetime) -> str:
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def untagged_lock_page(tag_names: Any) -> dict[str, Any]:
+    """A workspace locked by alice, with `tag-names` as given (`...` = left out)."""
+    attributes: dict[str, Any] = {
+        "name": "payments",
+        "locked": True,
+        "locked-reason": "",
+        "permissions": {"can-force-unlock": True},
+    }
+    if tag_names is not ...:
+        attributes["tag-names"] = tag_names
+    return {
+        "data": [
+            {
+                "id": "ws-pay",
+                "type": "workspaces",
+                "attributes": attributes,
+                "relationships": {
+                    "project": {"data": None},
+                    "locked-by": {"data": {"type": "users", "id": "user-alice"}},
+                },
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize("tag_names", [..., "protected", None, {"0": "protected"}])
+def test_unreadable_tags_never_make_a_tag_protected_workspace_actionable(tag_names: Any) -> None:
+    pol = policy(defaults={"actions": ["force_unlock"]}, protect={"tags": ["protected"]})
+    workspaces, _, errors = parse_workspace_page(untagged_lock_page(tag_names), "acme")
+    memory = Memory()
+    seen(memory, [observe(*workspaces)], 3 * H, 3)
+    decision = decide([observe(*workspaces)], pol, memory, NOW)
+    assert decision.planned == ()
+    assert errors == 1  # counted as a parse problem, yet still reported
+    assert [lock.workspace for lock in decision.locks] == ["payments"]
+    (restraint,) = decision.restraints
+    assert "protection and rules cannot be checked" in restraint.reason
+    # The same lock with its tags readable and without the protected tag is cleared.
+    workspaces, _, errors = parse_workspace_page(untagged_lock_page(["web"]), "acme")
+    assert errors == 0
+    assert [a.kind for a in decide([observe(*workspaces)], pol, memory, NOW).planned] == [
+        ActionKind.FORCE_UNLOCK
+    ]
 
 
 def test_a_user_lock_is_aged_from_first_sight() -> None:

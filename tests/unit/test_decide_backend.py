@@ -59,8 +59,15 @@ def table_lock(age: timedelta, path: str = PATH, **kw: Any) -> BackendLock:
     return BackendLock(Source.DYNAMODB, TABLE, path, lock_info, token=f"raw:{lock_info.id}")
 
 
-def file_lock(age: timedelta, path: str = PATH, **kw: Any) -> BackendLock:
-    return BackendLock(Source.S3, BUCKET, path, info(age, path=path, **kw), token='"etag-1"')
+def file_lock(
+    age: timedelta, path: str = PATH, *, stored_ago: timedelta | None = None, **kw: Any
+) -> BackendLock:
+    """A `.tflock` object; S3 stored it when its `Created` says unless `stored_ago` is given."""
+    lock_info = info(age, path=path, **kw)
+    last_modified = lock_info.created if stored_ago is None else AWS_NOW - stored_ago
+    return BackendLock(
+        Source.S3, BUCKET, path, lock_info, token='"etag-1"', last_modified=last_modified
+    )
 
 
 def observed(*locks: BackendLock, complete: bool = True, now: datetime = AWS_NOW) -> Observation:
@@ -76,10 +83,19 @@ def observed(*locks: BackendLock, complete: bool = True, now: datetime = AWS_NOW
     )
 
 
-def remembered(*observations: Observation, cycles: int = 2) -> Memory:
+def remembered(
+    *observations: Observation, cycles: int = 2, watched: timedelta = timedelta(minutes=15)
+) -> Memory:
+    """Watched for the last `watched` (on the cycle's clock, TFC_NOW; longer than
+    limits.backend_lock_min_observed, 10m, by default) in one-minute cycles without a gap;
+    `cycles=1`: seen once, `watched` ago."""
     memory = Memory()
-    for _ in range(cycles):
-        memory.update(observations, TFC_NOW)
+    if cycles == 1:
+        memory.update(observations, TFC_NOW - watched)
+        return memory
+    steps = max(cycles - 1, int(watched / timedelta(minutes=1)))
+    for step in range(steps + 1):
+        memory.update(observations, TFC_NOW - watched + step * (watched / steps))
     return memory
 
 
@@ -310,3 +326,72 @@ def test_tfc_and_backend_locks_are_decided_together_oldest_first() -> None:
     ]
     tfc_lock = next(lock for lock in decision.locks if lock.source is Source.TFC)
     assert tfc_lock.age == 3 * H  # the TFC clock, as before
+
+
+# --- `Created` is the writer's clock: a server clock must agree ------------------------------
+
+M = timedelta(minutes=1)
+
+
+def test_a_table_lock_with_an_old_created_is_not_deleted_before_it_was_watched_long_enough() -> (
+    None
+):
+    # A CI runner with a clock 3h slow took this lock a minute ago: `Created` says 3h.
+    observation = observed(table_lock(3 * H))
+    memory = remembered(observation, watched=M)
+
+    decision = decide([observation], policy(), memory, TFC_NOW)
+
+    assert decision.planned == ()
+    (state,) = decision.locks
+    # Reported as what it claims, saying whose clock that is; never acted on.
+    assert (state.age, state.age_source) == (3 * H, "lock_info")
+    held, stale = decision.findings
+    assert "(age from Created)" in held.reason
+    assert "by Created, the writer's clock; not yet observed" in stale.reason
+    (restraint,) = decision.restraints
+    assert "not yet observed for limits.backend_lock_min_observed 10m" in restraint.reason
+    assert (
+        plan_for_backend_lock(observation.backend_locks[0], True, policy(), memory, AWS_NOW) is None
+    )
+    # Watched without a gap for longer than the minimum: now it is stale, and deleted.
+    memory = remembered(observation, watched=11 * M)
+    assert [a.kind for a in decide([observation], policy(), memory, TFC_NOW).planned] == [
+        ActionKind.DELETE_LOCK
+    ]
+
+
+def test_the_minimum_observation_is_a_setting() -> None:
+    observation = observed(table_lock(3 * H))
+    config = policy(limits={"backend_lock_min_observed": "30m"})
+    assert (
+        decide([observation], config, remembered(observation, watched=15 * M), TFC_NOW).planned
+        == ()
+    )
+    assert decide([observation], config, remembered(observation, watched=31 * M), TFC_NOW).planned
+
+
+def test_a_lock_file_is_aged_from_s3s_last_modified_when_created_is_older() -> None:
+    # Created 3h ago by a slow client clock; S3 stored the object a minute ago.
+    lock = file_lock(3 * H, stored_ago=M)
+    observation = observed(lock)
+
+    decision = decide([observation], policy(), remembered(observation, watched=15 * M), TFC_NOW)
+
+    assert decision.planned == ()
+    (state,) = decision.locks
+    assert (state.since, state.age, state.age_source) == (AWS_NOW - M, M, "last_modified")
+    assert state.stale is False
+    assert "(age from LastModified)" in decision.findings[0].reason
+
+
+def test_a_lock_file_is_aged_from_created_when_it_is_the_younger() -> None:
+    # The client's clock is a little fast: Created is after S3's LastModified.
+    lock = file_lock(3 * H, stored_ago=3 * H + 2 * M)
+    observation = observed(lock)
+
+    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+
+    (state,) = decision.locks
+    assert (state.age, state.age_source, state.stale) == (3 * H, "lock_info", True)
+    assert [a.kind for a in decision.planned] == [ActionKind.DELETE_LOCK]

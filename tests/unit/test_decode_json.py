@@ -88,3 +88,19 @@ def test_arbitrary_bytes_decode_exactly_when_json_would(body: bytes) -> None:
 )
 def test_the_known_differences_of_orjson_fall_back_to_json(body: bytes) -> None:
     _same_as_json_module(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000,
+        b'{"a": ' * 5000 + b"1" + b"}" * 5000,
+        b'{"data": ' + b"[" * 1100 + b"]" * 1100 + b"}",
+        # orjson refuses NaN; json, reached next, must refuse the depth with a ValueError too.
+        b'{"x": NaN, "y": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+    ],
+    ids=["lists", "objects", "just-beyond-orjson", "nan-then-deep"],
+)
+def test_a_body_nested_too_deeply_is_a_value_error_not_a_recursion_error(body: bytes) -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        decode_json(body)

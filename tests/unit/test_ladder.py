@@ -71,6 +71,7 @@ def workspace(
     reason: str | None = None,
     run_lock: bool = False,
     locked: bool | None = None,
+    problems: tuple[tuple[str, str], ...] = (),
 ) -> Workspace:
     if run_lock:
         assert current_run is not None
@@ -84,7 +85,17 @@ def workspace(
         locked_reason=reason,
         holder=holder,
         current_run=current_run,
+        problems=problems,
     )
+
+
+def unstamped(status: str, created_ago: timedelta, **kw: Any) -> Run:
+    """A run in `status` whose `status-timestamps` lack the key of that status."""
+    return Run(id="run-1", status=status, created_at=NOW - created_ago, actions=RunActions(**kw))
+
+
+TAGS_MISSING = (("tag-names", "tag-names missing"),)
+REASON_MISSING = (("locked-reason", "locked-reason missing"),)
 
 
 @dataclass
@@ -363,6 +374,85 @@ CASES = {
         workspace(holder=ALICE, reason="do not unlock"), None, "protected", seen=(M, 2)
     ),
     # --- uncertain data -------------------------------------------------------------------
+    "tags-missing-where-a-tag-protects": Case(
+        **stale_lock(problems=TAGS_MISSING),
+        expect=None,
+        restraint="tag-names missing: protection and rules cannot be checked, no actions",
+        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"tags": ["protected"]}},
+    ),
+    "tags-missing-where-a-rule-matches-tags": Case(
+        **stale_lock(problems=TAGS_MISSING),
+        expect=None,
+        restraint="tag-names missing",
+        config={
+            "defaults": {"actions": EVERY_RUNG},
+            "rules": [{"id": "frozen", "match": {"tags": ["frozen"]}, "actions": []}],
+        },
+    ),
+    "tags-missing-where-nothing-reads-tags": Case(
+        **stale_lock(problems=TAGS_MISSING), expect=ActionKind.FORCE_UNLOCK
+    ),
+    "tags-missing-stops-the-run-rungs-too": Case(
+        workspace(
+            current_run=run("applying", 7 * H, cancelable=True),
+            run_lock=True,
+            problems=TAGS_MISSING,
+        ),
+        None,
+        "tag-names missing",
+        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"tags": ["protected"]}},
+    ),
+    "project-missing-where-a-rule-matches-projects": Case(
+        **stale_lock(problems=(("project", "project prj-1 name not included"),)),
+        expect=None,
+        restraint="project prj-1 name not included",
+        config={
+            "defaults": {"actions": EVERY_RUNG},
+            "rules": [{"id": "core", "match": {"projects": ["core"]}, "actions": []}],
+        },
+    ),
+    "reason-missing-where-lock-reasons-protect": Case(
+        **stale_lock(problems=REASON_MISSING), expect=None, restraint="locked-reason missing"
+    ),
+    "reason-missing-without-lock-reasons": Case(
+        **stale_lock(problems=REASON_MISSING),
+        expect=ActionKind.FORCE_UNLOCK,
+        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"lock_reasons": []}},
+    ),
+    "permissions-missing": Case(
+        **stale_lock(problems=(("permissions", "permissions missing, not an object"),)),
+        expect=None,
+        restraint="permissions missing",
+        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"lock_reasons": []}},
+    ),
+    "locked-without-a-holder-no-run-rung-either": Case(
+        workspace(
+            current_run=run("applying", 7 * H, cancelable=True),
+            locked=True,
+            problems=(("locked-by", "locked, but locked-by names no holder"),),
+        ),
+        None,
+        "locked-by names no holder",
+    ),
+    "run-status-without-its-timestamp-is-not-aged": Case(
+        workspace(
+            current_run=unstamped("policy_checking", 3 * H, is_cancelable=True), run_lock=True
+        ),
+        None,
+        "age unknown (no policy-checking-at timestamp)",
+    ),
+    "run-status-without-its-timestamp-report-only": Case(
+        workspace(
+            current_run=unstamped("policy_checking", 3 * H, is_cancelable=True), run_lock=True
+        ),
+        None,
+        "no actions on this workspace",
+        config={},
+    ),
+    "pending-is-aged-from-created-at": Case(
+        workspace(current_run=unstamped("pending", 3 * H, is_cancelable=True), run_lock=True),
+        ActionKind.CANCEL,
+    ),
     "unreadable-workspace": Case(
         **stale_lock(), expect=None, restraint="unreadable", unreadable=True
     ),

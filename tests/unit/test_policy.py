@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -155,6 +157,40 @@ def test_protections_explain_themselves() -> None:
     assert protect.reason_protection("do not unlock: migrating") is not None
     assert protect.reason_protection("Locked by Terraform") is None
     assert protect.reason_protection(None) is None
+
+
+# Python's backtracking `re` needs about 2**40 steps for this pair: it would never finish.
+CATASTROPHIC = """
+from watchdog.model import Workspace
+from watchdog.policy import Policy
+policy = Policy.model_validate({
+    "tfc": {"organizations": ["acme"]},
+    "protect": {"lock_reasons": ["^(a+)+$"], "workspaces": ["*a*a*a*a*a*a*a*a*a*a*b"]},
+    "rules": [{"id": "r", "match": {"workspaces": ["*a*a*a*a*a*a*a*a*a*a*b"]}}],
+})
+hostile = "a" * 40 + "!"
+assert policy.protect.reason_protection(hostile) is None
+assert policy.protect.reason_protection("a" * 40) is not None
+name = "a" * 5000 + "!"
+assert policy.protect.workspace_protection(Workspace("acme", "ws-1", name)) is None
+assert policy.rule_for_workspace(Workspace("acme", "ws-1", name)).id == "defaults"
+print("done")
+"""
+
+
+def test_a_catastrophic_pattern_against_a_hostile_lock_reason_does_not_hang() -> None:
+    # In a child process so that a regression fails this test (timeout) instead of hanging
+    # the suite; the limit is generous on purpose: the point is finishing, not speed.
+    result = subprocess.run(
+        [sys.executable, "-c", CATASTROPHIC],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "done"
 
 
 def test_duplicate_rule_ids_are_refused_by_the_model_too() -> None:

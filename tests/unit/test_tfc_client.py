@@ -89,11 +89,12 @@ def doc(data: Any = None, **extra: Any) -> dict[str, Any]:
 
 
 def page_doc(number: int, total: int) -> dict[str, Any]:
+    # One item per page, and the page size says so: the client walks no more pages than
+    # total-count needs at the page size in use.
+    pagination = {"current-page": number, "page-size": 1, "total-pages": total}
     return {
         "data": [{"id": f"ws-{number}", "type": "workspaces"}],
-        "meta": {
-            "pagination": {"current-page": number, "total-pages": total, "total-count": total}
-        },
+        "meta": {"pagination": {**pagination, "total-count": total}},
     }
 
 

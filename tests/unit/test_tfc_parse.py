@@ -32,7 +32,8 @@ def workspace_entry(
     run: str | None = None,
     **attributes: Any,
 ) -> dict[str, Any]:
-    relationships: dict[str, Any] = {}
+    # A complete entry: every field protection and rule matching read is present.
+    relationships: dict[str, Any] = {"project": {"data": None}}
     if locked_by is not None:
         relationships["locked-by"] = {"data": {"type": locked_by[0], "id": locked_by[1]}}
     if run is not None:
@@ -40,7 +41,14 @@ def workspace_entry(
     return {
         "id": ws_id,
         "type": "workspaces",
-        "attributes": {"name": f"name-{ws_id}", "locked": locked, **attributes},
+        "attributes": {
+            "name": f"name-{ws_id}",
+            "locked": locked,
+            "locked-reason": "",
+            "tag-names": [],
+            "permissions": {},
+            **attributes,
+        },
         "relationships": relationships,
     }
 
@@ -152,16 +160,81 @@ def test_holder_not_included_keeps_its_id_without_a_name():
     assert ws.holder.label() == "team:team-9"
 
 
-def test_locked_by_absent_or_null_means_no_holder():
+def test_locked_by_absent_or_null_means_no_holder_a_parse_problem_when_locked():
     absent = workspace_entry("ws-1", locked=True)
     null = workspace_entry("ws-2", locked=True)
     null["relationships"]["locked-by"] = {"data": None}
-    no_relationships = workspace_entry("ws-3")
-    del no_relationships["relationships"]
-    workspaces, unreadable, errors = parse_workspace_page(page(absent, null, no_relationships), ORG)
+    unlocked = workspace_entry("ws-3")
+    workspaces, unreadable, errors = parse_workspace_page(page(absent, null, unlocked), ORG)
     assert [ws.holder for ws in workspaces] == [None, None, None]
     assert [ws.locked for ws in workspaces] == [True, True, False]
-    assert (unreadable, errors) == ([], 0)
+    no_holder = (("locked-by", "locked, but locked-by names no holder"),)
+    assert [ws.problems for ws in workspaces] == [no_holder, no_holder, ()]
+    assert (unreadable, errors) == ([], 2)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda e: e["attributes"].pop("tag-names"), ("tag-names", "tag-names missing")),
+        (
+            lambda e: e["attributes"].update({"tag-names": "protected"}),
+            ("tag-names", "tag-names is a str, not a list"),
+        ),
+        (
+            lambda e: e["attributes"].update({"tag-names": None}),
+            ("tag-names", "tag-names is a null, not a list"),
+        ),
+        (
+            lambda e: e["attributes"].update({"tag-names": ["ok", 7]}),
+            ("tag-names", "tag-names holds a value that is not a string"),
+        ),
+        (
+            lambda e: e["attributes"].pop("locked-reason"),
+            ("locked-reason", "locked-reason missing"),
+        ),
+        (
+            lambda e: e["attributes"].update({"locked-reason": ["maintenance"]}),
+            ("locked-reason", "locked-reason is a list, not a string"),
+        ),
+        (
+            lambda e: e["attributes"].pop("permissions"),
+            ("permissions", "permissions missing, not an object"),
+        ),
+        (
+            lambda e: e["attributes"].update({"permissions": "all"}),
+            ("permissions", "permissions a str, not an object"),
+        ),
+        (
+            lambda e: e["attributes"].update({"permissions": {"can-force-unlock": "yes"}}),
+            ("permissions", "permissions can-force-unlock not true/false"),
+        ),
+        (
+            lambda e: e["relationships"].pop("project"),
+            ("project", "project relationship missing"),
+        ),
+        (
+            lambda e: e["relationships"].update(
+                {"project": {"data": {"type": "projects", "id": "prj-1"}}}
+            ),
+            ("project", "project prj-1 name not included"),
+        ),
+    ],
+)
+def test_a_missing_or_malformed_policy_field_is_recorded_and_counted(change, problem):
+    entry = workspace_entry("ws-1", locked=True, locked_by=("users", "user-1"))
+    change(entry)
+    [ws], unreadable, errors = parse_workspace_page(page(entry), ORG)
+    assert ws.problems == (problem,)
+    assert (unreadable, errors) == ([], 1)
+
+
+def test_null_or_empty_locked_reason_and_a_null_project_are_no_problem():
+    for reason in (None, ""):
+        entry = workspace_entry("ws-1", locked=True, locked_by=("users", "user-1"))
+        entry["attributes"]["locked-reason"] = reason
+        [ws], _, errors = parse_workspace_page(page(entry), ORG)
+        assert (ws.problems, errors, ws.locked_reason) == ((), 0, None)
 
 
 def test_unlocked_workspace_has_no_holder_even_if_locked_by_is_sent():
@@ -274,7 +347,7 @@ def test_only_the_current_status_timestamp_is_read_and_must_be_readable():
     assert parse_workspace_page(doc, ORG)[1:] == (["ws-1"], 1)
 
 
-def test_a_null_current_status_timestamp_falls_back_to_created_at():
+def test_a_null_current_status_timestamp_leaves_the_run_age_unknown():
     run = run_resource(
         "run-1",
         "planning",
@@ -284,6 +357,14 @@ def test_a_null_current_status_timestamp_falls_back_to_created_at():
     [ws], _, _ = parse_workspace_page(doc, ORG)
     assert ws.current_run is not None
     assert ws.current_run.status_timestamps == {}
+    assert ws.current_run.entered_status_at() is None
+
+
+def test_a_pending_run_without_timestamps_entered_pending_when_it_was_created():
+    run = run_resource("run-1", "pending", **{"created-at": "2026-01-01T00:00:00Z"})
+    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
+    [ws], _, _ = parse_workspace_page(doc, ORG)
+    assert ws.current_run is not None
     assert ws.current_run.entered_status_at() == datetime(2026, 1, 1, tzinfo=UTC)
 
 

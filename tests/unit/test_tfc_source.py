@@ -14,6 +14,7 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
+from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -78,7 +79,14 @@ def workspace(number: int, **attributes: Any) -> dict[str, Any]:
     return {
         "id": f"ws-{number:05d}",
         "type": "workspaces",
-        "attributes": {"name": f"app-{number}", "locked": False, **attributes},
+        "attributes": {
+            "name": f"app-{number}",
+            "locked": False,
+            "tag-names": [],
+            "permissions": {},
+            **attributes,
+        },
+        "relationships": {"project": {"data": None}},
     }
 
 
@@ -268,16 +276,158 @@ async def test_only_locked_workspaces_and_non_final_runs_are_kept_but_every_id_i
     assert observation.workspace_count == 7
 
 
-async def test_a_workspace_listed_twice_counts_once_as_first_seen(api, client, metrics):
-    # The list shifted between pages: ws-00010 is unlocked on page 1 and locked on page 2.
-    # As before the filter, the first sighting is the one the cycle uses.
+async def test_a_workspace_listed_on_two_pages_makes_the_read_incomplete(api, client, metrics):
+    # The list shifted between pages (or a page was answered twice): ws-00010 is on page 1
+    # and on page 2. Such pages are not one list, so nothing of it is relied on.
     entries = [workspace(n) for n in range(150)]
     entries[120] = workspace(10, locked=True)
     api.get("/organizations/acme/workspaces").mock(side_effect=workspaces_api(150, entries=entries))
     [observation] = await TfcSource(client, ["acme"], metrics).observe()
-    assert observation.workspaces == ()
-    assert len(observation.ids_read) == 149
-    assert observation.total_workspaces == 150
+    assert observation.complete is False
+    assert "ws-00010" in (observation.error or "")
+    assert observation.error_reason == "bad_response"
+    assert observation.ids_read == frozenset()
+    assert observe_errors(metrics, "bad_response") == 1
+
+
+def _locked(number: int) -> dict[str, Any]:
+    entry = workspace(number, locked=True, **{"locked-reason": "apply"})
+    holder = {"locked-by": {"data": {"type": "users", "id": "user-1"}}}
+    entry["relationships"] = {**entry["relationships"], **holder}
+    return entry
+
+
+USERS = [{"id": "user-1", "type": "users", "attributes": {"username": "alice"}}]
+
+
+def _repeating_page_one(entries: list[dict[str, Any]]) -> Any:
+    """Every page of the list answers with page 1's body (a cache or proxy gone wrong)."""
+    honest = workspaces_api(len(entries), entries=entries, included=USERS)
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        first = request.url.copy_set_param("page[number]", "1")
+        return honest(httpx.Request("GET", first))  # type: ignore[no-any-return]
+
+    return respond
+
+
+async def test_pages_answering_page_one_again_are_incomplete_and_memory_keeps_every_age(
+    api, client, metrics
+):
+    # 250 workspaces on three pages, every tenth locked: 25 locks, 10 of them on page 1.
+    entries = [_locked(n) if n % 10 == 0 else workspace(n) for n in range(250)]
+    route = api.get("/organizations/acme/workspaces")
+    route.mock(side_effect=workspaces_api(250, entries=entries, included=USERS))
+    source = TfcSource(client, ["acme"], metrics)
+    memory = Memory()
+    # Two whole reads a minute apart (one cycle apart at the default interval).
+    earlier = datetime(2026, 3, 3, 9, 58, tzinfo=UTC)
+    whole = await source.observe()
+    memory.update(whole, earlier)
+    memory.update(whole, datetime(2026, 3, 3, 9, 59, tzinfo=UTC))
+    assert len(memory) == 25
+
+    route.mock(side_effect=_repeating_page_one(entries))
+    observations = await source.observe()
+    [observation] = observations
+    assert observation.complete is False
+    assert "two pages" in (observation.error or "")
+    memory.update(observations, NOW)
+    # No lock is forgotten, and none restarts its age.
+    assert len(memory) == 25
+    assert {memory.first_seen(f"ws-{n:05d}", "user-1") for n in range(0, 250, 10)} == {earlier}
+    policy = Policy.model_validate(
+        {
+            "tfc": {"organizations": ["acme"]},
+            "dry_run": False,
+            "defaults": {"lock_stale_after": "1m", "actions": ["force_unlock"]},
+        }
+    )
+    # The same locks, read whole, would be force-unlocked now; read from repeated pages,
+    # nothing is.
+    assert decide(whole, policy, memory, NOW, None).planned
+    assert decide(observations, policy, memory, NOW, None).planned == ()
+
+
+async def test_pages_holding_fewer_items_than_total_count_are_an_incomplete_read(
+    api, client, metrics
+):
+    # A workspace was deleted while the list was walked: the list shifted left, one
+    # workspace was never on any page that was read.
+    honest = workspaces_api(250)
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        response = honest(request)
+        if request.url.params["page[number]"] == "2":
+            document = json.loads(response.content)
+            document["data"] = document["data"][1:]
+            return httpx.Response(200, headers={"Date": DATE}, json=document)
+        return response  # type: ignore[no-any-return]
+
+    api.get("/organizations/acme/workspaces").mock(side_effect=respond)
+    [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert observation.complete is False
+    assert "249 items, not the total-count of 250" in (observation.error or "")
+    assert observe_errors(metrics, "bad_response") == 1
+
+
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+async def test_a_deeply_nested_list_fails_its_organization_only(api, client, metrics):
+    api.get("/organizations/good/workspaces").mock(side_effect=workspaces_api(3))
+    api.get("/organizations/bomb/workspaces").respond(
+        200,
+        headers={"Content-Type": "application/vnd.api+json"},
+        content=f'{{"data": {_nested(5000)}}}'.encode(),
+    )
+    observations = await TfcSource(client, ["good", "bomb"], metrics).observe()
+    assert [(o.organization, o.complete) for o in observations] == [
+        ("good", True),
+        ("bomb", False),
+    ]
+    assert observations[1].error_reason == "bad_response"
+    assert observe_errors(metrics, "bad_response") == 1
+
+
+def _with_deep_value(entry: dict[str, Any], field: str, depth: int) -> str:
+    """A one-entry list page whose `field` (of the entry, or of its attributes) is `depth`
+    levels of nested lists, as raw JSON (json.dumps cannot write it)."""
+    marker = "__deep__"
+    if field in entry:
+        entry = {**entry, field: marker}
+    else:
+        entry = {**entry, "attributes": {**entry["attributes"], field: marker}}
+    raw = json.dumps({"data": [entry], "meta": {"pagination": {"total-count": 1}}})
+    return raw.replace(f'"{marker}"', _nested(depth))
+
+
+@pytest.mark.parametrize("field", ["name", "locked", "type"])
+async def test_a_value_nested_too_deep_to_repr_is_a_bad_page_not_a_crash(
+    api, client, metrics, field
+):
+    # 990 levels: orjson decodes it (its limit is 1,024), but repr() of it, which the error
+    # message of a malformed field makes, exceeds the interpreter's recursion limit.
+    raw = _with_deep_value(workspace(1), field, 990)
+    api.get("/organizations/acme/workspaces").respond(
+        200, headers={"Content-Type": "application/vnd.api+json"}, content=raw.encode()
+    )
+    [observation] = await TfcSource(client, ["acme"], metrics).observe()
+    assert observation.complete is False
+    assert observation.error_reason == "bad_response"
+
+
+async def test_read_workspace_with_a_value_nested_too_deep_raises_bad_response(
+    api, client, metrics
+):
+    document = json.loads(_with_deep_value(workspace(1), "name", 990).replace(_nested(990), "0"))
+    raw = json.dumps({"data": document["data"][0]}).replace('"name": 0', f'"name": {_nested(990)}')
+    api.get("/workspaces/ws-1").respond(
+        200, headers={"Content-Type": "application/vnd.api+json"}, content=raw.encode()
+    )
+    with pytest.raises(BadResponseError, match="nested too deeply"):
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
 
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
@@ -348,7 +498,7 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
     )
     memories = []
     for observation in (full, filtered):
-        memory = Memory()
+        memory = Memory(clock=FakeClock())  # the same sighting times on both sides
         # A lock on a workspace now read unlocked: dropped even after a partial read.
         gone = Observation(
             Source.TFC,

@@ -9,6 +9,16 @@ with a probability, and lasts for `count` firings or until cleared. Kinds:
 - `truncated`    the real answer's headers, half its body, then the connection closes
 - `content_type` the real answer with `Content-Type: text/html`
 - `drop`         the connection closes before any body is sent (clients see a protocol error)
+
+Lists that lie (on a list endpoint; on any other answer they change nothing but `deep_json`):
+
+- `repeat_page`   every page after the first answers with page 1's body (a cache or proxy
+                  ignoring the query string); page 1 itself is answered normally
+- `endless_pages` the real answer without `total-pages`/`total-count` and with a
+                  `next-page` after every page, however far the client walks
+- `absurd_total`  the real answer promising `total-pages` 10,000,000 and `total-count`
+                  1,000,000,000
+- `deep_json`     200 with a JSON:API body whose `data` is 5,000 nested lists
 """
 
 from __future__ import annotations
@@ -28,11 +38,20 @@ KINDS: tuple[FaultKind, ...] = (
     "drop",
 )
 
+# Lists that lie: the middleware answers these in `_list_fault`.
+ListFaultKind = Literal["repeat_page", "endless_pages", "absurd_total", "deep_json"]
+LIST_KINDS: tuple[ListFaultKind, ...] = (
+    "repeat_page",
+    "endless_pages",
+    "absurd_total",
+    "deep_json",
+)
+
 
 @dataclass
 class Fault:
     id: int
-    kind: FaultKind
+    kind: FaultKind | ListFaultKind
     path: str = ".*"
     method: str | None = None
     status: int = 500
@@ -44,8 +63,9 @@ class Fault:
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.kind not in KINDS + LIST_KINDS:
+            known = ", ".join(KINDS + LIST_KINDS)
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {known}")
         self._pattern = re.compile(self.path)
         if self.method:
             self.method = self.method.upper()

@@ -11,15 +11,18 @@ import email.utils
 import json
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from watchdog.simulator.faults import Fault
+from watchdog.simulator.faults import LIST_KINDS, Fault
 
 if TYPE_CHECKING:
     from watchdog.simulator.app import Simulator
 
 JSONAPI = "application/vnd.api+json"
+# The `deep_json` fault's nesting: beyond every JSON decoder's and the interpreter's limit.
+DEEP_JSON_LEVELS = 5000
 
 
 def _number(value: float) -> str:
@@ -82,7 +85,9 @@ class SimulatorMiddleware:
         return headers
 
     async def _fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
-        if fault.kind == "status":
+        if fault.kind in LIST_KINDS:
+            await self._list_fault(fault, scope, receive, send)
+        elif fault.kind == "status":
             phrase = HTTPStatus(fault.status).phrase
             body = json.dumps(
                 {"errors": [{"status": str(fault.status), "title": phrase.lower()}]}
@@ -118,6 +123,35 @@ class SimulatorMiddleware:
                         "more_body": True,
                     }
                 )
+
+    async def _list_fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lists that lie (faults.LIST_KINDS)."""
+        if fault.kind == "deep_json":
+            body = b'{"data": ' + b"[" * DEEP_JSON_LEVELS + b"]" * DEEP_JSON_LEVELS + b"}"
+            await _send_whole(send, 200, [(b"content-type", JSONAPI.encode())], body)
+            return
+        if fault.kind == "repeat_page":
+            query = parse_qsl(scope.get("query_string", b"").decode("latin-1"))
+            first = [(k, "1" if k == "page[number]" else v) for k, v in query]
+            await self.app({**scope, "query_string": urlencode(first).encode()}, receive, send)
+            return
+        status, headers, body = await _capture(self.app, scope, receive)
+        try:
+            document = json.loads(body)
+            pagination = document["meta"]["pagination"]
+        except (ValueError, KeyError, TypeError):
+            pagination = None  # not a list: answered unchanged
+        if isinstance(pagination, dict):
+            if fault.kind == "absurd_total":
+                pagination |= {"total-pages": 10_000_000, "total-count": 1_000_000_000}
+            else:  # endless_pages
+                current = pagination.get("current-page")
+                pagination.pop("total-pages", None)
+                pagination.pop("total-count", None)
+                pagination["next-page"] = current + 1 if isinstance(current, int) else 2
+            body = json.dumps(document).encode()
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        await _send_whole(send, status, headers, body)
 
 
 async def _send_whole(

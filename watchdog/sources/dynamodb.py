@@ -148,7 +148,8 @@ class DynamoDbLockSource:
         if not isinstance(raw, str):
             return self._problem(table, lock_id, "", "the item has no string Info attribute")
         try:
-            info = parse_lock_info(raw)
+            # The store's clock bounds `Created`: a client clock far ahead is no lock time.
+            info = parse_lock_info(raw, now=self._aws.server_now())
         except LockInfoError as exc:
             return self._problem(table, lock_id, raw, str(exc))
         return BackendLock(source=Source.DYNAMODB, store=table, path=lock_id, info=info, token=raw)

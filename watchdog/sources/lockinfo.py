@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watchdog.model import TerraformLockInfo
@@ -22,6 +22,12 @@ _GO_TIME = re.compile(
 )
 
 _OPTIONAL_TEXT_FIELDS = ("Operation", "Info", "Who", "Version", "Path")
+
+# How far ahead of the store's clock a `Created` may be and still count as a clock a little
+# fast; beyond it the time is unreadable. Terraform itself has no lock before this year's
+# releases, and Go's zero time (0001-01-01) is what an unset time.Time serializes to.
+CLOCK_SKEW_ALLOWANCE = timedelta(minutes=5)
+EARLIEST_CREATED = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class LockInfoError(ValueError):
@@ -43,18 +49,24 @@ def parse_go_time(text: str) -> datetime:
 
 
 def parse_lock_info(
-    raw: str | bytes, *, fallback_created: datetime | None = None
+    raw: str | bytes, *, fallback_created: datetime | None = None, now: datetime | None = None
 ) -> TerraformLockInfo:
     """Parse a lock info document.
 
     `ID` is required. `Created` is required unless `fallback_created` is given (the `.tflock`
     object's LastModified) and `Created` is absent; a present but malformed `Created` is an
-    error either way, because a lock whose age cannot be trusted must never be acted on.
+    error either way, because a lock whose age cannot be trusted must never be acted on. So
+    is a `Created` before 2000 (Go's zero time included) or, given the store's clock `now`,
+    more than CLOCK_SKEW_ALLOWANCE after it.
     """
     try:
         document: Any = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise LockInfoError(f"lock info is not JSON: {exc}") from exc
+    except RecursionError:
+        # Anyone who can write the lock table or bucket can write this; a body nested deeper
+        # than the interpreter's recursion limit is an unreadable lock, not a failed cycle.
+        raise LockInfoError("lock info is not JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise LockInfoError(f"lock info is a JSON {type(document).__name__}, not an object")
     lock_id = document.get("ID")
@@ -75,6 +87,13 @@ def parse_lock_info(
         created = parse_go_time(created_text)
     else:
         raise LockInfoError("lock info has no valid Created time")
+    if created < EARLIEST_CREATED:
+        raise LockInfoError(f"Created {created.isoformat()} is before 2000: not a real lock time")
+    if now is not None and created > now + CLOCK_SKEW_ALLOWANCE:
+        raise LockInfoError(
+            f"Created {created.isoformat()} is in the future (more than 5m after the "
+            f"store's clock, {now.isoformat()})"
+        )
     return TerraformLockInfo(
         id=lock_id,
         operation=texts["Operation"],

@@ -141,6 +141,9 @@ class S3LockfileSource:
                 return None  # released between the listing and the read
             raise
         etag = str(response.get("ETag", ""))
+        # S3's own time of the write (Terraform creates lock files, never rewrites them): the
+        # server-clock evidence a client-written `Created` is checked against. Without it the
+        # store's "now" makes the lock young, never old.
         last_modified: datetime = response.get("LastModified") or self._aws.server_now()
         with response["Body"] as body:
             raw: bytes = body.read(_MAX_BODY + 1)
@@ -149,7 +152,9 @@ class S3LockfileSource:
             problem = f"lock file is larger than {_MAX_BODY} bytes"
         else:
             try:
-                info = parse_lock_info(raw, fallback_created=last_modified)
+                info = parse_lock_info(
+                    raw, fallback_created=last_modified, now=self._aws.server_now()
+                )
             except LockInfoError as exc:
                 problem = str(exc)
         if problem is not None:
@@ -163,7 +168,14 @@ class S3LockfileSource:
                 token=etag,
                 problem=problem,
             )
-        return BackendLock(source=Source.S3, store=bucket, path=path, info=info, token=etag)
+        return BackendLock(
+            source=Source.S3,
+            store=bucket,
+            path=path,
+            info=info,
+            token=etag,
+            last_modified=last_modified,
+        )
 
     def _fresh_lock(self, bucket: str, path: str) -> BackendLock | None:
         key = path.removeprefix(f"{bucket}/") + LOCKFILE_SUFFIX

@@ -43,7 +43,50 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{- define "tfc-watchdog.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Every check of the values that needs a clear message: the schema's own errors name
+only the failed keyword, so the checks a first install is likely to trip live here. */}}
+{{- define "tfc-watchdog.validate" -}}
+{{- include "tfc-watchdog.validateToken" . }}
+{{- if not .Values.image.repository }}
+{{- fail "image.repository: set the image to run. Nothing publishes one for this chart: build it with `make image` (docker or podman), push it to a registry your cluster pulls from, then set image.repository (and image.tag or image.digest)" }}
+{{- end }}
+{{- if eq (toString .Values.image.tag) "latest" }}
+{{- fail "image.tag: `latest` is not a version; set the tag you built and pushed (empty = the chart's appVersion), or image.digest" }}
+{{- end }}
+{{- if and (include "tfc-watchdog.usesTfc" .) (not .Values.config.tfc.organizations) }}
+{{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend" }}
+{{- end }}
+{{- $listen := .Values.config.listen | default "0.0.0.0:9877" | toString }}
+{{- $host := regexReplaceAll ":[0-9]+$" $listen "" | trimAll "[]" | lower }}
+{{- if or (eq $host "localhost" "::1") (hasPrefix "127." $host) }}
+{{- fail (printf "config.listen: %s is a loopback address: the kubelet's probes and Prometheus could never reach it; listen on 0.0.0.0:PORT (or [::]:PORT)" (toString .Values.config.listen)) }}
+{{- end }}
+{{- end }}
+
+{{/* The matchers that scope an alert to this release's series: the Service's name is the
+`job` the Prometheus Operator gives its targets, and the namespace tells two releases of
+the same name apart. */}}
+{{- define "tfc-watchdog.alertMatchers" -}}
+job="{{ include "tfc-watchdog.fullname" . }}",namespace="{{ .Release.Namespace }}"
+{{- end }}
+
+{{- define "tfc-watchdog.alertSelector" -}}
+{{ "{" }}{{ include "tfc-watchdog.alertMatchers" . }}{{ "}" }}
+{{- end }}
+
+{{/* The range of the rate alerts: 3 intervals, at least 10 minutes. A cycle's counters
+move once per interval, so a fixed 10m window holds no cycle at all most of the time when
+the interval is long, and the alert never holds through its `for`. */}}
+{{- define "tfc-watchdog.alertWindow" -}}
+{{- $seconds := max 600 (mul 3 (include "tfc-watchdog.intervalSeconds" . | float64 | ceil | int)) }}
+{{- if eq (mod $seconds 60) 0 }}{{ div $seconds 60 }}m{{ else }}{{ $seconds }}s{{ end }}
 {{- end }}
 
 {{/* "true" when the config watches HCP Terraform / TFE (config.tfc set): only then is
@@ -55,7 +98,7 @@ an API token needed. A config with only s3_backend (`tfc: null`) runs without on
 {{/* Exactly one token source when TFC is watched; fails the render otherwise. */}}
 {{- define "tfc-watchdog.validateToken" -}}
 {{- if and .Values.token.value .Values.token.existingSecret }}
-{{- fail "token: set either token.value or token.existingSecret, not both" }}
+{{- fail "token: set either token.value or token.existingSecret, not both (existingSecret names a Secret you manage; value makes the chart render one)" }}
 {{- end }}
 {{- if and (include "tfc-watchdog.usesTfc" .) (not (or .Values.token.value .Values.token.existingSecret)) }}
 {{- fail "token: set token.existingSecret (an existing Secret holding the API token) or token.value" }}

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json as jsonlib
+import math
 import random
+import reprlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeGuard, TypeVar
 
 import httpx
 import orjson
@@ -30,6 +32,17 @@ DEFAULT_SERVER_LIMIT: Final = 30.0
 # Keep this share of the server's limit: the limit is per *user*, and other tools (the
 # Terraform CLI, the UI, CI jobs) spend from the same allowance. go-tfe uses 0.66.
 LIMIT_SHARE: Final = 2.0 / 3.0
+# The most items one list may promise. The API documents no limit on the workspaces of an
+# organization; this watchdog is built and measured for 50,000 (benchmarks/RESULTS.md), and
+# twice that leaves room. A promise beyond it is a broken or hostile answer, not a list: a
+# walk of 10,000,000 pages would hold the cycle (and memory) for hours.
+MAX_LIST_ITEMS: Final = 100_000
+# The API's largest page size, which the source asks for (`page[size]=100`).
+MAX_PAGE_SIZE: Final = 100
+# So no list needs more pages than this; a walk beyond it is never complete.
+MAX_LIST_PAGES: Final = MAX_LIST_ITEMS // MAX_PAGE_SIZE
+# The API's page size when none is asked for.
+DEFAULT_PAGE_SIZE: Final = 20
 
 Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
@@ -103,13 +116,21 @@ class BadResponseError(TfcError):
     reason = "bad_response"
 
 
+class IncompleteListError(BadResponseError):
+    """The pages of a list do not add up to the list page 1 promised, or promise more than
+    any list can hold: nothing of that list may be relied on (no partial lists)."""
+
+
 class TransportError(TfcError):
     """No response: timeout, connection failure or TLS failure (reason timeout|transport|tls)."""
 
     reason = "transport"
 
-    def __init__(self, *, endpoint: str, reason: str, detail: str = "") -> None:
+    def __init__(
+        self, *, endpoint: str, reason: str, detail: str = "", request_sent: bool = True
+    ) -> None:
         self.reason = reason
+        self.request_sent = request_sent
         super().__init__(endpoint=endpoint, status=None, detail=detail)
 
 
@@ -319,22 +340,40 @@ class TfcClient:
         concurrently. `each` runs as each page arrives, so a large list never holds all its
         raw documents at once (50,000 workspaces are 500 pages of ~1 MB each once decoded),
         and the work overlaps the rate limiter's waits. Any failed page, or `each`, raises.
+
+        The list is read completely or not at all (IncompleteListError): the walk stops at
+        what page 1 promised (`total-pages`, and no more pages than `total-count` needs),
+        which must itself be within MAX_LIST_ITEMS / MAX_LIST_PAGES; an item id seen twice
+        or an item count other than `total-count` means the pages were not one list.
         """
         first = await self.get(path, endpoint=endpoint, params={**params, "page[number]": "1"})
         pagination = _pagination(first, endpoint)
+        tally = _ListTally(endpoint, _promised_count(pagination, endpoint))
+        page_limit = _page_limit(pagination, tally.promised, params)
         total = pagination.get("total-pages")
         if total is None:
             return await self._follow_next_pages(
-                path, first, endpoint=endpoint, params=params, each=each
+                path,
+                first,
+                endpoint=endpoint,
+                params=params,
+                each=tally.wrap(each),
+                page_limit=page_limit,
+                tally=tally,
             )
-        if not isinstance(total, int) or isinstance(total, bool) or total < 0:
-            raise BadResponseError(endpoint=endpoint, detail=f"total-pages is {total!r}")
-        head = each(first)
-        if total <= 1:
-            return [head]
+        if not _is_count(total):
+            raise BadResponseError(endpoint=endpoint, detail=f"total-pages is {_brief(total)}")
+        if total > page_limit:
+            raise IncompleteListError(
+                endpoint=endpoint,
+                detail=f"page 1 promises {total} pages, more than the {page_limit} "
+                "this list can need; nothing was read beyond page 1",
+            )
+        counted = tally.wrap(each)
+        head = counted(first)
 
         async def page(number: int) -> T:
-            return each(
+            return counted(
                 await self.get(
                     path, endpoint=endpoint, params={**params, "page[number]": str(number)}
                 )
@@ -345,6 +384,7 @@ class TfcClient:
                 tasks = [group.create_task(page(n)) for n in range(2, total + 1)]
         except BaseExceptionGroup as failures:
             raise _first_tfc_error(failures) from None
+        tally.check_complete()
         return [head, *(task.result() for task in tasks)]
 
     async def _follow_next_pages(
@@ -355,17 +395,39 @@ class TfcClient:
         endpoint: str,
         params: Mapping[str, str],
         each: Callable[[dict[str, Any]], T],
+        page_limit: int,
+        tally: _ListTally,
     ) -> list[T]:
-        # Lists without totals (the organization runs list) can only be walked one by one.
+        # Lists without totals (the organization runs list) can only be walked one by one,
+        # and only as far as `page_limit`: a server naming one more page forever is a list
+        # that is never read completely, not a reason to walk for ever.
         pages = [each(first)]
         seen = {1}
         document = first
         while True:
-            following = _pagination(document, endpoint).get("next-page")
+            pagination = _pagination(document, endpoint)
+            following = pagination.get("next-page")
             if following is None:
+                tally.check_complete()
                 return pages
-            if not isinstance(following, int) or isinstance(following, bool) or following in seen:
-                raise BadResponseError(endpoint=endpoint, detail=f"next-page is {following!r}")
+            if not _is_count(following) or following in seen:
+                raise BadResponseError(
+                    endpoint=endpoint, detail=f"next-page is {_brief(following)}"
+                )
+            data, size = document.get("data"), pagination.get("page-size")
+            if isinstance(data, list) and _is_count(size) and len(data) < size:
+                # Only the last page of a list is short: one that names a next page anyway
+                # is a list without an end (an empty page after the real last one, say).
+                raise IncompleteListError(
+                    endpoint=endpoint,
+                    detail=f"a page of {len(data)} items (page size {size}) names a next page",
+                )
+            if len(seen) >= page_limit:
+                raise IncompleteListError(
+                    endpoint=endpoint,
+                    detail=f"still a next page after {len(seen)} pages, the most this list "
+                    "can need",
+                )
             seen.add(following)
             document = await self.get(
                 path, endpoint=endpoint, params={**params, "page[number]": str(following)}
@@ -496,7 +558,12 @@ class TfcClient:
         else:
             reason = "transport"
         detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return TransportError(endpoint=endpoint, reason=reason, detail=self._redact(detail))
+        return TransportError(
+            endpoint=endpoint,
+            reason=reason,
+            detail=self._redact(detail),
+            request_sent=not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout),
+        )
 
     def _status_error(self, response: httpx.Response, endpoint: str) -> TfcError:
         status = response.status_code
@@ -523,15 +590,120 @@ def decode_json(body: bytes) -> Any:
     refuses but json accepts (NaN/Infinity, integers beyond 64 bits, UTF-16/32 bodies, lone
     surrogates) goes on to json, so exactly the bodies httpx's `response.json()` accepted
     are accepted, with the same values.
+
+    A body nested deeper than orjson's limit (1,024 levels) is refused by orjson and then
+    by json with RecursionError, which is not a ValueError: it is turned into one, so a
+    hostile or broken body is a bad response, never an exception that escapes the cycle.
     """
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return jsonlib.loads(body)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def _same(document: dict[str, Any]) -> dict[str, Any]:
     return document
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _brief(value: Any) -> str:
+    # reprlib stops at a few levels and characters: a value from a hostile body may be a
+    # list nested a thousand deep, whose plain repr() raises RecursionError.
+    return reprlib.repr(value)
+
+
+def _promised_count(pagination: dict[str, Any], endpoint: str) -> int | None:
+    """Page 1's `total-count`, if it has one and it is believable."""
+    count = pagination.get("total-count")
+    if count is None:
+        return None
+    if not _is_count(count):
+        raise BadResponseError(endpoint=endpoint, detail=f"total-count is {_brief(count)}")
+    if count > MAX_LIST_ITEMS:
+        raise IncompleteListError(
+            endpoint=endpoint,
+            detail=f"page 1 promises {count} items, more than the {MAX_LIST_ITEMS} a list is "
+            "read for; nothing was read beyond page 1",
+        )
+    return count
+
+
+def _page_limit(pagination: dict[str, Any], promised: int | None, params: Mapping[str, str]) -> int:
+    """The most pages this list can need: what `total-count` needs at the page size in use,
+    and never more than MAX_LIST_PAGES."""
+    if promised is None:
+        return MAX_LIST_PAGES
+    answered = pagination.get("page-size")
+    asked = params.get("page[size]", "")
+    if _is_count(answered) and answered > 0:
+        size = answered
+    elif asked.isdigit() and int(asked) > 0:
+        size = int(asked)
+    else:
+        size = DEFAULT_PAGE_SIZE
+    return min(MAX_LIST_PAGES, max(1, math.ceil(promised / size)))
+
+
+class _ListTally:
+    """What the pages of one list held so far, to tell a whole list from pages that are not
+    one (a page answered twice, a list that changed while it was walked, a lying count)."""
+
+    def __init__(self, endpoint: str, promised: int | None) -> None:
+        self.endpoint = endpoint
+        self.promised = promised
+        self.items = 0
+        # Item ids only, not (type, id): a list holds one type, and the same id twice under
+        # two types would be no more believable. 50,000 ids are a few MB for one walk.
+        self.ids: set[str] = set()
+
+    def wrap(self, each: Callable[[dict[str, Any]], T]) -> Callable[[dict[str, Any]], T]:
+        def counted(document: dict[str, Any]) -> T:
+            self.add(document)
+            try:
+                return each(document)
+            except RecursionError:
+                # Decoding allows 1,024 levels, more than the interpreter can repr() or walk
+                # recursively: what `each` cannot read of such a page is a bad response.
+                raise BadResponseError(
+                    endpoint=self.endpoint, detail="a page is nested too deeply to read"
+                ) from None
+
+        return counted
+
+    def add(self, document: dict[str, Any]) -> None:
+        data = document.get("data")
+        if not isinstance(data, list):
+            return  # not a list page at all: for `each` to refuse
+        for item in data:
+            ident = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(ident, str):
+                continue  # an entry without an id is for `each` to report
+            if ident in self.ids:
+                raise IncompleteListError(
+                    endpoint=self.endpoint,
+                    detail=f"item {_brief(ident)} is on two pages: the pages are not one list",
+                )
+            self.ids.add(ident)
+        self.items += len(data)
+        if self.promised is not None and self.items > self.promised:
+            raise IncompleteListError(
+                endpoint=self.endpoint,
+                detail=f"the pages hold more items than the total-count of {self.promised}",
+            )
+
+    def check_complete(self) -> None:
+        if self.promised is not None and self.items != self.promised:
+            raise IncompleteListError(
+                endpoint=self.endpoint,
+                detail=f"the pages hold {self.items} items, not the total-count of {self.promised}",
+            )
 
 
 def _pagination(document: dict[str, Any], endpoint: str) -> dict[str, Any]:
@@ -547,7 +719,7 @@ def _pagination(document: dict[str, Any], endpoint: str) -> dict[str, Any]:
 def _error_detail(response: httpx.Response) -> str:
     """The API's own words: `errors[].detail` (or title), else the start of the body."""
     try:
-        document = response.json()
+        document = decode_json(response.content)
     except ValueError:
         return _one_line(response.text, 200)
     errors = document.get("errors") if isinstance(document, dict) else None
@@ -582,6 +754,7 @@ def _first_tfc_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
 __all__ = [
     "BadResponseError",
     "ConflictError",
+    "IncompleteListError",
     "NotFoundError",
     "RateLimitedError",
     "RateLimiter",

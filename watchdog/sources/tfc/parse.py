@@ -1,14 +1,18 @@
 """JSON:API documents of the workspaces endpoints -> the domain types of watchdog.model.
 
 Pure functions (they only log). Tolerant where the API is known to vary (reference/tfc-api.md):
-`locked-reason` missing, null or ""; `locked-by` absent or `data: null`; unknown run statuses
-(kept as-is, the model treats them as non-final); missing `actions`/`permissions` (all False,
-which only ever forbids actions). Strict where a wrong value could hasten an action: a
-present but unreadable timestamp among those read (`created-at`, the current status's
-`<status>-at`, `canceled-at`, `force-cancel-available-at`; the other status timestamps are
-not read at all), an unknown holder type, or a current run that the document references but
-does not include make the whole entry unreadable, so that workspace gets no action this
-cycle.
+`locked-reason` null or ""; unknown run statuses (kept as-is, the model treats them as
+non-final); missing `actions` (all False, which only ever forbids actions). Recorded on the
+Workspace (`problems`, counted as parse errors) where protection, rule matching or acting
+depends on a field that is missing or malformed: `tag-names`, the project, `locked-reason`
+of a locked workspace, `permissions`, the holder of a locked workspace; decide.py takes no
+action on such a workspace. Strict where a wrong value could hasten an action: a present but
+unreadable timestamp among those read (`created-at`, the current status's `<status>-at`,
+`canceled-at`, `force-cancel-available-at`; the other status timestamps are not read at
+all), an unknown holder type, or a current run that the document references but does not
+include make the whole entry unreadable, so that workspace gets no action this cycle. A
+missing `<status>-at` is no error: the run's age is unknown, and decide.py acts on nothing
+there.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from watchdog.model import (
     RunPermissions,
     Workspace,
     WorkspacePermissions,
+    status_timestamp_key,
 )
 from watchdog.sources.tfc.client import BadResponseError
 
@@ -66,7 +71,18 @@ def parse_workspace_page(
     errors = 0
     for entry in data:
         try:
-            workspaces.append(_workspace(entry, organization, included))
+            workspace = _workspace(entry, organization, included)
+            workspaces.append(workspace)
+            if workspace.problems:
+                # Readable, so reported; but a field the policy may depend on is missing or
+                # malformed: a parse problem, and decide.py takes no action on it.
+                errors += 1
+                log.warning(
+                    "tfc.parse_problem",
+                    organization=organization,
+                    workspace_id=workspace.id,
+                    problems=[detail for _, detail in workspace.problems],
+                )
         except EntryError as exc:
             errors += 1
             entry_id = entry.get("id") if isinstance(entry, dict) else None
@@ -150,7 +166,7 @@ def parse_run(resource: Mapping[str, Any]) -> Run:
     # one a run's age is read from (Run.entered_status_at); the others (~8 per run, parsed
     # for every workspace's current run) were a fifth of the parse time at 10,000 workspaces
     # and nothing read them (issue 7).
-    key = status.replace("_", "-") + "-at"
+    key = status_timestamp_key(status)
     entered = timestamps.get(key)
     return Run(
         id=run_id,
@@ -193,21 +209,30 @@ def _workspace(entry: Any, organization: str, included: Included) -> Workspace:
     locked = attributes.get("locked", False)
     if not isinstance(locked, bool):
         raise EntryError(f"workspace {ws_id}: locked is {locked!r}")
+    problems: list[tuple[str, str]] = []
     reason = attributes.get("locked-reason")
-    tags = attributes.get("tag-names")
-    permissions = _flags(attributes.get("permissions"))
-    project_id, project_name = _project(entry, included)
+    if locked and "locked-reason" not in attributes:
+        problems.append(("locked-reason", "locked-reason missing"))
+    elif reason is not None and not isinstance(reason, str):
+        problems.append(("locked-reason", f"locked-reason is a {_kind(reason)}, not a string"))
+    tags = _tags(attributes, problems)
+    permissions = _permissions(attributes, problems)
+    project_id, project_name = _project(entry, included, problems)
+    holder = _holder(entry, included, ws_id) if locked else None
+    if locked and holder is None:
+        problems.append(("locked-by", "locked, but locked-by names no holder"))
     return Workspace(
         organization=organization,
         id=ws_id,
         name=name,
         project_id=project_id,
         project_name=project_name,
-        tags=tuple(tag for tag in tags if isinstance(tag, str)) if isinstance(tags, list) else (),
+        tags=tags,
         locked=locked,
         locked_reason=reason if isinstance(reason, str) and reason else None,
-        holder=_holder(entry, included, ws_id) if locked else None,
+        holder=holder,
         current_run=_current_run(entry, included, ws_id),
+        problems=tuple(problems),
         permissions=WorkspacePermissions(
             can_lock=permissions.get("can-lock") is True,
             can_unlock=permissions.get("can-unlock") is True,
@@ -277,14 +302,61 @@ def _current_run(entry: Mapping[str, Any], included: Included, ws_id: str) -> Ru
     return parse_run(resource)
 
 
-def _project(entry: Mapping[str, Any], included: Included) -> tuple[str | None, str | None]:
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _tags(attributes: Mapping[str, Any], problems: list[tuple[str, str]]) -> tuple[str, ...]:
+    """`tag-names`; missing or malformed is recorded: an unreadable tag list must not read as
+    "no tags" where a tag protects the workspace or selects its rule."""
+    if "tag-names" not in attributes:
+        problems.append(("tag-names", "tag-names missing"))
+        return ()
+    tags = attributes["tag-names"]
+    if not isinstance(tags, list):
+        problems.append(("tag-names", f"tag-names is a {_kind(tags)}, not a list"))
+        return ()
+    if not all(isinstance(tag, str) for tag in tags):
+        problems.append(("tag-names", "tag-names holds a value that is not a string"))
+    return tuple(tag for tag in tags if isinstance(tag, str))
+
+
+_PERMISSION_FLAGS = ("can-lock", "can-unlock", "can-force-unlock", "can-queue-run")
+
+
+def _permissions(
+    attributes: Mapping[str, Any], problems: list[tuple[str, str]]
+) -> Mapping[str, Any]:
+    value = attributes.get("permissions")
+    if not isinstance(value, dict):
+        what = "missing" if "permissions" not in attributes else f"a {_kind(value)}"
+        problems.append(("permissions", f"permissions {what}, not an object"))
+        return _NO_FLAGS
+    odd = [flag for flag in _PERMISSION_FLAGS if not isinstance(value.get(flag, False), bool)]
+    if odd:
+        problems.append(("permissions", f"permissions {', '.join(odd)} not true/false"))
+    return value
+
+
+def _project(
+    entry: Mapping[str, Any], included: Included, problems: list[tuple[str, str]]
+) -> tuple[str | None, str | None]:
+    relationships = entry.get("relationships")
+    if not isinstance(relationships, dict) or "project" not in relationships:
+        # `data: null` says "no project"; no relationship at all says nothing (older TFE
+        # releases have no projects: only a policy that matches projects cares).
+        problems.append(("project", "project relationship missing"))
+        return None, None
     related = _related(entry, "project")
     if related is None:
         return None, None
     resource = included.get(related)
     attributes = resource.get("attributes") if resource is not None else None
     name = attributes.get("name") if isinstance(attributes, dict) else None
-    return related[1], name if isinstance(name, str) and name else None
+    if not isinstance(name, str) or not name:
+        problems.append(("project", f"project {related[1]} name not included"))
+        return related[1], None
+    return related[1], name
 
 
 _NO_FLAGS: Mapping[str, Any] = {}

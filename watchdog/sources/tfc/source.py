@@ -50,6 +50,8 @@ _HINTS = {
     "answers 404 for both)",
     "transport": "the API could not be reached: check tfc.address and the network",
     "timeout": "the API did not answer within tfc.timeout",
+    "bad_response": "the API's answer was not a readable, whole workspace list (a proxy or "
+    "cache in between can cause this); the next cycle reads it again",
 }
 
 
@@ -122,8 +124,8 @@ class TfcSource:
                 self._metrics.parse_errors.inc(errors)
             unreadable.update(bad_ids)
             for workspace_id, workspace in entries:
-                # A workspace can appear twice if the list shifted between pages: the first
-                # sighting counts, kept or not.
+                # map_pages refuses a list with an id on two pages (a page answered twice, or
+                # a list that shifted while it was walked); this only keeps one per id.
                 if workspace_id in read:
                     continue
                 read.add(workspace_id)
@@ -154,11 +156,15 @@ class TfcSource:
         )
         try:
             return parse_workspace_document(document, self._observed_organization(workspace_id))
-        except BadResponseError as exc:
+        except (BadResponseError, RecursionError) as exc:
+            # RecursionError: a value nested deeper than the interpreter can repr() (JSON is
+            # decoded up to 1,024 levels) is as unreadable as any other malformed field.
+            bad = exc if isinstance(exc, BadResponseError) else None
+            detail = bad.detail if bad is not None else "a value is nested too deeply to read"
             self._metrics.parse_errors.inc()
-            log.warning("tfc.parse_error", workspace_id=workspace_id, error=str(exc))
+            log.warning("tfc.parse_error", workspace_id=workspace_id, error=detail)
             raise BadResponseError(
-                endpoint=SHOW_WORKSPACE, status=exc.status, detail=exc.detail
+                endpoint=SHOW_WORKSPACE, status=bad.status if bad else None, detail=detail
             ) from None
 
     def _observed_organization(self, workspace_id: str) -> str:

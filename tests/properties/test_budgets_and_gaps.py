@@ -1,0 +1,433 @@
+"""Budgets and observation gaps as properties over random worlds (see world.py).
+
+The same worlds, policies and changes as test_safety.py, driven through the real cycle
+against the real simulator app, with two things added:
+
+- The watchdog's own clock (memory.Clock) follows the simulated clock, so the time between
+  two cycles is real time for the watchdog too: a cycle 3 h after the last one is a 3 h gap
+  in its observation, and an hour later its hourly budget has slid.
+- Some POSTs reach the server (which performs them) and then time out, and some kill the
+  process right after reaching the server, before its answer is recorded; the next cycle is
+  then a new process over the same state file.
+
+The properties judge every POST that reached the simulator by their own arithmetic on the
+recorded world: (a) an unlock or force-unlock only after the lock was seen continuously (no
+gap longer than the allowed one) for its threshold; (b) POSTs sent, including timed-out and
+killed ones, never exceed the per-cycle and per-hour budgets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import structlog
+from hypothesis import event, given
+from hypothesis import strategies as st
+
+from tests.properties.profile import PROPERTY
+from tests.properties.world import (
+    ORG,
+    T0,
+    TOKENS,
+    Case,
+    CycleSpec,
+    Recorder,
+    RunSpec,
+    Trace,
+    WorkspaceSpec,
+    _Interposer,
+    apply_change,
+    build_world,
+    cases,
+)
+from watchdog.act import Actor
+from watchdog.cycle import Watchdog
+from watchdog.memory import Memory
+from watchdog.metrics import Metrics
+from watchdog.policy import Policy
+from watchdog.simulator.app import Settings, Simulator
+from watchdog.simulator.clock import SimClock
+from watchdog.simulator.state import World
+from watchdog.sources.tfc.client import TfcClient
+from watchdog.sources.tfc.source import TfcSource
+
+HOUR = timedelta(hours=1)
+# allowed_gap(interval) for the worlds' `interval: 60s`, written out: the oracle does not
+# import the arithmetic it judges.
+ALLOWED_GAP = timedelta(seconds=2 * 60 + 30)
+UNLOCKS = ("unlock", "force-unlock")
+
+# Advances around the allowed gap (150 s), so that continuous observation and gaps both occur.
+advances = st.sampled_from([120, 0, 60, 150, 120, 150, 151, 300, 3600])
+post_faults = st.lists(st.sampled_from(["ok", "ok", "timeout", "kill"]), max_size=6).map(tuple)
+
+
+class Killed(BaseException):
+    """The process died (SIGKILL) with a POST on the wire: nothing after it runs."""
+
+
+# Thresholds a lock can reach within a few cycles of these advances, and budgets small enough
+# to be reached: most examples should send a POST, and many should hit a budget.
+lock_stale = st.sampled_from([60, 120, 300])
+fast_lock_stale = st.sampled_from([1, 60])
+per_hour = st.sampled_from([2, 1, 3, 10, 0])
+
+
+@st.composite
+def gap_cases(draw: st.DrawFn) -> tuple[Case, tuple[str, ...]]:
+    case = draw(cases(max_cycles=6))
+    cycles = tuple(replace(cycle, advance=draw(advances)) for cycle in case.cycles)
+    case = replace(
+        case,
+        cycles=cycles,
+        lock_stale_after=draw(lock_stale),
+        fast_lock_stale_after=draw(fast_lock_stale),
+        max_per_hour=draw(per_hour),
+    )
+    return case, draw(post_faults)
+
+
+# Worlds with more to do than the budgets allow: stuck runs (cancel, then force-cancel and
+# discard as the clock moves) and stale-able user locks, few of them protected.
+_actionable = st.sampled_from(
+    [
+        ("run", None),
+        ("run", None),
+        ("lock", ("alice", "Locked by Terraform")),
+        ("lock", ("bob", "")),
+        ("lock", ("devs", "Locked by Terraform")),
+        ("lock", ("alice", "maintenance window")),
+    ]
+)
+_busy_changes = st.sampled_from(["none"] * 6 + ["released", "holder"])
+_fault_lists = st.lists(st.sampled_from(["timeout", "kill", "ok"]), max_size=8).map(tuple)
+
+
+@st.composite
+def busy_cases(draw: st.DrawFn) -> tuple[Case, tuple[str, ...]]:
+    base, _ = draw(gap_cases())
+    specs = []
+    for index in range(draw(st.integers(2, 4))):
+        kind, lock = draw(_actionable)
+        run = None
+        if kind == "run":
+            run = RunSpec(
+                status=draw(st.sampled_from(["applying", "planning", "plan_queued", "pending"])),
+                age=9 * 3600,
+                hangs_on_cancel=draw(st.booleans()),
+                canceled_ago=draw(st.sampled_from([None, None, 301])),
+            )
+        specs.append(WorkspaceSpec(f"dev-{index}", (), lock, run))
+    count = len(specs)
+    cycles = tuple(
+        replace(
+            cycle,
+            changes=tuple(draw(_busy_changes) for _ in specs),
+            corrupt=frozenset(i for i in cycle.corrupt if i < count),
+            corrupt_reread=frozenset(i for i in cycle.corrupt_reread if i < count),
+        )
+        for cycle in base.cycles
+    )
+    case = replace(
+        base,
+        workspaces=tuple(specs),
+        token="admin",
+        dry_run=False,
+        max_per_cycle=draw(st.sampled_from([1, 2, 3])),
+        max_per_hour=draw(st.sampled_from([1, 2, 3])),
+        default_actions=("cancel", "force_cancel", "discard", "force_unlock"),
+        run_stuck_after=3600,
+        protect_glob=False,
+        cycles=cycles,
+    )
+    return case, draw(_fault_lists)
+
+
+class _SimTiedClock:
+    """memory.Clock on the simulated clock: the watchdog's wall clock and tick clock both."""
+
+    def __init__(self, world: World, origin: datetime) -> None:
+        self._world = world
+        self._origin = origin
+
+    def wall(self) -> datetime:
+        return self._world.now()
+
+    def ticks(self) -> float:
+        return (self._world.now() - self._origin).total_seconds()
+
+
+class _FaultyPosts(httpx.AsyncBaseTransport):
+    """In front of the recorder: the n-th POST reaches the server (recorded, performed) and
+    then, by `faults[n]`, is answered, times out, or kills the process."""
+
+    def __init__(self, inner: Recorder, faults: tuple[str, ...]) -> None:
+        self._inner = inner
+        self._faults = faults
+        self.sent = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        if request.method != "POST":
+            return response
+        fault = self._faults[self.sent] if self.sent < len(self._faults) else "ok"
+        self.sent += 1
+        if fault == "timeout":
+            raise httpx.ReadTimeout("no answer", request=request)
+        if fault == "kill":
+            raise Killed
+        return response
+
+
+class GapHarness:
+    """One simulator app and event loop for every example (as world.Harness), with the
+    watchdog's clock tied to the simulated one and faults on POSTs."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_file = state_dir / "state.json"
+        self.sim = Simulator(
+            World(SimClock(T0, 0.0), seed=7),
+            Settings(rate_limit=1e9, run_list_per_minute=1e9),
+        )
+        self.recorder = Recorder(self.sim)
+        self._runner = asyncio.Runner()
+
+    def run(self, case: Case, faults: tuple[str, ...]) -> Trace:
+        return self._runner.run(self._run(case, faults))
+
+    def close(self) -> None:
+        self._runner.run(self.recorder.aclose())
+        self._runner.close()
+
+    async def _run(self, case: Case, faults: tuple[str, ...]) -> Trace:
+        world, ids = build_world(case)
+        self.sim.world = world
+        self.sim.limiter.reset()
+        self.sim.faults.clear()
+        self.sim.request_log.clear()
+        trace = Trace(case, ids=ids)
+        self.recorder.begin(trace)
+        self.state_file.unlink(missing_ok=True)
+        policy = Policy.model_validate(case.policy_document(str(self.state_file)))
+        token = TOKENS[case.token]
+        clock = _SimTiedClock(world, world.now())
+        transport = _FaultyPosts(self.recorder, faults)
+        process: tuple[TfcClient, Watchdog, _Interposer] | None = None
+        try:
+            for number, cycle in enumerate(case.cycles):
+                if cycle.advance:
+                    world.clock.advance(cycle.advance)
+                if process is None or cycle.restart:
+                    if process is not None:
+                        await process[0].aclose()
+                    process = self._start(policy, token, transport, clock)
+                client, watchdog, interposer = process
+                self.recorder.cycle = number
+                self.recorder.corrupt = {ids[i] for i in cycle.corrupt}
+                self.recorder.corrupt_reread = {ids[i] for i in cycle.corrupt_reread}
+
+                def change_world(changes: tuple[str, ...] = cycle.changes) -> None:
+                    for ws_id, change in zip(ids, changes, strict=True):
+                        if change != "none":
+                            apply_change(world, world.workspaces[ws_id], change, token)
+                    trace.events.append("changed")
+
+                interposer._before = change_world
+                try:
+                    await watchdog.run_cycle()
+                except Killed:
+                    # SIGKILL: the process is gone, its memory with it; the next cycle is a
+                    # new process over the state file as it was on disk.
+                    trace.events.append("killed")
+                    await client.aclose()
+                    process = None
+        finally:
+            if process is not None:
+                await process[0].aclose()
+        return trace
+
+    def _start(
+        self, policy: Policy, token: str, transport: _FaultyPosts, clock: _SimTiedClock
+    ) -> tuple[TfcClient, Watchdog, _Interposer]:
+        metrics = Metrics()
+        client = TfcClient(
+            address="http://sim.invalid",
+            token=token,
+            metrics=metrics,
+            timeout=5,
+            requests_per_second=1e9,
+            transport=transport,
+            max_attempts=1,
+        )
+        source = TfcSource(client, [ORG], metrics)
+        memory = Memory.load(str(self.state_file), clock=clock)
+        log: Any = structlog.get_logger("properties")
+        actor = Actor(source=source, policy=policy, memory=memory, metrics=metrics, log=log)
+        interposer = _Interposer(actor, lambda: None)
+        watchdog = Watchdog(
+            policy=policy,
+            sources=[source],
+            memory=memory,
+            metrics=metrics,
+            identity_source=source,
+            actor=interposer,
+        )
+        return client, watchdog, interposer
+
+
+@pytest.fixture(scope="module")
+def gap_harness(state_dir: Path) -> Iterator[GapHarness]:
+    harness = GapHarness(state_dir)
+    try:
+        yield harness
+    finally:
+        harness.close()
+
+
+def _run(harness: GapHarness, case: Case, faults: tuple[str, ...]) -> Trace:
+    trace = harness.run(case, faults)
+    event(f"POSTs sent: {min(len(trace.posts), 3)}{'+' if len(trace.posts) >= 3 else ''}")
+    for post in trace.posts:
+        event(f"POST {post.kind}")
+    if "killed" in trace.events:
+        event("a process was killed with a POST in flight")
+    return trace
+
+
+def _continuous_since(
+    trace: Trace, workspace_id: str, holder: tuple[str, str], cycle: int
+) -> tuple[datetime, int] | None:
+    """(first sighting, sightings) of the unbroken observation of this lock that ends with
+    the list read of `cycle`, by the oracle's own reading of the recorded world; None when
+    that read did not show it."""
+    observed = trace.observed
+
+    def sighted(number: int) -> datetime | None:
+        snapshot = observed.get(number, {}).get(workspace_id)
+        if snapshot is None or workspace_id in trace.corrupted.get(number, set()):
+            return None
+        return snapshot.at if snapshot.holder == holder else None
+
+    last = sighted(cycle)
+    if last is None:
+        return None
+    start, count = last, 1
+    for number in range(cycle - 1, -1, -1):
+        if workspace_id in trace.corrupted.get(number, set()):
+            continue  # unreadable: neither a sighting nor a sign of release
+        at = sighted(number)
+        if at is None or start - at > ALLOWED_GAP:
+            break  # released (or someone else's), or a gap: the observation starts after it
+        start, count = at, count + 1
+    return start, count
+
+
+@PROPERTY
+@given(gap_cases())
+def test_no_unlock_of_a_lock_whose_observation_had_a_gap_longer_than_allowed(
+    gap_harness: GapHarness, drawn: tuple[Case, tuple[str, ...]]
+) -> None:
+    case, faults = drawn
+    trace = _run(gap_harness, case, faults)
+    for post in trace.posts:
+        if post.kind not in UNLOCKS:
+            continue
+        assert post.before.holder is not None, post
+        seen = _continuous_since(trace, post.workspace_id, post.before.holder, post.cycle)
+        assert seen is not None, f"unlocked a lock this cycle's read did not show: {post}"
+        first, sightings = seen
+        _, threshold = case.rule_of(post.before.tags)
+        assert sightings >= 2, post
+        assert post.at - first >= timedelta(seconds=threshold), (
+            f"{post.kind} after {post.at - first} of continuous observation, threshold {threshold}s"
+        )
+
+
+@PROPERTY
+@given(st.one_of(gap_cases(), busy_cases()))
+def test_posts_sent_including_timed_out_and_killed_ones_stay_within_the_budgets(
+    gap_harness: GapHarness, drawn: tuple[Case, tuple[str, ...]]
+) -> None:
+    case, faults = drawn
+    trace = _run(gap_harness, case, faults)
+    if case.dry_run:
+        assert trace.posts == []
+    for cycle in range(len(case.cycles)):
+        assert len([p for p in trace.posts if p.cycle == cycle]) <= case.max_per_cycle
+    # Every POST that reached the server counts, whatever its answer or the process's fate.
+    for post in trace.posts:
+        window = [p for p in trace.posts if post.at - HOUR <= p.at <= post.at]
+        assert len(window) <= case.max_per_hour, [(p.at, p.kind) for p in window]
+
+
+# --- the harness is not vacuous -------------------------------------------------------------
+
+
+def _user_lock_case(advances: tuple[int, ...], *, per_hour: int = 10) -> Case:
+    return Case(
+        workspaces=(WorkspaceSpec("dev-0", (), ("alice", "Locked by Terraform"), None),),
+        token="admin",
+        dry_run=False,
+        max_per_cycle=3,
+        max_per_hour=per_hour,
+        default_actions=("force_unlock",),
+        fast_actions=(),
+        lock_stale_after=300,
+        fast_lock_stale_after=1,
+        run_stuck_after=3600,
+        waiting_after=86400,
+        protect_glob=False,
+        cycles=tuple(
+            CycleSpec(advance, False, ("none",), frozenset(), frozenset()) for advance in advances
+        ),
+    )
+
+
+def test_the_harness_sees_a_lock_watched_continuously_unlocked(gap_harness: GapHarness) -> None:
+    # Seen at 0, 150, 300 and 450 s: older than its 300 s threshold at the last one.
+    trace = gap_harness.run(_user_lock_case((0, 150, 150, 150)), ())
+    assert [(p.kind, p.cycle) for p in trace.posts] == [("force-unlock", 3)]
+
+
+def test_the_harness_sees_a_gap_restart_the_age(gap_harness: GapHarness) -> None:
+    # The same, but 151 s between the first two sightings: the age starts over at cycle 1
+    # and passes the threshold only at cycle 4.
+    trace = gap_harness.run(_user_lock_case((0, 151, 150, 150, 150)), ())
+    assert [(p.kind, p.cycle) for p in trace.posts] == [("force-unlock", 4)]
+
+
+def _stuck_runs_case(faults_cycles: int) -> Case:
+    return Case(
+        workspaces=tuple(
+            WorkspaceSpec(f"dev-{n}", (), None, RunSpec("applying", 9 * 3600, True, None))
+            for n in range(4)
+        ),
+        token="admin",
+        dry_run=False,
+        max_per_cycle=3,
+        max_per_hour=2,
+        default_actions=("cancel",),
+        fast_actions=(),
+        lock_stale_after=60,
+        fast_lock_stale_after=1,
+        run_stuck_after=3600,
+        waiting_after=86400,
+        protect_glob=False,
+        cycles=tuple(
+            CycleSpec(60, False, ("none",) * 4, frozenset(), frozenset())
+            for _ in range(faults_cycles)
+        ),
+    )
+
+
+def test_the_harness_sees_timeouts_and_kills_counted(gap_harness: GapHarness) -> None:
+    trace = gap_harness.run(_stuck_runs_case(4), ("kill", "timeout", "kill"))
+    assert trace.events.count("killed") == 1
+    assert [p.kind for p in trace.posts] == ["cancel", "cancel"]  # the budget: 2 per hour
