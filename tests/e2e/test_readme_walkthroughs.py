@@ -176,13 +176,19 @@ S3_STATE_PATH = f"{BUCKET}/prod/dns.tfstate"
 def test_s3_backend_config_finds_a_stale_lock_and_plans_after_the_daemon_saw_it(
     tmp_path: Path, dynamodb: Any, s3: Any, moto_aws: MotoServer
 ) -> None:
-    """The config block of "S3 backend users", with only `endpoint_url` (moto) and the
-    state file's directory changed: `scan` says why it waits for a second sighting, and
-    plans `delete_lock` on the state path once `run --once` has seen the lock."""
+    """The config block of "S3 backend users", with `endpoint_url` (moto), the state
+    file's directory and the rule's `lock_stale_after` changed: `scan` says why it waits for
+    a second sighting, and plans `delete_lock` on the state path once `run --once` has seen
+    the lock."""
     [block] = walkthrough_blocks(README.read_text(), "yaml walkthrough-s3")
     config: dict[str, Any] = yaml.safe_load(block)
     config["s3_backend"]["endpoint_url"] = moto_aws.endpoint_url
     config["state_file"] = str(tmp_path / Path(config["state_file"]).name)
+    # A `.tflock` object is aged by S3's own LastModified too, which is the moment of the
+    # put below: the README's 2h cannot pass here, one second can.
+    [rule] = config["rules"]
+    assert rule["lock_stale_after"] == "2h"
+    rule["lock_stale_after"] = "1s"
     path = write_config(tmp_path / "watchdog.yaml", config)
     created = datetime.now(UTC) - timedelta(hours=3)
     lock = {
@@ -195,6 +201,7 @@ def test_s3_backend_config_finds_a_stale_lock_and_plans_after_the_daemon_saw_it(
         "Path": S3_STATE_PATH,
     }
     s3.put_object(Bucket=BUCKET, Key=S3_LOCK_KEY, Body=json.dumps(lock).encode())
+    time.sleep(2)  # past lock_stale_after on S3's clock (its Date has whole seconds)
 
     assert run_cli("check-config", str(path)).returncode == 0
 

@@ -256,7 +256,11 @@ def _backend_lock(source: Source, store: str) -> BackendLock:
         created=NOW - 3 * H,
         path=STATE_PATH,
     )
-    return BackendLock(source=source, store=store, path=STATE_PATH, info=info, token="etag")
+    # A `.tflock` object has S3's own LastModified; a DynamoDB item has none.
+    stored = NOW - 3 * H if source is Source.S3 else None
+    return BackendLock(
+        source=source, store=store, path=STATE_PATH, info=info, token="etag", last_modified=stored
+    )
 
 
 def _backend_report(cycles: int, state_file: str | None) -> CycleReport:
