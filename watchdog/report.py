@@ -388,12 +388,7 @@ def render_table(report: CycleReport, width: int = DEFAULT_WIDTH) -> str:
             out.append(
                 "Manual fix, as Terraform users know it (check first that no apply is live):"
             )
-            # A protected lock gets no unlock advice: its protection, and who to ask.
-            protected = {
-                r.workspace_id: r.reason.partition(" (would ")[0]
-                for r in report.restraints
-                if r.reason.startswith("protected: ")
-            }
+            protected = _protected(report)
             for lk in stale:
                 if lk.workspace_id in protected:
                     out.extend(
@@ -413,7 +408,7 @@ def render_table(report: CycleReport, width: int = DEFAULT_WIDTH) -> str:
     if backend_locks:
         if tfc_locks:
             out.append("")
-        out.extend(_backend_table(backend_locks, findings_by_ws, width))
+        out.extend(_backend_table(backend_locks, findings_by_ws, width, _protected(report)))
 
     other = [
         f for f in report.findings if f.kind in {FindingKind.RUN_STUCK, FindingKind.RUN_WAITING}
@@ -510,8 +505,21 @@ def _end_run(run: Run) -> str:
     return f"cancel run {run.id} (then force-cancel)"
 
 
+def _protected(report: CycleReport) -> dict[str, str]:
+    """Why each protected lock is protected, by workspace id (a state path's for the S3
+    backend): a protected lock gets no unlock advice, only its protection and who to ask."""
+    return {
+        r.workspace_id: r.reason.partition(" (would ")[0]
+        for r in report.restraints
+        if r.reason.startswith("protected: ")
+    }
+
+
 def _backend_table(
-    locks: Sequence[LockState], findings: dict[str, list[Finding]], width: int
+    locks: Sequence[LockState],
+    findings: dict[str, list[Finding]],
+    width: int,
+    protected: dict[str, str],
 ) -> list[str]:
     """S3-backend locks with Terraform's own "Lock Info" fields (Who, Operation, Created)."""
     rows = []
@@ -547,9 +555,18 @@ def _backend_table(
         )
         # Quoted: the lock ID comes from whoever wrote the lock, and this line is meant to be
         # pasted into a shell.
-        out.extend(
-            f"  {lk.workspace}: terraform force-unlock {shlex.quote(lk.lock_id)}" for lk in stale
-        )
+        for lk in stale:
+            if lk.workspace_id in protected:
+                who = lk.lock_info.who if lk.lock_info and lk.lock_info.who else "its holder"
+                out.extend(
+                    _fill(
+                        f"{lk.workspace}: {protected[lk.workspace_id]}; ask {who}, "
+                        "do not unlock it",
+                        width,
+                    )
+                )
+            else:
+                out.append(f"  {lk.workspace}: terraform force-unlock {shlex.quote(lk.lock_id)}")
     return out
 
 

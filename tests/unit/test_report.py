@@ -247,7 +247,7 @@ def test_the_manual_fix_for_a_run_lock_names_the_rung_the_ladder_takes(
 STATE_PATH = "tf-state/prod/dns.tfstate"
 
 
-def _backend_lock(source: Source, store: str) -> BackendLock:
+def _backend_lock(source: Source, store: str, info_text: str = "") -> BackendLock:
     info = TerraformLockInfo(
         id="4f6a",
         operation="OperationTypeApply",
@@ -255,6 +255,7 @@ def _backend_lock(source: Source, store: str) -> BackendLock:
         version="1.15.0",
         created=NOW - 3 * H,
         path=STATE_PATH,
+        info=info_text,
     )
     # A `.tflock` object has S3's own LastModified; a DynamoDB item has none.
     stored = NOW - 3 * H if source is Source.S3 else None
@@ -263,7 +264,7 @@ def _backend_lock(source: Source, store: str) -> BackendLock:
     )
 
 
-def _backend_report(cycles: int, state_file: str | None) -> CycleReport:
+def _backend_report(cycles: int, state_file: str | None, info_text: str = "") -> CycleReport:
     """decide() over a stale `.tflock` object of bucket tf-state, seen in `cycles` cycles."""
     policy = Policy.model_validate(
         {
@@ -280,7 +281,10 @@ def _backend_report(cycles: int, state_file: str | None) -> CycleReport:
         }
     )
     observation = Observation(
-        Source.S3, "tf-state", NOW, backend_locks=(_backend_lock(Source.S3, "tf-state"),)
+        Source.S3,
+        "tf-state",
+        NOW,
+        backend_locks=(_backend_lock(Source.S3, "tf-state", info_text),),
     )
     memory = Memory()
     for _ in range(cycles):
@@ -406,3 +410,10 @@ def test_a_reason_with_too_little_room_gets_a_line_under_its_row() -> None:
         "  lock reason: Locked by Terraform while the network team migrates the core "
         "routers, expected back on Monday"
     )
+
+
+def test_the_manual_fix_for_a_protected_backend_lock_names_the_protection() -> None:
+    text = render_table(_backend_report(2, "state.json", "maintenance window"), ONE_LINE)
+    assert "terraform force-unlock" not in text
+    assert f"  {STATE_PATH}: protected: " in text
+    assert "; ask ci@runner, do not unlock it" in text
