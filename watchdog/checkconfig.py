@@ -8,11 +8,13 @@ the daemon would start with this file here.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 
 from watchdog.configload import ConfigError, load_policy
+from watchdog.model import ActionKind
 from watchdog.policy import Policy, json_schema
 from watchdog.settings import ENV_OVERRIDES
 
@@ -33,6 +35,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.file}: ok")
     print(summary(policy, sorted(v for v in ENV_OVERRIDES if os.environ.get(v, "").strip())))
+    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
+        # Valid as a file (it may be meant for the container image, which has boto3), but
+        # `run` and `scan` here would refuse it: say so.
+        print(
+            f"{args.file}: warning: s3_backend needs boto3, which is not installed here "
+            "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -46,9 +56,20 @@ def summary(policy: Policy, env_overrides: list[str]) -> str:
         stores += [b.bucket for b in policy.s3_backend.lockfile_buckets]
         parts.append(f"s3 backend: {', '.join(stores)}")
     parts.append(f"rules: {len(policy.rules)}")
-    acting = bool(policy.defaults.actions) or any(rule.actions for rule in policy.rules)
-    parts.append(f"dry-run: {'on' if policy.dry_run else 'OFF'}")
-    parts.append(f"actions: {'enabled' if acting else 'none (report only)'}")
+    allowed = set(policy.defaults.actions)
+    for rule in policy.rules:
+        allowed.update(rule.actions or ())
+    if not allowed:
+        parts.append("actions allowed: none (report only)")
+        parts.append(f"dry-run: {'on' if policy.dry_run else 'OFF'}")
+    else:
+        rungs = ", ".join(kind.value for kind in ActionKind if kind in allowed)
+        parts.append(f"actions allowed: {rungs}")
+        parts.append(
+            "dry-run: on, nothing will be sent"
+            if policy.dry_run
+            else "dry-run: OFF, these actions will be sent where a rule allows"
+        )
     if env_overrides:
         parts.append(f"env overrides: {', '.join(env_overrides)}")
     return "; ".join(parts)

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 
 from watchdog import __version__
@@ -30,13 +31,56 @@ HANDLERS = {
 }
 
 
+# Descriptions and epilogs are wrapped here: the raw formatter (which keeps the exit-code
+# tables as written) does not wrap them.
+_WIDTH = 79
+TOKEN_ENV = "TFC_WATCHDOG_TOKEN"  # noqa: S105 (the variable's name, not a token)
+# Kept in step with watchdog/simulator/scenarios/demo.yaml (a test checks it).
+DEMO_TOKENS = {
+    "demo-admin-token": "team owners, admin on every workspace",
+    "demo-org-token": "the organization token",
+    "demo-read-token": "user reader, read only",
+    "demo-user-token": "user operator, write (what the Terraform CLI uses)",
+}
+
+_TOKEN_HELP = textwrap.fill(
+    f"The API token is read from ${TOKEN_ENV} (or the file named by tfc.token_file); "
+    "it is never read from the config file or the command line.",
+    _WIDTH,
+)
+_SCAN_EXIT_CODES = """exit codes:
+  0  nothing stale or stuck
+  1  a source could not be read (the reason is printed once, on stderr)
+  2  usage or config error
+  3  something is stale or stuck (CI jobs can gate on it)"""
+
+
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
+    current = os.environ.get(DEFAULT_CONFIG_ENV)
     parser.add_argument(
         "--config",
         "-c",
         metavar="FILE",
-        default=os.environ.get(DEFAULT_CONFIG_ENV),
-        help=f"the YAML config file (default: ${DEFAULT_CONFIG_ENV})",
+        default=current,
+        help=f"the YAML config file (default: ${DEFAULT_CONFIG_ENV}, "
+        + (f"now {current})" if current else "unset now)"),
+    )
+
+
+def _subparser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    description: str,
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    # Raw text keeps the epilog's exit-code and token tables as written.
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=textwrap.fill(description, _WIDTH),
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
@@ -48,48 +92,119 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tfc-watchdog {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run the daemon (dry-run unless the config says otherwise)")
+    run = _subparser(
+        sub,
+        "run",
+        "run the daemon (dry-run unless the config says otherwise)",
+        "Watch the configured organizations and S3-backend stores every `interval`, serve "
+        "/metrics, /livez, /readyz and /locks on `listen`, and act where the policy allows "
+        "(dry-run by default). The config file is re-read before each cycle and on SIGHUP.",
+        f"{_TOKEN_HELP}\n\nexit codes:\n  0  stopped by SIGTERM or SIGINT (with --once: the "
+        "cycle succeeded)\n  1  `listen` cannot be bound (with --once: a source could not be "
+        "read)\n  2  usage or config error",
+    )
     _add_config_argument(run)
     run.add_argument("--once", action="store_true", help="run one full cycle, then exit")
 
-    scan = sub.add_parser(
-        "scan", help="one observe+decide pass, no actions; exit 3 when something is stale"
+    scan = _subparser(
+        sub,
+        "scan",
+        "one observe+decide pass, no actions; exit 3 when something is stale",
+        "Read every lock once, decide as the daemon would, and print who holds each lock "
+        "since when, the manual fix, and what the watchdog would do. Nothing is sent. The "
+        "daemon's state_file (read, never written) tells how long a lock has been seen.",
+        f"{_TOKEN_HELP}\n\n{_SCAN_EXIT_CODES}",
     )
     _add_config_argument(scan)
-    scan.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    scan.add_argument(
+        "--output",
+        "-o",
+        choices=("table", "json"),
+        default="table",
+        help="table: for people (control characters escaped); json: the /locks document, "
+        "values exact (default: table)",
+    )
 
-    check = sub.add_parser("check-config", help="validate a config file (exit 0 valid, 2 invalid)")
-    check.add_argument("file", nargs="?", metavar="FILE")
+    check = _subparser(
+        sub,
+        "check-config",
+        "validate a config file (exit 0 valid, 2 invalid)",
+        "Validate a config file as `run` would load it here (TFC_WATCHDOG_* overrides "
+        "included): FILE: ok and a one-line summary on stdout, or one line per problem on "
+        "stderr.",
+        "exit codes:\n  0  valid\n  2  invalid, or no FILE",
+    )
+    check.add_argument("file", nargs="?", metavar="FILE", help="the YAML config file to check")
     check.add_argument(
         "--schema", action="store_true", help="print the config's JSON Schema and exit"
     )
 
-    demo = sub.add_parser(
-        "demo", help="the simulator and the daemon on this machine, with a readable timeline"
+    demo = _subparser(
+        sub,
+        "demo",
+        "the simulator and the daemon on this machine, with a readable timeline",
+        "Start the simulator with the demo organization and the daemon against it, and tell "
+        "what happens to each stuck run and stale lock (about 15 seconds).",
     )
     demo.add_argument(
         "--dry-run", action="store_true", help="run the demo without making any change"
     )
 
-    sim = sub.add_parser("simulator", help="a local TFC/TFE API server for demos and tests")
+    tokens = "\n".join(f"  {token:<18} {who}" for token, who in DEMO_TOKENS.items())
+    sim = _subparser(
+        sub,
+        "simulator",
+        "a local TFC/TFE API server for demos and tests",
+        "A local HCP Terraform / Terraform Enterprise API server with a simulated clock, "
+        "fault injection and a request log (admin API under /_sim/). It serves the demo "
+        "organization `demo` unless --scenario or --workspaces says otherwise.",
+        f"demo tokens (organization demo):\n{tokens}",
+    )
     sim.add_argument("--scenario", metavar="FILE", help="scenario YAML (default: the demo)")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8080)
     sim.add_argument(
-        "--rate-limit", type=float, default=30.0, help="requests per second per principal"
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
     sim.add_argument(
-        "--time-scale", type=float, default=1.0, help="simulated seconds per real second"
+        "--port", type=int, default=8080, help="port to listen on (default: %(default)s)"
+    )
+    sim.add_argument(
+        "--rate-limit",
+        type=float,
+        default=30.0,
+        help="requests per second per principal (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        help="simulated seconds per real second (default: %(default)s)",
     )
     sim.add_argument(
         "--workspaces", type=int, metavar="N", help="generate an organization of N workspaces"
     )
     sim.add_argument(
-        "--locked", default="1%", metavar="PCT", help="share of generated workspaces locked"
+        "--locked",
+        default="1%",
+        metavar="PCT",
+        help="share of generated workspaces locked (default: %(default)s)",
     )
-    sim.add_argument("--organization", default=None, help="name of the generated organization")
-    sim.add_argument("--latency-ms", type=float, default=0.0, help="added latency per request")
-    sim.add_argument("--seed", type=int, default=1, help="seed for generated organizations")
+    sim.add_argument(
+        "--organization",
+        default=None,
+        help="name of the generated organization (default: generated)",
+    )
+    sim.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="added latency per request (default: %(default)s)",
+    )
+    sim.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed for generated organizations (default: %(default)s)",
+    )
     sim.add_argument("--tls", action="store_true", help="serve HTTPS (self-signed by default)")
     sim.add_argument("--cert", metavar="PEM", help="TLS certificate (with --tls)")
     sim.add_argument("--key", metavar="PEM", help="TLS private key (with --tls)")

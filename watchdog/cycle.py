@@ -217,6 +217,8 @@ class Watchdog:
             findings=decision.findings,
             planned=decision.planned,
             results=tuple(results),
+            restraints=decision.restraints,
+            state_file=self.policy.state_file,
         )
         self._publish(report, decision)
         return report

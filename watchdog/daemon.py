@@ -31,7 +31,7 @@ from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
 from watchdog.memory import check_state_file
 from watchdog.metrics import Metrics
-from watchdog.model import utcnow
+from watchdog.model import format_duration, utcnow
 from watchdog.policy import Policy
 from watchdog.runtime import Runtime, open_runtime
 from watchdog.server import bind_listener, build_app, make_server
@@ -117,14 +117,29 @@ class Daemon:
     # --- start-up ----------------------------------------------------------------------------
 
     def _log_startup(self) -> None:
-        settings = self.policy.model_dump(mode="json")
+        # One line a person can read: what is watched, how often, by which rules. The whole
+        # policy (every default filled in) is a screenful: it goes to the debug level.
+        policy = self.policy
+        watched: list[str] = []
+        if policy.tfc is not None:
+            watched.append(f"tfc {policy.tfc.address} {','.join(policy.tfc.organizations)}")
+        if policy.s3_backend is not None:
+            s3 = policy.s3_backend
+            watched.extend(f"dynamodb {table}" for table in s3.dynamodb_tables)
+            watched.extend(f"s3 {b.bucket}/{b.prefix}" for b in s3.lockfile_buckets)
         log.info(
             "starting",
             version=__version__,
             config=str(self.config_path),
             token="set (masked)" if self.token else "none",
-            **settings,
+            dry_run=policy.dry_run,
+            interval=format_duration(policy.interval),
+            watching="; ".join(watched) or "nothing",
+            rules=",".join(rule.id for rule in policy.rules) or "none",
+            state_file=policy.state_file,
+            listen=policy.listen,
         )
+        log.debug("settings", **policy.model_dump(mode="json"))
         if self.policy.dry_run:
             log.warning("DRY-RUN: no changes will be made", dry_run=True)
         else:

@@ -45,6 +45,14 @@ _QUIET_LIBRARIES = {
     # Prometheus scrapes every few seconds; access lines say nothing an operator needs.
     "uvicorn.access": logging.WARNING,
 }
+# Quiet unless the configured level is debug, where they help trace a cycle.
+_QUIET_UNLESS_DEBUG = {
+    # "Running job ..." and "... executed successfully" on every interval: most of the lines
+    # a person would read at a 5 s interval, and nothing they need.
+    "apscheduler": logging.WARNING,
+    # "Found credentials in environment variables." on every client boto3 creates.
+    "botocore.credentials": logging.WARNING,
+}
 
 
 def add_secret(value: str | SecretStr) -> None:
@@ -184,3 +192,8 @@ def configure_logging(
     root.setLevel(numeric_level)
     for name, quiet_level in _QUIET_LIBRARIES.items():
         logging.getLogger(name).setLevel(max(quiet_level, numeric_level))
+    for name, quiet_level in _QUIET_UNLESS_DEBUG.items():
+        at_debug = numeric_level <= logging.DEBUG
+        logging.getLogger(name).setLevel(
+            numeric_level if at_debug else max(quiet_level, numeric_level)
+        )

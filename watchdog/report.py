@@ -7,7 +7,9 @@ were already announced, so logs say what changed instead of repeating every cycl
 
 from __future__ import annotations
 
+import re
 import shlex
+import textwrap
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from watchdog.decide import Restraint
 from watchdog.model import (
     ActionResult,
     Finding,
@@ -109,14 +112,26 @@ def result_to_json(result: ActionResult) -> dict[str, Any]:
 
 
 def observation_to_json(observation: Observation) -> dict[str, Any]:
+    tfc = observation.source is Source.TFC
     return {
         "source": observation.source.value,
         "organization": observation.organization,
         "complete": observation.complete,
         "error": observation.error,
-        "workspaces": observation.workspace_count,
+        # A lock table or bucket has no workspaces: null there, not a misleading 0.
+        "workspaces": observation.workspace_count if tfc else None,
+        "locks": None if tfc else len(observation.backend_locks),
         "unreadable": sorted(observation.unreadable),
     }
+
+
+def source_error(observation: Observation) -> str | None:
+    """One line naming what could not be read and why (None when it was read)."""
+    if observation.error is None:
+        return None
+    return f"could not read {observation.source.value} {observation.organization}: " + (
+        observation.error
+    )
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,10 @@ class CycleReport:
     planned: tuple[PlannedAction, ...] = ()
     results: tuple[ActionResult, ...] = ()
     errors: tuple[str, ...] = field(default=())
+    # Why stale-looking locks and runs were left alone, and the memory file that carries
+    # sightings between cycles: the table says why an action waits (not in the JSON).
+    restraints: tuple[Restraint, ...] = ()
+    state_file: str | None = None
 
     @property
     def complete(self) -> bool:
@@ -150,7 +169,11 @@ class CycleReport:
             "findings": [finding_to_json(f) for f in self.findings],
             "planned_actions": [a.audit_fields() for a in self.planned],
             "actions": [result_to_json(r) for r in self.results],
-            "errors": list(self.errors),
+            # Every error of the cycle, a source's too (also under `sources[].error`).
+            "errors": [
+                *self.errors,
+                *(e for e in map(source_error, self.observations) if e is not None),
+            ],
         }
 
 
@@ -178,35 +201,161 @@ def printable(text: str) -> str:
     )
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+# The width the human report fits when no terminal says otherwise (`scan` passes the
+# terminal's). The JSON document is the contract; this table only has to read well.
+DEFAULT_WIDTH = 120
+_MAX_WORD = 24
+_MIN_REASON = 24
+_PIECES = re.compile(r"[^ ,]*[ ,]*")
+
+
+def _wrap(cell: str, width: int) -> list[str]:
+    """`cell` in lines of at most `width`, broken after spaces and commas (finding lists
+    are comma-separated), and inside a word only when it alone is too long. Hand-written:
+    textwrap breaks only at whitespace and hyphens."""
+    lines: list[str] = []
+    current = ""
+    for piece in _PIECES.findall(cell):
+        if not piece:
+            continue
+        if len(current) + len(piece.rstrip()) <= width:
+            current += piece
+            continue
+        if current.strip():
+            lines.append(current.rstrip())
+        current = piece
+        while len(current.rstrip()) > width:
+            lines.append(current[:width])
+            current = current[width:]
+    if current.strip() or not lines:
+        lines.append(current.rstrip())
+    return lines
+
+
+def _table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    width: int = DEFAULT_WIDTH,
+    wrap: Iterable[str] = (),
+) -> list[str]:
+    """Columns padded to fit; when the table is wider than `width`, the `wrap` columns
+    (free text, lists) are narrowed, widest first, and their cells continue on more lines.
+    Cells are escaped first (`printable`), so a line break in a value never splits a row."""
     rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    wrappable = [i for i, header in enumerate(headers) if header in set(wrap)]
+    # Narrowed no further than the longest word of the column (up to _MAX_WORD): a time
+    # stamp or a run id is not broken in the middle when the text around it can wrap.
+    floors = {
+        i: max(
+            len(headers[i]),
+            min(
+                _MAX_WORD,
+                max((len(p.rstrip()) for r in rows for p in _PIECES.findall(r[i])), default=0),
+            ),
+        )
+        for i in wrappable
+    }
+    # In the order given: the first `wrap` column is narrowed to its floor before the next.
+    excess = sum(widths) + 2 * (len(widths) - 1) - width
+    for header in wrap:
+        if header not in headers:
+            continue
+        i = list(headers).index(header)
+        cut = max(0, min(excess, widths[i] - floors[i]))
+        widths[i] -= cut
+        excess -= cut
     line = "  ".join(f"{{:<{w}}}" for w in widths)
-    return [line.format(*headers).rstrip(), *(line.format(*row).rstrip() for row in rows)]
+    out = [line.format(*headers).rstrip()]
+    for row in rows:
+        cells = [
+            _wrap(cell, w) if i in wrappable else [cell]
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        for n in range(max(len(c) for c in cells)):
+            out.append(line.format(*(c[n] if n < len(c) else "" for c in cells)).rstrip())
+    return out
 
 
-def render_table(report: CycleReport) -> str:
-    """A report shaped like Terraform's own "Lock Info" block, one row per locked workspace."""
+def _lock_table(rows: list[list[str]], width: int) -> list[str]:
+    """The TFC lock table. Columns that can wrap give way in this order: SINCE's "(first
+    seen)", the run's status under its id, the findings one per line, then the lock reason;
+    when the reason would still get fewer than _MIN_REASON columns, it leaves the table for
+    a line of its own under its row."""
+    headers = ["WORKSPACE", "HOLDER", "SINCE (UTC)", "AGE", "FINDING", "RULE", "LOCK ID"]
+    # TFC's lock ID is `<organization>/<workspace>`, the first column already.
+    if all(row[6] == row[0] for row in rows):
+        headers.pop(6)
+        rows = [row[:6] + row[7:] for row in rows]
+    wrap = ("SINCE (UTC)", "HOLDER", "FINDING", "LOCK REASON")
+    without = _table(headers, [row[:-1] for row in rows], width=width, wrap=wrap)
+    room = width - max(len(line) for line in without) - 2
+    if room >= _MIN_REASON or all(len(row[-1]) <= room for row in rows):
+        return _table([*headers, "LOCK REASON"], rows, width=width, wrap=wrap)
+    out = [without[0]]
+    body = iter(without[1:])
+    pending = next(body, None)
+    for row in rows:
+        # The row's first line, then its continuation lines (they start blank).
+        assert pending is not None
+        out.append(pending)
+        pending = next(body, None)
+        while pending is not None and pending.startswith(" "):
+            out.append(pending)
+            pending = next(body, None)
+        if row[-1] != "-":
+            out.extend(_fill(f"lock reason: {row[-1]}", width))
+    return out
+
+
+def _fill(text: str, width: int, indent: str = "  ") -> list[str]:
+    """A long report line (manual fix, planned action, restraint) wrapped to `width`, its
+    continuation lines indented two more spaces."""
+    return textwrap.wrap(
+        printable(text),
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent + "  ",
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent]
+
+
+def render_table(report: CycleReport, width: int = DEFAULT_WIDTH) -> str:
+    """A report shaped like Terraform's own "Lock Info" block, one row per locked workspace,
+    fitted to `width` columns (long cells wrap onto more lines of their row)."""
     out: list[str] = []
     findings_by_ws: dict[str, list[Finding]] = {}
     for finding in report.findings:
         findings_by_ws.setdefault(finding.workspace_id, []).append(finding)
 
     for observation in report.observations:
-        state = "ok" if observation.complete else f"INCOMPLETE: {observation.error}"
+        scope = f"{observation.source.value} {observation.organization}"
+        error = source_error(observation)
+        if error is not None:
+            # The reason is said once, by `scan` on stderr (this table may go to a file).
+            out.append(f"{scope}: NOT READ (the reason is on stderr)")
+            continue
         if observation.source is Source.TFC:
-            count = observation.workspace_count
-            read = f"{count} workspaces read"
+            read = _count(observation.workspace_count, "workspace")
         else:
-            read = f"{len(observation.backend_locks)} locks read"
-        out.append(f"{observation.source.value} {observation.organization}: {read}, {state}")
+            read = _count(len(observation.backend_locks), "lock")
+        state = "ok" if observation.complete else "INCOMPLETE"
+        out.append(f"{scope}: {read} read, {state}")
     out.append("")
     tfc_locks = [lk for lk in report.locks if lk.source is Source.TFC]
     backend_locks = [lk for lk in report.locks if lk.source is not Source.TFC]
     if not tfc_locks and not backend_locks:
-        out.append("No locked workspaces.")
+        readable = [o for o in report.observations if o.error is None]
+        if not readable:
+            out.append("Nothing could be read: no lock is reported, and none is ruled out.")
+        elif len(readable) < len(report.observations):
+            out.append("No locked workspaces in what could be read.")
+        else:
+            out.append("No locked workspaces.")
     elif tfc_locks:
         rows = []
         for lock in sorted(tfc_locks, key=lambda lk: -lk.age.total_seconds()):
@@ -224,31 +373,42 @@ def render_table(report: CycleReport) -> str:
                     (iso(lock.since) or "")
                     + ("" if lock.age_source != "first_seen" else " (first seen)"),
                     format_age(lock.age),
-                    lock.reason or "-",
                     ",".join(kinds) or ("stale" if lock.stale else "held"),
                     lock.rule,
                     lock.lock_id,
+                    # The lock's own reason, as its holder wrote it (not the finding's):
+                    # free text, so last, where it can wrap.
+                    lock.reason or "-",
                 ]
             )
-        headers = ["WORKSPACE", "HOLDER", "SINCE (UTC)", "AGE", "REASON", "FINDING", "RULE"]
-        out.extend(_table([*headers, "LOCK ID"], rows))
+        out.extend(_lock_table(rows, width))
         stale = [lk for lk in report.locks if lk.stale and lk.source.value == "tfc"]
         if stale:
             out.append("")
             out.append(
                 "Manual fix, as Terraform users know it (check first that no apply is live):"
             )
+            protected = _protected(report)
             for lk in stale:
-                if lk.run is not None:
+                if lk.workspace_id in protected:
+                    out.extend(
+                        _fill(
+                            f"{lk.lock_id}: {protected[lk.workspace_id]}; ask "
+                            f"{lk.holder.label()}, do not unlock it",
+                            width,
+                        )
+                    )
+                elif lk.run is not None:
                     # A run-held lock is cleared by ending its run, never by force-unlock.
-                    out.append(f"  {lk.lock_id}: {_end_run(lk.run)}")
+                    out.extend(_fill(f"{lk.lock_id}: {_end_run(lk.run)}", width))
                 else:
+                    # One line, whatever its length: it is meant to be pasted.
                     out.append(f"  terraform force-unlock {shlex.quote(lk.lock_id)}")
 
     if backend_locks:
         if tfc_locks:
             out.append("")
-        out.extend(_backend_table(backend_locks, findings_by_ws))
+        out.extend(_backend_table(backend_locks, findings_by_ws, width, _protected(report)))
 
     other = [
         f for f in report.findings if f.kind in {FindingKind.RUN_STUCK, FindingKind.RUN_WAITING}
@@ -270,19 +430,67 @@ def render_table(report: CycleReport) -> str:
                     ]
                     for f in other
                 ],
+                width=width,
+                wrap=("FINDING", "REASON"),
             )
         )
     if report.planned:
         out.append("")
         mode = "would do (dry-run)" if report.dry_run else "plans"
         out.append(f"The watchdog {mode}:")
-        out.extend(
-            f"  {a.kind.value} {a.organization}/{a.workspace}: {a.reason} (rule {a.rule})"
-            for a in report.planned
-        )
+        for a in report.planned:
+            out.extend(_fill(f"{a.kind.value} {_target(a)}: {a.reason} (rule {a.rule})", width))
+    if report.restraints:
+        out.append("")
+        out.append("The watchdog would not act:")
+        for r in report.restraints:
+            target = (
+                f"{r.organization}/{r.workspace}"
+                if r.organization and not r.workspace.startswith(f"{r.organization}/")
+                else r.workspace
+            )
+            out.extend(_fill(f"{target}: {r.reason}", width))
+        if any(_SIGHTINGS in r.reason for r in report.restraints):
+            out.extend(_second_sighting(report.state_file))
     # Every line, not only table cells: observation errors, manual fixes and planned-action
     # reasons quote API text too.
     return "\n".join(printable(line) for line in out) + "\n"
+
+
+# decide.py's guard for a lock seen in too few cycles ("lock seen with this holder/ID in 1
+# cycle(s), 2 needed").
+_SIGHTINGS = "cycle(s), "
+
+
+def _second_sighting(state_file: str | None) -> list[str]:
+    """Why a `scan` that sees a stale lock once cannot see it twice, and what does."""
+    lines = [
+        "  The action waits for a second sighting of the same lock;",
+        "  `scan` alone never provides the second sighting: it reads the state_file, "
+        "never writes it.",
+    ]
+    if state_file is None:
+        lines.append(
+            "  No state_file is configured: set one, shared with the daemon (`tfc-watchdog run`)."
+        )
+    else:
+        lines.append(
+            f"  {state_file} is written by the daemon (`tfc-watchdog run`): after its next "
+            "cycle the lock counts as seen again."
+        )
+    return lines
+
+
+def _target(action: PlannedAction) -> str:
+    """What an action is on: `org/workspace` for TFC; for the S3 backend the state path,
+    which already starts with the bucket."""
+    if action.source is Source.TFC:
+        return f"{action.organization}/{action.workspace}"
+    return f"{action.source.value}:{action.workspace}"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 def _end_run(run: Run) -> str:
@@ -297,7 +505,22 @@ def _end_run(run: Run) -> str:
     return f"cancel run {run.id} (then force-cancel)"
 
 
-def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]]) -> list[str]:
+def _protected(report: CycleReport) -> dict[str, str]:
+    """Why each protected lock is protected, by workspace id (a state path's for the S3
+    backend): a protected lock gets no unlock advice, only its protection and who to ask."""
+    return {
+        r.workspace_id: r.reason.partition(" (would ")[0]
+        for r in report.restraints
+        if r.reason.startswith("protected: ")
+    }
+
+
+def _backend_table(
+    locks: Sequence[LockState],
+    findings: dict[str, list[Finding]],
+    width: int,
+    protected: dict[str, str],
+) -> list[str]:
     """S3-backend locks with Terraform's own "Lock Info" fields (Who, Operation, Created)."""
     rows = []
     for lock in sorted(locks, key=lambda lk: -lk.age.total_seconds()):
@@ -320,7 +543,9 @@ def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]
             ]
         )
     headers = ["STORE", "STATE PATH", "WHO", "OPERATION", "CREATED (UTC)", "AGE", "FINDING"]
-    out = _table([*headers, "RULE", "LOCK ID"], rows)
+    # The lock ID stays whole: it is what `terraform force-unlock` takes.
+    wrap = ("STATE PATH", "WHO", "OPERATION", "FINDING")
+    out = _table([*headers, "RULE", "LOCK ID"], rows, width=width, wrap=wrap)
     stale = [lk for lk in locks if lk.stale and lk.lock_id]
     if stale:
         out.append("")
@@ -330,9 +555,18 @@ def _backend_table(locks: Sequence[LockState], findings: dict[str, list[Finding]
         )
         # Quoted: the lock ID comes from whoever wrote the lock, and this line is meant to be
         # pasted into a shell.
-        out.extend(
-            f"  {lk.workspace}: terraform force-unlock {shlex.quote(lk.lock_id)}" for lk in stale
-        )
+        for lk in stale:
+            if lk.workspace_id in protected:
+                who = lk.lock_info.who if lk.lock_info and lk.lock_info.who else "its holder"
+                out.extend(
+                    _fill(
+                        f"{lk.workspace}: {protected[lk.workspace_id]}; ask {who}, "
+                        "do not unlock it",
+                        width,
+                    )
+                )
+            else:
+                out.append(f"  {lk.workspace}: terraform force-unlock {shlex.quote(lk.lock_id)}")
     return out
 
 

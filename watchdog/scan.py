@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import sys
 
 from pydantic import SecretStr
@@ -16,9 +17,11 @@ from pydantic import SecretStr
 from watchdog.daemon import load_or_report
 from watchdog.logs import configure_logging
 from watchdog.metrics import Metrics
+from watchdog.model import Source
 from watchdog.policy import Policy
-from watchdog.report import CycleReport, printable, render_table
+from watchdog.report import DEFAULT_WIDTH, CycleReport, printable, render_table, source_error
 from watchdog.runtime import open_runtime
+from watchdog.sources.tfc.source import _HINTS as HINTS
 
 EXIT_OK, EXIT_API_FAILURE, EXIT_CONFIG, EXIT_STALE = 0, 1, 2, 3
 
@@ -33,11 +36,12 @@ def main(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     policy, token = loaded
-    # Logs go to stderr, errors only (the report already shows every finding); stdout
-    # carries only the report.
+    # Logs go to stderr, critical only: the report shows every finding and every source
+    # that could not be read (an error log line would say it a second time); stdout carries
+    # only the report.
     configure_logging(
         policy.log.format,
-        "error",
+        "critical",
         secrets=[token.get_secret_value()] if token else [],
     )
     report = asyncio.run(scan_once(policy, token))
@@ -45,17 +49,21 @@ def main(args: argparse.Namespace) -> int:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_table(report))
+        # The terminal's width ($COLUMNS first); 120 when stdout is not a terminal.
+        width = shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+        sys.stdout.write(render_table(report, width))
+    sys.stdout.flush()
+    # Each failed read once, on stderr, in both formats (the table only points here), with
+    # the hint the daemon's log line would give (that line is not printed by `scan`).
+    for observation in report.observations:
+        error = source_error(observation)
+        if error is None:
+            continue
+        hint = HINTS.get(observation.error_reason or "")
+        if observation.source is Source.TFC and hint is not None:
+            error = f"{error} ({hint})"
+        # The error may quote the server's answer: one escaped line, never raw.
+        print(printable(f"tfc-watchdog scan: {error}"), file=sys.stderr)
     if not report.complete:
-        for observation in report.observations:
-            if not observation.complete:
-                # The error may quote the server's answer: one escaped line, never raw.
-                print(
-                    printable(
-                        f"tfc-watchdog scan: could not read {observation.source.value} "
-                        f"{observation.organization}: {observation.error}"
-                    ),
-                    file=sys.stderr,
-                )
         return EXIT_API_FAILURE
     return EXIT_STALE if report.alarming else EXIT_OK

@@ -267,7 +267,11 @@ def test_dry_run_reports_the_killed_lock_stale_sends_nothing_and_scan_shows_the_
     # The same state file: scan shows the age the daemon observed, not a fresh first sight.
     scan = run_cli("scan", "--config", str(config), token=ADMIN_TOKEN)
     assert scan.returncode == 3, scan.stderr
-    row = next(line for line in scan.stdout.splitlines() if line.startswith(LOCK_ID + " "))
+    lines = scan.stdout.splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith(LOCK_ID + " "))
+    # The row, with the lines it wraps onto to fit the width (they start blank).
+    end = next((n for n in range(at + 1, len(lines)) if not lines[n].startswith(" ")), len(lines))
+    row = "\n".join(lines[at:end])
     assert f"user:{TERRAFORM_USER}" in row
     assert "Locked by Terraform" in row
     assert "3h" in row

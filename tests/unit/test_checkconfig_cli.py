@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +30,7 @@ def test_a_valid_file_prints_ok_and_a_summary(capsys: pytest.CaptureFixture[str]
     out, err = capsys.readouterr()
     assert out.splitlines() == [
         f"{EXAMPLE}: ok",
-        "organizations: acme; rules: 2; dry-run: on; actions: none (report only)",
+        "organizations: acme; rules: 2; actions allowed: none (report only); dry-run: on",
     ]
     assert err == ""
 
@@ -44,8 +46,45 @@ def test_the_summary_says_when_the_file_may_act(
     monkeypatch.setenv("TFC_WATCHDOG_INTERVAL", "2m")
     assert main(["check-config", str(path)]) == 0
     assert capsys.readouterr().out.splitlines()[1] == (
-        "organizations: acme, beta; s3 backend: locks; rules: 1; dry-run: OFF; "
-        "actions: enabled; env overrides: TFC_WATCHDOG_INTERVAL"
+        "organizations: acme, beta; s3 backend: locks; rules: 1; actions allowed: cancel; "
+        "dry-run: OFF, these actions will be sent where a rule allows; "
+        "env overrides: TFC_WATCHDOG_INTERVAL"
+    )
+
+
+def test_the_summary_names_the_allowed_rungs_in_ladder_order_and_what_dry_run_means(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "tfc: {organizations: [acme]}\ndefaults: {actions: [force_unlock]}\n"
+        "rules: [{id: a, actions: [discard, cancel]}, {id: b, actions: []}]\n"
+    )
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == (
+        "organizations: acme; rules: 2; actions allowed: cancel, discard, force_unlock; "
+        "dry-run: on, nothing will be sent"
+    )
+
+
+def test_an_s3_backend_without_boto3_is_valid_but_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def without_boto3(name: str, package: str | None = None) -> Any:
+        return None if name == "boto3" else real_find_spec(name, package)
+
+    # This machine has boto3 (a dev extra); hide it as a plain install would lack it.
+    monkeypatch.setattr(importlib.util, "find_spec", without_boto3)
+    path = tmp_path / "c.yaml"
+    path.write_text("s3_backend: {dynamodb_tables: [locks]}\n")
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"{path}: ok")
+    assert err == (
+        f"{path}: warning: s3_backend needs boto3, which is not installed here "
+        "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'\n"
     )
 
 

@@ -34,6 +34,8 @@ NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 EVERY_RUNG = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
 ESC = "\x1b"
+# Wide enough that no cell wraps: a test of escaping sees each row on one line.
+ONE_LINE = 10_000
 # A reason that, printed raw, clears the screen and forges a second table row.
 FORGED = "deploy\n" + "acme/other  user:root  2024-06-01T00:00:00Z  0m  ok  held  default" + ESC
 FORGED += "[2J" + ESC + "]0;title\x07 \u202eevil\r"
@@ -60,6 +62,7 @@ def _report(*workspaces: Workspace, seen: timedelta = 3 * H) -> CycleReport:
         locks=decision.locks,
         findings=decision.findings,
         planned=decision.planned,
+        restraints=decision.restraints,
     )
 
 
@@ -113,7 +116,7 @@ def test_printable_escapes_controls_and_keeps_ordinary_text() -> None:
 
 def test_a_lock_reason_with_newlines_and_ansi_escapes_cannot_forge_rows() -> None:
     report = _report(_user_lock(FORGED))
-    text = render_table(report)
+    text = render_table(report, ONE_LINE)
     _assert_terminal_safe(text)
     lock_rows = [line for line in text.splitlines() if line.startswith("acme/")]
     assert len(lock_rows) == 1, text
@@ -135,14 +138,45 @@ def test_a_holder_name_with_controls_is_escaped_in_table_and_manual_fix() -> Non
     assert "terraform force-unlock acme/app" in text
 
 
-def test_an_observation_error_with_controls_is_escaped() -> None:
+def test_an_observation_error_with_controls_never_reaches_the_table() -> None:
+    # The table points to stderr, where `scan` prints the error once, escaped.
     observation = Observation(
         Source.TFC, "acme", NOW, complete=False, error="bad page\n" + ESC + "[2Jfake ok"
     )
     report = CycleReport(NOW, True, (observation,), (), ())
     text = render_table(report)
     _assert_terminal_safe(text)
-    assert "INCOMPLETE: bad page\\n\\x1b[2Jfake ok" in text
+    assert "bad page" not in text
+    assert "tfc acme: NOT READ (the reason is on stderr)" in text
+
+
+def test_a_failed_read_says_nothing_could_be_read_and_json_errors_agree() -> None:
+    error = "GET /organizations/:org/workspaces: 401 unauthorized"
+    observation = Observation(Source.TFC, "acme", NOW, complete=False, error=error)
+    report = CycleReport(NOW, True, (observation,), (), ())
+    text = render_table(report)
+    assert "No locked workspaces" not in text
+    assert "Nothing could be read" in text
+    document = report.to_json()
+    assert document["sources"][0]["error"] == error
+    assert document["errors"] == [f"could not read tfc acme: {error}"]
+
+
+def test_one_source_unread_does_not_claim_no_locks_anywhere() -> None:
+    read = Observation(Source.TFC, "acme", NOW)
+    unread = Observation(Source.TFC, "beta", NOW, complete=False, error="timeout")
+    text = render_table(CycleReport(NOW, True, (read, unread), (), ()))
+    assert "tfc acme: 0 workspaces read, ok" in text
+    assert "No locked workspaces in what could be read." in text
+
+
+def test_counts_are_singular_for_one_and_s3_sources_have_no_workspace_count() -> None:
+    lock = _backend_lock(Source.DYNAMODB, "terraform-locks")
+    observation = Observation(Source.DYNAMODB, "terraform-locks", NOW, backend_locks=(lock,))
+    text = render_table(CycleReport(NOW, True, (observation,), (), ()))
+    assert "dynamodb terraform-locks: 1 lock read, ok" in text
+    [source] = CycleReport(NOW, True, (observation,), (), ()).to_json()["sources"]
+    assert (source["workspaces"], source["locks"]) == (None, 1)
 
 
 def test_s3_backend_lock_info_is_escaped_and_the_manual_fix_quoted() -> None:
@@ -166,7 +200,9 @@ def test_s3_backend_lock_info_is_escaped_and_the_manual_fix_quoted() -> None:
     memory.update([observation], NOW - 5 * H)
     memory.update([observation], NOW)
     decision = decide([observation], policy, memory, NOW, None)
-    text = render_table(CycleReport(NOW, True, (observation,), decision.locks, decision.findings))
+    text = render_table(
+        CycleReport(NOW, True, (observation,), decision.locks, decision.findings), ONE_LINE
+    )
     _assert_terminal_safe(text)
     assert "ci@runner\\nforged row" in text
     assert "OperationTypeApply\\x1b[8m" in text
@@ -206,3 +242,178 @@ def test_the_manual_fix_for_a_run_lock_names_the_rung_the_ladder_takes(
     if phase_group(status) == "waiting":
         assert planned.kind is ActionKind.DISCARD
         assert "cancel" not in fix[0]
+
+
+STATE_PATH = "tf-state/prod/dns.tfstate"
+
+
+def _backend_lock(source: Source, store: str, info_text: str = "") -> BackendLock:
+    info = TerraformLockInfo(
+        id="4f6a",
+        operation="OperationTypeApply",
+        who="ci@runner",
+        version="1.15.0",
+        created=NOW - 3 * H,
+        path=STATE_PATH,
+        info=info_text,
+    )
+    # A `.tflock` object has S3's own LastModified; a DynamoDB item has none.
+    stored = NOW - 3 * H if source is Source.S3 else None
+    return BackendLock(
+        source=source, store=store, path=STATE_PATH, info=info, token="etag", last_modified=stored
+    )
+
+
+def _backend_report(cycles: int, state_file: str | None, info_text: str = "") -> CycleReport:
+    """decide() over a stale `.tflock` object of bucket tf-state, seen in `cycles` cycles."""
+    policy = Policy.model_validate(
+        {
+            "state_file": state_file,
+            "s3_backend": {"lockfile_buckets": [{"bucket": "tf-state", "prefix": "prod/"}]},
+            "rules": [
+                {
+                    "id": "prod-state",
+                    "match": {"sources": ["s3"], "paths": ["tf-state/prod/*"]},
+                    "lock_stale_after": "2h",
+                    "actions": ["delete_lock"],
+                }
+            ],
+        }
+    )
+    observation = Observation(
+        Source.S3,
+        "tf-state",
+        NOW,
+        backend_locks=(_backend_lock(Source.S3, "tf-state", info_text),),
+    )
+    memory = Memory()
+    for _ in range(cycles):
+        memory.update([observation], NOW)
+    decision = decide([observation], policy, memory, NOW, None)
+    return CycleReport(
+        generated_at=NOW,
+        dry_run=True,
+        observations=(observation,),
+        locks=decision.locks,
+        findings=decision.findings,
+        planned=decision.planned,
+        restraints=decision.restraints,
+        state_file=state_file,
+    )
+
+
+def test_the_manual_fix_for_a_protected_lock_names_the_protection_not_force_unlock() -> None:
+    text = render_table(_report(_user_lock("maintenance: do not unlock", name="carol")), ONE_LINE)
+    assert "terraform force-unlock acme/app" not in text
+    assert (
+        "  acme/app: protected: lock reason 'maintenance: do not unlock' matches "
+        "protect.lock_reasons '(?i)maintenance'; ask user:carol, do not unlock it"
+    ) in text
+
+
+def test_a_planned_delete_lock_names_the_state_path_once() -> None:
+    text = render_table(_backend_report(2, "state.json"))
+    assert f"delete_lock s3:{STATE_PATH}:" in text
+    assert "tf-state/tf-state" not in text
+
+
+@pytest.mark.parametrize(
+    ("state_file", "advice"),
+    [
+        (None, "No state_file is configured"),
+        ("state.json", "state.json is written by the daemon"),
+    ],
+)
+def test_a_stale_lock_seen_once_says_it_waits_for_a_second_sighting(
+    state_file: str | None, advice: str
+) -> None:
+    text = render_table(_backend_report(1, state_file))
+    assert "The watchdog would not act:" in text
+    assert "lock seen with this ID in 1 cycle(s), 2 needed" in text
+    assert "`scan` alone never provides the second sighting" in text
+    assert advice in text
+
+
+# --- width ------------------------------------------------------------------------------------
+
+
+def _wide_report() -> CycleReport:
+    """Long cells everywhere: a run holder, a long lock reason, several findings, a planned
+    action and restraints with long reasons."""
+    run = Run(
+        id="run-IzZ8G3g28aa6tEew",
+        status="planned",
+        created_at=NOW - 50 * H,
+        status_timestamps={"planned-at": NOW - 50 * H},
+        actions=RunActions(is_cancelable=False, is_force_cancelable=False, is_discardable=True),
+    )
+    locks = [
+        Workspace(
+            organization="acme",
+            id="ws-billing",
+            name="billing-staging",
+            locked=True,
+            holder=Holder(HolderType.RUN, run.id, run.status),
+            current_run=run,
+        ),
+        Workspace(
+            organization="acme",
+            id="ws-net",
+            name="legacy-network-eu-west",
+            locked=True,
+            locked_reason="Locked by Terraform while the network team migrates the core "
+            "routers, expected back on Monday",
+            holder=Holder(HolderType.USER, "user-9", "bob"),
+        ),
+        Workspace(
+            organization="acme",
+            id="ws-core",
+            name="prod-core",
+            locked=True,
+            locked_reason="maintenance: do not unlock",
+            holder=Holder(HolderType.USER, "user-7", "carol"),
+        ),
+    ]
+    return _report(*locks)
+
+
+@pytest.mark.parametrize("width", [120, 140])
+def test_the_table_fits_the_width_and_keeps_every_value(width: int) -> None:
+    report = _wide_report()
+    text = render_table(report, width)
+    for line in text.splitlines():
+        # The one exception: a command meant to be pasted stays whole.
+        if not line.startswith("  terraform force-unlock"):
+            assert len(line) <= width, f"{len(line)} > {width}: {line!r}\n{text}"
+    wide = render_table(report, ONE_LINE)
+    assert max(len(line) for line in wide.splitlines()) > 120  # the case is a real one
+    for word in ("run:run-IzZ8G3g28aa6tEew", "(planned)", "runs_blocked", "Monday"):
+        assert word in text, text
+    # A wrapped row continues on lines that start blank, never with a workspace name.
+    table = text.split("\n\n")[1].splitlines()
+    assert len([line for line in table if line.startswith("acme/")]) == 3, text
+
+
+def test_the_lock_id_column_is_dropped_when_it_repeats_the_workspace() -> None:
+    text = render_table(_report(_user_lock("Locked by Terraform")))
+    header = next(line for line in text.splitlines() if line.startswith("WORKSPACE"))
+    assert "LOCK ID" not in header
+    assert header.split()[-2:] == ["LOCK", "REASON"]
+    row = next(line for line in text.splitlines() if line.startswith("acme/app "))
+    assert row.endswith("  Locked by Terraform")
+
+
+def test_a_reason_with_too_little_room_gets_a_line_under_its_row() -> None:
+    lines = render_table(_wide_report()).splitlines()
+    at = next(n for n, line in enumerate(lines) if line.startswith("acme/legacy-network-eu-west"))
+    assert lines[at + 2] == (
+        "  lock reason: Locked by Terraform while the network team migrates the core "
+        "routers, expected back on Monday"
+    )
+
+
+def test_the_manual_fix_for_a_protected_backend_lock_names_the_protection() -> None:
+    text = render_table(_backend_report(2, "state.json", "maintenance window"), ONE_LINE)
+    assert "terraform force-unlock" not in text
+    assert f"  {STATE_PATH}: protected: " in text
+    assert "; ask ci@runner, do not unlock it" in text
