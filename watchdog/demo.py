@@ -23,11 +23,13 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +38,8 @@ from typing import IO, Any
 
 import httpx
 import yaml
+
+from watchdog.report import DEFAULT_WIDTH
 
 TIME_SCALE = 60.0  # simulated seconds per real second
 DEADLINE_SECONDS = 50.0
@@ -111,7 +115,20 @@ class Timeline:
         simulated = int(elapsed * TIME_SCALE)
         hours, rest = divmod(simulated, 3600)
         stamp = f"[{elapsed:5.1f}s | sim +{hours}h{rest // 60:02d}m]"
-        print(f"{stamp} {text}", file=self.out, flush=True)
+        # Continuation lines start under the text after the 9-column label (FOUND, ACTED, ...).
+        indent = " " * (len(stamp) + 1 + 9)
+        lines = textwrap.wrap(
+            f"{stamp} {text}",
+            width=max(_width(), len(indent) + 40),
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
+        print("\n".join(lines), file=self.out, flush=True)
+
+
+def _width() -> int:
+    """The terminal's width ($COLUMNS first), as `scan` uses it; 120 when not a terminal."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
 
 
 @contextlib.contextmanager
@@ -236,14 +253,17 @@ def _summary(story: Story, state: dict[str, Any], out: IO[str]) -> None:
             for text, times in story.outcomes.get(ws["name"], {}).items()
         ) or ("left alone: " + story.left_alone.get(ws["name"], "nothing to do"))
         rows.append((ws["name"], did, now))
-    width = [
-        max(len(r[i]) for r in [*rows, ("WORKSPACE", "WHAT THE WATCHDOG DID", "NOW")])
-        for i in range(3)
-    ]
+    header = ("WORKSPACE", "WHAT THE WATCHDOG DID", "NOW")
+    width = [max(len(r[i]) for r in [*rows, header]) for i in range(3)]
+    # The middle column gives way to fit the terminal: its text wraps within the row.
+    width[1] = max(30, min(width[1], _width() - width[0] - width[2] - 4))
     print("\nSummary", file=out)
-    for row in [("WORKSPACE", "WHAT THE WATCHDOG DID", "NOW"), *rows]:
-        line = "  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True))
-        print(line.rstrip(), file=out)
+    for name, did, now in [header, *rows]:
+        parts = textwrap.wrap(did, width=width[1], break_on_hyphens=False) or [""]
+        cells = [(name, parts[0], now), *(("", part, "") for part in parts[1:])]
+        for row in cells:
+            line = "  ".join(cell.ljust(w) for cell, w in zip(row, width, strict=True))
+            print(line.rstrip(), file=out)
 
 
 def main(args: argparse.Namespace) -> int:
