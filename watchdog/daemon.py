@@ -281,13 +281,13 @@ class Daemon:
         """One cycle; when the API refused the token (401) and `tfc.token_file` now holds a
         new one (the Secret was rotated, the old token revoked before the kubelet updated the
         file), the cycle runs again at once with the new token instead of leaving the
-        watchdog blind for a whole interval. Once only: a refused new token waits for the
-        next cycle."""
+        watchdog blind for a whole interval. Once only, and not after a stop request: a
+        refused new token waits for the next cycle."""
         report = await runtime.watchdog.run_cycle()
         refused = any(
             o.source is Source.TFC and o.error_reason == "unauthorized" for o in report.observations
         )
-        if refused and self._refresh_token(trigger="unauthorized"):
+        if refused and not self._stop.is_set() and self._refresh_token(trigger="unauthorized"):
             report = await runtime.watchdog.run_cycle()
         return report
 
