@@ -87,6 +87,14 @@ def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
     return policy
 
 
+def token_file_in_use(policy: Policy, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The token file the daemon reads, or None: env TFC_WATCHDOG_TOKEN wins over the file
+    (and an environment cannot change under a running process, so nothing is re-read)."""
+    if environ.get(TOKEN_ENV, "").strip() or policy.tfc is None:
+        return None
+    return policy.tfc.token_file
+
+
 def load_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> SecretStr:
     """The TFC API token: env TFC_WATCHDOG_TOKEN, else the file `tfc.token_file`.
 
@@ -95,20 +103,30 @@ def load_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> Secre
     """
     from_env = environ.get(TOKEN_ENV, "")
     if from_env.strip():
-        token, origin = from_env.strip(), f"env {TOKEN_ENV}"
-    elif policy.tfc is not None and policy.tfc.token_file is not None:
-        origin = f"tfc.token_file {policy.tfc.token_file}"
-        try:
-            with open(policy.tfc.token_file, encoding="utf-8") as handle:
-                token = handle.read(64 * 1024).strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError([f"{origin}: cannot read the token: {_os_reason(exc)}"]) from None
-        if not token:
-            raise ConfigError([f"{origin}: the file is empty"])
-    else:
+        return _checked_token(from_env.strip(), f"env {TOKEN_ENV}")
+    token_file = token_file_in_use(policy, environ)
+    if token_file is None:
         raise ConfigError(
             [f"no API token: set env {TOKEN_ENV} or tfc.token_file (a mounted Secret)"]
         )
+    return read_token_file(token_file)
+
+
+def read_token_file(path: str) -> SecretStr:
+    """The token in `path` (`tfc.token_file`), checked like at start-up: read again by the
+    daemon when the file changes (a rotated Secret)."""
+    origin = f"tfc.token_file {path}"
+    try:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read(64 * 1024).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{origin}: cannot read the token: {_os_reason(exc)}"]) from None
+    if not token:
+        raise ConfigError([f"{origin}: the file is empty"])
+    return _checked_token(token, origin)
+
+
+def _checked_token(token: str, origin: str) -> SecretStr:
     # A newline or space inside would end up in the Authorization header, and httpx's error
     # for an invalid header value quotes the header, token included.
     if any(char not in _TOKEN_CHARS for char in token):

@@ -26,13 +26,20 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from watchdog import __version__
-from watchdog.configload import ConfigError, load_policy, load_token
+from watchdog.configload import (
+    ConfigError,
+    load_policy,
+    load_token,
+    read_token_file,
+    token_file_in_use,
+)
 from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
 from watchdog.memory import check_state_file
 from watchdog.metrics import Metrics
-from watchdog.model import format_duration, utcnow
+from watchdog.model import Source, format_duration, utcnow
 from watchdog.policy import Policy
+from watchdog.report import CycleReport
 from watchdog.runtime import Runtime, open_runtime
 from watchdog.server import bind_listener, build_app, make_server
 
@@ -113,6 +120,9 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._exposition: MetricsExposition | None = None
         self._reloads: set[asyncio.Task[None]] = set()
+        # Where the token came from a file, its content at the last read (see _refresh_token).
+        self._token_file = token_file_in_use(policy) if token is not None else None
+        self._token_digest = _digest(Path(self._token_file)) if self._token_file else None
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -271,13 +281,62 @@ class Daemon:
             if self._stop.is_set():
                 return
             self._reload(force=False)
+            self._refresh_token(trigger="file_changed")
             assert self._runtime is not None
             try:
-                await self._runtime.watchdog.run_cycle()
+                await self._run_cycle(self._runtime)
             except Exception:  # logged with its traceback and counted by run_cycle
                 return
             if self._exposition is not None:
                 self._exposition.prerender()
+
+    # --- token rotation ----------------------------------------------------------------------
+
+    async def _run_cycle(self, runtime: Runtime) -> CycleReport:
+        """One cycle; when the API refused the token (401) and `tfc.token_file` now holds a
+        new one (the Secret was rotated, the old token revoked before the kubelet updated the
+        file), the cycle runs again at once with the new token instead of leaving the
+        watchdog blind for a whole interval. Once only, and not after a stop request: a
+        refused new token waits for the next cycle."""
+        report = await runtime.watchdog.run_cycle()
+        refused = any(
+            o.source is Source.TFC and o.error_reason == "unauthorized" for o in report.observations
+        )
+        if refused and not self._stop.is_set() and self._refresh_token(trigger="unauthorized"):
+            report = await runtime.watchdog.run_cycle()
+        return report
+
+    def _refresh_token(self, *, trigger: str) -> bool:
+        """Re-read `tfc.token_file` when its content changed and hand a new token to the
+        client; True when a new token is in use from the next request on.
+
+        The content is compared, not the mtime: Kubernetes updates a Secret volume by
+        swapping a symlink. A token from env TFC_WATCHDOG_TOKEN is never re-read (a process's
+        environment cannot change). An unreadable or invalid file keeps the current token.
+        """
+        if self._token_file is None or self._runtime is None:
+            return False
+        client = self._runtime.tfc_client
+        digest = _digest(Path(self._token_file))
+        if client is None or digest == self._token_digest:
+            return False
+        self._token_digest = digest
+        try:
+            token = read_token_file(self._token_file)
+        except ConfigError as exc:
+            log.error(
+                "token_reload_rejected",
+                errors=exc.lines,
+                note="the previous token stays in use",
+            )
+            return False
+        if self.token is not None and token.get_secret_value() == self.token.get_secret_value():
+            return False
+        client.set_token(token.get_secret_value())
+        self.token = token
+        # Never the token itself: read_token_file registered it with the log redaction too.
+        log.info("token_reloaded", token_file=self._token_file, trigger=trigger)
+        return True
 
     # --- config reload -----------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ class Runtime:
     actor: Actor | None
     # The S3-backend lock sources (DynamoDB tables, .tflock buckets), by source.
     backend: dict[Source, DynamoDbLockSource | S3LockfileSource] = field(default_factory=dict)
+    # The TFC API client, for `set_token` when the token file is rotated.
+    tfc_client: TfcClient | None = None
 
 
 def tls_verify(policy: Policy) -> bool | str:
@@ -52,6 +54,7 @@ async def open_runtime(
     async with contextlib.AsyncExitStack() as stack:
         sources: list[ObservingSource] = []
         tfc: TfcSource | None = None
+        client: TfcClient | None = None
         if policy.tfc is not None:
             if token is None:
                 raise ValueError("a TFC token is required when `tfc` is configured")
@@ -89,7 +92,7 @@ async def open_runtime(
             identity_source=tfc,
             actor=actor,
         )
-        yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor, backend=backend)
+        yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
 
 
 def _open_backend(

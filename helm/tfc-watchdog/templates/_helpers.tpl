@@ -175,10 +175,13 @@ RESTART_ONLY), as JSON with sorted keys: what checksum/restart-config hashes. */
 {{- pick (include "tfc-watchdog.config" . | fromYaml) "listen" "state_file" "tfc" "s3_backend" | toJson }}
 {{- end }}
 
+{{/* The hash of the data of the Secret the chart renders (not its labels, which change
+with the chart version); with existingSecret only the reference can be hashed: the chart
+never sees that Secret's data. */}}
 {{- define "tfc-watchdog.secretChecksum" -}}
 {{- if .Values.token.existingSecret }}
 {{- printf "%s/%s" .Values.token.existingSecret .Values.token.existingSecretKey | sha256sum }}
 {{- else }}
-{{- .Values.token.value | sha256sum }}
+{{- (include (print $.Template.BasePath "/secret.yaml") . | fromYaml).data | toJson | sha256sum }}
 {{- end }}
 {{- end }}

@@ -284,6 +284,9 @@ class TfcClient:
     ) -> None:
         self._address = address.rstrip("/")
         self._token = token
+        # Tokens this client used before `set_token`: a response to a request sent with one
+        # may still quote it, so they stay redacted for the life of the client.
+        self._retired_tokens: list[str] = []
         self._timeout = timeout
         self._metrics = metrics
         self._sleep = sleep
@@ -336,6 +339,18 @@ class TfcClient:
     def rate(self) -> float:
         """Requests per second the limiter currently allows."""
         return self._limiter.rate
+
+    def set_token(self, token: str) -> None:
+        """Use `token` from the next request on (a rotated Secret): the Authorization header
+        and the redaction change together. A request already sent keeps the old header, and
+        the old token stays redacted, since an error text of that request may quote it."""
+        if not token or token == self._token:
+            return
+        if self._token and self._token not in self._retired_tokens:
+            self._retired_tokens.append(self._token)
+        self._token = token
+        # httpx builds each request's headers from the client's at send time.
+        self._http.headers["Authorization"] = f"Bearer {token}"
 
     def server_now(self) -> datetime:
         """The API server's clock: the `Date` header of the latest response, else local UTC."""
@@ -672,7 +687,10 @@ class TfcClient:
     # --- errors -----------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        for secret in (self._token, *self._retired_tokens):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def _transport_error(self, exc: httpx.TransportError, endpoint: str) -> TransportError:
         if isinstance(exc, httpx.TimeoutException):
