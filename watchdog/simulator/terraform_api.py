@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watchdog.simulator.access import READ, WRITE
-from watchdog.simulator.api import Ctx, document, endpoint, error
+from watchdog.simulator.api import Ctx, _paginate, document, endpoint, error
 from watchdog.simulator.clock import iso_ms
 from watchdog.simulator.errors import ApiError, conflict, not_found
 from watchdog.simulator.render import API
@@ -62,7 +62,7 @@ def state_version_doc(sv: StateVersion, server: str) -> dict[str, Any]:
             "serial": sv.serial,
             "md5": sv.md5,
             "lineage": sv.lineage,
-            "status": "finalized" if sv.finalized else "pending",
+            "status": _status(sv),
             "created-at": iso_ms(sv.created_at),
             "size": len(sv.state or b""),
             "state-version": 4,
@@ -245,6 +245,52 @@ async def create_state_version(ctx: Ctx) -> Response:
     return document({"data": state_version_doc(sv, _server(ctx.request))}, 201)
 
 
+_STATUSES = ("pending", "finalized", "discarded")
+
+
+async def list_state_versions(ctx: Ctx) -> Response:
+    """`GET /state-versions?filter[workspace][name]=&filter[organization][name]=`, newest
+    first, optionally `filter[status]=pending|finalized|discarded`.
+
+    Both name filters are required (https://developer.hashicorp.com/terraform/cloud-docs/
+    api-docs/state-versions, "List State Versions for a Workspace"); without them, or for a
+    workspace the caller may not read, 404.
+    """
+    query = ctx.request.query_params
+    org = query.get("filter[organization][name]", "")
+    name = query.get("filter[workspace][name]", "")
+    if not org or not name:
+        raise not_found()
+    ctx.organization_workspaces(org)
+    ws_id = ctx.world.organizations[org].by_name.get(name)
+    if ws_id is None:
+        raise not_found()
+    ws = ctx.workspace(ws_id)
+    status = query.get("filter[status]")
+    if status is not None and status not in _STATUSES:
+        raise ApiError(422, "invalid attribute", f"filter[status] must be one of {_STATUSES}")
+    versions = sorted(
+        (sv for sv in ctx.world.state_versions.values() if sv.workspace_id == ws.id),
+        key=lambda sv: (sv.created_at, sv.id),
+        reverse=True,
+    )
+    if status is not None:
+        versions = [sv for sv in versions if _status(sv) == status]
+    by_id = {sv.id: sv for sv in versions}
+    page, meta, links = _paginate(ctx.request, list(by_id))
+    server = _server(ctx.request)
+    body = {
+        "data": [state_version_doc(by_id[i], server) for i in page],
+        "links": links,
+        "meta": meta,
+    }
+    return document(body)
+
+
+def _status(sv: StateVersion) -> str:
+    return "finalized" if sv.finalized else "pending"
+
+
 async def show_state_version(ctx: Ctx) -> Response:
     """`GET /state-versions/:id`."""
     sv = ctx.world.state_versions.get(ctx.param("id"))
@@ -309,6 +355,7 @@ API_ROUTES = [
         methods=["GET"],
     ),
     Route("/workspaces/{id}/state-versions", endpoint(create_state_version), methods=["POST"]),
+    Route("/state-versions", endpoint(list_state_versions), methods=["GET"]),
     Route("/state-versions/{id}", endpoint(show_state_version), methods=["GET"]),
 ]
 ROOT_ROUTES = [
