@@ -130,6 +130,28 @@ class ActionRecord:
     at: _Stamp
 
 
+@dataclass(frozen=True, slots=True)
+class ClearedLock:
+    """A lock memory.update() found gone: what the time-to-clear histogram observes, once."""
+
+    source: str
+    workspace_id: str
+    holder_id: str
+    # Its observed age when last seen (server clock): when the watchdog ended it, exactly the
+    # age it acted at (act runs in the cycle of that sighting); else a lower bound, short by
+    # at most the time between two cycles.
+    age: timedelta
+    # A POST of ours on its workspace since that sighting may have ended it (done, unknown,
+    # or sent and never completed: a process killed in flight).
+    by_watchdog: bool
+
+
+# Outcomes of a POST after which the server certainly did nothing.
+_DID_NOTHING = frozenset(
+    {Outcome.FAILED.value, Outcome.FORBIDDEN.value, Outcome.SKIPPED_CHANGED.value}
+)
+
+
 # (source, workspace id, holder id). For S3-backend locks the "workspace id" is
 # `<table or bucket>/<state path>` and the holder id is Terraform's lock ID.
 _Key = tuple[str, str, str]
@@ -360,8 +382,9 @@ class Memory:
         now: datetime,
         *,
         max_gap: timedelta = _DEFAULT_GAP,
-    ) -> None:
+    ) -> list[ClearedLock]:
         """Record this cycle's locks: first-seen for new ones, one more sighting for each.
+        Returns the locks found gone this cycle (each once: its entry is dropped).
 
         `now` is the cycle's (server) time, on which ages are measured. A lock last seen
         longer than `max_gap` ago (on the watchdog's own clock) starts over as if new: the
@@ -375,6 +398,7 @@ class Memory:
         stamp = self._now()
         self._cycles += 1
         seen: set[_Key] = set()
+        cleared: list[ClearedLock] = []
         for observation in observations:
             for key in _held_locks(observation):
                 if key in seen:
@@ -427,7 +451,28 @@ class Memory:
                 )
                 if gone_from_complete_read or key[1] in read_ids:
                     del self._locks[key]
+                    cleared.append(self._cleared(key, entry))
         self._prune_actions(stamp)
+        return cleared
+
+    def _cleared(self, key: _Key, entry: _LockEntry) -> ClearedLock:
+        source, workspace_id, holder_id = key
+        # Our POSTs come after the update() of their cycle, so one made since the lock's last
+        # sighting is stamped later than it (both on the watchdog's own clock).
+        ours = any(
+            record.source == source
+            and record.workspace_id == workspace_id
+            and record.at.ticks >= entry.last_seen.ticks
+            and record.outcome not in _DID_NOTHING
+            for record in self._actions
+        )
+        return ClearedLock(
+            source=source,
+            workspace_id=workspace_id,
+            holder_id=holder_id,
+            age=max(timedelta(0), entry.last_seen_at - entry.first_seen),
+            by_watchdog=ours,
+        )
 
     def first_seen(
         self, workspace_id: str, holder_id: str, source: Source = Source.TFC

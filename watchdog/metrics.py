@@ -15,9 +15,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from watchdog import __version__
 from watchdog.exposition import ListingRegistry
-from watchdog.model import ActionKind, LockState, Outcome
+from watchdog.model import ActionKind, LockState, Outcome, Source
 
 PREFIX = "tfc_watchdog"
+# Lock ages at clear: minutes (a run's own lock) to days (a forgotten CLI lock), with the
+# common `lock_stale_after` values (1h, 2h, 4h, 12h, 24h) as bounds, so an SLO such as
+# "99% of locks cleared within 4h" reads straight off a bucket.
+LOCK_AGE_BUCKETS = (
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    7200,
+    4 * 3600,
+    8 * 3600,
+    12 * 3600,
+    86400,
+    2 * 86400,
+    7 * 86400,
+)
 
 # Fixed values of the `reason` label of observe_errors_total (bounded cardinality).
 ERROR_REASONS = (
@@ -117,6 +134,14 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
         )
+        self.lock_age_at_clear = Histogram(
+            f"{PREFIX}_lock_age_at_clear_seconds",
+            "Observed age of each lock when it went away, observed once per lock; cleared_by "
+            "`watchdog` when a POST of ours may have ended it, else `other`.",
+            ["source", "cleared_by"],
+            buckets=LOCK_AGE_BUCKETS,
+            registry=r,
+        )
         self.cycles = Counter(f"{PREFIX}_cycles", "Cycles started.", registry=r)
         self.cycle_failures = Counter(
             f"{PREFIX}_cycle_failures",
@@ -166,6 +191,9 @@ class Metrics:
         for action in ActionKind:
             for outcome in Outcome:
                 self.actions.labels(action=action.value, outcome=outcome.value)
+        for source in Source:
+            for cleared_by in ("watchdog", "other"):
+                self.lock_age_at_clear.labels(source=source.value, cleared_by=cleared_by)
 
     def per_lock_collectors(self) -> tuple[Gauge, ...]:
         """The per-workspace families, written only by publish_locks() and
@@ -183,6 +211,10 @@ class Metrics:
         self.observe_errors.labels(
             source=source, reason=reason if reason in ERROR_REASONS else "other"
         ).inc()
+
+    def lock_cleared(self, source: str, *, by_watchdog: bool, age_seconds: float) -> None:
+        cleared_by = "watchdog" if by_watchdog else "other"
+        self.lock_age_at_clear.labels(source=source, cleared_by=cleared_by).observe(age_seconds)
 
     def action(self, action: ActionKind, outcome: Outcome) -> None:
         self.actions.labels(action=action.value, outcome=outcome.value).inc()
