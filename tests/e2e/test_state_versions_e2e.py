@@ -17,6 +17,8 @@ from tests.e2e.conftest import (
     Harness,
     StartSimulator,
     audit,
+    metric,
+    metrics_text,
     posts,
     report_at,
     scenario,
@@ -56,6 +58,8 @@ def test_a_pending_state_version_holds_the_force_unlock_until_it_is_finalized(
             assert sim.workspace("stale")["locked"] is True
             sim.finalize_state_version(version["id"])
             daemon.wait_for_event("action", action="force_unlock", outcome="done")
+            daemon.wait_cycles(2)
+            text = metrics_text(daemon)
         requests = sim.requests()
         sent = [(r["path"], r["status"]) for r in posts(sim)]
     assert "state upload pending" in held["detail"]
@@ -69,6 +73,12 @@ def test_a_pending_state_version_holds_the_force_unlock_until_it_is_finalized(
     }
     # One check per attempt, never more than the attempts (only before an unlock).
     assert len(checks) == len(audit(daemon))
+    # Time to clear: observed once, ours, at the age the lock had when it was force-unlocked
+    # (the simulated clock stood still after the advance).
+    clear = "tfc_watchdog_lock_age_at_clear_seconds"
+    assert metric(text, f"{clear}_count", source="tfc", cleared_by="watchdog") == 1
+    assert metric(text, f"{clear}_sum", source="tfc", cleared_by="watchdog") == HOUR + 1
+    assert metric(text, f"{clear}_count", source="tfc", cleared_by="other") == 0
 
 
 @pytest.mark.parametrize(
