@@ -75,6 +75,14 @@ class Metrics:
             ["source", "organization", "workspace", "holder_type"],
             registry=r,
         )
+        self.lock_last_activity = Gauge(
+            f"{PREFIX}_lock_last_activity_timestamp_seconds",
+            "The last sign of life of a user/team lock's holder: its workspace's "
+            "latest-change-at when it moved while the lock was held (Unix time); the series "
+            "exists only then.",
+            ["source", "organization", "workspace", "holder_type"],
+            registry=r,
+        )
         self.lock_stale = Gauge(
             f"{PREFIX}_lock_stale",
             "1 while the lock is older than its rule's threshold (or its run is stuck).",
@@ -198,7 +206,13 @@ class Metrics:
     def per_lock_collectors(self) -> tuple[Gauge, ...]:
         """The per-workspace families, written only by publish_locks() and
         publish_runs_blocked(), which bump `locks_version` (see watchdog/exposition.py)."""
-        return (self.lock_since, self.lock_stale, self.stuck_runs, self.runs_blocked)
+        return (
+            self.lock_since,
+            self.lock_last_activity,
+            self.lock_stale,
+            self.stuck_runs,
+            self.runs_blocked,
+        )
 
     # --- helpers used by the stages -----------------------------------------------------------
 
@@ -233,6 +247,7 @@ class Metrics:
         Runs synchronously in the event loop, so a scrape never sees a half-updated set.
         """
         self.lock_since.clear()
+        self.lock_last_activity.clear()
         self.lock_stale.clear()
         self.stuck_runs.clear()
         for lock in locks:
@@ -243,6 +258,8 @@ class Metrics:
                 "holder_type": lock.holder.type.value,
             }
             self.lock_since.labels(**base).set(lock.since.timestamp())
+            if lock.last_activity is not None:
+                self.lock_last_activity.labels(**base).set(lock.last_activity.timestamp())
             self.lock_stale.labels(**base, rule=lock.rule).set(1 if lock.stale else 0)
         counts: dict[tuple[str, str], int] = {}
         for organization, status in stuck_runs:

@@ -315,10 +315,17 @@ class SimulatorServer:
         return result
 
     def add_state_version(
-        self, workspace: str, principal: str | None = None, organization: str | None = None
+        self,
+        workspace: str,
+        principal: str | None = None,
+        organization: str | None = None,
+        *,
+        finalized: bool = False,
     ) -> dict[str, Any]:
-        """A state version created and left pending (its upload has not landed)."""
+        """A state version created and left pending (its upload has not landed), or with
+        `finalized` uploaded at once (an intermediate snapshot of a long apply)."""
         body: dict[str, Any] = {"principal": principal} if principal else {}
+        body["finalized"] = finalized
         if organization:
             body["organization"] = organization
         result: dict[str, Any] = self._call(

@@ -17,7 +17,7 @@ token, name or id. Errors: 400 `{"error": "..."}`.
 | `POST /_sim/workspaces/{ws}/runs` | `{"status", "principal", "age", "duration", | start a run |
 |   |  `"hangs_on_cancel"}` (seconds) | |
 | `POST /_sim/workspaces/{ws}/state-version-pending` | `{"unlocks": N}` | next N unlocks: 503 |
-| `POST /_sim/workspaces/{ws}/state-versions` | `{"principal"}` | a pending state version |
+| `POST /_sim/workspaces/{ws}/state-versions` | `{"principal", "finalized"}` | a state version |
 | `POST /_sim/state-versions/{id}/finalize` | | its state upload lands |
 | `POST /_sim/runs/{id}/status` | `{"status"}` | move a run |
 | `POST /_sim/runs/{id}/hangs-on-cancel` | `{"value": true}` | ignore cancels |
@@ -232,7 +232,11 @@ async def add_state_version(request: Request, sim: Simulator, body: dict[str, An
     who = body.get("principal")
     creator = _principal(sim.world, str(who), ws.organization).id if who else "user-admin"
     sv = sim.world.add_state_version(ws, creator)
-    return {"id": sv.id, "status": "pending", "workspace": _summary(sim.world, ws)}
+    if body.get("finalized"):
+        # An intermediate snapshot of a long apply: created and uploaded at once.
+        sim.world.finalize_state_version(sv)
+    status = "finalized" if sv.finalized else "pending"
+    return {"id": sv.id, "status": status, "workspace": _summary(sim.world, ws)}
 
 
 async def finalize_state_version(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:

@@ -131,6 +131,8 @@ class Workspace:
     pending_state_version_unlocks: int = 0
     # The Terraform state (terraform_api.py): the id of the current (finalized) version.
     current_state_version_id: str | None = None
+    # `latest-change-at`: when the latest state version was created (None: never).
+    latest_change_at: datetime | None = None
 
     @property
     def locked(self) -> bool:
@@ -441,6 +443,7 @@ class World:
             created_by=created_by,
         )
         self.state_versions[sv.id] = sv
+        workspace.latest_change_at = sv.created_at
         return sv
 
     def finalize_state_version(self, sv: StateVersion, state: bytes | None = None) -> None:

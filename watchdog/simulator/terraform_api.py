@@ -242,6 +242,7 @@ async def create_state_version(ctx: Ctx) -> Response:
             sv.json_state = _b64(attributes["json-state"], "json-state")
         _finalize(ws, sv)
     ctx.world.state_versions[sv.id] = sv
+    ws.latest_change_at = sv.created_at
     return document({"data": state_version_doc(sv, _server(ctx.request))}, 201)
 
 
