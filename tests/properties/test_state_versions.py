@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -39,7 +40,9 @@ from tests.properties.world import (
     cases,
 )
 
-UPLOADS = ("pending_at_list", "pending_at_reread", "finalize")
+# A snapshot is a version created and uploaded at once: an intermediate state upload of a
+# long CLI apply, a sign of life of the lock's holder (it moves `latest-change-at`).
+UPLOADS = ("pending_at_list", "pending_at_reread", "finalize", "snapshot_at_list")
 FAILURES = ("404", "500", "timeout", "not_json", "no_status")
 _STATE_VERSIONS = "/api/v2/state-versions"
 
@@ -89,6 +92,8 @@ class UploadTrace:
     checks: list[Check] = field(default_factory=list)
     # index in Trace.events of each unlock POST -> pending versions of its workspace then
     pending_at_post: dict[int, int] = field(default_factory=dict)
+    # cycle -> workspace id -> its latest state version's creation time at the list read
+    changed_at: dict[int, dict[str, datetime | None]] = field(default_factory=dict)
 
 
 class UploadingRecorder(Recorder):
@@ -117,6 +122,11 @@ class UploadingRecorder(Recorder):
                 elif upload == "finalize":
                     for sv in world.pending_state_versions(ws):
                         world.finalize_state_version(sv)
+                elif upload == "snapshot_at_list":
+                    world.finalize_state_version(world.add_state_version(ws, "user-writer"))
+            self.uploads.changed_at[self.cycle] = {
+                ws_id: world.workspaces[ws_id].latest_change_at for ws_id in self.trace.ids
+            }
         elif request.method == "GET" and (match := _WS_GET.search(path)):
             if self._plan(case.uploads, match[1]) == "pending_at_reread":
                 world.add_state_version(world.workspaces[match[1]], "user-writer")
@@ -207,3 +217,28 @@ def test_no_unlock_while_a_state_version_is_pending_or_the_check_failed(
         last = checks[-1]
         assert last.event_index > rereads[-1], post
         assert last.answered, post
+
+
+@PROPERTY
+@given(upload_cases())
+def test_no_unlock_of_a_lock_whose_workspace_showed_activity_within_its_threshold(
+    harness: Harness, case: UploadCase
+) -> None:
+    """A state version created while a user/team lock was held (its workspace's
+    `latest-change-at` moved after the lock was first seen) is a sign of life: no unlock
+    until the lock has been quiet for its `lock_stale_after`."""
+    trace = harness.run(case)
+    recorder = harness.recorder
+    assert isinstance(recorder, UploadingRecorder)
+    spared = 0
+    for post in trace.posts:
+        if post.kind not in ("unlock", "force-unlock") or post.before.holder is None:
+            continue
+        changed = recorder.uploads.changed_at[post.cycle][post.workspace_id]
+        first_seen = trace.first_seen[post.cycle].get((post.workspace_id, post.before.holder[1]))
+        if changed is None or first_seen is None or changed <= first_seen:
+            continue
+        _, threshold = case.rule_of(post.before.tags)
+        assert post.at - changed > timedelta(seconds=threshold), post
+        spared += 1
+    event(f"unlocks after activity, past the threshold: {min(spared, 1)}")
