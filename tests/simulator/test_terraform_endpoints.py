@@ -344,3 +344,27 @@ def test_admin_leaves_a_version_pending_and_finalizes_it(simulator: SimulatorSer
     assert after.json()["data"] == []
     assert current.json()["data"]["id"] == created["id"]
     assert unlocked.status_code == 200
+
+
+def test_snapshot_interval_header_and_latest_change_at_follow_state_versions(
+    simulator: SimulatorServer,
+) -> None:
+    """HCP Terraform asks for intermediate snapshots with `X-Terraform-Snapshot-Interval` on
+    the state-version answers; each version created moves the workspace's latest-change-at."""
+    ws = _ws_id(simulator)
+    with simulator.client(USER_TOKEN) as api:
+        quiet = api.get(f"workspaces/{ws}/current-state-version")
+        simulator.settings(snapshot_interval=2)
+        before = api.get(f"workspaces/{ws}").json()["data"]["attributes"]["latest-change-at"]
+        missing = api.get(f"workspaces/{ws}/current-state-version")
+        _locked(api, ws)
+        simulator.advance(60)
+        created = api.post(f"workspaces/{ws}/state-versions", json=_state_version_body())
+        after = api.get(f"workspaces/{ws}").json()["data"]["attributes"]["latest-change-at"]
+        simulator.settings(snapshot_interval=0)
+    assert "X-Terraform-Snapshot-Interval" not in quiet.headers
+    assert missing.status_code == 404
+    assert missing.headers["X-Terraform-Snapshot-Interval"] == "2"
+    assert created.headers["X-Terraform-Snapshot-Interval"] == "2"
+    assert after == created.json()["data"]["attributes"]["created-at"]
+    assert after > before

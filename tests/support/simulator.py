@@ -346,7 +346,8 @@ class SimulatorServer:
         return result
 
     def settings(self, **values: float) -> dict[str, Any]:
-        """Change `rate_limit`, `run_list_per_minute` or `latency_ms` (buckets refill)."""
+        """Change `rate_limit`, `run_list_per_minute`, `latency_ms` (buckets refill) or
+        `snapshot_interval` (seconds of `X-Terraform-Snapshot-Interval`; 0: not sent)."""
         result: dict[str, Any] = self._call("POST", "/settings", json=values)
         return result
 

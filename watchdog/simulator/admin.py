@@ -21,7 +21,8 @@ token, name or id. Errors: 400 `{"error": "..."}`.
 | `POST /_sim/state-versions/{id}/finalize` | | its state upload lands |
 | `POST /_sim/runs/{id}/status` | `{"status"}` | move a run |
 | `POST /_sim/runs/{id}/hangs-on-cancel` | `{"value": true}` | ignore cancels |
-| `POST /_sim/settings` | `{"rate_limit", "run_list_per_minute", "latency_ms"}` | change limits |
+| `POST /_sim/settings` | `{"rate_limit", "run_list_per_minute", "latency_ms", | change limits |
+|   |  "snapshot_interval"}` | |
 | `GET /_sim/state` | `?organization=&locked=true` | compact dump of workspaces |
 """
 
@@ -269,14 +270,12 @@ async def show_run(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:
 
 
 async def change_settings(request: Request, sim: Simulator, body: dict[str, Any]) -> Any:
-    for key in ("rate_limit", "run_list_per_minute", "latency_ms"):
+    keys = ("rate_limit", "run_list_per_minute", "latency_ms", "snapshot_interval")
+    for key in keys:
         if key in body:
             setattr(sim.settings, key, float(body[key]))
     sim.limiter.reset()
-    return {
-        key: getattr(sim.settings, key)
-        for key in ("rate_limit", "run_list_per_minute", "latency_ms")
-    }
+    return {key: getattr(sim.settings, key) for key in keys}
 
 
 async def dump_state(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:

@@ -191,10 +191,23 @@ async def entitlement_set(ctx: Ctx) -> Response:
     )
 
 
+def _snapshot_interval(ctx: Ctx, response: Response) -> Response:
+    """HCP Terraform's `X-Terraform-Snapshot-Interval` on the answers Terraform reads it from
+    (the current state version and a created one), when the simulator is set to send it."""
+    seconds = ctx.sim.settings.snapshot_interval
+    if seconds > 0:
+        response.headers["X-Terraform-Snapshot-Interval"] = str(int(seconds))
+    return response
+
+
 async def current_state_version(ctx: Ctx) -> Response:
     """`GET /workspaces/:id/current-state-version`: 404 when the workspace has no state."""
     ws = ctx.workspace(ctx.param("id"))
-    return document({"data": state_version_doc(_current(ctx, ws), _server(ctx.request))})
+    try:
+        sv = _current(ctx, ws)
+    except ApiError as exc:
+        return _snapshot_interval(ctx, error(exc))
+    return _snapshot_interval(ctx, document({"data": state_version_doc(sv, _server(ctx.request))}))
 
 
 async def current_state_version_outputs(ctx: Ctx) -> Response:
@@ -243,7 +256,9 @@ async def create_state_version(ctx: Ctx) -> Response:
         _finalize(ws, sv)
     ctx.world.state_versions[sv.id] = sv
     ws.latest_change_at = sv.created_at
-    return document({"data": state_version_doc(sv, _server(ctx.request))}, 201)
+    return _snapshot_interval(
+        ctx, document({"data": state_version_doc(sv, _server(ctx.request))}, 201)
+    )
 
 
 _STATUSES = ("pending", "finalized", "discarded")
