@@ -11,6 +11,17 @@ For each planned action, in the order decide.py gives (oldest finding first):
    and the same run in the same status; else `skipped_changed`. A failed re-read is `failed`.
 3. Permissions from the fresh read (`permissions.can-*`); without them `forbidden`, logged
    once per workspace and action for the life of the process (counted every time).
+   Then, for `unlock`/`force_unlock` only, one GET for the workspace's pending state versions
+   (a read: it spends no action budget, it is counted in the API request metrics). The docs
+   (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/state-versions): a
+   workspace cannot be unlocked until its latest state version is finalized, but a
+   force-unlock proceeds anyway and can lose the upload of the process that held the lock.
+   A pending version is `failed` with `retry_later` and "state upload pending" (the same
+   outcome as an unlock answered "state version pending", so one alert covers both: decide
+   plans it again next cycle). A check that cannot be made (any API error, an unreadable
+   body) is `failed` with its reason, as a failed re-read is: nothing is taken on faith.
+   It comes after the permission check so a workspace the token may not unlock costs no
+   request, and before dry-run so a preview says what a real cycle would do.
 4. Dry-run: `dry_run`, logged as `would <action> <org>/<workspace>` with every field.
 5. Else the intent is written to the state file (fsynced) and exactly one POST is sent; its
    record is then completed with the outcome. An intent that cannot be written is `failed`
@@ -95,6 +106,7 @@ class ActionTarget(Protocol):
     async def discard_run(self, run_id: str, comment: str) -> None: ...
     async def unlock_workspace(self, workspace_id: str) -> None: ...
     async def force_unlock_workspace(self, workspace_id: str) -> None: ...
+    async def pending_state_versions(self, organization: str, workspace: str) -> int: ...
     def now(self) -> datetime: ...
 
 
@@ -104,6 +116,8 @@ class Verdict:
 
     outcome: Outcome | None = None
     detail: str = ""
+    # Try again next cycle (a pending state version): see ActionResult.retry_later.
+    retry_later: bool = False
 
 
 class Executor(Protocol):
@@ -142,6 +156,26 @@ class TfcExecutor:
         missing = _missing_permission(action, fresh)
         if missing:
             return Verdict(Outcome.FORBIDDEN, f"the token lacks {missing}")
+        if action.kind in _UNLOCKS:
+            return await self._state_upload_check(action, fresh)
+        return Verdict()
+
+    async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
+        """No unlock while a state version is pending, nor when that cannot be checked."""
+        try:
+            organization = fresh.organization or action.organization
+            pending = await self._target.pending_state_versions(organization, fresh.name)
+        except TfcError as exc:
+            return Verdict(
+                Outcome.FAILED, f"pending state versions could not be checked; not unlocking: {exc}"
+            )
+        if pending:
+            return Verdict(
+                Outcome.FAILED,
+                f"state upload pending ({pending} state version(s) not finalized); "
+                "retrying next cycle",
+                retry_later=True,
+            )
         return Verdict()
 
     async def perform(self, action: PlannedAction) -> ActionResult:
@@ -390,7 +424,9 @@ class Actor:
             if verdict.outcome is not None:
                 self._finish(
                     results,
-                    ActionResult(action, verdict.outcome, verdict.detail),
+                    ActionResult(
+                        action, verdict.outcome, verdict.detail, retry_later=verdict.retry_later
+                    ),
                     # A missing permission does not fix itself: say it once, count it always.
                     once=verdict.outcome is Outcome.FORBIDDEN,
                 )

@@ -197,7 +197,12 @@ class Watchdog:
             for observation in chunk
         ]
         now = _cycle_now(observations)
-        self.memory.update(observations, now, max_gap=allowed_gap(self.policy.interval))
+        cleared = self.memory.update(observations, now, max_gap=allowed_gap(self.policy.interval))
+        # Time to clear: each lock memory found gone, once, attributed by our own POST records.
+        for lock in cleared:
+            self.metrics.lock_cleared(
+                lock.source, by_watchdog=lock.by_watchdog, age_seconds=lock.age.total_seconds()
+            )
         identity = await self._identity_once()
         decision = decide(observations, self.policy, self.memory, now, identity)
         # Say what was found (and why some of it is left alone) before acting on it, so the

@@ -40,7 +40,7 @@ clock, and the restraint says why nothing is done). A lock whose info could not 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from watchdog.memory import Memory, backend_lock_key
@@ -170,8 +170,11 @@ def _lock_state(
     if holder.type is HolderType.RUN:
         # Held by a run other than the current one: its status is unknown, so never stale.
         return _make_lock(workspace, rule, holder, since, now, "first_seen", False, None)
+    # A user/team lock: aged from its first sighting or its holder's last sign of life.
     stale = now - since > rule.lock_stale_after
-    return _make_lock(workspace, rule, holder, since, now, "first_seen", stale, None)
+    lock = _make_lock(workspace, rule, holder, since, now, "first_seen", stale, None)
+    activity = memory.last_activity(workspace.id, holder.id)
+    return lock if activity is None else replace(lock, last_activity=activity)
 
 
 def _make_lock(

@@ -48,7 +48,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from watchdog.model import BackendLock, Observation, Outcome, PlannedAction, Source
+from watchdog.model import BackendLock, HolderType, Observation, Outcome, PlannedAction, Source
 
 log = structlog.get_logger(__name__)
 
@@ -116,6 +116,10 @@ class _LockEntry:
     last_seen_at: datetime
     # The number of this process's update() that last saw it; None when loaded from the file.
     last_cycle: int | None = None
+    # The latest sign of life of a user/team lock's holder seen while the lock was held: its
+    # workspace's `latest-change-at`, when later than the first sighting (server clock). The
+    # age runs from it. Not saved: every list read carries it again, before decide runs.
+    activity: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -128,6 +132,28 @@ class ActionRecord:
     workspace_id: str
     outcome: str | None  # None: sent (or about to be) and not completed, e.g. killed
     at: _Stamp
+
+
+@dataclass(frozen=True, slots=True)
+class ClearedLock:
+    """A lock memory.update() found gone: what the time-to-clear histogram observes, once."""
+
+    source: str
+    workspace_id: str
+    holder_id: str
+    # Its observed age when last seen (server clock): when the watchdog ended it, exactly the
+    # age it acted at (act runs in the cycle of that sighting); else a lower bound, short by
+    # at most the time between two cycles.
+    age: timedelta
+    # A POST of ours on its workspace since that sighting may have ended it (done, unknown,
+    # or sent and never completed: a process killed in flight).
+    by_watchdog: bool
+
+
+# Outcomes of a POST after which the server certainly did nothing.
+_DID_NOTHING = frozenset(
+    {Outcome.FAILED.value, Outcome.FORBIDDEN.value, Outcome.SKIPPED_CHANGED.value}
+)
 
 
 # (source, workspace id, holder id). For S3-backend locks the "workspace id" is
@@ -360,8 +386,9 @@ class Memory:
         now: datetime,
         *,
         max_gap: timedelta = _DEFAULT_GAP,
-    ) -> None:
+    ) -> list[ClearedLock]:
         """Record this cycle's locks: first-seen for new ones, one more sighting for each.
+        Returns the locks found gone this cycle (each once: its entry is dropped).
 
         `now` is the cycle's (server) time, on which ages are measured. A lock last seen
         longer than `max_gap` ago (on the watchdog's own clock) starts over as if new: the
@@ -375,8 +402,9 @@ class Memory:
         stamp = self._now()
         self._cycles += 1
         seen: set[_Key] = set()
+        cleared: list[ClearedLock] = []
         for observation in observations:
-            for key in _held_locks(observation):
+            for key, activity in _held_locks(observation):
                 if key in seen:
                     continue
                 seen.add(key)
@@ -404,8 +432,13 @@ class Memory:
                     )
                     entry.first_seen = now
                     entry.sightings = 1
+                    entry.activity = None
                 else:
                     entry.sightings += 1
+                    if activity is not None and activity > entry.first_seen:
+                        # A state version created while the lock was held: its holder is alive.
+                        # A time ahead of the cycle's clock counts as now.
+                        entry.activity = min(activity, now)
                 entry.last_seen_at = now
                 entry.last_cycle = self._cycles
                 entry.last_seen = stamp
@@ -427,13 +460,45 @@ class Memory:
                 )
                 if gone_from_complete_read or key[1] in read_ids:
                     del self._locks[key]
+                    cleared.append(self._cleared(key, entry))
         self._prune_actions(stamp)
+        return cleared
+
+    def _cleared(self, key: _Key, entry: _LockEntry) -> ClearedLock:
+        source, workspace_id, holder_id = key
+        # Our POSTs come after the update() of their cycle, so one made since the lock's last
+        # sighting is stamped later than it (both on the watchdog's own clock).
+        ours = any(
+            record.source == source
+            and record.workspace_id == workspace_id
+            and record.at.ticks >= entry.last_seen.ticks
+            and record.outcome not in _DID_NOTHING
+            for record in self._actions
+        )
+        return ClearedLock(
+            source=source,
+            workspace_id=workspace_id,
+            holder_id=holder_id,
+            age=max(timedelta(0), entry.last_seen_at - entry.first_seen),
+            by_watchdog=ours,
+        )
 
     def first_seen(
         self, workspace_id: str, holder_id: str, source: Source = Source.TFC
     ) -> datetime | None:
+        """Where the lock's observed age starts: its first sighting, or the last sign of
+        life of its holder since then (see `last_activity`)."""
         entry = self._locks.get((source.value, workspace_id, holder_id))
-        return None if entry is None else entry.first_seen
+        if entry is None:
+            return None
+        return max(entry.first_seen, entry.activity or entry.first_seen)
+
+    def last_activity(
+        self, workspace_id: str, holder_id: str, source: Source = Source.TFC
+    ) -> datetime | None:
+        """The workspace's `latest-change-at` when it moved while this lock was held."""
+        entry = self._locks.get((source.value, workspace_id, holder_id))
+        return None if entry is None else entry.activity
 
     def sightings(self, workspace_id: str, holder_id: str, source: Source = Source.TFC) -> int:
         """In how many update() calls (cycles) this exact lock was seen without a gap; 0 if
@@ -508,17 +573,22 @@ def _unsafe_to_replace(path: str) -> str | None:
     return None
 
 
-def _held_locks(observation: Observation) -> Iterator[_Key]:
+def _held_locks(observation: Observation) -> Iterator[tuple[_Key, datetime | None]]:
+    """Each held lock's key, with its holder's sign of life (user/team locks of TFC only: a
+    run's lock ends with its run, and the S3 backend has no such field)."""
     source = observation.source.value
     for workspace in observation.workspaces:
         if workspace.id in observation.unreadable:
             continue
-        if workspace.locked and workspace.holder is not None:
-            yield source, workspace.id, workspace.holder.id
+        holder = workspace.holder
+        if workspace.locked and holder is not None:
+            alive = holder.type in (HolderType.USER, HolderType.TEAM)
+            key = (source, workspace.id, holder.id)
+            yield key, workspace.latest_change_at if alive else None
     for lock in observation.backend_locks:
         if lock.problem is None:
             workspace_id, holder_id = backend_lock_key(lock)
-            yield source, workspace_id, holder_id
+            yield (source, workspace_id, holder_id), None
 
 
 def _loaded_stamp(value: Any, now: _Stamp, *, future_is_gap: bool) -> _Stamp:

@@ -15,9 +15,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from watchdog import __version__
 from watchdog.exposition import ListingRegistry
-from watchdog.model import ActionKind, LockState, Outcome
+from watchdog.model import ActionKind, LockState, Outcome, Source
 
 PREFIX = "tfc_watchdog"
+# Lock ages at clear: minutes (a run's own lock) to days (a forgotten CLI lock), with the
+# common `lock_stale_after` values (1h, 2h, 4h, 12h, 24h) as bounds, so an SLO such as
+# "99% of locks cleared within 4h" reads straight off a bucket.
+LOCK_AGE_BUCKETS = (
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    7200,
+    4 * 3600,
+    8 * 3600,
+    12 * 3600,
+    86400,
+    2 * 86400,
+    7 * 86400,
+)
 
 # Fixed values of the `reason` label of observe_errors_total (bounded cardinality).
 ERROR_REASONS = (
@@ -55,6 +72,14 @@ class Metrics:
             f"{PREFIX}_lock_since_timestamp_seconds",
             "When the lock was taken (run locks: the run entered its status; user/team "
             "locks: first seen by this watchdog; S3 backend: the lock's Created).",
+            ["source", "organization", "workspace", "holder_type"],
+            registry=r,
+        )
+        self.lock_last_activity = Gauge(
+            f"{PREFIX}_lock_last_activity_timestamp_seconds",
+            "The last sign of life of a user/team lock's holder: its workspace's "
+            "latest-change-at when it moved while the lock was held (Unix time); the series "
+            "exists only then.",
             ["source", "organization", "workspace", "holder_type"],
             registry=r,
         )
@@ -117,6 +142,14 @@ class Metrics:
             buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
             registry=r,
         )
+        self.lock_age_at_clear = Histogram(
+            f"{PREFIX}_lock_age_at_clear_seconds",
+            "Observed age of each lock when it went away, observed once per lock; cleared_by "
+            "`watchdog` when a POST of ours may have ended it, else `other`.",
+            ["source", "cleared_by"],
+            buckets=LOCK_AGE_BUCKETS,
+            registry=r,
+        )
         self.cycles = Counter(f"{PREFIX}_cycles", "Cycles started.", registry=r)
         self.cycle_failures = Counter(
             f"{PREFIX}_cycle_failures",
@@ -166,11 +199,20 @@ class Metrics:
         for action in ActionKind:
             for outcome in Outcome:
                 self.actions.labels(action=action.value, outcome=outcome.value)
+        for source in Source:
+            for cleared_by in ("watchdog", "other"):
+                self.lock_age_at_clear.labels(source=source.value, cleared_by=cleared_by)
 
     def per_lock_collectors(self) -> tuple[Gauge, ...]:
         """The per-workspace families, written only by publish_locks() and
         publish_runs_blocked(), which bump `locks_version` (see watchdog/exposition.py)."""
-        return (self.lock_since, self.lock_stale, self.stuck_runs, self.runs_blocked)
+        return (
+            self.lock_since,
+            self.lock_last_activity,
+            self.lock_stale,
+            self.stuck_runs,
+            self.runs_blocked,
+        )
 
     # --- helpers used by the stages -----------------------------------------------------------
 
@@ -183,6 +225,10 @@ class Metrics:
         self.observe_errors.labels(
             source=source, reason=reason if reason in ERROR_REASONS else "other"
         ).inc()
+
+    def lock_cleared(self, source: str, *, by_watchdog: bool, age_seconds: float) -> None:
+        cleared_by = "watchdog" if by_watchdog else "other"
+        self.lock_age_at_clear.labels(source=source, cleared_by=cleared_by).observe(age_seconds)
 
     def action(self, action: ActionKind, outcome: Outcome) -> None:
         self.actions.labels(action=action.value, outcome=outcome.value).inc()
@@ -201,6 +247,7 @@ class Metrics:
         Runs synchronously in the event loop, so a scrape never sees a half-updated set.
         """
         self.lock_since.clear()
+        self.lock_last_activity.clear()
         self.lock_stale.clear()
         self.stuck_runs.clear()
         for lock in locks:
@@ -211,6 +258,8 @@ class Metrics:
                 "holder_type": lock.holder.type.value,
             }
             self.lock_since.labels(**base).set(lock.since.timestamp())
+            if lock.last_activity is not None:
+                self.lock_last_activity.labels(**base).set(lock.last_activity.timestamp())
             self.lock_stale.labels(**base, rule=lock.rule).set(1 if lock.stale else 0)
         counts: dict[tuple[str, str], int] = {}
         for organization, status in stuck_runs:

@@ -207,6 +207,9 @@ class Workspace:
     holder: Holder | None = None
     current_run: Run | None = None
     permissions: WorkspacePermissions = field(default_factory=WorkspacePermissions)
+    # `latest-change-at`: the creation time of the workspace's latest state version. None
+    # when the API did not send it. A CLI apply uploading intermediate snapshots moves it.
+    latest_change_at: datetime | None = None
     # (field, what is wrong) for each field protection, rule matching or acting depends on
     # that the API sent missing or malformed (`("tag-names", "tag-names missing")`). The
     # workspace is still reported, but decide.py takes no action on it while the policy
@@ -324,6 +327,9 @@ class LockState:
     reason: str | None
     run: Run | None = None
     lock_info: TerraformLockInfo | None = None
+    # The last sign of life of a user/team lock's holder: a state version created while the
+    # lock was held (the workspace's `latest-change-at` moved); the age restarts from it.
+    last_activity: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

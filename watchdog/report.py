@@ -63,6 +63,8 @@ def lock_to_json(lock: LockState) -> dict[str, Any]:
         "age_seconds": int(lock.age.total_seconds()),
         "age": format_age(lock.age),
         "age_source": lock.age_source,
+        # The holder's last sign of life (a state version created while it held the lock).
+        "last_activity": iso(lock.last_activity),
         "stale": lock.stale,
         "rule": lock.rule,
         "reason": lock.reason,
@@ -370,8 +372,7 @@ def render_table(report: CycleReport, width: int = DEFAULT_WIDTH) -> str:
                 [
                     f"{lock.organization}/{lock.workspace}",
                     holder,
-                    (iso(lock.since) or "")
-                    + ("" if lock.age_source != "first_seen" else " (first seen)"),
+                    (iso(lock.since) or "") + _since_note(lock),
                     format_age(lock.age),
                     ",".join(kinds) or ("stale" if lock.stale else "held"),
                     lock.rule,
@@ -595,3 +596,12 @@ class FindingLog:
                 continue
             log.info("finding_cleared", **finding_to_json(finding))
         self._active = current
+
+
+def _since_note(lock: LockState) -> str:
+    """Where a TFC lock's SINCE comes from, when it is not the run's own timestamp."""
+    if lock.age_source != "first_seen":
+        return ""
+    if lock.last_activity is not None and lock.since == lock.last_activity:
+        return " (last activity)"
+    return " (first seen)"

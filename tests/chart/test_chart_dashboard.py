@@ -60,6 +60,7 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "tfc_watchdog_api_requests_total",
         "tfc_watchdog_api_rate_limited_total",
         "tfc_watchdog_cycle_duration_seconds_bucket",
+        "tfc_watchdog_lock_age_at_clear_seconds_bucket",
         "tfc_watchdog_last_success_timestamp_seconds",
     ):
         assert metric in exprs

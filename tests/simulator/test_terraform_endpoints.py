@@ -281,3 +281,90 @@ def test_cli_tls_usage_errors_exit_2_with_one_line(args: tuple[str, ...], messag
     assert proc.returncode == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
+
+
+def _versions(api: httpx.Client, status: str | None = None, **names: str) -> httpx.Response:
+    params = {
+        "filter[workspace][name]": names.get("workspace", "terraform-local"),
+        "filter[organization][name]": names.get("organization", "demo"),
+    }
+    if status is not None:
+        params["filter[status]"] = status
+    return api.get("state-versions", params=params)
+
+
+def test_state_versions_list_by_names_and_status_pending_until_the_upload_lands(
+    simulator: SimulatorServer,
+) -> None:
+    """A version is pending from its POST until its state blob is PUT; while it is, the
+    holder's own unlock is refused (503) and a force-unlock is not."""
+    ws = _ws_id(simulator)
+    with simulator.client(USER_TOKEN) as api:
+        _locked(api, ws)
+        created = api.post(f"workspaces/{ws}/state-versions", json=_state_version_body(2))
+        version_id = created.json()["data"]["id"]
+        pending = _versions(api, "pending")
+        finalized_before = _versions(api, "finalized")
+        refused = api.post(f"workspaces/{ws}/actions/unlock")
+        api.put(created.json()["data"]["attributes"]["hosted-state-upload-url"], content=RAW_STATE)
+        pending_after = _versions(api, "pending")
+        every = _versions(api)
+        unlocked = api.post(f"workspaces/{ws}/actions/unlock")
+        missing_org = api.get("state-versions", params={"filter[workspace][name]": "x"})
+        other_org = _versions(api, organization="elsewhere")
+        bad_status = _versions(api, "sideways")
+    assert [item["id"] for item in pending.json()["data"]] == [version_id]
+    assert pending.json()["data"][0]["attributes"]["status"] == "pending"
+    assert finalized_before.json()["data"] == []
+    assert refused.status_code == 503
+    assert pending_after.json()["data"] == []
+    assert [item["attributes"]["status"] for item in every.json()["data"]] == ["finalized"]
+    assert every.json()["meta"]["pagination"]["total-count"] == 1
+    assert unlocked.status_code == 200
+    assert (missing_org.status_code, other_org.status_code, bad_status.status_code) == (
+        404,
+        404,
+        422,
+    )
+
+
+def test_admin_leaves_a_version_pending_and_finalizes_it(simulator: SimulatorServer) -> None:
+    simulator.lock("terraform-local", USER_TOKEN)
+    created = simulator.add_state_version("terraform-local", USER_TOKEN)
+    ws = _ws_id(simulator)
+    with simulator.client(USER_TOKEN) as api:
+        pending = _versions(api, "pending")
+        refused = api.post(f"workspaces/{ws}/actions/unlock")
+        simulator.finalize_state_version(created["id"])
+        after = _versions(api, "pending")
+        current = api.get(f"workspaces/{ws}/current-state-version")
+        unlocked = api.post(f"workspaces/{ws}/actions/unlock")
+    assert [item["id"] for item in pending.json()["data"]] == [created["id"]]
+    assert refused.status_code == 503
+    assert after.json()["data"] == []
+    assert current.json()["data"]["id"] == created["id"]
+    assert unlocked.status_code == 200
+
+
+def test_snapshot_interval_header_and_latest_change_at_follow_state_versions(
+    simulator: SimulatorServer,
+) -> None:
+    """HCP Terraform asks for intermediate snapshots with `X-Terraform-Snapshot-Interval` on
+    the state-version answers; each version created moves the workspace's latest-change-at."""
+    ws = _ws_id(simulator)
+    with simulator.client(USER_TOKEN) as api:
+        quiet = api.get(f"workspaces/{ws}/current-state-version")
+        simulator.settings(snapshot_interval=2)
+        before = api.get(f"workspaces/{ws}").json()["data"]["attributes"]["latest-change-at"]
+        missing = api.get(f"workspaces/{ws}/current-state-version")
+        _locked(api, ws)
+        simulator.advance(60)
+        created = api.post(f"workspaces/{ws}/state-versions", json=_state_version_body())
+        after = api.get(f"workspaces/{ws}").json()["data"]["attributes"]["latest-change-at"]
+        simulator.settings(snapshot_interval=0)
+    assert "X-Terraform-Snapshot-Interval" not in quiet.headers
+    assert missing.status_code == 404
+    assert missing.headers["X-Terraform-Snapshot-Interval"] == "2"
+    assert created.headers["X-Terraform-Snapshot-Interval"] == "2"
+    assert after == created.json()["data"]["attributes"]["created-at"]
+    assert after > before

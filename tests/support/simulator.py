@@ -324,13 +324,40 @@ class SimulatorServer:
         )
         return result
 
+    def add_state_version(
+        self,
+        workspace: str,
+        principal: str | None = None,
+        organization: str | None = None,
+        *,
+        finalized: bool = False,
+    ) -> dict[str, Any]:
+        """A state version created and left pending (its upload has not landed), or with
+        `finalized` uploaded at once (an intermediate snapshot of a long apply)."""
+        body: dict[str, Any] = {"principal": principal} if principal else {}
+        body["finalized"] = finalized
+        if organization:
+            body["organization"] = organization
+        result: dict[str, Any] = self._call(
+            "POST", f"/workspaces/{workspace}/state-versions", json=body
+        )
+        return result
+
+    def finalize_state_version(self, state_version_id: str) -> dict[str, Any]:
+        """The pending version's upload lands: it is finalized and current."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/state-versions/{state_version_id}/finalize", json={}
+        )
+        return result
+
     def run(self, run_id: str) -> dict[str, Any]:
         """A run's JSON:API resource object as an admin sees it."""
         result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
         return result
 
     def settings(self, **values: float) -> dict[str, Any]:
-        """Change `rate_limit`, `run_list_per_minute` or `latency_ms` (buckets refill)."""
+        """Change `rate_limit`, `run_list_per_minute`, `latency_ms` (buckets refill) or
+        `snapshot_interval` (seconds of `X-Terraform-Snapshot-Interval`; 0: not sent)."""
         result: dict[str, Any] = self._call("POST", "/settings", json=values)
         return result
 

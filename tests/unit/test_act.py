@@ -58,6 +58,8 @@ from watchdog.sources.tfc.source import TfcSource
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ORG = "acme"
 ALICE = Holder(HolderType.USER, "user-alice", "alice")
+# The token's own user: its lock is plain-unlocked.
+ROBOT = Holder(HolderType.USER, "user-robot", "robot")
 BOB = Holder(HolderType.USER, "user-bob", "bob")
 ALL_RUNGS = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
 
@@ -176,6 +178,9 @@ class FakeTarget:
         self.posts: list[tuple[str, ...]] = []
         self.after_read: Callable[[], None] | None = None
         self.after_post: Callable[[], None] | None = None
+        # The answer to the pending-state-versions check: a count, or the error it raises.
+        self.pending: int | TfcError = 0
+        self.state_checks: list[tuple[str, str]] = []
 
     def now(self) -> datetime:
         return NOW
@@ -190,6 +195,12 @@ class FakeTarget:
         if isinstance(value, TfcError):
             raise value
         return value
+
+    async def pending_state_versions(self, organization: str, workspace: str) -> int:
+        self.state_checks.append((organization, workspace))
+        if isinstance(self.pending, TfcError):
+            raise self.pending
+        return self.pending
 
     def _post(self, name: str, *args: str) -> None:
         if name not in self.allowed_posts:
@@ -563,6 +574,112 @@ async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
     assert event["log_level"] == "warning"
 
 
+# --- no unlock while a state version is pending, nor when that cannot be checked ------------
+
+
+async def test_a_pending_state_version_stops_the_force_unlock_before_its_post() -> None:
+    workspace = user_locked_workspace()
+    memory = Memory()
+    seen_twice(memory, workspace)
+    target = FakeTarget(workspace)  # no POST allowed: one would fail the test
+    target.pending = 1
+    actor, metrics, _ = make_actor(target, policy(), memory)
+
+    results = await actor.carry_out([force_unlock_action()], NOW, None)
+
+    [result] = results
+    assert result.outcome is Outcome.FAILED
+    assert result.retry_later is True
+    assert "state upload pending" in result.detail
+    assert target.state_checks == [(ORG, "network")]
+    assert target.posts == []
+    assert count(metrics, "force_unlock", "failed") == 1
+    # A read spends no action budget.
+    assert memory.actions_in_window() == 0
+
+
+async def test_an_unlock_is_checked_like_a_force_unlock() -> None:
+    workspace = user_locked_workspace(ROBOT)
+    memory = Memory()
+    seen_twice(memory, workspace)
+    target = FakeTarget(workspace)
+    target.pending = 2
+    actor, _, _ = make_actor(target, policy(), memory)
+    action = replace(force_unlock_action(ROBOT), kind=ActionKind.UNLOCK)
+
+    [result] = await actor.carry_out([action], NOW, ROBOT)
+
+    assert (result.outcome, result.retry_later) == (Outcome.FAILED, True)
+    assert target.state_checks == [(ORG, "network")]
+    assert target.posts == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        NotFoundError(endpoint="GET /state-versions", status=404, detail="not found"),
+        ServerError(endpoint="GET /state-versions", status=502, detail="bad gateway"),
+        TransportError(endpoint="GET /state-versions", reason="timeout", detail="read"),
+        BadResponseError(endpoint="GET /state-versions", status=200, detail="no JSON"),
+    ],
+    ids=["404", "5xx", "timeout", "unreadable"],
+)
+async def test_a_check_that_cannot_be_made_is_a_no(error: TfcError) -> None:
+    workspace = user_locked_workspace()
+    memory = Memory()
+    seen_twice(memory, workspace)
+    target = FakeTarget(workspace)  # no POST allowed
+    target.pending = error
+    actor, metrics, _ = make_actor(target, policy(), memory)
+
+    with capture_logs() as logs:
+        [result] = await actor.carry_out([force_unlock_action()], NOW, None)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.retry_later is False
+    assert result.detail.startswith("pending state versions could not be checked; not unlocking")
+    assert target.posts == []
+    assert count(metrics, "force_unlock", "failed") == 1
+    [event] = audit_events(logs)
+    assert event["log_level"] == "warning"
+
+
+async def test_a_dry_run_preview_checks_state_versions_and_says_the_truth() -> None:
+    workspace = user_locked_workspace()
+    memory = Memory()
+    seen_twice(memory, workspace)
+    target = FakeTarget(workspace)
+    target.pending = 1
+    actor, _, _ = make_actor(target, policy(dry_run=True), memory)
+
+    [pending] = await actor.carry_out([force_unlock_action()], NOW, None)
+    target.pending = 0
+    [clear] = await actor.carry_out([force_unlock_action()], NOW, None)
+
+    assert pending.outcome is Outcome.FAILED and "state upload pending" in pending.detail
+    assert clear.outcome is Outcome.DRY_RUN
+    assert len(target.state_checks) == 2
+    assert target.posts == []
+
+
+async def test_no_state_version_request_unless_about_to_unlock() -> None:
+    # A cancel, a force-unlock the token may not do, and one past the budget: no check.
+    forbidden = user_locked_workspace(can_force_unlock=False)
+    memory = Memory()
+    seen_twice(memory, forbidden)
+    target = FakeTarget(stuck_workspace(1), forbidden)
+    target.allowed_posts = {"cancel"}
+    actor, _, _ = make_actor(target, policy(per_cycle=1), memory)
+    results = await actor.carry_out([cancel_action(1), force_unlock_action()], NOW, None)
+    assert outcomes(results) == [Outcome.DONE, Outcome.SKIPPED_BUDGET]
+
+    results = await make_actor(target, policy(), memory)[0].carry_out(
+        [force_unlock_action()], NOW, None
+    )
+    assert outcomes(results) == [Outcome.FORBIDDEN]
+    assert target.state_checks == []
+
+
 async def test_other_api_errors_fail_with_the_reason() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
@@ -821,6 +938,7 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
     document["data"]["relationships"]["locked-by"] = {"data": {"id": "user-alice", "type": "users"}}
     document["included"][0]["attributes"]["status"] = "applied"
     router.get("/workspaces/ws-1").respond(200, json=document, headers=DATE)
+    router.get("/state-versions").respond(200, json={"data": []}, headers=DATE)
     unlock = router.post("/workspaces/ws-1/actions/force-unlock").respond(503, headers=DATE)
     memory = Memory()
     seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
@@ -969,3 +1087,108 @@ def _numbered(document: dict[str, Any], n: str) -> dict[str, Any]:
     text = text.replace('"app-1"', f'"app-{n}"')
     result: dict[str, Any] = json.loads(text)
     return result
+
+
+# --- the pending-state-versions request of the real TfcSource ---------------------------------
+
+
+def state_versions(*statuses: str, next_page: int | None = None) -> dict[str, Any]:
+    return {
+        "data": [
+            {"id": f"sv-{i}", "type": "state-versions", "attributes": {"status": status}}
+            for i, status in enumerate(statuses)
+        ],
+        "meta": {"pagination": {"current-page": 1, "next-page": next_page}},
+    }
+
+
+async def test_real_source_asks_for_pending_versions_by_names_and_counts_the_request(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    route = router.get("/state-versions").respond(200, json=state_versions("pending"), headers=DATE)
+
+    assert await source.pending_state_versions(ORG, "app 1") == 1
+
+    [call] = route.calls
+    assert dict(call.request.url.params) == {
+        "filter[workspace][name]": "app 1",
+        "filter[organization][name]": ORG,
+        "filter[status]": "pending",
+    }
+    sample = metrics.registry.get_sample_value(
+        "tfc_watchdog_api_requests_total", {"endpoint": "GET /state-versions", "code": "200"}
+    )
+    assert sample == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "pending"),
+    [
+        (state_versions(), 0),
+        (state_versions("pending", "pending"), 2),
+        # A server that ignored the status filter: the statuses still speak, one page whole.
+        (state_versions("finalized", "discarded"), 0),
+        (state_versions("pending", "finalized"), 1),
+    ],
+)
+async def test_real_source_counts_pending_versions_by_their_status(
+    api: tuple[respx.MockRouter, TfcSource, Metrics], body: dict[str, Any], pending: int
+) -> None:
+    router, source, _ = api
+    router.get("/state-versions").respond(200, json=body, headers=DATE)
+    assert await source.pending_state_versions(ORG, "app-1") == pending
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": {"id": "sv-1"}},
+        {"data": [{"id": "sv-1", "type": "state-versions", "attributes": {}}]},
+        {"data": ["sv-1"]},
+        state_versions("finalized", next_page=2),
+    ],
+    ids=["data-not-a-list", "no-status", "not-an-object", "unfiltered-with-more-pages"],
+)
+async def test_real_source_an_untrustworthy_list_is_an_error(
+    api: tuple[respx.MockRouter, TfcSource, Metrics], body: dict[str, Any]
+) -> None:
+    router, source, _ = api
+    router.get("/state-versions").respond(200, json=body, headers=DATE)
+    with pytest.raises(BadResponseError):
+        await source.pending_state_versions(ORG, "app-1")
+
+
+async def test_real_source_a_404_on_the_check_sends_no_force_unlock(
+    api: tuple[respx.MockRouter, TfcSource, Metrics],
+) -> None:
+    router, source, metrics = api
+    document = workspace_document()
+    document["data"]["relationships"]["locked-by"] = {"data": {"id": "user-alice", "type": "users"}}
+    document["included"][0]["attributes"]["status"] = "applied"
+    router.get("/workspaces/ws-1").respond(200, json=document, headers=DATE)
+    router.get("/state-versions").respond(404, headers=DATE)
+    unlock = router.post("/workspaces/ws-1/actions/force-unlock").respond(202, headers=DATE)
+    memory = Memory()
+    seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
+    actor = Actor(
+        source=source,
+        policy=policy(),
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("watchdog.act"),
+    )
+    action = replace(
+        force_unlock_action(),
+        workspace_id="ws-1",
+        workspace="app-1",
+        holder=Holder(HolderType.USER, "user-alice"),
+        run_id="run-1",
+        run_status="applied",
+    )
+
+    [result] = await actor.carry_out([action], NOW, None)
+
+    assert result.outcome is Outcome.FAILED
+    assert "could not be checked" in result.detail
+    assert unlock.call_count == 0

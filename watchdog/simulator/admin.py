@@ -17,9 +17,12 @@ token, name or id. Errors: 400 `{"error": "..."}`.
 | `POST /_sim/workspaces/{ws}/runs` | `{"status", "principal", "age", "duration", | start a run |
 |   |  `"hangs_on_cancel"}` (seconds) | |
 | `POST /_sim/workspaces/{ws}/state-version-pending` | `{"unlocks": N}` | next N unlocks: 503 |
+| `POST /_sim/workspaces/{ws}/state-versions` | `{"principal", "finalized"}` | a state version |
+| `POST /_sim/state-versions/{id}/finalize` | | its state upload lands |
 | `POST /_sim/runs/{id}/status` | `{"status"}` | move a run |
 | `POST /_sim/runs/{id}/hangs-on-cancel` | `{"value": true}` | ignore cancels |
-| `POST /_sim/settings` | `{"rate_limit", "run_list_per_minute", "latency_ms"}` | change limits |
+| `POST /_sim/settings` | `{"rate_limit", "run_list_per_minute", "latency_ms", | change limits |
+|   |  "snapshot_interval"}` | |
 | `GET /_sim/state` | `?organization=&locked=true` | compact dump of workspaces |
 """
 
@@ -224,6 +227,28 @@ async def state_version_pending(request: Request, sim: Simulator, body: dict[str
     return _summary(sim.world, ws)
 
 
+async def add_state_version(request: Request, sim: Simulator, body: dict[str, Any]) -> Any:
+    """A state version created and not yet uploaded, as a CLI killed mid-upload leaves it."""
+    ws = _target(request, sim, body)
+    who = body.get("principal")
+    creator = _principal(sim.world, str(who), ws.organization).id if who else "user-admin"
+    sv = sim.world.add_state_version(ws, creator)
+    if body.get("finalized"):
+        # An intermediate snapshot of a long apply: created and uploaded at once.
+        sim.world.finalize_state_version(sv)
+    status = "finalized" if sv.finalized else "pending"
+    return {"id": sv.id, "status": status, "workspace": _summary(sim.world, ws)}
+
+
+async def finalize_state_version(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:
+    sv = sim.world.state_versions.get(request.path_params["sv"])
+    if sv is None:
+        raise AdminError(f"state version {request.path_params['sv']!r} not found")
+    if not sv.finalized:
+        sim.world.finalize_state_version(sv)
+    return {"id": sv.id, "status": "finalized"}
+
+
 async def set_run_status(request: Request, sim: Simulator, body: dict[str, Any]) -> Any:
     run = _run(sim.world, request.path_params["run"])
     sim.world.set_run_status(run, str(body["status"]))
@@ -245,14 +270,12 @@ async def show_run(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:
 
 
 async def change_settings(request: Request, sim: Simulator, body: dict[str, Any]) -> Any:
-    for key in ("rate_limit", "run_list_per_minute", "latency_ms"):
+    keys = ("rate_limit", "run_list_per_minute", "latency_ms", "snapshot_interval")
+    for key in keys:
         if key in body:
             setattr(sim.settings, key, float(body[key]))
     sim.limiter.reset()
-    return {
-        key: getattr(sim.settings, key)
-        for key in ("rate_limit", "run_list_per_minute", "latency_ms")
-    }
+    return {key: getattr(sim.settings, key) for key in keys}
 
 
 async def dump_state(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:
@@ -284,6 +307,8 @@ ROUTES = [
     Route("/workspaces/{ws}/unlock", admin(unlock_workspace), methods=["POST"]),
     Route("/workspaces/{ws}/runs", admin(start_run), methods=["POST"]),
     Route("/workspaces/{ws}/state-version-pending", admin(state_version_pending), methods=["POST"]),
+    Route("/workspaces/{ws}/state-versions", admin(add_state_version), methods=["POST"]),
+    Route("/state-versions/{sv}/finalize", admin(finalize_state_version), methods=["POST"]),
     Route("/runs/{run}", admin(show_run), methods=["GET"]),
     Route("/runs/{run}/status", admin(set_run_status), methods=["POST"]),
     Route("/runs/{run}/hangs-on-cancel", admin(hangs_on_cancel), methods=["POST"]),

@@ -36,6 +36,9 @@ class Settings:
     # Response headers go-tfe reads at start-up (reference 6).
     api_version: str = "2.6"
     app_name: str = "HCP Terraform"
+    # Seconds sent as `X-Terraform-Snapshot-Interval` on the state-version answers Terraform
+    # reads (>= 1.5 then uploads intermediate snapshots during a long apply); 0: not sent.
+    snapshot_interval: float = 0.0
 
 
 class Simulator:

@@ -41,7 +41,8 @@ def workspace(world: World, ws: Workspace, viewer: Principal) -> Doc:
             "name": ws.name,
             "created-at": iso_ms(ws.created_at),
             "updated-at": iso_ms(ws.created_at),
-            "latest-change-at": iso_ms(ws.created_at),
+            # The creation time of the latest state version (the workspace's own before any).
+            "latest-change-at": iso_ms(ws.latest_change_at or ws.created_at),
             "execution-mode": ws.execution_mode,
             "operations": ws.execution_mode != "local",
             "auto-apply": False,

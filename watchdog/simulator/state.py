@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import fnmatch
 import heapq
+import json
 import random
 import string
 from collections.abc import Sequence
@@ -130,6 +131,8 @@ class Workspace:
     pending_state_version_unlocks: int = 0
     # The Terraform state (terraform_api.py): the id of the current (finalized) version.
     current_state_version_id: str | None = None
+    # `latest-change-at`: when the latest state version was created (None: never).
+    latest_change_at: datetime | None = None
 
     @property
     def locked(self) -> bool:
@@ -403,14 +406,60 @@ class World:
                 f"Unable to unlock workspace. The workspace is locked by {word} {holder} "
                 "and may not be unlocked except by them."
             )
-        if workspace.pending_state_version_unlocks > 0:
-            workspace.pending_state_version_unlocks -= 1
+        # The docs: a workspace cannot be unlocked until its latest state version is
+        # finalized (force-unlock proceeds anyway: that is what can lose an upload).
+        if self.pending_state_versions(workspace) or workspace.pending_state_version_unlocks > 0:
+            workspace.pending_state_version_unlocks = max(
+                0, workspace.pending_state_version_unlocks - 1
+            )
             raise ApiError(
                 503,
                 "service unavailable",
                 "Unable to unlock workspace: the latest state version is still pending.",
             )
         self.release(workspace)
+
+    # --- state versions (terraform_api.py creates them; these serve the admin API) ----------
+
+    def pending_state_versions(self, workspace: Workspace) -> list[StateVersion]:
+        """Versions created for `workspace` whose state upload has not landed yet."""
+        return [
+            sv
+            for sv in self.state_versions.values()
+            if sv.workspace_id == workspace.id and not sv.finalized
+        ]
+
+    def add_state_version(self, workspace: Workspace, created_by: str) -> StateVersion:
+        """A version as `POST /workspaces/:id/state-versions` leaves it: pending until its
+        state is uploaded (`finalize_state_version`)."""
+        current = self.state_versions.get(workspace.current_state_version_id or "")
+        sv = StateVersion(
+            id=self.new_id("sv-"),
+            workspace_id=workspace.id,
+            serial=current.serial + 1 if current else 1,
+            md5="",
+            lineage=current.lineage if current else self.new_id("lineage-"),
+            created_at=self.now(),
+            created_by=created_by,
+        )
+        self.state_versions[sv.id] = sv
+        workspace.latest_change_at = sv.created_at
+        return sv
+
+    def finalize_state_version(self, sv: StateVersion, state: bytes | None = None) -> None:
+        """The state upload lands: the version is finalized and becomes current."""
+        if state is None:
+            document = {
+                "version": 4,
+                "terraform_version": "1.5.0",
+                "serial": sv.serial,
+                "lineage": sv.lineage,
+                "outputs": {},
+                "resources": [],
+            }
+            state = json.dumps(document).encode()
+        sv.state = state
+        self.workspaces[sv.workspace_id].current_state_version_id = sv.id
 
     def force_unlock(self, workspace: Workspace) -> None:
         if workspace.locked_by is None:

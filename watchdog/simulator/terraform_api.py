@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watchdog.simulator.access import READ, WRITE
-from watchdog.simulator.api import Ctx, document, endpoint, error
+from watchdog.simulator.api import Ctx, _paginate, document, endpoint, error
 from watchdog.simulator.clock import iso_ms
 from watchdog.simulator.errors import ApiError, conflict, not_found
 from watchdog.simulator.render import API
@@ -62,7 +62,7 @@ def state_version_doc(sv: StateVersion, server: str) -> dict[str, Any]:
             "serial": sv.serial,
             "md5": sv.md5,
             "lineage": sv.lineage,
-            "status": "finalized" if sv.finalized else "pending",
+            "status": _status(sv),
             "created-at": iso_ms(sv.created_at),
             "size": len(sv.state or b""),
             "state-version": 4,
@@ -191,10 +191,23 @@ async def entitlement_set(ctx: Ctx) -> Response:
     )
 
 
+def _snapshot_interval(ctx: Ctx, response: Response) -> Response:
+    """HCP Terraform's `X-Terraform-Snapshot-Interval` on the answers Terraform reads it from
+    (the current state version and a created one), when the simulator is set to send it."""
+    seconds = ctx.sim.settings.snapshot_interval
+    if seconds > 0:
+        response.headers["X-Terraform-Snapshot-Interval"] = str(int(seconds))
+    return response
+
+
 async def current_state_version(ctx: Ctx) -> Response:
     """`GET /workspaces/:id/current-state-version`: 404 when the workspace has no state."""
     ws = ctx.workspace(ctx.param("id"))
-    return document({"data": state_version_doc(_current(ctx, ws), _server(ctx.request))})
+    try:
+        sv = _current(ctx, ws)
+    except ApiError as exc:
+        return _snapshot_interval(ctx, error(exc))
+    return _snapshot_interval(ctx, document({"data": state_version_doc(sv, _server(ctx.request))}))
 
 
 async def current_state_version_outputs(ctx: Ctx) -> Response:
@@ -242,7 +255,56 @@ async def create_state_version(ctx: Ctx) -> Response:
             sv.json_state = _b64(attributes["json-state"], "json-state")
         _finalize(ws, sv)
     ctx.world.state_versions[sv.id] = sv
-    return document({"data": state_version_doc(sv, _server(ctx.request))}, 201)
+    ws.latest_change_at = sv.created_at
+    return _snapshot_interval(
+        ctx, document({"data": state_version_doc(sv, _server(ctx.request))}, 201)
+    )
+
+
+_STATUSES = ("pending", "finalized", "discarded")
+
+
+async def list_state_versions(ctx: Ctx) -> Response:
+    """`GET /state-versions?filter[workspace][name]=&filter[organization][name]=`, newest
+    first, optionally `filter[status]=pending|finalized|discarded`.
+
+    Both name filters are required (https://developer.hashicorp.com/terraform/cloud-docs/
+    api-docs/state-versions, "List State Versions for a Workspace"); without them, or for a
+    workspace the caller may not read, 404.
+    """
+    query = ctx.request.query_params
+    org = query.get("filter[organization][name]", "")
+    name = query.get("filter[workspace][name]", "")
+    if not org or not name:
+        raise not_found()
+    ctx.organization_workspaces(org)
+    ws_id = ctx.world.organizations[org].by_name.get(name)
+    if ws_id is None:
+        raise not_found()
+    ws = ctx.workspace(ws_id)
+    status = query.get("filter[status]")
+    if status is not None and status not in _STATUSES:
+        raise ApiError(422, "invalid attribute", f"filter[status] must be one of {_STATUSES}")
+    versions = sorted(
+        (sv for sv in ctx.world.state_versions.values() if sv.workspace_id == ws.id),
+        key=lambda sv: (sv.created_at, sv.id),
+        reverse=True,
+    )
+    if status is not None:
+        versions = [sv for sv in versions if _status(sv) == status]
+    by_id = {sv.id: sv for sv in versions}
+    page, meta, links = _paginate(ctx.request, list(by_id))
+    server = _server(ctx.request)
+    body = {
+        "data": [state_version_doc(by_id[i], server) for i in page],
+        "links": links,
+        "meta": meta,
+    }
+    return document(body)
+
+
+def _status(sv: StateVersion) -> str:
+    return "finalized" if sv.finalized else "pending"
 
 
 async def show_state_version(ctx: Ctx) -> Response:
@@ -309,6 +371,7 @@ API_ROUTES = [
         methods=["GET"],
     ),
     Route("/workspaces/{id}/state-versions", endpoint(create_state_version), methods=["POST"]),
+    Route("/state-versions", endpoint(list_state_versions), methods=["GET"]),
     Route("/state-versions/{id}", endpoint(show_state_version), methods=["GET"]),
 ]
 ROOT_ROUTES = [

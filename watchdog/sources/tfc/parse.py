@@ -221,6 +221,7 @@ def _workspace(entry: Any, organization: str, included: Included) -> Workspace:
     holder = _holder(entry, included, ws_id) if locked else None
     if locked and holder is None:
         problems.append(("locked-by", "locked, but locked-by names no holder"))
+    latest_change_at = _latest_change_at(attributes, problems)
     return Workspace(
         organization=organization,
         id=ws_id,
@@ -232,6 +233,7 @@ def _workspace(entry: Any, organization: str, included: Included) -> Workspace:
         locked_reason=reason if isinstance(reason, str) and reason else None,
         holder=holder,
         current_run=_current_run(entry, included, ws_id),
+        latest_change_at=latest_change_at,
         problems=tuple(problems),
         permissions=WorkspacePermissions(
             can_lock=permissions.get("can-lock") is True,
@@ -240,6 +242,25 @@ def _workspace(entry: Any, organization: str, included: Included) -> Workspace:
             can_queue_run=permissions.get("can-queue-run") is True,
         ),
     )
+
+
+def _latest_change_at(
+    attributes: Mapping[str, Any], problems: list[tuple[str, str]]
+) -> datetime | None:
+    """`latest-change-at`, a sign of life of a lock's holder: absent or null is None (older
+    TFE releases); present but unreadable is a problem, so an age it could have shortened
+    is never acted on."""
+    value = attributes.get("latest-change-at")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.append(("latest-change-at", f"latest-change-at is a {_kind(value)}, not a time"))
+        return None
+    try:
+        return parse_time(value)
+    except EntryError:
+        problems.append(("latest-change-at", "latest-change-at is not ISO 8601"))
+        return None
 
 
 def _attributes(resource: Mapping[str, Any], what: str) -> Mapping[str, Any]:

@@ -35,6 +35,7 @@ INCLUDE: Final = "current_run,locked_by,project"
 LIST_WORKSPACES: Final = "GET /organizations/:org/workspaces"
 SHOW_WORKSPACE: Final = "GET /workspaces/:id"
 ACCOUNT_DETAILS: Final = "GET /account/details"
+LIST_STATE_VERSIONS: Final = "GET /state-versions"
 _PENDING_STATE = "state version is still pending"
 
 
@@ -196,6 +197,49 @@ class TfcSource:
             name=username if isinstance(username, str) and username else None,
         )
 
+    async def pending_state_versions(self, organization: str, workspace: str) -> int:
+        """How many of the workspace's state versions are `pending` (created, upload not
+        landed). One GET, `filter[status]=pending` (https://developer.hashicorp.com/terraform/
+        cloud-docs/api-docs/state-versions, "List State Versions for a Workspace": both name
+        filters are required). Raises TfcError when the answer cannot be trusted: a failed
+        request, or a body without a readable status on every version (BadResponseError).
+
+        A server that ignores the status filter answers with versions of any status, newest
+        first: those are counted by their own `status`, and such a list is only trusted
+        whole (one page), since a pending version could be on a page not read.
+        """
+        document = await self._client.get(
+            "/state-versions",
+            endpoint=LIST_STATE_VERSIONS,
+            params={
+                "filter[workspace][name]": workspace,
+                "filter[organization][name]": organization,
+                "filter[status]": "pending",
+            },
+        )
+        data = document.get("data")
+        if not isinstance(data, list):
+            raise BadResponseError(endpoint=LIST_STATE_VERSIONS, detail="`data` is not a list")
+        pending = 0
+        unfiltered = False
+        for item in data:
+            attributes = item.get("attributes") if isinstance(item, dict) else None
+            status = attributes.get("status") if isinstance(attributes, dict) else None
+            if not isinstance(status, str) or not status:
+                raise BadResponseError(
+                    endpoint=LIST_STATE_VERSIONS, detail="a state version without a status"
+                )
+            if status == "pending":
+                pending += 1
+            else:
+                unfiltered = True
+        if unfiltered and _has_next_page(document):
+            raise BadResponseError(
+                endpoint=LIST_STATE_VERSIONS,
+                detail="the status filter was not applied and the list has more pages",
+            )
+        return pending
+
     # --- acting: each exactly one POST (the client never retries one that may have acted) ---
 
     async def cancel_run(self, run_id: str, comment: str) -> None:
@@ -254,6 +298,16 @@ def worth_keeping(workspace: Workspace) -> bool:
         return True
     run = workspace.current_run
     return run is not None and not run.is_final
+
+
+def _has_next_page(document: dict[str, Any]) -> bool:
+    """Whether a list says there is more: a `next-page` or a `links.next` (either, to be safe)."""
+    meta = document.get("meta")
+    pagination = meta.get("pagination") if isinstance(meta, dict) else None
+    links = document.get("links")
+    next_page = pagination.get("next-page") if isinstance(pagination, dict) else None
+    next_link = links.get("next") if isinstance(links, dict) else None
+    return next_page is not None or next_link is not None
 
 
 def _total_count(page: dict[str, Any]) -> int | None:

@@ -1,0 +1,267 @@
+"""Time to clear: `tfc_watchdog_lock_age_at_clear_seconds{source,cleared_by}` is observed once
+per lock when it goes away, with the age it had when last seen, and `cleared_by="watchdog"`
+only when a POST of ours since that sighting may have ended it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from tests.support.clock import FakeClock
+from watchdog.cycle import Watchdog
+from watchdog.memory import ClearedLock, Memory
+from watchdog.metrics import Metrics
+from watchdog.model import (
+    ActionKind,
+    ActionResult,
+    Holder,
+    HolderType,
+    Observation,
+    Outcome,
+    PlannedAction,
+    Source,
+    Workspace,
+    WorkspacePermissions,
+)
+from watchdog.policy import Policy
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+ORG = "acme"
+ALICE = Holder(HolderType.USER, "user-alice", "alice")
+MINUTE = timedelta(minutes=1)
+
+
+def locked(holder: Holder | None = ALICE) -> Workspace:
+    return Workspace(
+        organization=ORG,
+        id="ws-1",
+        name="network",
+        locked=holder is not None,
+        locked_reason="Locked by Terraform",
+        holder=holder,
+        permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
+    )
+
+
+def seen(workspace: Workspace, at: datetime, *, complete: bool = True) -> list[Observation]:
+    return [
+        Observation(
+            source=Source.TFC,
+            organization=ORG,
+            server_now=at,
+            workspaces=(workspace,) if workspace.locked else (),
+            read_ids=frozenset({workspace.id}) if complete else frozenset(),
+            complete=complete,
+        )
+    ]
+
+
+def action(kind: ActionKind = ActionKind.FORCE_UNLOCK) -> PlannedAction:
+    return PlannedAction(
+        kind=kind,
+        source=Source.TFC,
+        organization=ORG,
+        workspace="network",
+        workspace_id="ws-1",
+        rule="defaults",
+        reason="stale",
+        holder=ALICE,
+        run_id=None,
+        run_status=None,
+        since=T0,
+        age=timedelta(hours=3),
+        threshold=timedelta(hours=2),
+    )
+
+
+def cycles(memory: Memory, clock: FakeClock, count: int) -> None:
+    """`count` cycles a minute apart that each see the lock."""
+    for n in range(count):
+        if n:
+            clock.advance(MINUTE)
+        assert memory.update(seen(locked(), T0 + n * MINUTE), T0 + n * MINUTE) == []
+
+
+# --- memory: which locks are gone, once, and by whose hand ------------------------------------
+
+
+def test_a_lock_that_went_away_by_itself_is_reported_once_with_its_last_seen_age() -> None:
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    cycles(memory, clock, 3)
+    clock.advance(MINUTE)
+
+    gone = memory.update(seen(locked(None), T0 + 3 * MINUTE), T0 + 3 * MINUTE)
+    clock.advance(MINUTE)
+    again = memory.update(seen(locked(None), T0 + 4 * MINUTE), T0 + 4 * MINUTE)
+
+    assert gone == [ClearedLock("tfc", "ws-1", "user-alice", 2 * MINUTE, by_watchdog=False)]
+    assert again == []
+
+
+def test_a_lock_our_post_ended_is_the_watchdogs() -> None:
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    cycles(memory, clock, 3)
+    record = memory.begin_action(action())  # act, in the cycle of the last sighting
+    assert record is not None
+    memory.finish_action(record, Outcome.DONE)
+    clock.advance(MINUTE)
+
+    [gone] = memory.update(seen(locked(None), T0 + 3 * MINUTE), T0 + 3 * MINUTE)
+
+    assert gone.by_watchdog is True
+    assert gone.age == 2 * MINUTE
+
+
+def test_a_post_that_may_have_acted_counts_and_one_that_did_nothing_does_not() -> None:
+    for outcome, ours in [
+        (Outcome.UNKNOWN, True),
+        (None, True),  # sent and never completed: the process was killed in flight
+        (Outcome.FAILED, False),
+        (Outcome.FORBIDDEN, False),
+        (Outcome.SKIPPED_CHANGED, False),  # a 409
+    ]:
+        clock = FakeClock()
+        memory = Memory(clock=clock)
+        cycles(memory, clock, 2)
+        record = memory.begin_action(action())
+        assert record is not None
+        if outcome is not None:
+            memory.finish_action(record, outcome)
+        clock.advance(MINUTE)
+        [gone] = memory.update(seen(locked(None), T0 + 2 * MINUTE), T0 + 2 * MINUTE)
+        assert gone.by_watchdog is ours, outcome
+
+
+def test_a_post_before_the_last_sighting_did_not_end_the_lock() -> None:
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    cycles(memory, clock, 1)
+    record = memory.begin_action(action())  # it answered done, yet the lock stayed
+    assert record is not None
+    memory.finish_action(record, Outcome.DONE)
+    clock.advance(MINUTE)
+    memory.update(seen(locked(), T0 + MINUTE), T0 + MINUTE)
+    clock.advance(MINUTE)
+
+    [gone] = memory.update(seen(locked(None), T0 + 2 * MINUTE), T0 + 2 * MINUTE)
+
+    assert gone.by_watchdog is False
+
+
+def test_a_new_holder_clears_the_old_lock_and_a_gap_or_a_partial_read_clears_nothing() -> None:
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    cycles(memory, clock, 2)
+    clock.advance(MINUTE)
+    bob = Holder(HolderType.USER, "user-bob", "bob")
+    [gone] = memory.update(seen(locked(bob), T0 + 2 * MINUTE), T0 + 2 * MINUTE)
+    assert (gone.holder_id, gone.by_watchdog) == ("user-alice", False)
+
+    # Bob's lock, watched again after three hours: its age restarts; it did not go away.
+    clock.advance(timedelta(hours=3))
+    assert memory.update(seen(locked(bob), T0 + 3 * MINUTE), T0 + 3 * MINUTE) == []
+    # A read that failed says nothing about the lock.
+    clock.advance(MINUTE)
+    assert memory.update(seen(locked(None), T0 + 4 * MINUTE, complete=False), T0) == []
+
+
+# --- the cycle observes the histogram ---------------------------------------------------------
+
+
+class World:
+    """A source whose one workspace is locked until `release()`."""
+
+    def __init__(self) -> None:
+        self.workspace = locked()
+        self.now = T0
+
+    def release(self) -> None:
+        self.workspace = locked(None)
+
+    async def observe(self) -> list[Observation]:
+        return seen(self.workspace, self.now)
+
+
+class Unlocker:
+    """Stands in for act.Actor: records the POST write-ahead, as the Actor does, and the
+    world's lock goes away."""
+
+    def __init__(self, policy: Policy, memory: Memory, world: World) -> None:
+        self.policy = policy
+        self._memory = memory
+        self._world = world
+
+    async def carry_out(
+        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+    ) -> list[ActionResult]:
+        results = []
+        for item in planned:
+            record = self._memory.begin_action(item)
+            assert record is not None
+            self._world.release()
+            self._memory.finish_action(record, Outcome.DONE)
+            results.append(ActionResult(item, Outcome.DONE))
+        return results
+
+
+def histogram(metrics: Metrics, cleared_by: str) -> tuple[float | None, float | None]:
+    labels = {"source": "tfc", "cleared_by": cleared_by}
+    name = "tfc_watchdog_lock_age_at_clear_seconds"
+    return (
+        metrics.registry.get_sample_value(f"{name}_count", labels),
+        metrics.registry.get_sample_value(f"{name}_sum", labels),
+    )
+
+
+def watchdog(actions: list[str]) -> tuple[Watchdog, World, Metrics, FakeClock]:
+    policy = Policy.model_validate(
+        {
+            "dry_run": False,
+            "tfc": {"organizations": [ORG]},
+            "defaults": {"lock_stale_after": "2m", "actions": actions},
+        }
+    )
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    world = World()
+    metrics = Metrics()
+    dog = Watchdog(
+        policy=policy,
+        sources=[world],
+        memory=memory,
+        metrics=metrics,
+        actor=Unlocker(policy, memory, world),
+    )
+    return dog, world, metrics, clock
+
+
+async def run_cycles(dog: Watchdog, world: World, clock: FakeClock, count: int) -> None:
+    for _ in range(count):
+        await dog.run_cycle()
+        clock.advance(MINUTE)
+        world.now += MINUTE
+
+
+async def test_the_cycle_observes_a_lock_the_watchdog_cleared_once_as_the_watchdogs() -> None:
+    dog, world, metrics, clock = watchdog(["force_unlock"])
+    assert histogram(metrics, "watchdog") == (0, 0)  # exported before it happens
+
+    # Seen at 0 to 3 minutes: past its 2m threshold at 3 minutes, force-unlocked then.
+    await run_cycles(dog, world, clock, 4)
+    assert world.workspace.locked is False
+    await run_cycles(dog, world, clock, 3)
+
+    assert histogram(metrics, "watchdog") == (1, 180)
+    assert histogram(metrics, "other") == (0, 0)
+
+
+async def test_the_cycle_observes_a_lock_released_by_its_holder_as_other() -> None:
+    dog, world, metrics, clock = watchdog([])  # the watchdog may do nothing
+    await run_cycles(dog, world, clock, 5)
+    world.release()
+    await run_cycles(dog, world, clock, 3)
+
+    assert histogram(metrics, "other") == (1, 240)
+    assert histogram(metrics, "watchdog") == (0, 0)
