@@ -338,7 +338,7 @@ def _format_error(
     key_lines: Mapping[tuple[str | int, ...], int],
     origins: Mapping[tuple[str, ...], str],
 ) -> tuple[int, str]:
-    loc: tuple[str | int, ...] = tuple(err["loc"])
+    loc: tuple[str | int, ...] = _without_union_tags(tuple(err["loc"]))
     ctx = err.get("ctx") or {}
     if err["type"] == "duplicate_rule_id" and "index" in ctx:
         loc = (*loc, int(ctx["index"]), "id")
@@ -349,6 +349,20 @@ def _format_error(
     # A whole-file problem (no key path) has no meaningful line.
     line = _line_of(loc, key_lines) if loc else 0
     return line, _line(path, line, loc, message)
+
+
+def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """pydantic names the branch of a tagged union in the error path (`applying.adaptive.max`);
+    the file has no such key, so the line names the key the author wrote (`applying.max`)."""
+    return tuple(
+        part
+        for index, part in enumerate(loc)
+        if not (
+            part in ("adaptive", "duration")
+            and index > 0
+            and loc[index - 1] in ("planning", "applying")
+        )
+    )
 
 
 def _line(path: str, line: int, loc: Sequence[str | int], message: str) -> str:

@@ -63,7 +63,7 @@ from watchdog.model import (
     format_duration,
     status_timestamp_key,
 )
-from watchdog.policy import EffectiveRule, Policy
+from watchdog.policy import EffectiveRule, Policy, RunThreshold
 
 # Sightings of the same lock (same holder) before it may be cleared: one cycle could be a
 # glimpse of a lock someone is about to release.
@@ -102,7 +102,13 @@ class _RunView:
     # run is never overdue and nothing is done about it.
     since: datetime | None
     age: timedelta | None
-    threshold: timedelta
+    # The threshold with where it came from (a plain duration, or an adaptive one derived
+    # from the workspace's average), so findings say why a run counts as stuck.
+    limit: RunThreshold
+
+    @property
+    def threshold(self) -> timedelta:
+        return self.limit.value
 
     @property
     def overdue(self) -> bool:
@@ -117,11 +123,11 @@ class _RunView:
         if self.group == "waiting":
             return (
                 f"run {self.run.id} {self.run.status}, waiting for a human for "
-                f"{format_age(self.age)}, threshold {format_duration(self.threshold)}"
+                f"{format_age(self.age)}, {self.limit.describe()}"
             )
         return (
             f"run {self.run.id} {self.run.status} for {format_age(self.age)}, "
-            f"threshold {format_duration(self.threshold)}"
+            f"{self.limit.describe()}"
         )
 
 
@@ -137,11 +143,11 @@ def _run_view(workspace: Workspace, rule: EffectiveRule, now: datetime) -> _RunV
     run = workspace.current_run
     if run is None or run.phase_group is None:
         return None
-    threshold = rule.run_threshold(run)
-    assert threshold is not None  # non-final runs always have a group, hence a threshold
+    limit = rule.run_threshold(run, workspace)
+    assert limit is not None  # non-final runs always have a group, hence a threshold
     since = run.entered_status_at()
     age = None if since is None else now - since
-    return _RunView(run, run.phase_group, since, age, threshold)
+    return _RunView(run, run.phase_group, since, age, limit)
 
 
 def _lock_state(

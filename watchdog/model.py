@@ -210,11 +210,19 @@ class Workspace:
     # `latest-change-at`: the creation time of the workspace's latest state version. None
     # when the API did not send it. A CLI apply uploading intermediate snapshots moves it.
     latest_change_at: datetime | None = None
+    # `plan-duration-average` / `apply-duration-average` (milliseconds in the API): how long
+    # this workspace's plans and applies usually take. None when absent, null (no history
+    # yet) or unreadable; an adaptive threshold then uses its fallback.
+    plan_duration_average: timedelta | None = None
+    apply_duration_average: timedelta | None = None
     # (field, what is wrong) for each field protection, rule matching or acting depends on
     # that the API sent missing or malformed (`("tag-names", "tag-names missing")`). The
     # workspace is still reported, but decide.py takes no action on it while the policy
     # depends on the field: a protection that cannot be checked protects.
     problems: tuple[tuple[str, str], ...] = ()
+
+    def duration_average(self, phase: Literal["plan", "apply"]) -> timedelta | None:
+        return self.plan_duration_average if phase == "plan" else self.apply_duration_average
 
     @property
     def lock_id(self) -> str:

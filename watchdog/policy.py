@@ -15,6 +15,7 @@ import fnmatch
 import functools
 import math
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
@@ -24,8 +25,11 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PlainSerializer,
+    Tag,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -98,18 +102,112 @@ class StrictModel(BaseModel):
     )
 
 
+# An average past this is a typo or garbage; it would only ever be clamped to `max` anyway.
+_MAX_FACTOR = 1000.0
+
+
+class AdaptiveThreshold(StrictModel):
+    """A phase threshold from the workspace's own history: `factor` x its average duration
+    for the phase (`plan-duration-average` for planning, `apply-duration-average` for
+    applying), kept between `min` and `max`. With no average (a new workspace, an older TFE,
+    a value that could not be read) `fallback` applies, or `min` if it is not given."""
+
+    factor: Annotated[float, Field(gt=0, le=_MAX_FACTOR)]
+    """How many times the workspace's average a run may take, e.g. 4."""
+    min: Duration
+    """Never shorter than this, however short the average."""
+    max: Duration
+    """Never longer than this, however long the average."""
+    fallback: Duration | None = None
+    """The threshold when the workspace has no usable average. Default: `min`."""
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AdaptiveThreshold:
+        if self.min > self.max:
+            raise ValueError(
+                f"min {format_duration(self.min)} is longer than max {format_duration(self.max)}"
+            )
+        if self.fallback is not None and not self.min <= self.fallback <= self.max:
+            raise ValueError(
+                f"fallback {format_duration(self.fallback)} is outside "
+                f"min {format_duration(self.min)} .. max {format_duration(self.max)}"
+            )
+        return self
+
+    def resolve(self, average: timedelta | None, *, phase: str, unreadable: bool) -> RunThreshold:
+        if average is None:
+            why = f"{phase} average unreadable" if unreadable else f"no {phase} average"
+            if self.fallback is not None:
+                return RunThreshold(self.fallback, f"fallback; {why}")
+            return RunThreshold(self.min, f"min; {why}")
+        # Whole seconds: thresholds are read by people, and milliseconds of an average say
+        # nothing about whether a run is stuck.
+        raw = timedelta(seconds=round(self.factor * average.total_seconds()))
+        derived = f"{self.factor:g} x {phase} average {format_duration(average)}"
+        if raw < self.min:
+            return RunThreshold(self.min, f"min; {derived} = {format_duration(raw)}")
+        if raw > self.max:
+            return RunThreshold(self.max, f"max; {derived} = {format_duration(raw)}")
+        return RunThreshold(raw, derived)
+
+
+@dataclass(frozen=True, slots=True)
+class RunThreshold:
+    """The threshold a run is measured against, and where it came from."""
+
+    value: timedelta
+    # Why this value, for findings and `scan`: None for a plain duration from the config.
+    basis: str | None = None
+
+    def describe(self) -> str:
+        text = f"threshold {format_duration(self.value)}"
+        return f"{text} ({self.basis})" if self.basis else text
+
+
+# Which workspace average an adaptive threshold of a phase group follows. The API keeps
+# averages for plans and applies only; the other groups (queue, a human, unknown statuses)
+# say nothing about how long a run there should take.
+_AVERAGE_OF: dict[str, Literal["plan", "apply"]] = {"planning": "plan", "applying": "apply"}
+
+
+def _fixed_only(value: Any, info: ValidationInfo) -> Any:
+    if isinstance(value, dict):
+        raise PydanticCustomError(
+            "adaptive_not_allowed",
+            "the adaptive form (factor, min, max) is for planning and applying only "
+            "(workspaces keep no average for {group}); give a duration such as 2h",
+            {"group": info.field_name},
+        )
+    return value
+
+
+FixedOnly = Annotated[Duration | None, BeforeValidator(_fixed_only)]
+
+
+def _adaptive_tag(value: Any) -> str:
+    return "adaptive" if isinstance(value, dict | AdaptiveThreshold) else "duration"
+
+
+PhaseSetting = Annotated[
+    Annotated[Duration, Tag("duration")] | Annotated[AdaptiveThreshold, Tag("adaptive")],
+    Discriminator(_adaptive_tag),
+]
+
+
 class PhaseThresholds(StrictModel):
     """How long a non-final run may stay in a phase group before it counts as stuck."""
 
-    queued: Duration | None = None
+    queued: FixedOnly = None
     """pending, plan_queued, apply_queued, queuing, fetching...: waiting for a worker."""
-    planning: Duration | None = None
-    """planning, cost_estimating, policy_checking, post_plan_running."""
-    applying: Duration | None = None
-    """applying and the pre/post-apply stages. A live apply: keep this generous."""
-    waiting: Duration | None = None
+    planning: PhaseSetting | None = None
+    """planning, cost_estimating, policy_checking, post_plan_running. A duration, or
+    `{factor, min, max, fallback}` to follow the workspace's plan-duration-average."""
+    applying: PhaseSetting | None = None
+    """applying and the pre/post-apply stages. A live apply: keep this generous. A duration,
+    or `{factor, min, max, fallback}` to follow the workspace's apply-duration-average."""
+    waiting: FixedOnly = None
     """Paused for a human (planned, cost_estimated, policy_checked, ...): apply or discard."""
-    other: Duration | None = None
+    other: FixedOnly = None
     """Any other non-final status, including ones this version does not know."""
 
     def merged_over(self, base: PhaseThresholds) -> PhaseThresholds:
@@ -117,11 +215,18 @@ class PhaseThresholds(StrictModel):
             **{name: getattr(self, name) or getattr(base, name) for name in type(self).model_fields}
         )
 
-    def for_group(self, group: PhaseGroup) -> timedelta:
+    def for_group(self, group: PhaseGroup, workspace: Workspace | None = None) -> RunThreshold:
         value = getattr(self, group)
         if value is None:  # only possible on a rule's partial override, never after merge
             raise LookupError(f"no threshold for phase group {group}")
-        return value  # type: ignore[no-any-return]
+        if isinstance(value, AdaptiveThreshold):
+            phase = _AVERAGE_OF[group]
+            average = None if workspace is None else workspace.duration_average(phase)
+            unreadable = workspace is not None and any(
+                name == f"{phase}-duration-average" for name, _ in workspace.problems
+            )
+            return value.resolve(average, phase=phase, unreadable=unreadable)
+        return RunThreshold(value)
 
 
 DEFAULT_RUN_STUCK_AFTER = PhaseThresholds(
@@ -335,9 +440,10 @@ class EffectiveRule(BaseModel):
     run_stuck_after: PhaseThresholds
     actions: frozenset[ActionKind]
 
-    def run_threshold(self, run: Run) -> timedelta | None:
+    def run_threshold(self, run: Run, workspace: Workspace | None = None) -> RunThreshold | None:
+        """The threshold of the run's phase group; an adaptive one follows `workspace`."""
         group = run.phase_group
-        return None if group is None else self.run_stuck_after.for_group(group)
+        return None if group is None else self.run_stuck_after.for_group(group, workspace)
 
 
 class Protect(StrictModel):
@@ -611,6 +717,11 @@ class Policy(StrictModel):
             "tag-names": bool(self.protect.tags) or any(r.match.tags for r in self.rules),
             "project": any(r.match.projects for r in self.rules),
             "locked-reason": bool(self.protect.lock_reasons),
+            # An unreadable average only makes an adaptive threshold fall back to its
+            # `fallback`/`min`, which the rule's author chose as safe on their own: it is
+            # counted as a parse problem but holds nothing back.
+            "plan-duration-average": False,
+            "apply-duration-average": False,
         }
         return tuple(detail for name, detail in workspace.problems if relevant.get(name, True))
 

@@ -6,6 +6,7 @@ calling token (reference 1.2). Nothing here changes state.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from watchdog.simulator import runs as machine
@@ -31,6 +32,10 @@ def locked_by_ref(workspace: Workspace) -> tuple[str, str] | None:
     return workspace.locked_by
 
 
+def _ms(value: timedelta | None) -> int | None:
+    return None if value is None else round(value.total_seconds() * 1000)
+
+
 def workspace(world: World, ws: Workspace, viewer: Principal) -> Doc:
     holder = locked_by_ref(ws)
     org = ws.organization
@@ -43,6 +48,9 @@ def workspace(world: World, ws: Workspace, viewer: Principal) -> Doc:
             "updated-at": iso_ms(ws.created_at),
             # The creation time of the latest state version (the workspace's own before any).
             "latest-change-at": iso_ms(ws.latest_change_at or ws.created_at),
+            # Milliseconds, null without history (public workspaces API docs).
+            "plan-duration-average": _ms(ws.plan_duration_average),
+            "apply-duration-average": _ms(ws.apply_duration_average),
             "execution-mode": ws.execution_mode,
             "operations": ws.execution_mode != "local",
             "auto-apply": False,

@@ -23,6 +23,8 @@ Format (every key optional unless noted; durations are `45s`, `30m`, `2h`, `1d` 
             execution_mode: remote             # remote | local | agent
             lock: {by: bob, reason: "maintenance", age: 5h}   # by = user or team name
             state_version_pending: 2           # the next 2 unlocks answer 503
+            apply_duration_average: 20m        # `apply-duration-average` (default null)
+            plan_duration_average: 2m          # `plan-duration-average` (default null)
             runs:                              # oldest first
               - {status: applied, age: 3d}
               - {status: applying, age: 7h, by: alice, hangs_on_cancel: true}
@@ -232,6 +234,10 @@ def _build_workspace(loaded: Loaded, org: str, spec: dict[str, Any], where: str)
             else None,
         )
     ws.pending_state_version_unlocks = int(spec.get("state_version_pending", 0))
+    for phase in ("plan", "apply"):
+        key = f"{phase}_duration_average"
+        if key in spec:
+            setattr(ws, key, duration(spec[key], f"{where}.{key}"))
 
 
 # --- large organizations ------------------------------------------------------------------

@@ -133,6 +133,10 @@ class Workspace:
     current_state_version_id: str | None = None
     # `latest-change-at`: when the latest state version was created (None: never).
     latest_change_at: datetime | None = None
+    # `plan-duration-average` / `apply-duration-average` as a scenario sets them (None: null,
+    # as for a workspace with no run history). Not derived from simulated runs.
+    plan_duration_average: timedelta | None = None
+    apply_duration_average: timedelta | None = None
 
     @property
     def locked(self) -> bool:

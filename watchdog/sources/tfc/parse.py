@@ -18,7 +18,7 @@ there.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -222,6 +222,8 @@ def _workspace(entry: Any, organization: str, included: Included) -> Workspace:
     if locked and holder is None:
         problems.append(("locked-by", "locked, but locked-by names no holder"))
     latest_change_at = _latest_change_at(attributes, problems)
+    plan_average = _duration_average(attributes, "plan-duration-average", problems)
+    apply_average = _duration_average(attributes, "apply-duration-average", problems)
     return Workspace(
         organization=organization,
         id=ws_id,
@@ -234,6 +236,8 @@ def _workspace(entry: Any, organization: str, included: Included) -> Workspace:
         holder=holder,
         current_run=_current_run(entry, included, ws_id),
         latest_change_at=latest_change_at,
+        plan_duration_average=plan_average,
+        apply_duration_average=apply_average,
         problems=tuple(problems),
         permissions=WorkspacePermissions(
             can_lock=permissions.get("can-lock") is True,
@@ -261,6 +265,31 @@ def _latest_change_at(
     except EntryError:
         problems.append(("latest-change-at", "latest-change-at is not ISO 8601"))
         return None
+
+
+# A month of milliseconds: no plan or apply averages that; a larger value is garbage, and
+# would only ever be clamped to an adaptive threshold's `max`.
+_MAX_AVERAGE_MS = 31 * 86400 * 1000
+
+
+def _duration_average(
+    attributes: Mapping[str, Any], key: str, problems: list[tuple[str, str]]
+) -> timedelta | None:
+    """`plan-duration-average` / `apply-duration-average`, milliseconds
+    (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/workspaces). Absent or
+    null (no run yet) is None. Unreadable is None too, and a problem to count; the policy
+    does not let it block anything, since an adaptive threshold then uses its fallback,
+    never something shorter than its `min`."""
+    value = attributes.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        problems.append((key, f"{key} is a {_kind(value)}, not a number"))
+        return None
+    if not 0 <= value <= _MAX_AVERAGE_MS:  # also rejects NaN
+        problems.append((key, f"{key} is {value!r}, not a duration in milliseconds"))
+        return None
+    return timedelta(milliseconds=value)
 
 
 def _attributes(resource: Mapping[str, Any], what: str) -> Mapping[str, Any]:
