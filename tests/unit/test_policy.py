@@ -349,3 +349,146 @@ def test_every_field_in_the_schema_has_a_description() -> None:
     ]
     assert undocumented == []
     assert schema["properties"]["interval"]["default"] == "1m"
+
+
+# --- adaptive stuck-run thresholds ----------------------------------------------------------
+
+ADAPTIVE_APPLY = {"applying": {"factor": 4, "min": "30m", "max": "12h"}}
+
+
+def _applying(p: Policy, ws: Workspace) -> tuple[timedelta, str]:
+    limit = p.rule_for_workspace(ws).run_stuck_after.for_group("applying", ws)
+    return limit.value, limit.describe()
+
+
+@pytest.mark.parametrize(
+    ("average", "seconds", "text"),
+    [
+        (timedelta(minutes=30), 2 * 3600, "threshold 2h (4 x apply average 30m)"),
+        (timedelta(minutes=5), 30 * 60, "threshold 30m (min; 4 x apply average 5m = 20m)"),
+        (timedelta(hours=5), 12 * 3600, "threshold 12h (max; 4 x apply average 5h = 20h)"),
+        (timedelta(0), 30 * 60, "threshold 30m (min; 4 x apply average 0s = 0s)"),
+        (None, 30 * 60, "threshold 30m (min; no apply average)"),
+    ],
+)
+def test_an_adaptive_threshold_is_factor_times_the_average_within_its_bounds(
+    average: timedelta | None, seconds: int, text: str
+) -> None:
+    p = policy(rules=[{"id": "r", "run_stuck_after": ADAPTIVE_APPLY}])
+    value, described = _applying(p, workspace(apply_duration_average=average))
+    assert (value, described) == (timedelta(seconds=seconds), text)
+
+
+def test_an_adaptive_threshold_follows_the_average_of_its_own_phase() -> None:
+    p = policy(
+        rules=[
+            {
+                "id": "r",
+                "run_stuck_after": {
+                    "planning": {"factor": 3, "min": "10m", "max": "2h"},
+                    **ADAPTIVE_APPLY,
+                },
+            }
+        ]
+    )
+    ws = workspace(
+        plan_duration_average=timedelta(minutes=10), apply_duration_average=timedelta(hours=1)
+    )
+    thresholds = p.rule_for_workspace(ws).run_stuck_after
+    assert thresholds.for_group("planning", ws).describe() == (
+        "threshold 30m (3 x plan average 10m)"
+    )
+    assert thresholds.for_group("applying", ws).describe() == (
+        "threshold 4h (4 x apply average 1h)"
+    )
+
+
+def test_an_unreadable_average_gives_the_fallback_never_less_than_min() -> None:
+    adaptive = {"applying": {"factor": 4, "min": "30m", "max": "12h", "fallback": "6h"}}
+    p = policy(rules=[{"id": "r", "run_stuck_after": adaptive}])
+    unreadable = workspace(
+        problems=(("apply-duration-average", "apply-duration-average is a str, not a number"),)
+    )
+    assert _applying(p, unreadable) == (
+        timedelta(hours=6),
+        "threshold 6h (fallback; apply average unreadable)",
+    )
+    assert _applying(p, workspace()) == (
+        timedelta(hours=6),
+        "threshold 6h (fallback; no apply average)",
+    )
+    # An unreadable average is counted, but the policy does not depend on it: nothing waits.
+    assert p.unchecked(unreadable) == ()
+
+
+def test_a_rules_adaptive_phase_merges_over_the_defaults_and_the_other_phases_stay_fixed() -> None:
+    p = policy(
+        defaults={"run_stuck_after": {"applying": {"factor": 2, "min": "1h", "max": "8h"}}},
+        rules=[
+            {
+                "id": "r",
+                "match": {"workspaces": ["sandbox-*"]},
+                "run_stuck_after": {"planning": "1h"},
+            }
+        ],
+    )
+    ws = workspace("sandbox-1", apply_duration_average=timedelta(hours=3))
+    rule = p.rule_for_workspace(ws)
+    assert rule.run_stuck_after.for_group("applying", ws).describe() == (
+        "threshold 6h (2 x apply average 3h)"
+    )
+    assert rule.run_stuck_after.for_group("planning", ws).describe() == "threshold 1h"
+    assert rule.run_stuck_after.for_group("waiting", ws).describe() == "threshold 1d"
+    # A rule's own fixed phase replaces an adaptive default, and the other way round.
+    fixed = policy(
+        defaults={"run_stuck_after": ADAPTIVE_APPLY},
+        rules=[{"id": "r", "run_stuck_after": {"applying": "3h"}}],
+    )
+    assert _applying(fixed, ws) == (timedelta(hours=3), "threshold 3h")
+
+
+def test_the_plain_duration_form_is_unchanged() -> None:
+    p = policy(rules=[{"id": "r", "run_stuck_after": {"applying": "2h"}}])
+    ws = workspace(apply_duration_average=timedelta(minutes=1))
+    assert _applying(p, ws) == (timedelta(hours=2), "threshold 2h")
+    assert p.rules[0].run_stuck_after is not None
+    assert p.rules[0].run_stuck_after.applying == timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"waiting": {"factor": 4, "min": "1h", "max": "2h"}}, "for planning and applying only"),
+        ({"queued": {"factor": 4, "min": "1h", "max": "2h"}}, "no average for queued"),
+        ({"other": {"factor": 4, "min": "1h", "max": "2h"}}, "no average for other"),
+        ({"applying": {"factor": 4, "min": "3h", "max": "2h"}}, "min 3h is longer than max 2h"),
+        ({"applying": {"factor": 4, "min": "1h", "max": "2h", "fallback": "5m"}}, "outside"),
+        ({"applying": {"factor": 0, "min": "1h", "max": "2h"}}, "greater than 0"),
+        ({"applying": {"factor": 2000, "min": "1h", "max": "2h"}}, "less than or equal to 1000"),
+        ({"applying": {"factor": 4, "min": "1h"}}, "max"),
+        ({"applying": {"factor": 4, "max": "1h"}}, "min"),
+        ({"applying": {"min": "1h", "max": "2h"}}, "factor"),
+        ({"applying": {"factor": 4, "min": "0s", "max": "2h"}}, "greater than zero"),
+    ],
+)
+def test_bad_adaptive_forms_are_refused(setting: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        policy(rules=[{"id": "r", "run_stuck_after": setting}])
+
+
+def test_the_schema_accepts_the_adaptive_form_only_where_the_model_does() -> None:
+    schema = json_schema()
+    ok = {
+        "tfc": {"organizations": ["a"]},
+        "rules": [{"id": "r", "run_stuck_after": ADAPTIVE_APPLY}],
+    }
+    jsonschema.validate(ok, schema)
+    for bad in (
+        {"waiting": {"factor": 4, "min": "1h", "max": "2h"}},
+        {"applying": {"factor": 4, "min": "1h"}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(
+                {"tfc": {"organizations": ["a"]}, "rules": [{"id": "r", "run_stuck_after": bad}]},
+                schema,
+            )

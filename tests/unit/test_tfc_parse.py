@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -464,3 +464,45 @@ def test_malformed_included_entries_are_ignored():
     assert ws.holder is not None
     assert ws.holder.name is None
     assert (unreadable, errors) == ([], 0)
+
+
+# --- plan/apply duration averages -------------------------------------------------------------
+
+
+def test_duration_averages_are_milliseconds_and_absent_or_null_is_unknown():
+    entry = workspace_entry(
+        "ws-1", **{"plan-duration-average": 20000, "apply-duration-average": 158000.0}
+    )
+    [ws], _, errors = parse_workspace_page(page(entry), ORG)
+    assert (ws.plan_duration_average, ws.apply_duration_average) == (
+        timedelta(seconds=20),
+        timedelta(seconds=158),
+    )
+    assert (ws.problems, errors) == ((), 0)
+    for absent in ({}, {"plan-duration-average": None, "apply-duration-average": None}):
+        [ws], _, errors = parse_workspace_page(page(workspace_entry("ws-1", **absent)), ORG)
+        assert (ws.plan_duration_average, ws.apply_duration_average) == (None, None)
+        assert (ws.problems, errors) == ((), 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("158000", "apply-duration-average is a str, not a number"),
+        (True, "apply-duration-average is a bool, not a number"),
+        ([1], "apply-duration-average is a list, not a number"),
+        (-1, "apply-duration-average is -1, not a duration in milliseconds"),
+        (float("inf"), "apply-duration-average is inf, not a duration in milliseconds"),
+        (float("nan"), "apply-duration-average is nan, not a duration in milliseconds"),
+        (10**30, "not a duration in milliseconds"),
+    ],
+)
+def test_a_malformed_duration_average_is_unknown_and_counted(value, detail):
+    entry = workspace_entry("ws-1", locked=True, locked_by=("users", "user-1"))
+    entry["attributes"]["apply-duration-average"] = value
+    [ws], unreadable, errors = parse_workspace_page(page(entry), ORG)
+    assert ws.apply_duration_average is None
+    [(name, problem)] = ws.problems
+    assert name == "apply-duration-average"
+    assert detail in problem
+    assert (unreadable, errors) == ([], 1)
