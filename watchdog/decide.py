@@ -377,6 +377,10 @@ def _run_step(view: _RunView, now: datetime) -> _Step:
         if not run.actions.is_cancelable:
             blocker = f"run {run.id} is not cancelable (actions.is-cancelable false)"
     subject = f"run {run.id} ({run.status})"
+    if view.limit.basis is not None:
+        # An adaptive threshold says where it came from (it moves with the workspace's
+        # average, not with the run's age, so the text still reads the same every cycle).
+        subject = f"{subject}, {view.limit.describe()}"
     return _Step(kind, view.overdue, reason, view.since, view.age, view.threshold, blocker, subject)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -427,3 +428,51 @@ def test_restraint_reasons_do_not_change_while_nothing_but_time_does() -> None:
         " (would cancel run run-abc (applying))",
         "young lock: the lock of user:alice is not yet past lock_stale_after 2h",
     ]
+
+
+# --- adaptive thresholds ------------------------------------------------------------------------
+
+ADAPTIVE = {"applying": {"factor": 4, "min": "30m", "max": "12h"}}
+
+
+def test_findings_and_the_planned_cancel_name_the_adaptive_thresholds_source() -> None:
+    stuck = run("applying", 2 * H + 30 * M, actions=RunActions(is_cancelable=True))
+    ws = replace(run_locked("network", stuck), apply_duration_average=30 * M)
+    config = policy(rules=[{"id": "adaptive", "run_stuck_after": ADAPTIVE, "actions": ["cancel"]}])
+    decision = decide([observe(ws)], config, Memory(), NOW)
+
+    why = "run run-abc applying for 2h30m, threshold 2h (4 x apply average 30m)"
+    (finding,) = [f for f in decision.findings if f.kind is FindingKind.RUN_STUCK]
+    assert (finding.reason, finding.threshold) == (why, 2 * H)
+    (stale,) = [f for f in decision.findings if f.kind is FindingKind.LOCK_STALE]
+    assert stale.reason == f"lock held by a stuck run: {why}"
+    (planned,) = decision.planned
+    assert planned.kind is ActionKind.CANCEL
+    assert planned.reason == why
+    assert planned.threshold == 2 * H
+
+
+def test_a_restraint_names_the_min_when_the_workspace_has_no_average() -> None:
+    # Past `min` with no average: stuck by the rule's floor, but not cancelable yet.
+    stuck = run("applying", 45 * M, actions=RunActions(is_cancelable=False))
+    ws = run_locked("network", stuck)
+    config = policy(rules=[{"id": "adaptive", "run_stuck_after": ADAPTIVE, "actions": ["cancel"]}])
+    decision = decide([observe(ws)], config, Memory(), NOW)
+
+    (finding,) = [f for f in decision.findings if f.kind is FindingKind.RUN_STUCK]
+    assert finding.reason == "run run-abc applying for 45m, threshold 30m (min; no apply average)"
+    assert decision.planned == ()
+    (restraint,) = decision.restraints
+    assert restraint.reason == (
+        "run run-abc is not cancelable (actions.is-cancelable false) "
+        "(would cancel run run-abc (applying), threshold 30m (min; no apply average))"
+    )
+
+
+def test_a_long_apply_average_keeps_a_run_the_fixed_default_would_call_stuck() -> None:
+    # 7h applying is past the fixed 6h, but this workspace's applies average 3h: 12h.
+    ws = replace(run_locked("network", run("applying", 7 * H)), apply_duration_average=3 * H)
+    config = policy(rules=[{"id": "adaptive", "run_stuck_after": ADAPTIVE, "actions": ["cancel"]}])
+    decision = decide([observe(ws)], config, Memory(), NOW)
+    assert [f.kind for f in decision.findings] == [FindingKind.LOCK_HELD]
+    assert decision.planned == ()
