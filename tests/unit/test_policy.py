@@ -12,8 +12,11 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
+from tests.properties.profile import PROPERTY
 from watchdog.configload import load_policy
 from watchdog.model import ActionKind, Workspace
 from watchdog.policy import (
@@ -24,6 +27,7 @@ from watchdog.policy import (
     parse_duration,
     parse_listen,
 )
+from watchdog.sources.tfc.parse import parse_workspace_page
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
@@ -492,3 +496,48 @@ def test_the_schema_accepts_the_adaptive_form_only_where_the_model_does() -> Non
                 {"tfc": {"organizations": ["a"]}, "rules": [{"id": "r", "run_stuck_after": bad}]},
                 schema,
             )
+
+
+_RAW_AVERAGES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats()
+    | st.text(max_size=8)
+    | st.lists(st.integers(), max_size=2)
+)
+
+
+@PROPERTY
+@given(
+    raw=_RAW_AVERAGES,
+    factor=st.floats(min_value=0.01, max_value=1000),
+    bounds=st.lists(st.integers(min_value=1, max_value=30 * 86400), min_size=2, max_size=3).map(
+        sorted
+    ),
+)
+def test_whatever_the_api_sends_an_adaptive_threshold_stays_within_min_and_max(
+    raw: Any, factor: float, bounds: list[int]
+) -> None:
+    low, high = bounds[0], bounds[-1]
+    adaptive: dict[str, Any] = {"factor": factor, "min": low, "max": high}
+    if len(bounds) == 3:
+        adaptive["fallback"] = bounds[1]
+    p = policy(rules=[{"id": "r", "run_stuck_after": {"applying": adaptive}}])
+    entry = {
+        "id": "ws-1",
+        "type": "workspaces",
+        "attributes": {
+            "name": "app",
+            "locked": False,
+            "tag-names": [],
+            "permissions": {},
+            "apply-duration-average": raw,
+        },
+        "relationships": {"project": {"data": None}},
+    }
+    [ws], _, _ = parse_workspace_page({"data": [entry], "included": []}, "acme")
+    value, described = _applying(p, ws)
+    assert timedelta(seconds=low) <= value <= timedelta(seconds=high), described
+    if ws.apply_duration_average is None:
+        assert value == timedelta(seconds=bounds[1] if len(bounds) == 3 else low), described
