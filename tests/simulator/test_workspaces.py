@@ -205,3 +205,23 @@ def test_users_teams_and_account_details(simulator):
     with simulator.client(ADMIN_TOKEN) as team_api, simulator.client(ORG_TOKEN) as org_api:
         assert team_api.get("account/details").status_code == 404
         assert org_api.get("account/details").status_code == 404
+
+
+def test_duration_averages_are_milliseconds_as_the_scenario_sets_them_else_null(start_simulator):
+    """Workspaces API docs: `plan-duration-average`/`apply-duration-average` in ms."""
+    yaml_text = """
+organizations:
+  small:
+    teams: [{name: owners, tokens: [t], access: admin}]
+    workspaces:
+      - {name: seasoned, plan_duration_average: 20s, apply_duration_average: 158s}
+      - {name: fresh}
+"""
+    with start_simulator(scenario=yaml_text) as sim, sim.client("t") as api:
+        seasoned = api.get("organizations/small/workspaces/seasoned").json()["data"]["attributes"]
+        fresh = api.get("organizations/small/workspaces/fresh").json()["data"]["attributes"]
+    assert (seasoned["plan-duration-average"], seasoned["apply-duration-average"]) == (
+        20000,
+        158000,
+    )
+    assert (fresh["plan-duration-average"], fresh["apply-duration-average"]) == (None, None)
