@@ -102,7 +102,7 @@ class StrictModel(BaseModel):
     )
 
 
-# An average past this is a typo or garbage; it would only ever be clamped to `max` anyway.
+# A factor past this is a typo: the threshold would sit at `max` for any plausible average.
 _MAX_FACTOR = 1000.0
 
 
