@@ -21,7 +21,9 @@ For each planned action, in the order decide.py gives (oldest finding first):
    plans it again next cycle). A check that cannot be made (any API error, an unreadable
    body) is `failed` with its reason, as a failed re-read is: nothing is taken on faith.
    It comes after the permission check so a workspace the token may not unlock costs no
-   request, and before dry-run so a preview says what a real cycle would do.
+   request, and before dry-run so a preview says what a real cycle would do. After it the
+   workspace is re-read and checked once more (step 2 and 3 again): force-unlock has no
+   holder condition, so the read that vouches for the holder must be the POST's last request.
 4. Dry-run: `dry_run`, logged as `would <action> <org>/<workspace>` with every field.
 5. Else the intent is written to the state file (fsynced) and exactly one POST is sent; its
    record is then completed with the outcome. An intent that cannot be written is `failed`
@@ -140,25 +142,40 @@ class TfcExecutor:
     async def recheck(
         self, action: PlannedAction, identity: Holder | None, policy: Policy
     ) -> Verdict:
+        verdict, fresh = await self._verify(action, identity, policy)
+        if verdict.outcome is not None or fresh is None or action.kind not in _UNLOCKS:
+            return verdict
+        verdict = await self._state_upload_check(action, fresh)
+        if verdict.outcome is not None:
+            return verdict
+        # Force-unlock has no holder condition: the API removes whatever lock is there. So the
+        # read that vouches for the holder must be the last request before the POST, not the
+        # one before the state-versions check (a request, and a limiter slot, earlier).
+        verdict, _ = await self._verify(action, identity, policy)
+        return verdict
+
+    async def _verify(
+        self, action: PlannedAction, identity: Holder | None, policy: Policy
+    ) -> tuple[Verdict, Workspace | None]:
+        """Re-read the workspace: does it still justify the action, with the permission?"""
         try:
             fresh = await self._target.read_workspace(action.workspace_id)
         except TfcError as exc:
-            return Verdict(Outcome.FAILED, f"re-read failed: {exc}")
+            return Verdict(Outcome.FAILED, f"re-read failed: {exc}"), None
         replan = plan_for_workspace(fresh, True, policy, self._memory, self._target.now(), identity)
         change = _what_changed(action, fresh, replan)
         if change:
-            return Verdict(Outcome.SKIPPED_CHANGED, change)
+            return Verdict(Outcome.SKIPPED_CHANGED, change), fresh
         if action.run_id is not None and (
             fresh.current_run is None or fresh.current_run.id != action.run_id
         ):
             # The ladder saw this run, so it should be the current one; never act on a guess.
-            return Verdict(Outcome.SKIPPED_CHANGED, f"run {action.run_id} is no longer current")
+            verdict = Verdict(Outcome.SKIPPED_CHANGED, f"run {action.run_id} is no longer current")
+            return verdict, fresh
         missing = _missing_permission(action, fresh)
         if missing:
-            return Verdict(Outcome.FORBIDDEN, f"the token lacks {missing}")
-        if action.kind in _UNLOCKS:
-            return await self._state_upload_check(action, fresh)
-        return Verdict()
+            return Verdict(Outcome.FORBIDDEN, f"the token lacks {missing}"), fresh
+        return Verdict(), fresh
 
     async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
         """No unlock while a state version is pending, nor when that cannot be checked."""

@@ -176,8 +176,12 @@ def test_the_window_between_the_re_read_and_its_post(
     p99 = _percentile(windows, 0.99) * 1000
     print(f"re-read -> POST window over {len(windows)} actions: p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     assert min(windows) >= 0
-    # Guards, not a benchmark (the machine may be loaded): a POST that waited for its own
-    # limiter slot after the re-read would make the median about 50 ms (2/3 of the
-    # simulator's 30 per second); a retry or a sleep, seconds.
-    assert p50 < 40
-    assert p99 < 1000
+    # The figures are printed for the README, not asserted (the machine may be loaded). What
+    # is asserted is the order that keeps the window one request wide: the request right
+    # before each POST is the re-read of that workspace (for an unlock, the state-versions
+    # check comes before that last re-read, never between it and the POST).
+    for index, request in enumerate(log):
+        if request["method"] == "POST":
+            before = log[index - 1]
+            assert before["method"] == "GET", before
+            assert request["path"].startswith(before["path"] + "/actions/"), (before, request)
