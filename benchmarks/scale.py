@@ -1,4 +1,4 @@
-"""Scale and cost of one watchdog cycle, 100 to 50,000 workspaces (issue 7). Run by hand:
+"""Scale and cost of one watchdog cycle, 100 to 50,000 workspaces. Run by hand:
 
     .venv/bin/python -m benchmarks.scale                      # 100 1000 10000 50000
     .venv/bin/python -m benchmarks.scale --sizes 100 1000 --json out.json
@@ -307,7 +307,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="tfc-watchdog scale benchmark (issue 7)")
+    parser = argparse.ArgumentParser(description="tfc-watchdog scale benchmark")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000, 50000])
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.0, 100.0])
     parser.add_argument("--locked", default="1%")

@@ -1,4 +1,4 @@
-"""The `tfc-watchdog` command (contract: DESIGN.md "CLI").
+"""The `tfc-watchdog` command (contract: README "Commands").
 
 Each subcommand's code lives in the module that owns its job and is imported only when that
 subcommand runs, so `check-config` does not pay for uvicorn and a broken optional piece

@@ -9,14 +9,14 @@ Per workspace the first matching rule gives thresholds and allowed rungs. Findin
 `run_stuck`, `run_waiting`, `runs_blocked` (a stale lock: no run can start; a pending
 current run behind it is named).
 
-The ladder (DESIGN.md "The ladder"), at most one rung per workspace, in this preference:
+The ladder (README "The ladder"), at most one rung per workspace, in this preference:
 cancel -> force_cancel -> discard -> unlock / force_unlock. A run-held lock is never
 unlocked: only ending its run clears it. When something is due but a guard holds the
 watchdog back, a `Restraint` says why, so the daemon can log it.
 
 Choices worth knowing:
 - An Observation with `complete=False` gets no actions at all, even for workspaces it did
-  read: a partial read is uncertain data (DESIGN.md "Safety invariants").
+  read: a partial read is uncertain data (README "Safety and guarantees").
 - A locked workspace without holder information gets a `lock_held` finding ("holder
   unknown") but no LockState and no action: its age cannot be told honestly.
 - force_cancel also requires the run to be still past its phase threshold: the watchdog only
@@ -386,7 +386,7 @@ def _run_step(view: _RunView, now: datetime) -> _Step:
 
 def _waits_on_lock(view: _View) -> bool:
     """The current run is `pending` behind a user/team lock: it has not started, holds no
-    state, and is exactly what the lock blocks (reference/tfc-api.md 2: "New runs remain in
+    state, and is exactly what the lock blocks (the workspaces API docs: "New runs remain in
     the Pending state until the workspace unlocks")."""
     return (
         view.run is not None

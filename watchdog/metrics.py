@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the watchdog, in one place (names are a contract: DESIGN.md).
+"""Every Prometheus metric of the watchdog, in one place (names are a contract: README "Metrics").
 
 One `Metrics` object owns its own `CollectorRegistry`, so tests get isolated metrics and the
 process has exactly one set. Per-workspace series exist only for locked or stuck objects:

@@ -53,7 +53,8 @@ class Holder:
 PhaseGroup = Literal["queued", "planning", "applying", "waiting", "other"]
 
 # Statuses in which a run has reached its end. Anything else, including a status this
-# version does not know, is non-final (reference/tfc-api.md 3.2: run statuses are an open
+# version does not know, is non-final (the runs API,
+# https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run: run statuses are an open
 # set; treating an unknown status as final could hide a run that still holds a lock).
 FINAL_STATUSES = frozenset(
     {
@@ -283,7 +284,7 @@ class Observation:
     total_workspaces: int = 0
     # The TFC source keeps in `workspaces` only what decide.py can act or report on (locked,
     # or with a non-final current run): every parsed workspace of a 50,000-workspace
-    # organization held ~190 MB (issue 7). `read_ids` has the ids of ALL workspaces read and
+    # organization held ~190 MB. `read_ids` has the ids of ALL workspaces read and
     # parsed; Memory.update needs them after a partial read. Observations built by hand may
     # leave it empty: the ids of `workspaces` always count as read (`ids_read`).
     read_ids: frozenset[str] = field(default=frozenset(), repr=False)

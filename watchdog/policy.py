@@ -1,6 +1,6 @@
 """The config file's model: process settings, the lock sources, limits, protections, rules.
 
-A contract with users (DESIGN.md "Config"): keep key names stable. Validated by pydantic;
+A contract with users (README "Configuration"): keep key names stable. Validated by pydantic;
 every field carries a docstring that becomes its description in the JSON Schema
 (`tfc-watchdog check-config --schema`). Reading the file, environment overrides and error
 messages live in `watchdog.configload`.

@@ -1,4 +1,4 @@
-"""The ops HTTP server: /metrics, /livez (/healthz), /readyz, /locks (DESIGN.md "Layout").
+"""The ops HTTP server: /metrics, /livez (/healthz), /readyz, /locks.
 
 Runs in the daemon's event loop (uvicorn), so handlers read the cycle's state without locks:
 the cycle publishes synchronously between awaits.

@@ -1,4 +1,4 @@
-"""Issue 4 "Done when" items 1-9, end to end: the real `tfc-watchdog run` process (daemon or
+"""The action ladder end to end: the real `tfc-watchdog run` process (daemon or
 `--once`) against the real simulator. Assertions are on what reached the server (the
 request log: every POST, with its status) and on the daemon's audit events and metrics.
 

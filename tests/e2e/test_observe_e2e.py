@@ -1,4 +1,4 @@
-"""Issue 3 "Done when", end to end: the real `tfc-watchdog run` / `scan` processes against
+"""Observation end to end: the real `tfc-watchdog run` / `scan` processes against
 the real simulator. Observe only: what the daemon reports (/locks, /metrics) and what reached
 the server (the simulator's request log: workspace lists, never a POST)."""
 

@@ -1,4 +1,4 @@
-"""The scale benchmark's smoke version (benchmarks/scale.py; issue 7): counts, never times.
+"""The scale benchmark's smoke version (benchmarks/scale.py): counts, never times.
 
 The real simulator process with a generated organization of 1,000 workspaces and no added
 latency; the daemon's real config loading, runtime and cycle in a child process

@@ -1,6 +1,6 @@
 """How many examples each safety property runs: HYPOTHESIS_PROFILE=ci (default) or soak.
 
-`ci`: 300 examples per property (issue 6). `soak`: 10,000 (`make soak`). No deadline:
+`ci`: 300 examples per property. `soak`: 10,000 (`make soak`). No deadline:
 machines are noisy, and the suite's time budget is kept by the size of the worlds, not by
 per-example timing.
 

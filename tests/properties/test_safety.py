@@ -1,4 +1,5 @@
-"""DESIGN.md's safety invariants as properties over random worlds (see world.py).
+"""The safety invariants (README "Safety and guarantees") as properties over random worlds
+(see world.py).
 
 Each property runs the real cycle against the real simulator app in-process and judges every
 POST that reached the simulator by its own arithmetic on the simulated world as it was when

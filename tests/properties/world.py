@@ -513,7 +513,8 @@ def apply_change(world: World, ws: SimWorkspace, change: str, token: str) -> Non
         world.add_run(ws, "planning", age=timedelta(0))
 
 
-# The properties' own list of final statuses, written from reference/tfc-api.md 3.2 and kept
+# The properties' own list of final statuses, written from the runs API docs
+# (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run) and kept
 # apart from watchdog.model.FINAL_STATUSES on purpose: an oracle that imported the code under
 # test could not catch a wrong entry there.
 _FINAL = frozenset(

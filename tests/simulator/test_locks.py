@@ -1,4 +1,4 @@
-"""Contract: lock, unlock, force-unlock (reference/tfc-api.md section 2)."""
+"""Contract: lock, unlock, force-unlock (the workspaces API: lock, unlock, force-unlock)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contract: runs, their actions and the run lists (reference/tfc-api.md sections 3, 4)."""
+"""Contract: runs, their actions and the run lists (the runs API)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Contract: headers, clock, rate limits, faults, the admin API, the CLI and the generator
-(reference/tfc-api.md sections 0, 5, 6; issue 2 section 4)."""
+(the API's conventions, rate limiting and errors; the simulator's own admin API)."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def test_admin_lock_and_hangs_on_cancel(simulator):
 
 
 def test_demo_scenario_has_the_documented_situations(simulator):
-    """Issue 2: stuck apply hanging on cancel with a queued run, old and young locks, ..."""
+    """The demo world: stuck apply hanging on cancel with a queued run, old and young locks, ..."""
     state = {w["name"]: w for w in simulator.state()["organizations"]["demo"]}
     now = datetime.fromisoformat(simulator.clock()["now"])
     assert state["payments-prod"]["current_run"]["status"] == "applying"

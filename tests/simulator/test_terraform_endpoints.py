@@ -1,4 +1,4 @@
-"""Contract: what the Terraform CLI's `cloud` block calls (reference/terraform-cli-cloud.md),
+"""Contract: what the Terraform CLI's `cloud` block calls (https://developer.hashicorp.com/terraform/cli/cloud),
 and HTTPS with a self-signed certificate (`--tls`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Contract: workspace reads (reference/tfc-api.md sections 0, 1)."""
+"""Contract: workspace reads (the API's JSON:API conventions and the workspaces API)."""
 
 from __future__ import annotations
 

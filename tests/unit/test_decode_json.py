@@ -1,6 +1,6 @@
 """The client's JSON decoding (orjson, then json): the same bodies accepted, the same values.
 
-Issue 7 moved response decoding from httpx's `response.json()` (the json module) to orjson
+Response decoding moved from httpx's `response.json()` (the json module) to orjson
 for speed. These pin that nothing else changed: whatever json accepted is accepted with the
 same value, and whatever it refused is still a ValueError (so BadResponseError upstream).
 

@@ -19,7 +19,7 @@ ORG = "my-organization"
 
 
 def sample() -> dict[str, Any]:
-    """The reference sample workspace (reference/tfc-api.md 1.4) with its included objects."""
+    """A sample workspace as the API documents it, with its included objects."""
     data: dict[str, Any] = json.loads((FIXTURES / "workspace.json").read_text())
     return data
 
@@ -315,7 +315,7 @@ def test_run_timestamps_accept_z_and_offset_forms_and_nested_actions():
     [ws], _, _ = parse_workspace_page(doc, ORG)
     parsed = ws.current_run
     assert parsed is not None
-    # Only the current status's timestamp is read (issue 7: the others cost parse time and
+    # Only the current status's timestamp is read (the others cost parse time and
     # nothing reads them).
     assert parsed.status_timestamps == {"applying-at": datetime(2026, 1, 1, 2, 0, tzinfo=UTC)}
     assert parsed.entered_status_at() == datetime(2026, 1, 1, 2, 0, tzinfo=UTC)

@@ -227,7 +227,7 @@ async def test_an_empty_organization_is_one_request_and_complete(api, client, me
     assert observation.workspaces == ()
 
 
-# --- what an observation keeps whole (issue 7: 50,000 parsed workspaces held ~190 MB) -------
+# --- what an observation keeps whole (50,000 parsed workspaces held ~190 MB) -------
 
 
 def run_entry(run_id: str, status: str) -> dict[str, Any]:

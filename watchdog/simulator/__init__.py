@@ -1,7 +1,8 @@
-"""A faithful local HCP Terraform / Terraform Enterprise API server (issue 2, section 4).
+"""A faithful local HCP Terraform / Terraform Enterprise API server.
 
 The demo runs against it and every end-to-end test uses it as the TFC peer. It follows
-/work/shared/reference/tfc-api.md for shapes, status codes and headers.
+the public API docs (https://developer.hashicorp.com/terraform/cloud-docs/api-docs)
+for shapes, status codes and headers.
 
 Layout (one job per module):
 - `clock.py`     the simulated clock (ages, `Date` headers, cool-offs all come from it)

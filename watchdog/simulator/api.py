@@ -1,4 +1,5 @@
-"""The `/api/v2` endpoints (reference/tfc-api.md sections noted on each handler).
+"""The `/api/v2` endpoints: each handler follows its endpoint's page of the API docs
+(https://developer.hashicorp.com/terraform/cloud-docs/api-docs).
 
 Each handler is wrapped by `endpoint()`, which does what every real endpoint does first:
 authenticate (401), rate-limit per principal (429), require the JSON:API content type on

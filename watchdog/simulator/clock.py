@@ -3,7 +3,7 @@
 A lock can be "5 hours old" without waiting 5 hours: scenario ages are relative to this
 clock, the admin API advances it, and `time_scale` makes it run faster (demo) or stand still
 (0: tests, where only explicit advances move it). Every response's `Date` header comes from
-it, because the watchdog measures ages on the server's clock (DESIGN.md "Remember").
+it, because the watchdog measures ages on the server's clock (README "How it works").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""JSON:API documents, shaped like the samples in reference/tfc-api.md (1.4, 3.4).
+"""JSON:API documents, shaped like the samples of the public API docs (https://developer.hashicorp.com/terraform/cloud-docs/api-docs).
 
 Every function takes the caller (`viewer`) because `permissions` blocks are computed for the
 calling token (reference 1.2). Nothing here changes state.

@@ -1,4 +1,4 @@
-"""The run state machine as the API shows it (reference/tfc-api.md 3.2, 3.3, 4).
+"""The run state machine as the API shows it (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run).
 
 Only what the watchdog can observe is modelled: which statuses are final, which ones wait
 for a human, which `actions` flags a status implies, and the `status-timestamps` key of each

@@ -6,7 +6,7 @@ and the next pending run becomes current). Permission checks are the routes' job
 assumes the caller may do what it asks, so the admin API can reuse the same methods.
 
 Lookups are dicts by id, and each organization keeps its workspaces pre-sorted by name, so a
-page of the list costs O(page), not O(workspaces) (issue 2: 10,000 workspaces, < 50 ms).
+page of the list costs O(page), not O(workspaces) (10,000 workspaces, < 50 ms).
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class Run:
     status_timestamps: dict[str, datetime] = field(default_factory=dict)
     created_by: str | None = None
     message: str = "Triggered via API"
-    # Its Terraform process ignores a cancel: only force-cancel ends it (issue 2).
+    # Its Terraform process ignores a cancel: only force-cancel ends it.
     hangs_on_cancel: bool = False
     # Once it becomes current (plan_queued), it reaches `applied` after this much time.
     duration: timedelta | None = None

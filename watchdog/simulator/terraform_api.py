@@ -1,6 +1,7 @@
 """What the Terraform CLI's `cloud` block calls, for workspaces in local execution mode.
 
-Sequences and shapes: reference/terraform-cli-cloud.md (checked against Terraform 1.15.5).
+Sequences and shapes: what the Terraform CLI's `cloud` block sends
+(https://developer.hashicorp.com/terraform/cli/cloud; checked against Terraform 1.15.5).
 Every command starts with service discovery, `/ping`, the organization's entitlement set and
 the workspace read by name; `apply` then locks, reads the current state version, creates a
 new one (only while it holds the lock), PUTs the state blobs to the upload URLs this server

@@ -1,6 +1,6 @@
 """An async JSON:API client for the HCP Terraform / Terraform Enterprise API v2.
 
-It knows HTTP, the API's conventions and its limits (reference/tfc-api.md sections 0 and 5),
+It knows HTTP, the API's conventions and its limits (https://developer.hashicorp.com/terraform/cloud-docs/api-docs#rate-limiting),
 nothing about locks: rate limiting, retries, typed errors, pagination, the server's clock and
 the request metrics all live here so the source above stays a thin translation layer.
 """
@@ -795,7 +795,7 @@ def decode_json(body: bytes) -> Any:
     """A response body -> JSON value; ValueError when it is not JSON.
 
     orjson first: it decodes a 280 KB workspace page in half the time of the json module
-    (issue 7: JSON decoding was a quarter of a 10,000-workspace cycle's CPU). What orjson
+    (JSON decoding was a quarter of a 10,000-workspace cycle's CPU). What orjson
     refuses but json accepts (NaN/Infinity, integers beyond 64 bits, UTF-16/32 bodies, lone
     surrogates) goes on to json, so exactly the bodies httpx's `response.json()` accepted
     are accepted, with the same values.

@@ -1,6 +1,6 @@
 """JSON:API documents of the workspaces endpoints -> the domain types of watchdog.model.
 
-Pure functions (they only log). Tolerant where the API is known to vary (reference/tfc-api.md):
+Pure functions (they only log). Tolerant where the API is known to vary (https://developer.hashicorp.com/terraform/cloud-docs/api-docs):
 `locked-reason` null or ""; unknown run statuses (kept as-is, the model treats them as
 non-final); missing `actions` (all False, which only ever forbids actions). Recorded on the
 Workspace (`problems`, counted as parse errors) where protection, rule matching or acting
@@ -165,7 +165,7 @@ def parse_run(resource: Mapping[str, Any]) -> Run:
     # Only the timestamp of the current status is parsed (and must be readable): it is the
     # one a run's age is read from (Run.entered_status_at); the others (~8 per run, parsed
     # for every workspace's current run) were a fifth of the parse time at 10,000 workspaces
-    # and nothing read them (issue 7).
+    # and nothing read them.
     key = status_timestamp_key(status)
     entered = timestamps.get(key)
     return Run(
@@ -415,7 +415,7 @@ _NO_FLAGS: Mapping[str, Any] = {}
 def _flags(value: Any) -> Mapping[str, Any]:
     """A map of booleans, read as `flags.get(key) is True`: anything but a literal true
     reads as False. (A plain map, not a reader closure: three per workspace at 10,000
-    workspaces per cycle; issue 7.)"""
+    workspaces per cycle.)"""
     return value if isinstance(value, dict) else _NO_FLAGS
 
 

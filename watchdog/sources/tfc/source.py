@@ -1,7 +1,8 @@
 """The TFC/TFE lock source: observe workspaces, re-read one, and the five mutating calls.
 
 Observing costs ceil(N/100) workspace-list requests per organization and nothing else: the
-run lists allow only 30 requests per minute (reference/tfc-api.md 3.1), so runs come in
+run lists allow only 30 requests per minute (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run),
+so runs come in
 through `include=current_run`, never from per-workspace run lists.
 """
 
@@ -258,7 +259,7 @@ class TfcSource:
         await self._unlock(workspace_id, "force-unlock")
 
     async def _run_action(self, run_id: str, action: str, comment: str) -> None:
-        # A plain {"comment": ...} body, not a JSON:API envelope (reference/tfc-api.md 4).
+        # A plain {"comment": ...} body, not a JSON:API envelope (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run).
         body: dict[str, Any] = {"comment": comment}
         await self._client.post(
             f"/runs/{_segment(run_id)}/actions/{action}",
@@ -277,7 +278,8 @@ class TfcSource:
             )
         except TfcError as exc:
             # 503 for API clients, 400 for Terraform CLI >= 1.10, while an intermediate state
-            # version is finalized (reference/tfc-api.md 2): not a failure, try again later.
+            # version is finalized (https://developer.hashicorp.com/terraform/cloud-docs/
+            # api-docs/workspaces): not a failure, try again later.
             if exc.status == 503 or (exc.status == 400 and _PENDING_STATE in exc.detail.lower()):
                 raise StateVersionPendingError(
                     endpoint=endpoint, status=exc.status, detail=exc.detail
