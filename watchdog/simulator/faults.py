@@ -35,7 +35,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 FaultKind = Literal[
     "status",
@@ -49,27 +49,12 @@ FaultKind = Literal[
     "trickle",
     "no_date",
 ]
-KINDS: tuple[FaultKind, ...] = (
-    "status",
-    "latency",
-    "malformed",
-    "truncated",
-    "content_type",
-    "drop",
-    "redirect",
-    "html",
-    "trickle",
-    "no_date",
-)
+# One list of names: the Literal is the source, so the two cannot drift apart.
+KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
 # Lists that lie: the middleware answers these in `_list_fault`.
 ListFaultKind = Literal["repeat_page", "endless_pages", "absurd_total", "deep_json"]
-LIST_KINDS: tuple[ListFaultKind, ...] = (
-    "repeat_page",
-    "endless_pages",
-    "absurd_total",
-    "deep_json",
-)
+LIST_KINDS: tuple[ListFaultKind, ...] = get_args(ListFaultKind)
 
 
 @dataclass
