@@ -172,28 +172,14 @@ class TfcExecutor:
             # The ladder saw this run, so it should be the current one; never act on a guess.
             verdict = Verdict(Outcome.SKIPPED_CHANGED, f"run {action.run_id} is no longer current")
             return verdict, fresh
-        missing = _missing_permission(action, fresh)
+        missing = missing_permission(action, fresh)
         if missing:
             return Verdict(Outcome.FORBIDDEN, f"the token lacks {missing}"), fresh
         return Verdict(), fresh
 
     async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
-        """No unlock while a state version is pending, nor when that cannot be checked."""
-        try:
-            organization = fresh.organization or action.organization
-            pending = await self._target.pending_state_versions(organization, fresh.name)
-        except TfcError as exc:
-            return Verdict(
-                Outcome.FAILED, f"pending state versions could not be checked; not unlocking: {exc}"
-            )
-        if pending:
-            return Verdict(
-                Outcome.FAILED,
-                f"state upload pending ({pending} state version(s) not finalized); "
-                "retrying next cycle",
-                retry_later=True,
-            )
-        return Verdict()
+        organization = fresh.organization or action.organization
+        return await state_upload_check(self._target, organization, fresh.name)
 
     async def perform(self, action: PlannedAction) -> ActionResult:
         try:
@@ -244,6 +230,24 @@ class TfcExecutor:
                 raise ValueError(f"{action.kind.value} is not a TFC action")
 
 
+async def state_upload_check(target: ActionTarget, organization: str, workspace: str) -> Verdict:
+    """No unlock while a state version is pending, nor when that cannot be checked (the act
+    stage and `tfc-watchdog unlock` share it)."""
+    try:
+        pending = await target.pending_state_versions(organization, workspace)
+    except TfcError as exc:
+        return Verdict(
+            Outcome.FAILED, f"pending state versions could not be checked; not unlocking: {exc}"
+        )
+    if pending:
+        return Verdict(
+            Outcome.FAILED,
+            f"state upload pending ({pending} state version(s) not finalized); retrying next cycle",
+            retry_later=True,
+        )
+    return Verdict()
+
+
 def _run_id(action: PlannedAction) -> str:
     if action.run_id is None:
         raise ValueError(f"{action.kind.value} planned without a run id")
@@ -279,8 +283,9 @@ def _holder(holder: Holder | None) -> str:
     return holder.label() if holder else "none"
 
 
-def _missing_permission(action: PlannedAction, fresh: Workspace) -> str | None:
-    """The `permissions.can-*` the fresh read lacks for this action, or None."""
+def missing_permission(action: PlannedAction, fresh: Workspace) -> str | None:
+    """The `permissions.can-*` the fresh read lacks for this action, or None (the act stage
+    and `tfc-watchdog unlock` share it)."""
     ws = fresh.permissions
     if action.kind is ActionKind.UNLOCK:
         return None if ws.can_unlock else "can-unlock"
@@ -498,26 +503,38 @@ class Actor:
         self._audit(result)
 
     def _audit(self, result: ActionResult) -> None:
-        action = result.action
-        fields: dict[str, object] = {
-            **action.audit_fields(),
-            "outcome": result.outcome.value,
-            "detail": result.detail,
-            "dry_run": self.policy.dry_run,
-        }
-        if result.retry_later:
-            fields["retry_later"] = True
-        lock = action.backend_lock
-        if lock is not None:
-            # Terraform's own "Lock Info" fields, so the audit trail says whose lock it was.
-            fields["lock_id"] = lock.info.id
-            fields["lock_who"] = lock.info.who
-            fields["lock_operation"] = lock.info.operation
-            fields["lock_created"] = lock.info.created.isoformat()
-        if result.outcome is Outcome.DRY_RUN:
-            what = f"{action.organization}/{action.workspace}"
-            self._log.info(f"would {action.kind.value} {what}", **fields)
-        elif result.outcome is Outcome.DONE:
-            self._log.info("action", **fields)
-        else:
-            self._log.warning("action", **fields)
+        audit(self._log, result, dry_run=self.policy.dry_run)
+
+
+def audit(
+    log: structlog.typing.FilteringBoundLogger,
+    result: ActionResult,
+    *,
+    dry_run: bool,
+    extra: Mapping[str, object] | None = None,
+) -> None:
+    """The audit line of one action outcome (the act stage and `tfc-watchdog unlock`)."""
+    action = result.action
+    fields: dict[str, object] = {
+        **action.audit_fields(),
+        "outcome": result.outcome.value,
+        "detail": result.detail,
+        "dry_run": dry_run,
+        **(extra or {}),
+    }
+    if result.retry_later:
+        fields["retry_later"] = True
+    lock = action.backend_lock
+    if lock is not None:
+        # Terraform's own "Lock Info" fields, so the audit trail says whose lock it was.
+        fields["lock_id"] = lock.info.id
+        fields["lock_who"] = lock.info.who
+        fields["lock_operation"] = lock.info.operation
+        fields["lock_created"] = lock.info.created.isoformat()
+    if result.outcome is Outcome.DRY_RUN:
+        what = f"{action.organization}/{action.workspace}"
+        log.info(f"would {action.kind.value} {what}", **fields)
+    elif result.outcome is Outcome.DONE:
+        log.info("action", **fields)
+    else:
+        log.warning("action", **fields)

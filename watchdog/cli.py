@@ -5,7 +5,7 @@ subcommand runs, so `check-config` does not pay for uvicorn and a broken optiona
 cannot take the other commands down.
 
 Exit codes: 0 ok; 1 runtime failure (API unreachable, cycle failed); 2 usage or config
-error; 3 (`scan`) something is stale or stuck.
+error; 3 (`scan`) something is stale or stuck; 4 (`unlock`) refused by a gate.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ DEFAULT_CONFIG_ENV = "TFC_WATCHDOG_CONFIG"
 HANDLERS = {
     "run": "watchdog.daemon:main",
     "scan": "watchdog.scan:main",
+    "unlock": "watchdog.unlock:main",
     "check-config": "watchdog.checkconfig:main",
     "demo": "watchdog.demo:main",
     "simulator": "watchdog.simulator.cli:main",
@@ -123,6 +124,35 @@ def build_parser() -> argparse.ArgumentParser:
         default="table",
         help="table: for people (control characters escaped); json: the /locks document, "
         "values exact (default: table)",
+    )
+
+    unlock = _subparser(
+        sub,
+        "unlock",
+        "force-unlock one workspace through the daemon's gates",
+        "Read the workspace now and unlock it (force-unlock when another user or team holds "
+        "the lock) if the daemon's gates allow it: the holder is the one expected, no run "
+        "holds the lock (end the run instead), the workspace is not protected, the token may "
+        "unlock it and no state upload is pending. dry_run and the budgets do not apply (a "
+        "person decided); the action is audited and counted like the daemon's. Asks for "
+        "confirmation unless --yes.",
+        f"{_TOKEN_HELP}\n\nexit codes:\n  0  unlocked\n  1  API error (the reason is printed "
+        "once, on stderr)\n  2  usage or config error\n  4  refused by a gate (one line says "
+        "why; nothing was sent)",
+    )
+    _add_config_argument(unlock)
+    unlock.add_argument("workspace", metavar="ORG/WORKSPACE", help="the workspace to unlock")
+    unlock.add_argument(
+        "--expect-holder",
+        metavar="WHO",
+        help="refuse unless the lock is held by WHO (user:NAME or team:NAME, as `scan` shows)",
+    )
+    unlock.add_argument("--reason", metavar="TEXT", help="why, for the audit line")
+    unlock.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    unlock.add_argument(
+        "--force-protected",
+        action="store_true",
+        help="unlock a workspace the config protects (protect.*) all the same",
     )
 
     check = _subparser(

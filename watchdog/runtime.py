@@ -46,6 +46,25 @@ def tls_verify(policy: Policy) -> bool | str:
     return policy.tfc.verify_tls
 
 
+def tfc_client(
+    policy: Policy, token: SecretStr, metrics: Metrics, *, requests_per_second: float | None = None
+) -> TfcClient:
+    """The TFC API client the config describes (not yet opened: `async with` it). A lower
+    `requests_per_second` than the config's paces a command that reads one workspace."""
+    assert policy.tfc is not None
+    rate = policy.tfc.requests_per_second
+    if requests_per_second is not None:
+        rate = requests_per_second if rate is None else min(rate, requests_per_second)
+    return TfcClient(
+        address=policy.tfc.address,
+        token=token.get_secret_value(),
+        metrics=metrics,
+        timeout=policy.tfc.timeout.total_seconds(),
+        verify=tls_verify(policy),
+        requests_per_second=rate,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     policy: Policy, token: SecretStr | None, metrics: Metrics, *, with_actor: bool = True
@@ -58,16 +77,7 @@ async def open_runtime(
         if policy.tfc is not None:
             if token is None:
                 raise ValueError("a TFC token is required when `tfc` is configured")
-            client = await stack.enter_async_context(
-                TfcClient(
-                    address=policy.tfc.address,
-                    token=token.get_secret_value(),
-                    metrics=metrics,
-                    timeout=policy.tfc.timeout.total_seconds(),
-                    verify=tls_verify(policy),
-                    requests_per_second=policy.tfc.requests_per_second,
-                )
-            )
+            client = await stack.enter_async_context(tfc_client(policy, token, metrics))
             tfc = TfcSource(client, policy.tfc.organizations, metrics)
             sources.append(tfc)
         backend = _open_backend(policy, metrics, stack)

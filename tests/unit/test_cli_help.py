@@ -22,7 +22,7 @@ def help_of(command: str) -> str:
     return sub.format_help()
 
 
-@pytest.mark.parametrize("command", ["run", "scan", "check-config", "demo", "simulator"])
+@pytest.mark.parametrize("command", ["run", "scan", "unlock", "check-config", "demo", "simulator"])
 def test_every_subcommand_has_a_description(command: str) -> None:
     text = help_of(command)
     description = text.split("\n\n")[1]
@@ -38,7 +38,7 @@ def test_scan_help_lists_its_exit_codes_and_output_formats() -> None:
     assert "json: the /locks document" in " ".join(text.split())
 
 
-@pytest.mark.parametrize("command", ["run", "scan"])
+@pytest.mark.parametrize("command", ["run", "scan", "unlock"])
 def test_run_and_scan_name_the_token_and_the_config_variable(
     command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -35,6 +35,7 @@ PAGE_SIZE: Final = "100"  # the API's maximum
 INCLUDE: Final = "current_run,locked_by,project"
 LIST_WORKSPACES: Final = "GET /organizations/:org/workspaces"
 SHOW_WORKSPACE: Final = "GET /workspaces/:id"
+SHOW_WORKSPACE_BY_NAME: Final = "GET /organizations/:org/workspaces/:name"
 ACCOUNT_DETAILS: Final = "GET /account/details"
 LIST_STATE_VERSIONS: Final = "GET /state-versions"
 _PENDING_STATE = "state version is still pending"
@@ -170,6 +171,26 @@ class TfcSource:
             raise BadResponseError(
                 endpoint=SHOW_WORKSPACE, status=bad.status if bad else None, detail=detail
             ) from None
+
+    async def read_workspace_by_name(self, organization: str, name: str) -> Workspace:
+        """A fresh read of one workspace by its name (the commands that take
+        `<org>/<workspace>`); later `read_workspace` calls of its id know its organization."""
+        document = await self._client.get(
+            f"/organizations/{_segment(organization)}/workspaces/{_segment(name)}",
+            endpoint=SHOW_WORKSPACE_BY_NAME,
+            params={"include": INCLUDE},
+        )
+        try:
+            workspace = parse_workspace_document(document, organization)
+        except (BadResponseError, RecursionError) as exc:
+            bad = exc if isinstance(exc, BadResponseError) else None
+            detail = bad.detail if bad is not None else "a value is nested too deeply to read"
+            self._metrics.parse_errors.inc()
+            raise BadResponseError(
+                endpoint=SHOW_WORKSPACE_BY_NAME, status=bad.status if bad else None, detail=detail
+            ) from None
+        self._organization_of[workspace.id] = organization
+        return workspace
 
     def _observed_organization(self, workspace_id: str) -> str:
         organization = self._organization_of.get(workspace_id)
