@@ -5,7 +5,8 @@ subcommand runs, so `check-config` does not pay for uvicorn and a broken optiona
 cannot take the other commands down.
 
 Exit codes: 0 ok; 1 runtime failure (API unreachable, cycle failed); 2 usage or config
-error; 3 (`scan`) something is stale or stuck; 4 (`unlock`) refused by a gate.
+error; 3 (`scan`) something is stale or stuck, (`wait`) timed out; 4 (`unlock`) refused by
+a gate.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ HANDLERS = {
     "run": "watchdog.daemon:main",
     "scan": "watchdog.scan:main",
     "unlock": "watchdog.unlock:main",
+    "wait": "watchdog.wait:main",
     "check-config": "watchdog.checkconfig:main",
     "demo": "watchdog.demo:main",
     "simulator": "watchdog.simulator.cli:main",
@@ -153,6 +155,33 @@ def build_parser() -> argparse.ArgumentParser:
         "--force-protected",
         action="store_true",
         help="unlock a workspace the config protects (protect.*) all the same",
+    )
+
+    wait = _subparser(
+        sub,
+        "wait",
+        "wait until a workspace is unlocked (for CI, instead of retry loops)",
+        "Read one workspace every --interval until it is unlocked (or, with --allow-own, "
+        "locked by the token's own user). Prints once who holds the lock since when, then a "
+        "line per change; the last line says how it ended.",
+        f"{_TOKEN_HELP}\n\nexit codes:\n  0  unlocked (or held by the token's own user, "
+        "with --allow-own)\n  1  API error (the reason is printed once, on stderr)\n  2  "
+        "usage or config error\n  3  timed out; the last line names the holder",
+    )
+    _add_config_argument(wait)
+    wait.add_argument("workspace", metavar="ORG/WORKSPACE", help="the workspace to wait for")
+    wait.add_argument(
+        "--timeout", default="30m", help="give up after this long (default: %(default)s)"
+    )
+    wait.add_argument(
+        "--interval",
+        default="15s",
+        help="time between two reads, at least 1s (default: %(default)s)",
+    )
+    wait.add_argument(
+        "--allow-own",
+        action="store_true",
+        help="a lock held by the token's own user counts as free",
     )
 
     check = _subparser(

@@ -38,7 +38,7 @@ def test_scan_help_lists_its_exit_codes_and_output_formats() -> None:
     assert "json: the /locks document" in " ".join(text.split())
 
 
-@pytest.mark.parametrize("command", ["run", "scan", "unlock"])
+@pytest.mark.parametrize("command", ["run", "scan", "unlock", "wait"])
 def test_run_and_scan_name_the_token_and_the_config_variable(
     command: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
