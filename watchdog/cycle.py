@@ -33,7 +33,7 @@ from watchdog.model import (
     Source,
     utcnow,
 )
-from watchdog.policy import Policy
+from watchdog.policy import NotificationTarget, Policy
 from watchdog.report import CycleReport, FindingLog
 
 log = structlog.get_logger(__name__)
@@ -109,6 +109,14 @@ def _complete_scopes(observations: Sequence[Observation]) -> set[tuple[str, str]
     return {(o.source.value, o.organization) for o in observations if o.complete}
 
 
+class ReportConsumer(Protocol):
+    """watchdog.notify.Notifier, seen from here: it reads the report, never raises for a
+    failed send, and bounds its own time."""
+
+    async def notify(self, facts: CycleReport) -> None: ...
+    def set_targets(self, targets: Sequence[NotificationTarget]) -> None: ...
+
+
 class Watchdog:
     def __init__(
         self,
@@ -119,6 +127,7 @@ class Watchdog:
         metrics: Metrics,
         identity_source: IdentitySource | None = None,
         actor: ActionRunner | None = None,
+        notifier: ReportConsumer | None = None,
     ) -> None:
         self.policy = policy
         self.sources = list(sources)
@@ -126,6 +135,7 @@ class Watchdog:
         self.metrics = metrics
         self.identity_source = identity_source
         self.actor = actor
+        self.notifier = notifier
         self.health = Health()
         self.last_report: CycleReport | None = None
         self._identity: Holder | None = None
@@ -141,6 +151,8 @@ class Watchdog:
         self.metrics.dry_run.set(1 if policy.dry_run else 0)
         if self.actor is not None:
             self.actor.policy = policy
+        if self.notifier is not None:
+            self.notifier.set_targets(policy.notifications)
 
     def _needs_identity(self) -> bool:
         """Only the unlock rung depends on who we are (unlock our own lock vs force-unlock
@@ -226,7 +238,17 @@ class Watchdog:
             state_file=self.policy.state_file,
         )
         self._publish(report, decision)
+        if act and self.notifier is not None:
+            await self._notify(self.notifier, report)
         return report
+
+    async def _notify(self, notifier: ReportConsumer, report: CycleReport) -> None:
+        try:
+            await notifier.notify(report)
+        except Exception:
+            # A bug in composing messages must not cost the cycle (its actions are done and
+            # recorded); the traceback is kept.
+            log.exception("notification_stage_failed")
 
     def _log_restraints(self, decision: Decision) -> None:
         """Say once why a stale-looking lock or run is left alone (young, protected, ...)."""

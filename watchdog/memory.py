@@ -234,6 +234,9 @@ class Memory:
         self._clock: Clock = clock or SystemClock()
         self._locks: dict[_Key, _LockEntry] = {}
         self._actions: list[ActionRecord] = []
+        # What the notifier sent, so a restart repeats no message: an opaque key (target,
+        # event, finding, holder) -> string fields (see watchdog/notify.py).
+        self._notified: dict[str, dict[str, str]] = {}
         # update() calls in this process: a lock seen by the previous one was watched without
         # a missed cycle, whatever the server's clock says happened meanwhile.
         self._cycles = 0
@@ -280,6 +283,7 @@ class Memory:
                 )
             else:
                 memory._locks, memory._actions = _parse(document, now)
+                memory._notified = _parse_notified(document.get("notifications", {}), path)
         except (StateFileError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning(
                 "state file corrupt, starting with empty memory; lock ages restart",
@@ -373,7 +377,20 @@ class Memory:
             "version": STATE_VERSION,
             "locks": locks,
             "actions": actions,
+            "notifications": {key: dict(entry) for key, entry in sorted(self._notified.items())},
         }
+
+    # --- what the notifier sent -----------------------------------------------------------
+
+    def notified(self) -> dict[str, dict[str, str]]:
+        """Every message record (a copy): key -> fields."""
+        return {key: dict(entry) for key, entry in self._notified.items()}
+
+    def note_notified(self, key: str, entry: dict[str, str]) -> None:
+        self._notified[key] = dict(entry)
+
+    def forget_notified(self, key: str) -> None:
+        self._notified.pop(key, None)
 
     def _now(self) -> _Stamp:
         return _Stamp(self._clock.wall(), self._clock.ticks())
@@ -655,6 +672,20 @@ def _parse(document: Any, now: _Stamp) -> tuple[dict[_Key, _LockEntry], list[Act
             )
         )
     return locks, actions
+
+
+def _parse_notified(raw: Any, path: str) -> dict[str, dict[str, str]]:
+    """The notifier's records; a damaged section costs only itself (at worst a message is
+    sent again), never the lock ages and the budget beside it."""
+    if isinstance(raw, dict) and all(
+        isinstance(key, str)
+        and isinstance(entry, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in entry.items())
+        for key, entry in raw.items()
+    ):
+        return {key: dict(entry) for key, entry in raw.items()}
+    log.warning("state file: notification records unreadable, dropped", path=path)
+    return {}
 
 
 def _parse_old(document: Any, now: _Stamp) -> list[ActionRecord]:

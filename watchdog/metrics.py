@@ -108,6 +108,12 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.notifications = Counter(
+            f"{PREFIX}_notifications",
+            "Messages to notification targets by event and outcome (sent, failed, timeout).",
+            ["target", "event", "outcome"],
+            registry=r,
+        )
         self.actions_budget_remaining = Gauge(
             f"{PREFIX}_actions_budget_remaining",
             "Actions still allowed in the current sliding hour.",

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import re2
 from pydantic import (
@@ -430,6 +430,98 @@ class Rule(StrictModel):
         return data
 
 
+NotificationEvent = Literal[
+    "lock_stale", "run_stuck", "notice", "action", "action_failed", "cleared"
+]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = get_args(NotificationEvent)
+
+
+def url_scheme(url: str) -> str:
+    """What may be said of a notification URL in an error: its scheme, never the rest (the
+    rest holds tokens and webhook keys)."""
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme}://..." if sep and scheme.isalnum() else "a URL"
+
+
+class NotificationTarget(StrictModel):
+    """Where messages about stale locks and stuck runs go, through apprise
+    (https://github.com/caronc/apprise/wiki: Slack, Teams, Mattermost, email, JSON webhooks
+    and more). The URLs hold secrets: they are masked in logs, errors and /locks."""
+
+    id: Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
+    """A unique slug: the `target` label of tfc_watchdog_notifications_total."""
+    urls: Annotated[
+        tuple[str, ...],
+        # Secrets: never in a repr or a dump (the daemon logs its settings at debug level).
+        PlainSerializer(lambda urls: [url_scheme(url) for url in urls], return_type=list[str]),
+    ] = Field((), repr=False)
+    """apprise URLs (`slack://...`, `json://host/path`, `mmost://host/token`)."""
+    urls_file: str | None = None
+    """Or a file with one apprise URL a line (a mounted Secret), read before each send."""
+    events: tuple[NotificationEvent, ...] = NOTIFICATION_EVENTS
+    """lock_stale, run_stuck, notice, action, action_failed, cleared (default: all)."""
+    match: Match = Match()
+    """Which workspaces or S3-backend lock paths it is about (as in rules)."""
+    remind_every: Duration | None = None
+    """Say it again while the finding lasts, this often (default: once)."""
+    timeout: Duration = timedelta(seconds=10)
+    """The most a cycle waits for this target's messages (a hanging receiver delays nothing
+    beyond it; what was not sent is tried again next cycle)."""
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not _SLUG.match(value) or len(value) > 63:
+            raise ValueError(
+                f"{value!r} is not a slug: use lowercase letters, digits and dashes "
+                "(at most 63), e.g. 'platform-oncall'"
+            )
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _apprise_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for index, url in enumerate(urls):
+            problem = apprise_url_problem(url)
+            if problem is not None:
+                raise ValueError(f"urls[{index}] ({url_scheme(url)}): {problem}")
+        return urls
+
+    @field_validator("remind_every")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be longer than 0s (or null: no reminders)")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _sane_timeout(cls, value: timedelta) -> timedelta:
+        if not timedelta(0) < value <= timedelta(minutes=1):
+            raise ValueError("must be between 0s and 1m: a cycle waits this long at most")
+        return value
+
+    @model_validator(mode="after")
+    def _some_url(self) -> NotificationTarget:
+        if not self.urls and not self.urls_file:
+            raise ValueError("give urls or urls_file")
+        if not self.events:
+            raise ValueError("events is empty: nothing would ever be sent")
+        return self
+
+
+def apprise_url_problem(url: str) -> str | None:
+    """Why apprise cannot use `url` (the URL itself is never part of the answer), or None."""
+    if not url.strip():
+        return "an empty URL"
+    # Imported here: only a config with notifications pays for apprise's plugin scan.
+    import apprise
+
+    if not apprise.Apprise().add(url.strip()):
+        return "not a URL apprise understands (see https://github.com/caronc/apprise/wiki)"
+    return None
+
+
 class EffectiveRule(BaseModel):
     """A rule resolved against defaults: what decide.py uses."""
 
@@ -642,6 +734,8 @@ class Policy(StrictModel):
     """Thresholds and actions where no rule matches."""
     rules: tuple[Rule, ...] = ()
     """First match wins; no match = defaults."""
+    notifications: tuple[NotificationTarget, ...] = ()
+    """Message targets (apprise): one message per finding and holder, never one per cycle."""
 
     @field_validator("listen")
     @classmethod
@@ -670,6 +764,18 @@ class Policy(StrictModel):
                 )
             first[rule.id] = index
         return rules
+
+    @field_validator("notifications")
+    @classmethod
+    def _unique_target_ids(
+        cls, targets: tuple[NotificationTarget, ...]
+    ) -> tuple[NotificationTarget, ...]:
+        seen: set[str] = set()
+        for target in targets:
+            if target.id in seen:
+                raise ValueError(f"duplicate notification id {target.id!r}")
+            seen.add(target.id)
+        return targets
 
     @model_validator(mode="after")
     def _some_source(self) -> Policy:

@@ -17,6 +17,7 @@ from watchdog.cycle import ObservingSource, Watchdog
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import Source
+from watchdog.notify import Notifier
 from watchdog.policy import Policy
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
@@ -101,6 +102,8 @@ async def open_runtime(
             metrics=metrics,
             identity_source=tfc,
             actor=actor,
+            # The daemon's (not `scan`'s): a reload may add targets to a config without any.
+            notifier=Notifier(policy.notifications, memory, metrics) if with_actor else None,
         )
         yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
 

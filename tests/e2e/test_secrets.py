@@ -19,12 +19,16 @@ from tests.support.daemon import (
     running_daemon,
     write_config,
 )
+from tests.support.receiver import receiver
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
 CANARY = "tfc-SECRET-canary-0123456789"
 EXPIRED = "tfc-SECRET-canary-expired-9876543210"
+# Notification URLs hold secrets too (webhook keys, tokens, passwords).
+URL_CANARY = "hookSECRETcanary42"
+MM_CANARY = "mmostsecretcanary0123456789"
 
 
 def _register_canary(simulator: SimulatorServer) -> None:
@@ -49,19 +53,52 @@ def test_the_token_appears_nowhere_under_faults(
         defaults={"actions": ["cancel", "force_cancel", "discard", "force_unlock"]},
     )
     config["tfc"]["timeout"] = 0.3
-    path = write_config(tmp_path / "config.yaml", config)
-    with running_daemon(path, CANARY) as daemon:
-        daemon.wait_cycles(3)
-        for kind, status in (("status", 500), ("status", 401), ("malformed", 200), ("drop", 0)):
-            simulator.inject_fault(kind, r"^/api/v2/", status=status or 500, count=3)
+    with receiver() as failing:
+        failing.mode = "error"  # every message fails: the failure is logged and counted
+        urls_file = tmp_path / "urls"
+        urls_file.write_text(failing.mattermost_url(MM_CANARY) + "\n")
+        config["notifications"] = [
+            {
+                "id": "oncall",
+                "urls": [f"json://user:{URL_CANARY}@127.0.0.1:{failing.port}/{URL_CANARY}"],
+                "timeout": "1s",
+            },
+            {"id": "from-file", "urls_file": str(urls_file), "timeout": "1s"},
+        ]
+        path = write_config(tmp_path / "config.yaml", config)
+        with running_daemon(path, CANARY) as daemon:
+            daemon.wait_cycles(3)
+            for kind, status in (("status", 500), ("status", 401), ("malformed", 200), ("drop", 0)):
+                simulator.inject_fault(kind, r"^/api/v2/", status=status or 500, count=3)
+                daemon.wait_cycles(2)
+            simulator.clear_faults()
             daemon.wait_cycles(2)
-        simulator.clear_faults()
-        daemon.wait_cycles(2)
-        everything = _everything(daemon)
-    everything += "\n".join(daemon.lines)
+            everything = _everything(daemon)
+        everything += "\n".join(daemon.lines)
+        # The messages were tried (the URLs were used), and failed loudly but masked.
+        assert failing.received, "no notification reached the receiver"
+    assert daemon.events("notification_not_sent")
+    assert (
+        'tfc_watchdog_notifications_total{event="run_stuck",outcome="failed",target="oncall"}'
+        in everything
+    )
     assert daemon.events("action") or daemon.events(), "the daemon logged nothing"
     assert CANARY not in everything
     assert CANARY[4:20] not in everything  # not even a fragment
+    assert URL_CANARY not in everything
+    assert MM_CANARY not in everything
+
+
+def test_a_bad_notification_url_is_refused_without_showing_it(tmp_path: Path) -> None:
+    config = {
+        "tfc": {"organizations": ["demo"]},
+        "notifications": [{"id": "oncall", "urls": [f"nosuch://{URL_CANARY}@host/x"]}],
+    }
+    path = write_config(tmp_path / "config.yaml", config)
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert "notifications[0].urls: urls[0] (nosuch://...)" in result.stderr
+    assert URL_CANARY not in result.stdout + result.stderr
 
 
 def test_a_bad_token_is_one_line_per_cycle_a_metric_and_not_ready(

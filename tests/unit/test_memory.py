@@ -185,7 +185,7 @@ def test_state_survives_save_and_load(tmp_path: Path) -> None:
     document = json.loads(Path(path).read_text())
     assert document["format"] == "tfc-watchdog-state"
     assert document["version"] == 2
-    assert set(document) == {"format", "version", "locks", "actions"}
+    assert set(document) == {"format", "version", "locks", "actions", "notifications"}
     [action] = document["actions"]
     assert (action["action"], action["workspace_id"], action["outcome"]) == (
         "force_unlock",
@@ -642,3 +642,32 @@ def test_the_servers_date_does_not_touch_the_budget() -> None:
     memory.update([obs(ws("ws-1"))], T0)
     clock.advance(timedelta(minutes=61))
     assert memory.actions_in_window() == 0
+
+
+def test_notification_records_survive_a_restart_and_a_damaged_section_costs_only_itself(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "state.json")
+    memory = Memory(path)
+    memory.note_notified("oncall|lock_stale|tfc|acme|ws-1|user-1", {"event": "lock_stale"})
+    assert memory.save()
+    assert Memory.load(path).notified() == {
+        "oncall|lock_stale|tfc|acme|ws-1|user-1": {"event": "lock_stale"}
+    }
+
+    document = json.loads(Path(path).read_text())
+    document["notifications"] = {"oncall|x": {"sent_at": 12}}
+    document["actions"] = [
+        {
+            "id": "a1",
+            "action": "force_unlock",
+            "source": "tfc",
+            "workspace_id": "ws-1",
+            "outcome": "done",
+            "at_local": datetime.now(UTC).isoformat(),
+        }
+    ]
+    Path(path).write_text(json.dumps(document))
+    damaged = Memory.load(path)
+    assert damaged.notified() == {}
+    assert damaged.actions_in_window() == 1  # the budget beside it is kept

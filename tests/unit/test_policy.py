@@ -260,15 +260,17 @@ def test_the_example_config_validates_and_is_inert() -> None:
 
 
 def _example_with_s3_block() -> str:
-    """The example with its commented-out s3_backend block uncommented."""
+    """The example with its commented-out s3_backend and notifications blocks uncommented."""
     lines = EXAMPLE.read_text().splitlines()
-    start = lines.index("# s3_backend:")
-    end = start + 1
-    while lines[end].startswith("#   "):
-        end += 1
-    block = [line.removeprefix("# ") for line in lines[start:end]]
-    assert len(block) > 4
-    return "\n".join([*lines[:start], *block, *lines[end:]]) + "\n"
+    for key in ("# s3_backend:", "# notifications:"):
+        start = lines.index(key)
+        end = start + 1
+        while end < len(lines) and lines[end].startswith("#   "):
+            end += 1
+        block = [line.removeprefix("# ") for line in lines[start:end]]
+        assert len(block) > 4
+        lines = [*lines[:start], *block, *lines[end:]]
+    return "\n".join(lines) + "\n"
 
 
 def test_the_commented_s3_backend_block_of_the_example_validates(tmp_path: Path) -> None:
