@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def test_a_killed_applys_lock_is_reported_deleted_once_and_terraform_recovers_wh
         e
         for e in daemon.events("finding")
         if e["workspace"] == LIVE_STATE_PATH and e["kind"] == "lock_stale"
-    ] == []  # noqa: E501
+    ] == []
     assert metric(metrics, "tfc_watchdog_actions_total", action="delete_lock", outcome="done") == 1
     assert metric(metrics, "tfc_watchdog_api_requests_total", endpoint="gcs objects.delete") == 1
     # What reached the store: one DELETE of the abandoned lock, on its generation.
