@@ -83,7 +83,7 @@ def watchdog_config(endpoint_url: str) -> dict[str, Any]:
     }
 
 
-def test_a_killed_applys_lock_is_reported_deleted_once_and_terraform_recovers_while_a_live_one_is_untouched(  # noqa: E501
+def test_killed_apply_lock_is_cleared_once_terraform_recovers_and_a_live_one_is_untouched(
     tmp_path: Path, fake_gcs: FakeGcsServer
 ) -> None:
     terraform = gcs_backend_terraform(tmp_path, fake_gcs.url, bucket=BUCKET, prefix=PREFIX)
