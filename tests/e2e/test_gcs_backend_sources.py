@@ -3,11 +3,13 @@ and the generation-match precondition it sends (read back from the server's requ
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import structlog
 
 from tests.support.gcs import (
     BUCKET,
@@ -18,8 +20,12 @@ from tests.support.gcs import (
     PreconditionProxy,
 )
 from tests.support.moto import free_port
+from watchdog.act import Actor
+from watchdog.decide import decide
+from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import BackendLock, Source
+from watchdog.model import ActionKind, BackendLock, Outcome, Source
+from watchdog.policy import Policy
 from watchdog.sources.errors import BackendError, LockChangedError
 from watchdog.sources.gcslockfile import GcsLockfileSource
 
@@ -260,3 +266,75 @@ async def test_an_unreachable_endpoint_gives_an_incomplete_observation(gcs_env, 
         )
         == 1
     )
+
+
+# --- the whole act stage: a takeover right after the watchdog's re-read --------------------
+
+
+class TakenOverAfterTheReread:
+    """The real source, whose lock another run takes over right after act's re-read: in the
+    window just before the delete."""
+
+    def __init__(self, source: GcsLockfileSource, take_over: Callable[[], None]) -> None:
+        self.source = source
+        self.take_over = take_over
+
+    def now(self) -> datetime:
+        return self.source.now()
+
+    async def read_lock(self, store: str, path: str) -> BackendLock | None:
+        fresh = await self.source.read_lock(store, path)
+        self.take_over()
+        return fresh
+
+    async def delete_lock(self, lock: BackendLock) -> None:
+        await self.source.delete_lock(lock)
+
+
+async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
+    fake_gcs, source, metrics
+):
+    """On a store that ignores ifGenerationMatch on DELETE (fake-gcs-server), the source's own
+    re-read right before the delete is what keeps the new lock."""
+    old_created = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    fake_gcs.upload(LOCK_NAME, lock_json(Created=old_created))
+    newer = lock_json(Who="other@ci-43")
+
+    def take_over() -> None:
+        fake_gcs.delete(LOCK_NAME)
+        fake_gcs.upload(LOCK_NAME, newer)
+
+    policy = Policy.model_validate(
+        {
+            "dry_run": False,
+            "gcs_backend": {"endpoint_url": fake_gcs.url, "buckets": [{"bucket": BUCKET}]},
+            "defaults": {"lock_stale_after": "1s", "actions": ["delete_lock"]},
+        }
+    )
+    memory = Memory()
+    for _ in range(2):  # two sightings before any delete
+        observations = await source.observe()
+        memory.update(observations, source.now())
+    # Past the 1s threshold by timeCreated too (whole seconds in the store's Date header).
+    await asyncio.sleep(2.1)
+    observations = await source.observe()
+    memory.update(observations, source.now())
+    decision = decide(observations, policy, memory, source.now())
+    assert [a.kind for a in decision.planned] == [ActionKind.DELETE_LOCK]
+    actor = Actor(
+        source=None,
+        policy=policy,
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("test"),
+        backend_sources={Source.GCS: TakenOverAfterTheReread(source, take_over)},
+    )
+    fake_gcs.mark()
+
+    results = await actor.carry_out(decision.planned, source.now(), None)
+
+    assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
+    assert fake_gcs.body(LOCK_NAME) == newer
+    # The only DELETE is the test's own takeover (no precondition): the watchdog sent none.
+    watchdog_deletes = [r for r in fake_gcs.requests() if "ifGenerationMatch" in r.query]
+    assert [r for r in watchdog_deletes if r.method == "DELETE"] == []
