@@ -577,3 +577,11 @@ def test_whatever_the_api_sends_an_adaptive_threshold_stays_within_min_and_max(
     assert timedelta(seconds=low) <= value <= timedelta(seconds=high), described
     if ws.apply_duration_average is None:
         assert value == timedelta(seconds=bounds[1] if len(bounds) == 3 else low), described
+
+
+def test_the_readmes_gcs_backend_config_validates() -> None:
+    section = (REPO / "README.md").read_text().split("## GCS backend users", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    p = Policy.model_validate(yaml.safe_load(block))
+    assert p.gcs_backend is not None
+    assert p.rule_for_path("gcs", "tf-state/prod/default.tfstate").id == "prod-state"
