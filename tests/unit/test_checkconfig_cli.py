@@ -191,3 +191,26 @@ def test_a_gcs_backend_without_google_cloud_storage_is_valid_but_warned_about(
         f"{path}: warning: gcs_backend needs google-cloud-storage, which is not installed here "
         "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'\n"
     )
+
+
+def test_run_and_scan_refuse_a_gcs_backend_without_google_cloud_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watchdog.daemon import load_or_report
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_google(name: str, package: str | None = None) -> Any:
+        if name.startswith("google."):
+            raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
+        return real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_google)
+    path = tmp_path / "c.yaml"
+    path.write_text("gcs_backend: {buckets: [{bucket: tf-state}]}\n")
+
+    assert load_or_report(str(path), "scan") == 2
+    assert capsys.readouterr().err == (
+        f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
+        "pip install 'tfc-watchdog[gcs]'\n"
+    )
