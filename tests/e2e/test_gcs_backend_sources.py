@@ -24,7 +24,7 @@ from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import ActionKind, BackendLock, Outcome, Source
+from watchdog.model import ActionKind, BackendLock, Outcome, PlannedAction, Source
 from watchdog.policy import Policy
 from watchdog.sources.errors import BackendError, LockChangedError
 from watchdog.sources.gcslockfile import GcsLockfileSource
@@ -291,22 +291,16 @@ class TakenOverAfterTheReread:
         await self.source.delete_lock(lock)
 
 
-async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
-    fake_gcs, source, metrics
-):
-    """On a store that ignores ifGenerationMatch on DELETE (fake-gcs-server), the source's own
-    re-read right before the delete is what keeps the new lock."""
+async def planned_delete(
+    fake_gcs: FakeGcsServer, source: GcsLockfileSource, *, dry_run: bool
+) -> tuple[Policy, Memory, list[PlannedAction]]:
+    """A lock file written an hour ago by its writer's clock, seen in three cycles and past a
+    1s threshold by GCS's clock too: decide plans its delete."""
     old_created = (datetime.now(UTC) - timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     fake_gcs.upload(LOCK_NAME, lock_json(Created=old_created))
-    newer = lock_json(Who="other@ci-43")
-
-    def take_over() -> None:
-        fake_gcs.delete(LOCK_NAME)
-        fake_gcs.upload(LOCK_NAME, newer)
-
     policy = Policy.model_validate(
         {
-            "dry_run": False,
+            "dry_run": dry_run,
             "gcs_backend": {"endpoint_url": fake_gcs.url, "buckets": [{"bucket": BUCKET}]},
             "defaults": {"lock_stale_after": "1s", "actions": ["delete_lock"]},
         }
@@ -321,6 +315,40 @@ async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
     memory.update(observations, source.now())
     decision = decide(observations, policy, memory, source.now())
     assert [a.kind for a in decision.planned] == [ActionKind.DELETE_LOCK]
+    return policy, memory, list(decision.planned)
+
+
+async def test_dry_run_sends_no_delete(fake_gcs, source, metrics):
+    policy, memory, planned = await planned_delete(fake_gcs, source, dry_run=True)
+    actor = Actor(
+        source=None,
+        policy=policy,
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("test"),
+        backend_sources={Source.GCS: source},
+    )
+    fake_gcs.mark()
+
+    results = await actor.carry_out(planned, source.now(), None)
+
+    assert [r.outcome for r in results] == [Outcome.DRY_RUN]
+    assert [r for r in fake_gcs.requests() if r.method == "DELETE"] == []
+    assert fake_gcs.metadata(LOCK_NAME) is not None
+
+
+async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
+    fake_gcs, source, metrics
+):
+    """On a store that ignores ifGenerationMatch on DELETE (fake-gcs-server), the source's own
+    re-read right before the delete is what keeps the new lock."""
+    policy, memory, planned = await planned_delete(fake_gcs, source, dry_run=False)
+    newer = lock_json(Who="other@ci-43")
+
+    def take_over() -> None:
+        fake_gcs.delete(LOCK_NAME)
+        fake_gcs.upload(LOCK_NAME, newer)
+
     actor = Actor(
         source=None,
         policy=policy,
@@ -331,7 +359,7 @@ async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
     )
     fake_gcs.mark()
 
-    results = await actor.carry_out(decision.planned, source.now(), None)
+    results = await actor.carry_out(planned, source.now(), None)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert fake_gcs.body(LOCK_NAME) == newer
