@@ -266,6 +266,8 @@ async def test_an_unreachable_endpoint_gives_an_incomplete_observation(gcs_env, 
         )
         == 1
     )
+    # Each attempt that got no answer is counted too (the library retries within `timeout`).
+    assert requests(metrics, "gcs objects.list", "error") >= 1
 
 
 # --- the whole act stage: a takeover right after the watchdog's re-read --------------------

@@ -10,6 +10,7 @@ reads a key file itself or logs a token.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -54,7 +55,7 @@ class GcsClient:
         self.retry = DEFAULT_RETRY.with_timeout(timeout)
         self._server_date: datetime | None = None
         self._client: storage.Client | None = None
-        self._session: AuthorizedSession | None = None
+        self._session: _CountingSession | None = None
         self._lock = threading.Lock()
 
     @property
@@ -63,8 +64,7 @@ class GcsClient:
         with self._lock:
             if self._client is None:
                 credentials = self._credentials()
-                session = AuthorizedSession(credentials)
-                session.hooks["response"].append(self._on_response)
+                session = _CountingSession(credentials, on_response=self._on_response)
                 options = ClientOptions(api_endpoint=self._endpoint_url)
                 self._client = storage.Client(
                     project=self._project,
@@ -87,11 +87,13 @@ class GcsClient:
         result: Credentials = credentials
         return result
 
-    def _on_response(self, response: requests.Response, *_: Any, **__: Any) -> None:
-        # Fired once per HTTP response, retries included (transport failures raise instead
-        # and are counted by the caller's classification).
-        self._metrics.api_request(f"gcs {operation(response.request)}", response.status_code)
-        date = response.headers.get("Date")
+    def _on_response(
+        self, request: requests.PreparedRequest, response: requests.Response | None
+    ) -> None:
+        # Once per attempt, retries included; no response means a transport failure.
+        code: int | str = "error" if response is None else response.status_code
+        self._metrics.api_request(f"gcs {operation(request)}", code)
+        date = None if response is None else response.headers.get("Date")
         if date:
             self._server_date = _parse_http_date(date) or self._server_date
 
@@ -103,6 +105,29 @@ class GcsClient:
         with self._lock:
             if self._session is not None:
                 self._session.close()
+
+
+class _CountingSession(AuthorizedSession):
+    """An AuthorizedSession that reports every attempt, answered or not, to `on_response`
+    (a response hook would miss the attempts that never got an answer)."""
+
+    def __init__(
+        self,
+        credentials: Credentials,
+        *,
+        on_response: Callable[[requests.PreparedRequest, requests.Response | None], None],
+    ) -> None:
+        super().__init__(credentials)
+        self._report = on_response
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        try:
+            response: requests.Response = super().send(request, **kwargs)
+        except requests.RequestException:
+            self._report(request, None)
+            raise
+        self._report(request, response)
+        return response
 
 
 def operation(request: requests.PreparedRequest) -> str:
