@@ -1,19 +1,15 @@
 """The `/api/v2` endpoints: each handler follows its endpoint's page of the API docs
 (https://developer.hashicorp.com/terraform/cloud-docs/api-docs).
 
-Each handler is wrapped by `endpoint()`, which does what every real endpoint does first:
-authenticate (401), rate-limit per principal (429), require the JSON:API content type on
-POST (415), and turn an `ApiError` into the JSON:API error body. Anything the caller may not
-see or do is 404, never 403 (reference 0).
+Each handler is wrapped by `endpoint.endpoint()` (authentication, rate limits, content type,
+errors); answers are built with `jsonapi`. Anything the caller may not see or do is 404,
+never 403 (docs/tfc-api.md, "Conventions").
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,179 +19,10 @@ from starlette.routing import Route
 from watchdog.simulator import render
 from watchdog.simulator import runs as machine
 from watchdog.simulator.access import ADMIN, READ, WRITE
+from watchdog.simulator.endpoint import Ctx, endpoint
 from watchdog.simulator.errors import ApiError, not_found
-from watchdog.simulator.middleware import JSONAPI, _number
-from watchdog.simulator.state import Principal, Run, Workspace, World
-
-if TYPE_CHECKING:
-    from watchdog.simulator.app import Simulator
-
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
-RATE_LIMITED = {
-    "errors": [
-        {
-            "detail": "You have exceeded the API's rate limit.",
-            "status": 429,
-            "title": "Too many requests",
-        }
-    ]
-}
-
-
-def document(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")), status, headers=headers, media_type=JSONAPI
-    )
-
-
-def error(exc: ApiError) -> Response:
-    return document(exc.body(), exc.status)
-
-
-@dataclass
-class Ctx:
-    request: Request
-    sim: Simulator
-    principal: Principal
-
-    @property
-    def world(self) -> World:
-        return self.sim.world
-
-    def param(self, name: str) -> str:
-        value: str = self.request.path_params[name]
-        return value
-
-    def workspace(self, workspace_id: str, need: int = READ) -> Workspace:
-        ws = self.world.workspaces.get(workspace_id)
-        if ws is None or self.principal.rank(ws) < max(need, READ):
-            raise not_found()
-        return ws
-
-    def run(self, run_id: str, need: int = READ) -> Run:
-        run = self.world.runs.get(run_id)
-        if run is None:
-            raise not_found()
-        self.workspace(run.workspace_id, need)
-        return run
-
-    def organization_workspaces(self, org: str) -> list[str]:
-        organization = self.world.organizations.get(org)
-        if organization is None or self.principal.organization != org:
-            raise not_found()
-        return organization.ordered_ids
-
-
-Handler = Callable[[Ctx], Awaitable[Response]]
-
-
-def endpoint(
-    handler: Handler, *, run_list: bool = False
-) -> Callable[[Request], Awaitable[Response]]:
-    async def wrapped(request: Request) -> Response:
-        sim: Simulator = request.app.state.sim
-        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        principal_id = sim.world.tokens.get(token) if token else None
-        if principal_id is None:
-            return error(ApiError(401, "unauthorized"))
-        principal = sim.world.principals[principal_id]
-        request.state.principal_name = principal.name
-        limit = sim.settings.rate_limit
-        wait = sim.limiter.take(principal.id, "api", limit, limit)
-        headers: dict[str, str] = {}
-        if run_list and wait is None:
-            per_minute = sim.settings.run_list_per_minute
-            wait = sim.limiter.take(principal.id, "run-list", per_minute / 60, per_minute)
-            limit = per_minute
-            headers["X-RateLimit-Limit"] = _number(per_minute)
-        if wait is not None:
-            return document(
-                RATE_LIMITED,
-                429,
-                {"X-RateLimit-Limit": _number(limit), "X-RateLimit-Reset": f"{wait:.3f}"},
-            )
-        if request.method == "POST" and not request.headers.get("content-type", "").startswith(
-            JSONAPI
-        ):
-            return error(ApiError(415, "unsupported media type", f"Content-Type must be {JSONAPI}"))
-        try:
-            response = await handler(Ctx(request, sim, principal))
-        except ApiError as exc:
-            response = error(exc)
-        response.headers.update(headers)
-        return response
-
-    return wrapped
-
-
-# --- query helpers --------------------------------------------------------------------------
-
-
-def _int(request: Request, name: str, default: int) -> int:
-    try:
-        return int(request.query_params.get(name, default))
-    except ValueError:
-        return default
-
-
-def _page(request: Request) -> tuple[int, int]:
-    number = max(1, _int(request, "page[number]", 1))
-    size = min(MAX_PAGE_SIZE, max(1, _int(request, "page[size]", DEFAULT_PAGE_SIZE)))
-    return number, size
-
-
-def _csv(request: Request, name: str) -> list[str]:
-    return [part.strip() for part in request.query_params.get(name, "").split(",") if part.strip()]
-
-
-_PAGE_KEYS = ("page[number]", "page[size]")
-
-
-def _links(
-    request: Request, number: int, size: int, last: int | None, has_next: bool
-) -> dict[str, Any]:
-    # What `request.url.include_query_params(...)` gives, with the URL parsed once instead
-    # of once per link (it was most of a small page's server time).
-    url = request.url
-    kept = urlencode(
-        [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in _PAGE_KEYS]
-    )
-    prefix = f"{url.replace(query='')}?{kept}&" if kept else f"{url.replace(query='')}?"
-
-    def at(page: int) -> str:
-        return prefix + urlencode([("page[number]", str(page)), ("page[size]", str(size))])
-
-    links: dict[str, Any] = {
-        "self": at(number),
-        "first": at(1),
-        "prev": at(number - 1) if number > 1 else None,
-        "next": at(number + 1) if has_next else None,
-    }
-    if last is not None:
-        links["last"] = at(last)
-    return links
-
-
-def _paginate(
-    request: Request, items: list[str], totals: bool = True
-) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-    """(page of items, meta.pagination, links): with totals, or without (org runs list)."""
-    number, size = _page(request)
-    start = (number - 1) * size
-    page = items[start : start + size]
-    total_pages = max(1, -(-len(items) // size))
-    has_next = start + size < len(items)
-    pagination: dict[str, Any] = {
-        "current-page": number,
-        "page-size": size,
-        "prev-page": number - 1 if number > 1 else None,
-        "next-page": number + 1 if has_next else None,
-    }
-    if totals:
-        pagination |= {"total-pages": total_pages, "total-count": len(items)}
-    links = _links(request, number, size, total_pages if totals else None, has_next)
-    return page, {"pagination": pagination}, links
+from watchdog.simulator.jsonapi import csv, document, error, paginate
+from watchdog.simulator.state import Principal, Run, Workspace
 
 
 def _wildcard(pattern: str) -> Callable[[str], bool]:
@@ -222,13 +49,13 @@ def _workspace_filters(ctx: Ctx) -> list[Callable[[Workspace], bool]]:
     if wildcard := q.get("search[wildcard-name]"):
         match = _wildcard(wildcard)
         checks.append(lambda ws: match(ws.name))
-    if tags := _csv(ctx.request, "search[tags]"):
+    if tags := csv(ctx.request, "search[tags]"):
         checks.append(lambda ws: all(tag in ws.tags for tag in tags))
-    if excluded := _csv(ctx.request, "search[exclude-tags]"):
+    if excluded := csv(ctx.request, "search[exclude-tags]"):
         checks.append(lambda ws: not any(tag in ws.tags for tag in excluded))
     if project := q.get("filter[project][id]"):
         checks.append(lambda ws: ws.project_id == project)
-    if statuses := set(_csv(ctx.request, "filter[current-run][status]")):
+    if statuses := set(csv(ctx.request, "filter[current-run][status]")):
         checks.append(
             lambda ws: (
                 ws.current_run_id is not None and world.runs[ws.current_run_id].status in statuses
@@ -238,7 +65,7 @@ def _workspace_filters(ctx: Ctx) -> list[Callable[[Workspace], bool]]:
 
 
 def _include(request: Request) -> set[str]:
-    return set(_csv(request, "include"))
+    return set(csv(request, "include"))
 
 
 def _workspace_doc(ctx: Ctx, ws: Workspace) -> Response:
@@ -266,7 +93,7 @@ async def list_workspaces(ctx: Ctx) -> Response:
     workspaces = ctx.world.workspaces
     if checks:
         ids = [i for i in ids if all(check(workspaces[i]) for check in checks)]
-    page, meta, links = _paginate(ctx.request, ids)
+    page, meta, links = paginate(ctx.request, ids)
     items = [workspaces[i] for i in page]
     body: dict[str, Any] = {
         "data": [render.workspace(ctx.world, ws, ctx.principal) for ws in items],
@@ -296,7 +123,7 @@ async def show_workspace_by_name(ctx: Ctx) -> Response:
 
 def _run_filter(request: Request) -> Callable[[Run], bool]:
     """`filter[status]` and `filter[status_group]`; unknown values match nothing (ref 3.1)."""
-    statuses = set(_csv(request, "filter[status]"))
+    statuses = set(csv(request, "filter[status]"))
     group = request.query_params.get("filter[status_group]")
 
     def keep(run: Run) -> bool:
@@ -316,7 +143,7 @@ def _run_list(ctx: Ctx, run_ids: Iterable[str], totals: bool) -> Response:
     keep = _run_filter(ctx.request)
     runs = ctx.world.runs
     ids = [i for i in run_ids if keep(runs[i])]
-    page, meta, links = _paginate(ctx.request, ids, totals=totals)
+    page, meta, links = paginate(ctx.request, ids, totals=totals)
     return document(
         {
             "data": [render.run(ctx.world, runs[i], ctx.principal) for i in page],
@@ -337,7 +164,7 @@ async def list_organization_runs(ctx: Ctx) -> Response:
     org_name = ctx.param("org")
     ctx.organization_workspaces(org_name)
     world = ctx.world
-    names = set(_csv(ctx.request, "filter[workspace_names]"))
+    names = set(csv(ctx.request, "filter[workspace_names]"))
 
     def visible(run_id: str) -> bool:
         ws = world.workspaces[world.runs[run_id].workspace_id]
