@@ -8,6 +8,7 @@ never 403 (docs/tfc-api.md, "Conventions").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,11 +23,11 @@ from watchdog.simulator.access import ADMIN, READ, WRITE
 from watchdog.simulator.endpoint import Ctx, endpoint
 from watchdog.simulator.errors import ApiError, not_found
 from watchdog.simulator.jsonapi import csv, document, error, paginate
-from watchdog.simulator.state import Principal, Run, Workspace
+from watchdog.simulator.state import Run, Workspace
 
 
 def _wildcard(pattern: str) -> Callable[[str], bool]:
-    """`search[wildcard-name]`: `*` as prefix, suffix or both (reference 1.1)."""
+    """`search[wildcard-name]`: `*` as prefix, suffix or both (docs/tfc-api.md, "Workspaces")."""
     core = pattern.strip("*")
     if pattern.startswith("*") and pattern.endswith("*") and len(pattern) > 1:
         return lambda name: core in name
@@ -80,12 +81,13 @@ def _workspace_doc(ctx: Ctx, ws: Workspace) -> Response:
 
 
 async def ping(request: Request) -> Response:
-    """`GET /ping`: 204, only for the headers go-tfe reads (reference 6). No auth needed."""
+    """`GET /ping`: 204, only for the headers go-tfe reads (docs/tfc-api.md, "Tokens and
+    headers"). No auth needed."""
     return Response(status_code=204)
 
 
 async def list_workspaces(ctx: Ctx) -> Response:
-    """`GET /organizations/:org/workspaces` (reference 0 pagination, 1.1 filters)."""
+    """`GET /organizations/:org/workspaces` (docs/tfc-api.md, "Pagination", "Workspaces")."""
     ids = ctx.organization_workspaces(ctx.param("org"))
     if ctx.request.query_params.get("sort") == "-name":
         ids = ids[::-1]
@@ -107,12 +109,12 @@ async def list_workspaces(ctx: Ctx) -> Response:
 
 
 async def show_workspace(ctx: Ctx) -> Response:
-    """`GET /workspaces/:id` (reference 1.1 "Show")."""
+    """`GET /workspaces/:id` (docs/tfc-api.md, "Workspaces")."""
     return _workspace_doc(ctx, ctx.workspace(ctx.param("id")))
 
 
 async def show_workspace_by_name(ctx: Ctx) -> Response:
-    """`GET /organizations/:org/workspaces/:name` (reference 1.1 "Show")."""
+    """`GET /organizations/:org/workspaces/:name` (docs/tfc-api.md, "Workspaces")."""
     ctx.organization_workspaces(ctx.param("org"))
     org = ctx.world.organizations[ctx.param("org")]
     ws_id = org.by_name.get(ctx.param("name"))
@@ -122,7 +124,8 @@ async def show_workspace_by_name(ctx: Ctx) -> Response:
 
 
 def _run_filter(request: Request) -> Callable[[Run], bool]:
-    """`filter[status]` and `filter[status_group]`; unknown values match nothing (ref 3.1)."""
+    """`filter[status]` and `filter[status_group]`; unknown values match nothing
+    (docs/tfc-api.md, "Runs")."""
     statuses = set(csv(request, "filter[status]"))
     group = request.query_params.get("filter[status_group]")
 
@@ -154,13 +157,14 @@ def _run_list(ctx: Ctx, run_ids: Iterable[str], totals: bool) -> Response:
 
 
 async def list_workspace_runs(ctx: Ctx) -> Response:
-    """`GET /workspaces/:id/runs`, newest first; 30 requests per minute (reference 3.1)."""
+    """`GET /workspaces/:id/runs`, newest first; 30 requests per minute (docs/tfc-api.md,
+    "Rate limits")."""
     ws = ctx.workspace(ctx.param("id"))
     return _run_list(ctx, reversed(ws.run_ids), totals=True)
 
 
 async def list_organization_runs(ctx: Ctx) -> Response:
-    """`GET /organizations/:org/runs`: pagination without totals (reference 0, 3.1)."""
+    """`GET /organizations/:org/runs`: pagination without totals (docs/tfc-api.md, "Pagination")."""
     org_name = ctx.param("org")
     ctx.organization_workspaces(org_name)
     world = ctx.world
@@ -175,7 +179,7 @@ async def list_organization_runs(ctx: Ctx) -> Response:
 
 
 async def show_run(ctx: Ctx) -> Response:
-    """`GET /runs/:id` (reference 3.1 "Show", 3.4)."""
+    """`GET /runs/:id` (docs/tfc-api.md, "Runs")."""
     return document({"data": render.run(ctx.world, ctx.run(ctx.param("id")), ctx.principal)})
 
 
@@ -204,7 +208,8 @@ async def account_details(ctx: Ctx) -> Response:
 
 
 async def _lock_reason(request: Request) -> str:
-    """Both documented body forms (reference 2 "Body-format caveat"); no body = ""."""
+    """The reason from either body form the docs show (docs/tfc-api.md, "Lock, unlock and
+    force-unlock"); no body = ""."""
     raw = await request.body()
     if not raw.strip():
         return ""
@@ -219,7 +224,8 @@ async def _lock_reason(request: Request) -> str:
 
 
 async def workspace_action(ctx: Ctx) -> Response:
-    """`POST /workspaces/:id/actions/{lock,unlock,force-unlock}`: 200 + workspace (ref 2)."""
+    """`POST /workspaces/:id/actions/{lock,unlock,force-unlock}`: 200 + workspace
+    (docs/tfc-api.md, "Lock, unlock and force-unlock")."""
     action = ctx.param("action")
     world = ctx.world
     if action == "lock":
@@ -237,7 +243,8 @@ async def workspace_action(ctx: Ctx) -> Response:
 
 
 async def run_action(ctx: Ctx) -> Response:
-    """`POST /runs/:id/actions/{cancel,force-cancel,discard,apply}`: 202, no body (ref 4)."""
+    """`POST /runs/:id/actions/{cancel,force-cancel,discard,apply}`: 202, no body
+    (docs/tfc-api.md, "Run actions")."""
     actions: dict[str, tuple[int, Callable[[Run], None]]] = {
         "cancel": (WRITE, ctx.world.cancel),
         "force-cancel": (ADMIN, ctx.world.force_cancel),
@@ -245,7 +252,7 @@ async def run_action(ctx: Ctx) -> Response:
         "apply": (WRITE, ctx.world.apply),
     }
     action = actions.get(ctx.param("action"))
-    # Organization tokens may not use run actions at all (reference 4).
+    # Organization tokens may not use run actions at all (docs/tfc-api.md, "Run actions").
     if action is None or ctx.principal.is_organization_token:
         raise not_found()
     need, perform = action

@@ -21,13 +21,14 @@ REQUEST_LOG_SIZE = 100_000
 
 @dataclass
 class Settings:
-    # Requests per second per principal (reference 5: 30 on HCP; TFE's admin setting).
+    # Requests per second per principal (docs/tfc-api.md, "Rate limits": 30 on HCP;
+    # TFE's admin setting).
     rate_limit: float = 30.0
-    # The run-list endpoints' limit, per minute per principal (reference 3.1).
+    # The run-list endpoints' limit, per minute per principal (docs/tfc-api.md, "Rate limits").
     run_list_per_minute: float = 30.0
     # Added to every /api/v2 request.
     latency_ms: float = 0.0
-    # Response headers go-tfe reads at start-up (reference 6).
+    # Response headers go-tfe reads at start-up (docs/tfc-api.md, "Tokens and headers").
     api_version: str = "2.6"
     app_name: str = "HCP Terraform"
     # Seconds sent as `X-Terraform-Snapshot-Interval` on the state-version answers Terraform

@@ -26,16 +26,17 @@ FINAL = frozenset(
     }
 )
 
-# Paused for a human: apply or discard (reference 3.2). policy_override needs an override
+# Paused for a human: apply or discard (docs/tfc-api.md, "Runs"). policy_override needs an override
 # before it can be confirmed, so it is discardable but not confirmable.
 WAITING = frozenset(
     {"planned", "cost_estimated", "policy_checked", "policy_override", "post_plan_completed"}
 )
 CONFIRMABLE = WAITING - {"policy_override"}
-# "paused waiting for confirmation or priority" (reference 4): waiting statuses and pending.
+# "Paused waiting for confirmation or priority" (docs/tfc-api.md, "Run actions"): waiting
+# statuses and pending.
 DISCARDABLE = WAITING | {"pending"}
 
-# `filter[status_group]` values (reference 3.1). `discardable` is the documented list.
+# `filter[status_group]` values (docs/tfc-api.md, "Runs"). `discardable` is the documented list.
 STATUS_GROUPS: dict[str, frozenset[str] | None] = {
     "final": FINAL,
     "non_final": None,  # anything not final, including statuses this simulator never uses
@@ -71,7 +72,8 @@ def is_final(status: str) -> bool:
 
 
 def is_cancelable(status: str) -> bool:
-    """Active or queued, not paused for a human. `pending` is cancelable (reference 3.3)."""
+    """Active or queued, not paused for a human. `pending` is cancelable (docs/tfc-api.md,
+    "Run actions")."""
     return not is_final(status) and status not in WAITING
 
 

@@ -24,8 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watchdog.simulator.access import READ, WRITE
-from watchdog.simulator.endpoint import Ctx, endpoint
 from watchdog.simulator.clock import iso_ms
+from watchdog.simulator.endpoint import Ctx, endpoint
 from watchdog.simulator.errors import ApiError, conflict, not_found
 from watchdog.simulator.jsonapi import document, error, paginate
 from watchdog.simulator.render import API
@@ -34,7 +34,8 @@ from watchdog.simulator.state import Principal, StateVersion, Workspace
 if TYPE_CHECKING:
     from watchdog.simulator.core import Simulator
 
-# Service discovery (reference "Response shapes"): every TFE service at /api/v2/.
+# Service discovery: every TFE service at /api/v2/ (docs/tfc-api.md, "What the Terraform CLI
+# calls").
 DISCOVERY = {
     "tfe.v2": "/api/v2/",
     "tfe.v2.1": "/api/v2/",

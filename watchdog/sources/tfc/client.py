@@ -938,7 +938,8 @@ def _error_detail(body: bytes) -> str:
     for error in errors:
         if not isinstance(error, dict):
             continue
-        # `status` may be a string or a number (reference 0); the HTTP status is what counts.
+        # `status` may be a string or a number (docs/tfc-api.md, "Conventions"); the HTTP
+        # status is what counts.
         text = error.get("detail") or error.get("title")
         if isinstance(text, str) and text:
             parts.append(text)
