@@ -44,9 +44,9 @@ def _int(request: Request, name: str, default: int) -> int:
 
 
 def _page(request: Request) -> tuple[int, int]:
-    number = max(1, _int(request, "page[number]", 1))
+    page_number = max(1, _int(request, "page[number]", 1))
     size = min(MAX_PAGE_SIZE, max(1, _int(request, "page[size]", DEFAULT_PAGE_SIZE)))
-    return number, size
+    return page_number, size
 
 
 def csv(request: Request, name: str) -> list[str]:
