@@ -48,8 +48,9 @@ from watchdog.policy import Policy
 from watchdog.report import printable
 from watchdog.runtime import tfc_client
 from watchdog.sources.tfc.client import TfcError
+from watchdog.sources.tfc.source import _HINTS as HINTS
 from watchdog.sources.tfc.source import TfcSource
-from watchdog.workspaceref import api_error, describe_lock, parse_holder, parse_workspace_ref
+from watchdog.workspaceref import describe_lock, parse_holder, parse_workspace_ref
 
 EXIT_UNLOCKED, EXIT_API_FAILURE, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 4
 COMMAND = "unlock command"
@@ -333,3 +334,11 @@ def main(args: argparse.Namespace) -> int:
     except TfcError as exc:
         print(printable(f"tfc-watchdog {name}: {api_error(exc)}"), file=sys.stderr)
         return EXIT_API_FAILURE
+
+
+def api_error(exc: TfcError) -> str:
+    """The error with what the on-call engineer can do about it, as `scan` says it."""
+    hint = HINTS.get(exc.reason)
+    if exc.reason == "not_found":
+        hint = "no such workspace, or the token may not read it (the API answers 404 for both)"
+    return f"{exc} ({hint})" if hint else str(exc)

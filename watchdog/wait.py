@@ -34,7 +34,8 @@ from watchdog.report import printable
 from watchdog.runtime import tfc_client
 from watchdog.sources.tfc.client import TfcError
 from watchdog.sources.tfc.source import TfcSource
-from watchdog.workspaceref import api_error, describe_lock, holder_text, parse_workspace_ref
+from watchdog.unlock import api_error
+from watchdog.workspaceref import describe_lock, holder_text, parse_workspace_ref
 
 EXIT_FREE, EXIT_API_FAILURE, EXIT_USAGE, EXIT_TIMEOUT = 0, 1, 2, 3
 MIN_INTERVAL = timedelta(seconds=1)

@@ -8,8 +8,6 @@ from datetime import datetime
 from watchdog.memory import Memory
 from watchdog.model import Holder, HolderType, Workspace, format_age
 from watchdog.report import iso
-from watchdog.sources.tfc.client import TfcError
-from watchdog.sources.tfc.source import _HINTS as HINTS
 
 
 def parse_workspace_ref(text: str) -> tuple[str, str] | None:
@@ -79,11 +77,3 @@ def describe_lock(workspace: Workspace, memory: Memory | None, now: datetime) ->
     if run is not None and not run.is_final:
         lines.append(f"  current run: {run.id} ({run.status})")
     return lines
-
-
-def api_error(exc: TfcError) -> str:
-    """The error with what the on-call engineer can do about it, as `scan` says it."""
-    hint = HINTS.get(exc.reason)
-    if exc.reason == "not_found":
-        hint = "no such workspace, or the token may not read it (the API answers 404 for both)"
-    return f"{exc} ({hint})" if hint else str(exc)
