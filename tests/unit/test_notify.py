@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,17 @@ from tests.support.receiver import Receiver, receiver
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import Holder, HolderType, Observation, Source, Workspace
+from watchdog.model import (
+    ActionResult,
+    BackendLock,
+    Holder,
+    HolderType,
+    Observation,
+    Outcome,
+    Source,
+    TerraformLockInfo,
+    Workspace,
+)
 from watchdog.notify import Notifier
 from watchdog.policy import NotificationTarget, Policy
 from watchdog.report import CycleReport
@@ -258,3 +269,87 @@ def test_bad_targets_are_config_errors_that_never_show_a_url(
     assert message in text, text
     assert "secret-part" not in text
     assert all(line.startswith(f"{path}:") for line in caught.value.lines)
+
+
+def with_results(report: CycleReport, outcome: Outcome, detail: str = "") -> CycleReport:
+    """The report as if the act stage had carried out its planned actions with `outcome`."""
+    results = tuple(ActionResult(action, outcome, detail) for action in report.planned)
+    return dataclasses.replace(report, dry_run=False, results=results)
+
+
+def test_a_failing_action_is_said_once_and_a_done_one_each_time(inbox: Receiver) -> None:
+    memory = Memory()
+    notifier = Notifier(
+        [target(urls=[inbox.json_url()], events=["action", "action_failed"])], memory, Metrics()
+    )
+    policy = Policy.model_validate(
+        {"tfc": {"organizations": ["acme"]}, "defaults": {"actions": ["force_unlock"]}}
+    )
+    reports = []
+    for step in range(0, 241, 30):
+        when = NOW - 3 * H + timedelta(minutes=step)
+        observation = Observation(Source.TFC, "acme", when, workspaces=(bob_lock(),))
+        memory.update([observation], when)
+        decision = decide([observation], policy, memory, when, None)
+        reports.append(
+            CycleReport(
+                generated_at=when,
+                dry_run=False,
+                observations=(observation,),
+                locks=decision.locks,
+                findings=decision.findings,
+                planned=decision.planned,
+            )
+        )
+    planned = [r for r in reports if r.planned]
+    assert len(planned) >= 3
+    # A pending state upload: the unlock fails every cycle, one message says so.
+    for report in planned:
+        asyncio.run(notifier.notify(with_results(report, Outcome.FAILED, "state upload pending")))
+    assert inbox.titles() == ["force_unlock acme/network-prod: failed"]
+    assert "Outcome: failed: state upload pending" in inbox.bodies()[0]["message"]
+    asyncio.run(notifier.notify(with_results(planned[-1], Outcome.DONE)))
+    assert inbox.titles()[-1] == "force_unlock acme/network-prod: done"
+
+
+def test_an_s3_backend_lock_names_its_state_path_and_who(inbox: Receiver) -> None:
+    path = "tf-state/prod/network.tfstate"
+    info = TerraformLockInfo(
+        id="4f6a",
+        operation="OperationTypeApply",
+        who="ci@runner",
+        version="1.15.0",
+        created=NOW - 3 * H,
+        path=path,
+    )
+    lock = BackendLock(
+        source=Source.S3,
+        store="tf-state",
+        path=path,
+        info=info,
+        token="etag",
+        last_modified=NOW - 3 * H,
+    )
+    policy = Policy.model_validate({"s3_backend": {"lockfile_buckets": [{"bucket": "tf-state"}]}})
+    observation = Observation(Source.S3, "tf-state", NOW, backend_locks=(lock,))
+    memory = Memory()
+    memory.update([observation], NOW)
+    decision = decide([observation], policy, memory, NOW, None)
+    report = CycleReport(
+        generated_at=NOW,
+        dry_run=True,
+        observations=(observation,),
+        locks=decision.locks,
+        findings=decision.findings,
+    )
+    notifier = Notifier(
+        [target(urls=[inbox.json_url()], match={"sources": ["s3"], "paths": ["tf-state/prod/*"]})],
+        memory,
+        Metrics(),
+    )
+    asyncio.run(notifier.notify(report))
+    [body] = inbox.bodies()
+    assert body["title"].startswith(
+        f"Stale lock on {path} (s3 tf-state): ci@runner (Who: of lock 4f6a)"
+    )
+    assert "terraform force-unlock 4f6a" in body["message"]
