@@ -143,11 +143,23 @@ def build_parser() -> argparse.ArgumentParser:
         "why; nothing was sent)",
     )
     _add_config_argument(unlock)
-    unlock.add_argument("workspace", metavar="ORG/WORKSPACE", help="the workspace to unlock")
+    unlock.add_argument(
+        "workspace",
+        metavar="ORG/WORKSPACE",
+        help="the workspace to unlock (with --source: TABLE_OR_BUCKET/STATE_PATH)",
+    )
+    unlock.add_argument(
+        "--source",
+        choices=("tfc", "dynamodb", "s3", "gcs"),
+        default="tfc",
+        help="where the lock is: a TFC workspace (default), or an S3-backend DynamoDB item, "
+        "S3 or GCS .tflock object of the config's stores",
+    )
     unlock.add_argument(
         "--expect-holder",
         metavar="WHO",
-        help="refuse unless the lock is held by WHO (user:NAME or team:NAME, as `scan` shows)",
+        help="refuse unless the lock is held by WHO (user:NAME or team:NAME, as `scan` shows; "
+        "terraform:WHO or the lock ID for --source)",
     )
     unlock.add_argument("--reason", metavar="TEXT", help="why, for the audit line")
     unlock.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")

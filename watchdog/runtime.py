@@ -84,8 +84,7 @@ async def open_runtime(
             client = await stack.enter_async_context(tfc_client(policy, token, metrics))
             tfc = TfcSource(client, policy.tfc.organizations, metrics)
             sources.append(tfc)
-        backend = _open_backend(policy, metrics, stack)
-        backend.update(_open_gcs_backend(policy, metrics, stack))
+        backend = open_backend_sources(policy, metrics, stack)
         sources.extend(backend.values())
         memory = Memory.load(policy.state_file)
         actor: Actor | None = None
@@ -110,6 +109,16 @@ async def open_runtime(
             notifier=Notifier(policy.notifications, memory, metrics) if with_actor else None,
         )
         yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
+
+
+def open_backend_sources(
+    policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> dict[Source, BackendSource]:
+    """Every S3- and GCS-backend lock source the policy lists, by source; closed when
+    `stack` unwinds (the daemon, `scan`, and `unlock` of a backend lock)."""
+    backend = _open_backend(policy, metrics, stack)
+    backend.update(_open_gcs_backend(policy, metrics, stack))
+    return backend
 
 
 def _open_backend(

@@ -26,10 +26,9 @@ import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import structlog
 from pydantic import SecretStr
 
-from watchdog.act import TfcExecutor, audit, missing_permission, state_upload_check
+from watchdog.act import TfcExecutor, missing_permission, state_upload_check
 from watchdog.daemon import load_or_report
 from watchdog.logs import configure_logging
 from watchdog.memory import Memory
@@ -47,23 +46,20 @@ from watchdog.model import (
 from watchdog.policy import Policy
 from watchdog.report import printable
 from watchdog.runtime import tfc_client
+from watchdog.sources.errors import BackendError
 from watchdog.sources.tfc.client import TfcError
 from watchdog.sources.tfc.source import _HINTS as HINTS
 from watchdog.sources.tfc.source import TfcSource
+from watchdog.unlockoutcome import (
+    COMMAND,
+    EXIT_API_FAILURE,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    ApiFailure,
+    Refused,
+    finish,
+)
 from watchdog.workspaceref import describe_lock, parse_holder, parse_workspace_ref
-
-EXIT_UNLOCKED, EXIT_API_FAILURE, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 4
-COMMAND = "unlock command"
-
-log = structlog.get_logger(__name__)
-
-# Outcomes after which the lock is still there because a gate (or the server, for the same
-# reasons) said no; anything else that is not DONE is an API failure.
-_REFUSALS = frozenset({Outcome.SKIPPED_CHANGED, Outcome.FORBIDDEN})
-
-
-class Refused(Exception):
-    """A gate said no: one line, exit 4."""
 
 
 def gate(
@@ -232,22 +228,7 @@ class Unlocker:
         return self._finish(result)
 
     def _finish(self, result: ActionResult) -> int:
-        self._metrics.action(result.action.kind, result.outcome)
-        audit(log, result, dry_run=False, extra={"initiated_by": COMMAND})
-        action = result.action
-        where = f"{action.organization}/{action.workspace}"
-        if result.outcome is Outcome.DONE:
-            self._out(f"{action.kind.value.replace('_', '-')}: {where} is unlocked")
-            return EXIT_UNLOCKED
-        line = f"{action.kind.value.replace('_', '-')} {where}: {result.outcome.value}: "
-        line += result.detail
-        if result.outcome in _REFUSALS or result.retry_later:
-            raise Refused(line)
-        raise ApiFailure(line)
-
-
-class ApiFailure(Exception):
-    """The API failed (or may have acted without saying so): one line, exit 1."""
+        return finish(result, self._metrics, self._out)
 
 
 async def unlock(
@@ -281,7 +262,17 @@ def ask_on_terminal(question: str) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     name = "unlock"
-    target = parse_workspace_ref(args.workspace)
+    if args.source != "tfc":
+        store, slash, path = args.workspace.partition("/")
+        target: tuple[str, str] | None = (store, path) if slash and store and path else None
+    else:
+        target = parse_workspace_ref(args.workspace)
+    if target is None and args.source != "tfc":
+        print(
+            f"tfc-watchdog {name}: {args.workspace!r} is not <table or bucket>/<state path>",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     if target is None:
         print(
             f"tfc-watchdog {name}: {args.workspace!r} is not <organization>/<workspace>",
@@ -294,7 +285,7 @@ def main(args: argparse.Namespace) -> int:
         if expect is None:
             print(
                 f"tfc-watchdog {name}: --expect-holder {args.expect_holder!r} is not "
-                "user:NAME, team:NAME or run:ID",
+                "user:NAME, team:NAME, run:ID or terraform:WHO",
                 file=sys.stderr,
             )
             return EXIT_USAGE
@@ -309,10 +300,12 @@ def main(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     policy, token = loaded
-    if policy.tfc is None or token is None:
+    if args.source == "tfc" and (policy.tfc is None or token is None):
         print(f"{args.config}: `unlock` needs `tfc` in the config", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(policy.log.format, policy.log.level, secrets=[token.get_secret_value()])
+    configure_logging(
+        policy.log.format, policy.log.level, secrets=[token.get_secret_value()] if token else []
+    )
 
     def confirm(question: str) -> bool:
         return True if args.yes else ask_on_terminal(question)
@@ -322,6 +315,23 @@ def main(args: argparse.Namespace) -> int:
 
     organization, workspace = target
     try:
+        if args.source != "tfc":
+            from watchdog.unlock_backend import unlock_backend_lock
+
+            return asyncio.run(
+                unlock_backend_lock(
+                    policy,
+                    Source(args.source),
+                    organization,
+                    workspace,
+                    expect_holder=expect,
+                    reason=args.reason,
+                    force_protected=args.force_protected,
+                    confirm=confirm,
+                    out=out,
+                )
+            )
+        assert token is not None
         return asyncio.run(
             unlock(policy, token, organization, workspace, args=args, confirm=confirm, out=out)
         )
@@ -333,6 +343,9 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_API_FAILURE
     except TfcError as exc:
         print(printable(f"tfc-watchdog {name}: {api_error(exc)}"), file=sys.stderr)
+        return EXIT_API_FAILURE
+    except BackendError as exc:
+        print(printable(f"tfc-watchdog {name}: {exc}"), file=sys.stderr)
         return EXIT_API_FAILURE
 
 
