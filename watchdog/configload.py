@@ -424,12 +424,14 @@ def _message(err: ErrorDetails, loc: tuple[str | int, ...]) -> str:
 def _unknown_key(loc: tuple[str | int, ...]) -> str:
     key = str(loc[-1])
     names = _field_names(loc[:-1])
-    close = difflib.get_close_matches(key.replace("-", "_").lower(), names, n=1, cutoff=0.6)
-    if close:
-        return f"unknown key; did you mean {close[0]!r}?"
+    # A key that exists, spelled exactly so, elsewhere is a better hint than a look-alike
+    # here (`organizations` at the top level belongs under tfc, it is not `notifications`).
     elsewhere = [key_path(p) for p in _all_field_paths(Policy, ()) if p[-1] == key]
     if elsewhere:
         return f"unknown key here; it belongs under {elsewhere[0]}"
+    close = difflib.get_close_matches(key.replace("-", "_").lower(), names, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
     return f"unknown key; valid keys here: {', '.join(names)}" if names else "unknown key"
 
 

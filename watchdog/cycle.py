@@ -210,6 +210,7 @@ class Watchdog:
         ]
         now = _cycle_now(observations)
         cleared = self.memory.update(observations, now, max_gap=allowed_gap(self.policy.interval))
+        self.memory.prune_notices(observations)  # a lock gone or changed: its notice lapses
         # Time to clear: each lock memory found gone, once, attributed by our own POST records.
         for lock in cleared:
             self.metrics.lock_cleared(
@@ -221,6 +222,14 @@ class Watchdog:
         # log reads in the order things happened.
         self._finding_log.update(decision.findings, _complete_scopes(observations))
         self._log_restraints(decision)
+        if act:
+            # The notice period starts now (the server's clock), in dry-run too, so a preview
+            # shows when the action would come; the notifier says it.
+            for notice in decision.notices:
+                if notice.new:
+                    self.memory.note_notice(
+                        notice.action.workspace_id, notice.holder_id, notice.run_id, now
+                    )
         results: list[ActionResult] = []
         if act and self.actor is not None and decision.planned:
             results = await self.actor.carry_out(decision.planned, now, identity)
@@ -236,6 +245,7 @@ class Watchdog:
             results=tuple(results),
             restraints=decision.restraints,
             state_file=self.policy.state_file,
+            notices=decision.notices,
         )
         self._publish(report, decision)
         if act and self.notifier is not None:

@@ -54,6 +54,7 @@ from watchdog.model import (
     Holder,
     HolderType,
     LockState,
+    Notice,
     Observation,
     PhaseGroup,
     PlannedAction,
@@ -88,6 +89,8 @@ class Decision:
     # Stable order: oldest first, then organization/workspace name; at most one per workspace.
     planned: tuple[PlannedAction, ...]
     restraints: tuple[Restraint, ...]
+    # Actions held back by a rule's `notice` (new ones are recorded and sent by the cycle).
+    notices: tuple[Notice, ...] = ()
 
 
 # --- what a workspace looks like this cycle -------------------------------------------------
@@ -503,6 +506,36 @@ def _general_guard(
 # --- entry points ---------------------------------------------------------------------------
 
 
+def _noticed(
+    result: PlannedAction | str | None, view: _View, memory: Memory, now: datetime
+) -> PlannedAction | Notice | str | None:
+    """A planned action whose rule has a `notice`: held back (a Notice) until the notice,
+    given for this very lock (same holder, same run), is `notice` old on the server's clock."""
+    notice = view.rule.notice
+    if not isinstance(result, PlannedAction) or notice is None:
+        return result
+    ws = view.workspace
+    holder_id = ws.holder.id if ws.locked and ws.holder else ""
+    run = ws.current_run
+    run_id = run.id if run is not None and not run.is_final else ""
+    given = memory.notice_at(ws.id, holder_id, run_id)
+    if given is None:
+        return Notice(result, now, now + notice, True, holder_id, run_id)
+    if now < given + notice:
+        return Notice(result, given, given + notice, False, holder_id, run_id)
+    return result
+
+
+def _notice_reason(notice: Notice) -> str:
+    """The restraint of a running notice: the same text every cycle (no ages)."""
+    action = notice.action
+    holder = _who(action.holder) if action.holder else "none"
+    return (
+        f"notice given {notice.given_at.isoformat()}: {action.kind.value} at "
+        f"{notice.action_at.isoformat()} if the lock of {holder} is still there and stale"
+    )
+
+
 def plan_for_workspace(
     workspace: Workspace,
     organization_complete: bool,
@@ -513,7 +546,8 @@ def plan_for_workspace(
 ) -> PlannedAction | None:
     """The single action the ladder gives for one workspace (act.py runs it on a fresh read)."""
     view = _view(workspace, policy, memory, now)
-    result = _ladder(view, organization_complete, False, policy, memory, now, identity)
+    ladder = _ladder(view, organization_complete, False, policy, memory, now, identity)
+    result = _noticed(ladder, view, memory, now)
     return result if isinstance(result, PlannedAction) else None
 
 
@@ -774,6 +808,7 @@ def decide(
     findings: list[Finding] = []
     planned: list[PlannedAction] = []
     restraints: list[Restraint] = []
+    notices: list[Notice] = []
     tfc = [o for o in observations if o.source is Source.TFC]
     for observation in sorted(tfc, key=lambda o: o.organization):
         for workspace in sorted(observation.workspaces, key=lambda w: (w.name, w.id)):
@@ -781,15 +816,25 @@ def decide(
             if view.lock is not None:
                 locks.append(view.lock)
             findings.extend(_findings(view))
-            result = _ladder(
+            result = _noticed(
+                _ladder(
+                    view,
+                    observation.complete,
+                    workspace.id in observation.unreadable,
+                    policy,
+                    memory,
+                    now,
+                    identity,
+                ),
                 view,
-                observation.complete,
-                workspace.id in observation.unreadable,
-                policy,
                 memory,
                 now,
-                identity,
             )
+            if isinstance(result, Notice):
+                notices.append(result)
+                if view.lock is not None:
+                    locks[-1] = replace(view.lock, action_at=result.action_at)
+                result = _notice_reason(result)
             if isinstance(result, PlannedAction):
                 planned.append(result)
             elif result is not None:
@@ -804,4 +849,6 @@ def decide(
     planned.extend(backend_planned)
     restraints.extend(backend_restraints)
     planned.sort(key=lambda a: (-a.age, a.organization, a.workspace, a.workspace_id))
-    return Decision(tuple(locks), tuple(findings), tuple(planned), tuple(restraints))
+    return Decision(
+        tuple(locks), tuple(findings), tuple(planned), tuple(restraints), tuple(notices)
+    )

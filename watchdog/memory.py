@@ -237,6 +237,9 @@ class Memory:
         # What the notifier sent, so a restart repeats no message: an opaque key (target,
         # event, finding, holder) -> string fields (see watchdog/notify.py).
         self._notified: dict[str, dict[str, str]] = {}
+        # Notices given before a first action (rule `notice`): "workspace|holder|run" -> when
+        # (the server's clock, ISO 8601). A new holder or run is a new key: the notice lapses.
+        self._notices: dict[str, str] = {}
         # update() calls in this process: a lock seen by the previous one was watched without
         # a missed cycle, whatever the server's clock says happened meanwhile.
         self._cycles = 0
@@ -284,6 +287,7 @@ class Memory:
             else:
                 memory._locks, memory._actions = _parse(document, now)
                 memory._notified = _parse_notified(document.get("notifications", {}), path)
+                memory._notices = _parse_notices(document.get("notices", {}), path)
         except (StateFileError, KeyError, TypeError, ValueError, AttributeError) as exc:
             log.warning(
                 "state file corrupt, starting with empty memory; lock ages restart",
@@ -378,7 +382,38 @@ class Memory:
             "locks": locks,
             "actions": actions,
             "notifications": {key: dict(entry) for key, entry in sorted(self._notified.items())},
+            "notices": dict(sorted(self._notices.items())),
         }
+
+    # --- notices before a first action ------------------------------------------------------
+
+    def notice_at(self, workspace_id: str, holder_id: str, run_id: str) -> datetime | None:
+        """When a notice was given for this lock (same holder, same run), on the server's
+        clock; None if none was."""
+        value = self._notices.get(_notice_key(workspace_id, holder_id, run_id))
+        return None if value is None else _parse_time(value)
+
+    def note_notice(self, workspace_id: str, holder_id: str, run_id: str, at: datetime) -> None:
+        self._notices.setdefault(_notice_key(workspace_id, holder_id, run_id), at.isoformat())
+
+    def prune_notices(self, observations: Sequence[Observation]) -> None:
+        """Drop the notices whose lock is gone or changed hands (or whose run ended) in a
+        complete read: they lapse, and a new lock needs a new notice."""
+        current: dict[str, set[str]] = {}
+        read: set[str] = set()
+        for observation in observations:
+            if not observation.complete or observation.source is not Source.TFC:
+                continue
+            read |= observation.ids_read
+            for ws in observation.workspaces:
+                run = ws.current_run
+                holder = ws.holder.id if ws.locked and ws.holder else ""
+                run_id = run.id if run is not None and not run.is_final else ""
+                current.setdefault(ws.id, set()).add(_notice_key(ws.id, holder, run_id))
+        for key in list(self._notices):
+            workspace_id = key.partition("|")[0]
+            if workspace_id in read and key not in current.get(workspace_id, set()):
+                del self._notices[key]
 
     # --- what the notifier sent -----------------------------------------------------------
 
@@ -685,6 +720,24 @@ def _parse_notified(raw: Any, path: str) -> dict[str, dict[str, str]]:
     ):
         return {key: dict(entry) for key, entry in raw.items()}
     log.warning("state file: notification records unreadable, dropped", path=path)
+    return {}
+
+
+def _notice_key(workspace_id: str, holder_id: str, run_id: str) -> str:
+    return f"{workspace_id}|{holder_id}|{run_id}"
+
+
+def _parse_notices(raw: Any, path: str) -> dict[str, str]:
+    """The notices given; a damaged section is dropped alone (a notice is given again, which
+    only delays an action)."""
+    try:
+        if isinstance(raw, dict):
+            for value in raw.values():
+                _parse_time(value)
+            return {str(key): str(value) for key, value in raw.items()}
+    except (TypeError, ValueError, StateFileError):
+        pass
+    log.warning("state file: notices unreadable, dropped", path=path)
     return {}
 
 

@@ -344,6 +344,8 @@ class LockState:
     # The last sign of life of a user/team lock's holder: a state version created while the
     # lock was held (the workspace's `latest-change-at` moved); the age restarts from it.
     last_activity: datetime | None = None
+    # When a notice period (rule `notice`) lets the watchdog act on it, if one is running.
+    action_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +442,20 @@ class PlannedAction:
             "rule": self.rule,
             "reason": self.reason,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An action held back by its rule's `notice`: said first, done at `action_at` if the
+    same lock (holder and run) is still there and still stale."""
+
+    action: PlannedAction
+    given_at: datetime
+    action_at: datetime
+    # Given in this cycle (to record and send), or running since an earlier one.
+    new: bool
+    holder_id: str
+    run_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,7 @@ from watchdog.model import (
     FindingKind,
     HolderType,
     LockState,
+    Notice,
     Observation,
     Outcome,
     PlannedAction,
@@ -87,6 +88,8 @@ class CycleFacts(Protocol):
     def results(self) -> tuple[ActionResult, ...]: ...
     @property
     def restraints(self) -> Sequence[Restraint]: ...
+    @property
+    def notices(self) -> tuple[Notice, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,36 @@ def action_message(facts: CycleFacts, result: ActionResult, target: str) -> Mess
     return Message(target, event, title, "\n".join(lines))
 
 
+def notice_message(facts: CycleFacts, notice: Notice, target: str) -> Message:
+    action = notice.action
+    where = _where(action.source, action.organization, action.workspace)
+    holder = action.holder.label() if action.holder else "none"
+    at = notice.action_at.strftime("%Y-%m-%d %H:%M UTC")
+    verb = action.kind.value.replace("_", "-")
+    subject = f"run {action.run_id}" if action.run_id else f"the lock of {holder}"
+    title = f"Notice: {verb} {where} at {at} unless it is released"
+    body = "\n".join(
+        [
+            f"{subject} on {where}, held {format_age(action.age)}, will be {verb}ed at {at} "
+            "unless it is released (the watchdog acts only if the same lock is still there "
+            "and still stale then).",
+            f"Holder: {holder}",
+            f"Why: {action.reason} (rule {action.rule})",
+        ]
+    )
+    key = "|".join(
+        (target, "notice", action.source.value, action.organization, action.workspace_id)
+    )
+    record = {
+        "event": "notice",
+        "scope": _scope(action.source.value, action.organization),
+        "workspace_id": action.workspace_id,
+        "sent_at": facts.generated_at.isoformat(),
+    }
+    full_key = f"{key}|{notice.holder_id}|{notice.run_id}"
+    return Message(target, "notice", title, body, key=full_key, record=record)
+
+
 # --- which messages this cycle ----------------------------------------------------------------
 
 
@@ -292,6 +325,18 @@ def plan_messages(
                 messages.append(message)
             elif target.remind_every is not None and _due(previous, target.remind_every, now):
                 messages.append(finding_message(facts, finding, target.id, event, reminder=True))
+    for notice in facts.notices:
+        action = notice.action
+        for target in targets:
+            if "notice" not in target.events or not _matches(
+                target, action.source, action.workspace_id, action.workspace, workspaces
+            ):
+                continue
+            message = notice_message(facts, notice, target.id)
+            assert message.key is not None
+            current.add(message.key)
+            if message.key not in sent:
+                messages.append(message)
     for result in facts.results:
         if result.outcome is not Outcome.DONE and result.outcome not in _FAILED:
             continue  # dry-run, skipped, forbidden: the finding's message already says it
@@ -316,7 +361,11 @@ def plan_messages(
             # after a gap in watching, a threshold was raised): not cleared, not forgotten.
             continue
         owner = by_id.get(key.partition("|")[0])
-        if record.get("event") == "action_failed":
+        if record.get("event") == "notice":
+            # Acted on, lapsed or released: the notice's record goes; the finding's message
+            # (or its `cleared`) says the rest.
+            messages.append(Message(key.partition("|")[0], "", "", "", key=key, forget=True))
+        elif record.get("event") == "action_failed":
             if (record.get("scope", ""), record.get("workspace_id", "")) in live_workspaces:
                 current.add(key)  # the workspace still has a finding: keep the record
                 continue

@@ -247,6 +247,9 @@ class Defaults(StrictModel):
     """Per phase group of a non-final run: how long before it counts as stuck."""
     actions: tuple[ActionKind, ...] = ()
     """Rungs of the ladder allowed where no rule matches. Empty = report only."""
+    notice: Duration | None = None
+    """Before the first action on a TFC lock or run: send a `notice` and act only if the same
+    lock (holder and run) is still there and still stale this long after. null = act at once."""
 
     @field_validator("run_stuck_after", mode="after")
     @classmethod
@@ -405,6 +408,8 @@ class Rule(StrictModel):
     actions: tuple[ActionKind, ...] | None = None
     """Rungs allowed here (cancel, force_cancel, discard, unlock, force_unlock, delete_lock).
     Omitted = `defaults.actions`; `[]` = report only."""
+    notice: Duration | None = None
+    """Overrides `defaults.notice`."""
 
     @field_validator("id")
     @classmethod
@@ -531,6 +536,7 @@ class EffectiveRule(BaseModel):
     lock_stale_after: timedelta
     run_stuck_after: PhaseThresholds
     actions: frozenset[ActionKind]
+    notice: timedelta | None = None
 
     def run_threshold(self, run: Run, workspace: Workspace | None = None) -> RunThreshold | None:
         """The threshold of the run's phase group; an adaptive one follows `workspace`."""
@@ -840,6 +846,7 @@ class Policy(StrictModel):
                 lock_stale_after=base.lock_stale_after,
                 run_stuck_after=base.run_stuck_after,
                 actions=frozenset(base.actions),
+                notice=base.notice,
             )
         return EffectiveRule(
             id=rule.id,
@@ -850,6 +857,7 @@ class Policy(StrictModel):
                 else base.run_stuck_after
             ),
             actions=frozenset(base.actions if rule.actions is None else rule.actions),
+            notice=rule.notice or base.notice,
         )
 
     def unchecked(self, workspace: Workspace) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from watchdog.model import (
     Finding,
     FindingKind,
     LockState,
+    Notice,
     Observation,
     PlannedAction,
     Run,
@@ -66,6 +67,8 @@ def lock_to_json(lock: LockState) -> dict[str, Any]:
         # The holder's last sign of life (a state version created while it held the lock).
         "last_activity": iso(lock.last_activity),
         "stale": lock.stale,
+        # When a running notice period (rule `notice`) lets the watchdog act; else null.
+        "action_at": iso(lock.action_at),
         "rule": lock.rule,
         "reason": lock.reason,
         "run": None if lock.run is None else {"id": lock.run.id, "status": lock.run.status},
@@ -152,6 +155,8 @@ class CycleReport:
     # sightings between cycles: the table says why an action waits (not in the JSON).
     restraints: tuple[Restraint, ...] = ()
     state_file: str | None = None
+    # Actions held back by a rule's `notice` (new ones are what the notifier says).
+    notices: tuple[Notice, ...] = ()
 
     @property
     def complete(self) -> bool:

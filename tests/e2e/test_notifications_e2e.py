@@ -81,3 +81,66 @@ def test_a_hanging_receiver_does_not_stop_the_cycles(
             failures = daemon.events("notification_not_sent")
     assert held >= 1
     assert failures and {e["outcome"] for e in failures} == {"timeout"}
+
+
+def notice_config(harness: Harness, sim: Any, inbox: Any) -> Path:
+    return harness.config(
+        sim,
+        dry_run=False,
+        state_file=harness.state_file,
+        defaults={"lock_stale_after": "1h", "actions": ["force_unlock"], "notice": "30m"},
+        notifications=[{"id": "oncall", "urls": [inbox.json_url()]}],
+    )
+
+
+def test_a_notice_then_the_action_after_the_notice_period_then_cleared(
+    start_simulator: StartSimulator, harness: Harness
+) -> None:
+    with receiver() as inbox, start_simulator(scenario=scenario([locked_by_bob()])) as sim:
+        path = notice_config(harness, sim, inbox)
+        with running_daemon(path, ADMIN_TOKEN) as daemon:
+            daemon.wait_cycles(2)
+            sim.advance(HOUR + 1)
+            wait_until(lambda: len(inbox.received) >= 2, "the stale and notice messages")
+            daemon.wait_cycles(5)
+            before = inbox.titles()
+            posts_before = [r for r in sim.requests() if r["method"] == "POST"]
+            action_at = daemon.get("/locks").json()["locks"][0]["action_at"]
+            sim.advance(30 * 60)
+            daemon.wait_for_event("action", outcome="done", action="force_unlock")
+            wait_until(lambda: len(inbox.received) >= 4, "the action and cleared messages")
+            daemon.wait_cycles(2)
+        titles = inbox.titles()
+    assert posts_before == []
+    assert action_at is not None
+    assert before == [
+        "Stale lock on demo/stale: user:bob, 1h00m",
+        f"Notice: force-unlock demo/stale at {action_at[:10]} {action_at[11:16]} UTC unless "
+        "it is released",
+    ]
+    assert titles[2:] == [
+        "force_unlock demo/stale: done",
+        "Cleared: stale lock on demo/stale (user:bob)",
+    ]
+
+
+def test_a_release_during_the_notice_period_is_not_acted_on(
+    start_simulator: StartSimulator, harness: Harness
+) -> None:
+    with receiver() as inbox, start_simulator(scenario=scenario([locked_by_bob()])) as sim:
+        path = notice_config(harness, sim, inbox)
+        with running_daemon(path, ADMIN_TOKEN) as daemon:
+            daemon.wait_cycles(2)
+            sim.advance(HOUR + 1)
+            wait_until(lambda: len(inbox.received) >= 2, "the stale and notice messages")
+            sim.unlock("stale")  # bob is done
+            wait_until(lambda: len(inbox.received) >= 3, "the cleared message")
+            sim.lock("stale", "alice", reason="Locked by Terraform")  # a new lock, a new age
+            sim.advance(30 * 60)
+            daemon.wait_cycles(4)
+        titles = inbox.titles()
+        posts = [r for r in sim.requests() if r["method"] == "POST"]
+    assert posts == []
+    assert daemon.events("action") == []
+    assert titles[2] == "Cleared: stale lock on demo/stale (user:bob)"
+    assert not any("alice" in t for t in titles)  # alice's lock is young: nothing to say

@@ -185,7 +185,7 @@ def test_state_survives_save_and_load(tmp_path: Path) -> None:
     document = json.loads(Path(path).read_text())
     assert document["format"] == "tfc-watchdog-state"
     assert document["version"] == 2
-    assert set(document) == {"format", "version", "locks", "actions", "notifications"}
+    assert set(document) == {"format", "version", "locks", "actions", "notifications", "notices"}
     [action] = document["actions"]
     assert (action["action"], action["workspace_id"], action["outcome"]) == (
         "force_unlock",

@@ -1,0 +1,116 @@
+"""A rule's `notice`: the first action on a lock waits until a notice given for that very
+lock (same holder, same run) is `notice` old on the server's clock; a new holder or a
+release lapses it. decide is pure: the notice is recorded by the cycle (here, by hand)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from watchdog.decide import decide, plan_for_workspace
+from watchdog.memory import Memory
+from watchdog.model import ActionKind, Holder, HolderType, Observation, Source, Workspace
+from watchdog.policy import Policy
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+M = timedelta(minutes=1)
+
+
+def policy(notice: str | None) -> Policy:
+    defaults: dict[str, object] = {"lock_stale_after": "1h", "actions": ["force_unlock"]}
+    if notice is not None:
+        defaults["notice"] = notice
+    return Policy.model_validate({"tfc": {"organizations": ["acme"]}, "defaults": defaults})
+
+
+def locked(holder: str = "bob") -> Workspace:
+    return Workspace(
+        organization="acme",
+        id="ws-net",
+        name="network-prod",
+        locked=True,
+        locked_reason="Locked by Terraform",
+        holder=Holder(HolderType.USER, f"user-{holder}", holder),
+    )
+
+
+def watched(memory: Memory, workspace: Workspace, until: datetime) -> Observation:
+    """The lock seen every 10 minutes from 2 hours before `until`."""
+    observation = Observation(Source.TFC, "acme", until, workspaces=(workspace,))
+    when = until - 120 * M
+    while when <= until:
+        memory.update([Observation(Source.TFC, "acme", when, workspaces=(workspace,))], when)
+        when += 10 * M
+    return observation
+
+
+def test_without_notice_a_stale_lock_is_planned_at_once() -> None:
+    memory = Memory()
+    observation = watched(memory, locked(), NOW)
+    decision = decide([observation], policy(None), memory, NOW)
+    assert [a.kind for a in decision.planned] == [ActionKind.FORCE_UNLOCK]
+    assert decision.notices == ()
+    assert decision.locks[0].action_at is None
+
+
+def test_a_notice_first_then_the_action_once_the_period_has_passed() -> None:
+    memory = Memory()
+    rules = policy("30m")
+    observation = watched(memory, locked(), NOW)
+
+    first = decide([observation], rules, memory, NOW)
+    assert first.planned == ()
+    [notice] = first.notices
+    assert notice.new and notice.action.kind is ActionKind.FORCE_UNLOCK
+    assert notice.action_at == NOW + 30 * M
+    assert first.locks[0].action_at == NOW + 30 * M
+    assert any("notice given" in r.reason for r in first.restraints)
+
+    memory.note_notice("ws-net", notice.holder_id, notice.run_id, NOW)
+    later = NOW + 29 * M
+    waiting = decide([watched(memory, locked(), later)], rules, memory, later)
+    assert waiting.planned == ()
+    assert [n.new for n in waiting.notices] == [False]
+    assert plan_for_workspace(locked(), True, rules, memory, later, None) is None
+
+    due = NOW + 30 * M
+    acting = decide([watched(memory, locked(), due)], rules, memory, due)
+    assert [a.kind for a in acting.planned] == [ActionKind.FORCE_UNLOCK]
+    assert acting.notices == ()
+    # act.py's re-read plans the same action under the same notice.
+    assert plan_for_workspace(locked(), True, rules, memory, due, None) is not None
+
+
+def test_a_new_holder_needs_a_new_notice_and_a_release_lapses_the_old_one() -> None:
+    memory = Memory()
+    rules = policy("30m")
+    observation = watched(memory, locked("bob"), NOW)
+    [notice] = decide([observation], rules, memory, NOW).notices
+    memory.note_notice("ws-net", notice.holder_id, notice.run_id, NOW)
+
+    # Bob released, alice took it: bob's notice does not cover alice's lock.
+    later = NOW + 31 * M
+    alice = watched(memory, locked("alice"), later)
+    memory.prune_notices([alice])
+    assert memory.notice_at("ws-net", "user-bob", "") is None
+    decision = decide([alice], rules, memory, later)
+    assert decision.planned == ()
+    assert [n.new for n in decision.notices] == [True]
+
+
+def test_an_incomplete_read_keeps_the_notice() -> None:
+    memory = Memory()
+    memory.note_notice("ws-net", "user-bob", "", NOW)
+    memory.prune_notices([Observation(Source.TFC, "acme", NOW, complete=False)])
+    assert memory.notice_at("ws-net", "user-bob", "") == NOW
+    unlocked = Observation(Source.TFC, "acme", NOW, workspaces=(), read_ids=frozenset({"ws-net"}))
+    memory.prune_notices([unlocked])
+    assert memory.notice_at("ws-net", "user-bob", "") is None
+
+
+def test_notices_survive_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    memory = Memory(path)
+    memory.note_notice("ws-net", "user-bob", "", NOW)
+    assert memory.save()
+    assert Memory.load(path).notice_at("ws-net", "user-bob", "") == NOW
