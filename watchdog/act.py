@@ -66,13 +66,14 @@ from typing import Protocol
 import structlog
 
 from watchdog.decide import plan_for_backend_lock, plan_for_workspace
-from watchdog.memory import Memory
+from watchdog.memory import RUN_COMMENT, Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionKind,
     ActionResult,
     BackendLock,
     Holder,
+    Notice,
     Outcome,
     PlannedAction,
     Source,
@@ -92,6 +93,7 @@ from watchdog.sources.tfc.client import (
 HOUR = timedelta(hours=1)
 
 _UNLOCKS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+_RUN_RUNGS = frozenset({ActionKind.CANCEL, ActionKind.FORCE_CANCEL, ActionKind.DISCARD})
 
 # S3-backend failure reasons (watchdog.sources.aws.classify) after which the request may have
 # been carried out. botocore's "transport" also covers a connection never made; the errors do
@@ -109,6 +111,7 @@ class ActionTarget(Protocol):
     async def unlock_workspace(self, workspace_id: str) -> None: ...
     async def force_unlock_workspace(self, workspace_id: str) -> None: ...
     async def pending_state_versions(self, organization: str, workspace: str) -> int: ...
+    async def comment_run(self, run_id: str, body: str) -> None: ...
     def now(self) -> datetime: ...
 
 
@@ -387,6 +390,7 @@ class Actor:
         self._metrics = metrics
         self._log = log
         self._executors: dict[Source, Executor] = {}
+        self._tfc = source
         if source is not None:
             self._executors[Source.TFC] = TfcExecutor(source, memory)
         for kind, target in (backend_sources or {}).items():
@@ -404,8 +408,15 @@ class Actor:
         return self._stopped
 
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        now: datetime,
+        identity: Holder | None,
+        *,
+        notices: Sequence[Notice] = (),
     ) -> list[ActionResult]:
+        """Carry out the planned actions, then post each of `notices` that concerns a run
+        as a run comment, within what is left of the same budgets."""
         limits = self.policy.limits
         results: list[ActionResult] = []
         posts = 0
@@ -473,10 +484,62 @@ class Actor:
             result = await executor.perform(action)
             self._memory.finish_action(record, result.outcome)
             self._finish(results, result)
+        for notice in notices:
+            if self._stopped:
+                break
+            posts += await self._comment(notice, posts)
         self._metrics.actions_budget_remaining.set(
             max(0, limits.max_actions_per_hour - self._memory.actions_in_window(HOUR))
         )
         return results
+
+    async def _comment(self, notice: Notice, posts: int) -> int:
+        """The notice on its run, as a comment: a mutating request like a rung (a fresh read
+        that still shows the run current and unfinished, within the budgets, written ahead,
+        never in dry-run). Returns the POSTs sent (0 or 1)."""
+        action = notice.action
+        if self._tfc is None or action.run_id is None or action.kind not in _RUN_RUNGS:
+            return 0
+        fields = {**action.audit_fields(), "action_at": notice.action_at.isoformat()}
+        spent = self._over_budget(posts)
+        if spent:
+            self._log.warning("run_comment", outcome="skipped_budget", detail=spent, **fields)
+            return 0
+        try:
+            fresh = await self._tfc.read_workspace(action.workspace_id)
+        except TfcError as exc:
+            self._log.warning("run_comment", outcome="failed", detail=f"re-read: {exc}", **fields)
+            return 0
+        run = fresh.current_run
+        if run is None or run.id != action.run_id or run.is_final:
+            detail = f"run {action.run_id} is no longer current and unfinished"
+            self._log.info("run_comment", outcome="skipped_changed", detail=detail, **fields)
+            return 0
+        if self.policy.dry_run:
+            self._log.info(f"would comment on run {action.run_id}", outcome="dry_run", **fields)
+            return 0
+        record = self._memory.begin_request(RUN_COMMENT, Source.TFC.value, action.workspace_id)
+        if record is None:
+            detail = "not sent: the intent could not be written to the state file"
+            self._log.warning("run_comment", outcome="failed", detail=detail, **fields)
+            return 0
+        body = (
+            f"tfc-watchdog notice: {action.kind.value.replace('_', '-')} at "
+            f"{notice.action_at.isoformat()} unless this run ends first. {action.reason} "
+            f"(rule {action.rule})"
+        )
+        outcome, detail = Outcome.DONE, ""
+        try:
+            await self._tfc.comment_run(action.run_id, body)
+        except (TransportError, ServerError) as exc:
+            sent = not isinstance(exc, TransportError) or exc.request_sent
+            outcome, detail = (Outcome.UNKNOWN if sent else Outcome.FAILED), str(exc)
+        except TfcError as exc:
+            outcome, detail = Outcome.FAILED, str(exc)
+        self._memory.finish_action(record, outcome)
+        log = self._log.info if outcome is Outcome.DONE else self._log.warning
+        log("run_comment", outcome=outcome.value, detail=detail, **fields)
+        return 1
 
     def _over_budget(self, posts: int) -> str | None:
         limits = self.policy.limits

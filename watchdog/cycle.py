@@ -27,6 +27,7 @@ from watchdog.model import (
     FindingKind,
     Holder,
     LockState,
+    Notice,
     Observation,
     Outcome,
     PlannedAction,
@@ -57,7 +58,12 @@ class ActionRunner(Protocol):
     policy: Policy
 
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        now: datetime,
+        identity: Holder | None,
+        *,
+        notices: Sequence[Notice] = (),
     ) -> list[ActionResult]: ...
 
 
@@ -231,7 +237,13 @@ class Watchdog:
                         notice.action.workspace_id, notice.holder_id, notice.run_id, now
                     )
         results: list[ActionResult] = []
-        if act and self.actor is not None and decision.planned:
+        # A new notice on a run (a run-held lock, a stuck run) is also posted on the run.
+        run_notices = [n for n in decision.notices if n.new and n.action.run_id is not None]
+        if act and self.actor is not None and run_notices:
+            results = await self.actor.carry_out(
+                decision.planned, now, identity, notices=run_notices
+            )
+        elif act and self.actor is not None and decision.planned:
             results = await self.actor.carry_out(decision.planned, now, identity)
         if act:
             self.memory.save()  # never raises: a failed write is logged, memory stays right

@@ -57,6 +57,9 @@ STATE_VERSION = 2
 # The first format: no marker, no last-seen times. Read with lock ages restarted.
 _OLD_VERSION = 1
 
+# The record kind of a run comment (a notice posted on a run): budgeted like an action.
+RUN_COMMENT = "run_comment"
+
 # The action budget is a sliding hour.
 BUDGET_WINDOW = timedelta(hours=1)
 # Records are kept a little longer than the window so the file shows the recent past.
@@ -525,6 +528,8 @@ class Memory:
             and record.workspace_id == workspace_id
             and record.at.ticks >= entry.last_seen.ticks
             and record.outcome not in _DID_NOTHING
+            # A run comment (a notice) clears nothing.
+            and record.action != RUN_COMMENT
             for record in self._actions
         )
         return ClearedLock(
@@ -569,11 +574,16 @@ class Memory:
         Returns the record to complete with finish_action(), or None when the intent could
         not be written to the state file: then the action must not be sent (a POST nobody
         recorded could be sent again after a crash, past the budget)."""
+        return self.begin_request(action.kind.value, action.source.value, action.workspace_id)
+
+    def begin_request(self, kind: str, source: str, workspace_id: str) -> ActionRecord | None:
+        """begin_action for a mutating request that is not a rung (a run comment): it counts
+        against the same budgets and is written before it is sent, the same way."""
         record = ActionRecord(
             id=uuid.uuid4().hex,
-            action=action.kind.value,
-            source=action.source.value,
-            workspace_id=action.workspace_id,
+            action=kind,
+            source=source,
+            workspace_id=workspace_id,
             outcome=None,
             at=self._now(),
         )

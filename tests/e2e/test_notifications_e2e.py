@@ -144,3 +144,56 @@ def test_a_release_during_the_notice_period_is_not_acted_on(
     assert daemon.events("action") == []
     assert titles[2] == "Cleared: stale lock on demo/stale (user:bob)"
     assert not any("alice" in t for t in titles)  # alice's lock is young: nothing to say
+
+
+def stuck_apply() -> dict[str, Any]:
+    """A run applying for 7 h (stuck past the default 6 h): it holds the workspace's lock."""
+    return {
+        "name": "payments",
+        "runs": [
+            {"status": "applied", "age": "3d", "by": "alice"},
+            {"status": "applying", "age": "7h", "by": "alice"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("mode", "overrides"),
+    [
+        ("enforce", {"dry_run": False}),
+        ("dry-run", {"dry_run": True}),
+        ("no-budget", {"dry_run": False, "limits": {"max_actions_per_hour": 0}}),
+    ],
+)
+def test_a_notice_on_a_run_held_lock_is_also_a_run_comment_once(
+    start_simulator: StartSimulator, harness: Harness, mode: str, overrides: dict[str, Any]
+) -> None:
+    with start_simulator(scenario=scenario([stuck_apply()])) as sim:
+        run_id = sim.workspace("payments")["current_run"]["id"]
+        with harness.daemon(
+            sim,
+            state_file=harness.state_file,
+            defaults={"actions": ["cancel"], "notice": "30m"},
+            **overrides,
+        ) as daemon:
+            daemon.wait_for_event("not_acting")
+            daemon.wait_cycles(3)
+            during = [(r["method"], r["path"], r["status"]) for r in sim.requests()]
+            comments = sim.run(run_id)["comments"]
+            sim.advance(30 * 60 + 1)
+            if mode == "dry-run":
+                daemon.wait_for_event("would cancel demo/payments", outcome="dry_run")
+            else:
+                outcome = "done" if mode == "enforce" else "skipped_budget"
+                daemon.wait_for_event("action", outcome=outcome)
+        posts = [r["path"] for r in sim.requests() if r["method"] == "POST"]
+    sent = [entry for entry in during if entry[0] == "POST"]
+    if mode != "enforce":
+        assert sent == [] and comments == [] and posts == []
+        expected = f"would comment on run {run_id}" if mode == "dry-run" else "run_comment"
+        assert daemon.events(expected)
+        return
+    assert sent == [("POST", f"/api/v2/runs/{run_id}/comments", 201)]
+    [comment] = comments
+    assert comment.startswith("tfc-watchdog notice: cancel at ")
+    assert posts == [f"/api/v2/runs/{run_id}/comments", f"/api/v2/runs/{run_id}/actions/cancel"]

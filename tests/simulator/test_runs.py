@@ -227,3 +227,18 @@ def test_run_lists_are_limited_to_30_per_minute(start_simulator):
     assert 429 in codes[30:]
     assert limited.headers["X-RateLimit-Limit"] == "30"
     assert other.status_code == 200
+
+
+def test_a_comment_on_a_run_is_created_and_a_blank_one_refused(simulator):
+    run_id = _current(simulator, "payments-prod")
+    body = {"data": {"type": "comments", "attributes": {"body": "tfc-watchdog notice"}}}
+    with simulator.client(ADMIN_TOKEN) as client:
+        created = client.post(f"runs/{run_id}/comments", json=body)
+        blank = client.post(f"runs/{run_id}/comments", json={"data": {"attributes": {"body": " "}}})
+    assert created.status_code == 201
+    assert created.headers["content-type"].startswith("application/vnd.api+json")
+    assert created.json()["data"]["attributes"]["body"] == "tfc-watchdog notice"
+    assert blank.status_code == 422
+    assert simulator.run(run_id)["comments"] == ["tfc-watchdog notice"]
+    with simulator.client(READ_TOKEN) as client:
+        assert client.post(f"runs/{run_id}/comments", json=body).status_code in (403, 404)

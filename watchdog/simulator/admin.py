@@ -266,7 +266,9 @@ async def show_run(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:
     run = _run(sim.world, request.path_params["run"])
     ws = sim.world.workspaces[run.workspace_id]
     viewer = Principal("sim-admin", "user", "simulator", ws.organization, [("*", "admin")])
-    return render.run(sim.world, run, viewer)
+    shown = render.run(sim.world, run, viewer)
+    shown["comments"] = list(run.comments)  # admin only: what was posted on the run
+    return shown
 
 
 async def change_settings(request: Request, sim: Simulator, body: dict[str, Any]) -> Any:

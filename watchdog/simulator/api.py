@@ -260,6 +260,28 @@ async def run_action(ctx: Ctx) -> Response:
     return Response(status_code=202)
 
 
+async def comment_run(ctx: Ctx) -> Response:
+    """`POST /runs/:id/comments` with a JSON:API `comments` document: 201 + the comment
+    (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/comments)."""
+    run = ctx.run(ctx.param("id"), WRITE)
+    raw = await ctx.request.body()
+    try:
+        body = json.loads(raw)
+        text = body["data"]["attributes"]["body"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(422, "invalid attribute", "Body can't be blank.") from exc
+    if not isinstance(text, str) or not text.strip():
+        raise ApiError(422, "invalid attribute", "Body can't be blank.")
+    run.comments.append(text)
+    comment = {
+        "id": f"wsc-{run.id.removeprefix('run-')}-{len(run.comments)}",
+        "type": "comments",
+        "attributes": {"body": text},
+        "relationships": {"run-event": {"data": None}},
+    }
+    return document({"data": comment}, status=201)
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     """Unknown paths and methods answer in JSON:API like the rest of the API."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -285,6 +307,7 @@ ROUTES = [
     Route("/workspaces/{id}/actions/{action}", endpoint(workspace_action), methods=["POST"]),
     Route("/runs/{id}", endpoint(show_run), methods=["GET"]),
     Route("/runs/{id}/actions/{action}", endpoint(run_action), methods=["POST"]),
+    Route("/runs/{id}/comments", endpoint(comment_run), methods=["POST"]),
     Route("/users/{id}", endpoint(show_user), methods=["GET"]),
     Route("/teams/{id}", endpoint(show_team), methods=["GET"]),
     Route("/account/details", endpoint(account_details), methods=["GET"]),

@@ -104,6 +104,8 @@ class Run:
     duration: timedelta | None = None
     canceled_at: datetime | None = None
     force_cancel_available_at: datetime | None = None
+    # Comments posted on the run (`POST /runs/:id/comments`), oldest first.
+    comments: list[str] = field(default_factory=list)
 
     def enter(self, status: str, at: datetime) -> None:
         self.status = status

@@ -62,8 +62,10 @@ MAX_SERVER_WAIT: Final = 60.0
 # queued, "202 Accepted" with no body
 # (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run); workspace
 # lock, unlock and force-unlock answer "200" with the workspace document
-# (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/workspaces).
+# (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/workspaces); a run comment
+# is "201 Created" (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/comments).
 ACCEPTED: Final = 202
+CREATED: Final = 201
 OK: Final = 200
 
 log = structlog.get_logger(__name__)

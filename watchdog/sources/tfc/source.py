@@ -20,6 +20,7 @@ from watchdog.metrics import Metrics
 from watchdog.model import Holder, HolderType, Observation, Source, Workspace
 from watchdog.sources.tfc.client import (
     ACCEPTED,
+    CREATED,
     OK,
     BadResponseError,
     NotFoundError,
@@ -272,6 +273,17 @@ class TfcSource:
 
     async def discard_run(self, run_id: str, comment: str) -> None:
         await self._run_action(run_id, "discard", comment)
+
+    async def comment_run(self, run_id: str, body: str) -> None:
+        """Post a comment on a run (the notice before acting on a run-held lock): one POST,
+        201 (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/comments)."""
+        document: dict[str, Any] = {"data": {"type": "comments", "attributes": {"body": body}}}
+        await self._client.post(
+            f"/runs/{_segment(run_id)}/comments",
+            endpoint="POST /runs/:id/comments",
+            expect=CREATED,
+            json=document,
+        )
 
     async def unlock_workspace(self, workspace_id: str) -> None:
         await self._unlock(workspace_id, "unlock")
