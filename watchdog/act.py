@@ -1,6 +1,6 @@
 """Carry out planned actions: the only code that mutates anything remote.
 
-For each planned action, in the order decide.py gives (oldest finding first):
+For each planned action, in the order decide gives (oldest finding first):
 
 1. Budget: `limits.max_actions_per_cycle` (POSTs sent in this call) and
    `limits.max_actions_per_hour` (a sliding hour of POSTs sent, kept in memory.py on the
@@ -69,6 +69,7 @@ from watchdog.decide import plan_for_backend_lock, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
+    UNLOCK_RUNGS,
     ActionKind,
     ActionResult,
     BackendLock,
@@ -90,8 +91,6 @@ from watchdog.sources.tfc.client import (
 )
 
 HOUR = timedelta(hours=1)
-
-_UNLOCKS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
 
 # S3-backend failure reasons (watchdog.sources.aws.classify) after which the request may have
 # been carried out. botocore's "transport" also covers a connection never made; the errors do
@@ -143,7 +142,7 @@ class TfcExecutor:
         self, action: PlannedAction, identity: Holder | None, policy: Policy
     ) -> Verdict:
         verdict, fresh = await self._verify(action, identity, policy)
-        if verdict.outcome is not None or fresh is None or action.kind not in _UNLOCKS:
+        if verdict.outcome is not None or fresh is None or action.kind not in UNLOCK_RUNGS:
             return verdict
         verdict = await self._state_upload_check(action, fresh)
         if verdict.outcome is not None:
@@ -162,7 +161,14 @@ class TfcExecutor:
             fresh = await self._target.read_workspace(action.workspace_id)
         except TfcError as exc:
             return Verdict(Outcome.FAILED, f"re-read failed: {exc}"), None
-        replan = plan_for_workspace(fresh, True, policy, self._memory, self._target.now(), identity)
+        replan = plan_for_workspace(
+            fresh,
+            organization_complete=True,
+            policy=policy,
+            memory=self._memory,
+            now=self._target.now(),
+            identity=identity,
+        )
         change = _what_changed(action, fresh, replan)
         if change:
             return Verdict(Outcome.SKIPPED_CHANGED, change), fresh
@@ -204,7 +210,7 @@ class TfcExecutor:
         except NotFoundError as exc:
             return ActionResult(action, Outcome.FORBIDDEN, f"not found or not permitted: {exc}")
         except StateVersionPendingError as exc:
-            if action.kind in _UNLOCKS:
+            if action.kind in UNLOCK_RUNGS:
                 return ActionResult(
                     action,
                     Outcome.FAILED,
@@ -332,7 +338,9 @@ class BackendLockExecutor:
                 Outcome.SKIPPED_CHANGED,
                 f"lock changed since it was read: ID {observed.info.id} -> {fresh.info.id or '?'}",
             )
-        replan = plan_for_backend_lock(fresh, True, policy, self._memory, self._target.now())
+        replan = plan_for_backend_lock(
+            fresh, complete=True, policy=policy, memory=self._memory, now=self._target.now()
+        )
         if replan is None or replan.kind is not action.kind:
             return Verdict(
                 Outcome.SKIPPED_CHANGED,

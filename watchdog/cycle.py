@@ -1,7 +1,7 @@
 """One cycle: observe -> decide -> act -> report.
 
 `Watchdog.run_cycle()` is the whole job of the daemon, of `run --once` and (with `act=False`)
-of `scan`. Data flows one way: sources produce observations, memory ages them, decide.py
+of `scan`. Data flows one way: sources produce observations, memory ages them, decide
 plans, act.py carries out, and the report (metrics, logs, the `/locks` document) is made from
 what the earlier stages returned. Nothing here speaks HTTP or mutates anything remote.
 """
@@ -21,7 +21,7 @@ from watchdog.decide import Decision, decide
 from watchdog.memory import Memory, allowed_gap
 from watchdog.metrics import Metrics
 from watchdog.model import (
-    ActionKind,
+    UNLOCK_RUNGS,
     ActionResult,
     Finding,
     FindingKind,
@@ -61,12 +61,9 @@ class ActionRunner(Protocol):
     ) -> list[ActionResult]: ...
 
 
-_UNLOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
-
-
 def _cycle_now(observations: Sequence[Observation]) -> datetime:
     """The cycle's clock: the TFC server's when TFC was read (the simulator's clock drives
-    tests and the demo), else the lock stores'. decide.py ages S3-backend locks by their
+    tests and the demo), else the lock stores'. decide ages S3-backend locks by their
     own observation's `server_now`, so a skew between AWS and TFC never shifts an age."""
     tfc = [o.server_now for o in observations if o.source is Source.TFC]
     return max(tfc or [o.server_now for o in observations], default=utcnow())
@@ -150,7 +147,7 @@ class Watchdog:
         rungs = set(self.policy.defaults.actions)
         for rule in self.policy.rules:
             rungs.update(rule.actions or ())
-        return bool(rungs & _UNLOCK_RUNGS)
+        return bool(rungs & UNLOCK_RUNGS)
 
     async def _identity_once(self) -> Holder | None:
         if self._identity_known or not self._needs_identity():
@@ -204,7 +201,7 @@ class Watchdog:
                 lock.source, by_watchdog=lock.by_watchdog, age_seconds=lock.age.total_seconds()
             )
         identity = await self._identity_once()
-        decision = decide(observations, self.policy, self.memory, now, identity)
+        decision = decide(observations, self.policy, self.memory, now, identity=identity)
         # Say what was found (and why some of it is left alone) before acting on it, so the
         # log reads in the order things happened.
         self._finding_log.update(decision.findings, _complete_scopes(observations))

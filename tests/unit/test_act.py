@@ -3,7 +3,7 @@
 Most tests use a strict fake of TfcSource: it answers only the reads and POSTs a test set up
 and fails loudly on anything else. The last section drives the real TfcSource and TfcClient
 over respx (every request mocked), to prove the wiring: the re-read, the POST bodies and how
-real HTTP answers become outcomes. The ladder on the fresh read is always the real decide.py.
+real HTTP answers become outcomes. The ladder on the fresh read is always the real decide.
 """
 
 from __future__ import annotations
@@ -954,7 +954,7 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
         workspace_id="ws-1",
         workspace="app-1",
         holder=Holder(HolderType.USER, "user-alice"),
-        # decide.py records the current run of a lock's workspace too: a new run between the
+        # decide records the current run of a lock's workspace too: a new run between the
         # reads is a change.
         run_id="run-1",
         run_status="applied",

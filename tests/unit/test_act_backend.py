@@ -2,7 +2,7 @@
 outcomes, budgets and audit events.
 
 A strict fake lock store answers only what a test set up and fails loudly on anything else;
-the ladder on the fresh read is the real decide.py. (The real stores against moto_server:
+the ladder on the fresh read is the real decide. (The real stores against moto_server:
 tests/e2e/test_s3_backend_sources.py and test_s3_backend_watchdog.py.)
 """
 
@@ -97,7 +97,7 @@ class FakeStore:
 
 
 def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[PlannedAction], Memory]:
-    """What decide.py plans for these locks after two cycles (the real ladder)."""
+    """What decide plans for these locks after two cycles (the real ladder)."""
     memory = Memory()
     observation = Observation(Source.DYNAMODB, TABLE, NOW, backend_locks=locks)
     # Watched continuously, in one-minute cycles, for longer than

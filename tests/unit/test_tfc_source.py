@@ -347,8 +347,8 @@ async def test_pages_answering_page_one_again_are_incomplete_and_memory_keeps_ev
     )
     # The same locks, read whole, would be force-unlocked now; read from repeated pages,
     # nothing is.
-    assert decide(whole, policy, memory, NOW, None).planned
-    assert decide(observations, policy, memory, NOW, None).planned == ()
+    assert decide(whole, policy, memory, NOW, identity=None).planned
+    assert decide(observations, policy, memory, NOW, identity=None).planned == ()
 
 
 async def test_pages_holding_fewer_items_than_total_count_are_an_incomplete_read(

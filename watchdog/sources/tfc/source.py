@@ -293,7 +293,7 @@ _Page = tuple[list[tuple[str, Workspace | None]], list[str], int, int | None]
 
 
 def worth_keeping(workspace: Workspace) -> bool:
-    """Whether decide.py can act or report on this workspace: it is locked, or its current
+    """Whether decide can act or report on this workspace: it is locked, or its current
     run is not final. Anything else yields no lock, finding, action or restraint (decide's
     `_view` has no lock and no run view for it), so the source keeps only its id."""
     if workspace.locked:
