@@ -1,6 +1,6 @@
 """Carry out planned actions: the only code that mutates anything remote.
 
-For each planned action, in the order decide.py gives (oldest finding first):
+For each planned action, in the order decide gives (oldest finding first):
 
 1. Budget: `limits.max_actions_per_cycle` (POSTs sent in this call) and
    `limits.max_actions_per_hour` (a sliding hour of POSTs sent, kept in memory.py on the
@@ -58,6 +58,7 @@ delete may have happened), any other `BackendError` is `failed`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,6 +70,7 @@ from watchdog.decide import plan_for_backend_lock, plan_for_workspace
 from watchdog.memory import RUN_COMMENT, Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
+    UNLOCK_RUNGS,
     ActionKind,
     ActionResult,
     BackendLock,
@@ -79,7 +81,7 @@ from watchdog.model import (
     Source,
     Workspace,
 )
-from watchdog.policy import Policy
+from watchdog.policy import Limits, Policy
 from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
 from watchdog.sources.tfc.client import (
     ConflictError,
@@ -91,8 +93,6 @@ from watchdog.sources.tfc.client import (
 )
 
 HOUR = timedelta(hours=1)
-
-_UNLOCKS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
 _RUN_RUNGS = frozenset({ActionKind.CANCEL, ActionKind.FORCE_CANCEL, ActionKind.DISCARD})
 
 # S3-backend failure reasons (watchdog.sources.aws.classify) after which the request may have
@@ -104,7 +104,7 @@ _MAYBE_DONE = frozenset({"timeout", "transport", "server_error"})
 class ActionTarget(Protocol):
     """What act.py needs from the TFC source (watchdog.sources.tfc.source.TfcSource)."""
 
-    async def read_workspace(self, workspace_id: str) -> Workspace: ...
+    async def read_workspace(self, workspace_id: str, organization: str) -> Workspace: ...
     async def cancel_run(self, run_id: str, comment: str) -> None: ...
     async def force_cancel_run(self, run_id: str, comment: str) -> None: ...
     async def discard_run(self, run_id: str, comment: str) -> None: ...
@@ -146,7 +146,7 @@ class TfcExecutor:
         self, action: PlannedAction, identity: Holder | None, policy: Policy
     ) -> Verdict:
         verdict, fresh = await self._verify(action, identity, policy)
-        if verdict.outcome is not None or fresh is None or action.kind not in _UNLOCKS:
+        if verdict.outcome is not None or fresh is None or action.kind not in UNLOCK_RUNGS:
             return verdict
         verdict = await self._state_upload_check(action, fresh)
         if verdict.outcome is not None:
@@ -162,10 +162,17 @@ class TfcExecutor:
     ) -> tuple[Verdict, Workspace | None]:
         """Re-read the workspace: does it still justify the action, with the permission?"""
         try:
-            fresh = await self._target.read_workspace(action.workspace_id)
+            fresh = await self._target.read_workspace(action.workspace_id, action.organization)
         except TfcError as exc:
             return Verdict(Outcome.FAILED, f"re-read failed: {exc}"), None
-        replan = plan_for_workspace(fresh, True, policy, self._memory, self._target.now(), identity)
+        replan = plan_for_workspace(
+            fresh,
+            organization_complete=True,
+            policy=policy,
+            memory=self._memory,
+            now=self._target.now(),
+            identity=identity,
+        )
         change = _what_changed(action, fresh, replan)
         if change:
             return Verdict(Outcome.SKIPPED_CHANGED, change), fresh
@@ -181,8 +188,7 @@ class TfcExecutor:
         return Verdict(), fresh
 
     async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
-        organization = fresh.organization or action.organization
-        return await state_upload_check(self._target, organization, fresh.name)
+        return await state_upload_check(self._target, fresh.organization, fresh.name)
 
     async def perform(self, action: PlannedAction) -> ActionResult:
         try:
@@ -193,7 +199,7 @@ class TfcExecutor:
         except NotFoundError as exc:
             return ActionResult(action, Outcome.FORBIDDEN, f"not found or not permitted: {exc}")
         except StateVersionPendingError as exc:
-            if action.kind in _UNLOCKS:
+            if action.kind in UNLOCK_RUNGS:
                 return ActionResult(
                     action,
                     Outcome.FAILED,
@@ -340,7 +346,9 @@ class BackendLockExecutor:
                 Outcome.SKIPPED_CHANGED,
                 f"lock changed since it was read: ID {observed.info.id} -> {fresh.info.id or '?'}",
             )
-        replan = plan_for_backend_lock(fresh, True, policy, self._memory, self._target.now())
+        replan = plan_for_backend_lock(
+            fresh, complete=True, policy=policy, memory=self._memory, now=self._target.now()
+        )
         if replan is None or replan.kind is not action.kind:
             return Verdict(
                 Outcome.SKIPPED_CHANGED,
@@ -376,7 +384,6 @@ class Actor:
         self,
         *,
         source: ActionTarget | None,
-        policy: Policy,
         memory: Memory,
         metrics: Metrics,
         log: structlog.typing.FilteringBoundLogger,
@@ -384,8 +391,6 @@ class Actor:
     ) -> None:
         """`source` is the TFC source (None when no `tfc` is configured); `backend_sources`
         the S3-backend lock sources by their `Source` (dynamodb, s3)."""
-        # Public so a config reload can swap it in place (forbidden-once memory survives).
-        self.policy = policy
         self._memory = memory
         self._metrics = metrics
         self._log = log
@@ -410,15 +415,19 @@ class Actor:
     async def carry_out(
         self,
         planned: Sequence[PlannedAction],
+        policy: Policy,
         now: datetime,
         identity: Holder | None,
         *,
         notices: Sequence[Notice] = (),
     ) -> list[ActionResult]:
-        """Carry out the planned actions, then post each of `notices` that concerns a run
-        as a run comment, within what is left of the same budgets."""
-        limits = self.policy.limits
+        """Re-verify and perform `planned` in order, under the cycle's `policy` (its rules,
+        budgets and dry-run); then post each of `notices` that concerns a run as a run
+        comment, within what is left of the same budgets."""
+        limits = policy.limits
         results: list[ActionResult] = []
+        # Every result is counted, audited (saying whether it was a dry run) and kept.
+        finish = functools.partial(self._finish, results, dry_run=policy.dry_run)
         posts = 0
         # At most one POST per workspace per cycle, whatever the plan holds.
         posted: set[tuple[Source, str]] = set()
@@ -428,16 +437,14 @@ class Actor:
                 break
             executor = self._executors.get(action.source)
             if executor is None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action, Outcome.FAILED, f"no executor for source {action.source.value}"
                     ),
                 )
                 continue
             if (action.source, action.workspace_id) in posted:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action,
                         Outcome.SKIPPED_CHANGED,
@@ -445,18 +452,17 @@ class Actor:
                     ),
                 )
                 continue
-            spent = self._over_budget(posts)
+            spent = self._over_budget(posts, limits)
             if spent:
-                self._finish(results, ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
+                finish(ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
                 continue
-            verdict = await executor.recheck(action, identity, self.policy)
+            verdict = await executor.recheck(action, identity, policy)
             if self._stopped:
                 # Stopped while re-reading: this action is dropped too, before its POST.
                 self._log_stop(len(planned) - index)
                 break
             if verdict.outcome is not None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action, verdict.outcome, verdict.detail, retry_later=verdict.retry_later
                     ),
@@ -464,14 +470,13 @@ class Actor:
                     once=verdict.outcome is Outcome.FORBIDDEN,
                 )
                 continue
-            if self.policy.dry_run:
-                self._finish(results, ActionResult(action, Outcome.DRY_RUN))
+            if policy.dry_run:
+                finish(ActionResult(action, Outcome.DRY_RUN))
                 continue
             # Write-ahead: the POST counts (and is on disk) before it can reach the server.
             record = self._memory.begin_action(action)
             if record is None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action,
                         Outcome.FAILED,
@@ -483,17 +488,48 @@ class Actor:
             posted.add((action.source, action.workspace_id))
             result = await executor.perform(action)
             self._memory.finish_action(record, result.outcome)
-            self._finish(results, result)
+            finish(result)
         for notice in notices:
             if self._stopped:
                 break
-            posts += await self._comment(notice, posts)
+            posts += await self._comment(notice, posts, policy)
         self._metrics.actions_budget_remaining.set(
             max(0, limits.max_actions_per_hour - self._memory.actions_in_window(HOUR))
         )
         return results
 
-    async def _comment(self, notice: Notice, posts: int) -> int:
+    def _over_budget(self, posts: int, limits: Limits) -> str | None:
+        if posts >= limits.max_actions_per_cycle:
+            return f"per-cycle budget spent ({limits.max_actions_per_cycle} per cycle)"
+        if self._memory.actions_in_window(HOUR) >= limits.max_actions_per_hour:
+            return f"hourly budget spent ({limits.max_actions_per_hour} per hour)"
+        return None
+
+    def _log_stop(self, remaining: int) -> None:
+        self._log.info("stopping: planned actions not attempted", remaining=remaining)
+
+    def _finish(
+        self,
+        results: list[ActionResult],
+        result: ActionResult,
+        *,
+        dry_run: bool,
+        once: bool = False,
+    ) -> None:
+        results.append(result)
+        action = result.action
+        self._metrics.action(action.kind, result.outcome)
+        if once:
+            key = (action.workspace_id, action.kind)
+            if key in self._forbidden_logged:
+                return
+            self._forbidden_logged.add(key)
+        self._audit(result, dry_run=dry_run)
+
+    def _audit(self, result: ActionResult, *, dry_run: bool) -> None:
+        audit(self._log, result, dry_run=dry_run)
+
+    async def _comment(self, notice: Notice, posts: int, policy: Policy) -> int:
         """The notice on its run, as a comment: a mutating request like a rung (a fresh read
         that still shows the run current and unfinished, within the budgets, written ahead,
         never in dry-run). Returns the POSTs sent (0 or 1)."""
@@ -501,12 +537,12 @@ class Actor:
         if self._tfc is None or action.run_id is None or action.kind not in _RUN_RUNGS:
             return 0
         fields = {**action.audit_fields(), "action_at": notice.action_at.isoformat()}
-        spent = self._over_budget(posts)
+        spent = self._over_budget(posts, policy.limits)
         if spent:
             self._log.warning("run_comment", outcome="skipped_budget", detail=spent, **fields)
             return 0
         try:
-            fresh = await self._tfc.read_workspace(action.workspace_id)
+            fresh = await self._tfc.read_workspace(action.workspace_id, action.organization)
         except TfcError as exc:
             self._log.warning("run_comment", outcome="failed", detail=f"re-read: {exc}", **fields)
             return 0
@@ -515,7 +551,7 @@ class Actor:
             detail = f"run {action.run_id} is no longer current and unfinished"
             self._log.info("run_comment", outcome="skipped_changed", detail=detail, **fields)
             return 0
-        if self.policy.dry_run:
+        if policy.dry_run:
             self._log.info(f"would comment on run {action.run_id}", outcome="dry_run", **fields)
             return 0
         record = self._memory.begin_request(RUN_COMMENT, Source.TFC.value, action.workspace_id)
@@ -540,33 +576,6 @@ class Actor:
         log = self._log.info if outcome is Outcome.DONE else self._log.warning
         log("run_comment", outcome=outcome.value, detail=detail, **fields)
         return 1
-
-    def _over_budget(self, posts: int) -> str | None:
-        limits = self.policy.limits
-        if posts >= limits.max_actions_per_cycle:
-            return f"per-cycle budget spent ({limits.max_actions_per_cycle} per cycle)"
-        if self._memory.actions_in_window(HOUR) >= limits.max_actions_per_hour:
-            return f"hourly budget spent ({limits.max_actions_per_hour} per hour)"
-        return None
-
-    def _log_stop(self, remaining: int) -> None:
-        self._log.info("stopping: planned actions not attempted", remaining=remaining)
-
-    def _finish(
-        self, results: list[ActionResult], result: ActionResult, *, once: bool = False
-    ) -> None:
-        results.append(result)
-        action = result.action
-        self._metrics.action(action.kind, result.outcome)
-        if once:
-            key = (action.workspace_id, action.kind)
-            if key in self._forbidden_logged:
-                return
-            self._forbidden_logged.add(key)
-        self._audit(result)
-
-    def _audit(self, result: ActionResult) -> None:
-        audit(self._log, result, dry_run=self.policy.dry_run)
 
 
 def audit(

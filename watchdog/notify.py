@@ -413,14 +413,16 @@ class Notifier:
     def __init__(
         self, targets: Sequence[NotificationTarget], memory: Memory, metrics: Metrics
     ) -> None:
+        """`targets` are used when a call passes none (the cycle passes its policy's, so a
+        reloaded config takes effect at the next cycle)."""
         self._memory = memory
         self._metrics = metrics
         self._targets: tuple[NotificationTarget, ...] = ()
         _quiet_apprise()
-        self.set_targets(targets)
+        self._use(targets)
 
-    def set_targets(self, targets: Sequence[NotificationTarget]) -> None:
-        """A reloaded config's targets (their URLs join the log redaction)."""
+    def _use(self, targets: Sequence[NotificationTarget]) -> None:
+        """These targets from now on; their URLs join the log redaction."""
         self._targets = tuple(targets)
         for target in self._targets:
             for url in target.urls:
@@ -431,9 +433,14 @@ class Notifier:
         """The longest a cycle waits for its messages."""
         return max((t.timeout for t in self._targets), default=timedelta(0)) + GRACE
 
-    async def notify(self, facts: CycleFacts) -> None:
-        """Send what this cycle owes; never raises for a failed send, never waits past
-        `bound`. The state file is written when a record changed."""
+    async def notify(
+        self, facts: CycleFacts, targets: Sequence[NotificationTarget] | None = None
+    ) -> None:
+        """Send what this cycle owes to `targets` (default: the last ones used); never raises
+        for a failed send, never waits past `bound`. The state file is written when a record
+        changed."""
+        if targets is not None and tuple(targets) != self._targets:
+            self._use(targets)
         if not self._targets:
             return
         messages = plan_messages(facts, self._targets, self._memory.notified())

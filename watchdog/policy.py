@@ -528,7 +528,7 @@ def apprise_url_problem(url: str) -> str | None:
 
 
 class EffectiveRule(BaseModel):
-    """A rule resolved against defaults: what decide.py uses."""
+    """A rule resolved against defaults: what decide uses."""
 
     model_config = ConfigDict(frozen=True)
 

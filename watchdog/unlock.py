@@ -208,7 +208,7 @@ class Unlocker:
             return self._finish(result)
         # Force-unlock removes whatever lock is there: the read that vouches for the holder
         # must be the last request before the POST (as in the act stage).
-        fresh = await self._source.read_workspace(workspace.id)
+        fresh = await self._source.read_workspace(workspace.id, workspace.organization)
         try:
             fresh_kind = check(fresh)
         except Refused as exc:

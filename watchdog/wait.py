@@ -92,7 +92,7 @@ async def wait_until_free(
             )
             return EXIT_TIMEOUT
         await asyncio.sleep(min(interval.total_seconds(), remaining))
-        workspace = await source.read_workspace(workspace.id)
+        workspace = await source.read_workspace(workspace.id, workspace.organization)
         state = _state(workspace)
         if state != seen and workspace.locked:
             # A new holder: said once, with since when as far as anyone can tell.

@@ -44,6 +44,13 @@ def watched(memory: Memory, workspace: Workspace, until: datetime) -> Observatio
     return observation
 
 
+def plan_for(rules: Policy, memory: Memory, now: datetime) -> object:
+    """What act.py's re-read would plan for the locked workspace at `now`."""
+    return plan_for_workspace(
+        locked(), organization_complete=True, policy=rules, memory=memory, now=now, identity=None
+    )
+
+
 def test_without_notice_a_stale_lock_is_planned_at_once() -> None:
     memory = Memory()
     observation = watched(memory, locked(), NOW)
@@ -71,14 +78,14 @@ def test_a_notice_first_then_the_action_once_the_period_has_passed() -> None:
     waiting = decide([watched(memory, locked(), later)], rules, memory, later)
     assert waiting.planned == ()
     assert [n.new for n in waiting.notices] == [False]
-    assert plan_for_workspace(locked(), True, rules, memory, later, None) is None
+    assert plan_for(rules, memory, later) is None
 
     due = NOW + 30 * M
     acting = decide([watched(memory, locked(), due)], rules, memory, due)
     assert [a.kind for a in acting.planned] == [ActionKind.FORCE_UNLOCK]
     assert acting.notices == ()
     # act.py's re-read plans the same action under the same notice.
-    assert plan_for_workspace(locked(), True, rules, memory, due, None) is not None
+    assert plan_for(rules, memory, due) is not None
 
 
 def test_a_new_holder_needs_a_new_notice_and_a_release_lapses_the_old_one() -> None:

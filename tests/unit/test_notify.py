@@ -61,7 +61,7 @@ def cycle(
         Source.TFC, "acme", now, workspaces=workspaces if complete else (), complete=complete
     )
     memory.update([observation], now)
-    decision = decide([observation], POLICY, memory, now, None)
+    decision = decide([observation], POLICY, memory, now)
     return CycleReport(
         generated_at=now,
         dry_run=True,
@@ -290,7 +290,7 @@ def test_a_failing_action_is_said_once_and_a_done_one_each_time(inbox: Receiver)
         when = NOW - 3 * H + timedelta(minutes=step)
         observation = Observation(Source.TFC, "acme", when, workspaces=(bob_lock(),))
         memory.update([observation], when)
-        decision = decide([observation], policy, memory, when, None)
+        decision = decide([observation], policy, memory, when)
         reports.append(
             CycleReport(
                 generated_at=when,
@@ -334,7 +334,7 @@ def test_an_s3_backend_lock_names_its_state_path_and_who(inbox: Receiver) -> Non
     observation = Observation(Source.S3, "tf-state", NOW, backend_locks=(lock,))
     memory = Memory()
     memory.update([observation], NOW)
-    decision = decide([observation], policy, memory, NOW, None)
+    decision = decide([observation], policy, memory, NOW)
     report = CycleReport(
         generated_at=NOW,
         dry_run=True,
