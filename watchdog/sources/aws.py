@@ -27,7 +27,7 @@ from botocore.exceptions import (
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import BackendError, ForbiddenError
+from watchdog.sources.errors import ForbiddenError, SourceError
 
 _UNAUTHORIZED_CODES = frozenset(
     {
@@ -158,12 +158,12 @@ def is_forbidden(exc: ClientError) -> bool:
     return error_code(exc) in _FORBIDDEN_CODES
 
 
-def request_error(request: str, exc: BotoCoreError | ClientError) -> BackendError:
+def request_error(request: str, exc: BotoCoreError | ClientError) -> SourceError:
     """The error to raise for a failed `request` (e.g. `"GetItem on <table>"`):
-    ForbiddenError on AccessDenied, else BackendError with the metrics reason."""
+    ForbiddenError on AccessDenied, else SourceError with the metrics reason."""
     if isinstance(exc, ClientError) and is_forbidden(exc):
         return ForbiddenError(f"{request}: {one_line(exc)}")
-    return BackendError(f"{request}: {one_line(exc)}", reason=classify(exc))
+    return SourceError(f"{request}: {one_line(exc)}", reason=classify(exc))
 
 
 def one_line(exc: Exception) -> str:

@@ -18,14 +18,18 @@ import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.model import Holder, HolderType, Observation, Source, Workspace
+from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 from watchdog.sources.tfc.client import (
     ACCEPTED,
     OK,
     BadResponseError,
+    ConflictError,
     NotFoundError,
+    ServerError,
     StateVersionPendingError,
     TfcClient,
     TfcError,
+    TransportError,
 )
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
 
@@ -152,7 +156,14 @@ class TfcSource:
         )
 
     async def read_workspace(self, workspace_id: str) -> Workspace:
-        """A fresh read of one workspace; BadResponseError when it cannot be parsed."""
+        """A fresh read of one workspace (act.py re-verifies with it). Raises SourceError
+        (see `neutral_error`), also when the answer cannot be parsed."""
+        try:
+            return await self._read_workspace(workspace_id)
+        except TfcError as exc:
+            raise neutral_error(exc) from exc
+
+    async def _read_workspace(self, workspace_id: str) -> Workspace:
         document = await self._client.get(
             f"/workspaces/{_segment(workspace_id)}",
             endpoint=SHOW_WORKSPACE,
@@ -199,6 +210,14 @@ class TfcSource:
         )
 
     async def pending_state_versions(self, organization: str, workspace: str) -> int:
+        """How many of the workspace's state versions are pending; raises SourceError (see
+        `neutral_error`) when that cannot be known."""
+        try:
+            return await self._pending_state_versions(organization, workspace)
+        except TfcError as exc:
+            raise neutral_error(exc) from exc
+
+    async def _pending_state_versions(self, organization: str, workspace: str) -> int:
         """How many of the workspace's state versions are `pending` (created, upload not
         landed). One GET, `filter[status]=pending` (https://developer.hashicorp.com/terraform/
         cloud-docs/api-docs/state-versions, "List State Versions for a Workspace": both name
@@ -242,6 +261,7 @@ class TfcSource:
         return pending
 
     # --- acting: each exactly one POST (the client never retries one that may have acted) ---
+    # Each raises SourceError (see `neutral_error`) when the POST fails.
 
     async def cancel_run(self, run_id: str, comment: str) -> None:
         await self._run_action(run_id, "cancel", comment)
@@ -261,12 +281,15 @@ class TfcSource:
     async def _run_action(self, run_id: str, action: str, comment: str) -> None:
         # A plain {"comment": ...} body, not a JSON:API envelope (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run).
         body: dict[str, Any] = {"comment": comment}
-        await self._client.post(
-            f"/runs/{_segment(run_id)}/actions/{action}",
-            endpoint=f"POST /runs/:id/actions/{action}",
-            expect=ACCEPTED,
-            json=body,
-        )
+        try:
+            await self._client.post(
+                f"/runs/{_segment(run_id)}/actions/{action}",
+                endpoint=f"POST /runs/:id/actions/{action}",
+                expect=ACCEPTED,
+                json=body,
+            )
+        except TfcError as exc:
+            raise neutral_error(exc) from exc
 
     async def _unlock(self, workspace_id: str, action: str) -> None:
         endpoint = f"POST /workspaces/:id/actions/{action}"
@@ -281,10 +304,33 @@ class TfcSource:
             # version is finalized (https://developer.hashicorp.com/terraform/cloud-docs/
             # api-docs/workspaces): not a failure, try again later.
             if exc.status == 503 or (exc.status == 400 and _PENDING_STATE in exc.detail.lower()):
-                raise StateVersionPendingError(
+                pending = StateVersionPendingError(
                     endpoint=endpoint, status=exc.status, detail=exc.detail
-                ) from exc
-            raise
+                )
+                raise neutral_error(pending) from exc
+            raise neutral_error(exc) from exc
+
+
+def neutral_error(exc: TfcError) -> SourceError:
+    """The lock sources' error (watchdog.sources.errors) for an API error, so act.py needs
+    no HTTP: 409 is a changed world, 404 "not found or not permitted", a pending state
+    version a retry next cycle; a request that was sent and got no answer, or a 5xx, may
+    have been carried out; anything else (a 429, another 4xx, a connection never made, an
+    unreadable answer) was not."""
+    reason = exc.reason
+    if isinstance(exc, ConflictError):
+        return ChangedError(f"conflict (409): {exc}", reason=reason)
+    if isinstance(exc, NotFoundError):
+        return ForbiddenError(f"not found or not permitted: {exc}", reason=reason)
+    if isinstance(exc, StateVersionPendingError):
+        return RetryLaterError("state version pending", reason=reason)
+    if isinstance(exc, TransportError):
+        if exc.request_sent:
+            return SourceError(f"sent, no answer: {exc}", reason=reason, may_have_acted=True)
+        return SourceError(f"not sent: {exc}", reason=reason, may_have_acted=False)
+    if isinstance(exc, ServerError):
+        return SourceError(f"server error: {exc}", reason=reason, may_have_acted=True)
+    return SourceError(str(exc), reason=reason, may_have_acted=False)
 
 
 # One parsed page: (workspace id, the workspace if kept) in page order, unreadable ids, parse
