@@ -13,10 +13,9 @@ import json
 import os
 import sys
 
-from watchdog.configload import ConfigError, load_policy
+from watchdog.configload import ENV_OVERRIDES, ConfigError, load_policy
 from watchdog.model import ActionKind
 from watchdog.policy import Policy, json_schema
-from watchdog.settings import ENV_OVERRIDES
 
 
 def main(args: argparse.Namespace) -> int:

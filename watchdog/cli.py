@@ -17,9 +17,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 
-from watchdog import __version__
-
-DEFAULT_CONFIG_ENV = "TFC_WATCHDOG_CONFIG"
+from watchdog import CONFIG_ENV, TOKEN_ENV, __version__
 
 # subcommand -> "module:function" taking the parsed args and returning an exit code.
 HANDLERS = {
@@ -34,7 +32,6 @@ HANDLERS = {
 # Descriptions and epilogs are wrapped here: the raw formatter (which keeps the exit-code
 # tables as written) does not wrap them.
 _WIDTH = 79
-TOKEN_ENV = "TFC_WATCHDOG_TOKEN"  # noqa: S105 (the variable's name, not a token)
 # Kept in step with watchdog/simulator/scenarios/demo.yaml (a test checks it).
 DEMO_TOKENS = {
     "demo-admin-token": "team owners, admin on every workspace",
@@ -56,13 +53,13 @@ _SCAN_EXIT_CODES = """exit codes:
 
 
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
-    current = os.environ.get(DEFAULT_CONFIG_ENV)
+    current = os.environ.get(CONFIG_ENV)
     parser.add_argument(
         "--config",
         "-c",
         metavar="FILE",
         default=current,
-        help=f"the YAML config file (default: ${DEFAULT_CONFIG_ENV}, "
+        help=f"the YAML config file (default: ${CONFIG_ENV}, "
         + (f"now {current})" if current else "unset now)"),
     )
 

@@ -489,7 +489,7 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
         NOW,
         workspaces=kept,
         complete=complete,
-        read_ids=frozenset(ws.id for ws in every),
+        listed_ids=frozenset(ws.id for ws in every),
     )
     policy = Policy.model_validate(
         {

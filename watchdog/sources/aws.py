@@ -112,6 +112,39 @@ class AwsClient:
         self.client.close()
 
 
+class AwsLockSource:
+    """What the DynamoDB and S3 lock sources share: their client and the store's clock."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        region: str,
+        endpoint_url: str | None,
+        metrics: Metrics,
+        client: Any,
+        max_attempts: int,
+        timeout: float,
+    ) -> None:
+        self._metrics = metrics
+        self._aws = AwsClient(
+            service,
+            region=region,
+            endpoint_url=endpoint_url,
+            metrics=metrics,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            client=client,
+        )
+
+    def now(self) -> datetime:
+        """The store's clock (AwsClient.server_now)."""
+        return self._aws.server_now()
+
+    def close(self) -> None:
+        self._aws.close()
+
+
 def _parse_http_date(text: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(text)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -19,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsClient, classify, error_code, one_line, request_error
+from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
@@ -34,7 +33,7 @@ _LOCK_ATTRIBUTES: dict[str, Any] = {
 }
 
 
-class DynamoDbLockSource:
+class DynamoDbLockSource(AwsLockSource):
     source = Source.DYNAMODB
 
     def __init__(
@@ -48,23 +47,16 @@ class DynamoDbLockSource:
         max_attempts: int = 3,
         timeout: float = 30.0,
     ) -> None:
-        self.tables = tuple(tables)
-        self._metrics = metrics
-        self._aws = AwsClient(
+        super().__init__(
             "dynamodb",
             region=region,
             endpoint_url=endpoint_url,
             metrics=metrics,
+            client=client,
             max_attempts=max_attempts,
             timeout=timeout,
-            client=client,
         )
-
-    def now(self) -> datetime:
-        return self._aws.server_now()
-
-    def close(self) -> None:
-        self._aws.close()
+        self.tables = tuple(tables)
 
     async def observe(self) -> list[Observation]:
         """One Observation per table; never raises for store errors."""

@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsClient, classify, error_code, one_line, request_error
+from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
@@ -33,7 +33,7 @@ _MAX_BODY = 64 * 1024
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
 
 
-class S3LockfileSource:
+class S3LockfileSource(AwsLockSource):
     source = Source.S3
 
     def __init__(
@@ -47,23 +47,16 @@ class S3LockfileSource:
         max_attempts: int = 3,
         timeout: float = 30.0,
     ) -> None:
-        self.buckets = tuple(buckets)
-        self._metrics = metrics
-        self._aws = AwsClient(
+        super().__init__(
             "s3",
             region=region,
             endpoint_url=endpoint_url,
             metrics=metrics,
+            client=client,
             max_attempts=max_attempts,
             timeout=timeout,
-            client=client,
         )
-
-    def now(self) -> datetime:
-        return self._aws.server_now()
-
-    def close(self) -> None:
-        self._aws.close()
+        self.buckets = tuple(buckets)
 
     async def observe(self) -> list[Observation]:
         """One Observation per configured (bucket, prefix); never raises for store errors."""

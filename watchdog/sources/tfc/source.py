@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
@@ -95,8 +96,12 @@ class TfcSource:
                 parsed, bad_ids, errors = parse_workspace_page(page, organization)
             except BadResponseError as exc:
                 raise BadResponseError(endpoint=LIST_WORKSPACES, detail=exc.detail) from None
-            entries = [(ws.id, ws if worth_keeping(ws) else None) for ws in parsed]
-            return entries, list(bad_ids), errors, _total_count(page)
+            return _Page(
+                entries=[(ws.id, ws if worth_keeping(ws) else None) for ws in parsed],
+                unreadable=list(bad_ids),
+                parse_errors=errors,
+                total_count=_total_count(page),
+            )
 
         try:
             pages = await self._client.map_pages(
@@ -127,11 +132,11 @@ class TfcSource:
         read: set[str] = set()
         workspaces: list[Workspace] = []
         unreadable: set[str] = set()
-        for entries, bad_ids, errors, _ in pages:
-            if errors:
-                self._metrics.parse_errors.inc(errors)
-            unreadable.update(bad_ids)
-            for workspace_id, workspace in entries:
+        for page in pages:
+            if page.parse_errors:
+                self._metrics.parse_errors.inc(page.parse_errors)
+            unreadable.update(page.unreadable)
+            for workspace_id, workspace in page.entries:
                 # map_pages refuses a list with an id on two pages (a page answered twice, or
                 # a list that shifted while it was walked); this only keeps one per id.
                 if workspace_id in read:
@@ -141,9 +146,9 @@ class TfcSource:
                     workspaces.append(workspace)
                     # Only kept workspaces can be acted on, hence re-read (read_workspace).
                     self._organization_of[workspace_id] = organization
-        total = pages[0][3]
-        read_ids = frozenset(read)
-        self._last_read[organization] = read_ids
+        total = pages[0].total_count
+        listed_ids = frozenset(read)
+        self._last_read[organization] = listed_ids
         return Observation(
             source=self.source,
             organization=organization,
@@ -152,7 +157,7 @@ class TfcSource:
             unreadable=frozenset(unreadable - read),
             complete=True,
             total_workspaces=total if total is not None else len(read) + len(unreadable),
-            read_ids=read_ids,
+            listed_ids=listed_ids,
         )
 
     async def read_workspace(self, workspace_id: str) -> Workspace:
@@ -186,8 +191,8 @@ class TfcSource:
         organization = self._organization_of.get(workspace_id)
         if organization is not None:
             return organization
-        for organization, read_ids in self._last_read.items():
-            if workspace_id in read_ids:
+        for organization, listed_ids in self._last_read.items():
+            if workspace_id in listed_ids:
                 return organization
         return ""
 
@@ -333,9 +338,17 @@ def neutral_error(exc: TfcError) -> SourceError:
     return SourceError(str(exc), reason=reason, may_have_acted=False)
 
 
-# One parsed page: (workspace id, the workspace if kept) in page order, unreadable ids, parse
-# errors, the API's total count.
-_Page = tuple[list[tuple[str, Workspace | None]], list[str], int, int | None]
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """One parsed page of a workspace list."""
+
+    # (workspace id, the workspace if worth keeping) in page order.
+    entries: list[tuple[str, Workspace | None]]
+    # Ids of the entries that could not be parsed.
+    unreadable: list[str]
+    parse_errors: int
+    # The API's `total-count`, when it gave a believable one.
+    total_count: int | None
 
 
 def worth_keeping(workspace: Workspace) -> bool:
