@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import structlog
 
+from watchdog import TOKEN_ENV
 from watchdog.metrics import Metrics
 from watchdog.model import Holder, HolderType, Observation, Source, Workspace
 from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
@@ -52,7 +53,7 @@ def _segment(value: str) -> str:
 
 # What the on-call engineer can do about the failures a user can cause.
 _HINTS = {
-    "unauthorized": "the token was refused (HTTP 401): check TFC_WATCHDOG_TOKEN or "
+    "unauthorized": f"the token was refused (HTTP 401): check {TOKEN_ENV} or "
     "tfc.token_file; it may have expired",
     "tls": "the server's certificate is not trusted: set tfc.ca_bundle to the PEM of its CA",
     "not_found": "the organization does not exist or the token may not read it (the API "
