@@ -11,8 +11,10 @@ before it.
 from __future__ import annotations
 
 # The metrics reasons after which a request may have been carried out: it was sent (or may
-# have been) and no answer says it was not. A source that knows better (the TFC client can
-# tell a connection that never opened) says so with `may_have_acted`.
+# have been) and no answer says it was not. botocore's "transport" also covers a connection
+# never made; its errors do not say which, so the S3 sources leave it as "may have acted"
+# (it counts against the budget either way). A source that knows better (the TFC client
+# tells a connection that never opened) says so with `may_have_acted`.
 _MAY_HAVE_ACTED = frozenset({"timeout", "transport", "server_error"})
 
 
