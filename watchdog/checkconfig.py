@@ -8,12 +8,11 @@ the daemon would start with this file here.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
-from watchdog.configload import ENV_OVERRIDES, ConfigError, load_policy
+from watchdog.configload import ENV_OVERRIDES, ConfigError, installed, load_policy
 from watchdog.model import ActionKind
 from watchdog.policy import Policy, json_schema
 
@@ -34,12 +33,18 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.file}: ok")
     print(summary(policy, sorted(v for v in ENV_OVERRIDES if os.environ.get(v, "").strip())))
-    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
+    if policy.s3_backend is not None and not installed("boto3"):
         # Valid as a file (it may be meant for the container image, which has boto3), but
         # `run` and `scan` here would refuse it: say so.
         print(
             f"{args.file}: warning: s3_backend needs boto3, which is not installed here "
             "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'",
+            file=sys.stderr,
+        )
+    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
+        print(
+            f"{args.file}: warning: gcs_backend needs google-cloud-storage, which is not "
+            "installed here (`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'",
             file=sys.stderr,
         )
     return 0
@@ -54,6 +59,9 @@ def summary(policy: Policy, env_overrides: list[str]) -> str:
         stores = [*policy.s3_backend.dynamodb_tables]
         stores += [b.bucket for b in policy.s3_backend.lockfile_buckets]
         parts.append(f"s3 backend: {', '.join(stores)}")
+    if policy.gcs_backend is not None:
+        buckets = [b.bucket for b in policy.gcs_backend.buckets]
+        parts.append(f"gcs backend: {', '.join(buckets)}")
     parts.append(f"rules: {len(policy.rules)}")
     allowed = set(policy.defaults.actions)
     for rule in policy.rules:

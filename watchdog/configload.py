@@ -107,14 +107,30 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
     if problem is not None:
         print(f"{path}: {problem}", file=sys.stderr)
         return 2
-    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
+    if policy.s3_backend is not None and not installed("boto3"):
         print(
             f"{path}: s3_backend needs boto3, which is not installed: "
             "pip install 'tfc-watchdog[s3]'",
             file=sys.stderr,
         )
         return 2
+    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
+        print(
+            f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
+            "pip install 'tfc-watchdog[gcs]'",
+            file=sys.stderr,
+        )
+        return 2
     return policy, token
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it); a dotted name whose parent
+    package is missing is not installed (find_spec raises for it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 # --- environment overrides ------------------------------------------------------------------

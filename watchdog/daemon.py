@@ -49,7 +49,7 @@ log = structlog.get_logger(__name__)
 STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
-RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend")
+RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,6 +104,8 @@ class Daemon:
             s3 = policy.s3_backend
             watched.extend(f"dynamodb {table}" for table in s3.dynamodb_tables)
             watched.extend(f"s3 {b.bucket}/{b.prefix}" for b in s3.lockfile_buckets)
+        if policy.gcs_backend is not None:
+            watched.extend(f"gcs {b.bucket}/{b.prefix}" for b in policy.gcs_backend.buckets)
         log.info(
             "starting",
             version=__version__,
