@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from watchdog.configload import ENV_OVERRIDES, ConfigError, installed, load_policy
+from watchdog.configload import ENV_OVERRIDES, ConfigError, load_policy, missing_extras
 from watchdog.model import ActionKind
 from watchdog.policy import Policy, json_schema
 
@@ -33,18 +33,12 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.file}: ok")
     print(summary(policy, sorted(v for v in ENV_OVERRIDES if os.environ.get(v, "").strip())))
-    if policy.s3_backend is not None and not installed("boto3"):
-        # Valid as a file (it may be meant for the container image, which has boto3), but
-        # `run` and `scan` here would refuse it: say so.
+    for section, package, extra in missing_extras(policy):
+        # Valid as a file (it may be meant for the container image, which has the extras),
+        # but `run` and `scan` here would refuse it: say so.
         print(
-            f"{args.file}: warning: s3_backend needs boto3, which is not installed here "
-            "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'",
-            file=sys.stderr,
-        )
-    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
-        print(
-            f"{args.file}: warning: gcs_backend needs google-cloud-storage, which is not "
-            "installed here (`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'",
+            f"{args.file}: warning: {section} needs {package}, which is not installed here "
+            f"(`run` and `scan` would exit 2): pip install 'tfc-watchdog[{extra}]'",
             file=sys.stderr,
         )
     return 0

@@ -107,24 +107,34 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
     if problem is not None:
         print(f"{path}: {problem}", file=sys.stderr)
         return 2
-    if policy.s3_backend is not None and not installed("boto3"):
+    for section, package, extra in missing_extras(policy):
         print(
-            f"{path}: s3_backend needs boto3, which is not installed: "
-            "pip install 'tfc-watchdog[s3]'",
-            file=sys.stderr,
-        )
-        return 2
-    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
-        print(
-            f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
-            "pip install 'tfc-watchdog[gcs]'",
+            f"{path}: {section} needs {package}, which is not installed: "
+            f"pip install 'tfc-watchdog[{extra}]'",
             file=sys.stderr,
         )
         return 2
     return policy, token
 
 
-def installed(module: str) -> bool:
+# The optional extras a config section needs: (section, module, its package, the extra).
+_EXTRAS = (
+    ("s3_backend", "boto3", "boto3", "s3"),
+    ("gcs_backend", "google.cloud.storage", "google-cloud-storage", "gcs"),
+)
+
+
+def missing_extras(policy: Policy) -> list[tuple[str, str, str]]:
+    """(section, package, extra) of each configured section whose extra is not installed:
+    `run` and `scan` refuse such a config, `check-config` warns about it."""
+    return [
+        (section, package, extra)
+        for section, module, package, extra in _EXTRAS
+        if getattr(policy, section) is not None and not _installed(module)
+    ]
+
+
+def _installed(module: str) -> bool:
     """Whether `module` can be imported (without importing it); a dotted name whose parent
     package is missing is not installed (find_spec raises for it)."""
     try:
