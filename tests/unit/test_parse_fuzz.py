@@ -214,7 +214,7 @@ async def _observe_and_read(response: httpx.Response) -> None:
                 assert observation.error
             refused: SourceError | None = None
             try:
-                await source.read_workspace("ws-1")
+                await source.read_workspace("ws-1", "acme")
             except SourceError as exc:
                 refused = exc
             # Translated for act.py; only an unreadable answer may be its cause.
