@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pydantic import SecretStr
 
 from watchdog.act import TfcExecutor, missing_permission, state_upload_check
-from watchdog.daemon import load_or_report
+from watchdog.configload import load_or_report
 from watchdog.logs import configure_logging
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -46,7 +46,7 @@ from watchdog.model import (
 from watchdog.policy import Policy
 from watchdog.report import printable
 from watchdog.runtime import tfc_client
-from watchdog.sources.errors import BackendError
+from watchdog.sources.errors import SourceError
 from watchdog.sources.tfc.client import TfcError
 from watchdog.sources.tfc.source import _HINTS as HINTS
 from watchdog.sources.tfc.source import TfcSource
@@ -341,15 +341,12 @@ def main(args: argparse.Namespace) -> int:
     except ApiFailure as exc:
         print(printable(f"tfc-watchdog {name}: {exc}"), file=sys.stderr)
         return EXIT_API_FAILURE
-    except TfcError as exc:
+    except (TfcError, SourceError) as exc:
         print(printable(f"tfc-watchdog {name}: {api_error(exc)}"), file=sys.stderr)
         return EXIT_API_FAILURE
-    except BackendError as exc:
-        print(printable(f"tfc-watchdog {name}: {exc}"), file=sys.stderr)
-        return EXIT_API_FAILURE
 
 
-def api_error(exc: TfcError) -> str:
+def api_error(exc: TfcError | SourceError) -> str:
     """The error with what the on-call engineer can do about it, as `scan` says it."""
     hint = HINTS.get(exc.reason)
     if exc.reason == "not_found":

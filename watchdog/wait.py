@@ -24,7 +24,7 @@ from datetime import timedelta
 
 from pydantic import SecretStr
 
-from watchdog.daemon import load_or_report
+from watchdog.configload import load_or_report
 from watchdog.logs import configure_logging
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -32,6 +32,7 @@ from watchdog.model import Holder, Workspace, format_duration
 from watchdog.policy import Policy, parse_duration
 from watchdog.report import printable
 from watchdog.runtime import tfc_client
+from watchdog.sources.errors import SourceError
 from watchdog.sources.tfc.client import TfcError
 from watchdog.sources.tfc.source import TfcSource
 from watchdog.unlock import api_error
@@ -184,6 +185,6 @@ def main(args: argparse.Namespace) -> int:
                 out=out,
             )
         )
-    except TfcError as exc:
+    except (TfcError, SourceError) as exc:
         print(printable(f"tfc-watchdog {name}: {api_error(exc)}"), file=sys.stderr)
         return EXIT_API_FAILURE

@@ -110,7 +110,7 @@ def test_an_incomplete_read_keeps_the_notice() -> None:
     memory.note_notice("ws-net", "user-bob", "", NOW)
     memory.prune_notices([Observation(Source.TFC, "acme", NOW, complete=False)])
     assert memory.notice_at("ws-net", "user-bob", "") == NOW
-    unlocked = Observation(Source.TFC, "acme", NOW, workspaces=(), read_ids=frozenset({"ws-net"}))
+    unlocked = Observation(Source.TFC, "acme", NOW, workspaces=(), listed_ids=frozenset({"ws-net"}))
     memory.prune_notices([unlocked])
     assert memory.notice_at("ws-net", "user-bob", "") is None
 
