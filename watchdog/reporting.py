@@ -58,7 +58,7 @@ def _scope(item: LockState | Finding | Observation) -> tuple[str, str]:
     return (item.source.value, item.organization)
 
 
-def complete_scopes(observations: Iterable[Observation]) -> set[tuple[str, str]]:
+def _complete_scopes(observations: Iterable[Observation]) -> set[tuple[str, str]]:
     return {_scope(o) for o in observations if o.complete}
 
 
@@ -169,7 +169,7 @@ class Reporter:
     ) -> None:
         """Say what was found (and why some of it is left alone). The cycle calls this before
         acting, so the log reads in the order things happened."""
-        self._findings.update(findings, complete_scopes(observations))
+        self._findings.update(findings, _complete_scopes(observations))
         self._restraints.update(restraints)
 
     # --- at its end ---------------------------------------------------------------------------
