@@ -95,10 +95,13 @@ async def test_served_gzipped_and_filtered_like_the_library() -> None:
     ) as client:
         whole = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
         only = await client.get("/metrics", params={"name[]": "tfc_watchdog_lock_stale"})
+        live = await client.get("/metrics", params={"name[]": "tfc_watchdog_cycles_total"})
     assert whole.headers["content-encoding"] == "gzip"
     assert _lines(whole.content) == _lines(generate_latest(metrics.registry))
     assert b"tfc_watchdog_lock_stale{" in only.content
     assert b"tfc_watchdog_cycles_total" not in only.content
+    assert b"tfc_watchdog_cycles_total 0.0" in live.content
+    assert b"tfc_watchdog_lock_stale" not in live.content
 
 
 def test_prerender_prepares_every_scraped_format_after_a_report() -> None:
