@@ -1,10 +1,13 @@
 """One cycle: observe -> decide -> act -> report.
 
-`Watchdog.run_cycle()` is the whole job of the daemon, of `run --once` and (with `act=False`)
-of `scan`. Data flows one way: sources produce observations, memory ages them, decide.py
-plans, act.py carries out, and the report is made from what the earlier stages returned and
-handed to the report stage (`reporting.Reporter`: metrics, logs, health, the `/locks`
-document). Nothing here speaks HTTP or mutates anything remote.
+`CycleRunner.run_cycle(policy)` is the whole job of the daemon, of `run --once` and (with
+`act=False`) of `scan`. The policy is the caller's (the daemon owns it and swaps it on a
+reload): each cycle runs under the one it is given, and nothing here keeps a copy.
+
+Data flows one way: sources produce observations, memory ages them, decide plans, act.py
+carries out, and the report is made from what the earlier stages returned and handed to the
+report stage (`reporting.Reporter`: metrics, logs, health, the `/locks` document). Nothing
+here speaks HTTP or mutates anything remote.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from watchdog.decide import decide
 from watchdog.memory import Memory, allowed_gap
 from watchdog.metrics import Metrics
 from watchdog.model import (
-    ActionKind,
+    UNLOCK_RUNGS,
     ActionResult,
     Holder,
     Observation,
@@ -50,65 +53,58 @@ class IdentitySource(Protocol):
 class ActionRunner(Protocol):
     """act.py's Actor, seen from here (the cycle does not need the concrete class)."""
 
-    policy: Policy
-
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        policy: Policy,
+        now: datetime,
+        identity: Holder | None,
     ) -> list[ActionResult]: ...
-
-
-_UNLOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
 
 
 def _cycle_now(observations: Sequence[Observation]) -> datetime:
     """The cycle's clock: the TFC server's when TFC was read (the simulator's clock drives
-    tests and the demo), else the lock stores'. decide.py ages S3-backend locks by their
+    tests and the demo), else the lock stores'. decide ages S3-backend locks by their
     own observation's `server_now`, so a skew between AWS and TFC never shifts an age."""
     tfc = [o.server_now for o in observations if o.source is Source.TFC]
     return max(tfc or [o.server_now for o in observations], default=utcnow())
 
 
-class Watchdog:
+class CycleRunner:
+    """Runs one cycle at a time over the same sources, memory and actor; what must outlive a
+    cycle lives here (memory) or in the report stage (the last report, health, what was
+    already logged)."""
+
     def __init__(
         self,
         *,
-        policy: Policy,
         sources: Sequence[ObservingSource],
         memory: Memory,
         metrics: Metrics,
         identity_source: IdentitySource | None = None,
         actor: ActionRunner | None = None,
     ) -> None:
-        self.policy = policy
         self.sources = list(sources)
         self.memory = memory
-        self.metrics = metrics
         self.identity_source = identity_source
         self.actor = actor
         # The report stage: metrics, logs, health and the `/locks` document.
         self.reporter = Reporter(metrics)
         self._identity: Holder | None = None
         self._identity_known = False
-        self.metrics.dry_run.set(1 if policy.dry_run else 0)
 
-    def set_policy(self, policy: Policy) -> None:
-        self.policy = policy
-        self.metrics.dry_run.set(1 if policy.dry_run else 0)
-        if self.actor is not None:
-            self.actor.policy = policy
-
-    def _needs_identity(self) -> bool:
+    def _needs_identity(self, policy: Policy) -> bool:
         """Only the unlock rung depends on who we are (unlock our own lock vs force-unlock
         someone else's), so only then is the extra request spent."""
         if self.identity_source is None:
             return False
-        rungs = set(self.policy.defaults.actions)
-        for rule in self.policy.rules:
+        rungs = set(policy.defaults.actions)
+        for rule in policy.rules:
             rungs.update(rule.actions or ())
-        return bool(rungs & _UNLOCK_RUNGS)
+        return bool(rungs & UNLOCK_RUNGS)
 
-    async def _identity_once(self) -> Holder | None:
-        if self._identity_known or not self._needs_identity():
+    async def _identity_once(self, policy: Policy) -> Holder | None:
+        if self._identity_known or not self._needs_identity(policy):
             return self._identity
         assert self.identity_source is not None
         try:
@@ -126,45 +122,46 @@ class Watchdog:
             log.warning("identity_unknown", error=str(exc))
         return self._identity
 
-    async def run_cycle(self, *, act: bool = True) -> CycleReport:
-        """Run one full cycle; never raises for a backend failure (bugs do raise)."""
+    async def run_cycle(self, policy: Policy, *, act: bool = True) -> CycleReport:
+        """Run one full cycle under `policy`; never raises for a backend failure (bugs do
+        raise)."""
         self.reporter.cycle_started()
         try:
-            return await self._cycle(act=act)
+            return await self._cycle(policy, act=act)
         except Exception:
             self.reporter.cycle_raised()
             log.exception("cycle_failed")
             raise
 
-    async def _cycle(self, *, act: bool) -> CycleReport:
+    async def _cycle(self, policy: Policy, *, act: bool) -> CycleReport:
         observations = [
             observation
             for chunk in await asyncio.gather(*(source.observe() for source in self.sources))
             for observation in chunk
         ]
         now = _cycle_now(observations)
-        cleared = self.memory.update(observations, now, max_gap=allowed_gap(self.policy.interval))
+        cleared = self.memory.update(observations, now, max_gap=allowed_gap(policy.interval))
         self.reporter.locks_cleared(cleared)
-        identity = await self._identity_once()
-        decision = decide(observations, self.policy, self.memory, now, identity)
+        identity = await self._identity_once(policy)
+        decision = decide(observations, policy, self.memory, now, identity=identity)
         # Say what was found (and why some of it is left alone) before acting on it, so the
         # log reads in the order things happened.
         self.reporter.announce(decision.findings, decision.restraints, observations)
         results: list[ActionResult] = []
         if act and self.actor is not None and decision.planned:
-            results = await self.actor.carry_out(decision.planned, now, identity)
+            results = await self.actor.carry_out(decision.planned, policy, now, identity)
         if act:
             self.memory.save()  # never raises: a failed write is logged, memory stays right
         report = CycleReport(
             generated_at=now,
-            dry_run=self.policy.dry_run,
+            dry_run=policy.dry_run,
             observations=tuple(observations),
             locks=decision.locks,
             findings=decision.findings,
             planned=decision.planned,
             results=tuple(results),
             restraints=decision.restraints,
-            state_file=self.policy.state_file,
+            state_file=policy.state_file,
         )
         self.reporter.publish(report)
         return report
