@@ -79,8 +79,9 @@ class MetricsExposition:
         response_headers = [(b"content-type", content_type.encode())]
         if gzip_accepted(headers.get("accept-encoding", b"").decode("latin-1")):
             # zlib's default level, not gzip's 9 (prometheus_client's): on the 270 KB of
-            # 1,000 locked workspaces level 9 takes ~11 ms per scrape for 3% fewer bytes,
-            # level 6 under 2 ms (benchmarks/RESULTS.md).
+            # 1,000 locked workspaces level 9 takes 3 ms per scrape on a quiet 2-core
+            # machine (11 ms loaded) for 3% fewer bytes, level 6 1.5 ms
+            # (benchmarks/RESULTS.md).
             output = gzip.compress(output, compresslevel=GZIP_LEVEL)
             response_headers.append((b"content-encoding", b"gzip"))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
