@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from watchdog.policy import parse_listen
 from watchdog.reporting import Reporter
 
 # How long past 3 x `interval` a cycle may take before /livez calls the scheduler stuck.
@@ -135,11 +136,6 @@ SHUTDOWN_TIMEOUT_SECONDS = 3
 LOG_INTERVAL_SECONDS = 60.0
 
 
-def _host_port(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 def bind_listener(listen: str) -> socket.socket:
     """The ops server's listening socket, bound before anything else starts.
 
@@ -147,7 +143,7 @@ def bind_listener(listen: str) -> socket.socket:
     first cycle has already started; binding here first lets the daemon say so in one line
     and exit 1. Same socket options as uvicorn's own `Config.bind_socket`. Raises OSError.
     """
-    host, port = _host_port(listen)
+    host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
     try:
@@ -169,7 +165,7 @@ def connection_limit() -> int:
 
 
 def make_server(app: Starlette, listen: str) -> OpsServer:
-    host, port = _host_port(listen)
+    host, port = parse_listen(listen)
     limit_log_rate()
     protocol = type(
         "OpsHttpProtocol",
