@@ -233,7 +233,11 @@ class GcsLockfileSource:
         try:
             current = self._current(lock.store, name)
         except GCS_ERRORS as exc:
-            raise request_error(f"objects.get on {lock.store}", exc) from exc
+            error = request_error(f"objects.get on {lock.store}", exc)
+            # Only this read was sent, never the DELETE: a timeout or 5xx here is not a delete
+            # that may have happened (act would report `unknown` and count the lock as ours).
+            error.may_have_acted = False
+            raise error from exc
         if current is None:
             raise ChangedError(f"lock {lock.path} was released since it was read")
         if str(current.generation) != lock.token:
