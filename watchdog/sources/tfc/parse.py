@@ -269,7 +269,7 @@ def _latest_change_at(
 
 # A month of milliseconds: no plan or apply averages that; a larger value is garbage, and
 # would only ever be clamped to an adaptive threshold's `max`.
-_MAX_AVERAGE_MS = 31 * 86400 * 1000
+MAX_AVERAGE_MS = 31 * 86400 * 1000
 
 
 def _duration_average(
@@ -286,7 +286,7 @@ def _duration_average(
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.append((key, f"{key} is a {_kind(value)}, not a number"))
         return None
-    if not 0 <= value <= _MAX_AVERAGE_MS:  # also rejects NaN
+    if not 0 <= value <= MAX_AVERAGE_MS:  # also rejects NaN
         problems.append((key, f"{key} is {value!r}, not a duration in milliseconds"))
         return None
     return timedelta(milliseconds=value)

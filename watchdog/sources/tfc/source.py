@@ -28,6 +28,7 @@ from watchdog.sources.tfc.client import (
     TfcError,
 )
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
+from watchdog.sources.tfc.typedpage import ParsedPage, decode_workspace_page
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,8 @@ class TfcSource:
             # Parsed and filtered as each page arrives (TfcClient.map_pages): the raw page is
             # dropped at once, and of the workspaces only the ids of those decide has nothing
             # to say about are kept.
+            if isinstance(page, ParsedPage):
+                return page.entries, [], 0, _total_count(page)
             try:
                 parsed, bad_ids, errors = parse_workspace_page(page, organization)
             except BadResponseError as exc:
@@ -100,6 +103,9 @@ class TfcSource:
                 endpoint=LIST_WORKSPACES,
                 params={"page[size]": PAGE_SIZE, "include": INCLUDE},
                 each=parse,
+                # The common well-formed page is decoded and parsed in one typed pass;
+                # any other goes the tolerant way (typedpage.py).
+                decode=lambda body: decode_workspace_page(body, organization),
             )
         except TfcError as exc:
             self._metrics.observe_error(self.source.value, exc.reason)
