@@ -256,6 +256,7 @@ def _total_count(value: Any) -> Any:
         _run_status(""),
         _run_status(None),
         _run_created_at("2026-13-45T99:00:00Z"),
+        _run_created_at("0001-01-01T00:00:00+01:00"),
         _run_created_at(None),
         _run_action_flag,
         _project_name_not_included,

@@ -143,7 +143,11 @@ def parse_time(value: Any) -> datetime:
         raise EntryError(f"timestamp {value!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # `0001-01-01T00:00:00+01:00` is valid ISO 8601 but before year 1 in UTC.
+        raise EntryError(f"timestamp {value!r} is out of range in UTC") from None
 
 
 def parse_run(resource: Mapping[str, Any]) -> Run:
