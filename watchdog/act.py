@@ -1,6 +1,6 @@
 """Carry out planned actions: the only code that mutates anything remote.
 
-For each planned action, in the order decide.py gives (oldest finding first):
+For each planned action, in the order decide gives (oldest finding first):
 
 1. Budget: `limits.max_actions_per_cycle` (POSTs sent in this call) and
    `limits.max_actions_per_hour` (a sliding hour of POSTs sent, kept in memory.py on the
@@ -35,7 +35,9 @@ For each planned action, in the order decide.py gives (oldest finding first):
    may have acted). None of these is retried in this cycle: the next cycle re-reads.
 
 Every outcome increments `tfc_watchdog_actions_total{action,outcome}` and writes one audit
-event. Only API errors (TfcError) are caught: anything else is a bug and keeps its traceback.
+event. Only the sources' errors (SourceError, watchdog.sources.errors: each source translates
+its own into them) are caught, and `failure_outcome` maps a failed mutating request of any
+source: anything else is a bug and keeps its traceback.
 
 Dry-run and the budget: a dry-run action is gated by the budget as it stands (so a spent
 hourly budget shows as `skipped_budget` in a preview too) but spends none of it, because it
@@ -50,14 +52,15 @@ Sources: actions are dispatched by `PlannedAction.source` to an executor. `TfcEx
 the TFC rungs; `BackendLockExecutor` does `delete_lock` for the S3 backend's DynamoDB table
 and `.tflock` objects: a fresh read of the one lock, the same ladder on it at the store's
 clock (`decide.plan_for_backend_lock`), act only if it is the same lock (same `Info` /
-ETag) still past its threshold, then one compare-and-delete. `LockChangedError` (the
+ETag) still past its threshold, then one compare-and-delete. `ChangedError` (the
 condition failed: another run took the lock in between) is `skipped_changed`,
 `ForbiddenError` is `forbidden`, a timeout, transport failure or 5xx is `unknown` (the
-delete may have happened), any other `BackendError` is `failed`.
+delete may have happened), any other `SourceError` is `failed`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,6 +72,7 @@ from watchdog.decide import plan_for_backend_lock, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
+    UNLOCK_RUNGS,
     ActionKind,
     ActionResult,
     BackendLock,
@@ -78,31 +82,18 @@ from watchdog.model import (
     Source,
     Workspace,
 )
-from watchdog.policy import Policy
-from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
-from watchdog.sources.tfc.client import (
-    ConflictError,
-    NotFoundError,
-    ServerError,
-    StateVersionPendingError,
-    TfcError,
-    TransportError,
-)
+from watchdog.policy import Limits, Policy
+from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 
 HOUR = timedelta(hours=1)
 
-_UNLOCKS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
-
-# S3-backend failure reasons (watchdog.sources.aws.classify) after which the request may have
-# been carried out. botocore's "transport" also covers a connection never made; the errors do
-# not say which, so it is reported as unknown (it counts against the budget either way).
-_MAYBE_DONE = frozenset({"timeout", "transport", "server_error"})
-
 
 class ActionTarget(Protocol):
-    """What act.py needs from the TFC source (watchdog.sources.tfc.source.TfcSource)."""
+    """What act.py needs from the TFC source (watchdog.sources.tfc.source.TfcSource).
 
-    async def read_workspace(self, workspace_id: str) -> Workspace: ...
+    Every call raises SourceError (watchdog.sources.errors) when it fails."""
+
+    async def read_workspace(self, workspace_id: str, organization: str) -> Workspace: ...
     async def cancel_run(self, run_id: str, comment: str) -> None: ...
     async def force_cancel_run(self, run_id: str, comment: str) -> None: ...
     async def discard_run(self, run_id: str, comment: str) -> None: ...
@@ -143,7 +134,7 @@ class TfcExecutor:
         self, action: PlannedAction, identity: Holder | None, policy: Policy
     ) -> Verdict:
         verdict, fresh = await self._verify(action, identity, policy)
-        if verdict.outcome is not None or fresh is None or action.kind not in _UNLOCKS:
+        if verdict.outcome is not None or fresh is None or action.kind not in UNLOCK_RUNGS:
             return verdict
         verdict = await self._state_upload_check(action, fresh)
         if verdict.outcome is not None:
@@ -159,10 +150,17 @@ class TfcExecutor:
     ) -> tuple[Verdict, Workspace | None]:
         """Re-read the workspace: does it still justify the action, with the permission?"""
         try:
-            fresh = await self._target.read_workspace(action.workspace_id)
-        except TfcError as exc:
+            fresh = await self._target.read_workspace(action.workspace_id, action.organization)
+        except SourceError as exc:
             return Verdict(Outcome.FAILED, f"re-read failed: {exc}"), None
-        replan = plan_for_workspace(fresh, True, policy, self._memory, self._target.now(), identity)
+        replan = plan_for_workspace(
+            fresh,
+            organization_complete=True,
+            policy=policy,
+            memory=self._memory,
+            now=self._target.now(),
+            identity=identity,
+        )
         change = _what_changed(action, fresh, replan)
         if change:
             return Verdict(Outcome.SKIPPED_CHANGED, change), fresh
@@ -180,9 +178,8 @@ class TfcExecutor:
     async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
         """No unlock while a state version is pending, nor when that cannot be checked."""
         try:
-            organization = fresh.organization or action.organization
-            pending = await self._target.pending_state_versions(organization, fresh.name)
-        except TfcError as exc:
+            pending = await self._target.pending_state_versions(fresh.organization, fresh.name)
+        except SourceError as exc:
             return Verdict(
                 Outcome.FAILED, f"pending state versions could not be checked; not unlocking: {exc}"
             )
@@ -198,33 +195,8 @@ class TfcExecutor:
     async def perform(self, action: PlannedAction) -> ActionResult:
         try:
             await self._post(action)
-        except ConflictError as exc:
-            # The world changed under us: re-read next cycle, never escalate on a 409.
-            return ActionResult(action, Outcome.SKIPPED_CHANGED, f"conflict (409): {exc}")
-        except NotFoundError as exc:
-            return ActionResult(action, Outcome.FORBIDDEN, f"not found or not permitted: {exc}")
-        except StateVersionPendingError as exc:
-            if action.kind in _UNLOCKS:
-                return ActionResult(
-                    action,
-                    Outcome.FAILED,
-                    "state version pending; retrying next cycle",
-                    retry_later=True,
-                )
-            return ActionResult(action, Outcome.FAILED, str(exc))
-        except TransportError as exc:
-            if exc.request_sent:
-                return ActionResult(
-                    action, Outcome.UNKNOWN, f"sent, no answer; the server may have acted: {exc}"
-                )
-            return ActionResult(action, Outcome.FAILED, f"not sent: {exc}")
-        except ServerError as exc:
-            return ActionResult(
-                action, Outcome.UNKNOWN, f"server error; the server may have acted: {exc}"
-            )
-        except TfcError as exc:
-            # 429 and other 4xx: refused, nothing was done. Not retried in this cycle.
-            return ActionResult(action, Outcome.FAILED, str(exc))
+        except SourceError as exc:
+            return failure_outcome(action, exc)
         return ActionResult(action, Outcome.DONE)
 
     async def _post(self, action: PlannedAction) -> None:
@@ -323,7 +295,7 @@ class BackendLockExecutor:
             fresh = await self._target.read_lock(observed.store, observed.path)
         except ForbiddenError as exc:
             return Verdict(Outcome.FORBIDDEN, f"re-read refused: {exc}")
-        except BackendError as exc:
+        except SourceError as exc:
             return Verdict(Outcome.FAILED, f"re-read failed: {exc}")
         if fresh is None:
             return Verdict(Outcome.SKIPPED_CHANGED, f"lock {observed.info.id} was released")
@@ -332,7 +304,9 @@ class BackendLockExecutor:
                 Outcome.SKIPPED_CHANGED,
                 f"lock changed since it was read: ID {observed.info.id} -> {fresh.info.id or '?'}",
             )
-        replan = plan_for_backend_lock(fresh, True, policy, self._memory, self._target.now())
+        replan = plan_for_backend_lock(
+            fresh, complete=True, policy=policy, memory=self._memory, now=self._target.now()
+        )
         if replan is None or replan.kind is not action.kind:
             return Verdict(
                 Outcome.SKIPPED_CHANGED,
@@ -346,15 +320,27 @@ class BackendLockExecutor:
         try:
             # Conditional on the Info / ETag that was read: never removes a lock taken since.
             await self._target.delete_lock(_observed_lock(action))
-        except LockChangedError as exc:
-            return ActionResult(action, Outcome.SKIPPED_CHANGED, str(exc))
-        except ForbiddenError as exc:
-            return ActionResult(action, Outcome.FORBIDDEN, str(exc))
-        except BackendError as exc:
-            if exc.reason in _MAYBE_DONE:
-                return ActionResult(action, Outcome.UNKNOWN, f"the delete may have happened: {exc}")
-            return ActionResult(action, Outcome.FAILED, str(exc))
+        except SourceError as exc:
+            return failure_outcome(action, exc)
         return ActionResult(action, Outcome.DONE)
+
+
+def failure_outcome(action: PlannedAction, exc: SourceError) -> ActionResult:
+    """The outcome of a mutating request that failed, for every source alike."""
+    if isinstance(exc, ChangedError):
+        # The world changed under us: re-read next cycle, never escalate on it.
+        return ActionResult(action, Outcome.SKIPPED_CHANGED, str(exc))
+    if isinstance(exc, ForbiddenError):
+        return ActionResult(action, Outcome.FORBIDDEN, str(exc))
+    if isinstance(exc, RetryLaterError):
+        # decide plans it again next cycle (ActionResult.retry_later).
+        return ActionResult(action, Outcome.FAILED, f"{exc}; retrying next cycle", retry_later=True)
+    if exc.may_have_acted:
+        return ActionResult(
+            action, Outcome.UNKNOWN, f"the request may have been carried out: {exc}"
+        )
+    # Refused or never sent: nothing was done. Not retried in this cycle.
+    return ActionResult(action, Outcome.FAILED, str(exc))
 
 
 def _observed_lock(action: PlannedAction) -> BackendLock:
@@ -368,7 +354,6 @@ class Actor:
         self,
         *,
         source: ActionTarget | None,
-        policy: Policy,
         memory: Memory,
         metrics: Metrics,
         log: structlog.typing.FilteringBoundLogger,
@@ -376,8 +361,6 @@ class Actor:
     ) -> None:
         """`source` is the TFC source (None when no `tfc` is configured); `backend_sources`
         the S3-backend lock sources by their `Source` (dynamodb, s3)."""
-        # Public so a config reload can swap it in place (forbidden-once memory survives).
-        self.policy = policy
         self._memory = memory
         self._metrics = metrics
         self._log = log
@@ -399,10 +382,18 @@ class Actor:
         return self._stopped
 
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        policy: Policy,
+        now: datetime,
+        identity: Holder | None,
     ) -> list[ActionResult]:
-        limits = self.policy.limits
+        """Re-verify and perform `planned` in order, under the cycle's `policy` (its rules,
+        budgets and dry-run)."""
+        limits = policy.limits
         results: list[ActionResult] = []
+        # Every result is counted, audited (saying whether it was a dry run) and kept.
+        finish = functools.partial(self._finish, results, dry_run=policy.dry_run)
         posts = 0
         # At most one POST per workspace per cycle, whatever the plan holds.
         posted: set[tuple[Source, str]] = set()
@@ -412,16 +403,14 @@ class Actor:
                 break
             executor = self._executors.get(action.source)
             if executor is None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action, Outcome.FAILED, f"no executor for source {action.source.value}"
                     ),
                 )
                 continue
             if (action.source, action.workspace_id) in posted:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action,
                         Outcome.SKIPPED_CHANGED,
@@ -429,18 +418,17 @@ class Actor:
                     ),
                 )
                 continue
-            spent = self._over_budget(posts)
+            spent = self._over_budget(posts, limits)
             if spent:
-                self._finish(results, ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
+                finish(ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
                 continue
-            verdict = await executor.recheck(action, identity, self.policy)
+            verdict = await executor.recheck(action, identity, policy)
             if self._stopped:
                 # Stopped while re-reading: this action is dropped too, before its POST.
                 self._log_stop(len(planned) - index)
                 break
             if verdict.outcome is not None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action, verdict.outcome, verdict.detail, retry_later=verdict.retry_later
                     ),
@@ -448,14 +436,13 @@ class Actor:
                     once=verdict.outcome is Outcome.FORBIDDEN,
                 )
                 continue
-            if self.policy.dry_run:
-                self._finish(results, ActionResult(action, Outcome.DRY_RUN))
+            if policy.dry_run:
+                finish(ActionResult(action, Outcome.DRY_RUN))
                 continue
             # Write-ahead: the POST counts (and is on disk) before it can reach the server.
             record = self._memory.begin_action(action)
             if record is None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action,
                         Outcome.FAILED,
@@ -467,14 +454,13 @@ class Actor:
             posted.add((action.source, action.workspace_id))
             result = await executor.perform(action)
             self._memory.finish_action(record, result.outcome)
-            self._finish(results, result)
+            finish(result)
         self._metrics.actions_budget_remaining.set(
             max(0, limits.max_actions_per_hour - self._memory.actions_in_window(HOUR))
         )
         return results
 
-    def _over_budget(self, posts: int) -> str | None:
-        limits = self.policy.limits
+    def _over_budget(self, posts: int, limits: Limits) -> str | None:
         if posts >= limits.max_actions_per_cycle:
             return f"per-cycle budget spent ({limits.max_actions_per_cycle} per cycle)"
         if self._memory.actions_in_window(HOUR) >= limits.max_actions_per_hour:
@@ -485,7 +471,12 @@ class Actor:
         self._log.info("stopping: planned actions not attempted", remaining=remaining)
 
     def _finish(
-        self, results: list[ActionResult], result: ActionResult, *, once: bool = False
+        self,
+        results: list[ActionResult],
+        result: ActionResult,
+        *,
+        dry_run: bool,
+        once: bool = False,
     ) -> None:
         results.append(result)
         action = result.action
@@ -495,15 +486,15 @@ class Actor:
             if key in self._forbidden_logged:
                 return
             self._forbidden_logged.add(key)
-        self._audit(result)
+        self._audit(result, dry_run=dry_run)
 
-    def _audit(self, result: ActionResult) -> None:
+    def _audit(self, result: ActionResult, *, dry_run: bool) -> None:
         action = result.action
         fields: dict[str, object] = {
             **action.audit_fields(),
             "outcome": result.outcome.value,
             "detail": result.detail,
-            "dry_run": self.policy.dry_run,
+            "dry_run": dry_run,
         }
         if result.retry_later:
             fields["retry_later"] = True

@@ -1,7 +1,7 @@
 """`tfc-watchdog run`: the daemon.
 
 One interval job (APScheduler, `max_instances=1, coalesce=True`, first run at start) runs
-`Watchdog.run_cycle()`; the ops server (uvicorn) runs in the same event loop. SIGTERM/SIGINT
+`CycleRunner.run_cycle()`; the ops server (uvicorn) runs in the same event loop. SIGTERM/SIGINT
 stop further actions at once, let the current cycle finish (bounded wait) and exit 0. SIGHUP,
 or a changed config file (checked before each cycle), reloads the policy in place: a bad
 edit is rejected and the old policy keeps running, so tuning never costs lock ages.
@@ -13,10 +13,8 @@ import argparse
 import asyncio
 import gc
 import hashlib
-import importlib.util
 import signal
 import socket
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,17 +24,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from watchdog import __version__
-from watchdog.checkconfig import installed
 from watchdog.configload import (
     ConfigError,
+    load_or_report,
     load_policy,
-    load_token,
     read_token_file,
     token_file_in_use,
 )
 from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
-from watchdog.memory import check_state_file
 from watchdog.metrics import Metrics
 from watchdog.model import Source, format_duration, utcnow
 from watchdog.policy import Policy
@@ -54,43 +50,6 @@ STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
 RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend")
-
-
-def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
-    """Load the config and token, or print one line per problem and return exit code 2."""
-    if not path:
-        print(
-            f"tfc-watchdog {command}: no config file: pass --config FILE "
-            "or set TFC_WATCHDOG_CONFIG",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        policy = load_policy(path)
-        token = load_token(policy) if policy.tfc is not None else None
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        return 2
-    problem = check_state_file(policy.state_file) if policy.state_file else None
-    if problem is not None:
-        print(f"{path}: {problem}", file=sys.stderr)
-        return 2
-    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
-        print(
-            f"{path}: s3_backend needs boto3, which is not installed: "
-            "pip install 'tfc-watchdog[s3]'",
-            file=sys.stderr,
-        )
-        return 2
-    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
-        print(
-            f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
-            "pip install 'tfc-watchdog[gcs]'",
-            file=sys.stderr,
-        )
-        return 2
-    return policy, token
 
 
 def main(args: argparse.Namespace) -> int:
@@ -116,11 +75,13 @@ def _digest(path: Path) -> str | None:
 
 class Daemon:
     def __init__(self, policy: Policy, token: SecretStr | None, config_path: Path) -> None:
+        # The one current policy: each cycle is handed it; a reload replaces it here.
         self.policy = policy
         self.token = token
         self.config_path = config_path
         self.config_digest = _digest(config_path)
         self.metrics = Metrics()
+        self.metrics.dry_run.set(1 if policy.dry_run else 0)
         self.metrics.config_last_reload_success.set(utcnow().timestamp())
         self._stop = asyncio.Event()
         self._cycle_lock = asyncio.Lock()
@@ -199,7 +160,7 @@ class Daemon:
                 # large cycle (benchmarks/RESULTS.md).
                 gc.freeze()
                 if listener is None:
-                    report = await runtime.watchdog.run_cycle()
+                    report = await runtime.runner.run_cycle(self.policy)
                     return 0 if report.complete else 1
                 return await self._serve(runtime, listener)
         finally:
@@ -214,9 +175,9 @@ class Daemon:
 
         app = build_app(
             metrics=self.metrics,
-            health=lambda: runtime.watchdog.health,
+            health=lambda: runtime.runner.health,
             interval=lambda: self.policy.interval,
-            last_report=lambda: runtime.watchdog.last_report,
+            last_report=lambda: runtime.runner.last_report,
         )
         self._exposition = app.state.exposition
         server = make_server(app, self.policy.listen)
@@ -308,12 +269,12 @@ class Daemon:
         file), the cycle runs again at once with the new token instead of leaving the
         watchdog blind for a whole interval. Once only, and not after a stop request: a
         refused new token waits for the next cycle."""
-        report = await runtime.watchdog.run_cycle()
+        report = await runtime.runner.run_cycle(self.policy)
         refused = any(
             o.source is Source.TFC and o.error_reason == "unauthorized" for o in report.observations
         )
         if refused and not self._stop.is_set() and self._refresh_token(trigger="unauthorized"):
-            report = await runtime.watchdog.run_cycle()
+            report = await runtime.runner.run_cycle(self.policy)
         return report
 
     def _refresh_token(self, *, trigger: str) -> bool:
@@ -412,8 +373,7 @@ class Daemon:
         changed = sorted(k for k in new_dump if old_dump.get(k) != new_dump.get(k))
         interval_changed = new.interval != self.policy.interval
         self.policy = new
-        assert self._runtime is not None
-        self._runtime.watchdog.set_policy(new)
+        self.metrics.dry_run.set(1 if new.dry_run else 0)
         configure_logging(new.log.format, new.log.level)
         if interval_changed and self._scheduler is not None:
             self._scheduler.reschedule_job(

@@ -26,7 +26,7 @@ from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import ActionKind, BackendLock, Outcome, PlannedAction, Source
 from watchdog.policy import Policy
-from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcslockfile import GcsLockfileSource
 
 pytestmark = pytest.mark.e2e
@@ -157,7 +157,7 @@ async def test_a_lock_file_taken_again_after_the_listing_survives_and_no_delete_
     fake_gcs.upload(LOCK_NAME, newer)
     fake_gcs.mark()
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await source.delete_lock(lock)
 
     assert fake_gcs.body(LOCK_NAME) == newer
@@ -169,7 +169,7 @@ async def test_a_lock_file_released_after_the_listing_is_reported_as_changed(fak
     lock = await only_lock(source)
     fake_gcs.delete(LOCK_NAME)
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await source.delete_lock(lock)
 
 
@@ -189,7 +189,7 @@ async def test_a_takeover_between_the_reread_and_the_delete_is_refused_by_the_pr
         try:
             lock = await only_lock(source)
             proxy.before_delete = take_over
-            with pytest.raises(LockChangedError):
+            with pytest.raises(ChangedError):
                 await source.delete_lock(lock)
         finally:
             source.close()
@@ -208,7 +208,7 @@ async def test_a_malformed_lock_file_is_reported_with_a_problem_and_never_delete
 
     assert lock.problem
     assert parse_errors(metrics) == 1
-    with pytest.raises(BackendError, match="refusing"):
+    with pytest.raises(SourceError, match="refusing"):
         await source.delete_lock(lock)
     assert fake_gcs.metadata(LOCK_NAME) is not None
 
@@ -324,7 +324,6 @@ async def test_dry_run_sends_no_delete(fake_gcs, source, metrics):
     policy, memory, planned = await planned_delete(fake_gcs, source, dry_run=True)
     actor = Actor(
         source=None,
-        policy=policy,
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("test"),
@@ -332,7 +331,7 @@ async def test_dry_run_sends_no_delete(fake_gcs, source, metrics):
     )
     fake_gcs.mark()
 
-    results = await actor.carry_out(planned, source.now(), None)
+    results = await actor.carry_out(planned, policy, source.now(), None)
 
     assert [r.outcome for r in results] == [Outcome.DRY_RUN]
     assert [r for r in fake_gcs.requests() if r.method == "DELETE"] == []
@@ -353,7 +352,6 @@ async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
 
     actor = Actor(
         source=None,
-        policy=policy,
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("test"),
@@ -361,7 +359,7 @@ async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
     )
     fake_gcs.mark()
 
-    results = await actor.carry_out(planned, source.now(), None)
+    results = await actor.carry_out(planned, policy, source.now(), None)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert fake_gcs.body(LOCK_NAME) == newer

@@ -28,11 +28,9 @@ from watchdog.model import (
     Workspace,
 )
 from watchdog.policy import Policy
+from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 from watchdog.sources.tfc.client import (
     BadResponseError,
-    ConflictError,
-    NotFoundError,
-    StateVersionPendingError,
     TfcClient,
     TfcError,
     UnauthorizedError,
@@ -347,8 +345,8 @@ async def test_pages_answering_page_one_again_are_incomplete_and_memory_keeps_ev
     )
     # The same locks, read whole, would be force-unlocked now; read from repeated pages,
     # nothing is.
-    assert decide(whole, policy, memory, NOW, None).planned
-    assert decide(observations, policy, memory, NOW, None).planned == ()
+    assert decide(whole, policy, memory, NOW, identity=None).planned
+    assert decide(observations, policy, memory, NOW, identity=None).planned == ()
 
 
 async def test_pages_holding_fewer_items_than_total_count_are_an_incomplete_read(
@@ -428,8 +426,9 @@ async def test_read_workspace_with_a_value_nested_too_deep_raises_bad_response(
     api.get("/workspaces/ws-1").respond(
         200, headers={"Content-Type": "application/vnd.api+json", **DATED}, content=raw.encode()
     )
-    with pytest.raises(BadResponseError, match="nested too deeply"):
-        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+    with pytest.raises(SourceError, match="nested too deeply") as caught:
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
+    assert isinstance(caught.value.__cause__, BadResponseError)
 
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
@@ -490,7 +489,7 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
         NOW,
         workspaces=kept,
         complete=complete,
-        read_ids=frozenset(ws.id for ws in every),
+        listed_ids=frozenset(ws.id for ws in every),
     )
     policy = Policy.model_validate(
         {
@@ -551,39 +550,41 @@ def single_workspace(organization: str | None = "acme") -> dict[str, Any]:
 
 async def test_read_workspace_is_a_fresh_get_with_includes(api, client, metrics):
     route = api.get("/workspaces/ws-1").respond(200, json=single_workspace(), headers=DATED)
-    ws = await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+    ws = await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
     assert route.calls.last.request.url.params["include"] == "current_run,locked_by,project"
     assert ws.organization == "acme"
     assert ws.locked_reason == "maintenance"
     assert ws.holder == Holder(HolderType.TEAM, "team-1", "platform")
 
 
-async def test_read_workspace_falls_back_to_the_observed_organization(api, client, metrics):
-    api.get("/organizations/acme/workspaces").mock(
-        side_effect=workspaces_api(1, entries=[{**workspace(1), "id": "ws-1"}])
-    )
+async def test_read_workspace_falls_back_to_the_organization_the_action_carries(
+    api, client, metrics
+):
+    # No observe() first: the source keeps no map of workspaces to organizations.
     api.get("/workspaces/ws-1").respond(
         200, json=single_workspace(organization=None), headers=DATED
     )
     source = TfcSource(client, ["acme"], metrics)
-    await source.observe()
-    assert (await source.read_workspace("ws-1")).organization == "acme"
+    assert (await source.read_workspace("ws-1", "acme")).organization == "acme"
 
 
 async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, client, metrics):
     document = single_workspace()
     document["data"]["attributes"]["locked"] = None
     api.get("/workspaces/ws-1").respond(200, json=document, headers=DATED)
-    with pytest.raises(BadResponseError) as caught:
-        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
-    assert caught.value.endpoint == "GET /workspaces/:id"
+    with pytest.raises(SourceError) as caught:
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
+    assert caught.value.reason == "bad_response"
+    cause = caught.value.__cause__
+    assert isinstance(cause, BadResponseError)
+    assert cause.endpoint == "GET /workspaces/:id"
     assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
 
 
 async def test_read_workspace_propagates_not_found(api, client, metrics):
     api.get("/workspaces/ws-1").respond(404)
-    with pytest.raises(NotFoundError):
-        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+    with pytest.raises(ForbiddenError, match="not found or not permitted"):
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
 
 
 async def test_identity_of_a_user_token(api, client, metrics):
@@ -666,8 +667,9 @@ async def test_unlock_while_state_version_pending_raises_retry_later(
     api, client, metrics, response
 ):
     route = api.post("/workspaces/ws-1/actions/unlock").mock(return_value=response)
-    with pytest.raises(StateVersionPendingError):
+    with pytest.raises(RetryLaterError) as caught:
         await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
+    assert isinstance(caught.value.__cause__, TfcError)
     assert route.call_count == 1  # never retried: a POST
 
 
@@ -675,10 +677,13 @@ async def test_other_400_on_unlock_is_not_a_pending_state_version(api, client, m
     api.post("/workspaces/ws-1/actions/unlock").respond(
         400, json={"errors": [{"status": 400, "detail": "bad request"}]}
     )
-    with pytest.raises(TfcError) as caught:
+    with pytest.raises(SourceError) as caught:
         await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
-    assert not isinstance(caught.value, StateVersionPendingError)
-    assert caught.value.status == 400
+    assert not isinstance(caught.value, RetryLaterError)
+    assert not caught.value.may_have_acted  # a 4xx: refused, nothing was done
+    cause = caught.value.__cause__
+    assert isinstance(cause, TfcError)
+    assert cause.status == 400
 
 
 async def test_unlock_of_someone_elses_lock_is_a_conflict(api, client, metrics):
@@ -686,14 +691,14 @@ async def test_unlock_of_someone_elses_lock_is_a_conflict(api, client, metrics):
     api.post("/workspaces/ws-1/actions/unlock").respond(
         409, json={"errors": [{"status": "409", "title": "conflict", "detail": detail}]}
     )
-    with pytest.raises(ConflictError) as caught:
+    with pytest.raises(ChangedError) as caught:
         await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
     assert "locked by Team" in str(caught.value)
 
 
 async def test_cancel_without_permission_is_not_found(api, client, metrics):
     route = api.post("/runs/run-1/actions/cancel").respond(404)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ForbiddenError):
         await TfcSource(client, ["acme"], metrics).cancel_run("run-1", "why")
     assert route.call_count == 1
 
