@@ -142,8 +142,8 @@ def test_the_source_observes_the_same_through_either_path(monkeypatch):
     slow, slow_errors = _observe(app, monkeypatch, fast=False)
     assert fast.complete and slow.complete
     assert fast == slow
-    assert fast.read_ids == slow.read_ids
-    assert len(fast.read_ids) == 250
+    assert fast.listed_ids == slow.listed_ids
+    assert len(fast.listed_ids) == 250
     assert fast_errors == slow_errors == 0
 
 

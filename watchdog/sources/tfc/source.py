@@ -89,7 +89,13 @@ class TfcSource:
             # dropped at once, and of the workspaces only the ids of those decide has nothing
             # to say about are kept.
             if isinstance(page, ParsedPage):
-                return page.entries, [], 0, _total_count(page)
+                # Read by the typed path: no entry of it is unreadable or has a problem.
+                return _Page(
+                    entries=page.entries,
+                    unreadable=[],
+                    parse_errors=0,
+                    total_count=_total_count(page),
+                )
             try:
                 parsed, bad_ids, errors = parse_workspace_page(page, organization)
             except BadResponseError as exc:
