@@ -55,6 +55,8 @@ def summary(policy: Policy, env_overrides: list[str]) -> str:
         stores = [*policy.s3_backend.dynamodb_tables]
         stores += [b.bucket for b in policy.s3_backend.lockfile_buckets]
         parts.append(f"s3 backend: {', '.join(stores)}")
+    if policy.gitlab is not None:
+        parts.append(f"gitlab projects: {', '.join(policy.gitlab.projects)}")
     parts.append(f"rules: {len(policy.rules)}")
     allowed = set(policy.defaults.actions)
     for rule in policy.rules:

@@ -24,7 +24,7 @@ from pydantic_core import ErrorDetails
 from watchdog import logs
 from watchdog.model import ActionKind
 from watchdog.policy import Policy
-from watchdog.settings import TOKEN_ENV, apply_env_overrides
+from watchdog.settings import GITLAB_TOKEN_ENV, TOKEN_ENV, apply_env_overrides
 
 # A config file is a few kilobytes; a huge one is the wrong file (a state file, a log).
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -112,10 +112,23 @@ def load_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> Secre
     return read_token_file(token_file)
 
 
-def read_token_file(path: str) -> SecretStr:
+def load_gitlab_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> SecretStr:
+    """The GitLab token: env TFC_WATCHDOG_GITLAB_TOKEN, else the file `gitlab.token_file`;
+    checked and registered with the log redaction like the TFC token."""
+    from_env = environ.get(GITLAB_TOKEN_ENV, "")
+    if from_env.strip():
+        return _checked_token(from_env.strip(), f"env {GITLAB_TOKEN_ENV}")
+    if policy.gitlab is None or policy.gitlab.token_file is None:
+        raise ConfigError(
+            [f"no GitLab token: set env {GITLAB_TOKEN_ENV} or gitlab.token_file (a mounted Secret)"]
+        )
+    return read_token_file(policy.gitlab.token_file, origin="gitlab.token_file")
+
+
+def read_token_file(path: str, *, origin: str = "tfc.token_file") -> SecretStr:
     """The token in `path` (`tfc.token_file`), checked like at start-up: read again by the
     daemon when the file changes (a rotated Secret)."""
-    origin = f"tfc.token_file {path}"
+    origin = f"{origin} {path}"
     try:
         with open(path, encoding="utf-8") as handle:
             token = handle.read(64 * 1024).strip()

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from watchdog import __version__
 from watchdog.configload import (
     ConfigError,
+    load_gitlab_token,
     load_policy,
     load_token,
     read_token_file,
@@ -52,7 +53,7 @@ log = structlog.get_logger(__name__)
 STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
-RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend")
+RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gitlab")
 
 
 def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
@@ -67,6 +68,8 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
     try:
         policy = load_policy(path)
         token = load_token(policy) if policy.tfc is not None else None
+        if policy.gitlab is not None:
+            load_gitlab_token(policy)  # checked now: a missing token is exit 2, not a cycle
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
@@ -137,6 +140,8 @@ class Daemon:
             s3 = policy.s3_backend
             watched.extend(f"dynamodb {table}" for table in s3.dynamodb_tables)
             watched.extend(f"s3 {b.bucket}/{b.prefix}" for b in s3.lockfile_buckets)
+        if policy.gitlab is not None:
+            watched.append(f"gitlab {policy.gitlab.address} {','.join(policy.gitlab.projects)}")
         log.info(
             "starting",
             version=__version__,

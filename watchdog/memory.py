@@ -170,7 +170,12 @@ class StateFileRefusedError(StateFileError):
 
 
 def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
-    """(workspace id, holder id) under which an S3-backend lock is remembered."""
+    """(workspace id, holder id) under which an S3-backend or GitLab lock is remembered.
+
+    GitLab shows no lock ID: its lock is known by `<state id>|<lockedAt>|<user>` (the token),
+    so a new lock on the same state, even by the same user, starts over."""
+    if lock.source is Source.GITLAB:
+        return f"{lock.store}/{lock.path}", lock.token
     return f"{lock.store}/{lock.path}", lock.info.id
 
 

@@ -22,6 +22,7 @@ class Source(StrEnum):
     TFC = "tfc"
     DYNAMODB = "dynamodb"
     S3 = "s3"
+    GITLAB = "gitlab"
 
 
 class HolderType(StrEnum):
@@ -30,7 +31,8 @@ class HolderType(StrEnum):
     USER = "user"
     TEAM = "team"
     RUN = "run"
-    # A Terraform CLI lock in an S3-backend store (DynamoDB item or .tflock object).
+    # A Terraform CLI lock in an S3-backend store (DynamoDB item or .tflock object) or in
+    # GitLab-managed state.
     TERRAFORM = "terraform"
 
 
@@ -246,13 +248,16 @@ class TerraformLockInfo:
 
 @dataclass(frozen=True, slots=True)
 class BackendLock:
-    """A lock in an S3-backend store. `store` is the table or bucket, `path` the state path."""
+    """A lock in an S3-backend store or GitLab-managed state. `store` is the table, bucket or
+    GitLab project path; `path` the state path (`<project>/<state name>` on GitLab)."""
 
     source: Source
     store: str
     path: str
     info: TerraformLockInfo
-    # What a compare-and-delete must match: the raw `Info` string (DynamoDB) or the ETag (S3).
+    # What a compare-and-delete must match: the raw `Info` string (DynamoDB), the ETag (S3),
+    # or `<state id>|<lockedAt>|<user>` (GitLab, whose read API shows no lock ID: `info.id`
+    # is empty there).
     token: str
     # Set when the item could not be parsed: reported, never acted on.
     problem: str | None = None
@@ -315,7 +320,8 @@ class FindingKind(StrEnum):
 # Where a lock's age comes from: the run's status timestamp, the watchdog's own continuous
 # observation, the lock info's `Created` (the writer's clock), or the `.tflock` object's
 # LastModified (S3's clock).
-AgeSource = Literal["run", "first_seen", "lock_info", "last_modified"]
+# `locked_at`: GitLab's own time of the lock (its read API's `lockedAt`).
+AgeSource = Literal["run", "first_seen", "lock_info", "last_modified", "locked_at"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,14 @@ import structlog
 from pydantic import SecretStr
 
 from watchdog.act import Actor, BackendLockTarget
+from watchdog.configload import load_gitlab_token
 from watchdog.cycle import ObservingSource, Watchdog
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import Source
 from watchdog.policy import Policy
+from watchdog.sources.gitlab.client import GitLabClient
+from watchdog.sources.gitlab.source import GitLabStateSource
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
 
@@ -33,8 +36,10 @@ class Runtime:
     watchdog: Watchdog
     tfc: TfcSource | None
     actor: Actor | None
-    # The S3-backend lock sources (DynamoDB tables, .tflock buckets), by source.
-    backend: dict[Source, DynamoDbLockSource | S3LockfileSource] = field(default_factory=dict)
+    # The S3-backend lock sources (DynamoDB tables, .tflock buckets) and GitLab, by source.
+    backend: dict[Source, DynamoDbLockSource | S3LockfileSource | GitLabStateSource] = field(
+        default_factory=dict
+    )
     # The TFC API client, for `set_token` when the token file is rotated.
     tfc_client: TfcClient | None = None
 
@@ -70,7 +75,12 @@ async def open_runtime(
             )
             tfc = TfcSource(client, policy.tfc.organizations, metrics)
             sources.append(tfc)
-        backend = _open_backend(policy, metrics, stack)
+        backend: dict[Source, DynamoDbLockSource | S3LockfileSource | GitLabStateSource] = dict(
+            _open_backend(policy, metrics, stack)
+        )
+        gitlab = await _open_gitlab(policy, metrics, stack)
+        if gitlab is not None:
+            backend[Source.GITLAB] = gitlab
         sources.extend(backend.values())
         memory = Memory.load(policy.state_file)
         actor: Actor | None = None
@@ -123,3 +133,21 @@ def _open_backend(
         stack.callback(buckets.close)
         opened[Source.S3] = buckets
     return opened
+
+
+async def _open_gitlab(
+    policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> GitLabStateSource | None:
+    """The GitLab-managed state source, when `gitlab` is configured; closed with `stack`."""
+    config = policy.gitlab
+    if config is None:
+        return None
+    client = GitLabClient(
+        address=config.address,
+        token=load_gitlab_token(policy).get_secret_value(),
+        metrics=metrics,
+        timeout=config.timeout.total_seconds(),
+        verify=config.ca_bundle or True,
+    )
+    stack.push_async_callback(client.aclose)
+    return GitLabStateSource(client, config.projects, metrics)

@@ -15,7 +15,8 @@ manifests often render unset values as empty strings.
 | TFC_WATCHDOG_ADDRESS      | tfc.address  |
 
 Also read, never overriding a key: TFC_WATCHDOG_TOKEN (the API token, see
-`configload.load_token`) and TFC_WATCHDOG_CONFIG (the file, see `cli`).
+`configload.load_token`), TFC_WATCHDOG_GITLAB_TOKEN (`configload.load_gitlab_token`)
+and TFC_WATCHDOG_CONFIG (the file, see `cli`).
 
 Why a table and not pydantic-settings' env source: its sources validate a value into the
 field and lose which variable supplied it, and they read `os.environ` only. Here the raw
@@ -32,6 +33,7 @@ from typing import Any
 
 TOKEN_ENV = "TFC_WATCHDOG_TOKEN"  # noqa: S105 - the variable name, not a token
 CONFIG_ENV = "TFC_WATCHDOG_CONFIG"
+GITLAB_TOKEN_ENV = "TFC_WATCHDOG_GITLAB_TOKEN"  # noqa: S105 - the variable name, not a token
 
 ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = {
     "TFC_WATCHDOG_DRY_RUN": ("dry_run",),
