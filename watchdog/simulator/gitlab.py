@@ -49,6 +49,7 @@ _RANK: dict[str, int] = {"reporter": 1, "developer": 2, "maintainer": 3}
 _LOCK_FIELDS = ("ID", "Operation", "Info", "Who", "Version", "Created", "Path")
 _OPERATION = re.compile(r"^\s*query\s+(\w+)")
 _FIRST = re.compile(r"terraformStates\(first:\s*(\d+)")
+_SERVED = frozenset({"TfcWatchdogTerraformStates", "TfcWatchdogTerraformState"})
 
 
 @dataclass
@@ -304,6 +305,9 @@ def _graphql_error(message: str) -> JSONResponse:
 
 async def graphql(request: Request) -> Response:
     world: GitLabWorld = request.app.state.world
+    member = world.member(request)
+    if member is not None:
+        request.state.principal = member.username
     try:
         document = json.loads(await request.body())
     except ValueError:
@@ -311,13 +315,10 @@ async def graphql(request: Request) -> Response:
     query = document.get("query") if isinstance(document, dict) else None
     variables = document.get("variables") or {} if isinstance(document, dict) else {}
     match = _OPERATION.match(query) if isinstance(query, str) else None
-    if match is None or not isinstance(variables, dict):
+    if match is None or match[1] not in _SERVED or not isinstance(variables, dict):
         return _graphql_error("the simulator serves only tfc-watchdog's queries")
-    member = world.member(request)
     if request.headers.get("authorization") and member is None:
         return _message(401, "Unauthorized")
-    if member is not None:
-        request.state.principal = member.username
     with world.mutex:
         project = world.project_path(str(variables.get("fullPath", "")))
         if project is None or member is None:
