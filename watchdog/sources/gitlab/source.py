@@ -10,8 +10,9 @@ GitLab's unlock can be made conditional on the lock ID (`?ID=`: a different ID g
 that ID is readable only through the lock endpoint, which takes the lock when the state is
 free: a watcher must not probe with it. So the unlock is unconditional, and the one residual
 risk is a new lock taken in the milliseconds between that re-read and the DELETE, which would
-need the stale lock to be released and a new one taken inside that window. The window is
-logged (`reread_to_unlock_ms`) on every unlock.
+need the stale lock to be released and a new one taken inside that window. An upper bound of
+the window (from sending the re-read to the DELETE's answer) is logged at debug level
+(`reread_to_unlock_ms`) on every unlock.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ class GitLabStateSource:
         """
         if lock.source is not Source.GITLAB or lock.problem is not None or not lock.token:
             raise BackendError(f"refusing to unlock {lock.path}: not a readable GitLab lock")
+        started = time.monotonic()
         current = await self.read_lock(lock.store, lock.path)
-        read_at = time.monotonic()
         if current is None:
             raise LockChangedError(f"lock of {lock.path} was released since it was read")
         if current.token != lock.token or current.info != lock.info:
@@ -91,11 +92,10 @@ class GitLabStateSource:
         try:
             await self._client.unlock(lock.store, state_name(lock))
         finally:
-            log.debug(
-                "gitlab unlock sent",
-                path=lock.path,
-                reread_to_unlock_ms=round((time.monotonic() - read_at) * 1000, 1),
-            )
+            # An upper bound of the residual window: GitLab read the lock after `started` and
+            # unlocked before the DELETE's answer.
+            window_ms = round((time.monotonic() - started) * 1000, 1)
+            log.debug("gitlab unlock sent", path=lock.path, reread_to_unlock_ms=window_ms)
 
     async def _observe_project(self, project: str) -> Observation:
         locks: list[BackendLock] = []
