@@ -208,6 +208,9 @@ def test_killed_apply_on_gitlab_state_is_reported_unlocked_once_and_the_next_app
             )
             document = report(daemon)
         assert done["workspace"] == PATH and done["lock_who"] == TERRAFORM_USER
+        # The token is in every request's Authorization header, never in a log line.
+        assert daemon.events()
+        assert not [e for e in daemon.events() if WATCHDOG_TOKEN in json.dumps(e)]
         assert held(gitlab) == (None, None)
         assert watchdog_writes(gitlab) == [
             f"DELETE /api/v4/projects/{PROJECT}/terraform/state/{STATE}/lock"

@@ -8,12 +8,17 @@ tests/e2e/test_gitlab_terraform.py.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import structlog
 
 from tests.support.gitlab import (
     DEVELOPER_TOKEN,
@@ -23,10 +28,11 @@ from tests.support.gitlab import (
     WATCHDOG_USER,
     gitlab_world,
 )
+from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import BackendLock, Observation, Source, TerraformLockInfo
+from watchdog.model import BackendLock, Observation, Outcome, Source, TerraformLockInfo
 from watchdog.policy import Policy
 from watchdog.simulator.gitlab import GitLabWorld, build_gitlab_app
 from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
@@ -378,3 +384,113 @@ def test_lockedat_age_is_gitlabs_clock_not_a_client_clock() -> None:
     (action,) = decisions[-1].planned
     assert action.kind.value == "delete_lock" and action.rule == "gl"
     assert "locked at" in action.reason and "lock ID" not in action.reason
+
+
+def test_scan_without_a_gitlab_token_exits_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "gitlab.yaml"
+    config.write_text(f"gitlab: {{address: {ADDRESS}, projects: [{PROJECT}]}}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFC_WATCHDOG_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "watchdog", "scan", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "no GitLab token: set env TFC_WATCHDOG_GITLAB_TOKEN or gitlab.token_file (a mounted Secret)"
+    ]
+
+
+# --- act.py with the real source on the simulator -------------------------------------------
+
+
+class AfterRequests(httpx.AsyncBaseTransport):
+    """The simulator's app, with `hook` run once `count` requests have been answered: a
+    takeover placed exactly between two of the watchdog's requests."""
+
+    def __init__(self, world: GitLabWorld, count: int, hook: Callable[[], Any]) -> None:
+        self._inner = httpx.ASGITransport(app=build_gitlab_app(world))
+        self._count = count
+        self._hook = hook
+        self.answered = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self._inner.handle_async_request(request)
+        self.answered += 1
+        if self.answered == self._count:
+            self._hook()
+        return response
+
+
+def gitlab_policy(*, dry_run: bool) -> Policy:
+    return Policy.model_validate(
+        {
+            "dry_run": dry_run,
+            "gitlab": {"address": ADDRESS, "projects": [PROJECT]},
+            "defaults": {"lock_stale_after": "1h", "actions": ["delete_lock"]},
+        }
+    )
+
+
+async def plan_on(source: GitLabStateSource, policy: Policy) -> tuple[Any, Memory]:
+    memory = Memory()
+    for _ in range(2):  # two sightings
+        observations = await source.observe()
+        now = source.now()
+        memory.update(observations, now)
+        decision = decide(observations, policy, memory, now)
+    return decision, memory
+
+
+def actor_for(source: GitLabStateSource, policy: Policy, memory: Memory) -> Actor:
+    return Actor(
+        source=None,
+        policy=policy,
+        memory=memory,
+        metrics=Metrics(),
+        log=structlog.get_logger("watchdog.act"),
+        backend_sources={Source.GITLAB: source},
+    )
+
+
+async def test_dry_run_rereads_and_sends_nothing() -> None:
+    world = gitlab_world()
+    world.put_lock(PROJECT, "prod", TERRAFORM_USER, "old")
+    world.advance(2 * 3600)
+    policy = gitlab_policy(dry_run=True)
+    source = simulated(world)
+    decision, memory = await plan_on(source, policy)
+    (result,) = await actor_for(source, policy, memory).carry_out(
+        decision.planned, source.now(), None
+    )
+    assert result.outcome is Outcome.DRY_RUN
+    assert not [r for r in watchdog_requests(world) if not r.endswith("/api/graphql")]
+    state = world.state(PROJECT, "prod")
+    assert state is not None and state.lock_xid == "old"
+
+
+async def test_a_takeover_after_acts_recheck_is_caught_by_the_reread_before_the_delete() -> None:
+    world = gitlab_world()
+    world.put_lock(PROJECT, "prod", TERRAFORM_USER, "old")
+    world.advance(2 * 3600)
+    policy = gitlab_policy(dry_run=False)
+
+    def takeover() -> None:
+        release(world)
+        world.advance(1)
+        world.put_lock(PROJECT, "prod", TERRAFORM_USER, "new")
+
+    # Two observe reads, then act's recheck (3rd); the takeover lands right after it.
+    transport = AfterRequests(world, 3, takeover)
+    source = source_on(transport)
+    decision, memory = await plan_on(source, policy)
+    (result,) = await actor_for(source, policy, memory).carry_out(
+        decision.planned, source.now(), None
+    )
+    assert result.outcome is Outcome.SKIPPED_CHANGED
+    assert transport.answered == 4  # observe, observe, recheck, the re-read: no DELETE
+    state = world.state(PROJECT, "prod")
+    assert state is not None and state.lock_xid == "new"

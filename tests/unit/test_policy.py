@@ -259,16 +259,18 @@ def test_the_example_config_validates_and_is_inert() -> None:
     assert p.tfc is not None
 
 
-def _example_with_s3_block() -> str:
-    """The example with its commented-out s3_backend block uncommented."""
+def _example_with_s3_block(blocks: tuple[str, ...] = ("# s3_backend:", "# gitlab:")) -> str:
+    """The example with its commented-out source blocks (s3_backend, gitlab) uncommented."""
     lines = EXAMPLE.read_text().splitlines()
-    start = lines.index("# s3_backend:")
-    end = start + 1
-    while lines[end].startswith("#   "):
-        end += 1
-    block = [line.removeprefix("# ") for line in lines[start:end]]
-    assert len(block) > 4
-    return "\n".join([*lines[:start], *block, *lines[end:]]) + "\n"
+    for first in blocks:
+        start = lines.index(first)
+        end = start + 1
+        while lines[end].startswith("#   "):
+            end += 1
+        block = [line.removeprefix("# ") for line in lines[start:end]]
+        assert len(block) > 2
+        lines = [*lines[:start], *block, *lines[end:]]
+    return "\n".join(lines) + "\n"
 
 
 def test_the_commented_s3_backend_block_of_the_example_validates(tmp_path: Path) -> None:
@@ -278,6 +280,15 @@ def test_the_commented_s3_backend_block_of_the_example_validates(tmp_path: Path)
     assert p.s3_backend is not None
     assert p.s3_backend.dynamodb_tables == ("terraform-locks",)
     assert p.s3_backend.lockfile_buckets == (LockfileBucket(bucket="tf-state", prefix=""),)
+
+
+def test_the_commented_gitlab_block_of_the_example_validates(tmp_path: Path) -> None:
+    path = tmp_path / "example-with-gitlab.yaml"
+    path.write_text(_example_with_s3_block(("# gitlab:",)))
+    p = load_policy(str(path), {})
+    assert p.gitlab is not None
+    assert p.gitlab.projects == ("platform/infrastructure",)
+    assert p.gitlab.token_file is None
 
 
 def _field_paths(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
