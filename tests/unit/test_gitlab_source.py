@@ -29,6 +29,7 @@ from tests.support.gitlab import (
     gitlab_world,
 )
 from watchdog.act import Actor
+from watchdog.configload import load_policy
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -494,3 +495,13 @@ async def test_a_takeover_after_acts_recheck_is_caught_by_the_reread_before_the_
     assert transport.answered == 4  # observe, observe, recheck, the re-read: no DELETE
     state = world.state(PROJECT, "prod")
     assert state is not None and state.lock_xid == "new"
+
+
+def test_the_readme_gitlab_config_validates(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("```yaml gitlab-example\n", 1)[1].split("```", 1)[0]
+    config = tmp_path / "gitlab.yaml"
+    config.write_text(block)
+    policy = load_policy(str(config), {})
+    assert policy.gitlab is not None and policy.gitlab.projects == ("platform/network",)
+    assert policy.rules[0].match.sources == ("gitlab",)
