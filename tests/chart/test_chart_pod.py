@@ -219,6 +219,10 @@ RESTART_ONLY_CHANGES = {
     "listen": {"config": {"listen": "0.0.0.0:9100"}},
     "s3_backend": {"config": {"s3_backend": {"region": "eu-west-1", "dynamodb_tables": ["t"]}}},
     "ca_bundle": {"caBundle": {"existingConfigMap": "corp-ca"}},
+    "gitlab": {
+        "config": {"gitlab": {"projects": ["platform/network"]}},
+        "gitlabToken": {"value": "glpat-example-not-real"},
+    },
 }
 # Settings it reloads in place: the pod must not roll, so lock ages survive.
 RELOADED_CHANGES = {
@@ -232,7 +236,7 @@ RELOADED_CHANGES = {
 
 
 def test_restart_only_keys_are_the_daemons() -> None:
-    assert {"listen", "state_file", "tfc", "s3_backend"} == set(RESTART_ONLY)
+    assert {"listen", "state_file", "tfc", "s3_backend", "gitlab"} == set(RESTART_ONLY)
 
 
 @pytest.mark.parametrize("change", sorted(RESTART_ONLY_CHANGES))
