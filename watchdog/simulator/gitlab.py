@@ -393,20 +393,21 @@ class _RequestLog:
             "principal": None,
             "monotonic": time.monotonic(),
         }
+        # Logged on arrival (status and principal filled in as they become known): the log's
+        # order is the order requests reached the server.
+        with self.world.mutex:
+            self.world.request_log.append(entry)
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
+                # Complete before the caller can see the answer.
                 entry["status"] = message["status"]
+                entry["principal"] = state.get("principal")
                 date = email.utils.format_datetime(self.world.now(), usegmt=True).encode()
                 message["headers"] = [*message.get("headers", []), (b"date", date)]
             await send(message)
 
-        try:
-            await self.app(scope, receive, sending)
-        finally:
-            entry["principal"] = state.get("principal")
-            with self.world.mutex:
-                self.world.request_log.append(entry)
+        await self.app(scope, receive, sending)
 
 
 def build_gitlab_app(world: GitLabWorld) -> ASGIApp:
