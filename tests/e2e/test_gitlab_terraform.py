@@ -200,8 +200,9 @@ def test_killed_apply_on_gitlab_state_is_reported_unlocked_once_and_the_next_app
             daemon.wait_for_event("finding_cleared", workspace=PATH)
             daemon.wait_cycles(2)
             sent = daemon.wait_for_event("gitlab unlock sent")
+            exposition = metrics_text(daemon)
             cleared = metric(
-                metrics_text(daemon),
+                exposition,
                 "tfc_watchdog_actions_total",
                 action="delete_lock",
                 outcome="done",
@@ -211,6 +212,7 @@ def test_killed_apply_on_gitlab_state_is_reported_unlocked_once_and_the_next_app
         # The token is in every request's Authorization header, never in a log line.
         assert daemon.events()
         assert not [e for e in daemon.events() if WATCHDOG_TOKEN in json.dumps(e)]
+        assert WATCHDOG_TOKEN not in exposition + json.dumps(document) + scan.stdout
         assert held(gitlab) == (None, None)
         assert watchdog_writes(gitlab) == [
             f"DELETE /api/v4/projects/{PROJECT}/terraform/state/{STATE}/lock"

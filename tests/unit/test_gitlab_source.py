@@ -29,6 +29,7 @@ from tests.support.gitlab import (
     gitlab_world,
 )
 from watchdog.act import Actor
+from watchdog.checkconfig import summary
 from watchdog.configload import load_policy
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -505,3 +506,8 @@ def test_the_readme_gitlab_config_validates(tmp_path: Path) -> None:
     policy = load_policy(str(config), {})
     assert policy.gitlab is not None and policy.gitlab.projects == ("platform/network",)
     assert policy.rules[0].match.sources == ("gitlab",)
+
+
+def test_check_config_summary_names_the_gitlab_projects() -> None:
+    policy = Policy.model_validate({"gitlab": {"projects": [PROJECT, "platform/dns"]}})
+    assert f"gitlab projects: {PROJECT}, platform/dns" in summary(policy, [])
