@@ -131,6 +131,7 @@ class GitLabClient:
             try:
                 status, content = await self._exchange("POST", "/api/graphql", json=body)
             except BackendError as exc:
+                self._metrics.api_request(GRAPHQL_ENDPOINT, "error")
                 if attempt < MAX_ATTEMPTS and exc.reason in ("transport", "timeout"):
                     await asyncio.sleep(delay * (1 + random.random()))
                     delay *= 2
@@ -187,10 +188,10 @@ class GitLabClient:
     # --- the unlock ---------------------------------------------------------------------------
 
     async def unlock(self, project: str, state: str) -> None:
-        """`DELETE .../terraform/state/<name>/lock` without a lock ID: what `terraform
-        force-unlock` sends on GitLab. Sent once, never retried: it has no condition on the
-        holder, so a retry seconds later could remove a lock taken since the re-read that
-        justified it.
+        """`DELETE .../terraform/state/<name>/lock` without a lock ID, which GitLab answers by
+        clearing whatever lock the state has (its force-unlock). Sent once, never retried: it
+        has no condition on the holder, so a retry seconds later could remove a lock taken
+        since the re-read that justified it.
 
         Raises LockChangedError when the state is gone (404), ForbiddenError on 401/403 (the
         token lacks the Maintainer role or the `api` scope), BackendError otherwise.
