@@ -24,6 +24,7 @@ demo: $(VENV)/.runtime
 lint: $(VENV)/.dev
 	$(BIN)/ruff check watchdog tests benchmarks
 	$(BIN)/ruff format --check watchdog tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
