@@ -1,7 +1,7 @@
 """`tfc-watchdog run`: the daemon.
 
 One interval job (APScheduler, `max_instances=1, coalesce=True`, first run at start) runs
-`Watchdog.run_cycle()`; the ops server (uvicorn) runs in the same event loop. SIGTERM/SIGINT
+`CycleRunner.run_cycle()`; the ops server (uvicorn) runs in the same event loop. SIGTERM/SIGINT
 stop further actions at once, let the current cycle finish (bounded wait) and exit 0. SIGHUP,
 or a changed config file (checked before each cycle), reloads the policy in place: a bad
 edit is rejected and the old policy keeps running, so tuning never costs lock ages.
@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from watchdog import __version__
+from watchdog.checkconfig import installed
 from watchdog.configload import (
     ConfigError,
     load_gitlab_token,
@@ -53,7 +54,7 @@ log = structlog.get_logger(__name__)
 STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
-RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gitlab")
+RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend", "gitlab")
 
 
 def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
@@ -85,6 +86,13 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
             file=sys.stderr,
         )
         return 2
+    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
+        print(
+            f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
+            "pip install 'tfc-watchdog[gcs]'",
+            file=sys.stderr,
+        )
+        return 2
     return policy, token
 
 
@@ -111,11 +119,13 @@ def _digest(path: Path) -> str | None:
 
 class Daemon:
     def __init__(self, policy: Policy, token: SecretStr | None, config_path: Path) -> None:
+        # The one current policy: each cycle is handed it; a reload replaces it here.
         self.policy = policy
         self.token = token
         self.config_path = config_path
         self.config_digest = _digest(config_path)
         self.metrics = Metrics()
+        self.metrics.dry_run.set(1 if policy.dry_run else 0)
         self.metrics.config_last_reload_success.set(utcnow().timestamp())
         self._stop = asyncio.Event()
         self._cycle_lock = asyncio.Lock()
@@ -140,6 +150,8 @@ class Daemon:
             s3 = policy.s3_backend
             watched.extend(f"dynamodb {table}" for table in s3.dynamodb_tables)
             watched.extend(f"s3 {b.bucket}/{b.prefix}" for b in s3.lockfile_buckets)
+        if policy.gcs_backend is not None:
+            watched.extend(f"gcs {b.bucket}/{b.prefix}" for b in policy.gcs_backend.buckets)
         if policy.gitlab is not None:
             watched.append(f"gitlab {policy.gitlab.address} {','.join(policy.gitlab.projects)}")
         log.info(
@@ -194,7 +206,7 @@ class Daemon:
                 # large cycle (benchmarks/RESULTS.md).
                 gc.freeze()
                 if listener is None:
-                    report = await runtime.watchdog.run_cycle()
+                    report = await runtime.runner.run_cycle(self.policy)
                     return 0 if report.complete else 1
                 return await self._serve(runtime, listener)
         finally:
@@ -209,9 +221,9 @@ class Daemon:
 
         app = build_app(
             metrics=self.metrics,
-            health=lambda: runtime.watchdog.health,
+            health=lambda: runtime.runner.health,
             interval=lambda: self.policy.interval,
-            last_report=lambda: runtime.watchdog.last_report,
+            last_report=lambda: runtime.runner.last_report,
         )
         self._exposition = app.state.exposition
         server = make_server(app, self.policy.listen)
@@ -303,12 +315,12 @@ class Daemon:
         file), the cycle runs again at once with the new token instead of leaving the
         watchdog blind for a whole interval. Once only, and not after a stop request: a
         refused new token waits for the next cycle."""
-        report = await runtime.watchdog.run_cycle()
+        report = await runtime.runner.run_cycle(self.policy)
         refused = any(
             o.source is Source.TFC and o.error_reason == "unauthorized" for o in report.observations
         )
         if refused and not self._stop.is_set() and self._refresh_token(trigger="unauthorized"):
-            report = await runtime.watchdog.run_cycle()
+            report = await runtime.runner.run_cycle(self.policy)
         return report
 
     def _refresh_token(self, *, trigger: str) -> bool:
@@ -407,8 +419,7 @@ class Daemon:
         changed = sorted(k for k in new_dump if old_dump.get(k) != new_dump.get(k))
         interval_changed = new.interval != self.policy.interval
         self.policy = new
-        assert self._runtime is not None
-        self._runtime.watchdog.set_policy(new)
+        self.metrics.dry_run.set(1 if new.dry_run else 0)
         configure_logging(new.log.format, new.log.level)
         if interval_changed and self._scheduler is not None:
             self._scheduler.reschedule_job(

@@ -1,6 +1,6 @@
 """Plain domain types shared by every stage: observe -> decide -> act -> report.
 
-Nothing here does I/O. Sources turn backend responses into these types; `decide.py` turns
+Nothing here does I/O. Sources turn backend responses into these types; `decide` turns
 them into findings and planned actions; `act.py` carries actions out; the report layer
 (metrics, logs, `scan`, `/locks`) renders them.
 
@@ -22,6 +22,7 @@ class Source(StrEnum):
     TFC = "tfc"
     DYNAMODB = "dynamodb"
     S3 = "s3"
+    GCS = "gcs"
     GITLAB = "gitlab"
 
 
@@ -31,7 +32,7 @@ class HolderType(StrEnum):
     USER = "user"
     TEAM = "team"
     RUN = "run"
-    # A Terraform CLI lock in an S3-backend store (DynamoDB item or .tflock object) or in
+    # A Terraform CLI lock in a backend store (DynamoDB item, S3 or GCS .tflock object) or in
     # GitLab-managed state.
     TERRAFORM = "terraform"
 
@@ -220,7 +221,7 @@ class Workspace:
     apply_duration_average: timedelta | None = None
     # (field, what is wrong) for each field protection, rule matching or acting depends on
     # that the API sent missing or malformed (`("tag-names", "tag-names missing")`). The
-    # workspace is still reported, but decide.py takes no action on it while the policy
+    # workspace is still reported, but decide takes no action on it while the policy
     # depends on the field: a protection that cannot be checked protects.
     problems: tuple[tuple[str, str], ...] = ()
 
@@ -235,7 +236,8 @@ class Workspace:
 
 @dataclass(frozen=True, slots=True)
 class TerraformLockInfo:
-    """Terraform's own lock info, as stored by the S3 backend (DynamoDB item or .tflock)."""
+    """Terraform's own lock info, as stored by the S3 backend (DynamoDB item or .tflock) or the
+    GCS backend (.tflock, whose lock ID is the object's generation)."""
 
     id: str
     operation: str
@@ -248,22 +250,34 @@ class TerraformLockInfo:
 
 @dataclass(frozen=True, slots=True)
 class BackendLock:
-    """A lock in an S3-backend store or GitLab-managed state. `store` is the table, bucket or
-    GitLab project path; `path` the state path (`<project>/<state name>` on GitLab)."""
+    """A lock in an S3- or GCS-backend store or GitLab-managed state. `store` is the table,
+    bucket or GitLab project path; `path` the state path (`<project>/<state name>` on
+    GitLab)."""
 
     source: Source
     store: str
     path: str
     info: TerraformLockInfo
     # What a compare-and-delete must match: the raw `Info` string (DynamoDB), the ETag (S3),
-    # or `<state id>|<lockedAt>|<user>` (GitLab, whose read API shows no lock ID: `info.id`
-    # is empty there).
+    # the object generation (GCS), or `<state id>|<lockedAt>|<user>` (GitLab, whose read API
+    # shows no lock ID: `info.id` is empty there).
     token: str
     # Set when the item could not be parsed: reported, never acted on.
     problem: str | None = None
-    # The `.tflock` object's LastModified: when S3, by its own clock, stored the lock. `info.
-    # created` is the writer's clock; None for DynamoDB items, which carry no server time.
+    # When the store, by its own clock, stored the lock: the `.tflock` object's LastModified
+    # (S3) or timeCreated (GCS). `info.created` is the writer's clock; None for DynamoDB
+    # items, which carry no server time.
     last_modified: datetime | None = None
+
+
+def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
+    """(workspace id, holder id) under which a backend lock is remembered.
+
+    GitLab shows no lock ID: its lock is known by `<state id>|<lockedAt>|<user>` (the token),
+    so a new lock on the same state, even by the same user, starts over."""
+    if lock.source is Source.GITLAB:
+        return f"{lock.store}/{lock.path}", lock.token
+    return f"{lock.store}/{lock.path}", lock.info.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +301,7 @@ class Observation:
     # The metrics.ERROR_REASONS value of `error` (e.g. "unauthorized"), when known.
     error_reason: str | None = None
     total_workspaces: int = 0
-    # The TFC source keeps in `workspaces` only what decide.py can act or report on (locked,
+    # The TFC source keeps in `workspaces` only what decide can act or report on (locked,
     # or with a non-final current run): every parsed workspace of a 50,000-workspace
     # organization held ~190 MB. `read_ids` has the ids of ALL workspaces read and
     # parsed; Memory.update needs them after a partial read. Observations built by hand may
@@ -319,8 +333,8 @@ class FindingKind(StrEnum):
 
 # Where a lock's age comes from: the run's status timestamp, the watchdog's own continuous
 # observation, the lock info's `Created` (the writer's clock), or the `.tflock` object's
-# LastModified (S3's clock).
-# `locked_at`: GitLab's own time of the lock (its read API's `lockedAt`).
+# LastModified (S3's clock) or timeCreated (GCS's clock); `locked_at`: GitLab's own time of
+# the lock (its read API's `lockedAt`).
 AgeSource = Literal["run", "first_seen", "lock_info", "last_modified", "locked_at"]
 
 
@@ -385,6 +399,11 @@ class ActionKind(StrEnum):
     DELETE_LOCK = "delete_lock"
 
 
+# The rungs that clear a TFC lock itself (not its run): the only ones whose rung depends on
+# who the watchdog is, and the only ones that must first check for a pending state upload.
+UNLOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+
+
 class Outcome(StrEnum):
     """The `outcome` label of `tfc_watchdog_actions_total` (contract)."""
 
@@ -401,7 +420,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
-    """An action decide.py wants, with everything act.py must re-verify before doing it."""
+    """An action decide wants, with everything act.py must re-verify before doing it."""
 
     kind: ActionKind
     source: Source

@@ -1,5 +1,5 @@
 """Builds the live parts from a validated config: API clients, sources, memory, the actor,
-and the `Watchdog` cycle that ties them together. Shared by `run` and `scan`.
+and the `CycleRunner` that ties them together. Shared by `run` and `scan`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from watchdog.act import Actor, BackendLockTarget
 from watchdog.configload import load_gitlab_token
-from watchdog.cycle import ObservingSource, Watchdog
+from watchdog.cycle import CycleRunner, ObservingSource
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import Source
@@ -24,22 +24,24 @@ from watchdog.sources.gitlab.source import GitLabStateSource
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
 
-if TYPE_CHECKING:  # boto3 is the optional `s3` extra: imported only when configured
+if TYPE_CHECKING:  # boto3 and google-cloud-storage are extras: imported only when configured
     from watchdog.sources.dynamodb import DynamoDbLockSource
+    from watchdog.sources.gcslockfile import GcsLockfileSource
     from watchdog.sources.s3lockfile import S3LockfileSource
+
+    BackendSource = DynamoDbLockSource | S3LockfileSource | GcsLockfileSource | GitLabStateSource
 
 log = structlog.get_logger(__name__)
 
 
 @dataclass
 class Runtime:
-    watchdog: Watchdog
+    runner: CycleRunner
     tfc: TfcSource | None
     actor: Actor | None
-    # The S3-backend lock sources (DynamoDB tables, .tflock buckets) and GitLab, by source.
-    backend: dict[Source, DynamoDbLockSource | S3LockfileSource | GitLabStateSource] = field(
-        default_factory=dict
-    )
+    # The backend lock sources (DynamoDB tables, S3 and GCS .tflock buckets, GitLab), by
+    # source.
+    backend: dict[Source, BackendSource] = field(default_factory=dict)
     # The TFC API client, for `set_token` when the token file is rotated.
     tfc_client: TfcClient | None = None
 
@@ -75,9 +77,8 @@ async def open_runtime(
             )
             tfc = TfcSource(client, policy.tfc.organizations, metrics)
             sources.append(tfc)
-        backend: dict[Source, DynamoDbLockSource | S3LockfileSource | GitLabStateSource] = dict(
-            _open_backend(policy, metrics, stack)
-        )
+        backend = _open_backend(policy, metrics, stack)
+        backend.update(_open_gcs_backend(policy, metrics, stack))
         gitlab = await _open_gitlab(policy, metrics, stack)
         if gitlab is not None:
             backend[Source.GITLAB] = gitlab
@@ -88,30 +89,28 @@ async def open_runtime(
             targets: dict[Source, BackendLockTarget] = dict(backend)
             actor = Actor(
                 source=tfc,
-                policy=policy,
                 memory=memory,
                 metrics=metrics,
                 log=log,
                 backend_sources=targets,
             )
-        watchdog = Watchdog(
-            policy=policy,
+        runner = CycleRunner(
             sources=sources,
             memory=memory,
             metrics=metrics,
             identity_source=tfc,
             actor=actor,
         )
-        yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
+        yield Runtime(runner=runner, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
 
 
 def _open_backend(
     policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
-) -> dict[Source, DynamoDbLockSource | S3LockfileSource]:
+) -> dict[Source, BackendSource]:
     """The S3-backend sources the policy lists; closed when `stack` unwinds. Credentials come
     from the standard AWS chain (env, shared config, IRSA web identity)."""
     config = policy.s3_backend
-    opened: dict[Source, DynamoDbLockSource | S3LockfileSource] = {}
+    opened: dict[Source, BackendSource] = {}
     if config is None:
         return opened
     from watchdog.sources.dynamodb import DynamoDbLockSource
@@ -133,6 +132,26 @@ def _open_backend(
         stack.callback(buckets.close)
         opened[Source.S3] = buckets
     return opened
+
+
+def _open_gcs_backend(
+    policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> dict[Source, BackendSource]:
+    """The gcs-backend source the policy lists; closed when `stack` unwinds. Credentials come
+    from Application Default Credentials (workload identity on GKE)."""
+    config = policy.gcs_backend
+    if config is None:
+        return {}
+    from watchdog.sources.gcslockfile import GcsLockfileSource
+
+    buckets = GcsLockfileSource(
+        [(entry.bucket, entry.prefix) for entry in config.buckets],
+        metrics,
+        endpoint_url=config.endpoint_url,
+        project=config.project,
+    )
+    stack.callback(buckets.close)
+    return {Source.GCS: buckets}
 
 
 async def _open_gitlab(

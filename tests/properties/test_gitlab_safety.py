@@ -191,7 +191,6 @@ async def run_cycles(case: Case) -> tuple[GitLabWorld, Judge, list[list[tuple[st
     memory = Memory()
     actor = Actor(
         source=None,
-        policy=policy,
         memory=memory,
         metrics=Metrics(),
         log=structlog.get_logger("watchdog.act"),
@@ -213,7 +212,7 @@ async def run_cycles(case: Case) -> tuple[GitLabWorld, Judge, list[list[tuple[st
             )
             memory.update(observations, now)
             decision = decide(observations, policy, memory, now)
-            await actor.carry_out(decision.planned, now, None)
+            await actor.carry_out(decision.planned, policy, now, None)
     finally:
         await client.aclose()
     return world, judge, observed

@@ -447,10 +447,9 @@ async def plan_on(source: GitLabStateSource, policy: Policy) -> tuple[Any, Memor
     return decision, memory
 
 
-def actor_for(source: GitLabStateSource, policy: Policy, memory: Memory) -> Actor:
+def actor_for(source: GitLabStateSource, memory: Memory) -> Actor:
     return Actor(
         source=None,
-        policy=policy,
         memory=memory,
         metrics=Metrics(),
         log=structlog.get_logger("watchdog.act"),
@@ -465,8 +464,8 @@ async def test_dry_run_rereads_and_sends_nothing() -> None:
     policy = gitlab_policy(dry_run=True)
     source = simulated(world)
     decision, memory = await plan_on(source, policy)
-    (result,) = await actor_for(source, policy, memory).carry_out(
-        decision.planned, source.now(), None
+    (result,) = await actor_for(source, memory).carry_out(
+        decision.planned, policy, source.now(), None
     )
     assert result.outcome is Outcome.DRY_RUN
     assert not [r for r in watchdog_requests(world) if not r.endswith("/api/graphql")]
@@ -489,8 +488,8 @@ async def test_a_takeover_after_acts_recheck_is_caught_by_the_reread_before_the_
     transport = AfterRequests(world, 3, takeover)
     source = source_on(transport)
     decision, memory = await plan_on(source, policy)
-    (result,) = await actor_for(source, policy, memory).carry_out(
-        decision.planned, source.now(), None
+    (result,) = await actor_for(source, memory).carry_out(
+        decision.planned, policy, source.now(), None
     )
     assert result.outcome is Outcome.SKIPPED_CHANGED
     assert transport.answered == 4  # observe, observe, recheck, the re-read: no DELETE
