@@ -717,8 +717,8 @@ class Policy(StrictModel):
     log: LogConfig = LogConfig()
     """Logging."""
     tfc: TfcConfig | None = None
-    """HCP Terraform / Terraform Enterprise. At least one of tfc, s3_backend and gcs_backend
-    is required."""
+    """HCP Terraform / Terraform Enterprise. At least one of tfc, s3_backend, gcs_backend and
+    gitlab is required."""
     s3_backend: S3BackendConfig | None = None
     """Terraform's S3 backend locks (DynamoDB table, `.tflock` objects)."""
     gcs_backend: GcsBackendConfig | None = None

@@ -62,7 +62,7 @@ only the failed keyword, so the checks a first install is likely to trip live he
 {{- fail "image.tag: `latest` is not a version; set the tag you built and pushed (empty = the chart's appVersion), or image.digest" }}
 {{- end }}
 {{- if and (include "tfc-watchdog.usesTfc" .) (not .Values.config.tfc.organizations) }}
-{{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend or gcs_backend" }}
+{{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend, gcs_backend or gitlab" }}
 {{- end }}
 {{- $listen := .Values.config.listen | default "0.0.0.0:9877" | toString }}
 {{- $host := regexReplaceAll ":[0-9]+$" $listen "" | trimAll "[]" | lower }}
@@ -91,7 +91,7 @@ the interval is long, and the alert never holds through its `for`. */}}
 {{- end }}
 
 {{/* "true" when the config watches HCP Terraform / TFE (config.tfc set): only then is
-an API token needed. A config with only s3_backend or gcs_backend (`tfc: null`) runs without
+an API token needed. A config with only s3_backend, gcs_backend or gitlab (`tfc: null`) runs without
 one. */}}
 {{- define "tfc-watchdog.usesTfc" -}}
 {{- if .Values.config.tfc }}true{{ end }}
