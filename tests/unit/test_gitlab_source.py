@@ -37,7 +37,7 @@ from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Outcome, Source, TerraformLockInfo
 from watchdog.policy import Policy
 from watchdog.simulator.gitlab import GitLabWorld, build_gitlab_app
-from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
 from watchdog.sources.gitlab.client import GitLabClient
 from watchdog.sources.gitlab.parse import MAX_PAGES
 from watchdog.sources.gitlab.source import GitLabStateSource
@@ -161,7 +161,7 @@ async def test_a_lock_taken_over_or_released_after_the_read_is_never_unlocked(
     assert before is not None
     held = (before.lock_xid, before.locked_by, before.locked_at)
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await source.delete_lock(lock)
 
     after = world.state(PROJECT, "prod")
@@ -261,7 +261,7 @@ async def test_a_lock_with_unreadable_fields_is_reported_with_its_problem(
     assert lock.problem is not None and problem in lock.problem
     assert lock.token == ""
     assert observation.complete  # the other states were read: only this lock is unreadable
-    with pytest.raises(BackendError, match="refusing"):
+    with pytest.raises(SourceError, match="refusing"):
         await source.delete_lock(lock)
 
 
@@ -329,21 +329,32 @@ async def test_the_token_never_appears_in_an_error() -> None:
     assert WATCHDOG_TOKEN not in repr(source_on(echo)._client)
 
 
-async def test_an_unlock_that_times_out_is_not_retried_and_may_have_happened() -> None:
+@pytest.mark.parametrize(
+    ("failure", "reason", "may_have_acted"),
+    [
+        # Sent, no answer: GitLab may have unlocked (act.py: outcome `unknown`).
+        (httpx.ReadTimeout, "timeout", True),
+        # The connection never opened: nothing reached GitLab (act.py: `failed`).
+        (httpx.ConnectError, "transport", False),
+    ],
+)
+async def test_a_failed_unlock_is_not_retried_and_says_whether_it_may_have_happened(
+    failure: type[httpx.TransportError], reason: str, may_have_acted: bool
+) -> None:
     requests: list[str] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         requests.append(request.method)
         if request.method == "DELETE":
-            raise httpx.ReadTimeout("slow", request=request)
+            raise failure("no answer", request=request)
         return httpx.Response(200, json={"data": {"project": {"terraformState": node()}}})
 
     source = source_on(httpx.MockTransport(handle))
     lock = await source.read_lock(PROJECT, f"{PROJECT}/prod")
     assert lock is not None
-    with pytest.raises(BackendError) as caught:
+    with pytest.raises(SourceError) as caught:
         await source.delete_lock(lock)
-    assert caught.value.reason == "timeout"  # act.py: outcome `unknown`
+    assert (caught.value.reason, caught.value.may_have_acted) == (reason, may_have_acted)
     assert requests == ["POST", "POST", "DELETE"]
 
 

@@ -25,7 +25,7 @@ import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
 from watchdog.sources.tfc.client import decode_json
 
 log = structlog.get_logger(__name__)
@@ -121,7 +121,7 @@ class GitLabClient:
     async def graphql(self, query: str, variables: Mapping[str, Any]) -> dict[str, Any]:
         """The `data` of a GraphQL query (never a mutation: reads are retried).
 
-        Raises BackendError (reason `bad_response` for an answer that is not GraphQL's,
+        Raises SourceError (reason `bad_response` for an answer that is not GraphQL's,
         `unauthorized` for 401/403, ...) when there is no usable `data`; GraphQL `errors`
         beside a null `data` are one of those too.
         """
@@ -130,7 +130,7 @@ class GitLabClient:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 status, content = await self._exchange("POST", "/api/graphql", json=body)
-            except BackendError as exc:
+            except SourceError as exc:
                 self._metrics.api_request(GRAPHQL_ENDPOINT, "error")
                 if attempt < MAX_ATTEMPTS and exc.reason in ("transport", "timeout"):
                     await asyncio.sleep(delay * (1 + random.random()))
@@ -151,25 +151,25 @@ class GitLabClient:
         try:
             document = decode_json(content)
         except ValueError as exc:
-            raise BackendError(
+            raise SourceError(
                 f"GraphQL query: the answer is not JSON ({_one_line(str(exc), 100)})",
                 reason="bad_response",
             ) from None
         if not isinstance(document, dict):
-            raise BackendError(
+            raise SourceError(
                 "GraphQL query: the answer is not a JSON object", reason="bad_response"
             )
         data = document.get("data")
         errors = document.get("errors")
         if not isinstance(data, dict):
-            raise BackendError(
+            raise SourceError(
                 f"GraphQL query: no data ({self._graphql_errors(errors) or 'no errors given'})",
                 reason="bad_response",
             )
         if errors:
             # Partial data with errors (a field the token may not read): the caller must not
             # take a missing field for an absent lock, so this is refused whole.
-            raise BackendError(
+            raise SourceError(
                 f"GraphQL query: {self._graphql_errors(errors)}", reason="bad_response"
             )
         return data
@@ -193,20 +193,22 @@ class GitLabClient:
         has no condition on the holder, so a retry seconds later could remove a lock taken
         since the re-read that justified it.
 
-        Raises LockChangedError when the state is gone (404), ForbiddenError on 401/403 (the
-        token lacks the Maintainer role or the `api` scope), BackendError otherwise.
+        Raises ChangedError when the state is gone (404), ForbiddenError on 401/403 (the
+        token lacks the Maintainer role or the `api` scope), SourceError otherwise.
         """
         what = f"unlock of {project}/{state}"
         try:
             status, content = await self._exchange("DELETE", state_lock_path(project, state))
-        except BackendError as exc:
+        except SourceError as exc:
             self._metrics.api_request(UNLOCK_ENDPOINT, "error")
-            raise BackendError(f"{what}: {exc.detail}", reason=exc.reason) from None
+            raise SourceError(
+                f"{what}: {exc.detail}", reason=exc.reason, may_have_acted=exc.may_have_acted
+            ) from None
         self._metrics.api_request(UNLOCK_ENDPOINT, status)
         if status in (200, 204):
             return
         if status == 404:
-            raise LockChangedError(f"{what}: the state is gone (404)")
+            raise ChangedError(f"{what}: the state is gone (404)")
         if status in (401, 403):
             raise ForbiddenError(
                 self._redact(f"{what}: refused ({status}: {_one_line(_text(content), 200)})")
@@ -217,7 +219,7 @@ class GitLabClient:
 
     async def _exchange(self, method: str, path: str, *, json: Any = None) -> tuple[int, bytes]:
         """One request within `timeout` in all, body bounded; transport failures become
-        BackendError with reason transport, timeout or tls."""
+        SourceError with reason transport, timeout or tls."""
         try:
             async with (
                 asyncio.timeout(self._timeout),
@@ -228,27 +230,36 @@ class GitLabClient:
                 async for chunk in response.aiter_bytes():
                     size += len(chunk)
                     if size > MAX_RESPONSE_BYTES:
-                        raise BackendError(
+                        raise SourceError(
                             f"{method} {path}: the answer is larger than "
                             f"{MAX_RESPONSE_BYTES} bytes",
                             reason="bad_response",
                         )
                     chunks.append(chunk)
         except TimeoutError:
-            raise BackendError(
+            raise SourceError(
                 f"{method} {path}: no whole answer within {self._timeout:g} s",
                 reason="timeout",
             ) from None
-        except httpx.TimeoutException as exc:
-            raise BackendError(
-                self._redact(f"{method} {path}: {exc!r}"), reason="timeout"
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            # The connection never opened: not a byte of the request left this host.
+            text = f"{type(exc).__name__}: {exc}"
+            reason = (
+                "tls" if "CERTIFICATE" in text.upper() or "SSL" in text.upper() else "transport"
+            )
+            raise SourceError(
+                self._redact(f"{method} {path}: {_one_line(text)}"),
+                reason="timeout" if isinstance(exc, httpx.ConnectTimeout) else reason,
+                may_have_acted=False,
             ) from None
+        except httpx.TimeoutException as exc:
+            raise SourceError(self._redact(f"{method} {path}: {exc!r}"), reason="timeout") from None
         except httpx.TransportError as exc:
             text = f"{type(exc).__name__}: {exc}"
             reason = (
                 "tls" if "CERTIFICATE" in text.upper() or "SSL" in text.upper() else "transport"
             )
-            raise BackendError(
+            raise SourceError(
                 self._redact(f"{method} {path}: {_one_line(text)}"), reason=reason
             ) from None
         moment = _http_date(response.headers.get("Date"))
@@ -256,11 +267,11 @@ class GitLabClient:
             self._last_date = moment
         return response.status_code, b"".join(chunks)
 
-    def _status_error(self, what: str, status: int, content: bytes) -> BackendError:
+    def _status_error(self, what: str, status: int, content: bytes) -> SourceError:
         detail = self._redact(f"{what}: HTTP {status}: {_one_line(_text(content), 200)}")
         if status == 403:
             return ForbiddenError(detail)
-        return BackendError(detail, reason=_reason_of_status(status))
+        return SourceError(detail, reason=_reason_of_status(status))
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text

@@ -25,7 +25,7 @@ import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gitlab.client import GitLabClient
 from watchdog.sources.gitlab.parse import (
     MAX_PAGES,
@@ -60,32 +60,32 @@ class GitLabStateSource:
 
     async def read_lock(self, project: str, path: str) -> BackendLock | None:
         """A fresh read of the one state at `path` (`<project>/<state>`): its lock, or None
-        when it is unlocked or gone. Raises BackendError when it cannot be read."""
+        when it is unlocked or gone. Raises SourceError when it cannot be read."""
         name = path.removeprefix(f"{project}/")
         data = await self._client.graphql(STATE_QUERY, {"fullPath": project, "name": name})
         try:
             return parse_state(data, project, name, self._client.server_now())
         except AnswerError as exc:
-            raise BackendError(str(exc), reason=exc.reason) from None
+            raise SourceError(str(exc), reason=exc.reason) from None
         except RecursionError:
-            raise BackendError(
+            raise SourceError(
                 f"state {path}: the answer is nested too deeply", reason="bad_response"
             ) from None
 
     async def delete_lock(self, lock: BackendLock) -> None:
         """Unlock the state only if a re-read right now still shows `lock`.
 
-        Raises LockChangedError if the lock changed or is gone, ForbiddenError when the token
-        may not unlock (it needs the Maintainer role), BackendError on any other failure.
+        Raises ChangedError if the lock changed or is gone, ForbiddenError when the token
+        may not unlock (it needs the Maintainer role), SourceError on any other failure.
         """
         if lock.source is not Source.GITLAB or lock.problem is not None or not lock.token:
-            raise BackendError(f"refusing to unlock {lock.path}: not a readable GitLab lock")
+            raise SourceError(f"refusing to unlock {lock.path}: not a readable GitLab lock")
         started = time.monotonic()
         current = await self.read_lock(lock.store, lock.path)
         if current is None:
-            raise LockChangedError(f"lock of {lock.path} was released since it was read")
+            raise ChangedError(f"lock of {lock.path} was released since it was read")
         if current.token != lock.token or current.info != lock.info:
-            raise LockChangedError(
+            raise ChangedError(
                 f"lock of {lock.path} changed since it was read: now held by "
                 f"{current.info.who or '?'} since {current.info.created.isoformat()}"
             )
@@ -127,7 +127,7 @@ class GitLabStateSource:
                 problem = (f"more than {MAX_PAGES} pages of states: read cut off", "bad_response")
         except AnswerError as exc:
             problem = (str(exc), exc.reason)
-        except BackendError as exc:
+        except SourceError as exc:
             problem = (exc.detail, exc.reason)
         except RecursionError:
             problem = ("an answer nested too deeply to read", "bad_response")
