@@ -583,8 +583,17 @@ class GcsBucket(StrictModel):
     bucket: Name
     """The bucket name."""
     prefix: str = ""
-    """Only `.tflock` objects under this object-name prefix are watched (the backend's
-    `prefix` with a trailing `/`, e.g. `prod/`). Empty = the whole bucket."""
+    """The gcs backend's `prefix` (`prod` or `prod/`): only `.tflock` objects under
+    `<prefix>/` are watched. Empty = the whole bucket."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _as_the_backend_reads_it(cls, value: str) -> str:
+        # What Terraform's gcs backend does with its `prefix` (leading `/` dropped, a `/`
+        # appended): taken as a bare object-name prefix, `env/prod` would also list (and
+        # clear) the locks of another backend's `env/prod-eu/`.
+        value = value.lstrip("/")
+        return value if not value or value.endswith("/") else f"{value}/"
 
 
 class GcsBackendConfig(StrictModel):
