@@ -521,3 +521,27 @@ def test_the_readme_gitlab_config_validates(tmp_path: Path) -> None:
 def test_check_config_summary_names_the_gitlab_projects() -> None:
     policy = Policy.model_validate({"gitlab": {"projects": [PROJECT, "platform/dns"]}})
     assert f"gitlab projects: {PROJECT}, platform/dns" in summary(policy, [])
+
+
+async def test_a_failed_reread_before_the_unlock_is_an_unlock_never_sent() -> None:
+    answers = iter(
+        [
+            httpx.Response(200, json={"data": {"project": {"terraformState": node()}}}),
+            httpx.Response(502, text="bad gateway"),  # the re-read in delete_lock, 3 attempts
+            httpx.Response(502, text="bad gateway"),
+            httpx.Response(502, text="bad gateway"),
+        ]
+    )
+    methods: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        methods.append(request.method)
+        return next(answers)
+
+    source = source_on(httpx.MockTransport(handle))
+    lock = await source.read_lock(PROJECT, f"{PROJECT}/prod")
+    assert lock is not None
+    with pytest.raises(SourceError) as caught:
+        await source.delete_lock(lock)
+    assert (caught.value.reason, caught.value.may_have_acted) == ("server_error", False)
+    assert "DELETE" not in methods

@@ -81,7 +81,13 @@ class GitLabStateSource:
         if lock.source is not Source.GITLAB or lock.problem is not None or not lock.token:
             raise SourceError(f"refusing to unlock {lock.path}: not a readable GitLab lock")
         started = time.monotonic()
-        current = await self.read_lock(lock.store, lock.path)
+        try:
+            current = await self.read_lock(lock.store, lock.path)
+        except SourceError as exc:
+            # Only this read was sent, never the DELETE: a timeout or 5xx here is not an
+            # unlock that may have happened.
+            exc.may_have_acted = False
+            raise
         if current is None:
             raise ChangedError(f"lock of {lock.path} was released since it was read")
         if current.token != lock.token or current.info != lock.info:
