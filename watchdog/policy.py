@@ -533,8 +533,10 @@ class TfcConfig(StrictModel):
 
     address: str = "https://app.terraform.io"
     """HCP Terraform, or your Terraform Enterprise URL (https://tfe.example.com)."""
-    organizations: Annotated[tuple[Name, ...], Field(json_schema_extra={"minItems": 1})]
-    """Organizations to watch (at least one)."""
+    organizations: Annotated[
+        tuple[Name, ...], Field(json_schema_extra={"minItems": 1, "uniqueItems": True})
+    ]
+    """Organizations to watch (at least one, each once)."""
     token_file: str | None = None
     """A file holding the API token (else env TFC_WATCHDOG_TOKEN). Never put the token here."""
     ca_bundle: str | None = None
@@ -558,6 +560,14 @@ class TfcConfig(StrictModel):
     def _some_organizations(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         if not values:
             raise ValueError("list at least one organization to watch")
+        # Organization names are case-insensitive in the API. One listed twice would be read
+        # twice a cycle, and each read is taken as the whole organization: two observations of
+        # one scope, where a failed read of one is "cleared" by the other's complete read.
+        seen: set[str] = set()
+        for name in values:
+            if name.casefold() in seen:
+                raise ValueError(f"organization {name!r} is listed twice")
+            seen.add(name.casefold())
         return values
 
     @field_validator("token_file", "ca_bundle")

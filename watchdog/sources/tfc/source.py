@@ -34,6 +34,7 @@ from watchdog.sources.tfc.client import (
     TransportError,
 )
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
+from watchdog.sources.tfc.typedpage import ParsedPage, decode_workspace_page
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,14 @@ class TfcSource:
             # Parsed and filtered as each page arrives (TfcClient.map_pages): the raw page is
             # dropped at once, and of the workspaces only the ids of those decide has nothing
             # to say about are kept.
+            if isinstance(page, ParsedPage):
+                # Read by the typed path: no entry of it is unreadable or has a problem.
+                return _Page(
+                    entries=page.entries,
+                    unreadable=[],
+                    parse_errors=0,
+                    total_count=_total_count(page),
+                )
             try:
                 parsed, bad_ids, errors = parse_workspace_page(page, organization)
             except BadResponseError as exc:
@@ -104,6 +113,9 @@ class TfcSource:
                 endpoint=LIST_WORKSPACES,
                 params={"page[size]": PAGE_SIZE, "include": INCLUDE},
                 each=parse,
+                # The common well-formed page is decoded and parsed in one typed pass;
+                # any other goes the tolerant way (typedpage.py).
+                decode=lambda body: decode_workspace_page(body, organization),
             )
         except TfcError as exc:
             self._metrics.observe_error(self.source.value, exc.reason)
