@@ -11,13 +11,15 @@ message per cycle: what was sent is recorded in the state file (`Memory.note_not
 so a restart repeats nothing. A message that could not be sent is not recorded, so the next
 cycle tries again.
 
-Sending never fails a cycle and never holds it for long: all messages of a cycle go out
-concurrently, each target's within its `timeout`, the whole stage within the longest of
-them plus a second (asyncio's own deadline, in case a plugin ignores apprise's). Every
-outcome is counted in `tfc_watchdog_notifications_total{target,event,outcome}` (sent,
-failed, timeout); failures are logged with the target's id, never its URLs, which hold
-secrets: they are registered with the log redaction, apprise's own logger is silenced (it
-may print them), and the config's repr and dump show only their schemes.
+Sending never fails a cycle and never holds it for long: the targets are sent to
+concurrently (each target's messages in order), each message within its target's
+`timeout`, the whole stage within the longest of them plus a second (asyncio's own
+deadline, in case a plugin ignores apprise's); what did not go out in time is a `timeout`,
+tried again next cycle. Every outcome is counted in
+`tfc_watchdog_notifications_total{target,event,outcome}` (sent, failed, timeout); failures
+are logged with the target's id, never its URLs, which hold secrets: they are registered
+with the log redaction, apprise's own logger is silenced (it may print them), and the
+config's repr and dump show only their schemes.
 """
 
 from __future__ import annotations
@@ -479,14 +481,20 @@ class Notifier:
         targets = {target.id: target for target in self._targets}
         outcomes = ["timeout"] * len(messages)
 
-        async def one(index: int, message: Message) -> None:
-            target = targets.get(message.target)
-            if target is None:
-                outcomes[index] = "failed"
-                return
-            outcomes[index] = await _send(target, message)
+        async def in_order(indexes: list[int]) -> None:
+            # One target's messages go in the order they were planned (a chat reads "stale"
+            # before "notice"); targets are sent to concurrently.
+            for index in indexes:
+                target = targets.get(messages[index].target)
+                if target is None:
+                    outcomes[index] = "failed"
+                    continue
+                outcomes[index] = await _send(target, messages[index])
 
-        tasks = [asyncio.create_task(one(i, m)) for i, m in enumerate(messages)]
+        by_target: dict[str, list[int]] = {}
+        for index, message in enumerate(messages):
+            by_target.setdefault(message.target, []).append(index)
+        tasks = [asyncio.create_task(in_order(indexes)) for indexes in by_target.values()]
         _, pending = await asyncio.wait(tasks, timeout=self.bound.total_seconds())
         for task in pending:
             task.cancel()  # their outcome stays "timeout"
