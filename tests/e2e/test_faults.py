@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
+from tests.e2e.conftest import scenario
 from tests.support.daemon import DaemonProcess, base_config, running_daemon, write_config
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
@@ -35,6 +37,11 @@ LIST_FAULTS: list[dict[str, Any]] = [
     {"kind": "drop", "probability": 0.02},
 ]
 LIST_PATH = r"^/api/v2/organizations/[^/]+/workspaces$"
+# An apply seven hours in `applying`: stuck past the default threshold (6h) at once.
+STUCK_APPLY: dict[str, Any] = {
+    "name": "payments",
+    "runs": [{"status": "applying", "age": "7h", "by": "alice"}],
+}
 # Every re-read of one workspace fails: the watchdog plans actions but can never verify them.
 REREAD_PATH = r"^/api/v2/workspaces/[^/]+$"
 
@@ -131,23 +138,41 @@ def test_sigterm_during_a_cycle_sends_no_further_post_and_exits_0(
 
 
 def test_sigkill_then_restart_with_the_same_state_file_repeats_no_action(
-    simulator: SimulatorServer, tmp_path: Path
+    start_simulator: Callable[..., Any], tmp_path: Path
 ) -> None:
-    # payments-prod's run hangs on cancel: once cancelled it stays `applying`, so a watchdog
-    # that forgot would cancel it again; the cool-off (5 min, frozen clock) blocks escalation.
-    config = _enforcing(simulator, tmp_path, interval=0.2)
-    first = DaemonProcess(config, ADMIN_TOKEN)
-    try:
-        first.wait_for(lambda: _posts(simulator), 30, "the first actions")
-        first.wait_cycles(2)
-        first.process.send_signal(signal.SIGKILL)
-        first.wait_exit(10)
-    finally:
-        first.stop()
-    before = [(p["path"]) for p in _posts(simulator)]
-    assert before
-    with running_daemon(config, ADMIN_TOKEN) as second:
-        second.wait_cycles(5)
-        after = [p["path"] for p in _posts(simulator)]
-    repeated = [path for path in set(after) if after.count(path) > 1]
-    assert repeated == [], f"actions repeated after the restart: {repeated}"
+    # A stuck apply whose cancel the API refuses with 409: the run stays as it was, so every
+    # fresh read justifies the cancel again, and nothing on the server remembers it was sent
+    # (no `canceled-at`). Only the state file does: the one cancel the hourly budget allows
+    # is recorded there before it is sent, so a restart after SIGKILL sends it no more.
+    with start_simulator(scenario=scenario([STUCK_APPLY])) as sim:
+        sim.inject_fault("status", r"/actions/cancel$", method="POST", status=409)
+        config = _enforcing(
+            sim,
+            tmp_path,
+            interval=0.2,
+            defaults={"actions": ["cancel"]},
+            limits={"max_actions_per_cycle": 5, "max_actions_per_hour": 1},
+        )
+        first = DaemonProcess(config, ADMIN_TOKEN)
+        try:
+            first.wait_for(lambda: _posts(sim), 30, "the cancel")
+            first.wait_for_event("action", outcome="skipped_budget")  # the budget holds it back
+            first.process.send_signal(signal.SIGKILL)
+            first.wait_exit(10)
+        finally:
+            first.stop()
+        assert len(_posts(sim)) == 1
+
+        with running_daemon(config, ADMIN_TOKEN) as second:
+            second.wait_cycles(5)
+            held_back = second.events("action")
+        assert len(_posts(sim)) == 1, "the cancel was sent again after the restart"
+        assert held_back and {e["outcome"] for e in held_back} == {"skipped_budget"}
+
+        # The control: the same restart without the state file sends the cancel again, so
+        # the state file's memory is what held it back above.
+        Path(tmp_path / "state.json").unlink()
+        with running_daemon(config, ADMIN_TOKEN) as forgetful:
+            forgetful.wait_for(lambda: len(_posts(sim)) == 2, 30, "the cancel sent again")
+        sent = [(p["path"].rsplit("/", 1)[-1], p["status"]) for p in _posts(sim)]
+    assert sent == [("cancel", 409), ("cancel", 409)]
