@@ -6,6 +6,7 @@ decision, not an accident of configuration.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -21,10 +22,13 @@ from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
-CYCLES_UNDER_FAULTS = 200
-# Faults on the organization's list page, each per request: every kind the issue names.
-# The kinds the client retries (5xx, 429, timeouts, dropped and truncated bodies) are rarer
-# so that 200 cycles fit the suite's time budget.
+# 50 cycles in `make test`; `make soak` runs 200 (FAULT_SOAK_CYCLES).
+CYCLES_UNDER_FAULTS = int(os.environ.get("FAULT_SOAK_CYCLES", "50"))
+# Memory is compared between this cycle and the last: the first cycles warm caches up.
+WARM_CYCLES = max(10, CYCLES_UNDER_FAULTS // 4)
+# Faults on the organization's list page, each per request: every kind a server or a proxy
+# can answer with. The kinds the client retries (5xx, 429, timeouts, dropped and truncated
+# bodies) are rarer so that the cycles fit the suite's time budget.
 LIST_FAULTS: list[dict[str, Any]] = [
     {"kind": "malformed", "probability": 0.2},
     {"kind": "content_type", "probability": 0.1},
@@ -78,7 +82,7 @@ def _rss(daemon: DaemonProcess) -> int:
     return int(psutil.Process(daemon.process.pid).memory_info().rss)
 
 
-def test_two_hundred_cycles_of_faults_no_crash_no_unverified_action_and_recovery(
+def test_cycles_of_faults_no_crash_no_unverified_action_and_recovery(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
     for fault in LIST_FAULTS:
@@ -86,10 +90,16 @@ def test_two_hundred_cycles_of_faults_no_crash_no_unverified_action_and_recovery
     simulator.inject_fault("malformed", REREAD_PATH, method="GET")
     config = _enforcing(simulator, tmp_path)
     with running_daemon(config, ADMIN_TOKEN, ready=False) as daemon:
-        daemon.wait_for(lambda: daemon.cycles_completed() >= 50, 60, "50 cycles")
-        rss_50 = _rss(daemon)
-        daemon.wait_for(lambda: daemon.cycles_completed() >= CYCLES_UNDER_FAULTS, 120, "200 cycles")
-        rss_200 = _rss(daemon)
+        daemon.wait_for(
+            lambda: daemon.cycles_completed() >= WARM_CYCLES, 60, f"{WARM_CYCLES} cycles"
+        )
+        rss_warm = _rss(daemon)
+        daemon.wait_for(
+            lambda: daemon.cycles_completed() >= CYCLES_UNDER_FAULTS,
+            max(90.0, CYCLES_UNDER_FAULTS * 1.0),  # a guard against hanging
+            f"{CYCLES_UNDER_FAULTS} cycles",
+        )
+        rss_end = _rss(daemon)
         assert daemon.process.poll() is None
         assert _posts(simulator) == [], "a POST was sent although no re-read succeeded"
         assert _metric(daemon, "tfc_watchdog_observe_errors_total") > 0
@@ -98,7 +108,7 @@ def test_two_hundred_cycles_of_faults_no_crash_no_unverified_action_and_recovery
         fired = sum(f["fired"] for f in simulator.faults())
         assert fired >= CYCLES_UNDER_FAULTS
         assert not daemon.events("cycle_failed"), "a fault turned into an exception"
-        assert rss_200 <= rss_50 * 1.10, (rss_50, rss_200)
+        assert rss_end <= rss_warm * 1.10, (rss_warm, rss_end)
 
         simulator.clear_faults()
         cleared_at = time.time()
@@ -109,8 +119,9 @@ def test_two_hundred_cycles_of_faults_no_crash_no_unverified_action_and_recovery
         assert daemon.get("/readyz").status_code == 200
         daemon.wait_for(lambda: _posts(simulator), 10, "the first action after recovery")
         print(
-            f"faults: {daemon.cycles_completed()} cycles, {fired} faults fired, "
-            f"rss at 50 {rss_50 / 2**20:.1f} MiB, at 200 {rss_200 / 2**20:.1f} MiB"
+            f"faults: {daemon.cycles_completed()} cycles, {fired} faults fired, rss at cycle "
+            f"{WARM_CYCLES} {rss_warm / 2**20:.1f} MiB, at {CYCLES_UNDER_FAULTS} "
+            f"{rss_end / 2**20:.1f} MiB"
         )
     assert daemon.process.returncode == 0
 
