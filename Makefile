@@ -28,8 +28,14 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
+# Four workers on two cores: the end-to-end tests mostly wait (on daemons' cycles, on
+# Terraform), so more workers than cores pays. `loadgroup` keeps each `xdist_group` (tests
+# sharing one expensive fixture in order, e.g. tests/e2e/test_terraform_cloud.py) on one
+# worker. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 4
+
 test: lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
