@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from tests.support.builders import ALICE, ORG
 from tests.support.clock import FakeClock
 from watchdog.cycle import Watchdog
 from watchdog.memory import ClearedLock, Memory
@@ -26,8 +27,6 @@ from watchdog.model import (
 from watchdog.policy import Policy
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-ORG = "acme"
-ALICE = Holder(HolderType.USER, "user-alice", "alice")
 MINUTE = timedelta(minutes=1)
 
 
