@@ -106,6 +106,9 @@ def test_endless_absurd_and_deep_lists_are_incomplete_reads_bounded_in_requests(
             dry_run=False,
             state_file=harness.state_file,
             defaults={"lock_stale_after": "1h", "actions": ["force_unlock"]},
+            # Requests are counted over one or two cycles: half a second apart, so that a
+            # loaded machine's slow polling does not let a third one in.
+            interval=0.5,
         ) as daemon:
             report_at(daemon, sim_now(sim))
             daemon.wait_cycles(1)
