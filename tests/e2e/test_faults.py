@@ -50,7 +50,9 @@ STUCK_APPLY: dict[str, Any] = {
 REREAD_PATH = r"^/api/v2/workspaces/[^/]+$"
 
 
-def _enforcing(simulator: SimulatorServer, tmp_path: Path, **overrides: Any) -> Path:
+def _enforcing(
+    simulator: SimulatorServer, tmp_path: Path, *, timeout: float = 0.3, **overrides: Any
+) -> Path:
     settings: dict[str, Any] = {
         "dry_run": False,
         "interval": 0.1,
@@ -60,7 +62,7 @@ def _enforcing(simulator: SimulatorServer, tmp_path: Path, **overrides: Any) -> 
     }
     config = base_config(simulator.url, **{**settings, **overrides})
     config["log"] = {"format": "json", "level": "info"}
-    config["tfc"]["timeout"] = 0.3
+    config["tfc"]["timeout"] = timeout
     return write_config(tmp_path / "config.yaml", config)
 
 
@@ -129,9 +131,10 @@ def test_cycles_of_faults_no_crash_no_unverified_action_and_recovery(
 def test_sigterm_during_a_cycle_sends_no_further_post_and_exits_0(
     simulator: SimulatorServer, tmp_path: Path
 ) -> None:
-    # The re-read before the first action hangs for a while: SIGTERM arrives inside the cycle.
+    # The re-read before the first action takes 1.5 s (within the timeout: answered, not
+    # retried): SIGTERM arrives inside the cycle, and the POSTs that read justifies are not sent.
     simulator.inject_fault("latency", REREAD_PATH, method="GET", latency_ms=1500)
-    config = _enforcing(simulator, tmp_path, interval=60)
+    config = _enforcing(simulator, tmp_path, interval=60, timeout=5)
     daemon = DaemonProcess(config, ADMIN_TOKEN)
     try:
         daemon.wait_for(
