@@ -5,12 +5,17 @@ the server (the simulator's request log: workspace lists, never a POST)."""
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from tests.e2e.conftest import (
     Harness,
@@ -25,6 +30,8 @@ from tests.e2e.conftest import (
 )
 from tests.support.daemon import free_port, run_cli, write_config
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
+from watchdog import logs
+from watchdog.cli import main
 
 pytestmark = pytest.mark.e2e
 
@@ -203,6 +210,42 @@ def test_run_once_exits_1_when_a_source_cannot_be_read(
     assert daemon.process.returncode == 1, "\n".join(daemon.lines[-20:])
 
 
+@dataclass(frozen=True)
+class Scanned:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def scan(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Callable[..., Scanned]]:
+    """`tfc-watchdog scan ARGS` in this process (its exit code, stdout and stderr): the same
+    entry point as the command, without a Python start-up per exit code. The logging set-up
+    and the masked secrets it leaves behind are undone afterwards."""
+    for name in [n for n in os.environ if n.startswith("TFC_WATCHDOG_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.setenv("TFC_WATCHDOG_TOKEN", ADMIN_TOKEN)
+
+    def run(*args: str) -> Scanned:
+        code = main(["scan", *args])
+        out, err = capsys.readouterr()
+        return Scanned(code, out, err)
+
+    try:
+        yield run
+    finally:
+        logs.clear_secrets()
+        structlog.reset_defaults()
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_tfc_watchdog", False)]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(logging.WARNING)
+
+
 class _Nowhere:
     """Stands in for a simulator: a 127.0.0.1 port nothing listens on."""
 
@@ -214,7 +257,7 @@ def _nowhere_tfc() -> dict[str, object]:
 
 
 def test_scan_exits_0_when_nothing_is_stale(
-    start_simulator: StartSimulator, harness: Harness
+    start_simulator: StartSimulator, harness: Harness, scan: Callable[..., Scanned]
 ) -> None:
     workspaces: list[dict[str, Any]] = [
         {"name": "young", "lock": {"by": "alice", "reason": "Locked by Terraform"}},
@@ -222,7 +265,7 @@ def test_scan_exits_0_when_nothing_is_stale(
     ]
     with start_simulator(scenario=scenario(workspaces)) as sim:
         config = harness.config(sim)
-        result = run_cli("scan", "--config", str(config), "--output", "json", token=ADMIN_TOKEN)
+        result = scan("--config", str(config), "--output", "json")
         requests = sim.requests()
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
@@ -232,22 +275,22 @@ def test_scan_exits_0_when_nothing_is_stale(
 
 
 def test_scan_exits_3_when_something_is_stale(
-    start_simulator: StartSimulator, harness: Harness
+    start_simulator: StartSimulator, harness: Harness, scan: Callable[..., Scanned]
 ) -> None:
     with start_simulator(scenario=demo_scenario()) as sim:
-        result = run_cli("scan", "--config", str(harness.config(sim)), token=ADMIN_TOKEN)
+        result = scan("--config", str(harness.config(sim)))
     assert result.returncode == 3, result.stderr
     assert "demo/payments-prod" in result.stdout
     # A run-held lock is cleared by ending its run: the manual fix says so.
     assert "demo/payments-prod: cancel run" in result.stdout
 
 
-def test_scan_exits_2_on_a_config_error(tmp_path: Path) -> None:
+def test_scan_exits_2_on_a_config_error(tmp_path: Path, scan: Callable[..., Scanned]) -> None:
     config = write_config(
         tmp_path / "bad.yaml",
         {"interval": "soon", "tfc": {"address": "http://127.0.0.1:1", "organizations": ["x"]}},
     )
-    result = run_cli("scan", "--config", str(config), token=ADMIN_TOKEN)
+    result = scan("--config", str(config))
     assert result.returncode == 2
     assert result.stdout == ""
     assert "interval" in result.stderr
