@@ -38,7 +38,7 @@ def _b64(data: bytes) -> str:
 
 
 def _state_version_body(serial: int = 1, outputs: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The body Terraform 1.15 sends (reference "POST state-versions")."""
+    """The body Terraform 1.15 sends (docs/tfc-api.md, "What the Terraform CLI calls")."""
     return {
         "data": {
             "type": "state-versions",

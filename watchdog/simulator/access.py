@@ -1,13 +1,14 @@
 """Access levels and the `permissions` blocks computed for the calling token.
 
-Levels are the fixed workspace access levels (reference 6; DOC-PERM): read < plan < write <
-admin. Lock and unlock need write ("Lock/unlock" is part of fixed write access), force-unlock
-needs admin; cancel, discard and apply need write ("apply runs"), force-cancel needs admin.
+Levels are the fixed workspace access levels (docs/tfc-api.md, "Lock, unlock and
+force-unlock" and "Run actions"): read < plan < write < admin. Lock and unlock need write
+("Lock/unlock" is part of fixed write access), force-unlock needs admin; cancel, discard and
+apply need write ("apply runs"), force-cancel needs admin.
 
 Organization tokens: they may read every workspace and run of their organization. The run
-actions are documented as off-limits to them (reference 4, 6), so their run permissions are
-all false and the actions answer 404. Whether they may lock, unlock or force-unlock is not
-documented (reference 2); the simulator lets them, as a workspace admin could, so that a
+actions are documented as off-limits to them (docs/tfc-api.md, "Run actions"), so their run
+permissions are all false and the actions answer 404. Whether they may lock, unlock or
+force-unlock is not documented; the simulator lets them, as a workspace admin could, so that a
 watchdog that relies on an organization token sees its lock actions work here and its run
 actions refused (the conservative reading for the run side, which is the destructive one).
 """
@@ -23,7 +24,8 @@ RANK = {level: rank for rank, level in enumerate(LEVELS)}
 
 READ, PLAN, WRITE, ADMIN = RANK["read"], RANK["plan"], RANK["write"], RANK["admin"]
 
-# Workspace permission key -> minimum level (reference 1.2 lists the full key set).
+# Workspace permission key -> minimum level (the workspaces API docs list the full key set,
+# docs/tfc-api.md, "Workspaces").
 _WORKSPACE_NEEDS = {
     "can-update": ADMIN,
     "can-destroy": ADMIN,
@@ -47,7 +49,8 @@ _WORKSPACE_NEEDS = {
     "can-read-assessment-results": READ,
     "can-queue-destroy": ADMIN,
 }
-# Organization tokens "cannot start runs" (reference 6).
+# Organization tokens cannot start runs
+# (https://developer.hashicorp.com/terraform/cloud-docs/users-teams-organizations/api-tokens).
 _RUN_STARTING = {"can-queue-run", "can-queue-apply", "can-queue-destroy"}
 
 _RUN_NEEDS = {

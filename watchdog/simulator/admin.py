@@ -43,7 +43,7 @@ from watchdog.simulator.scenario import ScenarioError, load_builtin, load_text
 from watchdog.simulator.state import Principal, Run, Workspace, World
 
 if TYPE_CHECKING:
-    from watchdog.simulator.app import Simulator
+    from watchdog.simulator.core import Simulator
 
 
 class AdminError(Exception):

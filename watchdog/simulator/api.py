@@ -1,19 +1,16 @@
 """The `/api/v2` endpoints: each handler follows its endpoint's page of the API docs
 (https://developer.hashicorp.com/terraform/cloud-docs/api-docs).
 
-Each handler is wrapped by `endpoint()`, which does what every real endpoint does first:
-authenticate (401), rate-limit per principal (429), require the JSON:API content type on
-POST (415), and turn an `ApiError` into the JSON:API error body. Anything the caller may not
-see or do is 404, never 403 (reference 0).
+Each handler is wrapped by `endpoint.endpoint()` (authentication, rate limits, content type,
+errors); answers are built with `jsonapi`. Anything the caller may not see or do is 404,
+never 403 (docs/tfc-api.md, "Conventions").
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -23,183 +20,14 @@ from starlette.routing import Route
 from watchdog.simulator import render
 from watchdog.simulator import runs as machine
 from watchdog.simulator.access import ADMIN, READ, WRITE
+from watchdog.simulator.endpoint import Ctx, endpoint
 from watchdog.simulator.errors import ApiError, not_found
-from watchdog.simulator.middleware import JSONAPI, _number
-from watchdog.simulator.state import Principal, Run, Workspace, World
-
-if TYPE_CHECKING:
-    from watchdog.simulator.app import Simulator
-
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
-RATE_LIMITED = {
-    "errors": [
-        {
-            "detail": "You have exceeded the API's rate limit.",
-            "status": 429,
-            "title": "Too many requests",
-        }
-    ]
-}
-
-
-def document(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")), status, headers=headers, media_type=JSONAPI
-    )
-
-
-def error(exc: ApiError) -> Response:
-    return document(exc.body(), exc.status)
-
-
-@dataclass
-class Ctx:
-    request: Request
-    sim: Simulator
-    principal: Principal
-
-    @property
-    def world(self) -> World:
-        return self.sim.world
-
-    def param(self, name: str) -> str:
-        value: str = self.request.path_params[name]
-        return value
-
-    def workspace(self, workspace_id: str, need: int = READ) -> Workspace:
-        ws = self.world.workspaces.get(workspace_id)
-        if ws is None or self.principal.rank(ws) < max(need, READ):
-            raise not_found()
-        return ws
-
-    def run(self, run_id: str, need: int = READ) -> Run:
-        run = self.world.runs.get(run_id)
-        if run is None:
-            raise not_found()
-        self.workspace(run.workspace_id, need)
-        return run
-
-    def organization_workspaces(self, org: str) -> list[str]:
-        organization = self.world.organizations.get(org)
-        if organization is None or self.principal.organization != org:
-            raise not_found()
-        return organization.ordered_ids
-
-
-Handler = Callable[[Ctx], Awaitable[Response]]
-
-
-def endpoint(
-    handler: Handler, *, run_list: bool = False
-) -> Callable[[Request], Awaitable[Response]]:
-    async def wrapped(request: Request) -> Response:
-        sim: Simulator = request.app.state.sim
-        token = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        principal_id = sim.world.tokens.get(token) if token else None
-        if principal_id is None:
-            return error(ApiError(401, "unauthorized"))
-        principal = sim.world.principals[principal_id]
-        request.state.principal_name = principal.name
-        limit = sim.settings.rate_limit
-        wait = sim.limiter.take(principal.id, "api", limit, limit)
-        headers: dict[str, str] = {}
-        if run_list and wait is None:
-            per_minute = sim.settings.run_list_per_minute
-            wait = sim.limiter.take(principal.id, "run-list", per_minute / 60, per_minute)
-            limit = per_minute
-            headers["X-RateLimit-Limit"] = _number(per_minute)
-        if wait is not None:
-            return document(
-                RATE_LIMITED,
-                429,
-                {"X-RateLimit-Limit": _number(limit), "X-RateLimit-Reset": f"{wait:.3f}"},
-            )
-        if request.method == "POST" and not request.headers.get("content-type", "").startswith(
-            JSONAPI
-        ):
-            return error(ApiError(415, "unsupported media type", f"Content-Type must be {JSONAPI}"))
-        try:
-            response = await handler(Ctx(request, sim, principal))
-        except ApiError as exc:
-            response = error(exc)
-        response.headers.update(headers)
-        return response
-
-    return wrapped
-
-
-# --- query helpers --------------------------------------------------------------------------
-
-
-def _int(request: Request, name: str, default: int) -> int:
-    try:
-        return int(request.query_params.get(name, default))
-    except ValueError:
-        return default
-
-
-def _page(request: Request) -> tuple[int, int]:
-    number = max(1, _int(request, "page[number]", 1))
-    size = min(MAX_PAGE_SIZE, max(1, _int(request, "page[size]", DEFAULT_PAGE_SIZE)))
-    return number, size
-
-
-def _csv(request: Request, name: str) -> list[str]:
-    return [part.strip() for part in request.query_params.get(name, "").split(",") if part.strip()]
-
-
-_PAGE_KEYS = ("page[number]", "page[size]")
-
-
-def _links(
-    request: Request, number: int, size: int, last: int | None, has_next: bool
-) -> dict[str, Any]:
-    # What `request.url.include_query_params(...)` gives, with the URL parsed once instead
-    # of once per link (it was most of a small page's server time).
-    url = request.url
-    kept = urlencode(
-        [(k, v) for k, v in parse_qsl(url.query, keep_blank_values=True) if k not in _PAGE_KEYS]
-    )
-    prefix = f"{url.replace(query='')}?{kept}&" if kept else f"{url.replace(query='')}?"
-
-    def at(page: int) -> str:
-        return prefix + urlencode([("page[number]", str(page)), ("page[size]", str(size))])
-
-    links: dict[str, Any] = {
-        "self": at(number),
-        "first": at(1),
-        "prev": at(number - 1) if number > 1 else None,
-        "next": at(number + 1) if has_next else None,
-    }
-    if last is not None:
-        links["last"] = at(last)
-    return links
-
-
-def _paginate(
-    request: Request, items: list[str], totals: bool = True
-) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
-    """(page of items, meta.pagination, links): with totals, or without (org runs list)."""
-    number, size = _page(request)
-    start = (number - 1) * size
-    page = items[start : start + size]
-    total_pages = max(1, -(-len(items) // size))
-    has_next = start + size < len(items)
-    pagination: dict[str, Any] = {
-        "current-page": number,
-        "page-size": size,
-        "prev-page": number - 1 if number > 1 else None,
-        "next-page": number + 1 if has_next else None,
-    }
-    if totals:
-        pagination |= {"total-pages": total_pages, "total-count": len(items)}
-    links = _links(request, number, size, total_pages if totals else None, has_next)
-    return page, {"pagination": pagination}, links
+from watchdog.simulator.jsonapi import csv, document, error, paginate
+from watchdog.simulator.state import Run, Workspace
 
 
 def _wildcard(pattern: str) -> Callable[[str], bool]:
-    """`search[wildcard-name]`: `*` as prefix, suffix or both (reference 1.1)."""
+    """`search[wildcard-name]`: `*` as prefix, suffix or both (docs/tfc-api.md, "Workspaces")."""
     core = pattern.strip("*")
     if pattern.startswith("*") and pattern.endswith("*") and len(pattern) > 1:
         return lambda name: core in name
@@ -222,13 +50,13 @@ def _workspace_filters(ctx: Ctx) -> list[Callable[[Workspace], bool]]:
     if wildcard := q.get("search[wildcard-name]"):
         match = _wildcard(wildcard)
         checks.append(lambda ws: match(ws.name))
-    if tags := _csv(ctx.request, "search[tags]"):
+    if tags := csv(ctx.request, "search[tags]"):
         checks.append(lambda ws: all(tag in ws.tags for tag in tags))
-    if excluded := _csv(ctx.request, "search[exclude-tags]"):
+    if excluded := csv(ctx.request, "search[exclude-tags]"):
         checks.append(lambda ws: not any(tag in ws.tags for tag in excluded))
     if project := q.get("filter[project][id]"):
         checks.append(lambda ws: ws.project_id == project)
-    if statuses := set(_csv(ctx.request, "filter[current-run][status]")):
+    if statuses := set(csv(ctx.request, "filter[current-run][status]")):
         checks.append(
             lambda ws: (
                 ws.current_run_id is not None and world.runs[ws.current_run_id].status in statuses
@@ -238,7 +66,7 @@ def _workspace_filters(ctx: Ctx) -> list[Callable[[Workspace], bool]]:
 
 
 def _include(request: Request) -> set[str]:
-    return set(_csv(request, "include"))
+    return set(csv(request, "include"))
 
 
 def _workspace_doc(ctx: Ctx, ws: Workspace) -> Response:
@@ -253,12 +81,13 @@ def _workspace_doc(ctx: Ctx, ws: Workspace) -> Response:
 
 
 async def ping(request: Request) -> Response:
-    """`GET /ping`: 204, only for the headers go-tfe reads (reference 6). No auth needed."""
+    """`GET /ping`: 204, only for the headers go-tfe reads (docs/tfc-api.md, "Tokens and
+    headers"). No auth needed."""
     return Response(status_code=204)
 
 
 async def list_workspaces(ctx: Ctx) -> Response:
-    """`GET /organizations/:org/workspaces` (reference 0 pagination, 1.1 filters)."""
+    """`GET /organizations/:org/workspaces` (docs/tfc-api.md, "Pagination", "Workspaces")."""
     ids = ctx.organization_workspaces(ctx.param("org"))
     if ctx.request.query_params.get("sort") == "-name":
         ids = ids[::-1]
@@ -266,7 +95,7 @@ async def list_workspaces(ctx: Ctx) -> Response:
     workspaces = ctx.world.workspaces
     if checks:
         ids = [i for i in ids if all(check(workspaces[i]) for check in checks)]
-    page, meta, links = _paginate(ctx.request, ids)
+    page, meta, links = paginate(ctx.request, ids)
     items = [workspaces[i] for i in page]
     body: dict[str, Any] = {
         "data": [render.workspace(ctx.world, ws, ctx.principal) for ws in items],
@@ -280,12 +109,12 @@ async def list_workspaces(ctx: Ctx) -> Response:
 
 
 async def show_workspace(ctx: Ctx) -> Response:
-    """`GET /workspaces/:id` (reference 1.1 "Show")."""
+    """`GET /workspaces/:id` (docs/tfc-api.md, "Workspaces")."""
     return _workspace_doc(ctx, ctx.workspace(ctx.param("id")))
 
 
 async def show_workspace_by_name(ctx: Ctx) -> Response:
-    """`GET /organizations/:org/workspaces/:name` (reference 1.1 "Show")."""
+    """`GET /organizations/:org/workspaces/:name` (docs/tfc-api.md, "Workspaces")."""
     ctx.organization_workspaces(ctx.param("org"))
     org = ctx.world.organizations[ctx.param("org")]
     ws_id = org.by_name.get(ctx.param("name"))
@@ -295,8 +124,9 @@ async def show_workspace_by_name(ctx: Ctx) -> Response:
 
 
 def _run_filter(request: Request) -> Callable[[Run], bool]:
-    """`filter[status]` and `filter[status_group]`; unknown values match nothing (ref 3.1)."""
-    statuses = set(_csv(request, "filter[status]"))
+    """`filter[status]` and `filter[status_group]`; unknown values match nothing
+    (docs/tfc-api.md, "Runs")."""
+    statuses = set(csv(request, "filter[status]"))
     group = request.query_params.get("filter[status_group]")
 
     def keep(run: Run) -> bool:
@@ -316,7 +146,7 @@ def _run_list(ctx: Ctx, run_ids: Iterable[str], totals: bool) -> Response:
     keep = _run_filter(ctx.request)
     runs = ctx.world.runs
     ids = [i for i in run_ids if keep(runs[i])]
-    page, meta, links = _paginate(ctx.request, ids, totals=totals)
+    page, meta, links = paginate(ctx.request, ids, totals=totals)
     return document(
         {
             "data": [render.run(ctx.world, runs[i], ctx.principal) for i in page],
@@ -327,17 +157,18 @@ def _run_list(ctx: Ctx, run_ids: Iterable[str], totals: bool) -> Response:
 
 
 async def list_workspace_runs(ctx: Ctx) -> Response:
-    """`GET /workspaces/:id/runs`, newest first; 30 requests per minute (reference 3.1)."""
+    """`GET /workspaces/:id/runs`, newest first; 30 requests per minute (docs/tfc-api.md,
+    "Rate limits")."""
     ws = ctx.workspace(ctx.param("id"))
     return _run_list(ctx, reversed(ws.run_ids), totals=True)
 
 
 async def list_organization_runs(ctx: Ctx) -> Response:
-    """`GET /organizations/:org/runs`: pagination without totals (reference 0, 3.1)."""
+    """`GET /organizations/:org/runs`: pagination without totals (docs/tfc-api.md, "Pagination")."""
     org_name = ctx.param("org")
     ctx.organization_workspaces(org_name)
     world = ctx.world
-    names = set(_csv(ctx.request, "filter[workspace_names]"))
+    names = set(csv(ctx.request, "filter[workspace_names]"))
 
     def visible(run_id: str) -> bool:
         ws = world.workspaces[world.runs[run_id].workspace_id]
@@ -348,7 +179,7 @@ async def list_organization_runs(ctx: Ctx) -> Response:
 
 
 async def show_run(ctx: Ctx) -> Response:
-    """`GET /runs/:id` (reference 3.1 "Show", 3.4)."""
+    """`GET /runs/:id` (docs/tfc-api.md, "Runs")."""
     return document({"data": render.run(ctx.world, ctx.run(ctx.param("id")), ctx.principal)})
 
 
@@ -377,7 +208,8 @@ async def account_details(ctx: Ctx) -> Response:
 
 
 async def _lock_reason(request: Request) -> str:
-    """Both documented body forms (reference 2 "Body-format caveat"); no body = ""."""
+    """The reason from either body form the docs show (docs/tfc-api.md, "Lock, unlock and
+    force-unlock"); no body = ""."""
     raw = await request.body()
     if not raw.strip():
         return ""
@@ -392,7 +224,8 @@ async def _lock_reason(request: Request) -> str:
 
 
 async def workspace_action(ctx: Ctx) -> Response:
-    """`POST /workspaces/:id/actions/{lock,unlock,force-unlock}`: 200 + workspace (ref 2)."""
+    """`POST /workspaces/:id/actions/{lock,unlock,force-unlock}`: 200 + workspace
+    (docs/tfc-api.md, "Lock, unlock and force-unlock")."""
     action = ctx.param("action")
     world = ctx.world
     if action == "lock":
@@ -410,7 +243,8 @@ async def workspace_action(ctx: Ctx) -> Response:
 
 
 async def run_action(ctx: Ctx) -> Response:
-    """`POST /runs/:id/actions/{cancel,force-cancel,discard,apply}`: 202, no body (ref 4)."""
+    """`POST /runs/:id/actions/{cancel,force-cancel,discard,apply}`: 202, no body
+    (docs/tfc-api.md, "Run actions")."""
     actions: dict[str, tuple[int, Callable[[Run], None]]] = {
         "cancel": (WRITE, ctx.world.cancel),
         "force-cancel": (ADMIN, ctx.world.force_cancel),
@@ -418,7 +252,7 @@ async def run_action(ctx: Ctx) -> Response:
         "apply": (WRITE, ctx.world.apply),
     }
     action = actions.get(ctx.param("action"))
-    # Organization tokens may not use run actions at all (reference 4).
+    # Organization tokens may not use run actions at all (docs/tfc-api.md, "Run actions").
     if action is None or ctx.principal.is_organization_token:
         raise not_found()
     need, perform = action

@@ -1,69 +1,22 @@
-"""The Starlette application: `/api/v2` (api.py) behind the middleware, plus `/_sim/`.
+"""The Starlette application: the API routes behind the middleware, plus `/_sim/`.
 
-`Simulator` holds everything mutable (the world, limits, faults, the request log) so that
-the admin API can swap the world (load a scenario) without restarting the server, and
-tests can inspect it in-process. New API endpoints are new entries in `api.ROUTES`; what the
-Terraform CLI's `cloud` block needs (discovery, state versions, blobs) is in terraform_api.py.
+Where routes go: `/api/v2` endpoints of the workspaces and runs APIs are entries in
+`api.ROUTES`; what the Terraform CLI's `cloud` block needs (discovery, state versions, blobs)
+is in `terraform_api.API_ROUTES` / `ROOT_ROUTES`; the admin API is `admin.ROUTES`. Another API
+family gets its own module with its own route list, mounted here. `Simulator` and `Settings`
+live in core.py and are re-exported here, where callers have always found them.
 """
 
 from __future__ import annotations
-
-from collections import deque
-from dataclasses import dataclass
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from watchdog.simulator import admin, api, terraform_api
-from watchdog.simulator.faults import Faults
+from watchdog.simulator.core import Settings, Simulator
 from watchdog.simulator.middleware import SimulatorMiddleware
-from watchdog.simulator.ratelimit import RateLimiter
-from watchdog.simulator.scenario import Loaded
-from watchdog.simulator.state import World
 
-REQUEST_LOG_SIZE = 100_000
-
-
-@dataclass
-class Settings:
-    # Requests per second per principal (reference 5: 30 on HCP; TFE's admin setting).
-    rate_limit: float = 30.0
-    # The run-list endpoints' limit, per minute per principal (reference 3.1).
-    run_list_per_minute: float = 30.0
-    # Added to every /api/v2 request.
-    latency_ms: float = 0.0
-    # Response headers go-tfe reads at start-up (reference 6).
-    api_version: str = "2.6"
-    app_name: str = "HCP Terraform"
-    # Seconds sent as `X-Terraform-Snapshot-Interval` on the state-version answers Terraform
-    # reads (>= 1.5 then uploads intermediate snapshots during a long apply); 0: not sent.
-    snapshot_interval: float = 0.0
-
-
-class Simulator:
-    def __init__(self, world: World, settings: Settings | None = None) -> None:
-        self.world = world
-        self.settings = settings or Settings()
-        self.limiter = RateLimiter()
-        self.faults = Faults()
-        self.request_log: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
-
-    @classmethod
-    def from_scenario(cls, loaded: Loaded, settings: Settings | None = None) -> Simulator:
-        sim = cls(loaded.world, settings)
-        sim.settings.app_name = loaded.server.app_name
-        sim.settings.api_version = loaded.server.api_version
-        return sim
-
-    def replace_world(self, loaded: Loaded) -> None:
-        """Load a new scenario; the clock's speed carries over, limits and faults reset."""
-        loaded.world.clock.time_scale = self.world.clock.time_scale
-        self.world = loaded.world
-        self.settings.app_name = loaded.server.app_name
-        self.settings.api_version = loaded.server.api_version
-        self.limiter.reset()
-        self.faults.clear()
+__all__ = ["Settings", "Simulator", "build_app"]
 
 
 def build_app(simulator: Simulator) -> Starlette:

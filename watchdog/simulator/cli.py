@@ -22,7 +22,8 @@ from pathlib import Path
 
 import uvicorn
 
-from watchdog.simulator.app import Settings, Simulator, build_app
+from watchdog.simulator.app import build_app
+from watchdog.simulator.core import Settings, Simulator
 from watchdog.simulator.scenario import Loaded, ScenarioError, generate, load_builtin, load_text
 from watchdog.simulator.tls import CertPair, TlsError, given
 from watchdog.simulator.tls import generate as generate_certificate

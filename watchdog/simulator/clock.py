@@ -43,7 +43,7 @@ class SimClock:
 # last page (the issue's < 50 ms budget per page of 100 with includes).
 @lru_cache(maxsize=1 << 16)
 def iso_ms(moment: datetime) -> str:
-    """`created-at` style: `2021-05-24T07:38:04.171Z` (reference 3.3)."""
+    """`created-at` style: `2021-05-24T07:38:04.171Z` (docs/tfc-api.md, "Runs")."""
     return (
         moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     )
@@ -51,5 +51,5 @@ def iso_ms(moment: datetime) -> str:
 
 @lru_cache(maxsize=1 << 16)
 def iso_seconds(moment: datetime) -> str:
-    """`status-timestamps` style: `2021-05-24T07:38:04+00:00` (reference 3.3)."""
+    """`status-timestamps` style: `2021-05-24T07:38:04+00:00` (docs/tfc-api.md, "Runs")."""
     return moment.astimezone(UTC).replace(microsecond=0).isoformat()

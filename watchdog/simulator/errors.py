@@ -1,4 +1,5 @@
-"""API errors as the real service sends them: a JSON:API `errors` array (reference 0)."""
+"""API errors as the real service sends them: a JSON:API `errors` array
+(docs/tfc-api.md, "Conventions")."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class ApiError(Exception):
 
 
 def not_found() -> ApiError:
-    """Also the answer for "exists but you may not see or do it" (reference 0, 401 vs 404)."""
+    """Also the answer for "exists but you may not see or do it" (docs/tfc-api.md,
+    "Conventions")."""
     return ApiError(404, "not found")
 
 

@@ -18,11 +18,11 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from watchdog.simulator.faults import LIST_KINDS, Fault
+from watchdog.simulator.jsonapi import JSONAPI, number
 
 if TYPE_CHECKING:
-    from watchdog.simulator.app import Simulator
+    from watchdog.simulator.core import Simulator
 
-JSONAPI = "application/vnd.api+json"
 WAF_PAGE = (
     b"<html><head><title>Request blocked</title></head>"
     b"<body><h1>Request blocked by WAF</h1><p>Incident 4711</p></body></html>"
@@ -31,10 +31,6 @@ WAF_PAGE = (
 TRICKLE_CHUNK = 20
 # The `deep_json` fault's nesting: beyond every JSON decoder's and the interpreter's limit.
 DEEP_JSON_LEVELS = 5000
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 class SimulatorMiddleware:
@@ -97,7 +93,7 @@ class SimulatorMiddleware:
         headers = [(k, v) for k, v in raw if k.lower() != b"date"]
         names = {k.lower() for k, _ in headers}
         if b"x-ratelimit-limit" not in names:
-            headers.append((b"x-ratelimit-limit", _number(self.sim.settings.rate_limit).encode()))
+            headers.append((b"x-ratelimit-limit", number(self.sim.settings.rate_limit).encode()))
         headers += [
             (b"tfp-api-version", self.sim.settings.api_version.encode()),
             (b"tfp-appname", self.sim.settings.app_name.encode()),

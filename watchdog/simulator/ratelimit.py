@@ -1,4 +1,5 @@
-"""Per-principal token buckets (reference 5: limits are "per user, not per token").
+"""Per-principal token buckets (docs/tfc-api.md, "Rate limits": per user, not per
+token).
 
 Buckets run on real time, not the simulated clock: a rate limit is about how fast a client
 sends, and a frozen or accelerated simulated clock must not change that.

@@ -1,7 +1,7 @@
 """JSON:API documents, shaped like the samples of the public API docs (https://developer.hashicorp.com/terraform/cloud-docs/api-docs).
 
 Every function takes the caller (`viewer`) because `permissions` blocks are computed for the
-calling token (reference 1.2). Nothing here changes state.
+calling token (docs/tfc-api.md, "Workspaces"). Nothing here changes state.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def run(world: World, r: Run, viewer: Principal) -> Doc:
         },
         "permissions": run_permissions(viewer.rank(ws), viewer.is_organization_token),
     }
-    # "only present in the payload after the initial cancel has been initiated" (ref 3.3)
+    # Present only once a cancel was sent (docs/tfc-api.md, "Runs").
     if r.force_cancel_available_at is not None:
         attributes["force-cancel-available-at"] = iso_ms(r.force_cancel_available_at)
     suffix = r.id.removeprefix("run-")

@@ -8,20 +8,35 @@ completion), so tests stay deterministic.
 
 from __future__ import annotations
 
-from watchdog.model import FINAL_STATUSES
+# The statuses in which a run has ended, from the run states of the runs API docs
+# (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run#run-states; see
+# docs/tfc-api.md, "Runs"). The simulator keeps its own list instead of importing the
+# watchdog's: a test peer that agreed with the product by construction could not show the
+# product wrong. tests/unit/test_final_statuses.py compares the two, so a divergence fails.
+FINAL = frozenset(
+    {
+        "applied",
+        "planned_and_finished",
+        "planned_and_saved",
+        "policy_soft_failed",
+        "discarded",
+        "errored",
+        "canceled",
+        "force_canceled",
+    }
+)
 
-FINAL = FINAL_STATUSES
-
-# Paused for a human: apply or discard (reference 3.2). policy_override needs an override
+# Paused for a human: apply or discard (docs/tfc-api.md, "Runs"). policy_override needs an override
 # before it can be confirmed, so it is discardable but not confirmable.
 WAITING = frozenset(
     {"planned", "cost_estimated", "policy_checked", "policy_override", "post_plan_completed"}
 )
 CONFIRMABLE = WAITING - {"policy_override"}
-# "paused waiting for confirmation or priority" (reference 4): waiting statuses and pending.
+# "Paused waiting for confirmation or priority" (docs/tfc-api.md, "Run actions"): waiting
+# statuses and pending.
 DISCARDABLE = WAITING | {"pending"}
 
-# `filter[status_group]` values (reference 3.1). `discardable` is the documented list.
+# `filter[status_group]` values (docs/tfc-api.md, "Runs"). `discardable` is the documented list.
 STATUS_GROUPS: dict[str, frozenset[str] | None] = {
     "final": FINAL,
     "non_final": None,  # anything not final, including statuses this simulator never uses
@@ -57,7 +72,8 @@ def is_final(status: str) -> bool:
 
 
 def is_cancelable(status: str) -> bool:
-    """Active or queued, not paused for a human. `pending` is cancelable (reference 3.3)."""
+    """Active or queued, not paused for a human. `pending` is cancelable (docs/tfc-api.md,
+    "Run actions")."""
     return not is_final(status) and status not in WAITING
 
 

@@ -34,7 +34,8 @@ Format (every key optional unless noted; durations are `45s`, `30m`, `2h`, `1d` 
 Levels are `none`, `read`, `plan`, `write`, `admin`. A run's `age` is how long ago it
 entered its status; its earlier states get timestamps 30 s apart. A non-final run holds the
 workspace's lock; runs after it are queued as `pending`. A lock's `age` is not visible in
-the API (it has no lock timestamp, reference 1.3); `/_sim/state` shows it for the demo.
+the API (it has no lock timestamp, docs/tfc-api.md "Workspaces"); `/_sim/state` shows it for
+the demo.
 """
 
 from __future__ import annotations

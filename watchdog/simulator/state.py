@@ -28,8 +28,8 @@ from watchdog.simulator.clock import SimClock
 from watchdog.simulator.errors import ApiError, conflict
 
 PrincipalKind = Literal["user", "team", "organization"]
-# `locked-by` types (reference 1.2), plus the organization token, which has no documented
-# representation: a workspace it locked shows `locked-by: {data: null}`.
+# `locked-by` types (docs/tfc-api.md, "Workspaces"), plus the organization token, which has no
+# documented representation: a workspace it locked shows `locked-by: {data: null}`.
 HolderKind = Literal["users", "teams", "runs", "organization"]
 
 _HOLDER_KIND: dict[PrincipalKind, HolderKind] = {
@@ -121,13 +121,14 @@ class Workspace:
     execution_mode: str = "remote"
     locked_by: tuple[HolderKind, str] | None = None
     locked_reason: str = ""
-    # Not in the API (reference 1.3: no lock timestamp); shown by /_sim/state only.
+    # Not in the API (no lock timestamp: docs/tfc-api.md, "Workspaces"); shown by /_sim/state only.
     locked_at: datetime | None = None
     current_run_id: str | None = None
     # Pending runs waiting behind the current run, oldest first.
     queue: list[str] = field(default_factory=list)
     run_ids: list[str] = field(default_factory=list)
-    # How many upcoming unlocks answer 503 "state version still pending" (reference 2).
+    # How many upcoming unlocks answer 503 "state version still pending" (docs/tfc-api.md,
+    # "Lock, unlock and force-unlock").
     pending_state_version_unlocks: int = 0
     # The Terraform state (terraform_api.py): the id of the current (finalized) version.
     current_state_version_id: str | None = None
@@ -507,7 +508,7 @@ class World:
             self._advance_queue(workspace)
 
     def _advance_queue(self, workspace: Workspace) -> None:
-        """Start the next pending run if nothing holds the workspace (reference 3.2)."""
+        """Start the next pending run if nothing holds the workspace (docs/tfc-api.md, "Runs")."""
         if workspace.locked_by is not None:
             return
         current = self.runs.get(workspace.current_run_id or "")

@@ -24,16 +24,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watchdog.simulator.access import READ, WRITE
-from watchdog.simulator.api import Ctx, _paginate, document, endpoint, error
 from watchdog.simulator.clock import iso_ms
+from watchdog.simulator.endpoint import Ctx, endpoint
 from watchdog.simulator.errors import ApiError, conflict, not_found
+from watchdog.simulator.jsonapi import document, error, paginate
 from watchdog.simulator.render import API
 from watchdog.simulator.state import Principal, StateVersion, Workspace
 
 if TYPE_CHECKING:
-    from watchdog.simulator.app import Simulator
+    from watchdog.simulator.core import Simulator
 
-# Service discovery (reference "Response shapes"): every TFE service at /api/v2/.
+# Service discovery: every TFE service at /api/v2/ (docs/tfc-api.md, "What the Terraform CLI
+# calls").
 DISCOVERY = {
     "tfe.v2": "/api/v2/",
     "tfe.v2.1": "/api/v2/",
@@ -294,7 +296,7 @@ async def list_state_versions(ctx: Ctx) -> Response:
     if status is not None:
         versions = [sv for sv in versions if _status(sv) == status]
     by_id = {sv.id: sv for sv in versions}
-    page, meta, links = _paginate(ctx.request, list(by_id))
+    page, meta, links = paginate(ctx.request, list(by_id))
     server = _server(ctx.request)
     body = {
         "data": [state_version_doc(by_id[i], server) for i in page],

@@ -1,8 +1,9 @@
 """An async JSON:API client for the HCP Terraform / Terraform Enterprise API v2.
 
-It knows HTTP, the API's conventions and its limits (https://developer.hashicorp.com/terraform/cloud-docs/api-docs#rate-limiting),
-nothing about locks: rate limiting, retries, typed errors, pagination, the server's clock and
-the request metrics all live here so the source above stays a thin translation layer.
+It knows HTTP, the API's conventions and its limits (docs/tfc-api.md; the public docs at
+https://developer.hashicorp.com/terraform/cloud-docs/api-docs#rate-limiting), nothing about
+locks: rate limiting, retries, typed errors, pagination, the server's clock and the request
+metrics all live here so the source above stays a thin translation layer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from watchdog import __version__
 from watchdog.metrics import Metrics
 
 JSONAPI: Final = "application/vnd.api+json"
-# The documented default of X-RateLimit-Limit (requests per second, per user).
+# The documented default of X-RateLimit-Limit (requests per second, per user; docs/tfc-api.md,
+# "Rate limits").
 DEFAULT_SERVER_LIMIT: Final = 30.0
 # Keep this share of the server's limit: the limit is per *user*, and other tools (the
 # Terraform CLI, the UI, CI jobs) spend from the same allowance. go-tfe uses 0.66.
@@ -107,7 +109,8 @@ class UnauthorizedError(TfcError):
 
 
 class NotFoundError(TfcError):
-    """404: not found *or not permitted*; the API does not say which."""
+    """404: not found *or not permitted*; the API does not say which (docs/tfc-api.md,
+    "Conventions")."""
 
     reason = "not_found"
 
@@ -353,7 +356,8 @@ class TfcClient:
         self._http.headers["Authorization"] = f"Bearer {token}"
 
     def server_now(self) -> datetime:
-        """The API server's clock: the `Date` header of the latest response, else local UTC."""
+        """The API server's clock: the `Date` header of the latest response, else local UTC
+        (docs/tfc-api.md, "The `Date` header")."""
         return self._last_date if self._last_date is not None else datetime.now(UTC)
 
     # --- public calls -----------------------------------------------------------------------
@@ -938,7 +942,8 @@ def _error_detail(body: bytes) -> str:
     for error in errors:
         if not isinstance(error, dict):
             continue
-        # `status` may be a string or a number (reference 0); the HTTP status is what counts.
+        # `status` may be a string or a number (docs/tfc-api.md, "Conventions"); the HTTP
+        # status is what counts.
         text = error.get("detail") or error.get("title")
         if isinstance(text, str) and text:
             parts.append(text)
