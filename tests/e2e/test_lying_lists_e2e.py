@@ -4,7 +4,11 @@ pages are not one list is an incomplete read, on which nothing is done and nothi
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from tests.e2e.conftest import (
     sim_now,
     workspace_id,
 )
+from tests.support.daemon import DaemonProcess
 from tests.support.simulator import SimulatorServer
 
 pytestmark = pytest.mark.e2e
@@ -96,6 +101,19 @@ def test_pages_answering_page_one_again_are_an_incomplete_read_no_action_and_age
     assert metric(text, "tfc_watchdog_observe_errors_total", source="tfc", reason="bad_response")
 
 
+@contextlib.contextmanager
+def _paused(daemon: DaemonProcess) -> Iterator[None]:
+    """The daemon stopped (SIGSTOP) while the world changes: a list read between clearing one
+    fault and adding the next would be whole, and the stale locks rightly acted on. The pause
+    begins with a moment for a request sent just before it to be answered."""
+    daemon.process.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        daemon.process.send_signal(signal.SIGCONT)
+
+
 def test_endless_absurd_and_deep_lists_are_incomplete_reads_bounded_in_requests(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
@@ -113,11 +131,13 @@ def test_endless_absurd_and_deep_lists_are_incomplete_reads_bounded_in_requests(
             report_at(daemon, sim_now(sim))
             daemon.wait_cycles(1)
             before = _remembered(harness.state_file)
-            sim.advance(2 * HOUR)  # both locks would be stale if read whole
             seen: dict[str, tuple[str, int]] = {}
-            for kind in ("endless_pages", "absurd_total", "deep_json"):
-                sim.clear_faults()
-                sim.inject_fault(kind, LIST_PATH)
+            for number, kind in enumerate(("endless_pages", "absurd_total", "deep_json")):
+                with _paused(daemon):
+                    if number == 0:
+                        sim.advance(2 * HOUR)  # both locks would be stale if read whole
+                    sim.clear_faults()
+                    sim.inject_fault(kind, LIST_PATH)
                 daemon.wait_cycles(1)  # a cycle that may have begun before the fault
                 listed = len(sim.requests())
                 daemon.wait_cycles(1)

@@ -226,7 +226,6 @@ def scan(
     and the masked secrets it leaves behind are undone afterwards."""
     for name in [n for n in os.environ if n.startswith("TFC_WATCHDOG_")]:
         monkeypatch.delenv(name)
-    monkeypatch.delenv("COLUMNS", raising=False)
     monkeypatch.setenv("TFC_WATCHDOG_TOKEN", ADMIN_TOKEN)
 
     def run(*args: str) -> Scanned:
