@@ -66,12 +66,6 @@ class TfcSource:
         self._client = client
         self._organizations = tuple(organizations)
         self._metrics = metrics
-        # workspace id -> organization, from the observations (read_workspace needs it when
-        # the single-workspace document lacks the organization relationship): the kept
-        # workspaces of every observation, and every id of each organization's latest read
-        # (the Observation's own set, so 50,000 ids cost no second copy).
-        self._organization_of: dict[str, str] = {}
-        self._last_read: dict[str, frozenset[str]] = {}
 
     def now(self) -> datetime:
         return self._client.server_now()
@@ -135,11 +129,8 @@ class TfcSource:
                 read.add(workspace_id)
                 if workspace is not None:
                     workspaces.append(workspace)
-                    # Only kept workspaces can be acted on, hence re-read (read_workspace).
-                    self._organization_of[workspace_id] = organization
         total = pages[0][3]
         read_ids = frozenset(read)
-        self._last_read[organization] = read_ids
         return Observation(
             source=self.source,
             organization=organization,
@@ -151,15 +142,19 @@ class TfcSource:
             read_ids=read_ids,
         )
 
-    async def read_workspace(self, workspace_id: str) -> Workspace:
-        """A fresh read of one workspace; BadResponseError when it cannot be parsed."""
+    async def read_workspace(self, workspace_id: str, organization: str) -> Workspace:
+        """A fresh read of one workspace; BadResponseError when it cannot be parsed.
+
+        `organization` is the one the workspace was observed in (a planned action carries
+        it): the single-workspace document's `organization` relationship wins when present,
+        this fills in when it is not."""
         document = await self._client.get(
             f"/workspaces/{_segment(workspace_id)}",
             endpoint=SHOW_WORKSPACE,
             params={"include": INCLUDE},
         )
         try:
-            return parse_workspace_document(document, self._observed_organization(workspace_id))
+            return parse_workspace_document(document, organization)
         except (BadResponseError, RecursionError) as exc:
             # RecursionError: a value nested deeper than the interpreter can repr() (JSON is
             # decoded up to 1,024 levels) is as unreadable as any other malformed field.
@@ -170,15 +165,6 @@ class TfcSource:
             raise BadResponseError(
                 endpoint=SHOW_WORKSPACE, status=bad.status if bad else None, detail=detail
             ) from None
-
-    def _observed_organization(self, workspace_id: str) -> str:
-        organization = self._organization_of.get(workspace_id)
-        if organization is not None:
-            return organization
-        for organization, read_ids in self._last_read.items():
-            if workspace_id in read_ids:
-                return organization
-        return ""
 
     async def identity(self) -> Holder | None:
         """The user the token belongs to; None for team and organization tokens (404)."""
@@ -293,7 +279,7 @@ _Page = tuple[list[tuple[str, Workspace | None]], list[str], int, int | None]
 
 
 def worth_keeping(workspace: Workspace) -> bool:
-    """Whether decide.py can act or report on this workspace: it is locked, or its current
+    """Whether decide can act or report on this workspace: it is locked, or its current
     run is not final. Anything else yields no lock, finding, action or restraint (decide's
     `_view` has no lock and no run view for it), so the source keeps only its id."""
     if workspace.locked:
