@@ -13,10 +13,8 @@ import argparse
 import asyncio
 import gc
 import hashlib
-import importlib.util
 import signal
 import socket
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,17 +24,14 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from watchdog import __version__
-from watchdog.checkconfig import installed
 from watchdog.configload import (
     ConfigError,
+    load_or_report,
     load_policy,
-    load_token,
     read_token_file,
     token_file_in_use,
 )
-from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
-from watchdog.memory import check_state_file
 from watchdog.metrics import Metrics
 from watchdog.model import Source, format_duration, utcnow
 from watchdog.policy import Policy
@@ -54,43 +49,6 @@ STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
 RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend")
-
-
-def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
-    """Load the config and token, or print one line per problem and return exit code 2."""
-    if not path:
-        print(
-            f"tfc-watchdog {command}: no config file: pass --config FILE "
-            "or set TFC_WATCHDOG_CONFIG",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        policy = load_policy(path)
-        token = load_token(policy) if policy.tfc is not None else None
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        return 2
-    problem = check_state_file(policy.state_file) if policy.state_file else None
-    if problem is not None:
-        print(f"{path}: {problem}", file=sys.stderr)
-        return 2
-    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
-        print(
-            f"{path}: s3_backend needs boto3, which is not installed: "
-            "pip install 'tfc-watchdog[s3]'",
-            file=sys.stderr,
-        )
-        return 2
-    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
-        print(
-            f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
-            "pip install 'tfc-watchdog[gcs]'",
-            file=sys.stderr,
-        )
-        return 2
-    return policy, token
 
 
 def main(args: argparse.Namespace) -> int:
@@ -128,7 +86,6 @@ class Daemon:
         self._cycle_lock = asyncio.Lock()
         self._runtime: Runtime | None = None
         self._scheduler: AsyncIOScheduler | None = None
-        self._exposition: MetricsExposition | None = None
         self._reloads: set[asyncio.Task[None]] = set()
         # Where the token came from a file, its content at the last read (see _refresh_token).
         self._token_file = token_file_in_use(policy) if token is not None else None
@@ -214,13 +171,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
-        app = build_app(
-            metrics=self.metrics,
-            health=lambda: runtime.runner.health,
-            interval=lambda: self.policy.interval,
-            last_report=lambda: runtime.runner.last_report,
-        )
-        self._exposition = app.state.exposition
+        app = build_app(reporter=runtime.runner.reporter, interval=lambda: self.policy.interval)
         server = make_server(app, self.policy.listen)
         server_task = asyncio.create_task(server.serve(sockets=[listener]), name="ops-server")
 
@@ -299,8 +250,6 @@ class Daemon:
                 await self._run_cycle(self._runtime)
             except Exception:  # logged with its traceback and counted by run_cycle
                 return
-            if self._exposition is not None:
-                self._exposition.prerender()
 
     # --- token rotation ----------------------------------------------------------------------
 

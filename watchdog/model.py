@@ -294,16 +294,17 @@ class Observation:
     total_workspaces: int = 0
     # The TFC source keeps in `workspaces` only what decide can act or report on (locked,
     # or with a non-final current run): every parsed workspace of a 50,000-workspace
-    # organization held ~190 MB. `read_ids` has the ids of ALL workspaces read and
-    # parsed; Memory.update needs them after a partial read. Observations built by hand may
-    # leave it empty: the ids of `workspaces` always count as read (`ids_read`).
-    read_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # organization held ~190 MB. `listed_ids` has the ids of ALL workspaces the source
+    # listed and parsed, kept or not; Memory.update needs them after a partial read.
+    # Observations built by hand may leave it empty: use `ids_read`, which adds the ids of
+    # `workspaces`.
+    listed_ids: frozenset[str] = field(default=frozenset(), repr=False)
 
     @property
     def ids_read(self) -> frozenset[str]:
-        """Ids of every workspace read and parsed: `read_ids` and those of `workspaces`."""
+        """Ids of every workspace read and parsed: `listed_ids` and those of `workspaces`."""
         kept = {workspace.id for workspace in self.workspaces}
-        return self.read_ids if kept <= self.read_ids else self.read_ids | kept
+        return self.listed_ids if kept <= self.listed_ids else self.listed_ids | kept
 
     @property
     def workspace_count(self) -> int:

@@ -521,8 +521,10 @@ class TfcConfig(StrictModel):
 
     address: str = "https://app.terraform.io"
     """HCP Terraform, or your Terraform Enterprise URL (https://tfe.example.com)."""
-    organizations: Annotated[tuple[Name, ...], Field(json_schema_extra={"minItems": 1})]
-    """Organizations to watch (at least one)."""
+    organizations: Annotated[
+        tuple[Name, ...], Field(json_schema_extra={"minItems": 1, "uniqueItems": True})
+    ]
+    """Organizations to watch (at least one, each once)."""
     token_file: str | None = None
     """A file holding the API token (else env TFC_WATCHDOG_TOKEN). Never put the token here."""
     ca_bundle: str | None = None
@@ -546,6 +548,14 @@ class TfcConfig(StrictModel):
     def _some_organizations(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         if not values:
             raise ValueError("list at least one organization to watch")
+        # Organization names are case-insensitive in the API. One listed twice would be read
+        # twice a cycle, and each read is taken as the whole organization: two observations of
+        # one scope, where a failed read of one is "cleared" by the other's complete read.
+        seen: set[str] = set()
+        for name in values:
+            if name.casefold() in seen:
+                raise ValueError(f"organization {name!r} is listed twice")
+            seen.add(name.casefold())
         return values
 
     @field_validator("token_file", "ca_bundle")
@@ -571,8 +581,17 @@ class GcsBucket(StrictModel):
     bucket: Name
     """The bucket name."""
     prefix: str = ""
-    """Only `.tflock` objects under this object-name prefix are watched (the backend's
-    `prefix` with a trailing `/`, e.g. `prod/`). Empty = the whole bucket."""
+    """The gcs backend's `prefix` (`prod` or `prod/`): only `.tflock` objects under
+    `<prefix>/` are watched. Empty = the whole bucket."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _as_the_backend_reads_it(cls, value: str) -> str:
+        # What Terraform's gcs backend does with its `prefix` (leading `/` dropped, a `/`
+        # appended): taken as a bare object-name prefix, `env/prod` would also list (and
+        # clear) the locks of another backend's `env/prod-eu/`.
+        value = value.lstrip("/")
+        return value if not value or value.endswith("/") else f"{value}/"
 
 
 class GcsBackendConfig(StrictModel):
@@ -636,7 +655,10 @@ class S3BackendConfig(StrictModel):
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:9877`) -> (host, port). Raises ValueError."""
+    """`host:port` (IPv6 as `[::1]:9877`) -> (host, port). Raises ValueError.
+
+    Port 0 (any free port, which tests bind) parses; the config refuses it (`Policy`): an
+    ops server on a port nobody knows cannot be scraped or probed."""
     hint = "expected host:port such as 0.0.0.0:9877"
     host, sep, port_text = value.strip().rpartition(":")
     if not sep or not host or not port_text.isdigit():
@@ -648,7 +670,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not host or not re.match(r"^[A-Za-z0-9.:_-]+$", host):
         raise ValueError(f"{value!r}: {hint}")
     port = int(port_text)
-    if not 1 <= port <= 65535:
+    if port > 65535:
         raise ValueError(f"{value!r}: port must be between 1 and 65535")
     return host, port
 
@@ -687,7 +709,9 @@ class Policy(StrictModel):
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
-        parse_listen(value)
+        _, port = parse_listen(value)
+        if port == 0:
+            raise ValueError(f"{value!r}: port must be between 1 and 65535")
         return value
 
     @field_validator("state_file")
@@ -720,11 +744,6 @@ class Policy(StrictModel):
                 "no lock source configured: add a `tfc` section (or `s3_backend`, `gcs_backend`)",
             )
         return self
-
-    @property
-    def listen_address(self) -> tuple[str, int]:
-        """`listen` as (host, port), for the ops server."""
-        return parse_listen(self.listen)
 
     def _effective(self, rule: Rule | None) -> EffectiveRule:
         base = self.defaults

@@ -24,11 +24,12 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
+from google.cloud.storage import exceptions as storage_exceptions
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import BackendError, ForbiddenError
+from watchdog.sources.errors import ForbiddenError, SourceError
 
 # Reading lock files and deleting stale ones: read_write, not full_control.
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
@@ -150,12 +151,15 @@ def _parse_http_date(text: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-# What a request to Cloud Storage can raise: the API's own errors, transport errors, and
-# credential errors (no ADC, a token that cannot be refreshed).
+# What a request to Cloud Storage can raise: the API's own errors, transport errors,
+# credential errors (no ADC, a token that cannot be refreshed), and a download whose body
+# fails its checksum (the library's DataCorruption is none of the above: uncaught, it failed
+# the whole cycle).
 GCS_ERRORS: tuple[type[Exception], ...] = (
     api_exceptions.GoogleAPIError,
     auth_exceptions.GoogleAuthError,
     requests.RequestException,
+    storage_exceptions.DataCorruption,
 )
 
 
@@ -190,12 +194,12 @@ def classify(exc: Exception) -> str:
     return "other"
 
 
-def request_error(request: str, exc: Exception) -> BackendError:
+def request_error(request: str, exc: Exception) -> SourceError:
     """The error to raise for a failed `request` (e.g. `"objects.get on <bucket>"`):
-    ForbiddenError on 403, else BackendError with the metrics reason."""
+    ForbiddenError on 403, else SourceError with the metrics reason."""
     if status_of(exc) == 403:
         return ForbiddenError(f"{request}: {one_line(exc)}")
-    return BackendError(f"{request}: {one_line(exc)}", reason=classify(exc))
+    return SourceError(f"{request}: {one_line(exc)}", reason=classify(exc))
 
 
 def one_line(exc: Exception) -> str:

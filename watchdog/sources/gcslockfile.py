@@ -23,9 +23,10 @@ from google.cloud.storage import Blob
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
+from watchdog.sources.perstore import one_per_store
 
 log = structlog.get_logger(__name__)
 
@@ -79,16 +80,19 @@ class GcsLockfileSource:
         self._gcs.close()
 
     async def observe(self) -> list[Observation]:
-        """One Observation per configured (bucket, prefix); never raises for store errors."""
-        return [
-            await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-            for bucket, prefix in self.buckets
-        ]
+        """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
+        raises for store errors."""
+        return one_per_store(
+            [
+                await asyncio.to_thread(self._observe_bucket, bucket, prefix)
+                for bucket, prefix in self.buckets
+            ]
+        )
 
     async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
         """A fresh read of the `.tflock` object of state path `path`.
 
-        None when the lock file is gone; raises BackendError (ForbiddenError on 403) when it
+        None when the lock file is gone; raises SourceError (ForbiddenError on 403) when it
         cannot be read.
         """
         return await asyncio.to_thread(self._fresh_lock, bucket, path)
@@ -96,8 +100,8 @@ class GcsLockfileSource:
     async def delete_lock(self, lock: BackendLock) -> None:
         """Delete the `.tflock` object only if it is still the generation that was read.
 
-        Raises LockChangedError if the object changed or is gone, ForbiddenError on 403,
-        BackendError on any other failure.
+        Raises ChangedError if the object changed or is gone, ForbiddenError on 403,
+        SourceError on any other failure.
         """
         await asyncio.to_thread(self._delete_lock, lock)
 
@@ -223,7 +227,7 @@ class GcsLockfileSource:
             or not lock.token.isdigit()
             or lock.info.id != lock.token
         ):
-            raise BackendError(f"refusing to delete {lock.path}: not a readable GCS lock file")
+            raise SourceError(f"refusing to delete {lock.path}: not a readable GCS lock file")
         name = lock_name(lock.store, lock.path)
         # The generation-match precondition below is what protects a lock taken since the
         # read on Cloud Storage itself. It is re-read first anyway, because stores that speak
@@ -233,13 +237,17 @@ class GcsLockfileSource:
         try:
             current = self._current(lock.store, name)
         except GCS_ERRORS as exc:
-            raise request_error(f"objects.get on {lock.store}", exc) from exc
+            error = request_error(f"objects.get on {lock.store}", exc)
+            # Only this read was sent, never the DELETE: a timeout or 5xx here is not a delete
+            # that may have happened (act would report `unknown` and count the lock as ours).
+            error.may_have_acted = False
+            raise error from exc
         if current is None:
-            raise LockChangedError(f"lock {lock.path} was released since it was read")
+            raise ChangedError(f"lock {lock.path} was released since it was read")
         if str(current.generation) != lock.token:
-            raise LockChangedError(f"lock {lock.path} changed since it was read")
+            raise ChangedError(f"lock {lock.path} changed since it was read")
         if self._lock(lock.store, name, current).info != lock.info:
-            raise LockChangedError(f"lock {lock.path} changed since it was read")
+            raise ChangedError(f"lock {lock.path} changed since it was read")
         blob = self._gcs.client.bucket(lock.store).blob(name)
         try:
             # No retry: a retried DELETE whose first attempt succeeded would answer 404 and
@@ -247,7 +255,7 @@ class GcsLockfileSource:
             # delete that may have happened instead.
             blob.delete(if_generation_match=int(lock.token), timeout=self._gcs.timeout, retry=None)
         except (api_exceptions.PreconditionFailed, api_exceptions.NotFound) as exc:
-            raise LockChangedError(
+            raise ChangedError(
                 f"lock {lock.path} changed or was released since it was read"
             ) from exc
         except GCS_ERRORS as exc:
