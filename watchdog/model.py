@@ -109,6 +109,12 @@ _PHASE_GROUPS: dict[str, PhaseGroup] = {
 }
 
 
+# Every non-final status this version knows, in a stable order: the fast path's
+# `filter[current-run][status]`. A status missing here is still non-final (is_final_status);
+# the full walk's self-check finds runs the filter missed (watchdog/sources/tfc/twotier.py).
+NON_FINAL_STATUSES: tuple[str, ...] = tuple(_PHASE_GROUPS)
+
+
 def is_final_status(status: str) -> bool:
     return status in FINAL_STATUSES
 
@@ -288,6 +294,17 @@ class Observation:
     # parsed; Memory.update needs them after a partial read. Observations built by hand may
     # leave it empty: the ids of `workspaces` always count as read (`ids_read`).
     read_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # A fast-path read (TFC two-tier polling): only the workspaces whose current run is not
+    # final were listed, and `read_ids` holds just those. It does not see user/team locks:
+    # the user/team-locked workspaces of the last full read are carried in `workspaces` (so
+    # they are reported, and acted on only after act's fresh re-read), but Memory neither
+    # counts them as seen nor as released, and a workspace absent from the page is not
+    # unlocked. Run-held locks on the listed workspaces are seen as in any read.
+    fast: bool = False
+    # On a full read that fast reads alternate with: the most time until the next full read
+    # (`tfc.full_scan_interval`). Locks only a full read can see are watched across it, so
+    # Memory's gap rule allows 2 x max(interval, this) + 30 s for their sightings.
+    full_read_every: timedelta = timedelta(0)
 
     @property
     def ids_read(self) -> frozenset[str]:

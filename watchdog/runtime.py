@@ -68,7 +68,12 @@ async def open_runtime(
                     requests_per_second=policy.tfc.requests_per_second,
                 )
             )
-            tfc = TfcSource(client, policy.tfc.organizations, metrics)
+            tfc = TfcSource(
+                client,
+                policy.tfc.organizations,
+                metrics,
+                full_scan_interval=policy.tfc.full_scan_interval,
+            )
             sources.append(tfc)
         backend = _open_backend(policy, metrics, stack)
         sources.extend(backend.values())
