@@ -308,7 +308,10 @@ class Observation:
 
     @property
     def ids_read(self) -> frozenset[str]:
-        """Ids of every workspace read and parsed: `read_ids` and those of `workspaces`."""
+        """Ids of every workspace read and parsed: `read_ids` and those of `workspaces`
+        (of a fast read, only `read_ids`: the others in `workspaces` were carried, not read)."""
+        if self.fast:
+            return self.read_ids
         kept = {workspace.id for workspace in self.workspaces}
         return self.read_ids if kept <= self.read_ids else self.read_ids | kept
 

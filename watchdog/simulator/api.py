@@ -58,7 +58,7 @@ def _workspace_filters(ctx: Ctx) -> list[Callable[[Workspace], bool]]:
         checks.append(lambda ws: ws.project_id == project)
     if statuses := set(csv(ctx.request, "filter[current-run][status]")):
         mode = ctx.sim.settings.current_run_filter
-        if mode == "reject_list" and len(statuses) > 1:
+        if mode == "reject" or (mode == "reject_list" and len(statuses) > 1):
             raise ApiError(
                 400, "invalid filter", "filter[current-run][status] takes a single status"
             )
