@@ -73,7 +73,7 @@ print(digest)
 endef
 export DIGEST_OF_MANIFEST
 
-# The image's hash-locked requirements, resolved from pyproject.toml (runtime and s3 extras)
+# The image's hash-locked requirements, resolved from pyproject.toml (runtime, s3 and gcs extras)
 # and the build backend, for the image's Python. tests/chart/test_chart_image.py checks them
 # against pyproject.toml; rerun this after changing its dependencies.
 LOCK_PYTHON = 3.11
@@ -83,7 +83,7 @@ $(BIN)/uv: | $(BIN)/python
 	$(BIN)/python -m pip install -q 'uv>=0.5'
 
 lock: $(BIN)/uv
-	$(UV_COMPILE) pyproject.toml --extra s3 -o requirements/image.txt
+	$(UV_COMPILE) pyproject.toml --extra s3 --extra gcs -o requirements/image.txt
 	$(UV_COMPILE) requirements/build.in -o requirements/build.txt
 
 # The values table of helm/tfc-watchdog/README.md, from the `# --` comments of values.yaml

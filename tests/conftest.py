@@ -1,3 +1,3 @@
 """Shared pytest setup. Fixtures live in tests/support/ modules, registered here."""
 
-pytest_plugins: list[str] = ["tests.support.moto", "tests.support.simulator"]
+pytest_plugins: list[str] = ["tests.support.moto", "tests.support.gcs", "tests.support.simulator"]

@@ -43,7 +43,22 @@ def main(args: argparse.Namespace) -> int:
             "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'",
             file=sys.stderr,
         )
+    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
+        print(
+            f"{args.file}: warning: gcs_backend needs google-cloud-storage, which is not "
+            "installed here (`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'",
+            file=sys.stderr,
+        )
     return 0
+
+
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it); a dotted name whose parent
+    package is missing is not installed (find_spec raises for it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def summary(policy: Policy, env_overrides: list[str]) -> str:
@@ -55,6 +70,9 @@ def summary(policy: Policy, env_overrides: list[str]) -> str:
         stores = [*policy.s3_backend.dynamodb_tables]
         stores += [b.bucket for b in policy.s3_backend.lockfile_buckets]
         parts.append(f"s3 backend: {', '.join(stores)}")
+    if policy.gcs_backend is not None:
+        buckets = [b.bucket for b in policy.gcs_backend.buckets]
+        parts.append(f"gcs backend: {', '.join(buckets)}")
     parts.append(f"rules: {len(policy.rules)}")
     allowed = set(policy.defaults.actions)
     for rule in policy.rules:

@@ -26,6 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from watchdog import __version__
+from watchdog.checkconfig import installed
 from watchdog.configload import (
     ConfigError,
     load_policy,
@@ -52,7 +53,7 @@ log = structlog.get_logger(__name__)
 STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
-RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend")
+RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend")
 
 
 def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
@@ -79,6 +80,13 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
         print(
             f"{path}: s3_backend needs boto3, which is not installed: "
             "pip install 'tfc-watchdog[s3]'",
+            file=sys.stderr,
+        )
+        return 2
+    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
+        print(
+            f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
+            "pip install 'tfc-watchdog[gcs]'",
             file=sys.stderr,
         )
         return 2
@@ -137,6 +145,8 @@ class Daemon:
             s3 = policy.s3_backend
             watched.extend(f"dynamodb {table}" for table in s3.dynamodb_tables)
             watched.extend(f"s3 {b.bucket}/{b.prefix}" for b in s3.lockfile_buckets)
+        if policy.gcs_backend is not None:
+            watched.extend(f"gcs {b.bucket}/{b.prefix}" for b in policy.gcs_backend.buckets)
         log.info(
             "starting",
             version=__version__,

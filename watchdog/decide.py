@@ -25,12 +25,13 @@ Choices worth knowing:
 - A young user/team lock gives the restraint "young lock" only where the rule allows its
   rung (the watchdog would act once it is old); elsewhere it is simply reported.
 
-S3-backend locks (`Observation.backend_locks`, sources dynamodb and s3) have one rung,
+Backend locks (`Observation.backend_locks`, sources dynamodb, s3 and gcs) have one rung,
 `delete_lock`. Their rule comes from `Policy.rule_for_path(source, state path)` (the TFC
 matchers never apply); their age is the observation's own `server_now` (the store's clock,
 not the TFC server's: the two can differ) minus when the lock was taken. `Created` is the
 locking client's clock, so it needs a server clock's word: a `.tflock` object is aged from
-the younger of `Created` and S3's LastModified; a DynamoDB item, which has only `Created`,
+the younger of `Created` and the store's time of the object (S3's LastModified, GCS's
+timeCreated); a DynamoDB item, which has only `Created`,
 is deleted only once the watchdog has also observed it continuously for
 `limits.backend_lock_min_observed` (until then it may be reported stale, saying by whose
 clock, and the restraint says why nothing is done). A lock whose info could not be parsed
@@ -539,9 +540,10 @@ def _backend_holder(lock: BackendLock) -> Holder:
 def _backend_age(lock: BackendLock) -> tuple[datetime, AgeSource]:
     """Since when a backend lock is held, and by whose clock.
 
-    `Created` is the locking client's clock. A `.tflock` object also has S3's LastModified:
-    the younger of the two is used, so a slow client clock cannot age a lock S3 stored a
-    moment ago. A DynamoDB item has only `Created` (see `_backend_view`)."""
+    `Created` is the locking client's clock. A `.tflock` object also has the store's time
+    (S3's LastModified, GCS's timeCreated): the younger of the two is used, so a slow
+    client clock cannot age a lock the store stored a moment ago. A DynamoDB item has only
+    `Created` (see `_backend_view`)."""
     created, stored = lock.info.created, lock.last_modified
     if stored is not None and stored > created:
         return stored, "last_modified"
@@ -627,6 +629,8 @@ def _backend_findings(view: _BackendView) -> list[Finding]:
             )
         ]
     clock = _AGE_SOURCE_TEXT.get(lock.age_source, lock.age_source)
+    if lock.age_source == "last_modified" and lock.source is Source.GCS:
+        clock = "timeCreated"  # GCS's name for the time it stored this generation
     findings = [
         finding(
             FindingKind.LOCK_HELD,

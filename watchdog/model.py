@@ -22,6 +22,7 @@ class Source(StrEnum):
     TFC = "tfc"
     DYNAMODB = "dynamodb"
     S3 = "s3"
+    GCS = "gcs"
 
 
 class HolderType(StrEnum):
@@ -30,7 +31,7 @@ class HolderType(StrEnum):
     USER = "user"
     TEAM = "team"
     RUN = "run"
-    # A Terraform CLI lock in an S3-backend store (DynamoDB item or .tflock object).
+    # A Terraform CLI lock in a backend store (DynamoDB item, S3 or GCS .tflock object).
     TERRAFORM = "terraform"
 
 
@@ -239,7 +240,8 @@ class Workspace:
 
 @dataclass(frozen=True, slots=True)
 class TerraformLockInfo:
-    """Terraform's own lock info, as stored by the S3 backend (DynamoDB item or .tflock)."""
+    """Terraform's own lock info, as stored by the S3 backend (DynamoDB item or .tflock) or the
+    GCS backend (.tflock, whose lock ID is the object's generation)."""
 
     id: str
     operation: str
@@ -252,18 +254,21 @@ class TerraformLockInfo:
 
 @dataclass(frozen=True, slots=True)
 class BackendLock:
-    """A lock in an S3-backend store. `store` is the table or bucket, `path` the state path."""
+    """A lock in an S3- or GCS-backend store. `store` is the table or bucket, `path` the state
+    path."""
 
     source: Source
     store: str
     path: str
     info: TerraformLockInfo
-    # What a compare-and-delete must match: the raw `Info` string (DynamoDB) or the ETag (S3).
+    # What a compare-and-delete must match: the raw `Info` string (DynamoDB), the ETag (S3) or
+    # the object generation (GCS).
     token: str
     # Set when the item could not be parsed: reported, never acted on.
     problem: str | None = None
-    # The `.tflock` object's LastModified: when S3, by its own clock, stored the lock. `info.
-    # created` is the writer's clock; None for DynamoDB items, which carry no server time.
+    # When the store, by its own clock, stored the lock: the `.tflock` object's LastModified
+    # (S3) or timeCreated (GCS). `info.created` is the writer's clock; None for DynamoDB
+    # items, which carry no server time.
     last_modified: datetime | None = None
 
 
@@ -334,7 +339,7 @@ class FindingKind(StrEnum):
 
 # Where a lock's age comes from: the run's status timestamp, the watchdog's own continuous
 # observation, the lock info's `Created` (the writer's clock), or the `.tflock` object's
-# LastModified (S3's clock).
+# LastModified (S3's clock) or timeCreated (GCS's clock).
 AgeSource = Literal["run", "first_seen", "lock_info", "last_modified"]
 
 

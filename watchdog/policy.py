@@ -365,10 +365,10 @@ class Match(StrictModel):
     """Workspace names (globs)."""
     tags: tuple[Name, ...] = ()
     """Workspace tags; the workspace must carry all of them."""
-    sources: tuple[Literal["tfc", "dynamodb", "s3"], ...] = ()
-    """Lock sources this rule applies to: tfc, dynamodb, s3. Empty = every source."""
+    sources: tuple[Literal["tfc", "dynamodb", "s3", "gcs"], ...] = ()
+    """Lock sources this rule applies to: tfc, dynamodb, s3, gcs. Empty = every source."""
     paths: tuple[Glob, ...] = ()
-    """S3 backend state paths: `<bucket>/<key>` globs such as `tf-state/prod/*`."""
+    """S3 and GCS backend state paths: `<bucket>/<key>` globs such as `tf-state/prod/*`."""
 
     @model_validator(mode="after")
     def _matchable(self) -> Match:
@@ -601,6 +601,44 @@ class LockfileBucket(StrictModel):
     """Only `.tflock` objects under this key prefix are watched. Empty = the whole bucket."""
 
 
+class GcsBucket(StrictModel):
+    """A GCS bucket holding Terraform state (the gcs backend's `bucket` and `prefix`)."""
+
+    bucket: Name
+    """The bucket name."""
+    prefix: str = ""
+    """Only `.tflock` objects under this object-name prefix are watched (the backend's
+    `prefix` with a trailing `/`, e.g. `prod/`). Empty = the whole bucket."""
+
+
+class GcsBackendConfig(StrictModel):
+    """Terraform's gcs backend: its `<prefix>/<workspace>.tflock` objects. Credentials come
+    from Application Default Credentials (workload identity on GKE, the metadata server, or
+    `gcloud auth application-default login`), never from here."""
+
+    buckets: Annotated[tuple[GcsBucket, ...], Field(json_schema_extra={"minItems": 1})]
+    """Buckets whose `.tflock` objects are watched."""
+    endpoint_url: str | None = None
+    """Another Cloud Storage endpoint: a Private Service Connect endpoint, or an emulator for
+    tests (http://127.0.0.1:4443). With it, when Application Default Credentials finds none,
+    requests are sent unauthenticated (emulators need none). null = storage.googleapis.com."""
+    project: str | None = None
+    """The Google Cloud project the client bills requests to. null = the one of the
+    credentials (or none: reading a bucket by name needs no project)."""
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _valid_endpoint(cls, value: str | None) -> str | None:
+        return None if value is None else _http_url(value, "http://127.0.0.1:4443")
+
+    @field_validator("buckets")
+    @classmethod
+    def _some_bucket(cls, value: tuple[GcsBucket, ...]) -> tuple[GcsBucket, ...]:
+        if not value:
+            raise ValueError("list at least one bucket")
+        return value
+
+
 class S3BackendConfig(StrictModel):
     """Terraform's S3 backend: the DynamoDB lock table and S3 `.tflock` files. Credentials come
     from the standard AWS chain (env, shared config, IRSA web identity), never from here."""
@@ -667,9 +705,12 @@ class Policy(StrictModel):
     log: LogConfig = LogConfig()
     """Logging."""
     tfc: TfcConfig | None = None
-    """HCP Terraform / Terraform Enterprise. At least one of tfc and s3_backend is required."""
+    """HCP Terraform / Terraform Enterprise. At least one of tfc, s3_backend and gcs_backend
+    is required."""
     s3_backend: S3BackendConfig | None = None
     """Terraform's S3 backend locks (DynamoDB table, `.tflock` objects)."""
+    gcs_backend: GcsBackendConfig | None = None
+    """Terraform's gcs backend locks (`.tflock` objects in GCS buckets)."""
     limits: Limits = Limits()
     """Action budgets."""
     protect: Protect = Protect()
@@ -709,10 +750,10 @@ class Policy(StrictModel):
 
     @model_validator(mode="after")
     def _some_source(self) -> Policy:
-        if self.tfc is None and self.s3_backend is None:
+        if self.tfc is None and self.s3_backend is None and self.gcs_backend is None:
             raise PydanticCustomError(
                 "no_source",
-                "no lock source configured: add a `tfc` section (or `s3_backend`)",
+                "no lock source configured: add a `tfc` section (or `s3_backend`, `gcs_backend`)",
             )
         return self
 

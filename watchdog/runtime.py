@@ -21,9 +21,12 @@ from watchdog.policy import Policy
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
 
-if TYPE_CHECKING:  # boto3 is the optional `s3` extra: imported only when configured
+if TYPE_CHECKING:  # boto3 and google-cloud-storage are extras: imported only when configured
     from watchdog.sources.dynamodb import DynamoDbLockSource
+    from watchdog.sources.gcslockfile import GcsLockfileSource
     from watchdog.sources.s3lockfile import S3LockfileSource
+
+    BackendSource = DynamoDbLockSource | S3LockfileSource | GcsLockfileSource
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +36,8 @@ class Runtime:
     watchdog: Watchdog
     tfc: TfcSource | None
     actor: Actor | None
-    # The S3-backend lock sources (DynamoDB tables, .tflock buckets), by source.
-    backend: dict[Source, DynamoDbLockSource | S3LockfileSource] = field(default_factory=dict)
+    # The backend lock sources (DynamoDB tables, S3 and GCS .tflock buckets), by source.
+    backend: dict[Source, BackendSource] = field(default_factory=dict)
     # The TFC API client, for `set_token` when the token file is rotated.
     tfc_client: TfcClient | None = None
 
@@ -76,6 +79,7 @@ async def open_runtime(
             )
             sources.append(tfc)
         backend = _open_backend(policy, metrics, stack)
+        backend.update(_open_gcs_backend(policy, metrics, stack))
         sources.extend(backend.values())
         memory = Memory.load(policy.state_file)
         actor: Actor | None = None
@@ -102,11 +106,11 @@ async def open_runtime(
 
 def _open_backend(
     policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
-) -> dict[Source, DynamoDbLockSource | S3LockfileSource]:
+) -> dict[Source, BackendSource]:
     """The S3-backend sources the policy lists; closed when `stack` unwinds. Credentials come
     from the standard AWS chain (env, shared config, IRSA web identity)."""
     config = policy.s3_backend
-    opened: dict[Source, DynamoDbLockSource | S3LockfileSource] = {}
+    opened: dict[Source, BackendSource] = {}
     if config is None:
         return opened
     from watchdog.sources.dynamodb import DynamoDbLockSource
@@ -128,3 +132,23 @@ def _open_backend(
         stack.callback(buckets.close)
         opened[Source.S3] = buckets
     return opened
+
+
+def _open_gcs_backend(
+    policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> dict[Source, BackendSource]:
+    """The gcs-backend source the policy lists; closed when `stack` unwinds. Credentials come
+    from Application Default Credentials (workload identity on GKE)."""
+    config = policy.gcs_backend
+    if config is None:
+        return {}
+    from watchdog.sources.gcslockfile import GcsLockfileSource
+
+    buckets = GcsLockfileSource(
+        [(entry.bucket, entry.prefix) for entry in config.buckets],
+        metrics,
+        endpoint_url=config.endpoint_url,
+        project=config.project,
+    )
+    stack.callback(buckets.close)
+    return {Source.GCS: buckets}

@@ -62,7 +62,8 @@ def _entries(text: str) -> dict[str, dict[str, Any]]:
 
 def _image_requirements() -> list[Requirement]:
     project = PYPROJECT["project"]
-    names = project["dependencies"] + project["optional-dependencies"]["s3"]
+    extras = project["optional-dependencies"]
+    names = project["dependencies"] + extras["s3"] + extras["gcs"]
     return [Requirement(r) for r in names]
 
 

@@ -218,6 +218,7 @@ RESTART_ONLY_CHANGES = {
     "timeout": {"config": {"tfc": {"timeout": "10s"}}},
     "listen": {"config": {"listen": "0.0.0.0:9100"}},
     "s3_backend": {"config": {"s3_backend": {"region": "eu-west-1", "dynamodb_tables": ["t"]}}},
+    "gcs_backend": {"config": {"gcs_backend": {"buckets": [{"bucket": "tf-state"}]}}},
     "ca_bundle": {"caBundle": {"existingConfigMap": "corp-ca"}},
 }
 # Settings it reloads in place: the pod must not roll, so lock ages survive.
@@ -232,7 +233,7 @@ RELOADED_CHANGES = {
 
 
 def test_restart_only_keys_are_the_daemons() -> None:
-    assert {"listen", "state_file", "tfc", "s3_backend"} == set(RESTART_ONLY)
+    assert {"listen", "state_file", "tfc", "s3_backend", "gcs_backend"} == set(RESTART_ONLY)
 
 
 @pytest.mark.parametrize("change", sorted(RESTART_ONLY_CHANGES))

@@ -6,9 +6,10 @@ a process group of its own (`start_new_session`): `RunningTerraform.kill()` SIGK
 whole group (python, `/bin/sh` and `sleep` of a local-exec provisioner), which is how a CI
 job dies mid-apply and leaves its lock behind.
 
-Generic on purpose: any config dir, any extra environment, any arguments. The S3-backend
-tests add one ready-made config (`s3_backend_terraform`: state and locks on moto_server)
-and the apply a killed CI job leaves behind (`abandon_apply`).
+Generic on purpose: any config dir, any extra environment, any arguments. The backend tests
+add ready-made configs (`s3_backend_terraform`: state and locks on moto_server;
+`gcs_backend_terraform`: on fake-gcs-server) and the apply a killed CI job leaves behind
+(`abandon_apply`).
 """
 
 from __future__ import annotations
@@ -211,9 +212,31 @@ class Terraform:
             running.kill()
 
 
-# An S3 backend on moto_server, locked as `%(locking)s` says; one resource whose apply can be
-# held open (`-var sleep=600`) and made to change (`-var input=b`).
-S3_BACKEND_CONFIG = """
+# One resource whose apply can be held open (`-var sleep=600`) and made to change
+# (`-var input=b`), after any backend block.
+HELD_RESOURCE = """
+variable "input" {
+  type    = string
+  default = "a"
+}
+
+variable "sleep" {
+  type    = number
+  default = 0
+}
+
+resource "terraform_data" "hold" {
+  triggers_replace = [var.input]
+
+  provisioner "local-exec" {
+    command = "sleep ${var.sleep}"
+  }
+}
+"""
+
+# An S3 backend on moto_server, locked as `%(locking)s` says.
+S3_BACKEND_CONFIG = (
+    """
 terraform {
   backend "s3" {
     bucket                      = "%(bucket)s"
@@ -235,25 +258,25 @@ terraform {
     }
   }
 }
+"""
+    + HELD_RESOURCE
+)
 
-variable "input" {
-  type    = string
-  default = "a"
-}
-
-variable "sleep" {
-  type    = number
-  default = 0
-}
-
-resource "terraform_data" "hold" {
-  triggers_replace = [var.input]
-
-  provisioner "local-exec" {
-    command = "sleep ${var.sleep}"
+# The gcs backend on fake-gcs-server: the JSON API at the custom endpoint, a dummy token
+# (the emulator checks none).
+GCS_BACKEND_CONFIG = (
+    """
+terraform {
+  backend "gcs" {
+    bucket                  = "%(bucket)s"
+    prefix                  = "%(prefix)s"
+    storage_custom_endpoint = "%(endpoint)s/storage/v1/"
+    access_token            = "dummy-token"
   }
 }
 """
+    + HELD_RESOURCE
+)
 
 
 def s3_backend_terraform(tmp_path: Path, endpoint_url: str, locking: str) -> Terraform:
@@ -266,6 +289,22 @@ def s3_backend_terraform(tmp_path: Path, endpoint_url: str, locking: str) -> Ter
     (config_dir / "main.tf").write_text(
         S3_BACKEND_CONFIG
         % {"bucket": BUCKET, "key": STATE_KEY, "locking": locking, "endpoint": endpoint_url}
+    )
+    terraform = Terraform(config_dir, work_dir=tmp_path / "tf")
+    terraform.run("init", "-input=false", "-no-color").check()
+    return terraform
+
+
+def gcs_backend_terraform(
+    tmp_path: Path, endpoint_url: str, *, bucket: str, prefix: str
+) -> Terraform:
+    """Terraform, initialised, on `GCS_BACKEND_CONFIG` with its state under `bucket`/`prefix`
+    on `endpoint_url`. Skips (or fails in CI) when Terraform cannot run here."""
+    require_terraform()
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "main.tf").write_text(
+        GCS_BACKEND_CONFIG % {"bucket": bucket, "prefix": prefix, "endpoint": endpoint_url}
     )
     terraform = Terraform(config_dir, work_dir=tmp_path / "tf")
     terraform.run("init", "-input=false", "-no-color").check()

@@ -167,3 +167,50 @@ def test_the_installed_module_runs_check_config_end_to_end(tmp_path: Path) -> No
         check=False,
     )
     assert (gone.returncode, gone.stderr) == (2, f"{missing}: cannot read: no such file\n")
+
+
+def test_a_gcs_backend_without_google_cloud_storage_is_valid_but_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_find_spec = importlib.util.find_spec
+
+    def without_google(name: str, package: str | None = None) -> Any:
+        # As on a plain install: no `google` namespace package at all, so find_spec raises
+        # for the dotted name instead of returning None.
+        if name.startswith("google."):
+            raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
+        return real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_google)
+    path = tmp_path / "c.yaml"
+    path.write_text("gcs_backend: {buckets: [{bucket: tf-state, prefix: prod/}]}\n")
+    assert main(["check-config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[1].startswith("gcs backend: tf-state; rules: 0")
+    assert err == (
+        f"{path}: warning: gcs_backend needs google-cloud-storage, which is not installed here "
+        "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'\n"
+    )
+
+
+def test_run_and_scan_refuse_a_gcs_backend_without_google_cloud_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from watchdog.daemon import load_or_report
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_google(name: str, package: str | None = None) -> Any:
+        if name.startswith("google."):
+            raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
+        return real_find_spec(name, package)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_google)
+    path = tmp_path / "c.yaml"
+    path.write_text("gcs_backend: {buckets: [{bucket: tf-state}]}\n")
+
+    assert load_or_report(str(path), "scan") == 2
+    assert capsys.readouterr().err == (
+        f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
+        "pip install 'tfc-watchdog[gcs]'\n"
+    )

@@ -395,3 +395,92 @@ def test_a_lock_file_is_aged_from_created_when_it_is_the_younger() -> None:
     (state,) = decision.locks
     assert (state.age, state.age_source, state.stale) == (3 * H, "lock_info", True)
     assert [a.kind for a in decision.planned] == [ActionKind.DELETE_LOCK]
+
+
+# --- GCS .tflock objects ----------------------------------------------------------------------
+
+
+def gcs_lock(
+    age: timedelta, *, stored_ago: timedelta, generation: str = "1796026249562492"
+) -> BackendLock:
+    """A gcs-backend `.tflock` object: its lock ID is the generation; GCS's timeCreated is
+    `stored_ago` before the store's clock."""
+    path = f"{BUCKET}/prod/default.tfstate"
+    lock_info = info(age, lock_id=generation, path=f"gs://{BUCKET}/prod/default.tflock")
+    return BackendLock(
+        Source.GCS, BUCKET, path, lock_info, token=generation, last_modified=AWS_NOW - stored_ago
+    )
+
+
+def gcs_policy(**config: Any) -> Policy:
+    document: dict[str, Any] = {
+        "gcs_backend": {"buckets": [{"bucket": BUCKET, "prefix": "prod/"}]},
+        "defaults": {"lock_stale_after": "2h", "actions": []},
+        "rules": [
+            {
+                "id": "gcs-prod",
+                "match": {"sources": ["gcs"], "paths": [f"{BUCKET}/prod/*"]},
+                "actions": ["delete_lock"],
+            }
+        ],
+    }
+    document.update(config)
+    return Policy.model_validate(document)
+
+
+def test_a_gcs_lock_file_is_aged_from_time_created_when_created_is_older() -> None:
+    # Created 3h ago by a slow client clock; GCS stored this generation a minute ago.
+    lock = gcs_lock(3 * H, stored_ago=M)
+    observation = observed(lock)
+
+    decision = decide([observation], gcs_policy(), remembered(observation), TFC_NOW)
+
+    assert decision.planned == ()
+    (state,) = decision.locks
+    assert (state.since, state.age, state.age_source, state.stale) == (
+        AWS_NOW - M,
+        M,
+        "last_modified",
+        False,
+    )
+    assert "(age from timeCreated)" in decision.findings[0].reason
+
+
+def test_a_stale_gcs_lock_gets_delete_lock_by_its_rule_with_the_generation_as_lock_id() -> None:
+    lock = gcs_lock(3 * H, stored_ago=3 * H)
+    observation = observed(lock)
+
+    decision = decide([observation], gcs_policy(), remembered(observation), TFC_NOW)
+
+    (state,) = decision.locks
+    assert (state.source, state.rule, state.lock_id, state.stale) == (
+        Source.GCS,
+        "gcs-prod",
+        "1796026249562492",
+        True,
+    )
+    (action,) = decision.planned
+    assert (action.kind, action.source, action.backend_lock) == (
+        ActionKind.DELETE_LOCK,
+        Source.GCS,
+        lock,
+    )
+
+
+def test_a_rule_for_s3_paths_does_not_match_a_gcs_lock_on_the_same_path() -> None:
+    lock = gcs_lock(3 * H, stored_ago=3 * H)
+    observation = observed(lock)
+    config = gcs_policy(
+        rules=[
+            {
+                "id": "s3-prod",
+                "match": {"sources": ["s3"], "paths": [f"{BUCKET}/prod/*"]},
+                "actions": ["delete_lock"],
+            }
+        ]
+    )
+
+    decision = decide([observation], config, remembered(observation), TFC_NOW)
+
+    assert [state.rule for state in decision.locks] == ["defaults"]
+    assert decision.planned == ()

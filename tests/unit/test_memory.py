@@ -271,7 +271,7 @@ _LOCK = '"organization": "acme", "first_seen": "2024-06-01T12:00:00+00:00", "sig
             _v2(locks='{"tfc": {"ws-1": {"user-a": {' + _LOCK + "}}}}"),
             id="missing-last-seen",
         ),
-        pytest.param(_v2(locks='{"gcs": {}}'), id="unknown-source"),
+        pytest.param(_v2(locks='{"azurerm": {}}'), id="unknown-source"),
         pytest.param(_v2(actions="[42]"), id="bad-action"),
         pytest.param(
             _v2(

@@ -20,6 +20,8 @@ from tests.properties.profile import PROPERTY
 from watchdog.configload import load_policy
 from watchdog.model import ActionKind, Workspace
 from watchdog.policy import (
+    GcsBackendConfig,
+    GcsBucket,
     LockfileBucket,
     Policy,
     S3BackendConfig,
@@ -259,16 +261,26 @@ def test_the_example_config_validates_and_is_inert() -> None:
     assert p.tfc is not None
 
 
-def _example_with_s3_block() -> str:
-    """The example with its commented-out s3_backend block uncommented."""
-    lines = EXAMPLE.read_text().splitlines()
-    start = lines.index("# s3_backend:")
+def _uncommented(text: str, header: str) -> str:
+    """`text` with the commented-out block that starts at the line `header` uncommented."""
+    lines = text.splitlines()
+    start = lines.index(header)
     end = start + 1
     while lines[end].startswith("#   "):
         end += 1
     block = [line.removeprefix("# ") for line in lines[start:end]]
     assert len(block) > 4
     return "\n".join([*lines[:start], *block, *lines[end:]]) + "\n"
+
+
+def _example_with_s3_block() -> str:
+    """The example with its commented-out s3_backend block uncommented."""
+    return _uncommented(EXAMPLE.read_text(), "# s3_backend:")
+
+
+def _example_with_backend_blocks() -> str:
+    """The example with its commented-out s3_backend and gcs_backend blocks uncommented."""
+    return _uncommented(_example_with_s3_block(), "# gcs_backend:")
 
 
 def test_the_commented_s3_backend_block_of_the_example_validates(tmp_path: Path) -> None:
@@ -278,6 +290,30 @@ def test_the_commented_s3_backend_block_of_the_example_validates(tmp_path: Path)
     assert p.s3_backend is not None
     assert p.s3_backend.dynamodb_tables == ("terraform-locks",)
     assert p.s3_backend.lockfile_buckets == (LockfileBucket(bucket="tf-state", prefix=""),)
+
+
+def test_the_commented_gcs_backend_block_of_the_example_validates(tmp_path: Path) -> None:
+    path = tmp_path / "example-with-gcs.yaml"
+    path.write_text(_uncommented(EXAMPLE.read_text(), "# gcs_backend:"))
+    p = load_policy(str(path), {})
+    assert p.gcs_backend == GcsBackendConfig(
+        buckets=(GcsBucket(bucket="tf-state", prefix="prod/"),), endpoint_url=None, project=None
+    )
+
+
+def test_gcs_backend_alone_is_a_source_and_its_paths_match_only_gcs_rules() -> None:
+    p = Policy.model_validate(
+        {
+            "gcs_backend": {"buckets": [{"bucket": "tf-state"}]},
+            "rules": [
+                {"id": "s3", "match": {"sources": ["s3"], "paths": ["tf-state/*"]}},
+                {"id": "gcs", "match": {"sources": ["gcs"], "paths": ["tf-state/*"]}},
+            ],
+        }
+    )
+    assert p.tfc is None
+    assert p.rule_for_path("gcs", "tf-state/prod/default.tfstate").id == "gcs"
+    assert p.rule_for_path("s3", "tf-state/prod/default.tfstate").id == "s3"
 
 
 def _field_paths(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
@@ -307,7 +343,7 @@ def _present(data: Any, parts: list[str]) -> bool:
 def test_every_key_of_the_model_is_in_the_example() -> None:
     # Each field of each model must appear at one of the places its model is used
     # (PhaseThresholds in full under defaults is enough; a rule may show only one phase).
-    data = yaml.safe_load(_example_with_s3_block())
+    data = yaml.safe_load(_example_with_backend_blocks())
     shown: dict[str, bool] = {}
     for path, field in _field_paths(Policy):
         shown[field] = shown.get(field, False) or _present(data, path.split("."))
@@ -317,7 +353,7 @@ def test_every_key_of_the_model_is_in_the_example() -> None:
 
 def test_every_key_in_the_example_carries_a_comment() -> None:
     # A key is documented by a comment on its line, or by the comment line right above it.
-    lines = _example_with_s3_block().splitlines()
+    lines = _example_with_backend_blocks().splitlines()
     undocumented = [
         line
         for number, line in enumerate(lines)
@@ -541,3 +577,11 @@ def test_whatever_the_api_sends_an_adaptive_threshold_stays_within_min_and_max(
     assert timedelta(seconds=low) <= value <= timedelta(seconds=high), described
     if ws.apply_duration_average is None:
         assert value == timedelta(seconds=bounds[1] if len(bounds) == 3 else low), described
+
+
+def test_the_readmes_gcs_backend_config_validates() -> None:
+    section = (REPO / "README.md").read_text().split("## GCS backend users", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    p = Policy.model_validate(yaml.safe_load(block))
+    assert p.gcs_backend is not None
+    assert p.rule_for_path("gcs", "tf-state/prod/default.tfstate").id == "prod-state"

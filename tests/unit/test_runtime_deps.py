@@ -1,17 +1,22 @@
 """`make demo` installs only the runtime dependencies: no module that `run`, `scan`, `demo`
 or `simulator` imports may need a dev-only package (boto3 is the optional `s3` extra and is
-imported only when `s3_backend` is configured)."""
+imported only when `s3_backend` is configured; google-cloud-storage, the `gcs` extra, only when
+`gcs_backend` is)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-# Top-level modules of the dev extra (and of the optional s3 extra) that runtime code must
-# not import.
+# Top-level modules of the dev extra (and of the optional s3 and gcs extras) that runtime
+# code must not import. (`google` alone would be too broad a name: google-re2 is `re2`.)
 NOT_AT_RUNTIME = (
     "boto3",
     "botocore",
+    "google.cloud",
+    "google.auth",
+    "google.api_core",
+    "fake_gcs_server",
     "moto",
     "respx",
     "hypothesis",
@@ -26,11 +31,18 @@ NOT_AT_RUNTIME = (
 PROBE = f"""
 import pkgutil, importlib, sys
 import watchdog
-optional = {{"watchdog.sources.dynamodb", "watchdog.sources.s3lockfile", "watchdog.sources.aws"}}
+optional = {{
+    "watchdog.sources.dynamodb",
+    "watchdog.sources.s3lockfile",
+    "watchdog.sources.aws",
+    "watchdog.sources.gcslockfile",
+    "watchdog.sources.gcp",
+}}
 for info in pkgutil.walk_packages(watchdog.__path__, "watchdog."):
     if info.name not in optional:
         importlib.import_module(info.name)
-bad = sorted({{m.split(".")[0] for m in sys.modules}} & set({NOT_AT_RUNTIME!r}))
+loaded = {{".".join(m.split(".")[:depth]) for m in sys.modules for depth in (1, 2)}}
+bad = sorted(loaded & set({NOT_AT_RUNTIME!r}))
 print(",".join(bad))
 """
 

@@ -1,4 +1,5 @@
-"""Terraform's lock info JSON, as the S3 backend stores it (DynamoDB `Info`, `.tflock` body).
+"""Terraform's lock info JSON, as the S3 backend stores it (DynamoDB `Info`, `.tflock` body)
+and the gcs backend (`.tflock` body, whose `ID` the object's generation replaces).
 
 Terraform writes `{"ID","Operation","Info","Who","Version","Created","Path"}` with `Created`
 in Go's RFC 3339 with nanoseconds (`2026-11-29T04:14:57.641020969Z`). Python keeps
@@ -49,7 +50,11 @@ def parse_go_time(text: str) -> datetime:
 
 
 def parse_lock_info(
-    raw: str | bytes, *, fallback_created: datetime | None = None, now: datetime | None = None
+    raw: str | bytes,
+    *,
+    fallback_created: datetime | None = None,
+    now: datetime | None = None,
+    lock_id: str | None = None,
 ) -> TerraformLockInfo:
     """Parse a lock info document.
 
@@ -58,6 +63,9 @@ def parse_lock_info(
     error either way, because a lock whose age cannot be trusted must never be acted on. So
     is a `Created` before 2000 (Go's zero time included) or, given the store's clock `now`,
     more than CLOCK_SKEW_ALLOWANCE after it.
+
+    `lock_id`, when given, is the lock's ID whatever the document says: the gcs backend's
+    lock ID is the object's generation, and Terraform ignores the `ID` in the file.
     """
     try:
         document: Any = json.loads(raw)
@@ -69,9 +77,10 @@ def parse_lock_info(
         raise LockInfoError("lock info is not JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise LockInfoError(f"lock info is a JSON {type(document).__name__}, not an object")
-    lock_id = document.get("ID")
-    if not isinstance(lock_id, str) or not lock_id:
-        raise LockInfoError("lock info has no ID")
+    if lock_id is None:
+        lock_id = document.get("ID")
+        if not isinstance(lock_id, str) or not lock_id:
+            raise LockInfoError("lock info has no ID")
     texts: dict[str, str] = {}
     for name in _OPTIONAL_TEXT_FIELDS:
         value = document.get(name, "")

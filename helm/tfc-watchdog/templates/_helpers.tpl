@@ -61,7 +61,7 @@ only the failed keyword, so the checks a first install is likely to trip live he
 {{- fail "image.tag: `latest` is not a version; set the tag you built and pushed (empty = the chart's appVersion), or image.digest" }}
 {{- end }}
 {{- if and (include "tfc-watchdog.usesTfc" .) (not .Values.config.tfc.organizations) }}
-{{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend" }}
+{{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend or gcs_backend" }}
 {{- end }}
 {{- $listen := .Values.config.listen | default "0.0.0.0:9877" | toString }}
 {{- $host := regexReplaceAll ":[0-9]+$" $listen "" | trimAll "[]" | lower }}
@@ -90,7 +90,8 @@ the interval is long, and the alert never holds through its `for`. */}}
 {{- end }}
 
 {{/* "true" when the config watches HCP Terraform / TFE (config.tfc set): only then is
-an API token needed. A config with only s3_backend (`tfc: null`) runs without one. */}}
+an API token needed. A config with only s3_backend or gcs_backend (`tfc: null`) runs without
+one. */}}
 {{- define "tfc-watchdog.usesTfc" -}}
 {{- if .Values.config.tfc }}true{{ end }}
 {{- end }}
@@ -138,6 +139,14 @@ an API token needed. A config with only s3_backend (`tfc: null`) runs without on
 {{- if $port }}{{ trimPrefix ":" $port }}{{ else if hasPrefix "http://" $address }}80{{ else }}443{{ end }}
 {{- end }}
 
+{{/* The gcs backend's port, from config.gcs_backend.endpoint_url (storage.googleapis.com:
+443). */}}
+{{- define "tfc-watchdog.gcsPort" -}}
+{{- $address := (.Values.config.gcs_backend | default dict).endpoint_url | default "https://storage.googleapis.com" }}
+{{- $port := regexFind ":[0-9]+" (regexReplaceAll "^[a-z]+://" $address "" | splitList "/" | first) }}
+{{- if $port }}{{ trimPrefix ":" $port }}{{ else if hasPrefix "http://" $address }}80{{ else }}443{{ end }}
+{{- end }}
+
 {{/* config.interval in seconds (45s, 30m, 2h, 1d, 2h30m or plain seconds), for alerts. */}}
 {{- define "tfc-watchdog.intervalSeconds" -}}
 {{- $v := .Values.config.interval | default "60s" | toString | trim }}
@@ -172,7 +181,7 @@ an API token needed. A config with only s3_backend (`tfc: null`) runs without on
 {{/* The settings of the rendered config that the daemon reads only at start (its
 RESTART_ONLY), as JSON with sorted keys: what checksum/restart-config hashes. */}}
 {{- define "tfc-watchdog.restartOnlyConfig" -}}
-{{- pick (include "tfc-watchdog.config" . | fromYaml) "listen" "state_file" "tfc" "s3_backend" | toJson }}
+{{- pick (include "tfc-watchdog.config" . | fromYaml) "listen" "state_file" "tfc" "s3_backend" "gcs_backend" | toJson }}
 {{- end }}
 
 {{/* The hash of the data of the Secret the chart renders (not its labels, which change

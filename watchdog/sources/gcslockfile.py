@@ -1,0 +1,254 @@
+"""Terraform's gcs backend as a source of locks: its `.tflock` objects in Cloud Storage.
+
+Terraform locks workspace `<name>` by creating `<prefix>/<name>.tflock` with a does-not-exist
+precondition; its body is the lock info JSON and the lock ID is the object's **generation**
+(the ID in the JSON is ignored); its unlock deletes the object with a generation-match
+precondition (the backend's client:
+https://github.com/hashicorp/terraform/blob/main/internal/backend/remote-state/gcs/client.go).
+The state path of a lock is `<bucket>/<prefix>/<name>.tfstate`, the state object beside it.
+
+google-cloud-storage is synchronous, so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from google.api_core import exceptions as api_exceptions
+from google.cloud.storage import Blob
+
+from watchdog.metrics import Metrics
+from watchdog.model import BackendLock, Observation, Source
+from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
+
+log = structlog.get_logger(__name__)
+
+LOCKFILE_SUFFIX = ".tflock"
+STATE_SUFFIX = ".tfstate"
+
+# Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
+_MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One generation of a lock file as read: its metadata and its body."""
+
+    generation: int
+    time_created: datetime | None
+    body: bytes | None  # None when larger than _MAX_BODY (not downloaded)
+
+
+def lock_name(bucket: str, path: str) -> str:
+    """The `.tflock` object of state path `<bucket>/<prefix>/<name>.tfstate`."""
+    return path.removeprefix(f"{bucket}/").removesuffix(STATE_SUFFIX) + LOCKFILE_SUFFIX
+
+
+def state_path(bucket: str, name: str) -> str:
+    return f"{bucket}/{name.removesuffix(LOCKFILE_SUFFIX)}{STATE_SUFFIX}"
+
+
+class GcsLockfileSource:
+    source = Source.GCS
+
+    def __init__(
+        self,
+        buckets: Sequence[tuple[str, str]],
+        metrics: Metrics,
+        *,
+        endpoint_url: str | None = None,
+        project: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.buckets = tuple(buckets)
+        self._metrics = metrics
+        self._gcs = GcsClient(
+            endpoint_url=endpoint_url, project=project, metrics=metrics, timeout=timeout
+        )
+
+    def now(self) -> datetime:
+        return self._gcs.server_now()
+
+    def close(self) -> None:
+        self._gcs.close()
+
+    async def observe(self) -> list[Observation]:
+        """One Observation per configured (bucket, prefix); never raises for store errors."""
+        return [
+            await asyncio.to_thread(self._observe_bucket, bucket, prefix)
+            for bucket, prefix in self.buckets
+        ]
+
+    async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
+        """A fresh read of the `.tflock` object of state path `path`.
+
+        None when the lock file is gone; raises BackendError (ForbiddenError on 403) when it
+        cannot be read.
+        """
+        return await asyncio.to_thread(self._fresh_lock, bucket, path)
+
+    async def delete_lock(self, lock: BackendLock) -> None:
+        """Delete the `.tflock` object only if it is still the generation that was read.
+
+        Raises LockChangedError if the object changed or is gone, ForbiddenError on 403,
+        BackendError on any other failure.
+        """
+        await asyncio.to_thread(self._delete_lock, lock)
+
+    # --- internals (run in a worker thread) ----------------------------------------------------
+
+    def _observe_bucket(self, bucket: str, prefix: str) -> Observation:
+        locks: list[BackendLock] = []
+        try:
+            for blob in self._lockfiles(bucket, prefix):
+                read = self._read(blob)
+                if read is not None:
+                    locks.append(self._lock(bucket, blob.name or "", read))
+        except GCS_ERRORS as exc:
+            reason = classify(exc)
+            self._metrics.observe_error(Source.GCS.value, reason)
+            log.warning(
+                "lock file listing failed",
+                bucket=bucket,
+                prefix=prefix,
+                reason=reason,
+                error=one_line(exc),
+            )
+            # Locks read before the failure are real; the picture is marked partial.
+            return Observation(
+                source=Source.GCS,
+                organization=bucket,
+                server_now=self._gcs.server_now(),
+                backend_locks=tuple(locks),
+                complete=False,
+                error=f"GCS bucket {bucket}: {one_line(exc)}",
+                error_reason=reason,
+            )
+        return Observation(
+            source=Source.GCS,
+            organization=bucket,
+            server_now=self._gcs.server_now(),
+            backend_locks=tuple(locks),
+        )
+
+    def _lockfiles(self, bucket: str, prefix: str) -> Iterator[Blob]:
+        blobs = self._gcs.client.list_blobs(
+            bucket, prefix=prefix or None, timeout=self._gcs.timeout, retry=self._gcs.retry
+        )
+        for blob in blobs:
+            if (blob.name or "").endswith(LOCKFILE_SUFFIX):
+                yield blob
+
+    def _read(self, blob: Blob) -> _Read | None:
+        """The body of exactly the generation `blob` describes; None if it is gone (released,
+        or released and taken again: the new lock is read in the next cycle)."""
+        generation = blob.generation
+        if generation is None:
+            return None
+        if (blob.size or 0) > _MAX_BODY:
+            return _Read(generation, blob.time_created, None)
+        try:
+            body = blob.download_as_bytes(
+                if_generation_match=generation,
+                timeout=self._gcs.timeout,
+                retry=self._gcs.retry,
+            )
+        except (api_exceptions.NotFound, api_exceptions.PreconditionFailed):
+            return None
+        return _Read(generation, blob.time_created, body)
+
+    def _lock(self, bucket: str, name: str, read: _Read) -> BackendLock:
+        path = state_path(bucket, name)
+        # GCS's own time of this generation (Terraform creates lock files, never rewrites
+        # them): the server-clock evidence a client-written `Created` is checked against.
+        # Without it the store's "now" makes the lock young, never old.
+        created_by_store = read.time_created or self._gcs.server_now()
+        problem: str | None = None
+        if read.body is None or len(read.body) > _MAX_BODY:
+            problem = f"lock file is larger than {_MAX_BODY} bytes"
+        else:
+            try:
+                info = parse_lock_info(
+                    read.body,
+                    fallback_created=created_by_store,
+                    now=self._gcs.server_now(),
+                    lock_id=str(read.generation),
+                )
+            except LockInfoError as exc:
+                problem = str(exc)
+        if problem is not None:
+            self._metrics.parse_errors.inc()
+            log.warning("unreadable lock file", bucket=bucket, name=name, problem=problem)
+            return BackendLock(
+                source=Source.GCS,
+                store=bucket,
+                path=path,
+                info=unparsed_lock_info(created_by_store),
+                token=str(read.generation),
+                problem=problem,
+            )
+        return BackendLock(
+            source=Source.GCS,
+            store=bucket,
+            path=path,
+            info=info,
+            token=str(read.generation),
+            last_modified=created_by_store,
+        )
+
+    def _current(self, bucket: str, name: str) -> _Read | None:
+        blob = self._gcs.client.bucket(bucket).get_blob(
+            name, timeout=self._gcs.timeout, retry=self._gcs.retry
+        )
+        return None if blob is None else self._read(blob)
+
+    def _fresh_lock(self, bucket: str, path: str) -> BackendLock | None:
+        name = lock_name(bucket, path)
+        try:
+            read = self._current(bucket, name)
+        except GCS_ERRORS as exc:
+            raise request_error(f"objects.get on {bucket}", exc) from exc
+        return None if read is None else self._lock(bucket, name, read)
+
+    def _delete_lock(self, lock: BackendLock) -> None:
+        if (
+            lock.source is not Source.GCS
+            or lock.problem is not None
+            or not lock.token.isdigit()
+            or lock.info.id != lock.token
+        ):
+            raise BackendError(f"refusing to delete {lock.path}: not a readable GCS lock file")
+        name = lock_name(lock.store, lock.path)
+        # The generation-match precondition below is what protects a lock taken since the
+        # read on Cloud Storage itself. It is re-read first anyway, because stores that speak
+        # the API but ignore the precondition exist (fake-gcs-server ignores ifGenerationMatch
+        # on DELETE): that narrows the window there to milliseconds, and costs one read per
+        # delete, which is rare.
+        try:
+            current = self._current(lock.store, name)
+        except GCS_ERRORS as exc:
+            raise request_error(f"objects.get on {lock.store}", exc) from exc
+        if current is None:
+            raise LockChangedError(f"lock {lock.path} was released since it was read")
+        if str(current.generation) != lock.token:
+            raise LockChangedError(f"lock {lock.path} changed since it was read")
+        if self._lock(lock.store, name, current).info != lock.info:
+            raise LockChangedError(f"lock {lock.path} changed since it was read")
+        blob = self._gcs.client.bucket(lock.store).blob(name)
+        try:
+            # No retry: a retried DELETE whose first attempt succeeded would answer 404 and
+            # read as "released by someone else"; a transport failure is reported as a
+            # delete that may have happened instead.
+            blob.delete(if_generation_match=int(lock.token), timeout=self._gcs.timeout, retry=None)
+        except (api_exceptions.PreconditionFailed, api_exceptions.NotFound) as exc:
+            raise LockChangedError(
+                f"lock {lock.path} changed or was released since it was read"
+            ) from exc
+        except GCS_ERRORS as exc:
+            raise request_error(f"objects.delete on {lock.store}", exc) from exc
