@@ -93,7 +93,9 @@ def run_daemon_cycles(sim: SimulatorProcess, config: Path, cycles: int) -> dict[
     if done.returncode != 0:
         raise RuntimeError(f"daemon_cycle failed: {done.stderr.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    result["simulator_log"] = summarize(sim.requests())
+    entries = sim.requests()
+    result["simulator_log"] = summarize(entries)
+    result["simulator_entries"] = entries
     return result
 
 
