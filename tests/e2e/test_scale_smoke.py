@@ -35,7 +35,7 @@ def test_1000_workspaces_cost_ten_list_requests_then_one_filtered_one_and_no_429
 ) -> None:
     with SimulatorProcess(WORKSPACES, locked="1%", start_timeout=60) as sim:
         default = write_config(tmp_path, sim.url, sim.organization)
-        two_tier = run_daemon_cycles(sim, default, cycles=3)
+        two_tier = run_daemon_cycles(sim, default, cycles=3, keep_requests=True)
         every_cycle = _every_cycle(default)
         full_walks = run_daemon_cycles(sim, every_cycle, cycles=2)
 
