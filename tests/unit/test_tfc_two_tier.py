@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -14,12 +14,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from watchdog.metrics import Metrics
-from watchdog.model import NON_FINAL_STATUSES, HolderType, Observation
+from watchdog.model import NON_FINAL_STATUSES, HolderType, Observation, Run, Workspace
 from watchdog.simulator.app import Simulator, build_app
 from watchdog.simulator.scenario import load_builtin
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
-from watchdog.sources.tfc.twotier import FAST_PATH_RECHECK
+from watchdog.sources.tfc.twotier import FAST_PATH_RECHECK, FastRead, OrganizationSchedule
 
 FILTER = "filter[current-run][status]"
 TEN_MINUTES = timedelta(minutes=10)
@@ -266,3 +266,29 @@ async def test_a_server_that_refuses_the_filter_outright_is_walked_in_full_at_on
     assert two_tier.disabled() == 1
     await two_tier.observe_at(2 * MINUTE)
     assert two_tier.filters() == [None]
+
+
+def test_the_self_check_counts_only_runs_the_fast_read_could_have_listed() -> None:
+    """Pure schedule rules: a run created after the fast read started, or on a workspace
+    whose fast entry was unreadable, is not a miss; any other non-final run is."""
+    started = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
+
+    def workspace(wid: str, status: str, created: datetime) -> Workspace:
+        run = Run(id=f"run-{wid}", status=status, created_at=created)
+        return Workspace(organization="demo", id=wid, name=wid, current_run=run)
+
+    before, after = started - timedelta(minutes=5), started + timedelta(seconds=1)
+    walk = [
+        workspace("ws-listed", "applying", before),
+        workspace("ws-new", "planning", after),
+        workspace("ws-unreadable", "applying", before),
+        workspace("ws-final", "applied", before),
+        workspace("ws-missed", "policy_checking", before),
+    ]
+    schedule = OrganizationSchedule(TEN_MINUTES, last_full=0.0)
+    schedule.last_fast = FastRead(
+        started, frozenset({("ws-listed", "run-ws-listed")}), frozenset({"ws-unreadable"})
+    )
+    assert schedule.full_walk_done(600.0, walk, total=5) == {("ws-missed", "run-ws-missed")}
+    # Compared once: the next full walk without a fast read in between finds nothing.
+    assert schedule.full_walk_done(1200.0, walk, total=5) == set()

@@ -109,6 +109,9 @@ class TfcSource:
             organization: OrganizationSchedule(full_scan_interval)
             for organization in self._organizations
         }
+        if self._two_tier:
+            for organization in self._organizations:
+                metrics.fast_path_disabled.labels(organization=organization).set(0)
         # workspace id -> organization, from the observations (read_workspace needs it when
         # the single-workspace document lacks the organization relationship): the kept
         # workspaces of every observation, and every id of each organization's latest read
@@ -183,8 +186,11 @@ class TfcSource:
             )
             self._metrics.fast_path_disabled.labels(organization=organization).set(1)
         else:
+            self._metrics.fast_path_disabled.labels(organization=organization).set(0)
             schedule.last_fast = FastRead(
-                started, frozenset(non_final_runs(listed.workspaces, created_before=None))
+                started,
+                frozenset(non_final_runs(listed.workspaces, created_before=None)),
+                frozenset(listed.unreadable),
             )
         carried = [carried_view(ws) for ws in schedule.carried if ws.id not in listed.read]
         return self._observation(

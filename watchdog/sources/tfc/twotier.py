@@ -62,6 +62,8 @@ class FastRead:
     # so the filter had to list it.
     started: datetime
     runs: frozenset[Run]
+    # Workspaces whose entry could not be parsed: their runs are not known to be missed.
+    unreadable: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)
@@ -116,7 +118,8 @@ class OrganizationSchedule:
         missed: set[Run] = set()
         if self.last_fast is not None:
             expected = non_final_runs(kept, created_before=self.last_fast.started)
-            missed = expected - self.last_fast.runs
+            unreadable = self.last_fast.unreadable
+            missed = {run for run in expected - self.last_fast.runs if run[0] not in unreadable}
         self.last_fast = None
         return missed
 
