@@ -11,10 +11,16 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
+from tests.support.clock import FakeClock
+from watchdog.act import Actor
+from watchdog.cycle import Watchdog
+from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import NON_FINAL_STATUSES, HolderType, Observation, Run, Workspace
+from watchdog.policy import Policy
 from watchdog.simulator.app import Simulator, build_app
 from watchdog.simulator.scenario import load_builtin
 from watchdog.sources.tfc.client import TfcClient
@@ -292,3 +298,60 @@ def test_the_self_check_counts_only_runs_the_fast_read_could_have_listed() -> No
     assert schedule.full_walk_done(600.0, walk, total=5) == {("ws-missed", "run-ws-missed")}
     # Compared once: the next full walk without a fast read in between finds nothing.
     assert schedule.full_walk_done(1200.0, walk, total=5) == set()
+
+
+async def test_a_carried_user_lock_is_acted_on_in_a_fast_cycle_only_after_a_fresh_re_read(
+    two_tier: Harness,
+) -> None:
+    """Two full walks saw the lock (two sightings); it turns stale between full walks: the
+    fast cycle plans the force-unlock from the carried workspace and act re-reads it first."""
+    sim, source, metrics = two_tier.sim, two_tier.source, two_tier.metrics
+    clock = FakeClock()
+    memory = Memory(clock=clock)
+    policy = Policy.model_validate(
+        {
+            "dry_run": False,
+            "tfc": {"organizations": ["demo"]},
+            "defaults": {"lock_stale_after": "2h", "actions": []},
+            "rules": [
+                {
+                    "id": "cli",
+                    "match": {"workspaces": ["web-dev"]},
+                    "lock_stale_after": "1h",
+                    "actions": ["force_unlock"],
+                }
+            ],
+        }
+    )
+    actor = Actor(
+        source=source, policy=policy, memory=memory, metrics=metrics, log=structlog.get_logger()
+    )
+    watchdog = Watchdog(
+        policy=policy, sources=[source], memory=memory, metrics=metrics, actor=actor
+    )
+
+    async def cycle_at(seconds: float) -> Any:
+        step = seconds - two_tier.now[0]
+        two_tier.now[0] = seconds
+        clock.advance(timedelta(seconds=step))
+        sim.world.clock.advance(step)
+        sim.request_log.clear()
+        return await watchdog.run_cycle()
+
+    web = _workspace(sim, "web-dev")
+    force_unlock = f"/api/v2/workspaces/{web.id}/actions/force-unlock"
+    await cycle_at(0)
+    await cycle_at(60)
+    second = await cycle_at(TEN_MINUTES.total_seconds())  # the second full walk
+    assert not second.observations[0].fast and not second.planned
+    assert memory.sightings(web.id, web.locked_by[1]) == 2
+    sim.world.clock.advance(3600)  # an hour passes on the server: the lock is now stale
+    report = await cycle_at(TEN_MINUTES.total_seconds() + MINUTE)
+    [observation] = report.observations
+    assert observation.fast and web.id not in observation.read_ids  # carried
+    assert [r.action.kind.value for r in report.results] == ["force_unlock"]
+    paths = [(e["method"], e["path"]) for e in sim.request_log]
+    post = paths.index(("POST", force_unlock))
+    assert ("GET", f"/api/v2/workspaces/{web.id}") in paths[:post]  # the re-read
+    assert two_tier.reads("reread") >= 1
+    assert not sim.world.workspaces[web.id].locked
