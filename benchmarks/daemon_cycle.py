@@ -2,7 +2,7 @@
 
 `python -m benchmarks.daemon_cycle CONFIG --cycles 2` loads CONFIG exactly as the daemon does
 (`load_policy`, `load_token`: the token comes from TFC_WATCHDOG_TOKEN), opens the real
-runtime (`open_runtime`: TfcClient, TfcSource, Memory, Actor, Watchdog) and runs the cycles
+runtime (`open_runtime`: TfcClient, TfcSource, Memory, Actor, CycleRunner) and runs the cycles
 one after another. Then it renders `/metrics` through the ops server's own ASGI app. It prints
 ONE JSON line on stdout: per cycle the wall time, the CPU seconds of this process and the
 requests it sent (from the daemon's own metrics), then the peak RSS and the render times.
@@ -69,7 +69,7 @@ async def measure(config: str, cycles: int) -> dict[str, Any]:
         for _ in range(cycles):
             before = _counter_totals(metrics)
             cpu0, wall0 = _cpu_seconds(), time.perf_counter()
-            report = await runtime.watchdog.run_cycle()
+            report = await runtime.runner.run_cycle(policy)
             wall, cpu = time.perf_counter() - wall0, _cpu_seconds() - cpu0
             requests = _delta(_counter_totals(metrics), before)
             out["cycles"].append(
@@ -86,7 +86,7 @@ async def measure(config: str, cycles: int) -> dict[str, Any]:
                 }
             )
         out["metrics_render_ms"] = await _render_times(metrics, runtime)
-        last = runtime.watchdog.last_report
+        last = runtime.runner.last_report
         out["lock_series"] = len(last.locks) if last is not None else 0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
@@ -96,9 +96,9 @@ async def _render_times(metrics: Metrics, runtime: Any) -> dict[str, float]:
     """GET /metrics through the ops server's ASGI app (routing + prometheus exposition)."""
     app = build_app(
         metrics=metrics,
-        health=lambda: runtime.watchdog.health,
+        health=lambda: runtime.runner.health,
         interval=lambda: timedelta(seconds=60),
-        last_report=lambda: runtime.watchdog.last_report,
+        last_report=lambda: runtime.runner.last_report,
     )
     times: list[float] = []
     size = 0

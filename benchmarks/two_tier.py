@@ -6,7 +6,7 @@
 One simulator process (`python -m watchdog simulator --workspaces N --locked 1%
 --rate-limit 30`); for each mode (`tfc.full_scan_interval` 0, today's behaviour, then the
 default 10m) a fresh watchdog runtime (the daemon's own `load_policy`, `open_runtime`,
-`Watchdog.run_cycle`, in a child process: `python -m benchmarks.two_tier --child`) runs ten
+`CycleRunner.run_cycle`, in a child process: `python -m benchmarks.two_tier --child`) runs ten
 minutes of cycles at `interval: 60s`, on simulated time: before each cycle the simulator's
 clock and the watchdog's (its TfcSource schedule) move 60 s, so the cycles run back to back
 with the interval's semantics. Between the cycles at 2 and 3 minutes, a new run that is
@@ -73,7 +73,6 @@ async def child(config: str, admin_url: str, probes: dict[str, str]) -> dict[str
     from watchdog.metrics import Metrics
     from watchdog.model import FindingKind
     from watchdog.runtime import open_runtime
-    from watchdog.sources.tfc.source import TfcSource
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     policy = load_policy(config)
@@ -84,7 +83,8 @@ async def child(config: str, admin_url: str, probes: dict[str, str]) -> dict[str
         open_runtime(policy, load_token(policy), metrics) as runtime,
         httpx.AsyncClient(base_url=admin_url, timeout=60) as admin,
     ):
-        [source] = [s for s in runtime.watchdog.sources if isinstance(s, TfcSource)]
+        source = runtime.tfc
+        assert source is not None
         # The schedule's clock is the simulated one (a benchmark seam: the source takes it).
         source._clock = lambda: now[0]
         injected_at: float | None = None
@@ -97,7 +97,7 @@ async def child(config: str, admin_url: str, probes: dict[str, str]) -> dict[str
                 injected_at = now[0] - INTERVAL / 2  # put in between the two cycles
             (await admin.delete("/requests")).raise_for_status()
             before = _reads(metrics)
-            report = await runtime.watchdog.run_cycle()
+            report = await runtime.runner.run_cycle(policy)
             log = (await admin.get("/requests")).json()
             entries = log["requests"] if isinstance(log, dict) else log
             after = _reads(metrics)

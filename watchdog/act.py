@@ -1,6 +1,6 @@
 """Carry out planned actions: the only code that mutates anything remote.
 
-For each planned action, in the order decide.py gives (oldest finding first):
+For each planned action, in the order decide gives (oldest finding first):
 
 1. Budget: `limits.max_actions_per_cycle` (POSTs sent in this call) and
    `limits.max_actions_per_hour` (a sliding hour of POSTs sent, kept in memory.py on the
@@ -58,6 +58,7 @@ delete may have happened), any other `BackendError` is `failed`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -69,6 +70,7 @@ from watchdog.decide import plan_for_backend_lock, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
+    UNLOCK_RUNGS,
     ActionKind,
     ActionResult,
     BackendLock,
@@ -78,7 +80,7 @@ from watchdog.model import (
     Source,
     Workspace,
 )
-from watchdog.policy import Policy
+from watchdog.policy import Limits, Policy
 from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
 from watchdog.sources.tfc.client import (
     ConflictError,
@@ -91,8 +93,6 @@ from watchdog.sources.tfc.client import (
 
 HOUR = timedelta(hours=1)
 
-_UNLOCKS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
-
 # S3-backend failure reasons (watchdog.sources.aws.classify) after which the request may have
 # been carried out. botocore's "transport" also covers a connection never made; the errors do
 # not say which, so it is reported as unknown (it counts against the budget either way).
@@ -102,7 +102,7 @@ _MAYBE_DONE = frozenset({"timeout", "transport", "server_error"})
 class ActionTarget(Protocol):
     """What act.py needs from the TFC source (watchdog.sources.tfc.source.TfcSource)."""
 
-    async def read_workspace(self, workspace_id: str) -> Workspace: ...
+    async def read_workspace(self, workspace_id: str, organization: str) -> Workspace: ...
     async def cancel_run(self, run_id: str, comment: str) -> None: ...
     async def force_cancel_run(self, run_id: str, comment: str) -> None: ...
     async def discard_run(self, run_id: str, comment: str) -> None: ...
@@ -143,7 +143,7 @@ class TfcExecutor:
         self, action: PlannedAction, identity: Holder | None, policy: Policy
     ) -> Verdict:
         verdict, fresh = await self._verify(action, identity, policy)
-        if verdict.outcome is not None or fresh is None or action.kind not in _UNLOCKS:
+        if verdict.outcome is not None or fresh is None or action.kind not in UNLOCK_RUNGS:
             return verdict
         verdict = await self._state_upload_check(action, fresh)
         if verdict.outcome is not None:
@@ -159,10 +159,17 @@ class TfcExecutor:
     ) -> tuple[Verdict, Workspace | None]:
         """Re-read the workspace: does it still justify the action, with the permission?"""
         try:
-            fresh = await self._target.read_workspace(action.workspace_id)
+            fresh = await self._target.read_workspace(action.workspace_id, action.organization)
         except TfcError as exc:
             return Verdict(Outcome.FAILED, f"re-read failed: {exc}"), None
-        replan = plan_for_workspace(fresh, True, policy, self._memory, self._target.now(), identity)
+        replan = plan_for_workspace(
+            fresh,
+            organization_complete=True,
+            policy=policy,
+            memory=self._memory,
+            now=self._target.now(),
+            identity=identity,
+        )
         change = _what_changed(action, fresh, replan)
         if change:
             return Verdict(Outcome.SKIPPED_CHANGED, change), fresh
@@ -180,8 +187,7 @@ class TfcExecutor:
     async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
         """No unlock while a state version is pending, nor when that cannot be checked."""
         try:
-            organization = fresh.organization or action.organization
-            pending = await self._target.pending_state_versions(organization, fresh.name)
+            pending = await self._target.pending_state_versions(fresh.organization, fresh.name)
         except TfcError as exc:
             return Verdict(
                 Outcome.FAILED, f"pending state versions could not be checked; not unlocking: {exc}"
@@ -204,7 +210,7 @@ class TfcExecutor:
         except NotFoundError as exc:
             return ActionResult(action, Outcome.FORBIDDEN, f"not found or not permitted: {exc}")
         except StateVersionPendingError as exc:
-            if action.kind in _UNLOCKS:
+            if action.kind in UNLOCK_RUNGS:
                 return ActionResult(
                     action,
                     Outcome.FAILED,
@@ -332,7 +338,9 @@ class BackendLockExecutor:
                 Outcome.SKIPPED_CHANGED,
                 f"lock changed since it was read: ID {observed.info.id} -> {fresh.info.id or '?'}",
             )
-        replan = plan_for_backend_lock(fresh, True, policy, self._memory, self._target.now())
+        replan = plan_for_backend_lock(
+            fresh, complete=True, policy=policy, memory=self._memory, now=self._target.now()
+        )
         if replan is None or replan.kind is not action.kind:
             return Verdict(
                 Outcome.SKIPPED_CHANGED,
@@ -368,7 +376,6 @@ class Actor:
         self,
         *,
         source: ActionTarget | None,
-        policy: Policy,
         memory: Memory,
         metrics: Metrics,
         log: structlog.typing.FilteringBoundLogger,
@@ -376,8 +383,6 @@ class Actor:
     ) -> None:
         """`source` is the TFC source (None when no `tfc` is configured); `backend_sources`
         the S3-backend lock sources by their `Source` (dynamodb, s3)."""
-        # Public so a config reload can swap it in place (forbidden-once memory survives).
-        self.policy = policy
         self._memory = memory
         self._metrics = metrics
         self._log = log
@@ -399,10 +404,18 @@ class Actor:
         return self._stopped
 
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        policy: Policy,
+        now: datetime,
+        identity: Holder | None,
     ) -> list[ActionResult]:
-        limits = self.policy.limits
+        """Re-verify and perform `planned` in order, under the cycle's `policy` (its rules,
+        budgets and dry-run)."""
+        limits = policy.limits
         results: list[ActionResult] = []
+        # Every result is counted, audited (saying whether it was a dry run) and kept.
+        finish = functools.partial(self._finish, results, dry_run=policy.dry_run)
         posts = 0
         # At most one POST per workspace per cycle, whatever the plan holds.
         posted: set[tuple[Source, str]] = set()
@@ -412,16 +425,14 @@ class Actor:
                 break
             executor = self._executors.get(action.source)
             if executor is None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action, Outcome.FAILED, f"no executor for source {action.source.value}"
                     ),
                 )
                 continue
             if (action.source, action.workspace_id) in posted:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action,
                         Outcome.SKIPPED_CHANGED,
@@ -429,18 +440,17 @@ class Actor:
                     ),
                 )
                 continue
-            spent = self._over_budget(posts)
+            spent = self._over_budget(posts, limits)
             if spent:
-                self._finish(results, ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
+                finish(ActionResult(action, Outcome.SKIPPED_BUDGET, spent))
                 continue
-            verdict = await executor.recheck(action, identity, self.policy)
+            verdict = await executor.recheck(action, identity, policy)
             if self._stopped:
                 # Stopped while re-reading: this action is dropped too, before its POST.
                 self._log_stop(len(planned) - index)
                 break
             if verdict.outcome is not None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action, verdict.outcome, verdict.detail, retry_later=verdict.retry_later
                     ),
@@ -448,14 +458,13 @@ class Actor:
                     once=verdict.outcome is Outcome.FORBIDDEN,
                 )
                 continue
-            if self.policy.dry_run:
-                self._finish(results, ActionResult(action, Outcome.DRY_RUN))
+            if policy.dry_run:
+                finish(ActionResult(action, Outcome.DRY_RUN))
                 continue
             # Write-ahead: the POST counts (and is on disk) before it can reach the server.
             record = self._memory.begin_action(action)
             if record is None:
-                self._finish(
-                    results,
+                finish(
                     ActionResult(
                         action,
                         Outcome.FAILED,
@@ -467,14 +476,13 @@ class Actor:
             posted.add((action.source, action.workspace_id))
             result = await executor.perform(action)
             self._memory.finish_action(record, result.outcome)
-            self._finish(results, result)
+            finish(result)
         self._metrics.actions_budget_remaining.set(
             max(0, limits.max_actions_per_hour - self._memory.actions_in_window(HOUR))
         )
         return results
 
-    def _over_budget(self, posts: int) -> str | None:
-        limits = self.policy.limits
+    def _over_budget(self, posts: int, limits: Limits) -> str | None:
         if posts >= limits.max_actions_per_cycle:
             return f"per-cycle budget spent ({limits.max_actions_per_cycle} per cycle)"
         if self._memory.actions_in_window(HOUR) >= limits.max_actions_per_hour:
@@ -485,7 +493,12 @@ class Actor:
         self._log.info("stopping: planned actions not attempted", remaining=remaining)
 
     def _finish(
-        self, results: list[ActionResult], result: ActionResult, *, once: bool = False
+        self,
+        results: list[ActionResult],
+        result: ActionResult,
+        *,
+        dry_run: bool,
+        once: bool = False,
     ) -> None:
         results.append(result)
         action = result.action
@@ -495,15 +508,15 @@ class Actor:
             if key in self._forbidden_logged:
                 return
             self._forbidden_logged.add(key)
-        self._audit(result)
+        self._audit(result, dry_run=dry_run)
 
-    def _audit(self, result: ActionResult) -> None:
+    def _audit(self, result: ActionResult, *, dry_run: bool) -> None:
         action = result.action
         fields: dict[str, object] = {
             **action.audit_fields(),
             "outcome": result.outcome.value,
             "detail": result.detail,
-            "dry_run": self.policy.dry_run,
+            "dry_run": dry_run,
         }
         if result.retry_later:
             fields["retry_later"] = True

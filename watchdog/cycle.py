@@ -1,9 +1,12 @@
 """One cycle: observe -> decide -> act -> report.
 
-`Watchdog.run_cycle()` is the whole job of the daemon, of `run --once` and (with `act=False`)
-of `scan`. Data flows one way: sources produce observations, memory ages them, decide.py
-plans, act.py carries out, and the report (metrics, logs, the `/locks` document) is made from
-what the earlier stages returned. Nothing here speaks HTTP or mutates anything remote.
+`CycleRunner.run_cycle(policy)` is the whole job of the daemon, of `run --once` and (with
+`act=False`) of `scan`. The policy is the caller's (the daemon owns it and swaps it on a
+reload): each cycle runs under the one it is given, and nothing here keeps a copy.
+
+Data flows one way: sources produce observations, memory ages them, decide plans, act.py
+carries out, and the report (metrics, logs, the `/locks` document) is made from what the
+earlier stages returned. Nothing here speaks HTTP or mutates anything remote.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from watchdog.decide import Decision, decide
 from watchdog.memory import Memory, allowed_gap
 from watchdog.metrics import Metrics
 from watchdog.model import (
-    ActionKind,
+    UNLOCK_RUNGS,
     ActionResult,
     Finding,
     FindingKind,
@@ -54,19 +57,18 @@ class IdentitySource(Protocol):
 class ActionRunner(Protocol):
     """act.py's Actor, seen from here (the cycle does not need the concrete class)."""
 
-    policy: Policy
-
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        policy: Policy,
+        now: datetime,
+        identity: Holder | None,
     ) -> list[ActionResult]: ...
-
-
-_UNLOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
 
 
 def _cycle_now(observations: Sequence[Observation]) -> datetime:
     """The cycle's clock: the TFC server's when TFC was read (the simulator's clock drives
-    tests and the demo), else the lock stores'. decide.py ages S3-backend locks by their
+    tests and the demo), else the lock stores'. decide ages S3-backend locks by their
     own observation's `server_now`, so a skew between AWS and TFC never shifts an age."""
     tfc = [o.server_now for o in observations if o.source is Source.TFC]
     return max(tfc or [o.server_now for o in observations], default=utcnow())
@@ -109,18 +111,19 @@ def _complete_scopes(observations: Sequence[Observation]) -> set[tuple[str, str]
     return {(o.source.value, o.organization) for o in observations if o.complete}
 
 
-class Watchdog:
+class CycleRunner:
+    """Runs one cycle at a time over the same sources, memory and actor; what must outlive a
+    cycle (memory, the last report, health, what was already logged) lives here."""
+
     def __init__(
         self,
         *,
-        policy: Policy,
         sources: Sequence[ObservingSource],
         memory: Memory,
         metrics: Metrics,
         identity_source: IdentitySource | None = None,
         actor: ActionRunner | None = None,
     ) -> None:
-        self.policy = policy
         self.sources = list(sources)
         self.memory = memory
         self.metrics = metrics
@@ -134,26 +137,19 @@ class Watchdog:
         self._announced_restraints: set[tuple[str, str]] = set()
         # The last per-workspace series of each (source, organization), see _publish.
         self._last_series: dict[tuple[str, str], _ScopeSeries] = {}
-        self.metrics.dry_run.set(1 if policy.dry_run else 0)
 
-    def set_policy(self, policy: Policy) -> None:
-        self.policy = policy
-        self.metrics.dry_run.set(1 if policy.dry_run else 0)
-        if self.actor is not None:
-            self.actor.policy = policy
-
-    def _needs_identity(self) -> bool:
+    def _needs_identity(self, policy: Policy) -> bool:
         """Only the unlock rung depends on who we are (unlock our own lock vs force-unlock
         someone else's), so only then is the extra request spent."""
         if self.identity_source is None:
             return False
-        rungs = set(self.policy.defaults.actions)
-        for rule in self.policy.rules:
+        rungs = set(policy.defaults.actions)
+        for rule in policy.rules:
             rungs.update(rule.actions or ())
-        return bool(rungs & _UNLOCK_RUNGS)
+        return bool(rungs & UNLOCK_RUNGS)
 
-    async def _identity_once(self) -> Holder | None:
-        if self._identity_known or not self._needs_identity():
+    async def _identity_once(self, policy: Policy) -> Holder | None:
+        if self._identity_known or not self._needs_identity(policy):
             return self._identity
         assert self.identity_source is not None
         try:
@@ -171,12 +167,13 @@ class Watchdog:
             log.warning("identity_unknown", error=str(exc))
         return self._identity
 
-    async def run_cycle(self, *, act: bool = True) -> CycleReport:
-        """Run one full cycle; never raises for a backend failure (bugs do raise)."""
+    async def run_cycle(self, policy: Policy, *, act: bool = True) -> CycleReport:
+        """Run one full cycle under `policy`; never raises for a backend failure (bugs do
+        raise)."""
         started = time.monotonic()
         self.metrics.cycles.inc()
         try:
-            report = await self._cycle(act=act)
+            report = await self._cycle(policy, act=act)
         except Exception:
             self.metrics.cycle_failures.inc()
             self.health.last_error = "cycle raised an exception (see the traceback)"
@@ -190,40 +187,40 @@ class Watchdog:
         self.last_report = report
         return report
 
-    async def _cycle(self, *, act: bool) -> CycleReport:
+    async def _cycle(self, policy: Policy, *, act: bool) -> CycleReport:
         observations = [
             observation
             for chunk in await asyncio.gather(*(source.observe() for source in self.sources))
             for observation in chunk
         ]
         now = _cycle_now(observations)
-        cleared = self.memory.update(observations, now, max_gap=allowed_gap(self.policy.interval))
+        cleared = self.memory.update(observations, now, max_gap=allowed_gap(policy.interval))
         # Time to clear: each lock memory found gone, once, attributed by our own POST records.
         for lock in cleared:
             self.metrics.lock_cleared(
                 lock.source, by_watchdog=lock.by_watchdog, age_seconds=lock.age.total_seconds()
             )
-        identity = await self._identity_once()
-        decision = decide(observations, self.policy, self.memory, now, identity)
+        identity = await self._identity_once(policy)
+        decision = decide(observations, policy, self.memory, now, identity=identity)
         # Say what was found (and why some of it is left alone) before acting on it, so the
         # log reads in the order things happened.
         self._finding_log.update(decision.findings, _complete_scopes(observations))
         self._log_restraints(decision)
         results: list[ActionResult] = []
         if act and self.actor is not None and decision.planned:
-            results = await self.actor.carry_out(decision.planned, now, identity)
+            results = await self.actor.carry_out(decision.planned, policy, now, identity)
         if act:
             self.memory.save()  # never raises: a failed write is logged, memory stays right
         report = CycleReport(
             generated_at=now,
-            dry_run=self.policy.dry_run,
+            dry_run=policy.dry_run,
             observations=tuple(observations),
             locks=decision.locks,
             findings=decision.findings,
             planned=decision.planned,
             results=tuple(results),
             restraints=decision.restraints,
-            state_file=self.policy.state_file,
+            state_file=policy.state_file,
         )
         self._publish(report, decision)
         return report

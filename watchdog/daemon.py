@@ -1,7 +1,7 @@
 """`tfc-watchdog run`: the daemon.
 
 One interval job (APScheduler, `max_instances=1, coalesce=True`, first run at start) runs
-`Watchdog.run_cycle()`; the ops server (uvicorn) runs in the same event loop. SIGTERM/SIGINT
+`CycleRunner.run_cycle()`; the ops server (uvicorn) runs in the same event loop. SIGTERM/SIGINT
 stop further actions at once, let the current cycle finish (bounded wait) and exit 0. SIGHUP,
 or a changed config file (checked before each cycle), reloads the policy in place: a bad
 edit is rejected and the old policy keeps running, so tuning never costs lock ages.
@@ -116,11 +116,13 @@ def _digest(path: Path) -> str | None:
 
 class Daemon:
     def __init__(self, policy: Policy, token: SecretStr | None, config_path: Path) -> None:
+        # The one current policy: each cycle is handed it; a reload replaces it here.
         self.policy = policy
         self.token = token
         self.config_path = config_path
         self.config_digest = _digest(config_path)
         self.metrics = Metrics()
+        self.metrics.dry_run.set(1 if policy.dry_run else 0)
         self.metrics.config_last_reload_success.set(utcnow().timestamp())
         self._stop = asyncio.Event()
         self._cycle_lock = asyncio.Lock()
@@ -199,7 +201,7 @@ class Daemon:
                 # large cycle (benchmarks/RESULTS.md).
                 gc.freeze()
                 if listener is None:
-                    report = await runtime.watchdog.run_cycle()
+                    report = await runtime.runner.run_cycle(self.policy)
                     return 0 if report.complete else 1
                 return await self._serve(runtime, listener)
         finally:
@@ -214,9 +216,9 @@ class Daemon:
 
         app = build_app(
             metrics=self.metrics,
-            health=lambda: runtime.watchdog.health,
+            health=lambda: runtime.runner.health,
             interval=lambda: self.policy.interval,
-            last_report=lambda: runtime.watchdog.last_report,
+            last_report=lambda: runtime.runner.last_report,
         )
         self._exposition = app.state.exposition
         server = make_server(app, self.policy.listen)
@@ -308,12 +310,12 @@ class Daemon:
         file), the cycle runs again at once with the new token instead of leaving the
         watchdog blind for a whole interval. Once only, and not after a stop request: a
         refused new token waits for the next cycle."""
-        report = await runtime.watchdog.run_cycle()
+        report = await runtime.runner.run_cycle(self.policy)
         refused = any(
             o.source is Source.TFC and o.error_reason == "unauthorized" for o in report.observations
         )
         if refused and not self._stop.is_set() and self._refresh_token(trigger="unauthorized"):
-            report = await runtime.watchdog.run_cycle()
+            report = await runtime.runner.run_cycle(self.policy)
         return report
 
     def _refresh_token(self, *, trigger: str) -> bool:
@@ -412,8 +414,7 @@ class Daemon:
         changed = sorted(k for k in new_dump if old_dump.get(k) != new_dump.get(k))
         interval_changed = new.interval != self.policy.interval
         self.policy = new
-        assert self._runtime is not None
-        self._runtime.watchdog.set_policy(new)
+        self.metrics.dry_run.set(1 if new.dry_run else 0)
         configure_logging(new.log.format, new.log.level)
         if interval_changed and self._scheduler is not None:
             self._scheduler.reschedule_job(

@@ -59,7 +59,14 @@ from typing import Any, Protocol
 
 import structlog
 
-from watchdog.model import BackendLock, HolderType, Observation, Outcome, PlannedAction, Source
+from watchdog.model import (
+    HolderType,
+    Observation,
+    Outcome,
+    PlannedAction,
+    Source,
+    backend_lock_key,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -178,11 +185,6 @@ class StateFileError(ValueError):
 
 class StateFileRefusedError(StateFileError):
     """The state file path names something this program must not overwrite."""
-
-
-def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
-    """(workspace id, holder id) under which an S3-backend lock is remembered."""
-    return f"{lock.store}/{lock.path}", lock.info.id
 
 
 # Used when the caller does not say its interval (the default `interval`): too short a gap only

@@ -1,6 +1,6 @@
 """Plain domain types shared by every stage: observe -> decide -> act -> report.
 
-Nothing here does I/O. Sources turn backend responses into these types; `decide.py` turns
+Nothing here does I/O. Sources turn backend responses into these types; `decide` turns
 them into findings and planned actions; `act.py` carries actions out; the report layer
 (metrics, logs, `scan`, `/locks`) renders them.
 
@@ -225,7 +225,7 @@ class Workspace:
     apply_duration_average: timedelta | None = None
     # (field, what is wrong) for each field protection, rule matching or acting depends on
     # that the API sent missing or malformed (`("tag-names", "tag-names missing")`). The
-    # workspace is still reported, but decide.py takes no action on it while the policy
+    # workspace is still reported, but decide takes no action on it while the policy
     # depends on the field: a protection that cannot be checked protects.
     problems: tuple[tuple[str, str], ...] = ()
 
@@ -272,6 +272,11 @@ class BackendLock:
     last_modified: datetime | None = None
 
 
+def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
+    """(workspace id, holder id) under which an S3-backend lock is remembered."""
+    return f"{lock.store}/{lock.path}", lock.info.id
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What one source read for one organization (or table/bucket) in one cycle.
@@ -293,7 +298,7 @@ class Observation:
     # The metrics.ERROR_REASONS value of `error` (e.g. "unauthorized"), when known.
     error_reason: str | None = None
     total_workspaces: int = 0
-    # The TFC source keeps in `workspaces` only what decide.py can act or report on (locked,
+    # The TFC source keeps in `workspaces` only what decide can act or report on (locked,
     # or with a non-final current run): every parsed workspace of a 50,000-workspace
     # organization held ~190 MB. `read_ids` has the ids of ALL workspaces read and
     # parsed; Memory.update needs them after a partial read. Observations built by hand may
@@ -404,6 +409,11 @@ class ActionKind(StrEnum):
     DELETE_LOCK = "delete_lock"
 
 
+# The rungs that clear a TFC lock itself (not its run): the only ones whose rung depends on
+# who the watchdog is, and the only ones that must first check for a pending state upload.
+UNLOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
+
+
 class Outcome(StrEnum):
     """The `outcome` label of `tfc_watchdog_actions_total` (contract)."""
 
@@ -420,7 +430,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PlannedAction:
-    """An action decide.py wants, with everything act.py must re-verify before doing it."""
+    """An action decide wants, with everything act.py must re-verify before doing it."""
 
     kind: ActionKind
     source: Source

@@ -461,7 +461,7 @@ class Rule(StrictModel):
 
 
 class EffectiveRule(BaseModel):
-    """A rule resolved against defaults: what decide.py uses."""
+    """A rule resolved against defaults: what decide uses."""
 
     model_config = ConfigDict(frozen=True)
 

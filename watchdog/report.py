@@ -458,7 +458,7 @@ def render_table(report: CycleReport, width: int = DEFAULT_WIDTH) -> str:
     return "\n".join(printable(line) for line in out) + "\n"
 
 
-# decide.py's guard for a lock seen in too few cycles ("lock seen with this holder/ID in 1
+# decide's guard for a lock seen in too few cycles ("lock seen with this holder/ID in 1
 # cycle(s), 2 needed").
 _SIGHTINGS = "cycle(s), "
 
@@ -495,7 +495,7 @@ def _count(number: int, noun: str) -> str:
 
 
 def _end_run(run: Run) -> str:
-    """How to end the run that holds a lock, by the rung the ladder gives it (decide.py
+    """How to end the run that holds a lock, by the rung the ladder gives it (decide
     `_run_step`): a run waiting for a human is discarded (cancel does not apply to a run
     that is not executing), a run whose cancel was already requested is force-cancelled, any
     other run is cancelled first."""

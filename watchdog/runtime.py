@@ -1,5 +1,5 @@
 """Builds the live parts from a validated config: API clients, sources, memory, the actor,
-and the `Watchdog` cycle that ties them together. Shared by `run` and `scan`.
+and the `CycleRunner` that ties them together. Shared by `run` and `scan`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import structlog
 from pydantic import SecretStr
 
 from watchdog.act import Actor, BackendLockTarget
-from watchdog.cycle import ObservingSource, Watchdog
+from watchdog.cycle import CycleRunner, ObservingSource
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import Source
@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class Runtime:
-    watchdog: Watchdog
+    runner: CycleRunner
     tfc: TfcSource | None
     actor: Actor | None
     # The backend lock sources (DynamoDB tables, S3 and GCS .tflock buckets), by source.
@@ -87,21 +87,19 @@ async def open_runtime(
             targets: dict[Source, BackendLockTarget] = dict(backend)
             actor = Actor(
                 source=tfc,
-                policy=policy,
                 memory=memory,
                 metrics=metrics,
                 log=log,
                 backend_sources=targets,
             )
-        watchdog = Watchdog(
-            policy=policy,
+        runner = CycleRunner(
             sources=sources,
             memory=memory,
             metrics=metrics,
             identity_source=tfc,
             actor=actor,
         )
-        yield Runtime(watchdog=watchdog, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
+        yield Runtime(runner=runner, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
 
 
 def _open_backend(

@@ -28,7 +28,7 @@ EXIT_OK, EXIT_API_FAILURE, EXIT_CONFIG, EXIT_STALE = 0, 1, 2, 3
 
 async def scan_once(policy: Policy, token: SecretStr | None) -> CycleReport:
     async with open_runtime(policy, token, Metrics(), with_actor=False) as runtime:
-        return await runtime.watchdog.run_cycle(act=False)
+        return await runtime.runner.run_cycle(policy, act=False)
 
 
 def main(args: argparse.Namespace) -> int:

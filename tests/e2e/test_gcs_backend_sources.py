@@ -324,7 +324,6 @@ async def test_dry_run_sends_no_delete(fake_gcs, source, metrics):
     policy, memory, planned = await planned_delete(fake_gcs, source, dry_run=True)
     actor = Actor(
         source=None,
-        policy=policy,
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("test"),
@@ -332,7 +331,7 @@ async def test_dry_run_sends_no_delete(fake_gcs, source, metrics):
     )
     fake_gcs.mark()
 
-    results = await actor.carry_out(planned, source.now(), None)
+    results = await actor.carry_out(planned, policy, source.now(), None)
 
     assert [r.outcome for r in results] == [Outcome.DRY_RUN]
     assert [r for r in fake_gcs.requests() if r.method == "DELETE"] == []
@@ -353,7 +352,6 @@ async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
 
     actor = Actor(
         source=None,
-        policy=policy,
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("test"),
@@ -361,7 +359,7 @@ async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
     )
     fake_gcs.mark()
 
-    results = await actor.carry_out(planned, source.now(), None)
+    results = await actor.carry_out(planned, policy, source.now(), None)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert fake_gcs.body(LOCK_NAME) == newer

@@ -377,13 +377,12 @@ async def test_a_lock_taken_over_before_the_delete_survives_as_skipped_changed(
         assert [a.backend_lock.info.id for a in decision.planned if a.backend_lock] == ["lock-old"]
         actor = Actor(
             source=None,
-            policy=policy,
             memory=memory,
             metrics=metrics,
             log=structlog.get_logger("test"),
             backend_sources={Source(kind): ReplacingBetweenReadAndDelete(source, replace)},
         )
-        results = await actor.carry_out(decision.planned, source.now(), None)
+        results = await actor.carry_out(decision.planned, policy, source.now(), None)
     finally:
         source.close()
 

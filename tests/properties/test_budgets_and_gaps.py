@@ -48,7 +48,7 @@ from tests.properties.world import (
     cases,
 )
 from watchdog.act import Actor
-from watchdog.cycle import Watchdog
+from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.policy import Policy
@@ -219,7 +219,7 @@ class GapHarness:
         token = TOKENS[case.token]
         clock = _SimTiedClock(world, world.now())
         transport = _FaultyPosts(self.recorder, faults)
-        process: tuple[TfcClient, Watchdog, _Interposer] | None = None
+        process: tuple[TfcClient, CycleRunner, _Interposer] | None = None
         try:
             for number, cycle in enumerate(case.cycles):
                 if cycle.advance:
@@ -228,7 +228,7 @@ class GapHarness:
                     if process is not None:
                         await process[0].aclose()
                     process = self._start(policy, token, transport, clock)
-                client, watchdog, interposer = process
+                client, runner, interposer = process
                 self.recorder.cycle = number
                 self.recorder.corrupt = {ids[i] for i in cycle.corrupt}
                 self.recorder.corrupt_reread = {ids[i] for i in cycle.corrupt_reread}
@@ -241,7 +241,7 @@ class GapHarness:
 
                 interposer._before = change_world
                 try:
-                    await watchdog.run_cycle()
+                    await runner.run_cycle(policy)
                 except Killed:
                     # SIGKILL: the process is gone, its memory with it; the next cycle is a
                     # new process over the state file as it was on disk.
@@ -255,7 +255,7 @@ class GapHarness:
 
     def _start(
         self, policy: Policy, token: str, transport: _FaultyPosts, clock: _SimTiedClock
-    ) -> tuple[TfcClient, Watchdog, _Interposer]:
+    ) -> tuple[TfcClient, CycleRunner, _Interposer]:
         metrics = Metrics()
         client = TfcClient(
             address="http://sim.invalid",
@@ -269,17 +269,16 @@ class GapHarness:
         source = TfcSource(client, [ORG], metrics)
         memory = Memory.load(str(self.state_file), clock=clock)
         log: Any = structlog.get_logger("properties")
-        actor = Actor(source=source, policy=policy, memory=memory, metrics=metrics, log=log)
+        actor = Actor(source=source, memory=memory, metrics=metrics, log=log)
         interposer = _Interposer(actor, lambda: None)
-        watchdog = Watchdog(
-            policy=policy,
+        runner = CycleRunner(
             sources=[source],
             memory=memory,
             metrics=metrics,
             identity_source=source,
             actor=interposer,
         )
-        return client, watchdog, interposer
+        return client, runner, interposer
 
 
 @pytest.fixture(scope="module")

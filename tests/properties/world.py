@@ -7,7 +7,7 @@ may "restart" (a new client, source, actor and watchdog over the same state file
 cycle's observe and its act re-read the world changes: the holder changes, the run
 finishes, the lock is released, the token loses its permission, a new run starts.
 
-`run_case` drives the REAL code: `cycle.Watchdog` (memory.update -> decide.decide ->
+`run_case` drives the REAL code: `cycle.CycleRunner` (memory.update -> decide ->
 act.Actor) with the real `TfcSource`/`TfcClient`, talking through `httpx.ASGITransport` to
 the real simulator app (so the simulator's contract tests check this double). A recording
 transport notes the simulated world as it was at every list read, re-read and POST; the
@@ -31,7 +31,7 @@ import structlog
 from hypothesis import strategies as st
 
 from watchdog.act import Actor
-from watchdog.cycle import Watchdog
+from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import ActionResult, Holder, PlannedAction
@@ -539,19 +539,15 @@ class _Interposer:
         self._before = before
         self.results: list[ActionResult] = []
 
-    @property
-    def policy(self) -> Policy:
-        return self.actor.policy
-
-    @policy.setter
-    def policy(self, value: Policy) -> None:
-        self.actor.policy = value
-
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        policy: Policy,
+        now: datetime,
+        identity: Holder | None,
     ) -> list[ActionResult]:
         self._before()
-        results = await self.actor.carry_out(planned, now, identity)
+        results = await self.actor.carry_out(planned, policy, now, identity)
         self.results.extend(results)
         return results
 
@@ -606,7 +602,7 @@ class Harness:
         policy = Policy.model_validate(case.policy_document(str(state_file)))
         token = TOKENS[case.token]
         log = structlog.get_logger("properties")
-        process: tuple[TfcClient, Watchdog, _Interposer] | None = None
+        process: tuple[TfcClient, CycleRunner, _Interposer] | None = None
         try:
             for number, cycle in enumerate(case.cycles):
                 if cycle.advance:
@@ -615,7 +611,7 @@ class Harness:
                     if process is not None:
                         await process[0].aclose()
                     process = _start(policy, token, recorder, state_file, log)
-                _, watchdog, interposer = process
+                _, runner, interposer = process
                 recorder.cycle = number
                 recorder.corrupt = {ids[i] for i in cycle.corrupt}
                 recorder.corrupt_reread = {ids[i] for i in cycle.corrupt_reread}
@@ -628,7 +624,7 @@ class Harness:
 
                 interposer._before = change_world
                 before_count = len(interposer.results)
-                await watchdog.run_cycle()
+                await runner.run_cycle(policy)
                 trace.results.append(interposer.results[before_count:])
         finally:
             if process is not None:
@@ -638,7 +634,7 @@ class Harness:
 
 def _start(
     policy: Policy, token: str, recorder: Recorder, state_file: Path, log: Any
-) -> tuple[TfcClient, Watchdog, _Interposer]:
+) -> tuple[TfcClient, CycleRunner, _Interposer]:
     """A new watchdog process: everything it owns is new; only the state file carries over."""
     metrics = Metrics()
     client = TfcClient(
@@ -652,17 +648,16 @@ def _start(
     )
     source = TfcSource(client, [ORG], metrics)
     memory = Memory.load(str(state_file))
-    actor = Actor(source=source, policy=policy, memory=memory, metrics=metrics, log=log)
+    actor = Actor(source=source, memory=memory, metrics=metrics, log=log)
     interposer = _Interposer(actor, lambda: None)
-    watchdog = Watchdog(
-        policy=policy,
+    runner = CycleRunner(
         sources=[source],
         memory=memory,
         metrics=metrics,
         identity_source=source,
         actor=interposer,
     )
-    return client, watchdog, interposer
+    return client, runner, interposer
 
 
 def run_case(case: Case, state_dir: Path) -> Trace:

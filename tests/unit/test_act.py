@@ -3,7 +3,7 @@
 Most tests use a strict fake of TfcSource: it answers only the reads and POSTs a test set up
 and fails loudly on anything else. The last section drives the real TfcSource and TfcClient
 over respx (every request mocked), to prove the wiring: the re-read, the POST bodies and how
-real HTTP answers become outcomes. The ladder on the fresh read is always the real decide.py.
+real HTTP answers become outcomes. The ladder on the fresh read is always the real decide.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class FakeTarget:
     def now(self) -> datetime:
         return NOW
 
-    async def read_workspace(self, workspace_id: str) -> Workspace:
+    async def read_workspace(self, workspace_id: str, organization: str) -> Workspace:
         self.reads.append(workspace_id)
         if workspace_id not in self.workspaces:
             raise AssertionError(f"unexpected read of {workspace_id}")
@@ -227,14 +227,11 @@ class FakeTarget:
         self._post("force_unlock", workspace_id)
 
 
-def make_actor(
-    target: FakeTarget, pol: Policy, memory: Memory | None = None
-) -> tuple[Actor, Metrics, Memory]:
+def make_actor(target: FakeTarget, memory: Memory | None = None) -> tuple[Actor, Metrics, Memory]:
     metrics = Metrics()
     memory = memory if memory is not None else Memory()
     actor = Actor(
         source=target,
-        policy=pol,
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("watchdog.act"),
@@ -264,11 +261,12 @@ def audit_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[st
 async def test_a_justified_cancel_is_posted_once_with_the_comment_and_audited() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
-    actor, metrics, memory = make_actor(target, policy(per_hour=5))
+    pol = policy(per_hour=5)
+    actor, metrics, memory = make_actor(target)
     action = cancel_action(1)
 
     with capture_logs() as logs:
-        results = await actor.carry_out([action], NOW, None)
+        results = await actor.carry_out([action], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DONE]
     assert target.reads == ["ws-1"]
@@ -305,9 +303,10 @@ async def test_a_stale_user_lock_is_force_unlocked() -> None:
     seen_twice(memory, workspace)
     target = FakeTarget(workspace)
     target.allowed_posts = {"force_unlock"}
-    actor, metrics, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, metrics, _ = make_actor(target, memory)
 
-    results = await actor.carry_out([force_unlock_action()], NOW, None)
+    results = await actor.carry_out([force_unlock_action()], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DONE]
     assert target.posts == [("force_unlock", "ws-lock")]
@@ -319,10 +318,11 @@ async def test_a_stale_user_lock_is_force_unlocked() -> None:
 
 async def test_dry_run_sends_no_post_and_logs_would_with_every_field() -> None:
     target = FakeTarget(stuck_workspace(1))  # no POST allowed: one would fail the test
-    actor, metrics, memory = make_actor(target, policy(dry_run=True))
+    pol = policy(dry_run=True)
+    actor, metrics, memory = make_actor(target)
 
     with capture_logs() as logs:
-        results = await actor.carry_out([cancel_action(1)], NOW, None)
+        results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DRY_RUN]
     assert target.posts == []
@@ -340,9 +340,10 @@ async def test_dry_run_sends_no_post_and_logs_would_with_every_field() -> None:
 
 async def test_dry_run_spends_no_budget() -> None:
     target = FakeTarget(*(stuck_workspace(n) for n in range(3)))
-    actor, _, _ = make_actor(target, policy(dry_run=True, per_cycle=1, per_hour=1))
+    pol = policy(dry_run=True, per_cycle=1, per_hour=1)
+    actor, _, _ = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(n) for n in range(3)], NOW, None)
+    results = await actor.carry_out([cancel_action(n) for n in range(3)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DRY_RUN] * 3
 
@@ -353,9 +354,10 @@ async def test_dry_run_spends_no_budget() -> None:
 async def test_per_cycle_budget_skips_the_rest_without_reading_them() -> None:
     target = FakeTarget(*(stuck_workspace(n) for n in range(4)))
     target.allowed_posts = {"cancel"}
-    actor, metrics, _ = make_actor(target, policy(per_cycle=2))
+    pol = policy(per_cycle=2)
+    actor, metrics, _ = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(n) for n in range(4)], NOW, None)
+    results = await actor.carry_out([cancel_action(n) for n in range(4)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DONE, Outcome.DONE] + [Outcome.SKIPPED_BUDGET] * 2
     assert target.reads == ["ws-0", "ws-1"]
@@ -367,9 +369,10 @@ async def test_per_cycle_budget_counts_failed_posts_too() -> None:
     target = FakeTarget(stuck_workspace(0), stuck_workspace(1))
     target.allowed_posts = {"cancel"}
     target.post_errors["cancel"] = tfc_error(RateLimitedError, 429, "slow down")
-    actor, _, memory = make_actor(target, policy(per_cycle=1))
+    pol = policy(per_cycle=1)
+    actor, _, memory = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(0), cancel_action(1)], NOW, None)
+    results = await actor.carry_out([cancel_action(0), cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.FAILED, Outcome.SKIPPED_BUDGET]
     assert len(target.posts) == 1
@@ -391,11 +394,12 @@ async def test_hourly_budget_holds_across_calls_and_slides() -> None:
     memory = Memory(clock=clock)
     spent(memory, clock, timedelta(minutes=59))  # still inside the hour
     spent(memory, clock, timedelta(minutes=61))  # slid out
-    actor, metrics, _ = make_actor(target, policy(per_hour=2), memory)
+    pol = policy(per_hour=2)
+    actor, metrics, _ = make_actor(target, memory)
 
-    first = await actor.carry_out([cancel_action(0), cancel_action(1)], NOW, None)
+    first = await actor.carry_out([cancel_action(0), cancel_action(1)], pol, NOW, None)
     clock.advance(timedelta(minutes=1))
-    second = await actor.carry_out([cancel_action(2)], NOW + timedelta(minutes=1), None)
+    second = await actor.carry_out([cancel_action(2)], pol, NOW + timedelta(minutes=1), None)
 
     assert outcomes(first) == [Outcome.DONE, Outcome.SKIPPED_BUDGET]
     assert outcomes(second) == [Outcome.SKIPPED_BUDGET]
@@ -409,9 +413,10 @@ async def test_hourly_budget_frees_up_after_an_hour() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     spent(memory, clock, timedelta(minutes=61))
-    actor, metrics, _ = make_actor(target, policy(per_hour=1), memory)
+    pol = policy(per_hour=1)
+    actor, metrics, _ = make_actor(target, memory)
 
-    results = await actor.carry_out([cancel_action(0)], NOW, None)
+    results = await actor.carry_out([cancel_action(0)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DONE]
     assert metrics.registry.get_sample_value("tfc_watchdog_actions_budget_remaining") == 0
@@ -425,10 +430,11 @@ async def test_a_different_lock_holder_on_the_fresh_read_skips_without_post() ->
     seen_twice(memory, user_locked_workspace(ALICE))
     # Bob took the lock between the observe read and the act re-read.
     target = FakeTarget(user_locked_workspace(BOB))
-    actor, metrics, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, metrics, _ = make_actor(target, memory)
 
     with capture_logs() as logs:
-        results = await actor.carry_out([force_unlock_action(ALICE)], NOW, None)
+        results = await actor.carry_out([force_unlock_action(ALICE)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
     assert target.posts == []
@@ -447,9 +453,10 @@ async def test_a_run_that_finished_before_the_re_read_is_not_cancelled() -> None
         current_run=applying_run("run-1", status="applied"),
     )
     target = FakeTarget(finished)
-    actor, _, _ = make_actor(target, policy())
+    pol = policy()
+    actor, _, _ = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(1)], NOW, None)
+    results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
     assert target.posts == []
@@ -460,9 +467,10 @@ async def test_a_run_status_change_on_the_fresh_read_skips_and_says_what_changed
     moved = stuck_workspace(1)
     moved = replace(moved, current_run=applying_run("run-1", status="post_apply_running"))
     target = FakeTarget(moved)
-    actor, _, _ = make_actor(target, policy())
+    pol = policy()
+    actor, _, _ = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(1)], NOW, None)
+    results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
     assert "applying" in results[0].detail
@@ -473,9 +481,10 @@ async def test_a_run_status_change_on_the_fresh_read_skips_and_says_what_changed
 async def test_a_failed_re_read_fails_the_action_without_post() -> None:
     target = FakeTarget()
     target.workspaces["ws-1"] = tfc_error(BadResponseError, 200, "missing data")
-    actor, metrics, _ = make_actor(target, policy())
+    pol = policy()
+    actor, metrics, _ = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(1)], NOW, None)
+    results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.FAILED]
     assert results[0].detail.startswith("re-read failed: ")
@@ -488,11 +497,12 @@ async def test_a_failed_re_read_fails_the_action_without_post() -> None:
 
 async def test_missing_permission_is_forbidden_without_post_and_logged_once() -> None:
     target = FakeTarget(stuck_workspace(1, can_cancel=False))
-    actor, metrics, _ = make_actor(target, policy())
+    pol = policy()
+    actor, metrics, _ = make_actor(target)
 
     with capture_logs() as logs:
-        first = await actor.carry_out([cancel_action(1)], NOW, None)
-        second = await actor.carry_out([cancel_action(1)], NOW + timedelta(minutes=1), None)
+        first = await actor.carry_out([cancel_action(1)], pol, NOW, None)
+        second = await actor.carry_out([cancel_action(1)], pol, NOW + timedelta(minutes=1), None)
 
     assert outcomes(first) == outcomes(second) == [Outcome.FORBIDDEN]
     assert "can-cancel" in first[0].detail
@@ -508,9 +518,10 @@ async def test_a_principal_without_admin_sends_no_force_unlock() -> None:
     memory = Memory()
     seen_twice(memory, workspace)
     target = FakeTarget(workspace)
-    actor, _, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, _, _ = make_actor(target, memory)
 
-    results = await actor.carry_out([force_unlock_action()], NOW, None)
+    results = await actor.carry_out([force_unlock_action()], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.FORBIDDEN]
     assert "can-force-unlock" in results[0].detail
@@ -524,9 +535,10 @@ async def test_a_409_is_skipped_changed_after_exactly_one_post() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
     target.post_errors["cancel"] = tfc_error(ConflictError, 409, "not planning or applying")
-    actor, metrics, memory = make_actor(target, policy())
+    pol = policy()
+    actor, metrics, memory = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(1)], NOW, None)
+    results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
     assert len(target.posts) == 1
@@ -538,11 +550,12 @@ async def test_a_404_is_forbidden_and_always_logged() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
     target.post_errors["cancel"] = tfc_error(NotFoundError, 404, "not found")
-    actor, metrics, _ = make_actor(target, policy())
+    pol = policy()
+    actor, metrics, _ = make_actor(target)
 
     with capture_logs() as logs:
-        await actor.carry_out([cancel_action(1)], NOW, None)
-        results = await actor.carry_out([cancel_action(1)], NOW, None)
+        await actor.carry_out([cancel_action(1)], pol, NOW, None)
+        results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.FORBIDDEN]
     assert results[0].detail.startswith("not found or not permitted")
@@ -560,10 +573,11 @@ async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
     target.post_errors["force_unlock"] = tfc_error(
         StateVersionPendingError, 503, "state version is still pending"
     )
-    actor, metrics, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, metrics, _ = make_actor(target, memory)
 
     with capture_logs() as logs:
-        results = await actor.carry_out([force_unlock_action()], NOW, None)
+        results = await actor.carry_out([force_unlock_action()], pol, NOW, None)
 
     [result] = results
     assert result.outcome is Outcome.FAILED
@@ -583,9 +597,10 @@ async def test_a_pending_state_version_stops_the_force_unlock_before_its_post() 
     seen_twice(memory, workspace)
     target = FakeTarget(workspace)  # no POST allowed: one would fail the test
     target.pending = 1
-    actor, metrics, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, metrics, _ = make_actor(target, memory)
 
-    results = await actor.carry_out([force_unlock_action()], NOW, None)
+    results = await actor.carry_out([force_unlock_action()], pol, NOW, None)
 
     [result] = results
     assert result.outcome is Outcome.FAILED
@@ -604,10 +619,11 @@ async def test_an_unlock_is_checked_like_a_force_unlock() -> None:
     seen_twice(memory, workspace)
     target = FakeTarget(workspace)
     target.pending = 2
-    actor, _, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, _, _ = make_actor(target, memory)
     action = replace(force_unlock_action(ROBOT), kind=ActionKind.UNLOCK)
 
-    [result] = await actor.carry_out([action], NOW, ROBOT)
+    [result] = await actor.carry_out([action], pol, NOW, ROBOT)
 
     assert (result.outcome, result.retry_later) == (Outcome.FAILED, True)
     assert target.state_checks == [(ORG, "network")]
@@ -630,10 +646,11 @@ async def test_a_check_that_cannot_be_made_is_a_no(error: TfcError) -> None:
     seen_twice(memory, workspace)
     target = FakeTarget(workspace)  # no POST allowed
     target.pending = error
-    actor, metrics, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, metrics, _ = make_actor(target, memory)
 
     with capture_logs() as logs:
-        [result] = await actor.carry_out([force_unlock_action()], NOW, None)
+        [result] = await actor.carry_out([force_unlock_action()], pol, NOW, None)
 
     assert result.outcome is Outcome.FAILED
     assert result.retry_later is False
@@ -650,11 +667,12 @@ async def test_a_dry_run_preview_checks_state_versions_and_says_the_truth() -> N
     seen_twice(memory, workspace)
     target = FakeTarget(workspace)
     target.pending = 1
-    actor, _, _ = make_actor(target, policy(dry_run=True), memory)
+    pol = policy(dry_run=True)
+    actor, _, _ = make_actor(target, memory)
 
-    [pending] = await actor.carry_out([force_unlock_action()], NOW, None)
+    [pending] = await actor.carry_out([force_unlock_action()], pol, NOW, None)
     target.pending = 0
-    [clear] = await actor.carry_out([force_unlock_action()], NOW, None)
+    [clear] = await actor.carry_out([force_unlock_action()], pol, NOW, None)
 
     assert pending.outcome is Outcome.FAILED and "state upload pending" in pending.detail
     assert clear.outcome is Outcome.DRY_RUN
@@ -669,12 +687,14 @@ async def test_no_state_version_request_unless_about_to_unlock() -> None:
     seen_twice(memory, forbidden)
     target = FakeTarget(stuck_workspace(1), forbidden)
     target.allowed_posts = {"cancel"}
-    actor, _, _ = make_actor(target, policy(per_cycle=1), memory)
-    results = await actor.carry_out([cancel_action(1), force_unlock_action()], NOW, None)
+    pol = policy(per_cycle=1)
+    actor, _, _ = make_actor(target, memory)
+    results = await actor.carry_out([cancel_action(1), force_unlock_action()], pol, NOW, None)
     assert outcomes(results) == [Outcome.DONE, Outcome.SKIPPED_BUDGET]
 
-    results = await make_actor(target, policy(), memory)[0].carry_out(
-        [force_unlock_action()], NOW, None
+    pol2 = policy()
+    results = await make_actor(target, memory)[0].carry_out(
+        [force_unlock_action()], pol2, NOW, None
     )
     assert outcomes(results) == [Outcome.FORBIDDEN]
     assert target.state_checks == []
@@ -684,9 +704,10 @@ async def test_other_api_errors_fail_with_the_reason() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
     target.post_errors["cancel"] = tfc_error(TfcError, 422, "bad gateway")
-    actor, _, _ = make_actor(target, policy())
+    pol = policy()
+    actor, _, _ = make_actor(target)
 
-    [result] = await actor.carry_out([cancel_action(1)], NOW, None)
+    [result] = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is Outcome.FAILED
     assert result.retry_later is False
@@ -695,10 +716,11 @@ async def test_other_api_errors_fail_with_the_reason() -> None:
 
 async def test_a_bug_in_the_target_is_not_swallowed() -> None:
     target = FakeTarget(stuck_workspace(1))  # cancel not allowed: the fake raises
-    actor, _, _ = make_actor(target, policy())
+    pol = policy()
+    actor, _, _ = make_actor(target)
 
     with pytest.raises(AssertionError, match="unexpected POST"):
-        await actor.carry_out([cancel_action(1)], NOW, None)
+        await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
 
 # --- one POST per workspace, and stopping ---------------------------------------------------
@@ -707,9 +729,10 @@ async def test_a_bug_in_the_target_is_not_swallowed() -> None:
 async def test_at_most_one_post_per_workspace_per_call() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
-    actor, _, _ = make_actor(target, policy())
+    pol = policy()
+    actor, _, _ = make_actor(target)
 
-    results = await actor.carry_out([cancel_action(1), cancel_action(1)], NOW, None)
+    results = await actor.carry_out([cancel_action(1), cancel_action(1)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DONE, Outcome.SKIPPED_CHANGED]
     assert len(target.posts) == 1
@@ -718,10 +741,11 @@ async def test_at_most_one_post_per_workspace_per_call() -> None:
 async def test_stop_sends_no_further_post_and_drops_the_rest() -> None:
     target = FakeTarget(*(stuck_workspace(n) for n in range(3)))
     target.allowed_posts = {"cancel"}
-    actor, metrics, _ = make_actor(target, policy())
+    pol = policy()
+    actor, metrics, _ = make_actor(target)
     target.after_post = actor.stop  # SIGTERM arrives during the first POST
 
-    results = await actor.carry_out([cancel_action(n) for n in range(3)], NOW, None)
+    results = await actor.carry_out([cancel_action(n) for n in range(3)], pol, NOW, None)
 
     assert outcomes(results) == [Outcome.DONE]
     assert len(target.posts) == 1
@@ -732,20 +756,22 @@ async def test_stop_sends_no_further_post_and_drops_the_rest() -> None:
 
 async def test_a_stopped_actor_does_nothing() -> None:
     target = FakeTarget(stuck_workspace(0))
-    actor, _, _ = make_actor(target, policy())
+    pol = policy()
+    actor, _, _ = make_actor(target)
     actor.stop()
 
-    assert await actor.carry_out([cancel_action(0)], NOW, None) == []
+    assert await actor.carry_out([cancel_action(0)], pol, NOW, None) == []
     assert target.reads == []
 
 
 async def test_stop_during_the_re_read_sends_no_post() -> None:
     target = FakeTarget(stuck_workspace(0))
     target.allowed_posts = {"cancel"}
-    actor, metrics, _ = make_actor(target, policy())
+    pol = policy()
+    actor, metrics, _ = make_actor(target)
     target.after_read = actor.stop
 
-    results = await actor.carry_out([cancel_action(0)], NOW, None)
+    results = await actor.carry_out([cancel_action(0)], pol, NOW, None)
 
     assert results == []
     assert target.posts == []
@@ -757,10 +783,11 @@ async def test_stop_during_the_re_read_sends_no_post() -> None:
 
 async def test_an_action_of_a_source_without_executor_fails_without_any_call() -> None:
     target = FakeTarget()  # any read or POST would fail the test
-    actor, metrics, _ = make_actor(target, policy())
+    pol = policy()
+    actor, metrics, _ = make_actor(target)
     action = replace(cancel_action(0), kind=ActionKind.DELETE_LOCK, source=Source.DYNAMODB)
 
-    [result] = await actor.carry_out([action], NOW, None)
+    [result] = await actor.carry_out([action], pol, NOW, None)
 
     assert result.outcome is Outcome.FAILED
     assert "dynamodb" in result.detail
@@ -826,10 +853,9 @@ async def api() -> AsyncIterator[tuple[respx.MockRouter, TfcSource, Metrics]]:
             yield router, TfcSource(client, [ORG], metrics), metrics
 
 
-def real_actor(source: TfcSource, metrics: Metrics, pol: Policy) -> Actor:
+def real_actor(source: TfcSource, metrics: Metrics) -> Actor:
     return Actor(
         source=source,
-        policy=pol,
         memory=Memory(),
         metrics=metrics,
         log=structlog.get_logger("watchdog.act"),
@@ -848,7 +874,8 @@ async def test_real_source_cancel_posts_the_comment_once(
     cancel = router.post("/runs/run-1/actions/cancel").respond(202, headers=DATE)
     action = cancel_action(1)
 
-    [result] = await real_actor(source, metrics, policy()).carry_out([action], NOW, None)
+    pol = policy()
+    [result] = await real_actor(source, metrics).carry_out([action], pol, NOW, None)
 
     assert result.outcome is Outcome.DONE
     assert cancel.call_count == 1
@@ -862,9 +889,8 @@ async def test_real_source_dry_run_sends_only_the_re_read(
     router, source, metrics = api
     read = router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
 
-    [result] = await real_actor(source, metrics, policy(dry_run=True)).carry_out(
-        [cancel_action(1)], NOW, None
-    )
+    pol = policy(dry_run=True)
+    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is Outcome.DRY_RUN
     assert read.call_count == 1
@@ -879,7 +905,8 @@ async def test_real_source_finished_run_on_re_read_sends_no_post(
         200, json=workspace_document(status="applied"), headers=DATE
     )
 
-    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+    pol = policy()
+    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is Outcome.SKIPPED_CHANGED
     assert posts(router) == []
@@ -893,7 +920,8 @@ async def test_real_source_missing_can_cancel_sends_no_post(
         200, json=workspace_document(can_cancel=False), headers=DATE
     )
 
-    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+    pol = policy()
+    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is Outcome.FORBIDDEN
     assert posts(router) == []
@@ -910,7 +938,8 @@ async def test_real_source_a_409_is_not_retried_or_escalated(
         headers=DATE,
     )
 
-    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+    pol = policy()
+    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is Outcome.SKIPPED_CHANGED
     assert len(posts(router)) == 1
@@ -923,7 +952,8 @@ async def test_real_source_a_404_on_the_post_is_forbidden(
     router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
     router.post("/runs/run-1/actions/cancel").respond(404, headers=DATE)
 
-    [result] = await real_actor(source, metrics, policy()).carry_out([cancel_action(1)], NOW, None)
+    pol = policy()
+    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is Outcome.FORBIDDEN
     assert len(posts(router)) == 1
@@ -942,9 +972,9 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
     unlock = router.post("/workspaces/ws-1/actions/force-unlock").respond(503, headers=DATE)
     memory = Memory()
     seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
+    pol = policy()
     actor = Actor(
         source=source,
-        policy=policy(),
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("watchdog.act"),
@@ -954,13 +984,13 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
         workspace_id="ws-1",
         workspace="app-1",
         holder=Holder(HolderType.USER, "user-alice"),
-        # decide.py records the current run of a lock's workspace too: a new run between the
+        # decide records the current run of a lock's workspace too: a new run between the
         # reads is a change.
         run_id="run-1",
         run_status="applied",
     )
 
-    [result] = await actor.carry_out([action], NOW, None)
+    [result] = await actor.carry_out([action], pol, NOW, None)
 
     assert result.outcome is Outcome.FAILED
     assert result.retry_later is True
@@ -998,9 +1028,10 @@ async def test_a_post_error_ends_the_action_as_failed_or_unknown_and_counts(
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
     target.post_errors["cancel"] = error
-    actor, metrics, memory = make_actor(target, policy(per_hour=5))
+    pol = policy(per_hour=5)
+    actor, metrics, memory = make_actor(target)
 
-    [result] = await actor.carry_out([cancel_action(1)], NOW, None)
+    [result] = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is outcome
     assert len(target.posts) == 1
@@ -1022,9 +1053,10 @@ async def test_the_intent_is_on_disk_before_the_post_and_completed_after(tmp_pat
     target.allowed_posts = {"cancel"}
     seen_during_post: list[dict[str, Any]] = []
     target.after_post = lambda: seen_during_post.extend(json.loads(path.read_text())["actions"])
-    actor, _, _ = make_actor(target, policy(), Memory.load(str(path)))
+    pol = policy()
+    actor, _, _ = make_actor(target, Memory.load(str(path)))
 
-    await actor.carry_out([cancel_action(1)], NOW, None)
+    await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     [intent] = seen_during_post
     assert intent["outcome"] is None
@@ -1037,9 +1069,10 @@ async def test_the_intent_is_on_disk_before_the_post_and_completed_after(tmp_pat
 async def test_no_post_when_the_intent_cannot_be_written(tmp_path: Path) -> None:
     target = FakeTarget(stuck_workspace(1))  # no POST allowed: one would fail the test
     memory = Memory.load(str(tmp_path / "gone" / "state.json"))  # its directory is missing
-    actor, _, _ = make_actor(target, policy(), memory)
+    pol = policy()
+    actor, _, _ = make_actor(target, memory)
 
-    [result] = await actor.carry_out([cancel_action(1)], NOW, None)
+    [result] = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is Outcome.FAILED
     assert "intent could not be written" in result.detail
@@ -1064,16 +1097,18 @@ async def test_posts_the_server_performed_but_never_answered_fill_the_hourly_bud
         side_effect=httpx.ReadTimeout("no answer")
     )
     memory = Memory()
+    pol = policy(per_hour=2)
     actor = Actor(
         source=source,
-        policy=policy(per_hour=2),
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("watchdog.act"),
     )
 
     results = [
-        result for n in range(8) for result in await actor.carry_out([cancel_action(n)], NOW, None)
+        result
+        for n in range(8)
+        for result in await actor.carry_out([cancel_action(n)], pol, NOW, None)
     ]
 
     assert cancels.call_count == 2
@@ -1171,9 +1206,9 @@ async def test_real_source_a_404_on_the_check_sends_no_force_unlock(
     unlock = router.post("/workspaces/ws-1/actions/force-unlock").respond(202, headers=DATE)
     memory = Memory()
     seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
+    pol = policy()
     actor = Actor(
         source=source,
-        policy=policy(),
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("watchdog.act"),
@@ -1187,7 +1222,7 @@ async def test_real_source_a_404_on_the_check_sends_no_force_unlock(
         run_status="applied",
     )
 
-    [result] = await actor.carry_out([action], NOW, None)
+    [result] = await actor.carry_out([action], pol, NOW, None)
 
     assert result.outcome is Outcome.FAILED
     assert "could not be checked" in result.detail

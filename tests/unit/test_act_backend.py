@@ -2,7 +2,7 @@
 outcomes, budgets and audit events.
 
 A strict fake lock store answers only what a test set up and fails loudly on anything else;
-the ladder on the fresh read is the real decide.py. (The real stores against moto_server:
+the ladder on the fresh read is the real decide. (The real stores against moto_server:
 tests/e2e/test_s3_backend_sources.py and test_s3_backend_watchdog.py.)
 """
 
@@ -97,7 +97,7 @@ class FakeStore:
 
 
 def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[PlannedAction], Memory]:
-    """What decide.py plans for these locks after two cycles (the real ladder)."""
+    """What decide plans for these locks after two cycles (the real ladder)."""
     memory = Memory()
     observation = Observation(Source.DYNAMODB, TABLE, NOW, backend_locks=locks)
     # Watched continuously, in one-minute cycles, for longer than
@@ -108,11 +108,10 @@ def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[Planne
     return list(decision.planned), memory
 
 
-def make_actor(store: FakeStore, pol: Policy, memory: Memory) -> tuple[Actor, Metrics]:
+def make_actor(store: FakeStore, memory: Memory) -> tuple[Actor, Metrics]:
     metrics = Metrics()
     actor = Actor(
         source=None,
-        policy=pol,
         memory=memory,
         metrics=metrics,
         log=structlog.get_logger("watchdog.act"),
@@ -137,10 +136,11 @@ async def test_a_stale_lock_still_there_is_deleted_once_and_audited() -> None:
     stale = lock()
     store = FakeStore(stale)
     actions, memory = planned(stale)
-    actor, metrics = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, metrics = make_actor(store, memory)
 
     with capture_logs() as logs:
-        results = await actor.carry_out(actions, NOW, None)
+        results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [Outcome.DONE]
     assert store.calls == [("read", PATH), ("delete", PATH)]
@@ -161,10 +161,11 @@ async def test_dry_run_reads_but_sends_no_delete_and_logs_would() -> None:
     stale = lock()
     store = FakeStore(stale)
     actions, memory = planned(stale)
-    actor, metrics = make_actor(store, policy(dry_run=True), memory)
+    pol = policy(dry_run=True)
+    actor, metrics = make_actor(store, memory)
 
     with capture_logs() as logs:
-        results = await actor.carry_out(actions, NOW, None)
+        results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [Outcome.DRY_RUN]
     assert store.deletes == []
@@ -178,9 +179,10 @@ async def test_a_lock_released_before_the_re_read_is_skipped_without_delete() ->
     stale = lock()
     store = FakeStore()
     actions, memory = planned(stale)
-    actor, metrics = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, NOW, None)
+    results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert "released" in results[0].detail
@@ -192,9 +194,10 @@ async def test_a_lock_taken_by_another_run_before_the_re_read_is_skipped_without
     stale = lock()
     store = FakeStore(lock(lock_id="lock-2"))
     actions, memory = planned(stale)
-    actor, _ = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, _ = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, NOW, None)
+    results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert "lock-1 -> lock-2" in results[0].detail
@@ -206,9 +209,10 @@ async def test_a_lock_no_longer_stale_by_the_stores_clock_is_skipped() -> None:
     # The fresh read's clock says the lock is only one hour old (threshold 2h).
     store = FakeStore(stale, now=NOW - 2 * H)
     actions, memory = planned(stale)
-    actor, _ = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, _ = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, NOW, None)
+    results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert store.deletes == []
@@ -219,9 +223,10 @@ async def test_a_failed_condition_on_delete_is_skipped_changed() -> None:
     store = FakeStore(stale)
     store.delete_error = LockChangedError("lock changed or was released since it was read")
     actions, memory = planned(stale)
-    actor, metrics = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, NOW, None)
+    results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert count(metrics, "skipped_changed") == 1
@@ -246,9 +251,10 @@ async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> 
     store = FakeStore(stale)
     store.delete_error = error
     actions, memory = planned(stale)
-    actor, metrics = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, NOW, None)
+    results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome.value for r in results] == [outcome]
     assert str(error) in results[0].detail
@@ -268,9 +274,10 @@ async def test_a_failed_re_read_sends_no_delete(error: Exception, outcome: Outco
     store = FakeStore(stale)
     store.read_error = error
     actions, memory = planned(stale)
-    actor, _ = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, _ = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, NOW, None)
+    results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [outcome]
     assert store.deletes == []
@@ -280,9 +287,10 @@ async def test_the_per_cycle_budget_holds_for_deletes_too() -> None:
     locks = [lock(path=f"tf-state/app-{n}.tfstate", lock_id=f"lock-{n}") for n in range(3)]
     store = FakeStore(*locks)
     actions, memory = planned(*locks)
-    actor, metrics = make_actor(store, policy(per_cycle=1), memory)
+    pol = policy(per_cycle=1)
+    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, NOW, None)
+    results = await actor.carry_out(actions, pol, NOW, None)
 
     assert [r.outcome for r in results] == [
         Outcome.DONE,
@@ -297,10 +305,11 @@ async def test_a_delete_lock_without_its_observed_lock_is_a_bug() -> None:
     stale = lock()
     store = FakeStore(stale)
     actions, memory = planned(stale)
-    actor, _ = make_actor(store, policy(), memory)
+    pol = policy()
+    actor, _ = make_actor(store, memory)
 
     with pytest.raises(ValueError, match="without the lock"):
-        await actor.carry_out([replace(actions[0], backend_lock=None)], NOW, None)
+        await actor.carry_out([replace(actions[0], backend_lock=None)], pol, NOW, None)
     assert store.calls == []
 
 
@@ -323,9 +332,10 @@ async def test_a_source_without_a_configured_store_fails_without_any_call() -> N
         backend_lock=stale,
     )
     store = FakeStore(lock())
-    actor, _ = make_actor(store, policy(), Memory())
+    pol = policy()
+    actor, _ = make_actor(store, Memory())
 
-    results = await actor.carry_out([action], NOW, None)
+    results = await actor.carry_out([action], pol, NOW, None)
 
     assert [r.outcome for r in results] == [Outcome.FAILED]
     assert store.calls == []

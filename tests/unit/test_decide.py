@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from watchdog.decide import decide
+import watchdog.decide
+import watchdog.decide.backend
+import watchdog.decide.tfc
+from watchdog.decide import MemoryView, decide
 from watchdog.memory import Memory
 from watchdog.model import (
     ActionKind,
@@ -390,6 +395,23 @@ def test_decide_reads_memory_without_changing_it() -> None:
     decide([observe(ws)], policy(defaults={"actions": ["force_unlock"]}), memory, NOW)
     assert memory.sightings(ws.id, ALICE.id) == 2
     assert memory.first_seen(ws.id, ALICE.id) == NOW - 3 * H
+
+
+def test_every_memory_decide_takes_is_the_read_only_view() -> None:
+    # MemoryView has no update() or save(): with every `memory` parameter typed so, mypy
+    # (strict, in CI) rejects a decide that writes the memory or its state file.
+    modules = (watchdog.decide, watchdog.decide.tfc, watchdog.decide.backend)
+    typed = {
+        f"{module.__name__}.{name}": typing.get_type_hints(function).get("memory")
+        for module in modules
+        for name, function in inspect.getmembers(module, inspect.isfunction)
+        if function.__module__ == module.__name__
+        and "memory" in inspect.signature(function).parameters
+    }
+    assert "watchdog.decide.tfc.plan_for_workspace" in typed
+    assert "watchdog.decide.backend.plan_for_backend_lock" in typed
+    assert {name: hint for name, hint in typed.items() if hint is not MemoryView} == {}
+    assert not {"update", "save", "begin_action", "finish_action"} & set(dir(MemoryView))
 
 
 def test_other_sources_are_left_to_their_own_deciders() -> None:

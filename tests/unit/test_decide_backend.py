@@ -221,7 +221,12 @@ def test_an_unparsable_lock_is_reported_and_never_planned() -> None:
     assert finding.kind is FindingKind.LOCK_HELD
     assert "never acted on" in finding.reason
     assert decision.planned == ()
-    assert plan_for_backend_lock(broken, True, policy(), memory, AWS_NOW + 99 * H) is None
+    assert (
+        plan_for_backend_lock(
+            broken, complete=True, policy=policy(), memory=memory, now=AWS_NOW + 99 * H
+        )
+        is None
+    )
 
 
 def test_an_incomplete_store_read_plans_nothing_even_for_a_stale_lock() -> None:
@@ -352,7 +357,14 @@ def test_a_table_lock_with_an_old_created_is_not_deleted_before_it_was_watched_l
     (restraint,) = decision.restraints
     assert "not yet observed for limits.backend_lock_min_observed 10m" in restraint.reason
     assert (
-        plan_for_backend_lock(observation.backend_locks[0], True, policy(), memory, AWS_NOW) is None
+        plan_for_backend_lock(
+            observation.backend_locks[0],
+            complete=True,
+            policy=policy(),
+            memory=memory,
+            now=AWS_NOW,
+        )
+        is None
     )
     # Watched without a gap for longer than the minimum: now it is stale, and deleted.
     memory = remembered(observation, watched=11 * M)

@@ -570,7 +570,7 @@ def test_ladder(case: Case) -> None:
         unreadable=frozenset({case.ws.id}) if case.unreadable else frozenset(),
     )
 
-    decision = decide([observation], policy, memory, NOW, case.identity)
+    decision = decide([observation], policy, memory, NOW, identity=case.identity)
 
     assert [a.kind for a in decision.planned] == ([case.expect] if case.expect else [])
     reasons = [r.reason for r in decision.restraints]
@@ -586,7 +586,14 @@ def test_ladder(case: Case) -> None:
         if case.rule is not None:
             assert action.rule == case.rule
     if not case.unreadable:
-        fresh = plan_for_workspace(case.ws, case.complete, policy, memory, NOW, case.identity)
+        fresh = plan_for_workspace(
+            case.ws,
+            organization_complete=case.complete,
+            policy=policy,
+            memory=memory,
+            now=NOW,
+            identity=case.identity,
+        )
         assert fresh == (decision.planned[0] if decision.planned else None)
 
 
@@ -597,5 +604,12 @@ def test_a_run_held_lock_is_never_planned_for_unlock_whatever_its_age() -> None:
         case = Case(ws, None, seen=(300 * H, 100))
         memory = _memory_for(case)
         for identity in (None, ws.holder):
-            action = plan_for_workspace(ws, True, policy, memory, NOW, identity)
+            action = plan_for_workspace(
+                ws,
+                organization_complete=True,
+                policy=policy,
+                memory=memory,
+                now=NOW,
+                identity=identity,
+            )
             assert action is None or action.kind not in (ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK)

@@ -5,10 +5,11 @@ only when a POST of ours since that sighting may have ended it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from tests.support.clock import FakeClock
-from watchdog.cycle import Watchdog
+from watchdog.cycle import CycleRunner
 from watchdog.memory import ClearedLock, Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
@@ -188,13 +189,16 @@ class Unlocker:
     """Stands in for act.Actor: records the POST write-ahead, as the Actor does, and the
     world's lock goes away."""
 
-    def __init__(self, policy: Policy, memory: Memory, world: World) -> None:
-        self.policy = policy
+    def __init__(self, memory: Memory, world: World) -> None:
         self._memory = memory
         self._world = world
 
     async def carry_out(
-        self, planned: Sequence[PlannedAction], now: datetime, identity: Holder | None
+        self,
+        planned: Sequence[PlannedAction],
+        policy: Policy,
+        now: datetime,
+        identity: Holder | None,
     ) -> list[ActionResult]:
         results = []
         for item in planned:
@@ -215,7 +219,18 @@ def histogram(metrics: Metrics, cleared_by: str) -> tuple[float | None, float | 
     )
 
 
-def watchdog(actions: list[str]) -> tuple[Watchdog, World, Metrics, FakeClock]:
+@dataclass
+class Cycles:
+    """The daemon's part: its policy, handed to each cycle."""
+
+    runner: CycleRunner
+    policy: Policy
+
+    async def run_cycle(self) -> None:
+        await self.runner.run_cycle(self.policy)
+
+
+def watchdog(actions: list[str]) -> tuple[Cycles, World, Metrics, FakeClock]:
     policy = Policy.model_validate(
         {
             "dry_run": False,
@@ -227,17 +242,16 @@ def watchdog(actions: list[str]) -> tuple[Watchdog, World, Metrics, FakeClock]:
     memory = Memory(clock=clock)
     world = World()
     metrics = Metrics()
-    dog = Watchdog(
-        policy=policy,
+    runner = CycleRunner(
         sources=[world],
         memory=memory,
         metrics=metrics,
-        actor=Unlocker(policy, memory, world),
+        actor=Unlocker(memory, world),
     )
-    return dog, world, metrics, clock
+    return Cycles(runner, policy), world, metrics, clock
 
 
-async def run_cycles(dog: Watchdog, world: World, clock: FakeClock, count: int) -> None:
+async def run_cycles(dog: Cycles, world: World, clock: FakeClock, count: int) -> None:
     for _ in range(count):
         await dog.run_cycle()
         clock.advance(MINUTE)

@@ -173,7 +173,7 @@ async def test_dynamodb_items_with_implausible_created_are_unreadable_and_counte
     assert "in the future" in (problems["tf-state/ahead.tfstate"] or "")
     assert problems["tf-state/ok.tfstate"] is None
     assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 2
-    # DynamoDB has no server time for a lock: decide.py must watch it itself.
+    # DynamoDB has no server time for a lock: decide must watch it itself.
     assert all(lock.last_modified is None for lock in observation.backend_locks)
 
 

@@ -212,7 +212,7 @@ async def _observe_and_read(response: httpx.Response) -> None:
             if not observation.complete:
                 assert observation.error
             with contextlib.suppress(BadResponseError):
-                await source.read_workspace("ws-1")
+                await source.read_workspace("ws-1", "acme")
 
 
 @settings(max_examples=200)

@@ -54,7 +54,7 @@ def _report(*workspaces: Workspace, seen: timedelta = 3 * H) -> CycleReport:
     memory.update([observation], NOW - seen)
     memory.update([observation], NOW)
     memory.update([observation], NOW)
-    decision = decide([observation], _policy(), memory, NOW, None)
+    decision = decide([observation], _policy(), memory, NOW, identity=None)
     return CycleReport(
         generated_at=NOW,
         dry_run=True,
@@ -199,7 +199,7 @@ def test_s3_backend_lock_info_is_escaped_and_the_manual_fix_quoted() -> None:
     memory = Memory()
     memory.update([observation], NOW - 5 * H)
     memory.update([observation], NOW)
-    decision = decide([observation], policy, memory, NOW, None)
+    decision = decide([observation], policy, memory, NOW, identity=None)
     text = render_table(
         CycleReport(NOW, True, (observation,), decision.locks, decision.findings), ONE_LINE
     )
@@ -289,7 +289,7 @@ def _backend_report(cycles: int, state_file: str | None, info_text: str = "") ->
     memory = Memory()
     for _ in range(cycles):
         memory.update([observation], NOW)
-    decision = decide([observation], policy, memory, NOW, None)
+    decision = decide([observation], policy, memory, NOW, identity=None)
     return CycleReport(
         generated_at=NOW,
         dry_run=True,

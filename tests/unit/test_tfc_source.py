@@ -347,8 +347,8 @@ async def test_pages_answering_page_one_again_are_incomplete_and_memory_keeps_ev
     )
     # The same locks, read whole, would be force-unlocked now; read from repeated pages,
     # nothing is.
-    assert decide(whole, policy, memory, NOW, None).planned
-    assert decide(observations, policy, memory, NOW, None).planned == ()
+    assert decide(whole, policy, memory, NOW, identity=None).planned
+    assert decide(observations, policy, memory, NOW, identity=None).planned == ()
 
 
 async def test_pages_holding_fewer_items_than_total_count_are_an_incomplete_read(
@@ -429,7 +429,7 @@ async def test_read_workspace_with_a_value_nested_too_deep_raises_bad_response(
         200, headers={"Content-Type": "application/vnd.api+json", **DATED}, content=raw.encode()
     )
     with pytest.raises(BadResponseError, match="nested too deeply"):
-        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
 
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
@@ -551,23 +551,22 @@ def single_workspace(organization: str | None = "acme") -> dict[str, Any]:
 
 async def test_read_workspace_is_a_fresh_get_with_includes(api, client, metrics):
     route = api.get("/workspaces/ws-1").respond(200, json=single_workspace(), headers=DATED)
-    ws = await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+    ws = await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
     assert route.calls.last.request.url.params["include"] == "current_run,locked_by,project"
     assert ws.organization == "acme"
     assert ws.locked_reason == "maintenance"
     assert ws.holder == Holder(HolderType.TEAM, "team-1", "platform")
 
 
-async def test_read_workspace_falls_back_to_the_observed_organization(api, client, metrics):
-    api.get("/organizations/acme/workspaces").mock(
-        side_effect=workspaces_api(1, entries=[{**workspace(1), "id": "ws-1"}])
-    )
+async def test_read_workspace_falls_back_to_the_organization_the_action_carries(
+    api, client, metrics
+):
+    # No observe() first: the source keeps no map of workspaces to organizations.
     api.get("/workspaces/ws-1").respond(
         200, json=single_workspace(organization=None), headers=DATED
     )
     source = TfcSource(client, ["acme"], metrics)
-    await source.observe()
-    assert (await source.read_workspace("ws-1")).organization == "acme"
+    assert (await source.read_workspace("ws-1", "acme")).organization == "acme"
 
 
 async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, client, metrics):
@@ -575,7 +574,7 @@ async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, cli
     document["data"]["attributes"]["locked"] = None
     api.get("/workspaces/ws-1").respond(200, json=document, headers=DATED)
     with pytest.raises(BadResponseError) as caught:
-        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
     assert caught.value.endpoint == "GET /workspaces/:id"
     assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
 
@@ -583,7 +582,7 @@ async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, cli
 async def test_read_workspace_propagates_not_found(api, client, metrics):
     api.get("/workspaces/ws-1").respond(404)
     with pytest.raises(NotFoundError):
-        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1")
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
 
 
 async def test_identity_of_a_user_token(api, client, metrics):

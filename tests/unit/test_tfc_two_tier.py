@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from tests.support.clock import FakeClock
 from watchdog.act import Actor
-from watchdog.cycle import Watchdog
+from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import NON_FINAL_STATUSES, HolderType, Observation, Run, Workspace
@@ -323,12 +323,8 @@ async def test_a_carried_user_lock_is_acted_on_in_a_fast_cycle_only_after_a_fres
             ],
         }
     )
-    actor = Actor(
-        source=source, policy=policy, memory=memory, metrics=metrics, log=structlog.get_logger()
-    )
-    watchdog = Watchdog(
-        policy=policy, sources=[source], memory=memory, metrics=metrics, actor=actor
-    )
+    actor = Actor(source=source, memory=memory, metrics=metrics, log=structlog.get_logger())
+    runner = CycleRunner(sources=[source], memory=memory, metrics=metrics, actor=actor)
 
     async def cycle_at(seconds: float) -> Any:
         step = seconds - two_tier.now[0]
@@ -336,7 +332,7 @@ async def test_a_carried_user_lock_is_acted_on_in_a_fast_cycle_only_after_a_fres
         clock.advance(timedelta(seconds=step))
         sim.world.clock.advance(step)
         sim.request_log.clear()
-        return await watchdog.run_cycle()
+        return await runner.run_cycle(policy)
 
     web = _workspace(sim, "web-dev")
     force_unlock = f"/api/v2/workspaces/{web.id}/actions/force-unlock"

@@ -5,13 +5,13 @@ Pure functions (they only log). Tolerant where the API is known to vary (https:/
 non-final); missing `actions` (all False, which only ever forbids actions). Recorded on the
 Workspace (`problems`, counted as parse errors) where protection, rule matching or acting
 depends on a field that is missing or malformed: `tag-names`, the project, `locked-reason`
-of a locked workspace, `permissions`, the holder of a locked workspace; decide.py takes no
+of a locked workspace, `permissions`, the holder of a locked workspace; decide takes no
 action on such a workspace. Strict where a wrong value could hasten an action: a present but
 unreadable timestamp among those read (`created-at`, the current status's `<status>-at`,
 `canceled-at`, `force-cancel-available-at`; the other status timestamps are not read at
 all), an unknown holder type, or a current run that the document references but does not
 include make the whole entry unreadable, so that workspace gets no action this cycle. A
-missing `<status>-at` is no error: the run's age is unknown, and decide.py acts on nothing
+missing `<status>-at` is no error: the run's age is unknown, and decide acts on nothing
 there.
 """
 
@@ -75,7 +75,7 @@ def parse_workspace_page(
             workspaces.append(workspace)
             if workspace.problems:
                 # Readable, so reported; but a field the policy may depend on is missing or
-                # malformed: a parse problem, and decide.py takes no action on it.
+                # malformed: a parse problem, and decide takes no action on it.
                 errors += 1
                 log.warning(
                     "tfc.parse_problem",

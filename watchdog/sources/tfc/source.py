@@ -112,12 +112,6 @@ class TfcSource:
         if self._two_tier:
             for organization in self._organizations:
                 metrics.fast_path_disabled.labels(organization=organization).set(0)
-        # workspace id -> organization, from the observations (read_workspace needs it when
-        # the single-workspace document lacks the organization relationship): the kept
-        # workspaces of every observation, and every id of each organization's latest read
-        # (the Observation's own set, so 50,000 ids cost no second copy).
-        self._organization_of: dict[str, str] = {}
-        self._last_read: dict[str, frozenset[str]] = {}
 
     def now(self) -> datetime:
         return self._client.server_now()
@@ -260,8 +254,6 @@ class TfcSource:
                     listed.unfiltered += 1
                 if workspace is not None:
                     listed.workspaces.append(workspace)
-                    # Only kept workspaces can be acted on, hence re-read (read_workspace).
-                    self._organization_of[workspace_id] = organization
         return listed
 
     def _observation(
@@ -275,8 +267,6 @@ class TfcSource:
         full_read_every: timedelta = timedelta(0),
     ) -> Observation:
         read_ids = frozenset(listed.read)
-        if not fast:
-            self._last_read[organization] = read_ids
         if total is None:
             total = listed.total if listed.total is not None else listed.count
         return Observation(
@@ -325,8 +315,12 @@ class TfcSource:
                 **fields,
             )
 
-    async def read_workspace(self, workspace_id: str) -> Workspace:
-        """A fresh read of one workspace; BadResponseError when it cannot be parsed."""
+    async def read_workspace(self, workspace_id: str, organization: str) -> Workspace:
+        """A fresh read of one workspace; BadResponseError when it cannot be parsed.
+
+        `organization` is the one the workspace was observed in (a planned action carries
+        it): the single-workspace document's `organization` relationship wins when present,
+        this fills in when it is not."""
         document = await self._client.get(
             f"/workspaces/{_segment(workspace_id)}",
             endpoint=SHOW_WORKSPACE,
@@ -334,7 +328,7 @@ class TfcSource:
         )
         self._metrics.read_requests.labels(kind="reread").inc()
         try:
-            return parse_workspace_document(document, self._observed_organization(workspace_id))
+            return parse_workspace_document(document, organization)
         except (BadResponseError, RecursionError) as exc:
             # RecursionError: a value nested deeper than the interpreter can repr() (JSON is
             # decoded up to 1,024 levels) is as unreadable as any other malformed field.
@@ -345,15 +339,6 @@ class TfcSource:
             raise BadResponseError(
                 endpoint=SHOW_WORKSPACE, status=bad.status if bad else None, detail=detail
             ) from None
-
-    def _observed_organization(self, workspace_id: str) -> str:
-        organization = self._organization_of.get(workspace_id)
-        if organization is not None:
-            return organization
-        for organization, read_ids in self._last_read.items():
-            if workspace_id in read_ids:
-                return organization
-        return ""
 
     async def identity(self) -> Holder | None:
         """The user the token belongs to; None for team and organization tokens (404)."""
@@ -493,7 +478,7 @@ class _Listed:
 
 
 def worth_keeping(workspace: Workspace) -> bool:
-    """Whether decide.py can act or report on this workspace: it is locked, or its current
+    """Whether decide can act or report on this workspace: it is locked, or its current
     run is not final. Anything else yields no lock, finding, action or restraint (decide's
     `_view` has no lock and no run view for it), so the source keeps only its id."""
     if workspace.locked:

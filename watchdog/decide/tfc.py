@@ -1,7 +1,4 @@
-"""Decide: what this cycle's observations mean and what the ladder would do about them.
-
-Pure: no I/O, no clock reads, no logging. "Now" is a parameter (the API server's clock), the
-memory is read, never written (the daemon calls `Memory.update` before `decide`).
+"""The TFC ladder: what a workspace's lock and current run mean, and the one rung to take.
 
 Per workspace the first matching rule gives thresholds and allowed rungs. Findings:
 `lock_held` (every locked workspace), `lock_stale` (a user/team lock older than
@@ -24,18 +21,6 @@ Choices worth knowing:
 - A protected lock reason protects the whole workspace, run rungs included.
 - A young user/team lock gives the restraint "young lock" only where the rule allows its
   rung (the watchdog would act once it is old); elsewhere it is simply reported.
-
-Backend locks (`Observation.backend_locks`, sources dynamodb, s3 and gcs) have one rung,
-`delete_lock`. Their rule comes from `Policy.rule_for_path(source, state path)` (the TFC
-matchers never apply); their age is the observation's own `server_now` (the store's clock,
-not the TFC server's: the two can differ) minus when the lock was taken. `Created` is the
-locking client's clock, so it needs a server clock's word: a `.tflock` object is aged from
-the younger of `Created` and the store's time of the object (S3's LastModified, GCS's
-timeCreated); a DynamoDB item, which has only `Created`,
-is deleted only once the watchdog has also observed it continuously for
-`limits.backend_lock_min_observed` (until then it may be reported stale, saying by whose
-clock, and the restraint says why nothing is done). A lock whose info could not be parsed
-(a `Created` before 2000 or in the future included) is reported and never acted on.
 """
 
 from __future__ import annotations
@@ -44,11 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from watchdog.memory import Memory, backend_lock_key
+from watchdog.decide.common import MIN_SIGHTINGS, MemoryView, Partial, Restraint
 from watchdog.model import (
+    UNLOCK_RUNGS,
     ActionKind,
     AgeSource,
-    BackendLock,
     Finding,
     FindingKind,
     Holder,
@@ -65,30 +50,6 @@ from watchdog.model import (
     status_timestamp_key,
 )
 from watchdog.policy import EffectiveRule, Policy, RunThreshold
-
-# Sightings of the same lock (same holder) before it may be cleared: one cycle could be a
-# glimpse of a lock someone is about to release.
-MIN_SIGHTINGS = 2
-
-
-@dataclass(frozen=True)
-class Restraint:
-    """Why a lock or run was NOT acted on (logged: "young lock", "protected", ...)."""
-
-    workspace_id: str
-    organization: str
-    workspace: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    locks: tuple[LockState, ...]
-    findings: tuple[Finding, ...]
-    # Stable order: oldest first, then organization/workspace name; at most one per workspace.
-    planned: tuple[PlannedAction, ...]
-    restraints: tuple[Restraint, ...]
-
 
 # --- what a workspace looks like this cycle -------------------------------------------------
 
@@ -155,7 +116,8 @@ def _lock_state(
     workspace: Workspace,
     rule: EffectiveRule,
     run_view: _RunView | None,
-    memory: Memory,
+    *,
+    memory: MemoryView,
     now: datetime,
 ) -> LockState | None:
     holder = workspace.holder
@@ -167,19 +129,55 @@ def _lock_state(
         entered = holder_run.entered_status_at()
         if entered is not None:
             stale = run_view is not None and run_view.overdue
-            return _make_lock(workspace, rule, holder, entered, now, "run", stale, holder_run)
+            return _make_lock(
+                workspace,
+                rule,
+                holder,
+                since=entered,
+                now=now,
+                age_source="run",
+                stale=stale,
+                run=holder_run,
+            )
     first_seen = memory.first_seen(workspace.id, holder.id)
     since = now if first_seen is None else first_seen
     if holder_run is not None and holder_run.id == holder.id:
         # The run's status has no timestamp: its age is unknown. Shown as observed, never
         # stale (an older timestamp would make a run that just moved on look hours old).
-        return _make_lock(workspace, rule, holder, since, now, "first_seen", False, holder_run)
+        return _make_lock(
+            workspace,
+            rule,
+            holder,
+            since=since,
+            now=now,
+            age_source="first_seen",
+            stale=False,
+            run=holder_run,
+        )
     if holder.type is HolderType.RUN:
         # Held by a run other than the current one: its status is unknown, so never stale.
-        return _make_lock(workspace, rule, holder, since, now, "first_seen", False, None)
+        return _make_lock(
+            workspace,
+            rule,
+            holder,
+            since=since,
+            now=now,
+            age_source="first_seen",
+            stale=False,
+            run=None,
+        )
     # A user/team lock: aged from its first sighting or its holder's last sign of life.
     stale = now - since > rule.lock_stale_after
-    lock = _make_lock(workspace, rule, holder, since, now, "first_seen", stale, None)
+    lock = _make_lock(
+        workspace,
+        rule,
+        holder,
+        since=since,
+        now=now,
+        age_source="first_seen",
+        stale=stale,
+        run=None,
+    )
     activity = memory.last_activity(workspace.id, holder.id)
     return lock if activity is None else replace(lock, last_activity=activity)
 
@@ -188,6 +186,7 @@ def _make_lock(
     workspace: Workspace,
     rule: EffectiveRule,
     holder: Holder,
+    *,
     since: datetime,
     now: datetime,
     age_source: AgeSource,
@@ -211,15 +210,12 @@ def _make_lock(
     )
 
 
-def _view(workspace: Workspace, policy: Policy, memory: Memory, now: datetime) -> _View:
+def _view(workspace: Workspace, policy: Policy, memory: MemoryView, now: datetime) -> _View:
     rule = policy.rule_for_workspace(workspace)
     run_view = _run_view(workspace, rule, now)
-    return _View(workspace, rule, run_view, _lock_state(workspace, rule, run_view, memory, now))
-
-
-def _who(holder: Holder) -> str:
-    """`user:alice`, `team:platform`, `run:run-abc` (a run's name is its status: not an id)."""
-    return f"run:{holder.id}" if holder.type is HolderType.RUN else holder.label()
+    return _View(
+        workspace, rule, run_view, _lock_state(workspace, rule, run_view, memory=memory, now=now)
+    )
 
 
 # --- findings -------------------------------------------------------------------------------
@@ -269,7 +265,7 @@ def _findings(view: _View) -> list[Finding]:
         elif lock.run is not None:
             held = f"locked by run {lock.run.id} ({lock.run.status}) for {format_age(lock.age)}"
         else:
-            held = f"locked by {_who(lock.holder)} for {format_age(lock.age)} (as observed)"
+            held = f"locked by {lock.holder.label()} for {format_age(lock.age)} (as observed)"
         add(
             FindingKind.LOCK_HELD,
             held,
@@ -286,7 +282,7 @@ def _findings(view: _View) -> list[Finding]:
             else:
                 threshold = rule.lock_stale_after
                 stale_reason = (
-                    f"lock held by {_who(lock.holder)} for {format_age(lock.age)}, "
+                    f"lock held by {lock.holder.label()} for {format_age(lock.age)}, "
                     f"threshold {format_duration(threshold)}"
                 )
             # The workspace list shows no run queue (and the run lists, 30 requests a minute,
@@ -295,11 +291,11 @@ def _findings(view: _View) -> list[Finding]:
             waiting = ws.current_run
             if waiting is not None and waiting.status == "pending" and lock.run is None:
                 blocked = (
-                    f"run {waiting.id} is pending behind the stale lock of {_who(lock.holder)}"
+                    f"run {waiting.id} is pending behind the stale lock of {lock.holder.label()}"
                 )
             else:
                 blocked = (
-                    f"stale lock held by {_who(lock.holder)}: no run on this workspace can "
+                    f"stale lock held by {lock.holder.label()}: no run on this workspace can "
                     "start until it is cleared"
                 )
             stale_kinds = (
@@ -397,7 +393,7 @@ def _waits_on_lock(view: _View) -> bool:
     )
 
 
-def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | None:
+def _lock_step(view: _View, memory: MemoryView, identity: Holder | None) -> _Step | None:
     lock = view.lock
     if lock is None or lock.holder.type not in (HolderType.USER, HolderType.TEAM):
         return None  # a run-held lock is cleared only by ending its run
@@ -412,19 +408,20 @@ def _lock_step(view: _View, memory: Memory, identity: Holder | None) -> _Step | 
     elif view.run is not None and not _waits_on_lock(view):
         blocker = f"current run {view.run.run.id} is {view.run.run.status}, not final"
     reason = (
-        f"lock held by {_who(holder)} for {format_age(lock.age)}, "
+        f"lock held by {holder.label()} for {format_age(lock.age)}, "
         f"threshold {format_duration(threshold)}"
     )
-    subject = f"the lock of {_who(holder)}"
+    subject = f"the lock of {holder.label()}"
     return _Step(kind, lock.stale, reason, lock.since, lock.age, threshold, blocker, subject)
 
 
 def _ladder(
     view: _View,
+    *,
     organization_complete: bool,
     unreadable: bool,
     policy: Policy,
-    memory: Memory,
+    memory: MemoryView,
     now: datetime,
     identity: Holder | None,
 ) -> PlannedAction | str | None:
@@ -451,7 +448,7 @@ def _ladder(
     ]
     step = next((s for s in steps if s.due), None)
     if step is None:
-        young = steps[-1] if steps and steps[-1].kind in _LOCK_RUNGS else None
+        young = steps[-1] if steps and steps[-1].kind in UNLOCK_RUNGS else None
         if young is None or young.kind not in rule.actions:
             return None
         guard = _general_guard(ws, organization_complete, unreadable, policy)
@@ -484,9 +481,6 @@ def _ladder(
     )
 
 
-_LOCK_RUNGS = frozenset({ActionKind.UNLOCK, ActionKind.FORCE_UNLOCK})
-
-
 def _general_guard(
     workspace: Workspace, organization_complete: bool, unreadable: bool, policy: Policy
 ) -> str | None:
@@ -500,308 +494,62 @@ def _general_guard(
     return None if protection is None else f"protected: {protection}"
 
 
-# --- entry points ---------------------------------------------------------------------------
+# --- entry points --------------------------------------------------------------------------
 
 
 def plan_for_workspace(
     workspace: Workspace,
+    *,
     organization_complete: bool,
     policy: Policy,
-    memory: Memory,
+    memory: MemoryView,
     now: datetime,
     identity: Holder | None,
 ) -> PlannedAction | None:
     """The single action the ladder gives for one workspace (act.py runs it on a fresh read)."""
     view = _view(workspace, policy, memory, now)
-    result = _ladder(view, organization_complete, False, policy, memory, now, identity)
+    result = _ladder(
+        view,
+        organization_complete=organization_complete,
+        unreadable=False,
+        policy=policy,
+        memory=memory,
+        now=now,
+        identity=identity,
+    )
     return result if isinstance(result, PlannedAction) else None
 
 
-# --- S3-backend locks (DynamoDB items, .tflock objects) ---------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _BackendView:
-    lock: BackendLock
-    rule: EffectiveRule
-    state: LockState
-    # Past `lock_stale_after` by its age, but a DynamoDB lock not yet observed continuously for
-    # `limits.backend_lock_min_observed`: its age is the writer's clock alone, so it is
-    # reported stale (saying so) and never acted on.
-    unconfirmed: bool = False
-
-
-def _backend_holder(lock: BackendLock) -> Holder:
-    if lock.problem is not None:
-        return Holder(HolderType.TERRAFORM, "", "(unreadable lock info)")
-    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
-
-
-def _backend_age(lock: BackendLock) -> tuple[datetime, AgeSource]:
-    """Since when a backend lock is held, and by whose clock.
-
-    `Created` is the locking client's clock. A `.tflock` object also has the store's time
-    (S3's LastModified, GCS's timeCreated): the younger of the two is used, so a slow
-    client clock cannot age a lock the store stored a moment ago. A DynamoDB item has only
-    `Created` (see `_backend_view`)."""
-    created, stored = lock.info.created, lock.last_modified
-    if stored is not None and stored > created:
-        return stored, "last_modified"
-    return created, "lock_info"
-
-
-_AGE_SOURCE_TEXT = {"lock_info": "Created", "last_modified": "LastModified"}
-
-
-def _backend_view(
-    lock: BackendLock,
-    policy: Policy,
-    now: datetime,
-    memory: Memory,
-    observed_now: datetime | None = None,
-) -> _BackendView:
-    """`now` is the store's clock (ages); `observed_now` the clock memory's first-seen times
-    are in (the cycle's; defaults to `now`)."""
-    rule = policy.rule_for_path(lock.source.value, lock.path)
-    workspace_id, holder_id = backend_lock_key(lock)
-    info = lock.info
-    since, age_source = _backend_age(lock)
-    age = now - since
-    over = lock.problem is None and age > rule.lock_stale_after
-    unconfirmed = False
-    if over and lock.last_modified is None:
-        # Only the writer's clock dates this lock: it may be acted on once the watchdog has
-        # also watched it continuously for the minimum time.
-        first_seen = memory.first_seen(workspace_id, holder_id, lock.source)
-        observed = timedelta(0) if first_seen is None else (observed_now or now) - first_seen
-        unconfirmed = observed < policy.limits.backend_lock_min_observed
-    state = LockState(
-        source=lock.source,
-        organization=lock.store,
-        workspace=lock.path,
-        workspace_id=workspace_id,
-        holder=_backend_holder(lock),
-        lock_id=info.id,
-        since=since,
-        age=age,
-        age_source=age_source,
-        # An unparsed lock has no trustworthy age: never stale, never acted on. An unconfirmed
-        # one is reported stale (by its writer's clock, and the finding says so) but not
-        # acted on until observation confirms it.
-        stale=over,
-        rule=rule.id,
-        reason=f"unreadable lock info: {lock.problem}" if lock.problem else (info.info or None),
-        lock_info=None if lock.problem else info,
-    )
-    return _BackendView(lock, rule, state, unconfirmed)
-
-
-def _describe_backend(lock: LockState) -> str:
-    """`terraform:alice@ci-42 (OperationTypeApply), lock ID 6f1c...`."""
-    info = lock.lock_info
-    operation = f" ({info.operation})" if info and info.operation else ""
-    return f"{_who(lock.holder)}{operation}, lock ID {lock.lock_id}"
-
-
-def _backend_findings(view: _BackendView) -> list[Finding]:
-    lock, rule = view.state, view.rule
-
-    def finding(kind: FindingKind, reason: str, threshold: timedelta | None = None) -> Finding:
-        return Finding(
-            kind=kind,
-            source=lock.source,
-            organization=lock.organization,
-            workspace=lock.workspace,
-            workspace_id=lock.workspace_id,
-            rule=rule.id,
-            reason=reason,
-            holder=lock.holder,
-            since=lock.since,
-            age=lock.age,
-            threshold=threshold,
-        )
-
-    if view.lock.problem is not None:
-        return [
-            finding(
-                FindingKind.LOCK_HELD,
-                f"locked, lock info unreadable ({view.lock.problem}): reported, never acted on",
-            )
-        ]
-    clock = _AGE_SOURCE_TEXT.get(lock.age_source, lock.age_source)
-    if lock.age_source == "last_modified" and lock.source is Source.GCS:
-        clock = "timeCreated"  # GCS's name for the time it stored this generation
-    findings = [
-        finding(
-            FindingKind.LOCK_HELD,
-            f"locked by {_describe_backend(lock)} for {format_age(lock.age)} (age from {clock})",
-        )
-    ]
-    if lock.stale:
-        unconfirmed = (
-            " (by Created, the writer's clock; not yet observed for "
-            "limits.backend_lock_min_observed)"
-            if view.unconfirmed
-            else ""
-        )
-        findings.append(
-            finding(
-                FindingKind.LOCK_STALE,
-                f"lock held by {_describe_backend(lock)} for {format_age(lock.age)}, "
-                f"threshold {format_duration(rule.lock_stale_after)}{unconfirmed}",
-                rule.lock_stale_after,
-            )
-        )
-    return findings
-
-
-def _backend_ladder(
-    view: _BackendView, complete: bool, policy: Policy, memory: Memory
-) -> PlannedAction | str | None:
-    """delete_lock for a stale backend lock, or why not (a str without ages), or None."""
-    lock, rule, state = view.lock, view.rule, view.state
-    kind = ActionKind.DELETE_LOCK
-    if kind not in rule.actions:
-        return None
-    subject = f"lock {state.lock_id or '(unreadable)'} of {lock.path}"
-    guard: str | None = None
-    if lock.problem is not None:
-        guard = "lock info unreadable: never acted on"
-    elif not complete:
-        guard = "store read incomplete this cycle: no actions"
-    else:
-        guard = _backend_protection(lock, policy)
-    if guard is None and not state.stale:
-        return (
-            f"young lock: {subject} is not yet past "
-            f"lock_stale_after {format_duration(rule.lock_stale_after)}"
-        )
-    if guard is None and view.unconfirmed:
-        guard = (
-            "stale only by its Created (the writer's clock): not yet observed for "
-            "limits.backend_lock_min_observed "
-            f"{format_duration(policy.limits.backend_lock_min_observed)}"
-        )
-    if guard is None:
-        workspace_id, holder_id = backend_lock_key(lock)
-        sightings = memory.sightings(workspace_id, holder_id, lock.source)
-        if sightings < MIN_SIGHTINGS:
-            guard = f"lock seen with this ID in {sightings} cycle(s), {MIN_SIGHTINGS} needed"
-    if guard is not None:
-        return f"{guard} (would {kind.value} {subject})" if state.stale else guard
-    return PlannedAction(
-        kind=kind,
-        source=lock.source,
-        organization=lock.store,
-        workspace=lock.path,
-        workspace_id=state.workspace_id,
-        rule=rule.id,
-        reason=(
-            f"lock held by {_describe_backend(state)} for {format_age(state.age)}, "
-            f"threshold {format_duration(rule.lock_stale_after)}"
-        ),
-        holder=state.holder,
-        run_id=None,
-        run_status=None,
-        since=state.since,
-        age=state.age,
-        threshold=rule.lock_stale_after,
-        backend_lock=lock,
-    )
-
-
-def _backend_protection(lock: BackendLock, policy: Policy) -> str | None:
-    # Terraform's `Info` field is the only free text a lock carries: the same patterns that
-    # protect a TFC lock reason ("maintenance", "do not unlock") protect it.
-    protection = policy.protect.reason_protection(lock.info.info or None)
-    return None if protection is None else f"protected: {protection}"
-
-
-def plan_for_backend_lock(
-    lock: BackendLock, complete: bool, policy: Policy, memory: Memory, now: datetime
-) -> PlannedAction | None:
-    """The action for one S3-backend lock (act.py runs it on a fresh read); `now` is the
-    lock store's clock."""
-    view = _backend_view(lock, policy, now, memory)
-    result = _backend_ladder(view, complete, policy, memory)
-    return result if isinstance(result, PlannedAction) else None
-
-
-def _decide_backend(
-    observations: Sequence[Observation], policy: Policy, memory: Memory, now: datetime
-) -> tuple[list[LockState], list[Finding], list[PlannedAction], list[Restraint]]:
-    locks: list[LockState] = []
-    findings: list[Finding] = []
-    planned: list[PlannedAction] = []
-    restraints: list[Restraint] = []
-    # Overlapping prefixes of one bucket would list a lock twice: report and plan it once.
-    done: set[tuple[Source, str, str]] = set()
-    backend = [o for o in observations if o.source is not Source.TFC]
-    for observation in sorted(backend, key=lambda o: (o.source.value, o.organization)):
-        for lock in sorted(observation.backend_locks, key=lambda lk: lk.path):
-            key = (lock.source, lock.store, lock.path)
-            if key in done:
-                continue
-            done.add(key)
-            # Each store's own clock: AWS and the TFC server (or simulator) may disagree.
-            view = _backend_view(lock, policy, observation.server_now, memory, now)
-            locks.append(view.state)
-            findings.extend(_backend_findings(view))
-            result = _backend_ladder(view, observation.complete, policy, memory)
-            if isinstance(result, PlannedAction):
-                planned.append(result)
-            elif result is not None:
-                restraints.append(Restraint(view.state.workspace_id, lock.store, lock.path, result))
-    return locks, findings, planned, restraints
-
-
-# --- entry points (all sources) ---------------------------------------------------------------
-
-
-def decide(
+def decide_tfc(
     observations: Sequence[Observation],
     policy: Policy,
-    memory: Memory,
+    memory: MemoryView,
     now: datetime,
-    identity: Holder | None = None,
-) -> Decision:
-    """Findings and planned actions for this cycle's observations.
-
-    `now` is the TFC server's clock; S3-backend locks are aged by the `server_now` of their
-    own observation.
-    """
-    locks: list[LockState] = []
-    findings: list[Finding] = []
-    planned: list[PlannedAction] = []
-    restraints: list[Restraint] = []
+    *,
+    identity: Holder | None,
+) -> Partial:
+    """Lock states, findings, planned actions and restraints for the TFC observations."""
+    out = Partial()
     tfc = [o for o in observations if o.source is Source.TFC]
     for observation in sorted(tfc, key=lambda o: o.organization):
         for workspace in sorted(observation.workspaces, key=lambda w: (w.name, w.id)):
             view = _view(workspace, policy, memory, now)
             if view.lock is not None:
-                locks.append(view.lock)
-            findings.extend(_findings(view))
+                out.locks.append(view.lock)
+            out.findings.extend(_findings(view))
             result = _ladder(
                 view,
-                observation.complete,
-                workspace.id in observation.unreadable,
-                policy,
-                memory,
-                now,
-                identity,
+                organization_complete=observation.complete,
+                unreadable=workspace.id in observation.unreadable,
+                policy=policy,
+                memory=memory,
+                now=now,
+                identity=identity,
             )
             if isinstance(result, PlannedAction):
-                planned.append(result)
+                out.planned.append(result)
             elif result is not None:
-                restraints.append(
+                out.restraints.append(
                     Restraint(workspace.id, workspace.organization, workspace.name, result)
                 )
-    backend_locks, backend_findings, backend_planned, backend_restraints = _decide_backend(
-        observations, policy, memory, now
-    )
-    locks.extend(backend_locks)
-    findings.extend(backend_findings)
-    planned.extend(backend_planned)
-    restraints.extend(backend_restraints)
-    planned.sort(key=lambda a: (-a.age, a.organization, a.workspace, a.workspace_id))
-    return Decision(tuple(locks), tuple(findings), tuple(planned), tuple(restraints))
+    return out
