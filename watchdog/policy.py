@@ -104,6 +104,11 @@ def parse_duration_or_zero(value: Any) -> timedelta:
         return timedelta(0)
     if isinstance(value, timedelta) and not value:
         return value
+    negative = (isinstance(value, str) and value.strip().startswith("-")) or (
+        not isinstance(value, bool) and isinstance(value, int | float) and value < 0
+    )
+    if negative:
+        raise ValueError(f"{value!r}: give 0 (every cycle) or a duration such as 10m")
     return parse_duration(value)
 
 
