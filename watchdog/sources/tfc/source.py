@@ -1,9 +1,11 @@
 """The TFC/TFE lock source: observe workspaces, re-read one, and the five mutating calls.
 
-Observing costs ceil(N/100) workspace-list requests per organization and nothing else: the
+A full walk costs ceil(N/100) workspace-list requests per organization and nothing else: the
 run lists allow only 30 requests per minute (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run),
 so runs come in
-through `include=current_run`, never from per-workspace run lists.
+through `include=current_run`, never from per-workspace run lists. With two-tier polling
+(`tfc.full_scan_interval`, watchdog/sources/tfc/twotier.py) the cycles between full walks
+list only the workspaces whose current run is not final (one request per 100 of them).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ clock, except run creation times (the server's).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -79,7 +79,8 @@ class OrganizationSchedule:
     last_fast: FastRead | None = None
     disabled_until: float | None = None  # monotonic; None: the fast path is in use
     comma_list_refused: bool = False
-    announced: set[str] = field(default_factory=set)
+    # The switch to full walks was logged (once per switch).
+    announced: bool = False
 
     def full_due(self, now: float) -> bool:
         """Whether this cycle walks every workspace."""
@@ -91,12 +92,14 @@ class OrganizationSchedule:
         return now - self.last_full >= due
 
     def disabled(self, now: float) -> bool:
+        """Whether the fast path is switched off now; the switch lifts once
+        FAST_PATH_RECHECK has passed (the next fast read is then checked afresh)."""
         if self.disabled_until is None:
             return False
         if now >= self.disabled_until:
             self.disabled_until = None
             self.last_fast = None
-            self.announced.discard("disabled")
+            self.announced = False
             return False
         return True
 
@@ -104,9 +107,9 @@ class OrganizationSchedule:
         """Switch to full walks every cycle; True the first time (to log it once)."""
         self.disabled_until = now + FAST_PATH_RECHECK.total_seconds()
         self.last_fast = None
-        if "disabled" in self.announced:
+        if self.announced:
             return False
-        self.announced.add("disabled")
+        self.announced = True
         return True
 
     def full_walk_done(self, now: float, workspaces: Iterable[Workspace], total: int) -> set[Run]:
