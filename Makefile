@@ -41,16 +41,18 @@ soak: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/scale.py
 
-# The container image (deploy/Dockerfile), tagged with the chart's appVersion. Nothing
-# publishes it: push it to your registry and set the chart's image.repository.
-ENGINE ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
-IMAGE  ?= tfc-watchdog:$(shell sed -n 's/^appVersion: *"*\([^"]*\)"*/\1/p' helm/tfc-watchdog/Chart.yaml)
+# The container image (deploy/Dockerfile), tagged and labelled with the package's version
+# (pyproject.toml's, the one place it is written; the chart's appVersion is checked against
+# it). Nothing publishes it: push it to your registry and set the chart's image.repository.
+ENGINE  ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE   ?= tfc-watchdog:$(VERSION)
 
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 
 image:
 	@test -n "$(ENGINE)" || { echo "make image: needs docker or podman on PATH (or ENGINE=...)" >&2; exit 2; }
-	$(ENGINE) build -f deploy/Dockerfile --build-arg REVISION=$(REVISION) -t $(IMAGE) .
+	$(ENGINE) build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) .
 
 # The digest of the Dockerfile's base image tag, to pin it (deploy/Dockerfile says where).
 # Needs docker with buildx and access to the registry; prints the ARG line to paste.

@@ -35,7 +35,9 @@ For each planned action, in the order decide gives (oldest finding first):
    may have acted). None of these is retried in this cycle: the next cycle re-reads.
 
 Every outcome increments `tfc_watchdog_actions_total{action,outcome}` and writes one audit
-event. Only API errors (TfcError) are caught: anything else is a bug and keeps its traceback.
+event. Only the sources' errors (SourceError, watchdog.sources.errors: each source translates
+its own into them) are caught, and `failure_outcome` maps a failed mutating request of any
+source: anything else is a bug and keeps its traceback.
 
 Dry-run and the budget: a dry-run action is gated by the budget as it stands (so a spent
 hourly budget shows as `skipped_budget` in a preview too) but spends none of it, because it
@@ -50,10 +52,10 @@ Sources: actions are dispatched by `PlannedAction.source` to an executor. `TfcEx
 the TFC rungs; `BackendLockExecutor` does `delete_lock` for the S3 backend's DynamoDB table
 and `.tflock` objects: a fresh read of the one lock, the same ladder on it at the store's
 clock (`decide.plan_for_backend_lock`), act only if it is the same lock (same `Info` /
-ETag) still past its threshold, then one compare-and-delete. `LockChangedError` (the
+ETag) still past its threshold, then one compare-and-delete. `ChangedError` (the
 condition failed: another run took the lock in between) is `skipped_changed`,
 `ForbiddenError` is `forbidden`, a timeout, transport failure or 5xx is `unknown` (the
-delete may have happened), any other `BackendError` is `failed`.
+delete may have happened), any other `SourceError` is `failed`.
 """
 
 from __future__ import annotations
@@ -81,26 +83,15 @@ from watchdog.model import (
     Workspace,
 )
 from watchdog.policy import Limits, Policy
-from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
-from watchdog.sources.tfc.client import (
-    ConflictError,
-    NotFoundError,
-    ServerError,
-    StateVersionPendingError,
-    TfcError,
-    TransportError,
-)
+from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 
 HOUR = timedelta(hours=1)
 
-# S3-backend failure reasons (watchdog.sources.aws.classify) after which the request may have
-# been carried out. botocore's "transport" also covers a connection never made; the errors do
-# not say which, so it is reported as unknown (it counts against the budget either way).
-_MAYBE_DONE = frozenset({"timeout", "transport", "server_error"})
-
 
 class ActionTarget(Protocol):
-    """What act.py needs from the TFC source (watchdog.sources.tfc.source.TfcSource)."""
+    """What act.py needs from the TFC source (watchdog.sources.tfc.source.TfcSource).
+
+    Every call raises SourceError (watchdog.sources.errors) when it fails."""
 
     async def read_workspace(self, workspace_id: str, organization: str) -> Workspace: ...
     async def cancel_run(self, run_id: str, comment: str) -> None: ...
@@ -160,7 +151,7 @@ class TfcExecutor:
         """Re-read the workspace: does it still justify the action, with the permission?"""
         try:
             fresh = await self._target.read_workspace(action.workspace_id, action.organization)
-        except TfcError as exc:
+        except SourceError as exc:
             return Verdict(Outcome.FAILED, f"re-read failed: {exc}"), None
         replan = plan_for_workspace(
             fresh,
@@ -188,7 +179,7 @@ class TfcExecutor:
         """No unlock while a state version is pending, nor when that cannot be checked."""
         try:
             pending = await self._target.pending_state_versions(fresh.organization, fresh.name)
-        except TfcError as exc:
+        except SourceError as exc:
             return Verdict(
                 Outcome.FAILED, f"pending state versions could not be checked; not unlocking: {exc}"
             )
@@ -204,33 +195,8 @@ class TfcExecutor:
     async def perform(self, action: PlannedAction) -> ActionResult:
         try:
             await self._post(action)
-        except ConflictError as exc:
-            # The world changed under us: re-read next cycle, never escalate on a 409.
-            return ActionResult(action, Outcome.SKIPPED_CHANGED, f"conflict (409): {exc}")
-        except NotFoundError as exc:
-            return ActionResult(action, Outcome.FORBIDDEN, f"not found or not permitted: {exc}")
-        except StateVersionPendingError as exc:
-            if action.kind in UNLOCK_RUNGS:
-                return ActionResult(
-                    action,
-                    Outcome.FAILED,
-                    "state version pending; retrying next cycle",
-                    retry_later=True,
-                )
-            return ActionResult(action, Outcome.FAILED, str(exc))
-        except TransportError as exc:
-            if exc.request_sent:
-                return ActionResult(
-                    action, Outcome.UNKNOWN, f"sent, no answer; the server may have acted: {exc}"
-                )
-            return ActionResult(action, Outcome.FAILED, f"not sent: {exc}")
-        except ServerError as exc:
-            return ActionResult(
-                action, Outcome.UNKNOWN, f"server error; the server may have acted: {exc}"
-            )
-        except TfcError as exc:
-            # 429 and other 4xx: refused, nothing was done. Not retried in this cycle.
-            return ActionResult(action, Outcome.FAILED, str(exc))
+        except SourceError as exc:
+            return failure_outcome(action, exc)
         return ActionResult(action, Outcome.DONE)
 
     async def _post(self, action: PlannedAction) -> None:
@@ -329,7 +295,7 @@ class BackendLockExecutor:
             fresh = await self._target.read_lock(observed.store, observed.path)
         except ForbiddenError as exc:
             return Verdict(Outcome.FORBIDDEN, f"re-read refused: {exc}")
-        except BackendError as exc:
+        except SourceError as exc:
             return Verdict(Outcome.FAILED, f"re-read failed: {exc}")
         if fresh is None:
             return Verdict(Outcome.SKIPPED_CHANGED, f"lock {observed.info.id} was released")
@@ -354,15 +320,27 @@ class BackendLockExecutor:
         try:
             # Conditional on the Info / ETag that was read: never removes a lock taken since.
             await self._target.delete_lock(_observed_lock(action))
-        except LockChangedError as exc:
-            return ActionResult(action, Outcome.SKIPPED_CHANGED, str(exc))
-        except ForbiddenError as exc:
-            return ActionResult(action, Outcome.FORBIDDEN, str(exc))
-        except BackendError as exc:
-            if exc.reason in _MAYBE_DONE:
-                return ActionResult(action, Outcome.UNKNOWN, f"the delete may have happened: {exc}")
-            return ActionResult(action, Outcome.FAILED, str(exc))
+        except SourceError as exc:
+            return failure_outcome(action, exc)
         return ActionResult(action, Outcome.DONE)
+
+
+def failure_outcome(action: PlannedAction, exc: SourceError) -> ActionResult:
+    """The outcome of a mutating request that failed, for every source alike."""
+    if isinstance(exc, ChangedError):
+        # The world changed under us: re-read next cycle, never escalate on it.
+        return ActionResult(action, Outcome.SKIPPED_CHANGED, str(exc))
+    if isinstance(exc, ForbiddenError):
+        return ActionResult(action, Outcome.FORBIDDEN, str(exc))
+    if isinstance(exc, RetryLaterError):
+        # decide plans it again next cycle (ActionResult.retry_later).
+        return ActionResult(action, Outcome.FAILED, f"{exc}; retrying next cycle", retry_later=True)
+    if exc.may_have_acted:
+        return ActionResult(
+            action, Outcome.UNKNOWN, f"the request may have been carried out: {exc}"
+        )
+    # Refused or never sent: nothing was done. Not retried in this cycle.
+    return ActionResult(action, Outcome.FAILED, str(exc))
 
 
 def _observed_lock(action: PlannedAction) -> BackendLock:

@@ -8,15 +8,13 @@ the daemon would start with this file here.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 
-from watchdog.configload import ConfigError, load_policy
+from watchdog.configload import ENV_OVERRIDES, ConfigError, load_policy, missing_extras
 from watchdog.model import ActionKind
 from watchdog.policy import Policy, json_schema
-from watchdog.settings import ENV_OVERRIDES
 
 
 def main(args: argparse.Namespace) -> int:
@@ -35,30 +33,15 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(f"{args.file}: ok")
     print(summary(policy, sorted(v for v in ENV_OVERRIDES if os.environ.get(v, "").strip())))
-    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
-        # Valid as a file (it may be meant for the container image, which has boto3), but
-        # `run` and `scan` here would refuse it: say so.
+    for section, package, extra in missing_extras(policy):
+        # Valid as a file (it may be meant for the container image, which has the extras),
+        # but `run` and `scan` here would refuse it: say so.
         print(
-            f"{args.file}: warning: s3_backend needs boto3, which is not installed here "
-            "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'",
-            file=sys.stderr,
-        )
-    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
-        print(
-            f"{args.file}: warning: gcs_backend needs google-cloud-storage, which is not "
-            "installed here (`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'",
+            f"{args.file}: warning: {section} needs {package}, which is not installed here "
+            f"(`run` and `scan` would exit 2): pip install 'tfc-watchdog[{extra}]'",
             file=sys.stderr,
         )
     return 0
-
-
-def installed(module: str) -> bool:
-    """Whether `module` can be imported (without importing it); a dotted name whose parent
-    package is missing is not installed (find_spec raises for it)."""
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def summary(policy: Policy, env_overrides: list[str]) -> str:

@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
 
-from watchdog import __version__
+# Nothing from the `watchdog` package is imported at module level: when the PyPI package
+# `watchdog` was installed over this one, its `watchdog/__init__.py` replaced ours, and
+# `main` must still get to say so (`foreign_watchdog`) instead of failing on an import.
 
-DEFAULT_CONFIG_ENV = "TFC_WATCHDOG_CONFIG"
+# The PyPI distribution that installs into the same `watchdog/` folder.
+FOREIGN_DISTRIBUTION = "watchdog"
 
 # subcommand -> "module:function" taking the parsed args and returning an exit code.
 HANDLERS = {
@@ -34,7 +38,6 @@ HANDLERS = {
 # Descriptions and epilogs are wrapped here: the raw formatter (which keeps the exit-code
 # tables as written) does not wrap them.
 _WIDTH = 79
-TOKEN_ENV = "TFC_WATCHDOG_TOKEN"  # noqa: S105 (the variable's name, not a token)
 # Kept in step with watchdog/simulator/scenarios/demo.yaml (a test checks it).
 DEMO_TOKENS = {
     "demo-admin-token": "team owners, admin on every workspace",
@@ -43,11 +46,6 @@ DEMO_TOKENS = {
     "demo-user-token": "user operator, write (what the Terraform CLI uses)",
 }
 
-_TOKEN_HELP = textwrap.fill(
-    f"The API token is read from ${TOKEN_ENV} (or the file named by tfc.token_file); "
-    "it is never read from the config file or the command line.",
-    _WIDTH,
-)
 _SCAN_EXIT_CODES = """exit codes:
   0  nothing stale or stuck
   1  a source could not be read (the reason is printed once, on stderr)
@@ -55,14 +53,42 @@ _SCAN_EXIT_CODES = """exit codes:
   3  something is stale or stuck (CI jobs can gate on it)"""
 
 
+def foreign_watchdog() -> str | None:
+    """One line saying what to do when the PyPI package `watchdog` (filesystem events, often
+    pulled in by mkdocs) is installed in this environment, else None. Both install into the
+    folder `watchdog/`, so whichever was installed last has overwritten files of the other."""
+    try:
+        found = importlib.metadata.distribution(FOREIGN_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    return (
+        f"tfc-watchdog: the package `watchdog` {found.version} (filesystem events) is "
+        "installed in this environment and shares the import name `watchdog`: install "
+        "tfc-watchdog on its own (`pipx install tfc-watchdog`, a separate venv, or the "
+        "container image)"
+    )
+
+
+def _token_help() -> str:
+    from watchdog import TOKEN_ENV
+
+    return textwrap.fill(
+        f"The API token is read from ${TOKEN_ENV} (or the file named by tfc.token_file); "
+        "it is never read from the config file or the command line.",
+        _WIDTH,
+    )
+
+
 def _add_config_argument(parser: argparse.ArgumentParser) -> None:
-    current = os.environ.get(DEFAULT_CONFIG_ENV)
+    from watchdog import CONFIG_ENV
+
+    current = os.environ.get(CONFIG_ENV)
     parser.add_argument(
         "--config",
         "-c",
         metavar="FILE",
         default=current,
-        help=f"the YAML config file (default: ${DEFAULT_CONFIG_ENV}, "
+        help=f"the YAML config file (default: ${CONFIG_ENV}, "
         + (f"now {current})" if current else "unset now)"),
     )
 
@@ -85,6 +111,9 @@ def _subparser(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from watchdog import __version__
+
+    token_help = _token_help()
     parser = argparse.ArgumentParser(
         prog="tfc-watchdog",
         description="Watch Terraform state locks, alert on stale ones, clear them the safe way.",
@@ -99,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Watch the configured organizations and S3 and GCS backend stores every `interval`, "
         "serve /metrics, /livez, /readyz and /locks on `listen`, and act where the policy allows "
         "(dry-run by default). The config file is re-read before each cycle and on SIGHUP.",
-        f"{_TOKEN_HELP}\n\nexit codes:\n  0  stopped by SIGTERM or SIGINT (with --once: the "
+        f"{token_help}\n\nexit codes:\n  0  stopped by SIGTERM or SIGINT (with --once: the "
         "cycle succeeded)\n  1  `listen` cannot be bound (with --once: a source could not be "
         "read)\n  2  usage or config error",
     )
@@ -113,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Read every lock once, decide as the daemon would, and print who holds each lock "
         "since when, the manual fix, and what the watchdog would do. Nothing is sent. The "
         "daemon's state_file (read, never written) tells how long a lock has been seen.",
-        f"{_TOKEN_HELP}\n\n{_SCAN_EXIT_CODES}",
+        f"{token_help}\n\n{_SCAN_EXIT_CODES}",
     )
     _add_config_argument(scan)
     scan.add_argument(
@@ -223,6 +252,10 @@ def _load_handler(command: str) -> Callable[[argparse.Namespace], int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    foreign = foreign_watchdog()
+    if foreign is not None:
+        print(foreign, file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return _load_handler(args.command)(args)

@@ -9,9 +9,11 @@ engineer reads when the daemon refuses to start. Nothing here ever prints a valu
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 import string
+import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,19 +23,17 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
-from watchdog import logs
+from watchdog import CONFIG_ENV, TOKEN_ENV, logs
+from watchdog.memory import check_state_file
 from watchdog.model import ActionKind
 from watchdog.policy import Policy
-from watchdog.settings import TOKEN_ENV, apply_env_overrides
 
 # A config file is a few kilobytes; a huge one is the wrong file (a state file, a log).
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_LINES = 40
 
 # (noqa: a message about the token, not a token)
-TOKEN_MESSAGE = (
-    "the token never goes in the config file: use env TFC_WATCHDOG_TOKEN or tfc.token_file"  # noqa: S105
-)
+TOKEN_MESSAGE = f"the token never goes in the config file: use env {TOKEN_ENV} or tfc.token_file"
 # HCP Terraform / TFE tokens look like `<14 chars>.atlasv1.<many chars>`.
 _TOKEN_VALUE = re.compile(r"[A-Za-z0-9]{8,}\.atlasv1\.[A-Za-z0-9_-]{16,}")
 _REDACTED = "<redacted>"
@@ -49,7 +49,7 @@ class ConfigError(Exception):
 
 
 def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
-    """Read, override from `environ` (see watchdog.settings) and validate the config file."""
+    """Read, override from `environ` (see ENV_OVERRIDES) and validate the config file."""
     text = _read_text(path)
     data, key_lines = _parse_yaml(path, text)
     if data is None:
@@ -85,6 +85,138 @@ def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
         ordered = dict.fromkeys(line for _, line in sorted(problems, key=lambda p: p[0]))
         raise ConfigError(_limit(list(ordered)))
     return policy
+
+
+def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
+    """Load the config and token for `command` (`run`, `scan`), or print one line per
+    problem to stderr and return exit code 2."""
+    if not path:
+        print(
+            f"tfc-watchdog {command}: no config file: pass --config FILE or set {CONFIG_ENV}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        policy = load_policy(path)
+        token = load_token(policy) if policy.tfc is not None else None
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return 2
+    problem = check_state_file(policy.state_file) if policy.state_file else None
+    if problem is not None:
+        print(f"{path}: {problem}", file=sys.stderr)
+        return 2
+    for section, package, extra in missing_extras(policy):
+        print(
+            f"{path}: {section} needs {package}, which is not installed: "
+            f"pip install 'tfc-watchdog[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+    return policy, token
+
+
+# The optional extras a config section needs: (section, module, its package, the extra).
+_EXTRAS = (
+    ("s3_backend", "boto3", "boto3", "s3"),
+    ("gcs_backend", "google.cloud.storage", "google-cloud-storage", "gcs"),
+)
+
+
+def missing_extras(policy: Policy) -> list[tuple[str, str, str]]:
+    """(section, package, extra) of each configured section whose extra is not installed:
+    `run` and `scan` refuse such a config, `check-config` warns about it."""
+    return [
+        (section, package, extra)
+        for section, module, package, extra in _EXTRAS
+        if getattr(policy, section) is not None and not _installed(module)
+    ]
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be imported (without importing it); a dotted name whose parent
+    package is missing is not installed (find_spec raises for it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+# --- environment overrides ------------------------------------------------------------------
+# Process settings from the environment: which `TFC_WATCHDOG_*` variables override which keys.
+#
+# Only process settings can be overridden (the policy itself, rules and limits, lives in the
+# file, so a reviewed file is what acts). An empty variable counts as unset, because templated
+# manifests often render unset values as empty strings.
+#
+# | variable                  | key          |
+# |---------------------------|--------------|
+# | TFC_WATCHDOG_DRY_RUN      | dry_run      |
+# | TFC_WATCHDOG_INTERVAL     | interval     |
+# | TFC_WATCHDOG_LISTEN       | listen       |
+# | TFC_WATCHDOG_STATE_FILE   | state_file   |
+# | TFC_WATCHDOG_LOG_FORMAT   | log.format   |
+# | TFC_WATCHDOG_LOG_LEVEL    | log.level    |
+# | TFC_WATCHDOG_ADDRESS      | tfc.address  |
+#
+# Also read, never overriding a key: TFC_WATCHDOG_TOKEN (the API token, see `load_token`)
+# and TFC_WATCHDOG_CONFIG (the file: the default of `--config`, see `cli`).
+#
+# Why a table and not pydantic-settings' env source: its sources validate a value into the
+# field and lose which variable supplied it, and they read `os.environ` only. Here the raw
+# string is put into the file's data before validation, so the one validation path gives the
+# same checks and an error can name the variable (`env TFC_WATCHDOG_INTERVAL: ...`); tests
+# pass their own environment. Unknown `TFC_WATCHDOG_*` variables are ignored on purpose:
+# Kubernetes injects service links such as TFC_WATCHDOG_PORT for a Service of that name.
+
+ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = {
+    "TFC_WATCHDOG_DRY_RUN": ("dry_run",),
+    "TFC_WATCHDOG_INTERVAL": ("interval",),
+    "TFC_WATCHDOG_LISTEN": ("listen",),
+    "TFC_WATCHDOG_STATE_FILE": ("state_file",),
+    "TFC_WATCHDOG_LOG_FORMAT": ("log", "format"),
+    "TFC_WATCHDOG_LOG_LEVEL": ("log", "level"),
+    "TFC_WATCHDOG_ADDRESS": ("tfc", "address"),
+}
+
+# Sections an override may create when the file leaves them out (all their keys default).
+_CREATABLE_SECTIONS = frozenset({"log"})
+
+
+def apply_env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[tuple[str, ...], str], list[str]]:
+    """Put every set override into `data` (the file's parsed mapping), in place.
+
+    Returns (origins, problems): origins maps each overridden key path to its variable, so
+    validation errors on it can name the variable; problems are error lines
+    (`env VAR: ...`) for overrides that have nowhere to go.
+    """
+    origins: dict[tuple[str, ...], str] = {}
+    problems: list[str] = []
+    for variable, loc in ENV_OVERRIDES.items():
+        value = environ.get(variable, "")
+        if not value.strip():
+            continue
+        parent: Any = data
+        for part in loc[:-1]:
+            if not isinstance(parent, dict):
+                break
+            if parent.get(part) is None and part in _CREATABLE_SECTIONS:
+                parent[part] = {}
+            elif parent.get(part) is None:
+                problems.append(
+                    f"env {variable}: sets {'.'.join(loc)}, but the config has no {part} section"
+                )
+                parent = None
+                break
+            parent = parent[part]
+        # A malformed section (`log: 5`) is left alone: validation reports it against the file.
+        if isinstance(parent, dict):
+            parent[loc[-1]] = value.strip()
+            origins[loc] = variable
+    return origins, problems
 
 
 def token_file_in_use(policy: Policy, environ: Mapping[str, str] = os.environ) -> str | None:

@@ -13,10 +13,8 @@ import argparse
 import asyncio
 import gc
 import hashlib
-import importlib.util
 import signal
 import socket
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -26,17 +24,15 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from watchdog import __version__
-from watchdog.checkconfig import installed
 from watchdog.configload import (
     ConfigError,
+    load_or_report,
     load_policy,
-    load_token,
     read_token_file,
     token_file_in_use,
 )
 from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
-from watchdog.memory import check_state_file
 from watchdog.metrics import Metrics
 from watchdog.model import Source, format_duration, utcnow
 from watchdog.policy import Policy
@@ -54,43 +50,6 @@ STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
 RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend")
-
-
-def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
-    """Load the config and token, or print one line per problem and return exit code 2."""
-    if not path:
-        print(
-            f"tfc-watchdog {command}: no config file: pass --config FILE "
-            "or set TFC_WATCHDOG_CONFIG",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        policy = load_policy(path)
-        token = load_token(policy) if policy.tfc is not None else None
-    except ConfigError as exc:
-        for line in exc.lines:
-            print(line, file=sys.stderr)
-        return 2
-    problem = check_state_file(policy.state_file) if policy.state_file else None
-    if problem is not None:
-        print(f"{path}: {problem}", file=sys.stderr)
-        return 2
-    if policy.s3_backend is not None and importlib.util.find_spec("boto3") is None:
-        print(
-            f"{path}: s3_backend needs boto3, which is not installed: "
-            "pip install 'tfc-watchdog[s3]'",
-            file=sys.stderr,
-        )
-        return 2
-    if policy.gcs_backend is not None and not installed("google.cloud.storage"):
-        print(
-            f"{path}: gcs_backend needs google-cloud-storage, which is not installed: "
-            "pip install 'tfc-watchdog[gcs]'",
-            file=sys.stderr,
-        )
-        return 2
-    return policy, token
 
 
 def main(args: argparse.Namespace) -> int:

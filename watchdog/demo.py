@@ -39,6 +39,7 @@ from typing import IO, Any
 import httpx
 import yaml
 
+from watchdog import TOKEN_ENV
 from watchdog.report import DEFAULT_WIDTH
 
 TIME_SCALE = 60.0  # simulated seconds per real second
@@ -301,7 +302,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"watchdog   {ops_url}/metrics   {ops_url}/locks", file=out)
         print(f"config     {config_path}\n", file=out, flush=True)
 
-        daemon_env = {**env, "TFC_WATCHDOG_TOKEN": TOKEN}
+        daemon_env = {**env, TOKEN_ENV: TOKEN}
         daemon_args = [sys.executable, "-m", "watchdog", "run", "--config", str(config_path)]
         story = Story(timeline)
         lines: queue.Queue[str] = queue.Queue()

@@ -624,7 +624,7 @@ def _held_locks(observation: Observation) -> Iterator[tuple[_Key, datetime | Non
     for workspace in observation.workspaces:
         if workspace.id in observation.unreadable:
             continue
-        if observation.fast and workspace.id not in observation.read_ids:
+        if observation.fast and workspace.id not in observation.listed_ids:
             continue
         holder = workspace.holder
         if workspace.locked and holder is not None:

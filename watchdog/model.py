@@ -300,16 +300,17 @@ class Observation:
     total_workspaces: int = 0
     # The TFC source keeps in `workspaces` only what decide can act or report on (locked,
     # or with a non-final current run): every parsed workspace of a 50,000-workspace
-    # organization held ~190 MB. `read_ids` has the ids of ALL workspaces read and
-    # parsed; Memory.update needs them after a partial read. Observations built by hand may
-    # leave it empty: the ids of `workspaces` always count as read (`ids_read`).
-    read_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # organization held ~190 MB. `listed_ids` has the ids of ALL workspaces the source
+    # listed and parsed, kept or not; Memory.update needs them after a partial read.
+    # Observations built by hand may leave it empty: use `ids_read`, which adds the ids of
+    # `workspaces`.
+    listed_ids: frozenset[str] = field(default=frozenset(), repr=False)
     # A fast-path read (TFC two-tier polling): only the workspaces whose current run is not
-    # final were listed, and `read_ids` holds just those. It does not see user/team locks:
-    # the user/team-locked workspaces of the last full read are carried in `workspaces` (so
-    # they are reported, and acted on only after act's fresh re-read), but Memory neither
-    # counts them as seen nor as released, and a workspace absent from the page is not
-    # unlocked. Run-held locks on the listed workspaces are seen as in any read.
+    # final were listed, and `listed_ids` holds just those. It does not see user/team locks:
+    # the locked workspaces of the last full read that it did not list are carried in
+    # `workspaces` (so they are reported, and acted on only after act's fresh re-read), but
+    # Memory neither counts them as seen nor as released, and a workspace absent from the
+    # page is not unlocked. Run-held locks on the listed workspaces are seen as in any read.
     fast: bool = False
     # On a full read that fast reads alternate with: the most time until the next full read
     # (`tfc.full_scan_interval`). Locks only a full read can see are watched across it, so
@@ -318,12 +319,13 @@ class Observation:
 
     @property
     def ids_read(self) -> frozenset[str]:
-        """Ids of every workspace read and parsed: `read_ids` and those of `workspaces`
-        (of a fast read, only `read_ids`: the others in `workspaces` were carried, not read)."""
+        """Ids of every workspace read and parsed: `listed_ids` and those of `workspaces`
+        (of a fast read, only `listed_ids`: the others in `workspaces` were carried, not
+        read)."""
         if self.fast:
-            return self.read_ids
+            return self.listed_ids
         kept = {workspace.id for workspace in self.workspaces}
-        return self.read_ids if kept <= self.read_ids else self.read_ids | kept
+        return self.listed_ids if kept <= self.listed_ids else self.listed_ids | kept
 
     @property
     def workspace_count(self) -> int:

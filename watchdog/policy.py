@@ -677,7 +677,10 @@ class S3BackendConfig(StrictModel):
 
 
 def parse_listen(value: str) -> tuple[str, int]:
-    """`host:port` (IPv6 as `[::1]:9877`) -> (host, port). Raises ValueError."""
+    """`host:port` (IPv6 as `[::1]:9877`) -> (host, port). Raises ValueError.
+
+    Port 0 (any free port, which tests bind) parses; the config refuses it (`Policy`): an
+    ops server on a port nobody knows cannot be scraped or probed."""
     hint = "expected host:port such as 0.0.0.0:9877"
     host, sep, port_text = value.strip().rpartition(":")
     if not sep or not host or not port_text.isdigit():
@@ -689,7 +692,7 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not host or not re.match(r"^[A-Za-z0-9.:_-]+$", host):
         raise ValueError(f"{value!r}: {hint}")
     port = int(port_text)
-    if not 1 <= port <= 65535:
+    if port > 65535:
         raise ValueError(f"{value!r}: port must be between 1 and 65535")
     return host, port
 
@@ -728,7 +731,9 @@ class Policy(StrictModel):
     @field_validator("listen")
     @classmethod
     def _valid_listen(cls, value: str) -> str:
-        parse_listen(value)
+        _, port = parse_listen(value)
+        if port == 0:
+            raise ValueError(f"{value!r}: port must be between 1 and 65535")
         return value
 
     @field_validator("state_file")
@@ -761,11 +766,6 @@ class Policy(StrictModel):
                 "no lock source configured: add a `tfc` section (or `s3_backend`, `gcs_backend`)",
             )
         return self
-
-    @property
-    def listen_address(self) -> tuple[str, int]:
-        """`listen` as (host, port), for the ops server."""
-        return parse_listen(self.listen)
 
     def _effective(self, rule: Rule | None) -> EffectiveRule:
         base = self.defaults

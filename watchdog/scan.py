@@ -14,7 +14,7 @@ import sys
 
 from pydantic import SecretStr
 
-from watchdog.daemon import load_or_report
+from watchdog.configload import load_or_report
 from watchdog.logs import configure_logging
 from watchdog.metrics import Metrics
 from watchdog.model import Source

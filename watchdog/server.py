@@ -28,6 +28,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from watchdog.cycle import Health
 from watchdog.exposition import MetricsExposition
 from watchdog.metrics import Metrics
+from watchdog.policy import parse_listen
 from watchdog.report import CycleReport
 
 # How long past 3 x `interval` a cycle may take before /livez calls the scheduler stuck.
@@ -147,11 +148,6 @@ SHUTDOWN_TIMEOUT_SECONDS = 3
 LOG_INTERVAL_SECONDS = 60.0
 
 
-def _host_port(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 def bind_listener(listen: str) -> socket.socket:
     """The ops server's listening socket, bound before anything else starts.
 
@@ -159,7 +155,7 @@ def bind_listener(listen: str) -> socket.socket:
     first cycle has already started; binding here first lets the daemon say so in one line
     and exit 1. Same socket options as uvicorn's own `Config.bind_socket`. Raises OSError.
     """
-    host, port = _host_port(listen)
+    host, port = parse_listen(listen)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family=family)
     try:
@@ -181,7 +177,7 @@ def connection_limit() -> int:
 
 
 def make_server(app: Starlette, listen: str) -> OpsServer:
-    host, port = _host_port(listen)
+    host, port = parse_listen(listen)
     limit_log_rate()
     protocol = type(
         "OpsHttpProtocol",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
+
+import yaml
 
 from tests.chart.render import REPO
 
@@ -84,3 +87,16 @@ def test_the_build_context_is_limited_to_what_the_image_needs() -> None:
     assert rules[0] == "*"
     assert "!watchdog/" in rules
     assert "!pyproject.toml" in rules
+
+
+def test_the_version_is_written_once_in_pyproject() -> None:
+    # The image label comes from a build argument `make image` reads from pyproject.toml, and
+    # the chart's appVersion (the image tag it runs) must name that same version.
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    chart = yaml.safe_load((REPO / "helm" / "tfc-watchdog" / "Chart.yaml").read_text())
+    assert chart["appVersion"] == version
+    assert _args()["VERSION"] == "unknown"  # no second copy of the number in the Dockerfile
+    assert 'org.opencontainers.image.version="${VERSION}"' in DOCKERFILE
+    makefile = (REPO / "Makefile").read_text()
+    assert "--build-arg VERSION=$(VERSION)" in makefile
+    assert "VERSION := $(shell sed -n 's/^version = " in makefile

@@ -26,7 +26,7 @@ from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import ActionKind, BackendLock, Outcome, PlannedAction, Source
 from watchdog.policy import Policy
-from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcslockfile import GcsLockfileSource
 
 pytestmark = pytest.mark.e2e
@@ -157,7 +157,7 @@ async def test_a_lock_file_taken_again_after_the_listing_survives_and_no_delete_
     fake_gcs.upload(LOCK_NAME, newer)
     fake_gcs.mark()
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await source.delete_lock(lock)
 
     assert fake_gcs.body(LOCK_NAME) == newer
@@ -169,7 +169,7 @@ async def test_a_lock_file_released_after_the_listing_is_reported_as_changed(fak
     lock = await only_lock(source)
     fake_gcs.delete(LOCK_NAME)
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await source.delete_lock(lock)
 
 
@@ -189,7 +189,7 @@ async def test_a_takeover_between_the_reread_and_the_delete_is_refused_by_the_pr
         try:
             lock = await only_lock(source)
             proxy.before_delete = take_over
-            with pytest.raises(LockChangedError):
+            with pytest.raises(ChangedError):
                 await source.delete_lock(lock)
         finally:
             source.close()
@@ -208,7 +208,7 @@ async def test_a_malformed_lock_file_is_reported_with_a_problem_and_never_delete
 
     assert lock.problem
     assert parse_errors(metrics) == 1
-    with pytest.raises(BackendError, match="refusing"):
+    with pytest.raises(SourceError, match="refusing"):
         await source.delete_lock(lock)
     assert fake_gcs.metadata(LOCK_NAME) is not None
 

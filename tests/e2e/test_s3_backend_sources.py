@@ -25,7 +25,7 @@ from tests.support.terraform import Terraform, abandon_apply, s3_backend_terrafo
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Source
 from watchdog.sources.dynamodb import DynamoDbLockSource
-from watchdog.sources.errors import LockChangedError
+from watchdog.sources.errors import ChangedError
 from watchdog.sources.s3lockfile import S3LockfileSource
 
 pytestmark = pytest.mark.e2e
@@ -139,7 +139,7 @@ async def test_table_lock_replaced_after_the_scan_survives_the_delete(
     newer = lock_json(ID="a-new-run", Who="other@ci-43")
     dynamodb.put_item(TableName=TABLE, Item={"LockID": {"S": STATE_PATH}, "Info": {"S": newer}})
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await table_source.delete_lock(lock)
 
     assert table_items(dynamodb)[STATE_PATH]["Info"]["S"] == newer
@@ -153,7 +153,7 @@ async def test_table_lock_released_after_the_scan_is_reported_as_changed(dynamod
     lock = await only_lock(table_source)
     dynamodb.delete_item(TableName=TABLE, Key={"LockID": {"S": STATE_PATH}})
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await table_source.delete_lock(lock)
 
 
@@ -264,7 +264,7 @@ async def test_lockfile_replaced_after_the_listing_survives_the_delete(
     newer = lock_json(ID="a-new-run", Who="other@ci-43").encode()
     s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=newer)
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await lockfile_source.delete_lock(lock)
 
     assert s3.get_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock")["Body"].read() == newer
@@ -334,7 +334,7 @@ async def test_store_without_conditional_delete_keeps_a_replaced_lock(s3, refusi
     newer = lock_json(ID="a-new-run").encode()
     s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=newer)
 
-    with pytest.raises(LockChangedError):
+    with pytest.raises(ChangedError):
         await refusing_source.delete_lock(lock)
 
     assert s3.get_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock")["Body"].read() == newer

@@ -89,7 +89,7 @@ def _observation(step: Step, carried: dict[str, Workspace], now: datetime) -> Ob
             organization="acme",
             server_now=now,
             workspaces=workspaces,
-            read_ids=frozenset(WORKSPACES),
+            listed_ids=frozenset(WORKSPACES),
             full_read_every=FULL_EVERY,
         )
     listed = tuple(
@@ -103,7 +103,7 @@ def _observation(step: Step, carried: dict[str, Workspace], now: datetime) -> Ob
         organization="acme",
         server_now=now,
         workspaces=(*listed, *(ws for wid, ws in carried.items() if wid not in ids)),
-        read_ids=frozenset(ids),
+        listed_ids=frozenset(ids),
         fast=True,
     )
 
@@ -132,7 +132,7 @@ def test_a_fast_read_never_sights_or_ages_a_user_lock_and_releases_only_what_it_
         after = _entries(memory)
         if step.fast:
             for (wid, holder_id), (first_seen, sightings) in after.items():
-                read = wid in observation.read_ids
+                read = wid in observation.listed_ids
                 previous = before[(wid, holder_id)]
                 if (first_seen, sightings) == previous:
                     continue
@@ -202,7 +202,7 @@ async def _cycles(mode: str, runs: dict[int, str]) -> tuple[set[str], set[str], 
         now[0] += 60
         [following] = await source.observe()
     active = {ws.id for ws in full.workspaces if ws.current_run and not ws.current_run.is_final}
-    listed = set(fast.read_ids) if fast.fast else set(full.read_ids)
+    listed = set(fast.listed_ids) if fast.fast else set(full.listed_ids)
     disabled = metrics.registry.get_sample_value(
         "tfc_watchdog_fast_path_disabled", {"organization": "demo"}
     )

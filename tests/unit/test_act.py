@@ -42,6 +42,7 @@ from watchdog.model import (
     WorkspacePermissions,
 )
 from watchdog.policy import Policy
+from watchdog.sources.errors import SourceError
 from watchdog.sources.tfc.client import (
     BadResponseError,
     ConflictError,
@@ -53,7 +54,7 @@ from watchdog.sources.tfc.client import (
     TfcError,
     TransportError,
 )
-from watchdog.sources.tfc.source import TfcSource
+from watchdog.sources.tfc.source import TfcSource, neutral_error
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ORG = "acme"
@@ -168,7 +169,8 @@ def force_unlock_action(holder: Holder = ALICE) -> PlannedAction:
 
 
 class FakeTarget:
-    """A strict stand-in for TfcSource: unexpected reads or POSTs fail the test."""
+    """A strict stand-in for TfcSource: unexpected reads or POSTs fail the test. The API
+    errors a test sets up reach act.py as TfcSource raises them (`neutral_error`)."""
 
     def __init__(self, *workspaces: Workspace) -> None:
         self.workspaces: dict[str, Workspace | TfcError] = {ws.id: ws for ws in workspaces}
@@ -193,13 +195,13 @@ class FakeTarget:
         if self.after_read is not None:
             self.after_read()
         if isinstance(value, TfcError):
-            raise value
+            raise neutral_error(value) from value
         return value
 
     async def pending_state_versions(self, organization: str, workspace: str) -> int:
         self.state_checks.append((organization, workspace))
         if isinstance(self.pending, TfcError):
-            raise self.pending
+            raise neutral_error(self.pending) from self.pending
         return self.pending
 
     def _post(self, name: str, *args: str) -> None:
@@ -209,7 +211,7 @@ class FakeTarget:
         if self.after_post is not None:
             self.after_post()
         if name in self.post_errors:
-            raise self.post_errors[name]
+            raise neutral_error(self.post_errors[name]) from self.post_errors[name]
 
     async def cancel_run(self, run_id: str, comment: str) -> None:
         self._post("cancel", run_id, comment)
@@ -1190,8 +1192,9 @@ async def test_real_source_an_untrustworthy_list_is_an_error(
 ) -> None:
     router, source, _ = api
     router.get("/state-versions").respond(200, json=body, headers=DATE)
-    with pytest.raises(BadResponseError):
+    with pytest.raises(SourceError) as caught:
         await source.pending_state_versions(ORG, "app-1")
+    assert isinstance(caught.value.__cause__, BadResponseError)
 
 
 async def test_real_source_a_404_on_the_check_sends_no_force_unlock(

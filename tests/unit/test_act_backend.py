@@ -31,7 +31,7 @@ from watchdog.model import (
     TerraformLockInfo,
 )
 from watchdog.policy import Policy
-from watchdog.sources.errors import BackendError, ForbiddenError, LockChangedError
+from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
@@ -88,7 +88,7 @@ class FakeStore:
             raise self.delete_error
         current = self.locks.get(backend_lock.path)
         if current is None or current.token != backend_lock.token:
-            raise LockChangedError(f"lock {backend_lock.path} changed")
+            raise ChangedError(f"lock {backend_lock.path} changed")
         del self.locks[backend_lock.path]
 
     @property
@@ -221,7 +221,7 @@ async def test_a_lock_no_longer_stale_by_the_stores_clock_is_skipped() -> None:
 async def test_a_failed_condition_on_delete_is_skipped_changed() -> None:
     stale = lock()
     store = FakeStore(stale)
-    store.delete_error = LockChangedError("lock changed or was released since it was read")
+    store.delete_error = ChangedError("lock changed or was released since it was read")
     actions, memory = planned(stale)
     pol = policy()
     actor, metrics = make_actor(store, memory)
@@ -238,12 +238,12 @@ async def test_a_failed_condition_on_delete_is_skipped_changed() -> None:
     [
         (ForbiddenError("DeleteItem on terraform-locks: AccessDeniedException"), "forbidden"),
         # The delete may have reached the store: unknown, and it counts.
-        (BackendError("DeleteItem on terraform-locks: timed out", reason="timeout"), "unknown"),
-        (BackendError("DeleteItem on terraform-locks: HTTP 500", reason="server_error"), "unknown"),
-        (BackendError("DeleteItem on terraform-locks: reset", reason="transport"), "unknown"),
+        (SourceError("DeleteItem on terraform-locks: timed out", reason="timeout"), "unknown"),
+        (SourceError("DeleteItem on terraform-locks: HTTP 500", reason="server_error"), "unknown"),
+        (SourceError("DeleteItem on terraform-locks: reset", reason="transport"), "unknown"),
         # Refused or never made: the store did nothing.
-        (BackendError("DeleteItem on terraform-locks: throttled", reason="rate_limited"), "failed"),
-        (BackendError("DeleteItem on terraform-locks: bad request"), "failed"),
+        (SourceError("DeleteItem on terraform-locks: throttled", reason="rate_limited"), "failed"),
+        (SourceError("DeleteItem on terraform-locks: bad request"), "failed"),
     ],
 )
 async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> None:
@@ -266,7 +266,7 @@ async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> 
     ("error", "outcome"),
     [
         (ForbiddenError("GetItem on terraform-locks: AccessDeniedException"), Outcome.FORBIDDEN),
-        (BackendError("GetItem on terraform-locks: connection refused"), Outcome.FAILED),
+        (SourceError("GetItem on terraform-locks: connection refused"), Outcome.FAILED),
     ],
 )
 async def test_a_failed_re_read_sends_no_delete(error: Exception, outcome: Outcome) -> None:

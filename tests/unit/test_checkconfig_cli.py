@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from watchdog.cli import main
-from watchdog.settings import ENV_OVERRIDES
+from watchdog.configload import ENV_OVERRIDES
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"

@@ -60,7 +60,7 @@ class OneLock:
                 organization="acme",
                 server_now=self.now,
                 workspaces=(workspace,),
-                read_ids=frozenset({"ws-1"}),
+                listed_ids=frozenset({"ws-1"}),
             )
         ]
 

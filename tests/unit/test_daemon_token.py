@@ -12,10 +12,10 @@ import httpx
 import pytest
 import structlog
 
+from watchdog import TOKEN_ENV
 from watchdog.configload import load_policy, load_token
 from watchdog.daemon import Daemon
 from watchdog.metrics import Metrics
-from watchdog.settings import TOKEN_ENV
 from watchdog.sources.tfc.client import TfcClient
 
 OLD = "oLdToKeN.atlasv1.first"

@@ -10,7 +10,7 @@ from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 
 from watchdog.metrics import Metrics
-from watchdog.sources.errors import BackendError, ForbiddenError
+from watchdog.sources.errors import ForbiddenError, SourceError
 from watchdog.sources.gcp import classify, operation, request_error
 from watchdog.sources.gcslockfile import GcsLockfileSource, lock_name, state_path
 
@@ -43,7 +43,7 @@ def test_a_403_is_forbidden_and_anything_else_a_backend_error_with_its_reason() 
         request_error("objects.delete on tf-state", api.Forbidden("no")), ForbiddenError
     )
     error = request_error("objects.get on tf-state", api.ServiceUnavailable("down\nnow"))
-    assert type(error) is BackendError
+    assert type(error) is SourceError
     assert error.reason == "server_error"
     assert str(error) == "objects.get on tf-state: ServiceUnavailable: 503 down now"
 

@@ -51,7 +51,7 @@ def seen(workspace: Workspace, at: datetime, *, complete: bool = True) -> list[O
             organization=ORG,
             server_now=at,
             workspaces=(workspace,) if workspace.locked else (),
-            read_ids=frozenset({workspace.id}) if complete else frozenset(),
+            listed_ids=frozenset({workspace.id}) if complete else frozenset(),
             complete=complete,
         )
     ]

@@ -36,7 +36,7 @@ def full(*workspaces: Workspace, at: datetime = T0) -> Observation:
         organization="acme",
         server_now=at,
         workspaces=workspaces,
-        read_ids=frozenset(w.id for w in workspaces),
+        listed_ids=frozenset(w.id for w in workspaces),
         full_read_every=FULL_EVERY,
     )
 
@@ -47,7 +47,7 @@ def fast(*listed: Workspace, carried: tuple[Workspace, ...] = (), at: datetime =
         organization="acme",
         server_now=at,
         workspaces=(*listed, *carried),
-        read_ids=frozenset(w.id for w in listed),
+        listed_ids=frozenset(w.id for w in listed),
         fast=True,
     )
 
@@ -128,7 +128,7 @@ def test_without_a_full_scan_interval_the_gap_is_the_cycles() -> None:
         organization=read.organization,
         server_now=T0,
         workspaces=read.workspaces,
-        read_ids=read.read_ids,
+        listed_ids=read.listed_ids,
     )
     cycles.run(every_cycle)
     cycles.clock.advance(GAP)

@@ -24,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from watchdog.metrics import Metrics
+from watchdog.sources.errors import SourceError
 from watchdog.sources.tfc.client import BadResponseError, TfcClient, TfcError
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
 from watchdog.sources.tfc.source import TfcSource
@@ -211,8 +212,13 @@ async def _observe_and_read(response: httpx.Response) -> None:
             observation = observations[0]
             if not observation.complete:
                 assert observation.error
-            with contextlib.suppress(BadResponseError):
+            refused: SourceError | None = None
+            try:
                 await source.read_workspace("ws-1", "acme")
+            except SourceError as exc:
+                refused = exc
+            # Translated for act.py; only an unreadable answer may be its cause.
+            assert refused is None or isinstance(refused.__cause__, BadResponseError)
 
 
 @settings(max_examples=200)

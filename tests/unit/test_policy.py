@@ -230,13 +230,20 @@ def test_a_source_is_required_and_s3_backend_alone_is_enough() -> None:
 )
 def test_listen_is_host_and_port(listen: str, expected: tuple[str, int]) -> None:
     assert parse_listen(listen) == expected
-    assert policy(listen=listen).listen_address == expected
+    assert policy(listen=listen).listen == listen
 
 
 @pytest.mark.parametrize("listen", ["9877", ":9877", "host:", "host:65536", "::1:80", "a b:80"])
 def test_bad_listen_addresses_are_refused(listen: str) -> None:
     with pytest.raises(ValueError, match=r"host:port|port must be|IPv6"):
         parse_listen(listen)
+
+
+def test_port_zero_binds_any_port_but_the_config_refuses_it() -> None:
+    # Tests bind the ops server to port 0; a config must name a port that can be scraped.
+    assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)
+    with pytest.raises(ValueError, match="port must be between 1 and 65535"):
+        policy(listen="127.0.0.1:0")
 
 
 def test_log_settings_accept_upper_case_as_env_vars_write_them() -> None:

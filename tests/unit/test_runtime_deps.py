@@ -52,3 +52,17 @@ def test_runtime_modules_import_no_dev_only_package() -> None:
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == "", f"runtime code imports {result.stdout.strip()}"
+
+
+def test_scan_does_not_import_the_daemon() -> None:
+    # `scan` is one pass from a CI job: it must not load (or need) the ops server and the
+    # scheduler. A fresh interpreter, because this one has imported everything already.
+    probe = (
+        "import sys, watchdog.scan\n"
+        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'uvicorn', 'apscheduler', 'starlette'})))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "", f"watchdog.scan imports {result.stdout.strip()}"

@@ -8,9 +8,14 @@ from pathlib import Path
 import pytest
 
 from watchdog import logs
-from watchdog.configload import ConfigError, load_policy, load_token
+from watchdog.configload import (
+    ENV_OVERRIDES,
+    ConfigError,
+    apply_env_overrides,
+    load_policy,
+    load_token,
+)
 from watchdog.policy import Policy
-from watchdog.settings import ENV_OVERRIDES, apply_env_overrides
 
 FILE = """\
 dry_run: true
@@ -49,7 +54,7 @@ def test_every_override_reaches_its_key(config: Path) -> None:
     )
     assert p.dry_run is False
     assert p.interval == timedelta(minutes=5)
-    assert p.listen_address == ("127.0.0.1", 9000)
+    assert p.listen == "127.0.0.1:9000"
     assert p.state_file == "/var/lib/watchdog/state.json"
     assert (p.log.format, p.log.level) == ("console", "debug")
     assert p.tfc is not None

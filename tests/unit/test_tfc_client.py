@@ -38,6 +38,11 @@ CANCEL = "/runs/run-1/actions/cancel"
 JSONAPI = "application/vnd.api+json"
 
 
+def whole(page: dict[str, Any]) -> dict[str, Any]:
+    """`each` for map_pages that keeps each page as it came (what a test inspects)."""
+    return page
+
+
 class FakeTime:
     """A clock the client's sleeps advance (or not): no test ever really waits."""
 
@@ -270,7 +275,9 @@ async def test_later_pages_start_no_faster_than_the_learned_rate(api, metrics):
 
     api.get("/organizations/acme/workspaces").mock(side_effect=respond)
     async with make_client(metrics, time, requests_per_second=None) as client:
-        await client.get_all_pages("/organizations/acme/workspaces", endpoint=LIST, params={})
+        await client.map_pages(
+            "/organizations/acme/workspaces", endpoint=LIST, params={}, each=whole
+        )
     waits = sorted(time.sleeps)
     assert len(waits) == total - 1
     gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
@@ -795,8 +802,11 @@ async def test_all_pages_are_fetched_once_and_returned_in_page_order(api, metric
 
     route = api.get("/organizations/acme/workspaces").mock(side_effect=respond)
     async with make_client(metrics, time) as client:
-        pages = await client.get_all_pages(
-            "/organizations/acme/workspaces", endpoint=LIST, params={"page[size]": "100"}
+        pages = await client.map_pages(
+            "/organizations/acme/workspaces",
+            endpoint=LIST,
+            params={"page[size]": "100"},
+            each=whole,
         )
     assert route.call_count == total
     assert [page["data"][0]["id"] for page in pages] == [f"ws-{n}" for n in range(1, total + 1)]
@@ -819,8 +829,8 @@ async def test_pages_after_the_first_run_concurrently_within_the_cap(api, metric
 
     api.get("/organizations/acme/workspaces").mock(side_effect=respond)
     async with make_client(metrics, time, max_concurrency=cap) as client:
-        pages = await client.get_all_pages(
-            "/organizations/acme/workspaces", endpoint=LIST, params={}
+        pages = await client.map_pages(
+            "/organizations/acme/workspaces", endpoint=LIST, params={}, each=whole
         )
     assert len(pages) == total
     assert most == cap
@@ -836,7 +846,9 @@ async def test_a_failed_page_fails_the_whole_list_with_its_typed_error(api, metr
     api.get("/organizations/acme/workspaces").mock(side_effect=respond)
     async with make_client(metrics, time) as client:
         with pytest.raises(NotFoundError) as caught:
-            await client.get_all_pages("/organizations/acme/workspaces", endpoint=LIST, params={})
+            await client.map_pages(
+                "/organizations/acme/workspaces", endpoint=LIST, params={}, each=whole
+            )
     assert "gone" in str(caught.value)
 
 
@@ -854,8 +866,11 @@ async def test_lists_without_totals_are_walked_by_next_page(api, metrics, time):
 
     route = api.get("/organizations/acme/runs").mock(side_effect=respond)
     async with make_client(metrics, time) as client:
-        pages = await client.get_all_pages(
-            "/organizations/acme/runs", endpoint="GET /organizations/:org/runs", params={}
+        pages = await client.map_pages(
+            "/organizations/acme/runs",
+            endpoint="GET /organizations/:org/runs",
+            params={},
+            each=whole,
         )
     assert [page["data"][0]["id"] for page in pages] == ["run-1", "run-2", "run-3"]
     assert route.call_count == 3
@@ -867,4 +882,6 @@ async def test_a_nonsense_page_count_is_a_bad_response(api, metrics, time):
     )
     async with make_client(metrics, time) as client:
         with pytest.raises(BadResponseError):
-            await client.get_all_pages("/organizations/acme/workspaces", endpoint=LIST, params={})
+            await client.map_pages(
+                "/organizations/acme/workspaces", endpoint=LIST, params={}, each=whole
+            )

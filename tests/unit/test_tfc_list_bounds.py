@@ -69,7 +69,9 @@ def number_of(request: httpx.Request) -> int:
 
 
 async def read(client: TfcClient) -> list[dict[str, Any]]:
-    return await client.get_all_pages(PATH, endpoint=LIST, params={"page[size]": "100"})
+    return await client.map_pages(
+        PATH, endpoint=LIST, params={"page[size]": "100"}, each=lambda page: page
+    )
 
 
 # --- what page 1 promised -------------------------------------------------------------------

@@ -28,11 +28,9 @@ from watchdog.model import (
     Workspace,
 )
 from watchdog.policy import Policy
+from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 from watchdog.sources.tfc.client import (
     BadResponseError,
-    ConflictError,
-    NotFoundError,
-    StateVersionPendingError,
     TfcClient,
     TfcError,
     UnauthorizedError,
@@ -428,8 +426,9 @@ async def test_read_workspace_with_a_value_nested_too_deep_raises_bad_response(
     api.get("/workspaces/ws-1").respond(
         200, headers={"Content-Type": "application/vnd.api+json", **DATED}, content=raw.encode()
     )
-    with pytest.raises(BadResponseError, match="nested too deeply"):
+    with pytest.raises(SourceError, match="nested too deeply") as caught:
         await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
+    assert isinstance(caught.value.__cause__, BadResponseError)
 
 
 NOW = datetime(2026, 3, 3, 10, 0, tzinfo=UTC)
@@ -490,7 +489,7 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
         NOW,
         workspaces=kept,
         complete=complete,
-        read_ids=frozenset(ws.id for ws in every),
+        listed_ids=frozenset(ws.id for ws in every),
     )
     policy = Policy.model_validate(
         {
@@ -573,15 +572,18 @@ async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, cli
     document = single_workspace()
     document["data"]["attributes"]["locked"] = None
     api.get("/workspaces/ws-1").respond(200, json=document, headers=DATED)
-    with pytest.raises(BadResponseError) as caught:
+    with pytest.raises(SourceError) as caught:
         await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
-    assert caught.value.endpoint == "GET /workspaces/:id"
+    assert caught.value.reason == "bad_response"
+    cause = caught.value.__cause__
+    assert isinstance(cause, BadResponseError)
+    assert cause.endpoint == "GET /workspaces/:id"
     assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
 
 
 async def test_read_workspace_propagates_not_found(api, client, metrics):
     api.get("/workspaces/ws-1").respond(404)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ForbiddenError, match="not found or not permitted"):
         await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
 
 
@@ -665,8 +667,9 @@ async def test_unlock_while_state_version_pending_raises_retry_later(
     api, client, metrics, response
 ):
     route = api.post("/workspaces/ws-1/actions/unlock").mock(return_value=response)
-    with pytest.raises(StateVersionPendingError):
+    with pytest.raises(RetryLaterError) as caught:
         await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
+    assert isinstance(caught.value.__cause__, TfcError)
     assert route.call_count == 1  # never retried: a POST
 
 
@@ -674,10 +677,13 @@ async def test_other_400_on_unlock_is_not_a_pending_state_version(api, client, m
     api.post("/workspaces/ws-1/actions/unlock").respond(
         400, json={"errors": [{"status": 400, "detail": "bad request"}]}
     )
-    with pytest.raises(TfcError) as caught:
+    with pytest.raises(SourceError) as caught:
         await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
-    assert not isinstance(caught.value, StateVersionPendingError)
-    assert caught.value.status == 400
+    assert not isinstance(caught.value, RetryLaterError)
+    assert not caught.value.may_have_acted  # a 4xx: refused, nothing was done
+    cause = caught.value.__cause__
+    assert isinstance(cause, TfcError)
+    assert cause.status == 400
 
 
 async def test_unlock_of_someone_elses_lock_is_a_conflict(api, client, metrics):
@@ -685,14 +691,14 @@ async def test_unlock_of_someone_elses_lock_is_a_conflict(api, client, metrics):
     api.post("/workspaces/ws-1/actions/unlock").respond(
         409, json={"errors": [{"status": "409", "title": "conflict", "detail": detail}]}
     )
-    with pytest.raises(ConflictError) as caught:
+    with pytest.raises(ChangedError) as caught:
         await TfcSource(client, ["acme"], metrics).unlock_workspace("ws-1")
     assert "locked by Team" in str(caught.value)
 
 
 async def test_cancel_without_permission_is_not_found(api, client, metrics):
     route = api.post("/runs/run-1/actions/cancel").respond(404)
-    with pytest.raises(NotFoundError):
+    with pytest.raises(ForbiddenError):
         await TfcSource(client, ["acme"], metrics).cancel_run("run-1", "why")
     assert route.call_count == 1
 

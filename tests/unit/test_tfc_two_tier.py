@@ -119,7 +119,7 @@ async def test_between_full_walks_only_workspaces_with_an_active_run_are_listed(
     assert not full.fast
     assert two_tier.filters() == [None]  # every workspace, one page of 100
     assert full.full_read_every == TEN_MINUTES
-    assert len(full.read_ids) == full.workspace_count == len(two_tier.sim.world.workspaces)
+    assert len(full.listed_ids) == full.workspace_count == len(two_tier.sim.world.workspaces)
 
     fast = await two_tier.observe_at(MINUTE)
     assert fast.fast and fast.complete
@@ -127,7 +127,7 @@ async def test_between_full_walks_only_workspaces_with_an_active_run_are_listed(
     assert two_tier.filters() == [",".join(NON_FINAL_STATUSES)]
     assert two_tier.list_queries()[0]["include"] == ["current_run,locked_by,project"]
     # Listed: the workspaces whose current run is not final.
-    assert _names(fast, fast.read_ids) == {"payments-prod", "billing-staging"}
+    assert _names(fast, fast.listed_ids) == {"payments-prod", "billing-staging"}
     # The user/team-locked workspaces of the full walk are carried (not read), so they are
     # still reported; the organization's size is the full walk's.
     assert {"legacy-network", "web-dev", "analytics-dev", "prod-core"} <= _names(fast)
@@ -163,7 +163,7 @@ async def test_a_carried_workspace_never_shows_a_run_the_fast_path_did_not_list(
     run.status = "applied"
     fast = await two_tier.observe_at(MINUTE)
     [carried] = [ws for ws in fast.workspaces if ws.name == "web-dev"]
-    assert carried.id not in fast.read_ids
+    assert carried.id not in fast.listed_ids
     assert carried.locked and carried.holder is not None
     assert carried.holder.type is HolderType.USER
     assert carried.current_run is None
@@ -177,7 +177,7 @@ async def test_a_run_the_fast_path_missed_switches_the_organization_to_full_walk
     two_tier.sim.settings.current_run_filter = "empty"
     await two_tier.observe_at(0)
     fast = await two_tier.observe_at(MINUTE)
-    assert fast.fast and not fast.read_ids
+    assert fast.fast and not fast.listed_ids
     assert two_tier.disabled() == 0  # nothing to compare with yet
     with capture_logs() as logs:
         await two_tier.observe_at(TEN_MINUTES.total_seconds() + MINUTE)
@@ -247,7 +247,7 @@ async def test_a_server_that_refuses_a_comma_list_gets_one_request_per_status(
     with capture_logs() as logs:
         fast = await two_tier.observe_at(MINUTE)
     assert fast.fast and fast.complete
-    assert _names(fast, fast.read_ids) == {"payments-prod", "billing-staging"}
+    assert _names(fast, fast.listed_ids) == {"payments-prod", "billing-staging"}
     assert two_tier.filters() == [",".join(NON_FINAL_STATUSES), *NON_FINAL_STATUSES]
     assert [e["event"] for e in logs if "fast_path" in e["event"]] == [
         "tfc.fast_path_comma_list_refused"
@@ -344,7 +344,7 @@ async def test_a_carried_user_lock_is_acted_on_in_a_fast_cycle_only_after_a_fres
     sim.world.clock.advance(3600)  # an hour passes on the server: the lock is now stale
     report = await cycle_at(TEN_MINUTES.total_seconds() + MINUTE)
     [observation] = report.observations
-    assert observation.fast and web.id not in observation.read_ids  # carried
+    assert observation.fast and web.id not in observation.listed_ids  # carried
     assert [r.action.kind.value for r in report.results] == ["force_unlock"]
     paths = [(e["method"], e["path"]) for e in sim.request_log]
     post = paths.index(("POST", force_unlock))

@@ -269,12 +269,6 @@ class World:
                 return principal
         raise KeyError(f"no user or team {name!r} in organization {organization!r}")
 
-    def workspace_by_name(self, organization: str, name: str) -> Workspace:
-        org = self.organizations.get(organization)
-        if org is None or name not in org.by_name:
-            raise KeyError(f"no workspace {organization}/{name}")
-        return self.workspaces[org.by_name[name]]
-
     # --- runs ------------------------------------------------------------------------------
 
     def add_run(

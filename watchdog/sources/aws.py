@@ -27,7 +27,7 @@ from botocore.exceptions import (
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import BackendError, ForbiddenError
+from watchdog.sources.errors import ForbiddenError, SourceError
 
 _UNAUTHORIZED_CODES = frozenset(
     {
@@ -112,6 +112,39 @@ class AwsClient:
         self.client.close()
 
 
+class AwsLockSource:
+    """What the DynamoDB and S3 lock sources share: their client and the store's clock."""
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        region: str,
+        endpoint_url: str | None,
+        metrics: Metrics,
+        client: Any,
+        max_attempts: int,
+        timeout: float,
+    ) -> None:
+        self._metrics = metrics
+        self._aws = AwsClient(
+            service,
+            region=region,
+            endpoint_url=endpoint_url,
+            metrics=metrics,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            client=client,
+        )
+
+    def now(self) -> datetime:
+        """The store's clock (AwsClient.server_now)."""
+        return self._aws.server_now()
+
+    def close(self) -> None:
+        self._aws.close()
+
+
 def _parse_http_date(text: str) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(text)
@@ -158,12 +191,12 @@ def is_forbidden(exc: ClientError) -> bool:
     return error_code(exc) in _FORBIDDEN_CODES
 
 
-def request_error(request: str, exc: BotoCoreError | ClientError) -> BackendError:
+def request_error(request: str, exc: BotoCoreError | ClientError) -> SourceError:
     """The error to raise for a failed `request` (e.g. `"GetItem on <table>"`):
-    ForbiddenError on AccessDenied, else BackendError with the metrics reason."""
+    ForbiddenError on AccessDenied, else SourceError with the metrics reason."""
     if isinstance(exc, ClientError) and is_forbidden(exc):
         return ForbiddenError(f"{request}: {one_line(exc)}")
-    return BackendError(f"{request}: {one_line(exc)}", reason=classify(exc))
+    return SourceError(f"{request}: {one_line(exc)}", reason=classify(exc))
 
 
 def one_line(exc: Exception) -> str:

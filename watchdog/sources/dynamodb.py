@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -19,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsClient, classify, error_code, one_line, request_error
-from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
+from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
 log = structlog.get_logger(__name__)
@@ -34,7 +33,7 @@ _LOCK_ATTRIBUTES: dict[str, Any] = {
 }
 
 
-class DynamoDbLockSource:
+class DynamoDbLockSource(AwsLockSource):
     source = Source.DYNAMODB
 
     def __init__(
@@ -48,23 +47,16 @@ class DynamoDbLockSource:
         max_attempts: int = 3,
         timeout: float = 30.0,
     ) -> None:
-        self.tables = tuple(tables)
-        self._metrics = metrics
-        self._aws = AwsClient(
+        super().__init__(
             "dynamodb",
             region=region,
             endpoint_url=endpoint_url,
             metrics=metrics,
+            client=client,
             max_attempts=max_attempts,
             timeout=timeout,
-            client=client,
         )
-
-    def now(self) -> datetime:
-        return self._aws.server_now()
-
-    def close(self) -> None:
-        self._aws.close()
+        self.tables = tuple(tables)
 
     async def observe(self) -> list[Observation]:
         """One Observation per table; never raises for store errors."""
@@ -73,7 +65,7 @@ class DynamoDbLockSource:
     async def read_lock(self, table: str, path: str) -> BackendLock | None:
         """A fresh, strongly consistent read of one lock item (act.py re-verifies with it).
 
-        None when the lock is gone; raises BackendError (ForbiddenError on AccessDenied) when
+        None when the lock is gone; raises SourceError (ForbiddenError on AccessDenied) when
         the item cannot be read.
         """
         return await asyncio.to_thread(self._read_lock, table, path)
@@ -81,8 +73,8 @@ class DynamoDbLockSource:
     async def delete_lock(self, lock: BackendLock) -> None:
         """Delete the lock item only if its `Info` is still exactly what was read.
 
-        Raises LockChangedError if the item changed or is gone, ForbiddenError on
-        AccessDenied, BackendError on any other failure.
+        Raises ChangedError if the item changed or is gone, ForbiddenError on
+        AccessDenied, SourceError on any other failure.
         """
         await asyncio.to_thread(self._delete_lock, lock)
 
@@ -168,9 +160,9 @@ class DynamoDbLockSource:
 
     def _delete_lock(self, lock: BackendLock) -> None:
         if lock.source is not Source.DYNAMODB or lock.problem is not None:
-            raise BackendError(f"refusing to delete {lock.path}: not a readable DynamoDB lock")
+            raise SourceError(f"refusing to delete {lock.path}: not a readable DynamoDB lock")
         if lock.path.endswith(DIGEST_SUFFIX):
-            raise BackendError(f"refusing to delete {lock.path}: a state digest item")
+            raise SourceError(f"refusing to delete {lock.path}: a state digest item")
         try:
             self._aws.client.delete_item(
                 TableName=lock.store,
@@ -183,7 +175,7 @@ class DynamoDbLockSource:
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
-                raise LockChangedError(
+                raise ChangedError(
                     f"lock {lock.store}/{lock.path} changed or was released since it was read"
                 ) from exc
             raise request_error(f"DeleteItem on {lock.store}", exc) from exc

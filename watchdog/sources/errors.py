@@ -1,31 +1,57 @@
-"""Errors of the S3-backend lock stores (DynamoDB lock table, S3 `.tflock` objects).
+"""The errors every lock source raises to act.py: one vocabulary, whatever the store.
 
-`act.py` maps them to outcomes: `LockChangedError` -> `skipped_changed`, `ForbiddenError` ->
-`forbidden`, any other `BackendError` -> `failed`. The subclasses derive from `BackendError`,
-so catch them before it.
+Each source translates its own failures into these (the TFC source its HTTP errors, the S3
+backend sources boto3's), so act.py has one mapping to outcomes: `ChangedError` ->
+`skipped_changed`, `ForbiddenError` -> `forbidden`, `RetryLaterError` -> `failed` and planned
+again next cycle, any other `SourceError` -> `unknown` when the request may have been carried
+out (`may_have_acted`), else `failed`. The subclasses derive from `SourceError`, so catch them
+before it.
 """
 
 from __future__ import annotations
 
+# The metrics reasons after which a request may have been carried out: it was sent (or may
+# have been) and no answer says it was not. botocore's "transport" also covers a connection
+# never made; its errors do not say which, so the S3 sources leave it as "may have acted"
+# (it counts against the budget either way). A source that knows better (the TFC client
+# tells a connection that never opened) says so with `may_have_acted`.
+_MAY_HAVE_ACTED = frozenset({"timeout", "transport", "server_error"})
 
-class BackendError(Exception):
-    """A lock store request failed. `str()` is one line; `reason` is a metrics error reason."""
 
-    def __init__(self, detail: str, *, reason: str = "other") -> None:
+class SourceError(Exception):
+    """A request to a lock source failed. `str()` is one line without secrets; `reason` is
+    a metrics error reason (metrics.ERROR_REASONS)."""
+
+    def __init__(
+        self, detail: str, *, reason: str = "other", may_have_acted: bool | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.reason = reason
+        # Whether the store may have performed a mutating request although it failed.
+        self.may_have_acted = (
+            reason in _MAY_HAVE_ACTED if may_have_acted is None else may_have_acted
+        )
 
 
-class LockChangedError(BackendError):
-    """The compare-and-delete found a different lock (or none): nothing was deleted."""
+class ChangedError(SourceError):
+    """The target is no longer in the state the request needs (another run took the lock, the
+    run moved on): nothing was done, and the next cycle reads again."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, reason="other")
+    def __init__(self, detail: str, *, reason: str = "other") -> None:
+        super().__init__(detail, reason=reason, may_have_acted=False)
 
 
-class ForbiddenError(BackendError):
-    """The credentials may not do this (AccessDenied)."""
+class ForbiddenError(SourceError):
+    """The credentials may not do this (or may not even see the target)."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail, reason="unauthorized")
+    def __init__(self, detail: str, *, reason: str = "unauthorized") -> None:
+        super().__init__(detail, reason=reason, may_have_acted=False)
+
+
+class RetryLaterError(SourceError):
+    """Refused for now by a condition that passes by itself (a state upload being finalized):
+    nothing was done; planning it again next cycle is right."""
+
+    def __init__(self, detail: str, *, reason: str = "other") -> None:
+        super().__init__(detail, reason=reason, may_have_acted=False)

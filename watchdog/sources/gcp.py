@@ -28,7 +28,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import BackendError, ForbiddenError
+from watchdog.sources.errors import ForbiddenError, SourceError
 
 # Reading lock files and deleting stale ones: read_write, not full_control.
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
@@ -190,12 +190,12 @@ def classify(exc: Exception) -> str:
     return "other"
 
 
-def request_error(request: str, exc: Exception) -> BackendError:
+def request_error(request: str, exc: Exception) -> SourceError:
     """The error to raise for a failed `request` (e.g. `"objects.get on <bucket>"`):
-    ForbiddenError on 403, else BackendError with the metrics reason."""
+    ForbiddenError on 403, else SourceError with the metrics reason."""
     if status_of(exc) == 403:
         return ForbiddenError(f"{request}: {one_line(exc)}")
-    return BackendError(f"{request}: {one_line(exc)}", reason=classify(exc))
+    return SourceError(f"{request}: {one_line(exc)}", reason=classify(exc))
 
 
 def one_line(exc: Exception) -> str:

@@ -23,7 +23,7 @@ from google.cloud.storage import Blob
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
@@ -88,7 +88,7 @@ class GcsLockfileSource:
     async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
         """A fresh read of the `.tflock` object of state path `path`.
 
-        None when the lock file is gone; raises BackendError (ForbiddenError on 403) when it
+        None when the lock file is gone; raises SourceError (ForbiddenError on 403) when it
         cannot be read.
         """
         return await asyncio.to_thread(self._fresh_lock, bucket, path)
@@ -96,8 +96,8 @@ class GcsLockfileSource:
     async def delete_lock(self, lock: BackendLock) -> None:
         """Delete the `.tflock` object only if it is still the generation that was read.
 
-        Raises LockChangedError if the object changed or is gone, ForbiddenError on 403,
-        BackendError on any other failure.
+        Raises ChangedError if the object changed or is gone, ForbiddenError on 403,
+        SourceError on any other failure.
         """
         await asyncio.to_thread(self._delete_lock, lock)
 
@@ -223,7 +223,7 @@ class GcsLockfileSource:
             or not lock.token.isdigit()
             or lock.info.id != lock.token
         ):
-            raise BackendError(f"refusing to delete {lock.path}: not a readable GCS lock file")
+            raise SourceError(f"refusing to delete {lock.path}: not a readable GCS lock file")
         name = lock_name(lock.store, lock.path)
         # The generation-match precondition below is what protects a lock taken since the
         # read on Cloud Storage itself. It is re-read first anyway, because stores that speak
@@ -235,11 +235,11 @@ class GcsLockfileSource:
         except GCS_ERRORS as exc:
             raise request_error(f"objects.get on {lock.store}", exc) from exc
         if current is None:
-            raise LockChangedError(f"lock {lock.path} was released since it was read")
+            raise ChangedError(f"lock {lock.path} was released since it was read")
         if str(current.generation) != lock.token:
-            raise LockChangedError(f"lock {lock.path} changed since it was read")
+            raise ChangedError(f"lock {lock.path} changed since it was read")
         if self._lock(lock.store, name, current).info != lock.info:
-            raise LockChangedError(f"lock {lock.path} changed since it was read")
+            raise ChangedError(f"lock {lock.path} changed since it was read")
         blob = self._gcs.client.bucket(lock.store).blob(name)
         try:
             # No retry: a retried DELETE whose first attempt succeeded would answer 404 and
@@ -247,7 +247,7 @@ class GcsLockfileSource:
             # delete that may have happened instead.
             blob.delete(if_generation_match=int(lock.token), timeout=self._gcs.timeout, retry=None)
         except (api_exceptions.PreconditionFailed, api_exceptions.NotFound) as exc:
-            raise LockChangedError(
+            raise ChangedError(
                 f"lock {lock.path} changed or was released since it was read"
             ) from exc
         except GCS_ERRORS as exc:

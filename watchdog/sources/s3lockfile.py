@@ -18,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsClient, classify, error_code, one_line, request_error
-from watchdog.sources.errors import BackendError, LockChangedError
+from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
+from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
 log = structlog.get_logger(__name__)
@@ -33,7 +33,7 @@ _MAX_BODY = 64 * 1024
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
 
 
-class S3LockfileSource:
+class S3LockfileSource(AwsLockSource):
     source = Source.S3
 
     def __init__(
@@ -47,23 +47,16 @@ class S3LockfileSource:
         max_attempts: int = 3,
         timeout: float = 30.0,
     ) -> None:
-        self.buckets = tuple(buckets)
-        self._metrics = metrics
-        self._aws = AwsClient(
+        super().__init__(
             "s3",
             region=region,
             endpoint_url=endpoint_url,
             metrics=metrics,
+            client=client,
             max_attempts=max_attempts,
             timeout=timeout,
-            client=client,
         )
-
-    def now(self) -> datetime:
-        return self._aws.server_now()
-
-    def close(self) -> None:
-        self._aws.close()
+        self.buckets = tuple(buckets)
 
     async def observe(self) -> list[Observation]:
         """One Observation per configured (bucket, prefix); never raises for store errors."""
@@ -75,7 +68,7 @@ class S3LockfileSource:
     async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
         """A fresh read of the `.tflock` object of state path `path` (`<bucket>/<key>`).
 
-        None when the lock file is gone; raises BackendError (ForbiddenError on AccessDenied)
+        None when the lock file is gone; raises SourceError (ForbiddenError on AccessDenied)
         when it cannot be read.
         """
         return await asyncio.to_thread(self._fresh_lock, bucket, path)
@@ -83,8 +76,8 @@ class S3LockfileSource:
     async def delete_lock(self, lock: BackendLock) -> None:
         """Delete the `.tflock` object only if its ETag is still the one that was read.
 
-        Raises LockChangedError if the object changed or is gone, ForbiddenError on
-        AccessDenied, BackendError on any other failure.
+        Raises ChangedError if the object changed or is gone, ForbiddenError on
+        AccessDenied, SourceError on any other failure.
         """
         await asyncio.to_thread(self._delete_lock, lock)
 
@@ -189,7 +182,7 @@ class S3LockfileSource:
 
     def _delete_lock(self, lock: BackendLock) -> None:
         if lock.source is not Source.S3 or lock.problem is not None or not lock.token:
-            raise BackendError(f"refusing to delete {lock.path}: not a readable S3 lock file")
+            raise SourceError(f"refusing to delete {lock.path}: not a readable S3 lock file")
         key = self._key_of(lock)
         try:
             self._aws.client.delete_object(Bucket=lock.store, Key=key, IfMatch=lock.token)
@@ -219,30 +212,28 @@ class S3LockfileSource:
                 raw: bytes = body.read(_MAX_BODY + 1)
         except ClientError as exc:
             if error_code(exc) in ("NoSuchKey", "404"):
-                raise LockChangedError(f"lock {lock.path} was released since it was read") from exc
+                raise ChangedError(f"lock {lock.path} was released since it was read") from exc
             raise self._delete_error(lock, exc) from exc
         except BotoCoreError as exc:
             raise self._delete_error(lock, exc) from exc
         if str(current.get("ETag", "")) != lock.token:
-            raise LockChangedError(f"lock {lock.path} changed since it was read")
+            raise ChangedError(f"lock {lock.path} changed since it was read")
         try:
             info = parse_lock_info(raw, fallback_created=lock.info.created)
         except LockInfoError as exc:
-            raise LockChangedError(f"lock {lock.path} changed since it was read") from exc
+            raise ChangedError(f"lock {lock.path} changed since it was read") from exc
         if info != lock.info:
-            raise LockChangedError(f"lock {lock.path} changed since it was read")
+            raise ChangedError(f"lock {lock.path} changed since it was read")
         try:
             self._aws.client.delete_object(Bucket=lock.store, Key=key)
         except (BotoCoreError, ClientError) as exc:
             raise self._delete_error(lock, exc) from exc
 
-    def _delete_error(self, lock: BackendLock, exc: BotoCoreError | ClientError) -> BackendError:
+    def _delete_error(self, lock: BackendLock, exc: BotoCoreError | ClientError) -> SourceError:
         if isinstance(exc, ClientError):
             code = error_code(exc)
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             # 412: the ETag no longer matches; NoSuchKey: the lock is gone.
             if code in ("PreconditionFailed", "NoSuchKey", "404") or status == 412:
-                return LockChangedError(
-                    f"lock {lock.path} changed or was released since it was read"
-                )
+                return ChangedError(f"lock {lock.path} changed or was released since it was read")
         return request_error(f"DeleteObject on {lock.store}", exc)

@@ -411,12 +411,6 @@ class TfcClient:
             return None
         return document if isinstance(document, dict) else None
 
-    async def get_all_pages(
-        self, path: str, *, endpoint: str, params: Mapping[str, str]
-    ) -> list[dict[str, Any]]:
-        """Every page of a list, in page order. Any failed page raises (no partial lists)."""
-        return await self.map_pages(path, endpoint=endpoint, params=params, each=_same)
-
     async def map_pages(
         self,
         path: str,
@@ -816,10 +810,6 @@ def decode_json(body: bytes) -> Any:
         return jsonlib.loads(body)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
-
-
-def _same(document: dict[str, Any]) -> dict[str, Any]:
-    return document
 
 
 def _is_count(value: Any) -> TypeGuard[int]:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import structlog
 
+from watchdog import TOKEN_ENV
 from watchdog.metrics import Metrics
 from watchdog.model import (
     NON_FINAL_STATUSES,
@@ -30,14 +31,18 @@ from watchdog.model import (
     Workspace,
     format_duration,
 )
+from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 from watchdog.sources.tfc.client import (
     ACCEPTED,
     OK,
     BadResponseError,
+    ConflictError,
     NotFoundError,
+    ServerError,
     StateVersionPendingError,
     TfcClient,
     TfcError,
+    TransportError,
 )
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
 from watchdog.sources.tfc.twotier import (
@@ -75,7 +80,7 @@ def _segment(value: str) -> str:
 
 # What the on-call engineer can do about the failures a user can cause.
 _HINTS = {
-    "unauthorized": "the token was refused (HTTP 401): check TFC_WATCHDOG_TOKEN or "
+    "unauthorized": f"the token was refused (HTTP 401): check {TOKEN_ENV} or "
     "tfc.token_file; it may have expired",
     "tls": "the server's certificate is not trusted: set tfc.ca_bundle to the PEM of its CA",
     "not_found": "the organization does not exist or the token may not read it (the API "
@@ -231,8 +236,12 @@ class TfcSource:
                 parsed, bad_ids, errors = parse_workspace_page(page, organization)
             except BadResponseError as exc:
                 raise BadResponseError(endpoint=LIST_WORKSPACES, detail=exc.detail) from None
-            entries = [(ws.id, ws if worth_keeping(ws) else None) for ws in parsed]
-            return entries, list(bad_ids), errors, _total_count(page)
+            return _Page(
+                entries=[(ws.id, ws if worth_keeping(ws) else None) for ws in parsed],
+                unreadable=list(bad_ids),
+                parse_errors=errors,
+                total_count=_total_count(page),
+            )
 
         pages = await self._client.map_pages(
             f"/organizations/{_segment(organization)}/workspaces",
@@ -240,12 +249,12 @@ class TfcSource:
             params={"page[size]": PAGE_SIZE, "include": INCLUDE, **extra},
             each=parse,
         )
-        listed = _Listed(total=pages[0][3])
-        for entries, bad_ids, errors, _ in pages:
-            if errors:
-                self._metrics.parse_errors.inc(errors)
-            listed.unreadable.update(bad_ids)
-            for workspace_id, workspace in entries:
+        listed = _Listed(total=pages[0].total_count)
+        for page in pages:
+            if page.parse_errors:
+                self._metrics.parse_errors.inc(page.parse_errors)
+            listed.unreadable.update(page.unreadable)
+            for workspace_id, workspace in page.entries:
                 # map_pages refuses a list with an id on two pages (a page answered twice, or
                 # a list that shifted while it was walked); this only keeps one per id.
                 if workspace_id in listed.read:
@@ -279,7 +288,7 @@ class TfcSource:
             unreadable=frozenset(listed.unreadable - listed.read),
             complete=True,
             total_workspaces=total,
-            read_ids=read_ids,
+            listed_ids=read_ids,
             fast=fast,
             full_read_every=full_read_every,
         )
@@ -318,11 +327,18 @@ class TfcSource:
             )
 
     async def read_workspace(self, workspace_id: str, organization: str) -> Workspace:
-        """A fresh read of one workspace; BadResponseError when it cannot be parsed.
+        """A fresh read of one workspace (act.py re-verifies with it). Raises SourceError
+        (see `neutral_error`), also when the answer cannot be parsed.
 
         `organization` is the one the workspace was observed in (a planned action carries
         it): the single-workspace document's `organization` relationship wins when present,
         this fills in when it is not."""
+        try:
+            return await self._read_workspace(workspace_id, organization)
+        except TfcError as exc:
+            raise neutral_error(exc) from exc
+
+    async def _read_workspace(self, workspace_id: str, organization: str) -> Workspace:
         document = await self._client.get(
             f"/workspaces/{_segment(workspace_id)}",
             endpoint=SHOW_WORKSPACE,
@@ -361,6 +377,14 @@ class TfcSource:
         )
 
     async def pending_state_versions(self, organization: str, workspace: str) -> int:
+        """How many of the workspace's state versions are pending; raises SourceError (see
+        `neutral_error`) when that cannot be known."""
+        try:
+            return await self._pending_state_versions(organization, workspace)
+        except TfcError as exc:
+            raise neutral_error(exc) from exc
+
+    async def _pending_state_versions(self, organization: str, workspace: str) -> int:
         """How many of the workspace's state versions are `pending` (created, upload not
         landed). One GET, `filter[status]=pending` (https://developer.hashicorp.com/terraform/
         cloud-docs/api-docs/state-versions, "List State Versions for a Workspace": both name
@@ -404,6 +428,7 @@ class TfcSource:
         return pending
 
     # --- acting: each exactly one POST (the client never retries one that may have acted) ---
+    # Each raises SourceError (see `neutral_error`) when the POST fails.
 
     async def cancel_run(self, run_id: str, comment: str) -> None:
         await self._run_action(run_id, "cancel", comment)
@@ -423,12 +448,15 @@ class TfcSource:
     async def _run_action(self, run_id: str, action: str, comment: str) -> None:
         # A plain {"comment": ...} body, not a JSON:API envelope (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run).
         body: dict[str, Any] = {"comment": comment}
-        await self._client.post(
-            f"/runs/{_segment(run_id)}/actions/{action}",
-            endpoint=f"POST /runs/:id/actions/{action}",
-            expect=ACCEPTED,
-            json=body,
-        )
+        try:
+            await self._client.post(
+                f"/runs/{_segment(run_id)}/actions/{action}",
+                endpoint=f"POST /runs/:id/actions/{action}",
+                expect=ACCEPTED,
+                json=body,
+            )
+        except TfcError as exc:
+            raise neutral_error(exc) from exc
 
     async def _unlock(self, workspace_id: str, action: str) -> None:
         endpoint = f"POST /workspaces/:id/actions/{action}"
@@ -443,15 +471,46 @@ class TfcSource:
             # version is finalized (https://developer.hashicorp.com/terraform/cloud-docs/
             # api-docs/workspaces): not a failure, try again later.
             if exc.status == 503 or (exc.status == 400 and _PENDING_STATE in exc.detail.lower()):
-                raise StateVersionPendingError(
+                pending = StateVersionPendingError(
                     endpoint=endpoint, status=exc.status, detail=exc.detail
-                ) from exc
-            raise
+                )
+                raise neutral_error(pending) from exc
+            raise neutral_error(exc) from exc
 
 
-# One parsed page: (workspace id, the workspace if kept) in page order, unreadable ids, parse
-# errors, the API's total count.
-_Page = tuple[list[tuple[str, Workspace | None]], list[str], int, int | None]
+def neutral_error(exc: TfcError) -> SourceError:
+    """The lock sources' error (watchdog.sources.errors) for an API error, so act.py needs
+    no HTTP: 409 is a changed world, 404 "not found or not permitted", a pending state
+    version a retry next cycle; a request that was sent and got no answer, or a 5xx, may
+    have been carried out; anything else (a 429, another 4xx, a connection never made, an
+    unreadable answer) was not."""
+    reason = exc.reason
+    if isinstance(exc, ConflictError):
+        return ChangedError(f"conflict (409): {exc}", reason=reason)
+    if isinstance(exc, NotFoundError):
+        return ForbiddenError(f"not found or not permitted: {exc}", reason=reason)
+    if isinstance(exc, StateVersionPendingError):
+        return RetryLaterError("state version pending", reason=reason)
+    if isinstance(exc, TransportError):
+        if exc.request_sent:
+            return SourceError(f"sent, no answer: {exc}", reason=reason, may_have_acted=True)
+        return SourceError(f"not sent: {exc}", reason=reason, may_have_acted=False)
+    if isinstance(exc, ServerError):
+        return SourceError(f"server error: {exc}", reason=reason, may_have_acted=True)
+    return SourceError(str(exc), reason=reason, may_have_acted=False)
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    """One parsed page of a workspace list."""
+
+    # (workspace id, the workspace if worth keeping) in page order.
+    entries: list[tuple[str, Workspace | None]]
+    # Ids of the entries that could not be parsed.
+    unreadable: list[str]
+    parse_errors: int
+    # The API's `total-count`, when it gave a believable one.
+    total_count: int | None
 
 
 @dataclass(slots=True)
