@@ -85,21 +85,16 @@ async def measure(config: str, cycles: int) -> dict[str, Any]:
                     "rate_limited": sum(n for k, n in requests.items() if k.endswith(" 429")),
                 }
             )
-        out["metrics_render_ms"] = await _render_times(metrics, runtime)
-        last = runtime.runner.last_report
+        out["metrics_render_ms"] = await _render_times(runtime)
+        last = runtime.runner.reporter.last_report
         out["lock_series"] = len(last.locks) if last is not None else 0
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-async def _render_times(metrics: Metrics, runtime: Any) -> dict[str, float]:
+async def _render_times(runtime: Any) -> dict[str, float]:
     """GET /metrics through the ops server's ASGI app (routing + prometheus exposition)."""
-    app = build_app(
-        metrics=metrics,
-        health=lambda: runtime.runner.health,
-        interval=lambda: timedelta(seconds=60),
-        last_report=lambda: runtime.runner.last_report,
-    )
+    app = build_app(reporter=runtime.runner.reporter, interval=lambda: timedelta(seconds=60))
     times: list[float] = []
     size = 0
     async with httpx.AsyncClient(

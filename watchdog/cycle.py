@@ -5,39 +5,35 @@
 reload): each cycle runs under the one it is given, and nothing here keeps a copy.
 
 Data flows one way: sources produce observations, memory ages them, decide plans, act.py
-carries out, and the report (metrics, logs, the `/locks` document) is made from what the
-earlier stages returned. Nothing here speaks HTTP or mutates anything remote.
+carries out, and the report is made from what the earlier stages returned and handed to the
+report stage (`reporting.Reporter`: metrics, logs, health, the `/locks` document). Nothing
+here speaks HTTP or mutates anything remote.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
 import structlog
 
-from watchdog.decide import Decision, decide
+from watchdog.decide import decide
 from watchdog.memory import Memory, allowed_gap
 from watchdog.metrics import Metrics
 from watchdog.model import (
     UNLOCK_RUNGS,
     ActionResult,
-    Finding,
-    FindingKind,
     Holder,
-    LockState,
     Observation,
-    Outcome,
     PlannedAction,
     Source,
     utcnow,
 )
 from watchdog.policy import Policy
-from watchdog.report import CycleReport, FindingLog
+from watchdog.report import CycleReport
+from watchdog.reporting import Reporter
 
 log = structlog.get_logger(__name__)
 
@@ -74,46 +70,10 @@ def _cycle_now(observations: Sequence[Observation]) -> datetime:
     return max(tfc or [o.server_now for o in observations], default=utcnow())
 
 
-@dataclass
-class Health:
-    """What /livez (and its alias /healthz) and /readyz report.
-
-    Liveness is about this process: a cycle ended (however it went) recently. Readiness is
-    about the API: a cycle succeeded recently. Kept apart so that an API outage marks the
-    pod not ready (and fires TfcWatchdogStalled) instead of restarting it, which would drop
-    the per-lock series and resolve the very alerts the outage should keep."""
-
-    started_monotonic: float = field(default_factory=time.monotonic)
-    last_success_monotonic: float | None = None
-    # When the last cycle ended: completely, incompletely (an API outage) or with an
-    # exception. Only a scheduler that stopped running cycles leaves it old.
-    last_cycle_end_monotonic: float | None = None
-    # Ready after the first successful cycle; a 401 (bad or expired token) makes it false
-    # again until a cycle succeeds.
-    ready: bool = False
-    last_error: str | None = None
-
-
-@dataclass
-class _ScopeSeries:
-    """The per-workspace metric series one (source, organization) produced."""
-
-    locks: list[LockState] = field(default_factory=list)
-    stuck: list[tuple[str, str]] = field(default_factory=list)  # (organization, status)
-    blocked: list[tuple[str, str, str]] = field(default_factory=list)  # (source, org, workspace)
-
-
-def _scope(item: LockState | Finding | Observation) -> tuple[str, str]:
-    return (item.source.value, item.organization)
-
-
-def _complete_scopes(observations: Sequence[Observation]) -> set[tuple[str, str]]:
-    return {(o.source.value, o.organization) for o in observations if o.complete}
-
-
 class CycleRunner:
     """Runs one cycle at a time over the same sources, memory and actor; what must outlive a
-    cycle (memory, the last report, health, what was already logged) lives here."""
+    cycle lives here (memory) or in the report stage (the last report, health, what was
+    already logged)."""
 
     def __init__(
         self,
@@ -126,17 +86,12 @@ class CycleRunner:
     ) -> None:
         self.sources = list(sources)
         self.memory = memory
-        self.metrics = metrics
         self.identity_source = identity_source
         self.actor = actor
-        self.health = Health()
-        self.last_report: CycleReport | None = None
+        # The report stage: metrics, logs, health and the `/locks` document.
+        self.reporter = Reporter(metrics)
         self._identity: Holder | None = None
         self._identity_known = False
-        self._finding_log = FindingLog()
-        self._announced_restraints: set[tuple[str, str]] = set()
-        # The last per-workspace series of each (source, organization), see _publish.
-        self._last_series: dict[tuple[str, str], _ScopeSeries] = {}
 
     def _needs_identity(self, policy: Policy) -> bool:
         """Only the unlock rung depends on who we are (unlock our own lock vs force-unlock
@@ -170,22 +125,13 @@ class CycleRunner:
     async def run_cycle(self, policy: Policy, *, act: bool = True) -> CycleReport:
         """Run one full cycle under `policy`; never raises for a backend failure (bugs do
         raise)."""
-        started = time.monotonic()
-        self.metrics.cycles.inc()
+        self.reporter.cycle_started()
         try:
-            report = await self._cycle(policy, act=act)
+            return await self._cycle(policy, act=act)
         except Exception:
-            self.metrics.cycle_failures.inc()
-            self.health.last_error = "cycle raised an exception (see the traceback)"
+            self.reporter.cycle_raised()
             log.exception("cycle_failed")
             raise
-        finally:
-            ended = time.monotonic()
-            self.metrics.cycle_duration.observe(ended - started)
-            self.health.last_cycle_end_monotonic = ended
-        self._record_health(report)
-        self.last_report = report
-        return report
 
     async def _cycle(self, policy: Policy, *, act: bool) -> CycleReport:
         observations = [
@@ -195,17 +141,12 @@ class CycleRunner:
         ]
         now = _cycle_now(observations)
         cleared = self.memory.update(observations, now, max_gap=allowed_gap(policy.interval))
-        # Time to clear: each lock memory found gone, once, attributed by our own POST records.
-        for lock in cleared:
-            self.metrics.lock_cleared(
-                lock.source, by_watchdog=lock.by_watchdog, age_seconds=lock.age.total_seconds()
-            )
+        self.reporter.locks_cleared(cleared)
         identity = await self._identity_once(policy)
         decision = decide(observations, policy, self.memory, now, identity=identity)
         # Say what was found (and why some of it is left alone) before acting on it, so the
         # log reads in the order things happened.
-        self._finding_log.update(decision.findings, _complete_scopes(observations))
-        self._log_restraints(decision)
+        self.reporter.announce(decision.findings, decision.restraints, observations)
         results: list[ActionResult] = []
         if act and self.actor is not None and decision.planned:
             results = await self.actor.carry_out(decision.planned, policy, now, identity)
@@ -222,72 +163,5 @@ class CycleRunner:
             restraints=decision.restraints,
             state_file=policy.state_file,
         )
-        self._publish(report, decision)
+        self.reporter.publish(report)
         return report
-
-    def _log_restraints(self, decision: Decision) -> None:
-        """Say once why a stale-looking lock or run is left alone (young, protected, ...)."""
-        current = {(r.workspace_id, r.reason) for r in decision.restraints}
-        for restraint in decision.restraints:
-            if (restraint.workspace_id, restraint.reason) not in self._announced_restraints:
-                log.info(
-                    "not_acting",
-                    organization=restraint.organization,
-                    workspace=restraint.workspace,
-                    workspace_id=restraint.workspace_id,
-                    reason=restraint.reason,
-                )
-        self._announced_restraints = current
-
-    def _publish(self, report: CycleReport, decision: Decision) -> None:
-        for observation in report.observations:
-            # workspaces{organization} is about TFC organizations; a lock table or bucket
-            # has no workspaces (its locks are in the per-lock series).
-            if observation.complete and observation.source is Source.TFC:
-                # The source keeps every locked workspace in `workspaces` (worth_keeping).
-                locked = sum(1 for ws in observation.workspaces if ws.locked) + len(
-                    observation.backend_locks
-                )
-                self.metrics.publish_organization(
-                    observation.organization,
-                    observation.workspace_count,
-                    locked,
-                )
-        # Per-workspace series, grouped by the (source, organization) they were read from. A
-        # scope that could not be read this cycle keeps its last series, so an API blip does
-        # not resolve a stale-lock or stuck-run alert.
-        current: dict[tuple[str, str], _ScopeSeries] = {}
-        for lock in decision.locks:
-            current.setdefault(_scope(lock), _ScopeSeries()).locks.append(lock)
-        for f in decision.findings:
-            series = current.setdefault(_scope(f), _ScopeSeries())
-            if f.kind is FindingKind.RUN_STUCK:
-                series.stuck.append((f.organization, f.run_status or "unknown"))
-            elif f.kind is FindingKind.RUNS_BLOCKED:
-                series.blocked.append((f.source.value, f.organization, f.workspace))
-        for observation in report.observations:
-            scope = _scope(observation)
-            if observation.complete or scope not in self._last_series:
-                self._last_series[scope] = current.get(scope, _ScopeSeries())
-        kept = list(self._last_series.values())
-        self.metrics.publish_locks(
-            (lock for series in kept for lock in series.locks),
-            [item for series in kept for item in series.stuck],
-        )
-        self.metrics.publish_runs_blocked(item for series in kept for item in series.blocked)
-        for result in report.results:
-            if result.outcome is Outcome.FAILED and result.retry_later:
-                log.info("action_retry_next_cycle", workspace=result.action.workspace)
-
-    def _record_health(self, report: CycleReport) -> None:
-        if report.complete:
-            self.health.last_success_monotonic = time.monotonic()
-            self.health.ready = True
-            self.health.last_error = None
-            self.metrics.cycle_succeeded(utcnow())
-            return
-        self.metrics.cycle_failures.inc()
-        errors = [o.error or "unreadable" for o in report.observations if not o.complete]
-        self.health.last_error = "; ".join(errors[:3])
-        if any(o.error_reason == "unauthorized" for o in report.observations):
-            self.health.ready = False

@@ -31,7 +31,6 @@ from watchdog.configload import (
     read_token_file,
     token_file_in_use,
 )
-from watchdog.exposition import MetricsExposition
 from watchdog.logs import configure_logging
 from watchdog.metrics import Metrics
 from watchdog.model import Source, format_duration, utcnow
@@ -87,7 +86,6 @@ class Daemon:
         self._cycle_lock = asyncio.Lock()
         self._runtime: Runtime | None = None
         self._scheduler: AsyncIOScheduler | None = None
-        self._exposition: MetricsExposition | None = None
         self._reloads: set[asyncio.Task[None]] = set()
         # Where the token came from a file, its content at the last read (see _refresh_token).
         self._token_file = token_file_in_use(policy) if token is not None else None
@@ -173,13 +171,7 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
-        app = build_app(
-            metrics=self.metrics,
-            health=lambda: runtime.runner.health,
-            interval=lambda: self.policy.interval,
-            last_report=lambda: runtime.runner.last_report,
-        )
-        self._exposition = app.state.exposition
+        app = build_app(reporter=runtime.runner.reporter, interval=lambda: self.policy.interval)
         server = make_server(app, self.policy.listen)
         server_task = asyncio.create_task(server.serve(sockets=[listener]), name="ops-server")
 
@@ -258,8 +250,6 @@ class Daemon:
                 await self._run_cycle(self._runtime)
             except Exception:  # logged with its traceback and counted by run_cycle
                 return
-            if self._exposition is not None:
-                self._exposition.prerender()
 
     # --- token rotation ----------------------------------------------------------------------
 

@@ -1,56 +1,31 @@
-"""`/metrics` with the per-lock series rendered once per cycle, not once per scrape.
+"""`/metrics` with the per-lock series rendered once per report, not once per scrape.
 
 prometheus_client formats every sample on every scrape; on a 2-core machine that is about
 100 ms for the 2,000 series of 1,000 locked workspaces (benchmarks/RESULTS.md), against a
-50 ms budget. Those series change only when `Metrics.publish_locks()` runs (once per cycle),
-so their text is rendered by the library's own encoder on the first scrape after a publish
-and reused; everything else (counters that move during a cycle) is rendered fresh. The
-output is the library's, byte for byte per family; only the families' order differs (the
-per-lock families come last), which Prometheus does not care about.
+50 ms budget. Those series describe the last report only (`metrics.LockSeries`, a custom
+collector over one immutable `LockPicture`), so their text is rendered by the library's own
+encoder once per picture and format, and reused by every scrape until the next report; the
+live metrics (counters that move during a cycle) are rendered fresh. The output is the
+library's, byte for byte per family; the per-lock families come last.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+import gzip
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs
 
 from prometheus_client import CollectorRegistry, make_asgi_app
 from prometheus_client.exposition import choose_encoder, gzip_accepted
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from watchdog.metrics import Metrics
-
-import gzip
+from watchdog.metrics import LockPicture, Metrics
 
 _EOF = b"# EOF\n"  # OpenMetrics ends with this line; only the last part may carry it
 
+Encoder = Callable[[CollectorRegistry], bytes]
 
-class ListingRegistry(CollectorRegistry):
-    """A registry that remembers its collectors, so a view can leave some of them out."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.collectors: list[Collector] = []
-
-    def register(self, collector: Collector) -> None:
-        super().register(collector)
-        self.collectors.append(collector)
-
-    def unregister(self, collector: Collector) -> None:
-        super().unregister(collector)
-        self.collectors.remove(collector)
-
-
-class _View:
-    def __init__(self, collectors: Iterable[Collector]) -> None:
-        self._collectors = list(collectors)
-
-    def collect(self) -> Iterator[Metric]:
-        for collector in self._collectors:
-            yield from collector.collect()
+GZIP_LEVEL = 6
 
 
 class MetricsExposition:
@@ -59,43 +34,39 @@ class MetricsExposition:
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._fallback = make_asgi_app(registry=metrics.registry)
+        # The per-lock families alone, for the library's encoders (they take a registry).
+        self._lock_series = CollectorRegistry()
+        self._lock_series.register(metrics.lock_series)
+        # Rendered per-lock text by content type, for the picture it was rendered from.
+        self._picture: LockPicture | None = None
         self._cache: dict[str, bytes] = {}
-        self._version = -1
         # The formats scrapers asked for, so prerender() knows which to prepare.
-        self._encoders: dict[str, Callable[[Any], bytes]] = {}
+        self._encoders: dict[str, Encoder] = {}
 
-    def _refresh(self) -> Sequence[Collector]:
-        cached: Sequence[Collector] = self._metrics.per_lock_collectors()
-        if self._version != self._metrics.locks_version:
+    def _tail(self, content_type: str, encoder: Encoder) -> bytes:
+        picture = self._metrics.lock_series.picture
+        if picture is not self._picture:
             self._cache.clear()
-            self._version = self._metrics.locks_version
-        return cached
+            self._picture = picture
+        tail = self._cache.get(content_type)
+        if tail is None:
+            tail = self._cache[content_type] = encoder(self._lock_series)
+        return tail
 
     def prerender(self) -> None:
-        """Render the per-lock families for every format scraped so far, right after a cycle
-        published them, so no scrape pays for it (with 1,000 locked workspaces the first
+        """Render the per-lock families for every format scraped so far, right after a report
+        was published, so no scrape pays for it (with 1,000 locked workspaces the first
         scrape after a cycle otherwise takes ~70 ms on a 2-core machine)."""
-        if not isinstance(self._metrics.registry, ListingRegistry):
-            return
-        cached = self._refresh()
         for content_type, encoder in self._encoders.items():
-            if content_type not in self._cache:
-                self._cache[content_type] = encoder(_View(cached))
+            self._tail(content_type, encoder)
 
     def render(self, accept: str) -> tuple[bytes, str]:
         encoder, content_type = choose_encoder(accept)
-        registry = self._metrics.registry
-        if not isinstance(registry, ListingRegistry):
-            return encoder(registry), content_type
         self._encoders[content_type] = encoder
-        cached = self._refresh()
-        tail = self._cache.get(content_type)
-        if tail is None:
-            tail = self._cache[content_type] = encoder(_View(cached))
-        head = encoder(_View(c for c in registry.collectors if c not in cached))
+        head = encoder(self._metrics.live)
         if head.endswith(_EOF):
             head = head[: -len(_EOF)]
-        return head + tail, content_type
+        return head + self._tail(content_type, encoder), content_type
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         params = parse_qs(scope.get("query_string", b"").decode("utf8"))
@@ -107,7 +78,11 @@ class MetricsExposition:
         output, content_type = self.render(accept)
         response_headers = [(b"content-type", content_type.encode())]
         if gzip_accepted(headers.get("accept-encoding", b"").decode("latin-1")):
-            output = gzip.compress(output)
+            # zlib's default level, not gzip's 9 (prometheus_client's): on the 270 KB of
+            # 1,000 locked workspaces level 9 takes 3 ms per scrape on a quiet 2-core
+            # machine (11 ms loaded) for 3% fewer bytes, level 6 1.5 ms
+            # (benchmarks/RESULTS.md).
+            output = gzip.compress(output, compresslevel=GZIP_LEVEL)
             response_headers.append((b"content-encoding", b"gzip"))
         await send({"type": "http.response.start", "status": 200, "headers": response_headers})
         await send({"type": "http.response.body", "body": output})

@@ -1,20 +1,29 @@
 """Every Prometheus metric of the watchdog, in one place (names are a contract: README "Metrics").
 
-One `Metrics` object owns its own `CollectorRegistry`, so tests get isolated metrics and the
-process has exactly one set. Per-workspace series exist only for locked or stuck objects:
-`publish_locks()` replaces them wholesale each cycle, so a cleared lock's series disappears
-and cardinality stays bounded by what is actually locked.
+One `Metrics` object owns its own registries, so tests get isolated metrics and the process
+has exactly one set. Two kinds of metric:
+
+- Counters, histograms and process gauges that move during a cycle (requests, actions,
+  reloads) are ordinary prometheus_client metrics in `Metrics.live`.
+- The per-lock series (`lock_since`, `lock_stale`, `stuck_runs`, ...) describe the last
+  report only: `LockSeries`, a custom collector (the library's idiom for snapshot data), builds
+  them from the picture the report stage hands it once per cycle. Series exist only for
+  locked or stuck objects, so a cleared lock's series disappears and cardinality stays
+  bounded by what is actually locked.
+
+`Metrics.registry` holds both and is what /metrics shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
 
 from watchdog import __version__
-from watchdog.exposition import ListingRegistry
 from watchdog.model import ActionKind, LockState, Outcome, Source
 
 PREFIX = "tfc_watchdog"
@@ -51,11 +60,10 @@ ERROR_REASONS = (
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry if registry is not None else ListingRegistry()
-        # Bumped by publish_locks(): /metrics re-renders the per-lock series only then.
-        self.locks_version = 0
-        r = self.registry
+    def __init__(self) -> None:
+        # The metrics that move during a cycle; /metrics renders them on every scrape.
+        self.live = CollectorRegistry()
+        r = self.live
         self.workspaces = Gauge(
             f"{PREFIX}_workspaces",
             "Workspaces seen in the last complete read of each organization.",
@@ -66,40 +74,6 @@ class Metrics:
             f"{PREFIX}_locked_workspaces",
             "Workspaces locked in the last read of each organization.",
             ["organization"],
-            registry=r,
-        )
-        self.lock_since = Gauge(
-            f"{PREFIX}_lock_since_timestamp_seconds",
-            "When the lock was taken (run locks: the run entered its status; user/team "
-            "locks: first seen by this watchdog; S3 backend: the lock's Created).",
-            ["source", "organization", "workspace", "holder_type"],
-            registry=r,
-        )
-        self.lock_last_activity = Gauge(
-            f"{PREFIX}_lock_last_activity_timestamp_seconds",
-            "The last sign of life of a user/team lock's holder: its workspace's "
-            "latest-change-at when it moved while the lock was held (Unix time); the series "
-            "exists only then.",
-            ["source", "organization", "workspace", "holder_type"],
-            registry=r,
-        )
-        self.lock_stale = Gauge(
-            f"{PREFIX}_lock_stale",
-            "1 while the lock is older than its rule's threshold (or its run is stuck).",
-            ["source", "organization", "workspace", "holder_type", "rule"],
-            registry=r,
-        )
-        self.runs_blocked = Gauge(
-            f"{PREFIX}_runs_blocked",
-            "1 while a stale lock keeps runs of the workspace from starting (a runs_blocked "
-            "finding); the series exists only while that holds.",
-            ["source", "organization", "workspace"],
-            registry=r,
-        )
-        self.stuck_runs = Gauge(
-            f"{PREFIX}_stuck_runs",
-            "Non-final current runs past their phase's threshold, by status.",
-            ["organization", "status"],
             registry=r,
         )
         self.actions = Counter(
@@ -207,6 +181,14 @@ class Metrics:
         self.build_info = Info(f"{PREFIX}_build", "Build information.", registry=r)
         self.build_info.info({"version": __version__})
         self._initialise_labels()
+        # The per-lock series of the last report (replaced by the report stage each cycle).
+        self.lock_series = LockSeries()
+        # Everything /metrics shows: the live metrics first, then the per-lock families.
+        # auto_describe lets the registry learn the live metrics' names (for duplicate
+        # checks and for `/metrics?name[]=...`) from the live registry's own collect().
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(self.live)
+        self.registry.register(self.lock_series)
 
     def _initialise_labels(self) -> None:
         # Pre-initialise every known label combination so dashboards and `rate()` see zeros
@@ -219,17 +201,6 @@ class Metrics:
         for source in Source:
             for cleared_by in ("watchdog", "other"):
                 self.lock_age_at_clear.labels(source=source.value, cleared_by=cleared_by)
-
-    def per_lock_collectors(self) -> tuple[Gauge, ...]:
-        """The per-workspace families, written only by publish_locks() and
-        publish_runs_blocked(), which bump `locks_version` (see watchdog/exposition.py)."""
-        return (
-            self.lock_since,
-            self.lock_last_activity,
-            self.lock_stale,
-            self.stuck_runs,
-            self.runs_blocked,
-        )
 
     # --- helpers used by the stages -----------------------------------------------------------
 
@@ -254,46 +225,118 @@ class Metrics:
         self.workspaces.labels(organization=organization).set(workspaces)
         self.locked_workspaces.labels(organization=organization).set(locked)
 
-    def publish_locks(
-        self, locks: Iterable[LockState], stuck_runs: Iterable[tuple[str, str]]
-    ) -> None:
-        """Replace all per-lock and per-stuck-run series with this cycle's picture.
-
-        `stuck_runs` holds one (organization, status) pair per stuck run.
-
-        Runs synchronously in the event loop, so a scrape never sees a half-updated set.
-        """
-        self.lock_since.clear()
-        self.lock_last_activity.clear()
-        self.lock_stale.clear()
-        self.stuck_runs.clear()
-        for lock in locks:
-            base = {
-                "source": lock.source.value,
-                "organization": lock.organization,
-                "workspace": lock.workspace,
-                "holder_type": lock.holder.type.value,
-            }
-            self.lock_since.labels(**base).set(lock.since.timestamp())
-            if lock.last_activity is not None:
-                self.lock_last_activity.labels(**base).set(lock.last_activity.timestamp())
-            self.lock_stale.labels(**base, rule=lock.rule).set(1 if lock.stale else 0)
-        counts: dict[tuple[str, str], int] = {}
-        for organization, status in stuck_runs:
-            counts[(organization, status)] = counts.get((organization, status), 0) + 1
-        for (organization, status), count in counts.items():
-            self.stuck_runs.labels(organization=organization, status=status).set(count)
-        self.locks_version += 1
-
-    def publish_runs_blocked(self, blocked: Iterable[tuple[str, str, str]]) -> None:
-        """Replace the runs_blocked series: one (source, organization, workspace) per
-        workspace with a runs_blocked finding this cycle."""
-        self.runs_blocked.clear()
-        for source, organization, workspace in blocked:
-            self.runs_blocked.labels(
-                source=source, organization=organization, workspace=workspace
-            ).set(1)
-        self.locks_version += 1
-
     def cycle_succeeded(self, at: datetime) -> None:
         self.last_success.set(at.timestamp())
+
+
+# --- The per-lock series: a custom collector over the last report ---------------------------
+
+LOCK_LABELS = ("source", "organization", "workspace", "holder_type")
+LOCK_STALE_LABELS = (*LOCK_LABELS, "rule")
+RUNS_BLOCKED_LABELS = ("source", "organization", "workspace")
+STUCK_RUNS_LABELS = ("organization", "status")
+
+_LOCK_SINCE = (
+    f"{PREFIX}_lock_since_timestamp_seconds",
+    "When the lock was taken (run locks: the run entered its status; user/team "
+    "locks: first seen by this watchdog; S3 backend: the lock's Created).",
+)
+_LOCK_LAST_ACTIVITY = (
+    f"{PREFIX}_lock_last_activity_timestamp_seconds",
+    "The last sign of life of a user/team lock's holder: its workspace's "
+    "latest-change-at when it moved while the lock was held (Unix time); the series "
+    "exists only then.",
+)
+_LOCK_STALE = (
+    f"{PREFIX}_lock_stale",
+    "1 while the lock is older than its rule's threshold (or its run is stuck).",
+)
+_STUCK_RUNS = (
+    f"{PREFIX}_stuck_runs",
+    "Non-final current runs past their phase's threshold, by status.",
+)
+_RUNS_BLOCKED = (
+    f"{PREFIX}_runs_blocked",
+    "1 while a stale lock keeps runs of the workspace from starting (a runs_blocked "
+    "finding); the series exists only while that holds.",
+)
+
+
+@dataclass(frozen=True)
+class LockPicture:
+    """What the per-lock series show: the locks, stuck runs and blocked workspaces of the
+    last report (a scope that could not be read keeps its previous cycle's part)."""
+
+    locks: tuple[LockState, ...] = ()
+    stuck_runs: tuple[tuple[str, str], ...] = ()  # (organization, status), one per stuck run
+    runs_blocked: tuple[tuple[str, str, str], ...] = ()  # (source, organization, workspace)
+
+    @staticmethod
+    def combine(parts: Iterable[LockPicture]) -> LockPicture:
+        """One picture made of several (one per source and organization), in their order."""
+        parts = list(parts)
+        return LockPicture(
+            locks=tuple(lock for p in parts for lock in p.locks),
+            stuck_runs=tuple(item for p in parts for item in p.stuck_runs),
+            runs_blocked=tuple(item for p in parts for item in p.runs_blocked),
+        )
+
+
+class LockSeries:
+    """A custom collector: the per-lock gauge families, built from one `LockPicture`.
+
+    Built at collect time from an immutable picture, so a scrape never sees a half-updated
+    set and nothing has to be cleared. The families keep the names, HELP texts, labels,
+    values and order (last on /metrics) they had as plain Gauges; a label set that occurs
+    twice keeps its first position and its last value, as `Gauge.labels(...).set()` did.
+    """
+
+    def __init__(self) -> None:
+        self.picture = LockPicture()
+
+    def show(self, picture: LockPicture) -> None:
+        self.picture = picture
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The families without samples, so the registry knows the names up front."""
+        return self._families(LockPicture())
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        return self._families(self.picture)
+
+    @staticmethod
+    def _families(picture: LockPicture) -> Iterator[GaugeMetricFamily]:
+        since: dict[tuple[str, ...], float] = {}
+        activity: dict[tuple[str, ...], float] = {}
+        stale: dict[tuple[str, ...], float] = {}
+        for lock in picture.locks:
+            base = (
+                lock.source.value,
+                lock.organization,
+                lock.workspace,
+                lock.holder.type.value,
+            )
+            since[base] = lock.since.timestamp()
+            if lock.last_activity is not None:
+                activity[base] = lock.last_activity.timestamp()
+            stale[(*base, lock.rule)] = 1.0 if lock.stale else 0.0
+        stuck: dict[tuple[str, ...], float] = {}
+        for organization, status in picture.stuck_runs:
+            stuck[(organization, status)] = stuck.get((organization, status), 0.0) + 1
+        blocked: dict[tuple[str, ...], float] = dict.fromkeys(picture.runs_blocked, 1.0)
+        yield _family(_LOCK_SINCE, LOCK_LABELS, since)
+        yield _family(_LOCK_LAST_ACTIVITY, LOCK_LABELS, activity)
+        yield _family(_LOCK_STALE, LOCK_STALE_LABELS, stale)
+        yield _family(_STUCK_RUNS, STUCK_RUNS_LABELS, stuck)
+        yield _family(_RUNS_BLOCKED, RUNS_BLOCKED_LABELS, blocked)
+
+
+def _family(
+    name_help: tuple[str, str],
+    labels: tuple[str, ...],
+    samples: dict[tuple[str, ...], float],
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(*name_help, labels=labels)
+    for values, value in samples.items():
+        family.add_metric(values, value)
+    return family

@@ -556,8 +556,10 @@ class TfcConfig(StrictModel):
 
     address: str = "https://app.terraform.io"
     """HCP Terraform, or your Terraform Enterprise URL (https://tfe.example.com)."""
-    organizations: Annotated[tuple[Name, ...], Field(json_schema_extra={"minItems": 1})]
-    """Organizations to watch (at least one)."""
+    organizations: Annotated[
+        tuple[Name, ...], Field(json_schema_extra={"minItems": 1, "uniqueItems": True})
+    ]
+    """Organizations to watch (at least one, each once)."""
     token_file: str | None = None
     """A file holding the API token (else env TFC_WATCHDOG_TOKEN). Never put the token here."""
     ca_bundle: str | None = None
@@ -587,6 +589,14 @@ class TfcConfig(StrictModel):
     def _some_organizations(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         if not values:
             raise ValueError("list at least one organization to watch")
+        # Organization names are case-insensitive in the API. One listed twice would be read
+        # twice a cycle, and each read is taken as the whole organization: two observations of
+        # one scope, where a failed read of one is "cleared" by the other's complete read.
+        seen: set[str] = set()
+        for name in values:
+            if name.casefold() in seen:
+                raise ValueError(f"organization {name!r} is listed twice")
+            seen.add(name.casefold())
         return values
 
     @field_validator("token_file", "ca_bundle")
@@ -612,8 +622,17 @@ class GcsBucket(StrictModel):
     bucket: Name
     """The bucket name."""
     prefix: str = ""
-    """Only `.tflock` objects under this object-name prefix are watched (the backend's
-    `prefix` with a trailing `/`, e.g. `prod/`). Empty = the whole bucket."""
+    """The gcs backend's `prefix` (`prod` or `prod/`): only `.tflock` objects under
+    `<prefix>/` are watched. Empty = the whole bucket."""
+
+    @field_validator("prefix")
+    @classmethod
+    def _as_the_backend_reads_it(cls, value: str) -> str:
+        # What Terraform's gcs backend does with its `prefix` (leading `/` dropped, a `/`
+        # appended): taken as a bare object-name prefix, `env/prod` would also list (and
+        # clear) the locks of another backend's `env/prod-eu/`.
+        value = value.lstrip("/")
+        return value if not value or value.endswith("/") else f"{value}/"
 
 
 class GcsBackendConfig(StrictModel):

@@ -1,8 +1,8 @@
-"""Report: what a cycle saw and did, as JSON (the `scan --output json` and `/locks` contract),
-as a human table (`scan`), and as log events that fire when a finding appears or clears.
+"""Report: what a cycle saw and did, as JSON (the `scan --output json` and `/locks` contract)
+and as a human table (`scan`).
 
-Pure rendering plus one small stateful piece (`FindingLog`) that remembers which findings
-were already announced, so logs say what changed instead of repeating every cycle.
+Pure rendering. Where a report goes (metrics, logs, health, `/locks`) is the report stage,
+`reporting.py`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,9 @@ import shlex
 import textwrap
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import structlog
 
 from watchdog.decide import Restraint
 from watchdog.model import (
@@ -30,8 +28,6 @@ from watchdog.model import (
     Source,
     format_age,
 )
-
-log = structlog.get_logger(__name__)
 
 # Findings that mean "someone should look": `scan` exits 3 when any is present.
 ALARMING = frozenset(
@@ -147,7 +143,6 @@ class CycleReport:
     findings: tuple[Finding, ...]
     planned: tuple[PlannedAction, ...] = ()
     results: tuple[ActionResult, ...] = ()
-    errors: tuple[str, ...] = field(default=())
     # Why stale-looking locks and runs were left alone, and the memory file that carries
     # sightings between cycles: the table says why an action waits (not in the JSON).
     restraints: tuple[Restraint, ...] = ()
@@ -155,7 +150,7 @@ class CycleReport:
 
     @property
     def complete(self) -> bool:
-        return not self.errors and all(o.complete for o in self.observations)
+        return all(o.complete for o in self.observations)
 
     @property
     def alarming(self) -> bool:
@@ -171,11 +166,8 @@ class CycleReport:
             "findings": [finding_to_json(f) for f in self.findings],
             "planned_actions": [a.audit_fields() for a in self.planned],
             "actions": [result_to_json(r) for r in self.results],
-            # Every error of the cycle, a source's too (also under `sources[].error`).
-            "errors": [
-                *self.errors,
-                *(e for e in map(source_error, self.observations) if e is not None),
-            ],
+            # Every source's error (each also under `sources[].error`).
+            "errors": [e for e in map(source_error, self.observations) if e is not None],
         }
 
 
@@ -569,33 +561,6 @@ def _backend_table(
             else:
                 out.append(f"  {lk.workspace}: terraform force-unlock {shlex.quote(lk.lock_id)}")
     return out
-
-
-# --- Log events when findings appear and clear ------------------------------------------------
-
-
-class FindingLog:
-    """Logs a finding once when it appears and once when it clears, not every cycle."""
-
-    def __init__(self) -> None:
-        self._active: dict[tuple[str, str, str], Finding] = {}
-
-    def update(self, findings: Iterable[Finding], complete_scopes: set[tuple[str, str]]) -> None:
-        """`complete_scopes` holds (source, organization) pairs read completely this cycle: a
-        finding from a scope that could not be read is not declared cleared."""
-        current = {f.key: f for f in findings}
-        for key, finding in current.items():
-            if key not in self._active:
-                level = log.info if finding.kind == FindingKind.LOCK_HELD else log.warning
-                level("finding", **finding_to_json(finding))
-        for key, finding in list(self._active.items()):
-            if key in current:
-                continue
-            if (finding.source.value, finding.organization) not in complete_scopes:
-                current[key] = finding
-                continue
-            log.info("finding_cleared", **finding_to_json(finding))
-        self._active = current
 
 
 def _since_note(lock: LockState) -> str:

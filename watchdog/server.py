@@ -25,11 +25,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from watchdog.cycle import Health
-from watchdog.exposition import MetricsExposition
-from watchdog.metrics import Metrics
 from watchdog.policy import parse_listen
-from watchdog.report import CycleReport
+from watchdog.reporting import Reporter
 
 # How long past 3 x `interval` a cycle may take before /livez calls the scheduler stuck.
 # Cycles take seconds (benchmarks/RESULTS.md: 50,000 workspaces in under a minute) and every
@@ -38,15 +35,9 @@ from watchdog.report import CycleReport
 LIVENESS_SLACK = timedelta(minutes=5)
 
 
-def build_app(
-    *,
-    metrics: Metrics,
-    health: Callable[[], Health],
-    interval: Callable[[], timedelta],
-    last_report: Callable[[], CycleReport | None],
-) -> Starlette:
-    """Callables rather than values: a config reload can change the interval, and each cycle
-    replaces the report.
+def build_app(*, reporter: Reporter, interval: Callable[[], timedelta]) -> Starlette:
+    """Everything served comes from the report stage (`reporter`: health, the last report,
+    the /metrics exposition). `interval` is a callable: a config reload can change it.
 
     /livez: the process and its scheduler are alive (a cycle ended, however it went, within
     3 x interval + LIVENESS_SLACK). An API outage never fails it: restarting the pod would
@@ -55,7 +46,7 @@ def build_app(
     within 3 x interval, and the token was not refused since)."""
 
     async def livez(_: Request) -> Response:
-        state = health()
+        state = reporter.health
         allowed = 3 * interval().total_seconds() + LIVENESS_SLACK.total_seconds()
         ended = state.last_cycle_end_monotonic
         reference = state.started_monotonic if ended is None else ended
@@ -71,7 +62,7 @@ def build_app(
         return PlainTextResponse("ok\n")
 
     async def readyz(_: Request) -> Response:
-        state = health()
+        state = reporter.health
         allowed = 3 * interval().total_seconds()
         if not state.ready or state.last_success_monotonic is None:
             return PlainTextResponse(
@@ -88,12 +79,11 @@ def build_app(
         return PlainTextResponse("ready\n")
 
     async def locks(_: Request) -> Response:
-        report = last_report()
+        report = reporter.last_report
         if report is None:
             return JSONResponse({"error": "no cycle has finished yet"}, status_code=503)
         return JSONResponse(report.to_json())
 
-    exposition = MetricsExposition(metrics)
     app = Starlette(
         routes=[
             Route("/livez", livez),
@@ -103,11 +93,9 @@ def build_app(
             Route("/locks", locks),
             # An ASGI app as a Route (not a Mount), so /metrics answers without a redirect;
             # GET and HEAD only (anything else 405): it reads, never changes anything.
-            Route("/metrics", _AsgiEndpoint(exposition), methods=["GET", "HEAD"]),
+            Route("/metrics", _AsgiEndpoint(reporter.exposition), methods=["GET", "HEAD"]),
         ]
     )
-    # The daemon calls app.state.exposition.prerender() after each cycle.
-    app.state.exposition = exposition
     return app
 
 

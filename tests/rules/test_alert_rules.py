@@ -15,7 +15,7 @@ import yaml
 
 from tests.chart.render import MINIMAL, REPO, merged, only, render
 from tests.support.tools import require_binary
-from watchdog.metrics import Metrics
+from watchdog.metrics import LOCK_STALE_LABELS, RUNS_BLOCKED_LABELS, Metrics
 
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yaml"
 UNIT_TESTS = sorted((REPO / "deploy" / "prometheus" / "tests").glob("*.yml"))
@@ -277,8 +277,5 @@ def test_the_readmes_inhibition_example_pairs_the_lock_alerts_on_shared_labels()
     (rule,) = yaml.safe_load(block)["inhibit_rules"]
     assert rule["source_matchers"] == ['alertname="TerraformRunsBlockedByLock"']
     assert rule["target_matchers"] == ['alertname="TerraformStateLockStale"']
-    metrics = Metrics()
-    shared = {"namespace", "job"} | (
-        set(metrics.runs_blocked._labelnames) & set(metrics.lock_stale._labelnames)
-    )
+    shared = {"namespace", "job"} | (set(RUNS_BLOCKED_LABELS) & set(LOCK_STALE_LABELS))
     assert set(rule["equal"]) == shared

@@ -4,12 +4,24 @@ without credentials. (The store itself: tests/e2e/test_gcs_backend_sources.py.)"
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import requests
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 
+from watchdog.act import BackendLockExecutor
+from watchdog.memory import Memory
 from watchdog.metrics import Metrics
+from watchdog.model import (
+    ActionKind,
+    BackendLock,
+    Outcome,
+    PlannedAction,
+    Source,
+    TerraformLockInfo,
+)
 from watchdog.sources.errors import ForbiddenError, SourceError
 from watchdog.sources.gcp import classify, operation, request_error
 from watchdog.sources.gcslockfile import GcsLockfileSource, lock_name, state_path
@@ -109,3 +121,74 @@ async def test_without_credentials_for_google_itself_a_read_fails_as_unauthorize
         )
         == 1
     )
+
+
+def _stale_gcs_lock() -> BackendLock:
+    created = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+    info = TerraformLockInfo(
+        id="17",
+        operation="OperationTypeApply",
+        who="runner@ci-42",
+        version="1.15.5",
+        created=created,
+        path="tf-state/prod/default.tfstate",
+    )
+    return BackendLock(
+        source=Source.GCS,
+        store="tf-state",
+        path="tf-state/prod/default.tfstate",
+        info=info,
+        token="17",
+        last_modified=created,
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        requests.ReadTimeout("slow"),
+        requests.ConnectionError("reset"),
+        api.ServiceUnavailable("later"),
+    ],
+    ids=["timeout", "transport", "server_error"],
+)
+async def test_a_failed_reread_right_before_the_delete_is_a_delete_never_sent(
+    gcs_env: None, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    """delete_lock re-reads the lock file before its DELETE. When that GET fails (a timeout,
+    a reset, a 5xx) the DELETE was never sent: the outcome is `failed`, not `unknown` (which
+    says the lock may have been deleted, and attributes its clearing to the watchdog)."""
+    source = GcsLockfileSource(
+        [("tf-state", "prod/")], Metrics(), endpoint_url="http://127.0.0.1:9"
+    )
+    stale = _stale_gcs_lock()
+
+    def reread_fails(bucket: str, name: str) -> None:
+        raise error
+
+    monkeypatch.setattr(source, "_current", reread_fails)
+    action = PlannedAction(
+        kind=ActionKind.DELETE_LOCK,
+        source=Source.GCS,
+        organization="tf-state",
+        workspace=stale.path,
+        workspace_id=f"tf-state/{stale.path}",
+        rule="defaults",
+        reason="test",
+        holder=None,
+        run_id=None,
+        run_status=None,
+        since=stale.info.created,
+        age=timedelta(hours=3),
+        threshold=timedelta(hours=2),
+        backend_lock=stale,
+    )
+    try:
+        with pytest.raises(SourceError) as caught:
+            await source.delete_lock(stale)
+        result = await BackendLockExecutor(source, Memory()).perform(action)
+    finally:
+        source.close()
+
+    assert caught.value.may_have_acted is False
+    assert result.outcome is Outcome.FAILED

@@ -21,8 +21,8 @@ import httpx
 import pytest
 import uvicorn
 
-from watchdog.cycle import Health
 from watchdog.metrics import Metrics
+from watchdog.reporting import Health, Reporter
 from watchdog.server import (
     GuardedH11Protocol,
     RateLimitedLog,
@@ -33,13 +33,9 @@ from watchdog.server import (
 
 
 def _app() -> object:
-    health = Health(ready=True, last_success_monotonic=time.monotonic())
-    return build_app(
-        metrics=Metrics(),
-        health=lambda: health,
-        interval=lambda: timedelta(seconds=60),
-        last_report=lambda: None,
-    )
+    reporter = Reporter(Metrics())
+    reporter.health = Health(ready=True, last_success_monotonic=time.monotonic())
+    return build_app(reporter=reporter, interval=lambda: timedelta(seconds=60))
 
 
 @contextlib.contextmanager

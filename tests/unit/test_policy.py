@@ -308,6 +308,21 @@ def test_the_commented_gcs_backend_block_of_the_example_validates(tmp_path: Path
     )
 
 
+@pytest.mark.parametrize(
+    ("prefix", "read_as"),
+    [("env/prod", "env/prod/"), ("env/prod/", "env/prod/"), ("/env/prod", "env/prod/"), ("", "")],
+)
+def test_a_gcs_prefix_is_read_as_terraforms_gcs_backend_reads_it(prefix: str, read_as: str) -> None:
+    """The backend's `prefix = "env/prod"` keeps its locks under `env/prod/`; as a bare
+    object-name prefix it would also list (and clear) those of a backend under
+    `env/prod-eu/`."""
+    p = Policy.model_validate(
+        {"gcs_backend": {"buckets": [{"bucket": "tf-state", "prefix": prefix}]}}
+    )
+    assert p.gcs_backend is not None
+    assert p.gcs_backend.buckets[0].prefix == read_as
+
+
 def test_gcs_backend_alone_is_a_source_and_its_paths_match_only_gcs_rules() -> None:
     p = Policy.model_validate(
         {

@@ -13,8 +13,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from watchdog.cycle import Health
 from watchdog.metrics import Metrics
+from watchdog.reporting import Health, Reporter
 from watchdog.server import LIVENESS_SLACK, build_app
 
 INTERVAL = timedelta(seconds=60)
@@ -22,12 +22,9 @@ LIVE_LIMIT = 3 * INTERVAL.total_seconds() + LIVENESS_SLACK.total_seconds()
 
 
 async def get(health: Health, path: str) -> httpx.Response:
-    app = build_app(
-        metrics=Metrics(),
-        health=lambda: health,
-        interval=lambda: INTERVAL,
-        last_report=lambda: None,
-    )
+    reporter = Reporter(Metrics())
+    reporter.health = health
+    app = build_app(reporter=reporter, interval=lambda: INTERVAL)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://ops") as client:
         return await client.get(path)

@@ -11,7 +11,7 @@ from typing import Any
 from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
-from watchdog.metrics import Metrics
+from watchdog.metrics import LockPicture, Metrics
 from watchdog.model import (
     Holder,
     HolderType,
@@ -120,7 +120,8 @@ def test_the_gauge_shows_the_last_activity() -> None:
     watch(memory, clock, T0, locked(None))
     observation = watch(memory, clock, T0 + 10 * MINUTE, locked(T0 + 5 * MINUTE))
     metrics = Metrics()
-    metrics.publish_locks(decide([observation], POLICY, memory, T0 + 10 * MINUTE).locks, [])
+    locks = decide([observation], POLICY, memory, T0 + 10 * MINUTE).locks
+    metrics.lock_series.show(LockPicture(locks=locks))
     value = metrics.registry.get_sample_value(
         "tfc_watchdog_lock_last_activity_timestamp_seconds",
         {"source": "tfc", "organization": ORG, "workspace": "network", "holder_type": "user"},

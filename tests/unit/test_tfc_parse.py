@@ -506,3 +506,16 @@ def test_a_malformed_duration_average_is_unknown_and_counted(value, detail):
     assert name == "apply-duration-average"
     assert detail in problem
     assert (unreadable, errors) == ([], 1)
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_timestamp_beyond_the_datetime_range_in_utc_is_unreadable_not_a_crash(moment):
+    # Valid ISO 8601, but not representable once converted to UTC (OverflowError).
+    run = run_resource("run-1", "applying", **{"created-at": moment})
+    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
+    assert parse_workspace_page(doc, ORG) == ([], ["ws-1"], 1)
+    [ws], unreadable, errors = parse_workspace_page(
+        page(workspace_entry("ws-2", **{"latest-change-at": moment})), ORG
+    )
+    assert (ws.latest_change_at, unreadable, errors) == (None, [], 1)
+    assert ws.problems == (("latest-change-at", "latest-change-at is not ISO 8601"),)

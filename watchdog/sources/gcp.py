@@ -24,6 +24,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.credentials import AnonymousCredentials, Credentials
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import storage
+from google.cloud.storage import exceptions as storage_exceptions
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from watchdog.metrics import Metrics
@@ -150,12 +151,15 @@ def _parse_http_date(text: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-# What a request to Cloud Storage can raise: the API's own errors, transport errors, and
-# credential errors (no ADC, a token that cannot be refreshed).
+# What a request to Cloud Storage can raise: the API's own errors, transport errors,
+# credential errors (no ADC, a token that cannot be refreshed), and a download whose body
+# fails its checksum (the library's DataCorruption is none of the above: uncaught, it failed
+# the whole cycle).
 GCS_ERRORS: tuple[type[Exception], ...] = (
     api_exceptions.GoogleAPIError,
     auth_exceptions.GoogleAuthError,
     requests.RequestException,
+    storage_exceptions.DataCorruption,
 )
 
 

@@ -26,6 +26,7 @@ from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
+from watchdog.sources.perstore import one_per_store
 
 log = structlog.get_logger(__name__)
 
@@ -79,11 +80,14 @@ class GcsLockfileSource:
         self._gcs.close()
 
     async def observe(self) -> list[Observation]:
-        """One Observation per configured (bucket, prefix); never raises for store errors."""
-        return [
-            await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-            for bucket, prefix in self.buckets
-        ]
+        """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
+        raises for store errors."""
+        return one_per_store(
+            [
+                await asyncio.to_thread(self._observe_bucket, bucket, prefix)
+                for bucket, prefix in self.buckets
+            ]
+        )
 
     async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
         """A fresh read of the `.tflock` object of state path `path`.
@@ -233,7 +237,11 @@ class GcsLockfileSource:
         try:
             current = self._current(lock.store, name)
         except GCS_ERRORS as exc:
-            raise request_error(f"objects.get on {lock.store}", exc) from exc
+            error = request_error(f"objects.get on {lock.store}", exc)
+            # Only this read was sent, never the DELETE: a timeout or 5xx here is not a delete
+            # that may have happened (act would report `unknown` and count the lock as ours).
+            error.may_have_acted = False
+            raise error from exc
         if current is None:
             raise ChangedError(f"lock {lock.path} was released since it was read")
         if str(current.generation) != lock.token:

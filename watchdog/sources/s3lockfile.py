@@ -21,6 +21,7 @@ from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
+from watchdog.sources.perstore import one_per_store
 
 log = structlog.get_logger(__name__)
 
@@ -59,11 +60,14 @@ class S3LockfileSource(AwsLockSource):
         self.buckets = tuple(buckets)
 
     async def observe(self) -> list[Observation]:
-        """One Observation per configured (bucket, prefix); never raises for store errors."""
-        return [
-            await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-            for bucket, prefix in self.buckets
-        ]
+        """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
+        raises for store errors."""
+        return one_per_store(
+            [
+                await asyncio.to_thread(self._observe_bucket, bucket, prefix)
+                for bucket, prefix in self.buckets
+            ]
+        )
 
     async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
         """A fresh read of the `.tflock` object of state path `path` (`<bucket>/<key>`).

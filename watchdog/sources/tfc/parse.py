@@ -143,7 +143,11 @@ def parse_time(value: Any) -> datetime:
         raise EntryError(f"timestamp {value!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # `0001-01-01T00:00:00+01:00` is valid ISO 8601 but before year 1 in UTC.
+        raise EntryError(f"timestamp {value!r} is out of range in UTC") from None
 
 
 def parse_run(resource: Mapping[str, Any]) -> Run:
@@ -269,7 +273,7 @@ def _latest_change_at(
 
 # A month of milliseconds: no plan or apply averages that; a larger value is garbage, and
 # would only ever be clamped to an adaptive threshold's `max`.
-_MAX_AVERAGE_MS = 31 * 86400 * 1000
+MAX_AVERAGE_MS = 31 * 86400 * 1000
 
 
 def _duration_average(
@@ -286,7 +290,7 @@ def _duration_average(
     if isinstance(value, bool) or not isinstance(value, int | float):
         problems.append((key, f"{key} is a {_kind(value)}, not a number"))
         return None
-    if not 0 <= value <= _MAX_AVERAGE_MS:  # also rejects NaN
+    if not 0 <= value <= MAX_AVERAGE_MS:  # also rejects NaN
         problems.append((key, f"{key} is {value!r}, not a duration in milliseconds"))
         return None
     return timedelta(milliseconds=value)

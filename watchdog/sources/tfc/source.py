@@ -52,6 +52,7 @@ from watchdog.sources.tfc.twotier import (
     carried_view,
     non_final_runs,
 )
+from watchdog.sources.tfc.typedpage import ParsedPage, decode_workspace_page
 
 log = structlog.get_logger(__name__)
 
@@ -232,6 +233,14 @@ class TfcSource:
             # dropped at once, and of the workspaces only the ids of those decide has nothing
             # to say about are kept.
             counter.inc()
+            if isinstance(page, ParsedPage):
+                # Read by the typed path: no entry of it is unreadable or has a problem.
+                return _Page(
+                    entries=page.entries,
+                    unreadable=[],
+                    parse_errors=0,
+                    total_count=_total_count(page),
+                )
             try:
                 parsed, bad_ids, errors = parse_workspace_page(page, organization)
             except BadResponseError as exc:
@@ -248,6 +257,9 @@ class TfcSource:
             endpoint=LIST_WORKSPACES,
             params={"page[size]": PAGE_SIZE, "include": INCLUDE, **extra},
             each=parse,
+            # The common well-formed page is decoded and parsed in one typed pass;
+            # any other goes the tolerant way (typedpage.py).
+            decode=lambda body: decode_workspace_page(body, organization),
         )
         listed = _Listed(total=pages[0].total_count)
         for page in pages:
