@@ -175,7 +175,7 @@ class Metrics:
         self.config_restart_required = Gauge(
             f"{PREFIX}_config_restart_required",
             "1 while the config file differs from the running process in a setting that "
-            "needs a restart (listen, state_file, tfc, s3_backend, gcs_backend), else 0.",
+            "needs a restart (listen, state_file, tfc, s3_backend, gcs_backend, gitlab), else 0.",
             registry=r,
         )
         self.build_info = Info(f"{PREFIX}_build", "Build information.", registry=r)

@@ -23,6 +23,7 @@ class Source(StrEnum):
     DYNAMODB = "dynamodb"
     S3 = "s3"
     GCS = "gcs"
+    GITLAB = "gitlab"
 
 
 class HolderType(StrEnum):
@@ -31,7 +32,8 @@ class HolderType(StrEnum):
     USER = "user"
     TEAM = "team"
     RUN = "run"
-    # A Terraform CLI lock in a backend store (DynamoDB item, S3 or GCS .tflock object).
+    # A Terraform CLI lock in a backend store (DynamoDB item, S3 or GCS .tflock object) or in
+    # GitLab-managed state.
     TERRAFORM = "terraform"
 
 
@@ -254,15 +256,17 @@ class TerraformLockInfo:
 
 @dataclass(frozen=True, slots=True)
 class BackendLock:
-    """A lock in an S3- or GCS-backend store. `store` is the table or bucket, `path` the state
-    path."""
+    """A lock in an S3- or GCS-backend store or GitLab-managed state. `store` is the table,
+    bucket or GitLab project path; `path` the state path (`<project>/<state name>` on
+    GitLab)."""
 
     source: Source
     store: str
     path: str
     info: TerraformLockInfo
-    # What a compare-and-delete must match: the raw `Info` string (DynamoDB), the ETag (S3) or
-    # the object generation (GCS).
+    # What a compare-and-delete must match: the raw `Info` string (DynamoDB), the ETag (S3),
+    # the object generation (GCS), or `<state id>|<lockedAt>|<user>` (GitLab, whose read API
+    # shows no lock ID: `info.id` is empty there).
     token: str
     # Set when the item could not be parsed: reported, never acted on.
     problem: str | None = None
@@ -273,7 +277,12 @@ class BackendLock:
 
 
 def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
-    """(workspace id, holder id) under which an S3-backend lock is remembered."""
+    """(workspace id, holder id) under which a backend lock is remembered.
+
+    GitLab shows no lock ID: its lock is known by `<state id>|<lockedAt>|<user>` (the token),
+    so a new lock on the same state, even by the same user, starts over."""
+    if lock.source is Source.GITLAB:
+        return f"{lock.store}/{lock.path}", lock.token
     return f"{lock.store}/{lock.path}", lock.info.id
 
 
@@ -346,8 +355,9 @@ class FindingKind(StrEnum):
 
 # Where a lock's age comes from: the run's status timestamp, the watchdog's own continuous
 # observation, the lock info's `Created` (the writer's clock), or the `.tflock` object's
-# LastModified (S3's clock) or timeCreated (GCS's clock).
-AgeSource = Literal["run", "first_seen", "lock_info", "last_modified"]
+# LastModified (S3's clock) or timeCreated (GCS's clock); `locked_at`: GitLab's own time of
+# the lock (its read API's `lockedAt`).
+AgeSource = Literal["run", "first_seen", "lock_info", "last_modified", "locked_at"]
 
 
 @dataclass(frozen=True, slots=True)
