@@ -112,6 +112,12 @@ _PHASE_GROUPS: dict[str, PhaseGroup] = {
 }
 
 
+# Every non-final status this version knows, in a stable order: the fast path's
+# `filter[current-run][status]`. A status missing here is still non-final (is_final_status);
+# the full walk's self-check finds runs the filter missed (watchdog/sources/tfc/twotier.py).
+NON_FINAL_STATUSES: tuple[str, ...] = tuple(_PHASE_GROUPS)
+
+
 def is_final_status(status: str) -> bool:
     return status in FINAL_STATUSES
 
@@ -308,10 +314,25 @@ class Observation:
     # Observations built by hand may leave it empty: use `ids_read`, which adds the ids of
     # `workspaces`.
     listed_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # A fast-path read (TFC two-tier polling): only the workspaces whose current run is not
+    # final were listed, and `listed_ids` holds just those. It does not see user/team locks:
+    # the locked workspaces of the last full read that it did not list are carried in
+    # `workspaces` (so they are reported, and acted on only after act's fresh re-read), but
+    # Memory neither counts them as seen nor as released, and a workspace absent from the
+    # page is not unlocked. Run-held locks on the listed workspaces are seen as in any read.
+    fast: bool = False
+    # On a full read that fast reads alternate with: the most time until the next full read
+    # (`tfc.full_scan_interval`). Locks only a full read can see are watched across it, so
+    # Memory's gap rule allows 2 x max(interval, this) + 30 s for their sightings.
+    full_read_every: timedelta = timedelta(0)
 
     @property
     def ids_read(self) -> frozenset[str]:
-        """Ids of every workspace read and parsed: `listed_ids` and those of `workspaces`."""
+        """Ids of every workspace read and parsed: `listed_ids` and those of `workspaces`
+        (of a fast read, only `listed_ids`: the others in `workspaces` were carried, not
+        read)."""
+        if self.fast:
+            return self.listed_ids
         kept = {workspace.id for workspace in self.workspaces}
         return self.listed_ids if kept <= self.listed_ids else self.listed_ids | kept
 

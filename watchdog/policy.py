@@ -96,6 +96,41 @@ Duration = Annotated[
 ]
 
 
+def parse_duration_or_zero(value: Any) -> timedelta:
+    """A duration, or zero (`0`, `"0"`, `"0s"`) where zero means "every cycle"."""
+    if not isinstance(value, bool) and isinstance(value, int | float) and value == 0:
+        return timedelta(0)
+    if isinstance(value, str) and value.strip() in {"0", "0s", "0m"}:
+        return timedelta(0)
+    if isinstance(value, timedelta) and not value:
+        return value
+    negative = (isinstance(value, str) and value.strip().startswith("-")) or (
+        not isinstance(value, bool) and isinstance(value, int | float) and value < 0
+    )
+    if negative:
+        raise ValueError(f"{value!r}: give 0 (every cycle) or a duration such as 10m")
+    return parse_duration(value)
+
+
+DurationOrZero = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration_or_zero),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$|^\s*\d+(\.\d+)?\s*$",
+                },
+                {"type": "number", "minimum": 0},
+            ],
+            "examples": ["0", "5m", "10m", "30m"],
+        }
+    ),
+]
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, use_attribute_docstrings=True, validate_default=True
@@ -647,6 +682,12 @@ class TfcConfig(StrictModel):
     recorded (a 100-workspace page is a few hundred KB: seconds at worst)."""
     requests_per_second: float | None = Field(None, gt=0)
     """Client-side rate limit. null = two thirds of the server's X-RateLimit-Limit."""
+    full_scan_interval: DurationOrZero = timedelta(minutes=10)
+    """How often every workspace is read (the full walk). In the cycles between, only the
+    workspaces whose current run is not final are listed (one filtered request per
+    organization at low activity): stuck runs and run-held locks are still found every
+    `interval`, user/team locks only by the full walk, so their first-seen time is precise to
+    this interval. 0 = the full walk every cycle."""
 
     @field_validator("address")
     @classmethod

@@ -86,7 +86,12 @@ async def open_runtime(
             if token is None:
                 raise ValueError("a TFC token is required when `tfc` is configured")
             client = await stack.enter_async_context(tfc_client(policy, token, metrics))
-            tfc = TfcSource(client, policy.tfc.organizations, metrics)
+            tfc = TfcSource(
+                client,
+                policy.tfc.organizations,
+                metrics,
+                full_scan_interval=policy.tfc.full_scan_interval,
+            )
             sources.append(tfc)
         backend = open_backend_sources(policy, metrics, stack)
         gitlab = await _open_gitlab(policy, metrics, stack)

@@ -31,7 +31,8 @@ from tests.support.daemon import (
 from tests.support.simulator import ADMIN_TOKEN, USER_TOKEN, SimulatorServer
 from tests.support.terraform import RunningTerraform, Terraform, TerraformResult, require_terraform
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# One worker runs the whole story in order: its tests share the module's Terraform project.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("terraform-cloud")]
 
 WORKSPACE = "terraform-local"
 LOCK_ID = f"demo/{WORKSPACE}"
@@ -162,6 +163,7 @@ def watchdog_config(sim: SimulatorServer, tmp_path: Path, name: str, **overrides
             "organizations": ["demo"],
             "timeout": "5s",
             "ca_bundle": str(sim.ca_file),
+            "full_scan_interval": 0,
         },
         defaults={"lock_stale_after": "1h", "actions": []},
         rules=[

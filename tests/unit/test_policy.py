@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from tests.properties.profile import PROPERTY
+from tests.support.builders import policy
 from watchdog.configload import load_policy
 from watchdog.model import ActionKind, Workspace
 from watchdog.policy import (
@@ -33,11 +34,6 @@ from watchdog.sources.tfc.parse import parse_workspace_page
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
-
-
-def policy(**data: Any) -> Policy:
-    data.setdefault("tfc", {"organizations": ["acme"]})
-    return Policy.model_validate(data)
 
 
 def workspace(name: str = "app", **kwargs: Any) -> Workspace:
@@ -618,3 +614,19 @@ def test_the_readmes_gcs_backend_config_validates() -> None:
     p = Policy.model_validate(yaml.safe_load(block))
     assert p.gcs_backend is not None
     assert p.rule_for_path("gcs", "tf-state/prod/default.tfstate").id == "prod-state"
+
+
+def test_full_scan_interval_defaults_to_ten_minutes_and_takes_zero_for_every_cycle() -> None:
+    def tfc(**keys: Any) -> timedelta:
+        loaded = Policy.model_validate({"tfc": {"organizations": ["acme"], **keys}})
+        assert loaded.tfc is not None
+        return loaded.tfc.full_scan_interval
+
+    assert tfc() == timedelta(minutes=10)
+    for zero in (0, "0", "0s", 0.0):
+        assert tfc(full_scan_interval=zero) == timedelta(0)
+    assert tfc(full_scan_interval="30m") == timedelta(minutes=30)
+    assert tfc(full_scan_interval=90) == timedelta(seconds=90)
+    for bad in ("-5m", "soon", True, -1, None):
+        with pytest.raises(ValidationError, match="full_scan_interval"):
+            tfc(full_scan_interval=bad)
