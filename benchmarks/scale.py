@@ -79,7 +79,11 @@ def write_config(directory: Path, url: str, organization: str) -> Path:
     return path
 
 
-def run_daemon_cycles(sim: SimulatorProcess, config: Path, cycles: int) -> dict[str, Any]:
+def run_daemon_cycles(
+    sim: SimulatorProcess, config: Path, cycles: int, *, keep_requests: bool = False
+) -> dict[str, Any]:
+    """The daemon's cycles in a child process; `keep_requests` adds the simulator's request
+    log entries (`simulator_entries`) to the counts."""
     sim.clear_requests()
     env = {**os.environ, "TFC_WATCHDOG_TOKEN": sim.token("admin")}
     done = subprocess.run(
@@ -93,7 +97,10 @@ def run_daemon_cycles(sim: SimulatorProcess, config: Path, cycles: int) -> dict[
     if done.returncode != 0:
         raise RuntimeError(f"daemon_cycle failed: {done.stderr.decode()[-3000:]}")
     result: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    result["simulator_log"] = summarize(sim.requests())
+    entries = sim.requests()
+    result["simulator_log"] = summarize(entries)
+    if keep_requests:
+        result["simulator_entries"] = entries
     return result
 
 

@@ -11,5 +11,6 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # the CLI can name them without importing config loading (pydantic, YAML: a second at start).
 CONFIG_ENV = "TFC_WATCHDOG_CONFIG"
 TOKEN_ENV = "TFC_WATCHDOG_TOKEN"  # noqa: S105 - the variable's name, not a token
+GITLAB_TOKEN_ENV = "TFC_WATCHDOG_GITLAB_TOKEN"  # noqa: S105 - the variable's name, not a token
 
-__all__ = ["CONFIG_ENV", "TOKEN_ENV", "__version__"]
+__all__ = ["CONFIG_ENV", "GITLAB_TOKEN_ENV", "TOKEN_ENV", "__version__"]

@@ -56,6 +56,8 @@ def summary(policy: Policy, env_overrides: list[str]) -> str:
     if policy.gcs_backend is not None:
         buckets = [b.bucket for b in policy.gcs_backend.buckets]
         parts.append(f"gcs backend: {', '.join(buckets)}")
+    if policy.gitlab is not None:
+        parts.append(f"gitlab projects: {', '.join(policy.gitlab.projects)}")
     parts.append(f"rules: {len(policy.rules)}")
     allowed = set(policy.defaults.actions)
     for rule in policy.rules:

@@ -125,9 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "run",
         "run the daemon (dry-run unless the config says otherwise)",
-        "Watch the configured organizations and S3 and GCS backend stores every `interval`, "
-        "serve /metrics, /livez, /readyz and /locks on `listen`, and act where the policy allows "
-        "(dry-run by default). The config file is re-read before each cycle and on SIGHUP.",
+        "Watch the configured organizations, S3 and GCS backend stores and GitLab projects "
+        "every `interval`, serve /metrics, /livez, /readyz and /locks on `listen`, and act "
+        "where the policy allows (dry-run by default). The config file is re-read before each "
+        "cycle and on SIGHUP.",
         f"{token_help}\n\nexit codes:\n  0  stopped by SIGTERM or SIGINT (with --once: the "
         "cycle succeeded)\n  1  `listen` cannot be bound (with --once: a source could not be "
         "read)\n  2  usage or config error",

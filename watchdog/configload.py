@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic_core import ErrorDetails
 
-from watchdog import CONFIG_ENV, TOKEN_ENV, logs
+from watchdog import CONFIG_ENV, GITLAB_TOKEN_ENV, TOKEN_ENV, logs
 from watchdog.memory import check_state_file
 from watchdog.model import ActionKind
 from watchdog.policy import Policy
@@ -99,6 +99,8 @@ def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | 
     try:
         policy = load_policy(path)
         token = load_token(policy) if policy.tfc is not None else None
+        if policy.gitlab is not None:
+            load_gitlab_token(policy)  # checked now: a missing token is exit 2, not a cycle
     except ConfigError as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
@@ -160,8 +162,9 @@ def _installed(module: str) -> bool:
 # | TFC_WATCHDOG_LOG_LEVEL    | log.level    |
 # | TFC_WATCHDOG_ADDRESS      | tfc.address  |
 #
-# Also read, never overriding a key: TFC_WATCHDOG_TOKEN (the API token, see `load_token`)
-# and TFC_WATCHDOG_CONFIG (the file: the default of `--config`, see `cli`).
+# Also read, never overriding a key: TFC_WATCHDOG_TOKEN (the API token, see `load_token`),
+# TFC_WATCHDOG_GITLAB_TOKEN (see `load_gitlab_token`) and TFC_WATCHDOG_CONFIG (the file: the
+# default of `--config`, see `cli`).
 #
 # Why a table and not pydantic-settings' env source: its sources validate a value into the
 # field and lose which variable supplied it, and they read `os.environ` only. Here the raw
@@ -244,10 +247,23 @@ def load_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> Secre
     return read_token_file(token_file)
 
 
-def read_token_file(path: str) -> SecretStr:
+def load_gitlab_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> SecretStr:
+    """The GitLab token: env TFC_WATCHDOG_GITLAB_TOKEN, else the file `gitlab.token_file`;
+    checked and registered with the log redaction like the TFC token."""
+    from_env = environ.get(GITLAB_TOKEN_ENV, "")
+    if from_env.strip():
+        return _checked_token(from_env.strip(), f"env {GITLAB_TOKEN_ENV}")
+    if policy.gitlab is None or policy.gitlab.token_file is None:
+        raise ConfigError(
+            [f"no GitLab token: set env {GITLAB_TOKEN_ENV} or gitlab.token_file (a mounted Secret)"]
+        )
+    return read_token_file(policy.gitlab.token_file, origin="gitlab.token_file")
+
+
+def read_token_file(path: str, *, origin: str = "tfc.token_file") -> SecretStr:
     """The token in `path` (`tfc.token_file`), checked like at start-up: read again by the
     daemon when the file changes (a rotated Secret)."""
-    origin = f"tfc.token_file {path}"
+    origin = f"{origin} {path}"
     try:
         with open(path, encoding="utf-8") as handle:
             token = handle.read(64 * 1024).strip()

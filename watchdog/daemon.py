@@ -48,7 +48,7 @@ log = structlog.get_logger(__name__)
 STOP_GRACE = timedelta(seconds=20)
 
 # Settings that need a restart to change (the rest reload in place).
-RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend")
+RESTART_ONLY = ("listen", "state_file", "tfc", "s3_backend", "gcs_backend", "gitlab")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -106,6 +106,8 @@ class Daemon:
             watched.extend(f"s3 {b.bucket}/{b.prefix}" for b in s3.lockfile_buckets)
         if policy.gcs_backend is not None:
             watched.extend(f"gcs {b.bucket}/{b.prefix}" for b in policy.gcs_backend.buckets)
+        if policy.gitlab is not None:
+            watched.append(f"gitlab {policy.gitlab.address} {','.join(policy.gitlab.projects)}")
         log.info(
             "starting",
             version=__version__,

@@ -76,7 +76,13 @@ def demo_config(simulator_url: str, listen: str, *, dry_run: bool) -> dict[str, 
         "interval": "1s",
         "listen": listen,
         "log": {"format": "json", "level": "info"},
-        "tfc": {"address": simulator_url, "organizations": ["demo"], "timeout": "10s"},
+        # Every workspace every 2 s, only those with an active run in the cycles between.
+        "tfc": {
+            "address": simulator_url,
+            "organizations": ["demo"],
+            "timeout": "10s",
+            "full_scan_interval": "2s",
+        },
         "limits": {"max_actions_per_cycle": 3, "max_actions_per_hour": 20},
         "protect": {
             "tags": ["protected"],

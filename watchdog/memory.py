@@ -15,6 +15,17 @@ restart. When cycles were missed since the last sighting (failed reads, a restar
 unbroken run of cycles only the watchdog's clock counts: the server's may jump (or, in the
 simulator, run faster). A restart, a lost state file or an outage therefore only delays action.
 
+With TFC two-tier polling (`tfc.full_scan_interval`), fast reads between full reads list only
+the workspaces whose current run is not final. They see run-held locks there (a sighting, as
+any read); they do not look at user/team locks: such a lock is neither sighted nor released
+by a fast read (one on a listed workspace is present; an unlisted workspace is not unlocked),
+and its gaps are measured from one full read to the next, allowed 2 x max(interval,
+full_scan_interval) + 30 s (a full read comes at the first cycle at least full_scan_interval
+after the last, so full reads are at most full_scan_interval + interval apart; one missed
+full read is covered as one missed cycle is). Its first-seen time is precise to the
+full-walk interval, and a release and re-take by the same holder between two full reads is
+not seen as new.
+
 Budget: every POST is recorded here BEFORE it is sent (an intent, written and fsynced to the
 state file) and completed with its outcome afterwards. Every record counts against the hourly
 budget whatever the answer, so no sequence of crashes (SIGKILL between sending and recording)
@@ -239,6 +250,8 @@ class Memory:
         # update() calls in this process: a lock seen by the previous one was watched without
         # a missed cycle, whatever the server's clock says happened meanwhile.
         self._cycles = 0
+        # (source, organization) -> the update() that last had a full read of it.
+        self._last_full_read: dict[tuple[str, str], int] = {}
 
     # --- loading and saving -----------------------------------------------------------------
 
@@ -406,10 +419,19 @@ class Memory:
         seen: set[_Key] = set()
         cleared: list[ClearedLock] = []
         for observation in observations:
-            for key, activity in _held_locks(observation):
+            scope = (observation.source.value, observation.organization)
+            previous_full = self._last_full_read.get(scope)
+            # Locks only a full read sees are watched from one full read to the next; the
+            # fast reads between do not look at them (Observation.full_read_every).
+            limit = max_gap
+            if not observation.fast and observation.full_read_every:
+                limit = max(max_gap, allowed_gap(observation.full_read_every))
+            for key, activity, sighted in _held_locks(observation):
                 if key in seen:
                     continue
                 seen.add(key)
+                if not sighted:
+                    continue
                 entry = self._locks.get(key)
                 if entry is None:
                     self._locks[key] = _LockEntry(
@@ -417,20 +439,27 @@ class Memory:
                     )
                     continue
                 gap = _gap(entry.last_seen, stamp)
-                if entry.last_cycle != self._cycles - 1:
+                unbroken = entry.last_cycle == self._cycles - 1 or (
+                    # Seen by the previous full read of its organization: only fast reads,
+                    # which do not look at it, came between.
+                    not observation.fast
+                    and previous_full is not None
+                    and entry.last_cycle == previous_full
+                )
+                if not unbroken:
                     # Cycles were missed (failed reads, a restart, `run --once` from cron):
                     # nobody looked in between, so the server's clock is a witness too. Within
                     # an unbroken run of cycles it is not: it may jump, or (the simulator) run
                     # faster than the watchdog's.
                     gap = max(gap, now - entry.last_seen_at)
-                if gap > max_gap:
+                if gap > limit:
                     log.info(
                         "lock not watched continuously; its observed age restarts",
                         source=key[0],
                         workspace_id=key[1],
                         holder_id=key[2],
                         gap_seconds=round(gap.total_seconds(), 1),
-                        allowed_seconds=max_gap.total_seconds(),
+                        allowed_seconds=limit.total_seconds(),
                     )
                     entry.first_seen = now
                     entry.sightings = 1
@@ -455,14 +484,20 @@ class Memory:
                 if key in seen or key[0] != source:
                     continue
                 entry = self._locks[key]
+                # A fast read lists only some workspaces: one absent from it is not unlocked.
                 gone_from_complete_read = (
                     observation.complete
+                    and not observation.fast
                     and entry.organization == observation.organization
                     and key[1] not in observation.unreadable
                 )
                 if gone_from_complete_read or key[1] in read_ids:
                     del self._locks[key]
                     cleared.append(self._cleared(key, entry))
+        for observation in observations:
+            if not observation.fast:
+                scope = (observation.source.value, observation.organization)
+                self._last_full_read[scope] = self._cycles
         self._prune_actions(stamp)
         return cleared
 
@@ -575,22 +610,32 @@ def _unsafe_to_replace(path: str) -> str | None:
     return None
 
 
-def _held_locks(observation: Observation) -> Iterator[tuple[_Key, datetime | None]]:
+def _held_locks(observation: Observation) -> Iterator[tuple[_Key, datetime | None, bool]]:
     """Each held lock's key, with its holder's sign of life (user/team locks of TFC only: a
-    run's lock ends with its run, and the S3 backend has no such field)."""
+    run's lock ends with its run, and the S3 backend has no such field), and whether this
+    read counts as a sighting of it.
+
+    A fast-path read sees only the workspaces it listed: a run-held lock there is a
+    sighting; a user/team lock there is present (not released) but not a sighting, since
+    the fast path is not what watches user/team locks (their sightings and gaps are those of
+    the full reads); the workspaces it carried from the last full read are not read at all.
+    """
     source = observation.source.value
     for workspace in observation.workspaces:
         if workspace.id in observation.unreadable:
+            continue
+        if observation.fast and workspace.id not in observation.listed_ids:
             continue
         holder = workspace.holder
         if workspace.locked and holder is not None:
             alive = holder.type in (HolderType.USER, HolderType.TEAM)
             key = (source, workspace.id, holder.id)
-            yield key, workspace.latest_change_at if alive else None
+            sighted = not (observation.fast and holder.type is not HolderType.RUN)
+            yield key, workspace.latest_change_at if alive else None, sighted
     for lock in observation.backend_locks:
         if lock.problem is None:
             workspace_id, holder_id = backend_lock_key(lock)
-            yield (source, workspace_id, holder_id), None
+            yield (source, workspace_id, holder_id), None, True
 
 
 def _loaded_stamp(value: Any, now: _Stamp, *, future_is_gap: bool) -> _Stamp:

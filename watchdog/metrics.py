@@ -94,6 +94,21 @@ class Metrics:
             ["endpoint", "code"],
             registry=r,
         )
+        self.read_requests = Counter(
+            f"{PREFIX}_read_requests",
+            "TFC workspace reads answered, by kind: `full` (a page of the walk of every "
+            "workspace), `fast` (a page of the workspaces whose current run is not final), "
+            "`reread` (one workspace, right before acting on it).",
+            ["kind"],
+            registry=r,
+        )
+        self.fast_path_disabled = Gauge(
+            f"{PREFIX}_fast_path_disabled",
+            "1 while an organization is walked in full every cycle because the fast path "
+            "missed a run or the server ignored or refused its filter; 0 while it is in use.",
+            ["organization"],
+            registry=r,
+        )
         self.api_rate_limited = Counter(
             f"{PREFIX}_api_rate_limited",
             "Responses with status 429 (rate limited).",
@@ -160,7 +175,7 @@ class Metrics:
         self.config_restart_required = Gauge(
             f"{PREFIX}_config_restart_required",
             "1 while the config file differs from the running process in a setting that "
-            "needs a restart (listen, state_file, tfc, s3_backend, gcs_backend), else 0.",
+            "needs a restart (listen, state_file, tfc, s3_backend, gcs_backend, gitlab), else 0.",
             registry=r,
         )
         self.build_info = Info(f"{PREFIX}_build", "Build information.", registry=r)
@@ -181,6 +196,8 @@ class Metrics:
         for action in ActionKind:
             for outcome in Outcome:
                 self.actions.labels(action=action.value, outcome=outcome.value)
+        for kind in ("full", "fast", "reread"):
+            self.read_requests.labels(kind=kind)
         for source in Source:
             for cleared_by in ("watchdog", "other"):
                 self.lock_age_at_clear.labels(source=source.value, cleared_by=cleared_by)

@@ -23,6 +23,7 @@ class Source(StrEnum):
     DYNAMODB = "dynamodb"
     S3 = "s3"
     GCS = "gcs"
+    GITLAB = "gitlab"
 
 
 class HolderType(StrEnum):
@@ -31,7 +32,8 @@ class HolderType(StrEnum):
     USER = "user"
     TEAM = "team"
     RUN = "run"
-    # A Terraform CLI lock in a backend store (DynamoDB item, S3 or GCS .tflock object).
+    # A Terraform CLI lock in a backend store (DynamoDB item, S3 or GCS .tflock object) or in
+    # GitLab-managed state.
     TERRAFORM = "terraform"
 
 
@@ -108,6 +110,12 @@ _PHASE_GROUPS: dict[str, PhaseGroup] = {
         "waiting",
     ),
 }
+
+
+# Every non-final status this version knows, in a stable order: the fast path's
+# `filter[current-run][status]`. A status missing here is still non-final (is_final_status);
+# the full walk's self-check finds runs the filter missed (watchdog/sources/tfc/twotier.py).
+NON_FINAL_STATUSES: tuple[str, ...] = tuple(_PHASE_GROUPS)
 
 
 def is_final_status(status: str) -> bool:
@@ -248,15 +256,17 @@ class TerraformLockInfo:
 
 @dataclass(frozen=True, slots=True)
 class BackendLock:
-    """A lock in an S3- or GCS-backend store. `store` is the table or bucket, `path` the state
-    path."""
+    """A lock in an S3- or GCS-backend store or GitLab-managed state. `store` is the table,
+    bucket or GitLab project path; `path` the state path (`<project>/<state name>` on
+    GitLab)."""
 
     source: Source
     store: str
     path: str
     info: TerraformLockInfo
-    # What a compare-and-delete must match: the raw `Info` string (DynamoDB), the ETag (S3) or
-    # the object generation (GCS).
+    # What a compare-and-delete must match: the raw `Info` string (DynamoDB), the ETag (S3),
+    # the object generation (GCS), or `<state id>|<lockedAt>|<user>` (GitLab, whose read API
+    # shows no lock ID: `info.id` is empty there).
     token: str
     # Set when the item could not be parsed: reported, never acted on.
     problem: str | None = None
@@ -267,7 +277,12 @@ class BackendLock:
 
 
 def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
-    """(workspace id, holder id) under which an S3-backend lock is remembered."""
+    """(workspace id, holder id) under which a backend lock is remembered.
+
+    GitLab shows no lock ID: its lock is known by `<state id>|<lockedAt>|<user>` (the token),
+    so a new lock on the same state, even by the same user, starts over."""
+    if lock.source is Source.GITLAB:
+        return f"{lock.store}/{lock.path}", lock.token
     return f"{lock.store}/{lock.path}", lock.info.id
 
 
@@ -299,10 +314,25 @@ class Observation:
     # Observations built by hand may leave it empty: use `ids_read`, which adds the ids of
     # `workspaces`.
     listed_ids: frozenset[str] = field(default=frozenset(), repr=False)
+    # A fast-path read (TFC two-tier polling): only the workspaces whose current run is not
+    # final were listed, and `listed_ids` holds just those. It does not see user/team locks:
+    # the locked workspaces of the last full read that it did not list are carried in
+    # `workspaces` (so they are reported, and acted on only after act's fresh re-read), but
+    # Memory neither counts them as seen nor as released, and a workspace absent from the
+    # page is not unlocked. Run-held locks on the listed workspaces are seen as in any read.
+    fast: bool = False
+    # On a full read that fast reads alternate with: the most time until the next full read
+    # (`tfc.full_scan_interval`). Locks only a full read can see are watched across it, so
+    # Memory's gap rule allows 2 x max(interval, this) + 30 s for their sightings.
+    full_read_every: timedelta = timedelta(0)
 
     @property
     def ids_read(self) -> frozenset[str]:
-        """Ids of every workspace read and parsed: `listed_ids` and those of `workspaces`."""
+        """Ids of every workspace read and parsed: `listed_ids` and those of `workspaces`
+        (of a fast read, only `listed_ids`: the others in `workspaces` were carried, not
+        read)."""
+        if self.fast:
+            return self.listed_ids
         kept = {workspace.id for workspace in self.workspaces}
         return self.listed_ids if kept <= self.listed_ids else self.listed_ids | kept
 
@@ -325,8 +355,9 @@ class FindingKind(StrEnum):
 
 # Where a lock's age comes from: the run's status timestamp, the watchdog's own continuous
 # observation, the lock info's `Created` (the writer's clock), or the `.tflock` object's
-# LastModified (S3's clock) or timeCreated (GCS's clock).
-AgeSource = Literal["run", "first_seen", "lock_info", "last_modified"]
+# LastModified (S3's clock) or timeCreated (GCS's clock); `locked_at`: GitLab's own time of
+# the lock (its read API's `lockedAt`).
+AgeSource = Literal["run", "first_seen", "lock_info", "last_modified", "locked_at"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,6 +96,41 @@ Duration = Annotated[
 ]
 
 
+def parse_duration_or_zero(value: Any) -> timedelta:
+    """A duration, or zero (`0`, `"0"`, `"0s"`) where zero means "every cycle"."""
+    if not isinstance(value, bool) and isinstance(value, int | float) and value == 0:
+        return timedelta(0)
+    if isinstance(value, str) and value.strip() in {"0", "0s", "0m"}:
+        return timedelta(0)
+    if isinstance(value, timedelta) and not value:
+        return value
+    negative = (isinstance(value, str) and value.strip().startswith("-")) or (
+        not isinstance(value, bool) and isinstance(value, int | float) and value < 0
+    )
+    if negative:
+        raise ValueError(f"{value!r}: give 0 (every cycle) or a duration such as 10m")
+    return parse_duration(value)
+
+
+DurationOrZero = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration_or_zero),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "pattern": r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$|^\s*\d+(\.\d+)?\s*$",
+                },
+                {"type": "number", "minimum": 0},
+            ],
+            "examples": ["0", "5m", "10m", "30m"],
+        }
+    ),
+]
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, use_attribute_docstrings=True, validate_default=True
@@ -321,6 +356,16 @@ Regex = Annotated[str, AfterValidator(_check_regex)]
 Name = Annotated[str, AfterValidator(_check_name)]
 
 
+def _check_project_path(value: str) -> str:
+    # GitLab's full path: namespaces and the project, separated by `/` (no URL, no id).
+    if not re.match(r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+$", value):
+        raise ValueError(f"{value!r} is not a GitLab project path such as group/project")
+    return value
+
+
+ProjectPath = Annotated[str, AfterValidator(_check_project_path)]
+
+
 class Match(StrictModel):
     """Which workspaces a rule applies to. Every listed criterion must match (AND); an empty
     list matches everything. Names, projects and paths are shell globs (`sandbox-*`).
@@ -335,10 +380,12 @@ class Match(StrictModel):
     """Workspace names (globs)."""
     tags: tuple[Name, ...] = ()
     """Workspace tags; the workspace must carry all of them."""
-    sources: tuple[Literal["tfc", "dynamodb", "s3", "gcs"], ...] = ()
-    """Lock sources this rule applies to: tfc, dynamodb, s3, gcs. Empty = every source."""
+    sources: tuple[Literal["tfc", "dynamodb", "s3", "gcs", "gitlab"], ...] = ()
+    """Lock sources this rule applies to: tfc, dynamodb, s3, gcs, gitlab. Empty = every
+    source."""
     paths: tuple[Glob, ...] = ()
-    """S3 and GCS backend state paths: `<bucket>/<key>` globs such as `tf-state/prod/*`."""
+    """S3 and GCS backend state paths: `<bucket>/<key>` globs such as `tf-state/prod/*`;
+    GitLab state paths: `<project path>/<state name>` globs such as `infra/network/*`."""
 
     @model_validator(mode="after")
     def _matchable(self) -> Match:
@@ -537,6 +584,12 @@ class TfcConfig(StrictModel):
     recorded (a 100-workspace page is a few hundred KB: seconds at worst)."""
     requests_per_second: float | None = Field(None, gt=0)
     """Client-side rate limit. null = two thirds of the server's X-RateLimit-Limit."""
+    full_scan_interval: DurationOrZero = timedelta(minutes=10)
+    """How often every workspace is read (the full walk). In the cycles between, only the
+    workspaces whose current run is not final are listed (one filtered request per
+    organization at low activity): stuck runs and run-held locks are still found every
+    `interval`, user/team locks only by the full walk, so their first-seen time is precise to
+    this interval. 0 = the full walk every cycle."""
 
     @field_validator("address")
     @classmethod
@@ -654,6 +707,42 @@ class S3BackendConfig(StrictModel):
         return self
 
 
+class GitLabConfig(StrictModel):
+    """GitLab-managed Terraform state (Terraform's `http` backend on GitLab). The token (a
+    project access token, role Maintainer to unlock, Developer to only report; scope `api`,
+    `read_api` to only report) comes from env TFC_WATCHDOG_GITLAB_TOKEN or `token_file`."""
+
+    address: str = "https://gitlab.com"
+    """The GitLab instance (https://gitlab.example.com)."""
+    projects: Annotated[tuple[ProjectPath, ...], Field(json_schema_extra={"minItems": 1})]
+    """Projects whose Terraform states are watched, by full path (`group/subgroup/project`)."""
+    token_file: str | None = None
+    """A file holding the GitLab token (else env TFC_WATCHDOG_GITLAB_TOKEN). Never the token."""
+    ca_bundle: str | None = None
+    """PEM file of a private CA for a self-managed GitLab."""
+    timeout: Duration = timedelta(seconds=15)
+    """The most one request may take, connecting and the whole answer included."""
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, value: str) -> str:
+        return _http_url(value, "https://gitlab.com")
+
+    @field_validator("projects")
+    @classmethod
+    def _some_projects(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        if not values:
+            raise ValueError("list at least one project (group/project) to watch")
+        return values
+
+    @field_validator("token_file", "ca_bundle")
+    @classmethod
+    def _non_empty_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an empty path: give a file path or null")
+        return value
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     """`host:port` (IPv6 as `[::1]:9877`) -> (host, port). Raises ValueError.
 
@@ -691,12 +780,14 @@ class Policy(StrictModel):
     log: LogConfig = LogConfig()
     """Logging."""
     tfc: TfcConfig | None = None
-    """HCP Terraform / Terraform Enterprise. At least one of tfc, s3_backend and gcs_backend
-    is required."""
+    """HCP Terraform / Terraform Enterprise. At least one of tfc, s3_backend, gcs_backend and
+    gitlab is required."""
     s3_backend: S3BackendConfig | None = None
     """Terraform's S3 backend locks (DynamoDB table, `.tflock` objects)."""
     gcs_backend: GcsBackendConfig | None = None
     """Terraform's gcs backend locks (`.tflock` objects in GCS buckets)."""
+    gitlab: GitLabConfig | None = None
+    """GitLab-managed Terraform state locks (the `http` backend on GitLab)."""
     limits: Limits = Limits()
     """Action budgets."""
     protect: Protect = Protect()
@@ -738,10 +829,16 @@ class Policy(StrictModel):
 
     @model_validator(mode="after")
     def _some_source(self) -> Policy:
-        if self.tfc is None and self.s3_backend is None and self.gcs_backend is None:
+        if (
+            self.tfc is None
+            and self.s3_backend is None
+            and self.gcs_backend is None
+            and self.gitlab is None
+        ):
             raise PydanticCustomError(
                 "no_source",
-                "no lock source configured: add a `tfc` section (or `s3_backend`, `gcs_backend`)",
+                "no lock source configured: add a `tfc` section (or `s3_backend`, "
+                "`gcs_backend`, `gitlab`)",
             )
         return self
 

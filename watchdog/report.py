@@ -532,14 +532,14 @@ def _backend_table(
                 format_age(lock.age),
                 ",".join(kinds) or ("stale" if lock.stale else "held"),
                 lock.rule,
-                lock.lock_id or f"UNREADABLE: {lock.reason}",
+                _backend_lock_id(lock),
             ]
         )
     headers = ["STORE", "STATE PATH", "WHO", "OPERATION", "CREATED (UTC)", "AGE", "FINDING"]
     # The lock ID stays whole: it is what `terraform force-unlock` takes.
     wrap = ("STATE PATH", "WHO", "OPERATION", "FINDING")
     out = _table([*headers, "RULE", "LOCK ID"], rows, width=width, wrap=wrap)
-    stale = [lk for lk in locks if lk.stale and lk.lock_id]
+    stale = [lk for lk in locks if lk.stale and (lk.lock_id or _is_gitlab(lk))]
     if stale:
         out.append("")
         out.append(
@@ -558,9 +558,32 @@ def _backend_table(
                         width,
                     )
                 )
+            elif _is_gitlab(lk):
+                out.extend(_fill(f"{lk.workspace}: {_GITLAB_FIX}", width))
             else:
                 out.append(f"  {lk.workspace}: terraform force-unlock {shlex.quote(lk.lock_id)}")
     return out
+
+
+# GitLab's read API shows no lock ID: the user has it from Terraform's own error ("Lock Info:
+# ID: ..."), or unlocks in GitLab (https://docs.gitlab.com/user/infrastructure/iac/
+# terraform_state/), which needs the Maintainer role.
+_GITLAB_FIX = (
+    'terraform force-unlock <the ID in Terraform\'s "Lock Info">, or in GitLab: '
+    "Operate > Terraform states > Actions > Unlock"
+)
+
+
+def _is_gitlab(lock: LockState) -> bool:
+    return lock.source.value == "gitlab" and lock.lock_info is not None
+
+
+def _backend_lock_id(lock: LockState) -> str:
+    if lock.lock_id:
+        return lock.lock_id
+    if _is_gitlab(lock):
+        return "(not shown by GitLab)"
+    return f"UNREADABLE: {lock.reason}"
 
 
 def _since_note(lock: LockState) -> str:

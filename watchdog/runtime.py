@@ -13,11 +13,14 @@ import structlog
 from pydantic import SecretStr
 
 from watchdog.act import Actor, BackendLockTarget
+from watchdog.configload import load_gitlab_token
 from watchdog.cycle import CycleRunner, ObservingSource
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import Source
 from watchdog.policy import Policy
+from watchdog.sources.gitlab.client import GitLabClient
+from watchdog.sources.gitlab.source import GitLabStateSource
 from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
 
@@ -26,7 +29,7 @@ if TYPE_CHECKING:  # boto3 and google-cloud-storage are extras: imported only wh
     from watchdog.sources.gcslockfile import GcsLockfileSource
     from watchdog.sources.s3lockfile import S3LockfileSource
 
-    BackendSource = DynamoDbLockSource | S3LockfileSource | GcsLockfileSource
+    BackendSource = DynamoDbLockSource | S3LockfileSource | GcsLockfileSource | GitLabStateSource
 
 log = structlog.get_logger(__name__)
 
@@ -36,7 +39,8 @@ class Runtime:
     runner: CycleRunner
     tfc: TfcSource | None
     actor: Actor | None
-    # The backend lock sources (DynamoDB tables, S3 and GCS .tflock buckets), by source.
+    # The backend lock sources (DynamoDB tables, S3 and GCS .tflock buckets, GitLab), by
+    # source.
     backend: dict[Source, BackendSource] = field(default_factory=dict)
     # The TFC API client, for `set_token` when the token file is rotated.
     tfc_client: TfcClient | None = None
@@ -71,10 +75,18 @@ async def open_runtime(
                     requests_per_second=policy.tfc.requests_per_second,
                 )
             )
-            tfc = TfcSource(client, policy.tfc.organizations, metrics)
+            tfc = TfcSource(
+                client,
+                policy.tfc.organizations,
+                metrics,
+                full_scan_interval=policy.tfc.full_scan_interval,
+            )
             sources.append(tfc)
         backend = _open_backend(policy, metrics, stack)
         backend.update(_open_gcs_backend(policy, metrics, stack))
+        gitlab = await _open_gitlab(policy, metrics, stack)
+        if gitlab is not None:
+            backend[Source.GITLAB] = gitlab
         sources.extend(backend.values())
         memory = Memory.load(policy.state_file)
         actor: Actor | None = None
@@ -145,3 +157,21 @@ def _open_gcs_backend(
     )
     stack.callback(buckets.close)
     return {Source.GCS: buckets}
+
+
+async def _open_gitlab(
+    policy: Policy, metrics: Metrics, stack: contextlib.AsyncExitStack
+) -> GitLabStateSource | None:
+    """The GitLab-managed state source, when `gitlab` is configured; closed with `stack`."""
+    config = policy.gitlab
+    if config is None:
+        return None
+    client = GitLabClient(
+        address=config.address,
+        token=load_gitlab_token(policy).get_secret_value(),
+        metrics=metrics,
+        timeout=config.timeout.total_seconds(),
+        verify=config.ca_bundle or True,
+    )
+    stack.push_async_callback(client.aclose)
+    return GitLabStateSource(client, config.projects, metrics)

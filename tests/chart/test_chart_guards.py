@@ -105,7 +105,8 @@ def test_make_image_builds_with_the_engine_it_finds() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "podman build -f deploy/Dockerfile --build-arg REVISION=" in result.stdout
+    assert "podman build -f deploy/Dockerfile --build-arg VERSION=" in result.stdout
+    assert "--build-arg REVISION=" in result.stdout
     assert result.stdout.rstrip().endswith("-t registry.example.com/w:1 .")
 
 

@@ -220,6 +220,10 @@ RESTART_ONLY_CHANGES = {
     "s3_backend": {"config": {"s3_backend": {"region": "eu-west-1", "dynamodb_tables": ["t"]}}},
     "gcs_backend": {"config": {"gcs_backend": {"buckets": [{"bucket": "tf-state"}]}}},
     "ca_bundle": {"caBundle": {"existingConfigMap": "corp-ca"}},
+    "gitlab": {
+        "config": {"gitlab": {"projects": ["platform/network"]}},
+        "gitlabToken": {"value": "glpat-example-not-real"},
+    },
 }
 # Settings it reloads in place: the pod must not roll, so lock ages survive.
 RELOADED_CHANGES = {
@@ -233,7 +237,9 @@ RELOADED_CHANGES = {
 
 
 def test_restart_only_keys_are_the_daemons() -> None:
-    assert {"listen", "state_file", "tfc", "s3_backend", "gcs_backend"} == set(RESTART_ONLY)
+    assert {"listen", "state_file", "tfc", "s3_backend", "gcs_backend", "gitlab"} == set(
+        RESTART_ONLY
+    )
 
 
 @pytest.mark.parametrize("change", sorted(RESTART_ONLY_CHANGES))

@@ -37,7 +37,12 @@ def test_deep_json_lock_bodies_are_unreadable_locks_and_tfc_is_still_read(
     config: dict[str, Any] = {
         "dry_run": True,
         "listen": f"127.0.0.1:{free_port()}",
-        "tfc": {"address": simulator.url, "organizations": ["demo"], "timeout": "5s"},
+        "tfc": {
+            "address": simulator.url,
+            "organizations": ["demo"],
+            "timeout": "5s",
+            "full_scan_interval": 0,
+        },
         "s3_backend": {
             "region": moto_aws.region,
             "endpoint_url": moto_aws.endpoint_url,

@@ -406,7 +406,12 @@ def test_an_unreachable_s3_endpoint_fails_only_its_part_and_tfc_still_reports(
     config = watchdog_config(
         {"endpoint_url": dead, "dynamodb_tables": [TABLE]},
         dry_run=True,
-        tfc={"address": simulator.url, "organizations": ["demo"], "timeout": "5s"},
+        tfc={
+            "address": simulator.url,
+            "organizations": ["demo"],
+            "timeout": "5s",
+            "full_scan_interval": 0,
+        },
     )
     config_path = write_config(tmp_path / "watchdog.yaml", config)
 

@@ -107,6 +107,7 @@ def project(tmp_path: Path) -> Iterator[tuple[SimulatorServer, Terraform, Path]]
                 "organizations": ["demo"],
                 "timeout": "5s",
                 "ca_bundle": str(sim.ca_file),
+                "full_scan_interval": 0,
             },
             defaults={"lock_stale_after": "1h", "actions": []},
             rules=[

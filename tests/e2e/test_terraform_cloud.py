@@ -162,6 +162,7 @@ def watchdog_config(sim: SimulatorServer, tmp_path: Path, name: str, **overrides
             "organizations": ["demo"],
             "timeout": "5s",
             "ca_bundle": str(sim.ca_file),
+            "full_scan_interval": 0,
         },
         defaults={"lock_stale_after": "1h", "actions": []},
         rules=[

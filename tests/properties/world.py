@@ -113,6 +113,10 @@ class Case:
     waiting_after: int
     protect_glob: bool  # protect.workspaces: ["prod-*"]
     cycles: tuple[CycleSpec, ...]
+    # `tfc.full_scan_interval`: "0" reads every workspace every cycle; "10m" (two-tier) reads
+    # them all in each process's first cycle only (the cycles run back to back), the others
+    # list the workspaces with an active run and carry the rest.
+    full_scan_interval: str = "0"
 
     def policy_document(self, state_file: str) -> dict[str, Any]:
         thresholds = {
@@ -126,7 +130,11 @@ class Case:
             "dry_run": self.dry_run,
             "interval": "60s",
             "state_file": state_file,
-            "tfc": {"address": "http://sim.invalid", "organizations": [ORG]},
+            "tfc": {
+                "address": "http://sim.invalid",
+                "organizations": [ORG],
+                "full_scan_interval": self.full_scan_interval,
+            },
             "limits": {
                 "max_actions_per_cycle": self.max_per_cycle,
                 "max_actions_per_hour": self.max_per_hour,
@@ -205,6 +213,7 @@ fast_lock_stale = st.sampled_from([1, 600])
 run_stuck = st.sampled_from([60, 3600, 6 * 3600])
 waiting = st.sampled_from([60, 86400])
 globs = st.sampled_from([False, False, False, True])
+full_scan_intervals = st.sampled_from(["0", "10m"])
 
 
 def _corruptions(count: int) -> st.SearchStrategy[frozenset[int]]:
@@ -274,6 +283,7 @@ def cases(
         waiting_after=draw(waiting),
         protect_glob=draw(globs),
         cycles=tuple(cycles),
+        full_scan_interval=draw(full_scan_intervals),
     )
 
 
@@ -646,7 +656,8 @@ def _start(
         transport=recorder,
         max_attempts=1,
     )
-    source = TfcSource(client, [ORG], metrics)
+    assert policy.tfc is not None
+    source = TfcSource(client, [ORG], metrics, full_scan_interval=policy.tfc.full_scan_interval)
     memory = Memory.load(str(state_file))
     actor = Actor(source=source, memory=memory, metrics=metrics, log=log)
     interposer = _Interposer(actor, lambda: None)

@@ -42,7 +42,14 @@ def base_config(simulator_url: str, **overrides: Any) -> dict[str, Any]:
         "interval": "1s",
         "listen": f"127.0.0.1:{free_port()}",
         "log": {"format": "json", "level": "debug"},
-        "tfc": {"address": simulator_url, "organizations": ["demo"], "timeout": "5s"},
+        # Every workspace read every cycle: the stories change locks between cycles of a
+        # second and expect the next cycle to see them (two-tier polling has its own tests).
+        "tfc": {
+            "address": simulator_url,
+            "organizations": ["demo"],
+            "timeout": "5s",
+            "full_scan_interval": 0,
+        },
     }
     config.update(overrides)
     return config

@@ -355,7 +355,7 @@ class SimulatorServer:
         result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
         return result
 
-    def settings(self, **values: float) -> dict[str, Any]:
+    def settings(self, **values: float | str) -> dict[str, Any]:
         """Change `rate_limit`, `run_list_per_minute`, `latency_ms` (buckets refill) or
         `snapshot_interval` (seconds of `X-Terraform-Snapshot-Interval`; 0: not sent)."""
         result: dict[str, Any] = self._call("POST", "/settings", json=values)

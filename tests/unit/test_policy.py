@@ -286,8 +286,9 @@ def _example_with_s3_block() -> str:
 
 
 def _example_with_backend_blocks() -> str:
-    """The example with its commented-out s3_backend and gcs_backend blocks uncommented."""
-    return _uncommented(_example_with_s3_block(), "# gcs_backend:")
+    """The example with its commented-out s3_backend, gcs_backend and gitlab blocks
+    uncommented."""
+    return _uncommented(_uncommented(_example_with_s3_block(), "# gcs_backend:"), "# gitlab:")
 
 
 def test_the_commented_s3_backend_block_of_the_example_validates(tmp_path: Path) -> None:
@@ -336,6 +337,15 @@ def test_gcs_backend_alone_is_a_source_and_its_paths_match_only_gcs_rules() -> N
     assert p.tfc is None
     assert p.rule_for_path("gcs", "tf-state/prod/default.tfstate").id == "gcs"
     assert p.rule_for_path("s3", "tf-state/prod/default.tfstate").id == "s3"
+
+
+def test_the_commented_gitlab_block_of_the_example_validates(tmp_path: Path) -> None:
+    path = tmp_path / "example-with-gitlab.yaml"
+    path.write_text(_uncommented(EXAMPLE.read_text(), "# gitlab:"))
+    p = load_policy(str(path), {})
+    assert p.gitlab is not None
+    assert p.gitlab.projects == ("platform/infrastructure",)
+    assert p.gitlab.token_file is None
 
 
 def _field_paths(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str]]:
@@ -607,3 +617,19 @@ def test_the_readmes_gcs_backend_config_validates() -> None:
     p = Policy.model_validate(yaml.safe_load(block))
     assert p.gcs_backend is not None
     assert p.rule_for_path("gcs", "tf-state/prod/default.tfstate").id == "prod-state"
+
+
+def test_full_scan_interval_defaults_to_ten_minutes_and_takes_zero_for_every_cycle() -> None:
+    def tfc(**keys: Any) -> timedelta:
+        loaded = Policy.model_validate({"tfc": {"organizations": ["acme"], **keys}})
+        assert loaded.tfc is not None
+        return loaded.tfc.full_scan_interval
+
+    assert tfc() == timedelta(minutes=10)
+    for zero in (0, "0", "0s", 0.0):
+        assert tfc(full_scan_interval=zero) == timedelta(0)
+    assert tfc(full_scan_interval="30m") == timedelta(minutes=30)
+    assert tfc(full_scan_interval=90) == timedelta(seconds=90)
+    for bad in ("-5m", "soon", True, -1, None):
+        with pytest.raises(ValidationError, match="full_scan_interval"):
+            tfc(full_scan_interval=bad)

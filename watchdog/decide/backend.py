@@ -65,12 +65,19 @@ def _backend_age(lock: BackendLock) -> tuple[datetime, AgeSource]:
     client clock cannot age a lock the store stored a moment ago. A DynamoDB item has only
     `Created` (see `_backend_view`)."""
     created, stored = lock.info.created, lock.last_modified
+    if lock.source is Source.GITLAB:
+        # Set by GitLab's clock when the lock was taken: there is no client clock to doubt.
+        return created, "locked_at"
     if stored is not None and stored > created:
         return stored, "last_modified"
     return created, "lock_info"
 
 
-_AGE_SOURCE_TEXT = {"lock_info": "Created", "last_modified": "LastModified"}
+_AGE_SOURCE_TEXT = {
+    "lock_info": "Created",
+    "last_modified": "LastModified",
+    "locked_at": "GitLab's lockedAt",
+}
 
 
 def _backend_view(
@@ -121,6 +128,9 @@ def _describe_backend(lock: LockState) -> str:
     """`terraform:alice@ci-42 (OperationTypeApply), lock ID 6f1c...`."""
     info = lock.lock_info
     operation = f" ({info.operation})" if info and info.operation else ""
+    if not lock.lock_id:
+        # GitLab-managed state: its read API does not show the lock ID.
+        return f"{lock.holder.label()}{operation}, locked at {lock.since.isoformat()}"
     return f"{lock.holder.label()}{operation}, lock ID {lock.lock_id}"
 
 
@@ -184,7 +194,12 @@ def _backend_ladder(
     kind = ActionKind.DELETE_LOCK
     if kind not in rule.actions:
         return None
-    subject = f"lock {state.lock_id or '(unreadable)'} of {lock.path}"
+    if lock.problem is not None:
+        subject = f"lock (unreadable) of {lock.path}"
+    else:
+        subject = (
+            f"lock {state.lock_id} of {lock.path}" if state.lock_id else f"lock of {lock.path}"
+        )
     guard: str | None = None
     if lock.problem is not None:
         guard = "lock info unreadable: never acted on"

@@ -33,6 +33,12 @@ Layout (one job per module; each imports only modules above it in this list):
 - `tls.py`           a self-signed certificate for serving HTTPS
 - `cli.py`           `tfc-watchdog simulator`
 
+Beside it, self-contained (it imports no other module of this package):
+- `gitlab.py`        a GitLab-compatible endpoint for GitLab-managed Terraform state, an app
+                     of its own (`build_gitlab_app`): the state API Terraform's `http` backend
+                     calls, with GitLab's lock semantics, and the GraphQL queries the watchdog
+                     sends
+
 Where routes go: a new `/api/v2` endpoint of the workspaces or runs APIs is an entry in
 `api.ROUTES`, its handler an `async def (ctx: Ctx) -> Response` wrapped by `endpoint()`. A
 new API family (another service's endpoints) gets its own module with its own route list,

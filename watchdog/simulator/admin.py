@@ -22,7 +22,7 @@ token, name or id. Errors: 400 `{"error": "..."}`.
 | `POST /_sim/runs/{id}/status` | `{"status"}` | move a run |
 | `POST /_sim/runs/{id}/hangs-on-cancel` | `{"value": true}` | ignore cancels |
 | `POST /_sim/settings` | `{"rate_limit", "run_list_per_minute", "latency_ms", | change limits |
-|   |  "snapshot_interval"}` | |
+|   |  "snapshot_interval", "current_run_filter"}` | (filter: core.Settings) |
 | `GET /_sim/state` | `?organization=&locked=true` | compact dump of workspaces |
 """
 
@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from watchdog.simulator import render
+from watchdog.simulator.core import CURRENT_RUN_FILTER_MODES
 from watchdog.simulator.errors import ApiError
 from watchdog.simulator.scenario import ScenarioError, load_builtin, load_text
 from watchdog.simulator.state import Principal, Run, Workspace, World
@@ -274,8 +275,16 @@ async def change_settings(request: Request, sim: Simulator, body: dict[str, Any]
     for key in keys:
         if key in body:
             setattr(sim.settings, key, float(body[key]))
+    if "current_run_filter" in body:
+        mode = body["current_run_filter"]
+        if mode not in CURRENT_RUN_FILTER_MODES:
+            raise AdminError(f"current_run_filter must be one of {CURRENT_RUN_FILTER_MODES}")
+        sim.settings.current_run_filter = mode
     sim.limiter.reset()
-    return {key: getattr(sim.settings, key) for key in keys}
+    return {
+        **{key: getattr(sim.settings, key) for key in keys},
+        "current_run_filter": sim.settings.current_run_filter,
+    }
 
 
 async def dump_state(request: Request, sim: Simulator, _: dict[str, Any]) -> Any:

@@ -57,11 +57,20 @@ def _workspace_filters(ctx: Ctx) -> list[Callable[[Workspace], bool]]:
     if project := q.get("filter[project][id]"):
         checks.append(lambda ws: ws.project_id == project)
     if statuses := set(csv(ctx.request, "filter[current-run][status]")):
-        checks.append(
-            lambda ws: (
-                ws.current_run_id is not None and world.runs[ws.current_run_id].status in statuses
+        mode = ctx.sim.settings.current_run_filter
+        if mode == "reject" or (mode == "reject_list" and len(statuses) > 1):
+            raise ApiError(
+                400, "invalid filter", "filter[current-run][status] takes a single status"
             )
-        )
+        if mode == "empty":
+            checks.append(lambda ws: False)
+        elif mode != "ignore":
+            checks.append(
+                lambda ws: (
+                    ws.current_run_id is not None
+                    and world.runs[ws.current_run_id].status in statuses
+                )
+            )
     return checks
 
 

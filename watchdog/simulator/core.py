@@ -17,6 +17,8 @@ from watchdog.simulator.scenario import Loaded
 from watchdog.simulator.state import World
 
 REQUEST_LOG_SIZE = 100_000
+# Settings.current_run_filter's values.
+CURRENT_RUN_FILTER_MODES = ("apply", "ignore", "reject_list", "reject", "empty")
 
 
 @dataclass
@@ -34,6 +36,13 @@ class Settings:
     # Seconds sent as `X-Terraform-Snapshot-Interval` on the state-version answers Terraform
     # reads (>= 1.5 then uploads intermediate snapshots during a long apply); 0: not sent.
     snapshot_interval: float = 0.0
+    # How the workspace list answers `filter[current-run][status]`, to show the watchdog a
+    # server that gets it wrong: `apply` (a status or a comma list of statuses, as the
+    # API's OpenAPI spec documents), `ignore` (answers as if it were not there),
+    # `reject_list` (400 for a comma list; one status is applied), `reject` (400 for any
+    # value, as a server that does not know the parameter), `empty` (no workspace
+    # matches, as an unknown value does on the real API).
+    current_run_filter: str = "apply"
 
 
 class Simulator:

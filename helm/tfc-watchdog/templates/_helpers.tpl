@@ -54,6 +54,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 only the failed keyword, so the checks a first install is likely to trip live here. */}}
 {{- define "tfc-watchdog.validate" -}}
 {{- include "tfc-watchdog.validateToken" . }}
+{{- include "tfc-watchdog.validateGitlabToken" . }}
 {{- if not .Values.image.repository }}
 {{- fail "image.repository: set the image to run. Nothing publishes one for this chart: build it with `make image` (docker or podman), push it to a registry your cluster pulls from, then set image.repository (and image.tag or image.digest)" }}
 {{- end }}
@@ -61,7 +62,7 @@ only the failed keyword, so the checks a first install is likely to trip live he
 {{- fail "image.tag: `latest` is not a version; set the tag you built and pushed (empty = the chart's appVersion), or image.digest" }}
 {{- end }}
 {{- if and (include "tfc-watchdog.usesTfc" .) (not .Values.config.tfc.organizations) }}
-{{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend or gcs_backend" }}
+{{- fail "config.tfc.organizations: list the HCP Terraform / TFE organizations to watch (e.g. --set 'config.tfc.organizations={my-org}'), or set config.tfc=null to watch only s3_backend, gcs_backend or gitlab" }}
 {{- end }}
 {{- $listen := .Values.config.listen | default "0.0.0.0:9877" | toString }}
 {{- $host := regexReplaceAll ":[0-9]+$" $listen "" | trimAll "[]" | lower }}
@@ -90,7 +91,7 @@ the interval is long, and the alert never holds through its `for`. */}}
 {{- end }}
 
 {{/* "true" when the config watches HCP Terraform / TFE (config.tfc set): only then is
-an API token needed. A config with only s3_backend or gcs_backend (`tfc: null`) runs without
+an API token needed. A config with only s3_backend, gcs_backend or gitlab (`tfc: null`) runs without
 one. */}}
 {{- define "tfc-watchdog.usesTfc" -}}
 {{- if .Values.config.tfc }}true{{ end }}
@@ -106,6 +107,36 @@ one. */}}
 {{- end }}
 {{- end }}
 
+{{/* "true" when the config watches GitLab-managed Terraform state (config.gitlab set). */}}
+{{- define "tfc-watchdog.usesGitlab" -}}
+{{- if .Values.config.gitlab }}true{{ end }}
+{{- end }}
+
+{{/* Exactly one GitLab token source when GitLab is watched; fails the render otherwise. */}}
+{{- define "tfc-watchdog.validateGitlabToken" -}}
+{{- if and .Values.gitlabToken.value .Values.gitlabToken.existingSecret }}
+{{- fail "gitlabToken: set either gitlabToken.value or gitlabToken.existingSecret, not both" }}
+{{- end }}
+{{- if and (include "tfc-watchdog.usesGitlab" .) (not (or .Values.gitlabToken.value .Values.gitlabToken.existingSecret)) }}
+{{- fail "gitlabToken: config.gitlab is set: set gitlabToken.existingSecret (an existing Secret holding a GitLab project access token) or gitlabToken.value" }}
+{{- end }}
+{{- end }}
+
+{{- define "tfc-watchdog.gitlabSecretName" -}}
+{{- .Values.gitlabToken.existingSecret | default (printf "%s-gitlab" (include "tfc-watchdog.fullname" .)) }}
+{{- end }}
+
+{{- define "tfc-watchdog.gitlabSecretKey" -}}
+{{- if .Values.gitlabToken.existingSecret }}{{ .Values.gitlabToken.existingSecretKey }}{{ else }}token{{ end }}
+{{- end }}
+
+{{/* The GitLab port, from config.gitlab.address (443 unless it names another). */}}
+{{- define "tfc-watchdog.gitlabPort" -}}
+{{- $address := (.Values.config.gitlab | default dict).address | default "https://gitlab.com" }}
+{{- $port := regexFind ":[0-9]+" (regexReplaceAll "^[a-z]+://" $address "" | splitList "/" | first) }}
+{{- if $port }}{{ trimPrefix ":" $port }}{{ else if hasPrefix "http://" $address }}80{{ else }}443{{ end }}
+{{- end }}
+
 {{- define "tfc-watchdog.tokenSecretName" -}}
 {{- .Values.token.existingSecret | default (include "tfc-watchdog.fullname" .) }}
 {{- end }}
@@ -117,6 +148,7 @@ one. */}}
 {{/* Where the pod finds its files. */}}
 {{- define "tfc-watchdog.configDir" -}}/etc/tfc-watchdog{{- end }}
 {{- define "tfc-watchdog.tokenDir" -}}/var/run/secrets/tfc-watchdog{{- end }}
+{{- define "tfc-watchdog.gitlabTokenDir" -}}/var/run/secrets/tfc-watchdog-gitlab{{- end }}
 {{- define "tfc-watchdog.caDir" -}}/etc/ssl/tfc-watchdog{{- end }}
 {{- define "tfc-watchdog.stateDir" -}}/var/lib/tfc-watchdog{{- end }}
 
@@ -174,6 +206,11 @@ one. */}}
 {{- else }}
 {{- $_ := set $config "tfc" nil }}
 {{- end }}
+{{- if include "tfc-watchdog.usesGitlab" . }}
+{{- $gitlab := deepCopy .Values.config.gitlab }}
+{{- $_ := set $gitlab "token_file" (printf "%s/token" (include "tfc-watchdog.gitlabTokenDir" .)) }}
+{{- $_ := set $config "gitlab" $gitlab }}
+{{- end }}
 {{- $_ := set $config "state_file" (printf "%s/state.json" (include "tfc-watchdog.stateDir" .)) }}
 {{- toYaml $config }}
 {{- end }}
@@ -181,7 +218,7 @@ one. */}}
 {{/* The settings of the rendered config that the daemon reads only at start (its
 RESTART_ONLY), as JSON with sorted keys: what checksum/restart-config hashes. */}}
 {{- define "tfc-watchdog.restartOnlyConfig" -}}
-{{- pick (include "tfc-watchdog.config" . | fromYaml) "listen" "state_file" "tfc" "s3_backend" "gcs_backend" | toJson }}
+{{- pick (include "tfc-watchdog.config" . | fromYaml) "listen" "state_file" "tfc" "s3_backend" "gcs_backend" "gitlab" | toJson }}
 {{- end }}
 
 {{/* The hash of the data of the Secret the chart renders (not its labels, which change
@@ -192,5 +229,15 @@ never sees that Secret's data. */}}
 {{- printf "%s/%s" .Values.token.existingSecret .Values.token.existingSecretKey | sha256sum }}
 {{- else }}
 {{- (include (print $.Template.BasePath "/secret.yaml") . | fromYaml).data | toJson | sha256sum }}
+{{- end }}
+{{- end }}
+
+{{/* The same for the GitLab token, which the daemon reads only at start: a change in the
+chart's own Secret rolls the pod. */}}
+{{- define "tfc-watchdog.gitlabSecretChecksum" -}}
+{{- if .Values.gitlabToken.existingSecret }}
+{{- printf "%s/%s" .Values.gitlabToken.existingSecret .Values.gitlabToken.existingSecretKey | sha256sum }}
+{{- else }}
+{{- .Values.gitlabToken.value | sha256sum }}
 {{- end }}
 {{- end }}

@@ -1,17 +1,20 @@
 """The TFC/TFE lock source: observe workspaces, re-read one, and the five mutating calls.
 
-Observing costs ceil(N/100) workspace-list requests per organization and nothing else: the
+A full walk costs ceil(N/100) workspace-list requests per organization and nothing else: the
 run lists allow only 30 requests per minute (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run),
 so runs come in
-through `include=current_run`, never from per-workspace run lists.
+through `include=current_run`, never from per-workspace run lists. With two-tier polling
+(`tfc.full_scan_interval`, watchdog/sources/tfc/twotier.py) the cycles between full walks
+list only the workspaces whose current run is not final (one request per 100 of them).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -19,7 +22,15 @@ import structlog
 
 from watchdog import TOKEN_ENV
 from watchdog.metrics import Metrics
-from watchdog.model import Holder, HolderType, Observation, Source, Workspace
+from watchdog.model import (
+    NON_FINAL_STATUSES,
+    Holder,
+    HolderType,
+    Observation,
+    Source,
+    Workspace,
+    format_duration,
+)
 from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 from watchdog.sources.tfc.client import (
     ACCEPTED,
@@ -34,6 +45,13 @@ from watchdog.sources.tfc.client import (
     TransportError,
 )
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
+from watchdog.sources.tfc.twotier import (
+    FAST_PATH_RECHECK,
+    FastRead,
+    OrganizationSchedule,
+    carried_view,
+    non_final_runs,
+)
 from watchdog.sources.tfc.typedpage import ParsedPage, decode_workspace_page
 
 log = structlog.get_logger(__name__)
@@ -45,6 +63,15 @@ SHOW_WORKSPACE: Final = "GET /workspaces/:id"
 ACCOUNT_DETAILS: Final = "GET /account/details"
 LIST_STATE_VERSIONS: Final = "GET /state-versions"
 _PENDING_STATE = "state version is still pending"
+# The fast path's filter: the workspaces whose current run has one of these statuses
+# (docs/tfc-api.md, "Workspaces"). A server that does not take a comma list answers 400 or
+# 422; one that does not know the parameter at all would answer 400 too.
+_RUN_STATUS_FILTER: Final = "filter[current-run][status]"
+_REFUSED: Final = frozenset({400, 422})
+
+
+class _FastPathUnusableError(Exception):
+    """The server refused the fast path's filter: walk every workspace instead."""
 
 
 def _segment(value: str) -> str:
@@ -69,10 +96,30 @@ _HINTS = {
 class TfcSource:
     source = Source.TFC
 
-    def __init__(self, client: TfcClient, organizations: Sequence[str], metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: TfcClient,
+        organizations: Sequence[str],
+        metrics: Metrics,
+        *,
+        full_scan_interval: timedelta = timedelta(0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._client = client
         self._organizations = tuple(organizations)
         self._metrics = metrics
+        # Two-tier polling (watchdog/sources/tfc/twotier.py): 0 walks every workspace every
+        # cycle.
+        self._full_scan_interval = full_scan_interval
+        self._two_tier = bool(full_scan_interval)
+        self._clock = clock
+        self._schedules = {
+            organization: OrganizationSchedule(full_scan_interval)
+            for organization in self._organizations
+        }
+        if self._two_tier:
+            for organization in self._organizations:
+                metrics.fast_path_disabled.labels(organization=organization).set(0)
 
     def now(self) -> datetime:
         return self._client.server_now()
@@ -84,10 +131,108 @@ class TfcSource:
         return list(await asyncio.gather(*(self._observe_one(org) for org in self._organizations)))
 
     async def _observe_one(self, organization: str) -> Observation:
+        schedule = self._schedules[organization]
+        if not schedule.full_due(self._clock()):
+            try:
+                return await self._fast(organization, schedule)
+            except _FastPathUnusableError:
+                pass  # refused by the server: walk every workspace this cycle instead
+        return await self._full(organization, schedule)
+
+    async def _full(self, organization: str, schedule: OrganizationSchedule) -> Observation:
+        try:
+            listed = await self._list(organization, {}, kind="full")
+        except TfcError as exc:
+            return self._failed(organization, exc)
+        if self._two_tier:
+            total = listed.total if listed.total is not None else listed.count
+            missed = schedule.full_walk_done(self._clock(), listed.workspaces, total)
+            if missed:
+                self._disable(
+                    organization,
+                    schedule,
+                    "the fast path missed non-final runs the full walk found",
+                    runs=sorted(run for _, run in missed)[:10],
+                    missed=len(missed),
+                )
+            self._metrics.fast_path_disabled.labels(organization=organization).set(
+                1 if schedule.disabled(self._clock()) else 0
+            )
+        return self._observation(organization, listed, full_read_every=self._full_scan_interval)
+
+    async def _fast(self, organization: str, schedule: OrganizationSchedule) -> Observation:
+        started = self._client.server_now()
+        try:
+            listed = await self._fast_list(organization, schedule)
+        except TfcError as exc:
+            if exc.status in _REFUSED:
+                self._disable(
+                    organization,
+                    schedule,
+                    "the server refused the fast path's filter",
+                    status=exc.status,
+                    error=str(exc),
+                )
+                self._metrics.fast_path_disabled.labels(organization=organization).set(1)
+                raise _FastPathUnusableError from exc
+            return self._failed(organization, exc)
+        if listed.unfiltered:
+            # A workspace whose current run is final (or that has none) in a filtered list:
+            # the server ignored the filter. This read is still right (a superset); the
+            # next cycles walk in full instead of paying for the same list twice.
+            self._disable(
+                organization,
+                schedule,
+                "the server ignored the fast path's filter",
+                unfiltered=listed.unfiltered,
+            )
+            self._metrics.fast_path_disabled.labels(organization=organization).set(1)
+        else:
+            self._metrics.fast_path_disabled.labels(organization=organization).set(0)
+            schedule.last_fast = FastRead(
+                started,
+                frozenset(non_final_runs(listed.workspaces, created_before=None)),
+                frozenset(listed.unreadable),
+            )
+        carried = [carried_view(ws) for ws in schedule.carried if ws.id not in listed.read]
+        return self._observation(
+            organization, listed, fast=True, carried=carried, total=schedule.total
+        )
+
+    async def _fast_list(self, organization: str, schedule: OrganizationSchedule) -> _Listed:
+        statuses = NON_FINAL_STATUSES
+        if not schedule.comma_list_refused:
+            try:
+                return await self._list(
+                    organization, {_RUN_STATUS_FILTER: ",".join(statuses)}, kind="fast"
+                )
+            except TfcError as exc:
+                if exc.status not in _REFUSED:
+                    raise
+                schedule.comma_list_refused = True
+                log.warning(
+                    "tfc.fast_path_comma_list_refused",
+                    organization=organization,
+                    status=exc.status,
+                    error=str(exc),
+                    note=f"one request per status from now on ({len(statuses)} statuses)",
+                )
+        # One list per status, one after the other (the rate limiter spaces them anyway). A
+        # workspace whose run moved on between two of them may be on two: it is kept once.
+        merged = _Listed()
+        for status in statuses:
+            merged.merge(await self._list(organization, {_RUN_STATUS_FILTER: status}, kind="fast"))
+        return merged
+
+    async def _list(self, organization: str, extra: dict[str, str], *, kind: str) -> _Listed:
+        """Every page of the organization's workspace list (with `extra` filters), parsed."""
+        counter = self._metrics.read_requests.labels(kind=kind)
+
         def parse(page: dict[str, Any]) -> _Page:
             # Parsed and filtered as each page arrives (TfcClient.map_pages): the raw page is
             # dropped at once, and of the workspaces only the ids of those decide has nothing
             # to say about are kept.
+            counter.inc()
             if isinstance(page, ParsedPage):
                 # Read by the typed path: no entry of it is unreadable or has a problem.
                 return _Page(
@@ -107,62 +252,91 @@ class TfcSource:
                 total_count=_total_count(page),
             )
 
-        try:
-            pages = await self._client.map_pages(
-                f"/organizations/{_segment(organization)}/workspaces",
-                endpoint=LIST_WORKSPACES,
-                params={"page[size]": PAGE_SIZE, "include": INCLUDE},
-                each=parse,
-                # The common well-formed page is decoded and parsed in one typed pass;
-                # any other goes the tolerant way (typedpage.py).
-                decode=lambda body: decode_workspace_page(body, organization),
-            )
-        except TfcError as exc:
-            self._metrics.observe_error(self.source.value, exc.reason)
-            # The one line per cycle that says why nothing was read (and so nothing is done).
-            log.error(
-                "tfc.observe_failed",
-                organization=organization,
-                reason=exc.reason,
-                error=str(exc),
-                hint=_HINTS.get(exc.reason),
-                note="no action is taken on what could not be read",
-            )
-            return Observation(
-                source=self.source,
-                organization=organization,
-                server_now=self._client.server_now(),
-                complete=False,
-                error=str(exc),
-                error_reason=exc.reason,
-            )
-        read: set[str] = set()
-        workspaces: list[Workspace] = []
-        unreadable: set[str] = set()
+        pages = await self._client.map_pages(
+            f"/organizations/{_segment(organization)}/workspaces",
+            endpoint=LIST_WORKSPACES,
+            params={"page[size]": PAGE_SIZE, "include": INCLUDE, **extra},
+            each=parse,
+            # The common well-formed page is decoded and parsed in one typed pass;
+            # any other goes the tolerant way (typedpage.py).
+            decode=lambda body: decode_workspace_page(body, organization),
+        )
+        listed = _Listed(total=pages[0].total_count)
         for page in pages:
             if page.parse_errors:
                 self._metrics.parse_errors.inc(page.parse_errors)
-            unreadable.update(page.unreadable)
+            listed.unreadable.update(page.unreadable)
             for workspace_id, workspace in page.entries:
                 # map_pages refuses a list with an id on two pages (a page answered twice, or
                 # a list that shifted while it was walked); this only keeps one per id.
-                if workspace_id in read:
+                if workspace_id in listed.read:
                     continue
-                read.add(workspace_id)
+                listed.read.add(workspace_id)
+                run = workspace.current_run if workspace is not None else None
+                if run is None or run.is_final:
+                    listed.unfiltered += 1
                 if workspace is not None:
-                    workspaces.append(workspace)
-        total = pages[0].total_count
-        listed_ids = frozenset(read)
+                    listed.workspaces.append(workspace)
+        return listed
+
+    def _observation(
+        self,
+        organization: str,
+        listed: _Listed,
+        *,
+        fast: bool = False,
+        carried: Sequence[Workspace] = (),
+        total: int | None = None,
+        full_read_every: timedelta = timedelta(0),
+    ) -> Observation:
+        read_ids = frozenset(listed.read)
+        if total is None:
+            total = listed.total if listed.total is not None else listed.count
         return Observation(
             source=self.source,
             organization=organization,
             server_now=self._client.server_now(),
-            workspaces=tuple(workspaces),
-            unreadable=frozenset(unreadable - read),
+            workspaces=(*listed.workspaces, *carried),
+            unreadable=frozenset(listed.unreadable - listed.read),
             complete=True,
-            total_workspaces=total if total is not None else len(read) + len(unreadable),
-            listed_ids=listed_ids,
+            total_workspaces=total,
+            listed_ids=read_ids,
+            fast=fast,
+            full_read_every=full_read_every,
         )
+
+    def _failed(self, organization: str, exc: TfcError) -> Observation:
+        self._metrics.observe_error(self.source.value, exc.reason)
+        # The one line per cycle that says why nothing was read (and so nothing is done).
+        log.error(
+            "tfc.observe_failed",
+            organization=organization,
+            reason=exc.reason,
+            error=str(exc),
+            hint=_HINTS.get(exc.reason),
+            note="no action is taken on what could not be read",
+        )
+        return Observation(
+            source=self.source,
+            organization=organization,
+            server_now=self._client.server_now(),
+            complete=False,
+            error=str(exc),
+            error_reason=exc.reason,
+        )
+
+    def _disable(
+        self, organization: str, schedule: OrganizationSchedule, why: str, **fields: Any
+    ) -> None:
+        if schedule.disable(self._clock()):
+            log.warning(
+                "tfc.fast_path_disabled",
+                organization=organization,
+                why=why,
+                recheck_after=format_duration(FAST_PATH_RECHECK),
+                note="every workspace is read every cycle until then",
+                **fields,
+            )
 
     async def read_workspace(self, workspace_id: str, organization: str) -> Workspace:
         """A fresh read of one workspace (act.py re-verifies with it). Raises SourceError
@@ -182,6 +356,7 @@ class TfcSource:
             endpoint=SHOW_WORKSPACE,
             params={"include": INCLUDE},
         )
+        self._metrics.read_requests.labels(kind="reread").inc()
         try:
             return parse_workspace_document(document, organization)
         except (BadResponseError, RecursionError) as exc:
@@ -348,6 +523,31 @@ class _Page:
     parse_errors: int
     # The API's `total-count`, when it gave a believable one.
     total_count: int | None
+
+
+@dataclass(slots=True)
+class _Listed:
+    """One workspace list read whole: every id read, the kept workspaces, unreadable ids."""
+
+    read: set[str] = field(default_factory=set)
+    workspaces: list[Workspace] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)
+    total: int | None = None
+    # Listed workspaces whose current run is final or missing: in a list filtered on
+    # non-final runs, the sign of a server that ignored the filter.
+    unfiltered: int = 0
+
+    @property
+    def count(self) -> int:
+        return len(self.read) + len(self.unreadable - self.read)
+
+    def merge(self, other: _Listed) -> None:
+        for workspace in other.workspaces:
+            if workspace.id not in self.read:
+                self.workspaces.append(workspace)
+        self.read |= other.read
+        self.unreadable |= other.unreadable
+        self.unfiltered += other.unfiltered
 
 
 def worth_keeping(workspace: Workspace) -> bool:
