@@ -42,8 +42,9 @@ class Runtime:
     # The backend lock sources (DynamoDB tables, S3 and GCS .tflock buckets, GitLab), by
     # source.
     backend: dict[Source, BackendSource] = field(default_factory=dict)
-    # The TFC API client, for `set_token` when the token file is rotated.
+    # The API clients, for `set_token` when a token file is rotated.
     tfc_client: TfcClient | None = None
+    gitlab_client: GitLabClient | None = None
 
 
 def tls_verify(policy: Policy) -> bool | str:
@@ -87,6 +88,7 @@ async def open_runtime(
         gitlab = await _open_gitlab(policy, metrics, stack)
         if gitlab is not None:
             backend[Source.GITLAB] = gitlab
+        gitlab_client = gitlab.client if gitlab is not None else None
         sources.extend(backend.values())
         memory = Memory.load(policy.state_file)
         actor: Actor | None = None
@@ -106,7 +108,14 @@ async def open_runtime(
             identity_source=tfc,
             actor=actor,
         )
-        yield Runtime(runner=runner, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
+        yield Runtime(
+            runner=runner,
+            tfc=tfc,
+            actor=actor,
+            backend=backend,
+            tfc_client=client,
+            gitlab_client=gitlab_client,
+        )
 
 
 def _open_backend(

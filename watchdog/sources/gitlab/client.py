@@ -90,6 +90,9 @@ class GitLabClient:
     ) -> None:
         self.address = address.rstrip("/")
         self._token = token
+        # Tokens replaced by `set_token`: still redacted, an answer to an earlier request
+        # may quote one.
+        self._retired_tokens: list[str] = []
         self._metrics = metrics
         self._timeout = timeout
         self._last_date: datetime | None = None
@@ -111,6 +114,17 @@ class GitLabClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def set_token(self, token: str) -> None:
+        """Use `token` from the next request on (a rotated Secret); the old one stays
+        redacted."""
+        if not token or token == self._token:
+            return
+        if self._token and self._token not in self._retired_tokens:
+            self._retired_tokens.append(self._token)
+        self._token = token
+        # httpx builds each request's headers from the client's at send time.
+        self._http.headers["Authorization"] = f"Bearer {token}"
 
     def server_now(self) -> datetime:
         """GitLab's clock: the `Date` of the latest answer; the local clock before any."""
@@ -274,7 +288,10 @@ class GitLabClient:
         return SourceError(detail, reason=_reason_of_status(status))
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        for secret in (self._token, *self._retired_tokens):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 def _text(content: bytes) -> str:
