@@ -253,11 +253,19 @@ def load_gitlab_token(policy: Policy, environ: Mapping[str, str] = os.environ) -
     from_env = environ.get(GITLAB_TOKEN_ENV, "")
     if from_env.strip():
         return _checked_token(from_env.strip(), f"env {GITLAB_TOKEN_ENV}")
-    if policy.gitlab is None or policy.gitlab.token_file is None:
+    token_file = gitlab_token_file_in_use(policy, environ)
+    if token_file is None:
         raise ConfigError(
             [f"no GitLab token: set env {GITLAB_TOKEN_ENV} or gitlab.token_file (a mounted Secret)"]
         )
-    return read_token_file(policy.gitlab.token_file, origin="gitlab.token_file")
+    return read_token_file(token_file, origin="gitlab.token_file")
+
+
+def gitlab_token_file_in_use(policy: Policy, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Like `token_file_in_use`, for the GitLab token: env TFC_WATCHDOG_GITLAB_TOKEN wins."""
+    if environ.get(GITLAB_TOKEN_ENV, "").strip() or policy.gitlab is None:
+        return None
+    return policy.gitlab.token_file
 
 
 def read_token_file(path: str, *, origin: str = "tfc.token_file") -> SecretStr:

@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from watchdog import __version__
 from watchdog.configload import (
     ConfigError,
+    gitlab_token_file_in_use,
     load_or_report,
     load_policy,
     read_token_file,
@@ -38,6 +39,8 @@ from watchdog.policy import Policy
 from watchdog.report import CycleReport
 from watchdog.runtime import Runtime, open_runtime
 from watchdog.server import bind_listener, build_app, make_server
+from watchdog.tokenfiles import RotatingToken, TokenUser
+from watchdog.tokenfiles import file_digest as _digest
 
 log = structlog.get_logger(__name__)
 
@@ -65,11 +68,30 @@ def main(args: argparse.Namespace) -> int:
     return asyncio.run(daemon.run(once=args.once))
 
 
-def _digest(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+def rotating_tokens(policy: Policy, token: SecretStr | None) -> list[RotatingToken]:
+    """The token files the daemon re-reads: `tfc.token_file` and `gitlab.token_file`, each
+    unless its token came from the environment."""
+    rotating: list[RotatingToken] = []
+    tfc_file = token_file_in_use(policy) if token is not None else None
+    if tfc_file is not None:
+        assert token is not None
+        rotating.append(
+            RotatingToken(
+                Source.TFC, tfc_file, origin="tfc.token_file", current=token.get_secret_value()
+            )
+        )
+    gitlab_file = gitlab_token_file_in_use(policy)
+    if gitlab_file is not None:
+        try:
+            current: str | None = read_token_file(
+                gitlab_file, origin="gitlab.token_file"
+            ).get_secret_value()
+        except ConfigError:
+            current = None  # opening the runtime reports it
+        rotating.append(
+            RotatingToken(Source.GITLAB, gitlab_file, origin="gitlab.token_file", current=current)
+        )
+    return rotating
 
 
 class Daemon:
@@ -87,9 +109,8 @@ class Daemon:
         self._runtime: Runtime | None = None
         self._scheduler: AsyncIOScheduler | None = None
         self._reloads: set[asyncio.Task[None]] = set()
-        # Where the token came from a file, its content at the last read (see _refresh_token).
-        self._token_file = token_file_in_use(policy) if token is not None else None
-        self._token_digest = _digest(Path(self._token_file)) if self._token_file else None
+        # The tokens that came from files, re-read when those change (see _refresh_token).
+        self._tokens = rotating_tokens(policy, token)
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -256,50 +277,38 @@ class Daemon:
     # --- token rotation ----------------------------------------------------------------------
 
     async def _run_cycle(self, runtime: Runtime) -> CycleReport:
-        """One cycle; when the API refused the token (401) and `tfc.token_file` now holds a
-        new one (the Secret was rotated, the old token revoked before the kubelet updated the
-        file), the cycle runs again at once with the new token instead of leaving the
-        watchdog blind for a whole interval. Once only, and not after a stop request: a
-        refused new token waits for the next cycle."""
+        """One cycle; when an API refused its token (401) and its token file (`tfc.token_file`,
+        `gitlab.token_file`) now holds a new one (the Secret was rotated, the old token
+        revoked before the kubelet updated the file), the cycle runs again at once with the
+        new token instead of leaving the watchdog blind for a whole interval. Once only, and
+        not after a stop request: a refused new token waits for the next cycle."""
         report = await runtime.runner.run_cycle(self.policy)
+        rotating = {rotating.source for rotating in self._tokens}
         refused = any(
-            o.source is Source.TFC and o.error_reason == "unauthorized" for o in report.observations
+            o.source in rotating and o.error_reason == "unauthorized" for o in report.observations
         )
         if refused and not self._stop.is_set() and self._refresh_token(trigger="unauthorized"):
             report = await runtime.runner.run_cycle(self.policy)
         return report
 
     def _refresh_token(self, *, trigger: str) -> bool:
-        """Re-read `tfc.token_file` when its content changed and hand a new token to the
-        client; True when a new token is in use from the next request on.
-
-        The content is compared, not the mtime: Kubernetes updates a Secret volume by
-        swapping a symlink. A token from env TFC_WATCHDOG_TOKEN is never re-read (a process's
-        environment cannot change). An unreadable or invalid file keeps the current token.
+        """Re-read every token file whose content changed and hand each new token to its
+        client; True when a new token is in use from the next request on. A token from the
+        environment is never re-read; an unreadable or invalid file keeps the current token.
         """
-        if self._token_file is None or self._runtime is None:
+        if self._runtime is None:
             return False
-        client = self._runtime.tfc_client
-        digest = _digest(Path(self._token_file))
-        if client is None or digest == self._token_digest:
-            return False
-        self._token_digest = digest
-        try:
-            token = read_token_file(self._token_file)
-        except ConfigError as exc:
-            log.error(
-                "token_reload_rejected",
-                errors=exc.lines,
-                note="the previous token stays in use",
-            )
-            return False
-        if self.token is not None and token.get_secret_value() == self.token.get_secret_value():
-            return False
-        client.set_token(token.get_secret_value())
-        self.token = token
-        # Never the token itself: read_token_file registered it with the log redaction too.
-        log.info("token_reloaded", token_file=self._token_file, trigger=trigger)
-        return True
+        users: dict[Source, TokenUser | None] = {
+            Source.TFC: self._runtime.tfc_client,
+            Source.GITLAB: self._runtime.gitlab_client,
+        }
+        renewed = False
+        for rotating in self._tokens:
+            if rotating.refresh(users.get(rotating.source), trigger=trigger):
+                renewed = True
+                if rotating.source is Source.TFC and rotating.current is not None:
+                    self.token = SecretStr(rotating.current)
+        return renewed
 
     # --- config reload -----------------------------------------------------------------------
 

@@ -43,8 +43,9 @@ class Runtime:
     # The backend lock sources (DynamoDB tables, S3 and GCS .tflock buckets, GitLab), by
     # source.
     backend: dict[Source, BackendSource] = field(default_factory=dict)
-    # The TFC API client, for `set_token` when the token file is rotated.
+    # The API clients, for `set_token` when a token file is rotated.
     tfc_client: TfcClient | None = None
+    gitlab_client: GitLabClient | None = None
 
 
 def tls_verify(policy: Policy) -> bool | str:
@@ -97,6 +98,7 @@ async def open_runtime(
         gitlab = await _open_gitlab(policy, metrics, stack)
         if gitlab is not None:
             backend[Source.GITLAB] = gitlab
+        gitlab_client = gitlab.client if gitlab is not None else None
         sources.extend(backend.values())
         memory = Memory.load(policy.state_file)
         actor: Actor | None = None
@@ -118,7 +120,14 @@ async def open_runtime(
             # The daemon's (not `scan`'s): a reload may add targets to a config without any.
             notifier=Notifier(policy.notifications, memory, metrics) if with_actor else None,
         )
-        yield Runtime(runner=runner, tfc=tfc, actor=actor, backend=backend, tfc_client=client)
+        yield Runtime(
+            runner=runner,
+            tfc=tfc,
+            actor=actor,
+            backend=backend,
+            tfc_client=client,
+            gitlab_client=gitlab_client,
+        )
 
 
 def open_backend_sources(

@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.daemon import base_config, running_daemon, write_config
+from tests.support.daemon import base_config, free_port, running_daemon, write_config
+from tests.support.gitlab import DEVELOPER_TOKEN, WATCHDOG_TOKEN, WATCHDOG_USER, GitLabServer
+from tests.support.gitlab import PROJECT as GITLAB_PROJECT
 from tests.support.simulator import ADMIN_TOKEN, ORG_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
@@ -109,3 +111,42 @@ def test_a_401_rereads_the_token_file_and_retries_the_cycle_at_once(
         assert accepted and {r["status"] for r in accepted} == {200}
         # The retry came after the refusal, well before the next scheduled cycle.
         assert min(r["received"] for r in accepted) >= max(r["finished"] for r in refused)
+
+
+def test_a_rotated_gitlab_token_file_is_used_by_the_next_cycle(tmp_path: Path) -> None:
+    """The same rotation for `gitlab.token_file`, against the simulator's GitLab app: the
+    old token (a Developer's) is revoked, the file now holds the watchdog bot's."""
+    token_file = tmp_path / "gitlab-token"
+    token_file.write_text(DEVELOPER_TOKEN + "\n")
+    with GitLabServer() as gitlab:
+        config = write_config(
+            tmp_path / "config.yaml",
+            {
+                "interval": 0.5,
+                "listen": f"127.0.0.1:{free_port()}",
+                "log": {"format": "json", "level": "info"},
+                "gitlab": {
+                    "address": gitlab.url,
+                    "projects": [GITLAB_PROJECT],
+                    "token_file": str(token_file),
+                    "timeout": "5s",
+                },
+            },
+        )
+        with running_daemon(config, None) as daemon:
+            assert {r["principal"] for r in gitlab.world.requests()} == {"dev"}
+
+            rotate(token_file, WATCHDOG_TOKEN)
+            gitlab.world.members.pop(DEVELOPER_TOKEN)
+            event = daemon.wait_for_event("token_reloaded", timeout=10)
+            assert event["source"] == "gitlab"
+            assert event["token_file"] == str(token_file)
+
+            seen = len(gitlab.world.requests())
+            daemon.wait_cycles(2, timeout=15)
+            after = gitlab.world.requests()[seen:]
+            assert after, "no request reached GitLab after the rotation"
+            assert {r["principal"] for r in after} == {WATCHDOG_USER}
+            assert {r["status"] for r in after} == {200}
+    for token in (DEVELOPER_TOKEN, WATCHDOG_TOKEN):
+        assert not [line for line in daemon.lines if token in line]

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
+from tests.support.daemon import run_cli
 from tests.support.simulator import ADMIN_TOKEN, simulator_process
 from watchdog.simulator.scenario import generate
 
@@ -198,3 +199,30 @@ def test_cli_serves_until_sigterm_and_exits_0():
             headers={"Authorization": "Bearer acme-admin-token"},
         )
         assert response.json()["meta"]["pagination"]["total-count"] == 50
+
+
+@pytest.mark.e2e
+def test_cli_serves_gitlab_managed_state_under_gitlab_for_the_watchdog(tmp_path):
+    """`tfc-watchdog simulator` also serves the GitLab app under /gitlab: the watchdog's
+    `gitlab` source, pointed at it as the README shows, reads the demo's stale lock."""
+    token_file = tmp_path / "gitlab-token"
+    token_file.write_text("glpat-demo-watchdog\n")
+    with simulator_process() as url:
+        config = tmp_path / "gitlab.yaml"
+        config.write_text(
+            f"gitlab: {{address: '{url}/gitlab', projects: [demo/infra], "
+            f"token_file: '{token_file}'}}\n"
+        )
+        scanned = run_cli("scan", "--config", str(config), "--output", "json")
+        # The TFC API on the same port is untouched by the mount.
+        tfc = httpx.get(
+            url + "/api/v2/organizations/demo/workspaces",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+    assert tfc.status_code == 200
+    assert scanned.returncode == 3, scanned.stderr  # a stale lock found
+    document = json.loads(scanned.stdout)
+    text = json.dumps(document)
+    assert "demo/infra/prod" in text
+    assert "ci-runner" in text
+    assert "lock_stale" in text

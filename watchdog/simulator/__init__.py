@@ -31,7 +31,7 @@ Layout (one job per module; each imports only modules above it in this list):
 - `admin.py`         the `/_sim/` admin API used by tests and the demo (no auth)
 - `app.py`           `build_app()`: mounts the route lists behind the middleware
 - `tls.py`           a self-signed certificate for serving HTTPS
-- `cli.py`           `tfc-watchdog simulator`
+- `cli.py`           `tfc-watchdog simulator` (it serves `gitlab.py`'s app under `/gitlab`)
 
 Beside it, self-contained (it imports no other module of this package):
 - `gitlab.py`        a GitLab-compatible endpoint for GitLab-managed Terraform state, an app

@@ -7,6 +7,10 @@ the built-in demo scenario. Exit 2 for a user error (bad scenario, unusable cert
 `--cert/--key`, or with a self-signed certificate for localhost and 127.0.0.1 generated at
 start into `--cert-dir` (else a temporary folder, removed on exit). The certificate's path
 is printed: point Terraform's SSL_CERT_FILE and the watchdog's `tfc.ca_bundle` at it.
+
+GitLab-managed Terraform state is served too, under `/gitlab` on the same port
+(`watchdog.simulator.gitlab`): project `demo/infra` with one stale lock, for trying the
+watchdog's `gitlab` source (`gitlab.address: http://127.0.0.1:8080/gitlab`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ import uvicorn
 
 from watchdog.simulator.app import build_app
 from watchdog.simulator.core import Settings, Simulator
+from watchdog.simulator.gitlab import (
+    DEMO_GITLAB_TOKENS,
+    DEMO_PROJECT,
+    GITLAB_PREFIX,
+    GitLabWorld,
+    build_gitlab_app,
+    demo_gitlab_world,
+    with_gitlab,
+)
 from watchdog.simulator.scenario import Loaded, ScenarioError, generate, load_builtin, load_text
 from watchdog.simulator.tls import CertPair, TlsError, given
 from watchdog.simulator.tls import generate as generate_certificate
@@ -44,12 +57,21 @@ def _load(args: argparse.Namespace) -> Loaded:
 
 
 def server_config(
-    simulator: Simulator, host: str, port: int, log_level: str, tls: CertPair | None = None
+    simulator: Simulator,
+    host: str,
+    port: int,
+    log_level: str,
+    tls: CertPair | None = None,
+    *,
+    gitlab: GitLabWorld | None = None,
 ) -> uvicorn.Config:
     """uvicorn settings shared with the test fixture: no `Date` of its own (the simulated
-    clock's goes on every response), no server banner, HTTPS when `tls` is given."""
+    clock's goes on every response), no server banner, HTTPS when `tls` is given, and the
+    GitLab app under /gitlab when a `gitlab` world is given."""
+    app = build_app(simulator)
+    served = app if gitlab is None else with_gitlab(app, build_gitlab_app(gitlab))
     return uvicorn.Config(
-        build_app(simulator),
+        served,
         host=host,
         port=port,
         log_level=log_level,
@@ -107,6 +129,12 @@ def _serve(args: argparse.Namespace, loaded: Loaded, tls: CertPair | None) -> in
         f"{scheme}://{host}:{args.port}/api/v2 (admin: /_sim/state)",
         flush=True,
     )
+    tokens = ", ".join(f"{token} ({who})" for token, (who, _) in DEMO_GITLAB_TOKENS.items())
+    print(
+        f"simulator: GitLab-managed Terraform state of project {DEMO_PROJECT}; "
+        f"gitlab.address: {scheme}://{host}:{args.port}{GITLAB_PREFIX} (tokens: {tokens})",
+        flush=True,
+    )
     if tls is not None:
         print(
             f"simulator: TLS certificate {tls.cert} (trust it: SSL_CERT_FILE={tls.cert} for "
@@ -117,7 +145,9 @@ def _serve(args: argparse.Namespace, loaded: Loaded, tls: CertPair | None) -> in
     # signal with the handlers it found; no-op handlers make that a clean exit 0.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: None)
-    config = server_config(simulator, args.host, args.port, "warning", tls)
+    config = server_config(
+        simulator, args.host, args.port, "warning", tls, gitlab=demo_gitlab_world()
+    )
     try:
         uvicorn.Server(config).run()
     except OSError as exc:

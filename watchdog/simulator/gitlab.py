@@ -423,3 +423,52 @@ def build_gitlab_app(world: GitLabWorld) -> ASGIApp:
     )
     app.state.world = world
     return _RequestLog(app, world)
+
+
+# --- served by `tfc-watchdog simulator` ---------------------------------------------------------
+
+GITLAB_PREFIX = "/gitlab"
+DEMO_PROJECT = "demo/infra"
+# token -> (username, role): the simulator's own, printed at start and in `--help`.
+DEMO_GITLAB_TOKENS: dict[str, tuple[str, Role]] = {
+    "glpat-demo-terraform": ("ci-runner", "maintainer"),
+    "glpat-demo-watchdog": ("watchdog-bot", "maintainer"),
+    "glpat-demo-developer": ("dev", "developer"),
+}
+# How old the demo's one lock is at start: stale under any sensible rule.
+DEMO_LOCK_AGE = timedelta(hours=3)
+
+
+def demo_gitlab_world() -> GitLabWorld:
+    """Project `demo/infra` (id 1) with an unlocked state `dev` and a state `prod` locked by
+    `ci-runner` three hours ago."""
+    world = GitLabWorld(
+        projects={DEMO_PROJECT: 1},
+        members={token: Member(name, role) for token, (name, role) in DEMO_GITLAB_TOKENS.items()},
+    )
+    world.find_or_create(DEMO_PROJECT, "dev")
+    state = world.put_lock(DEMO_PROJECT, "prod", "ci-runner", "6c1f0d6e-demo-lock")
+    with world.mutex:
+        state.locked_at = world.now() - DEMO_LOCK_AGE
+    return world
+
+
+def with_gitlab(app: ASGIApp, gitlab: ASGIApp, prefix: str = GITLAB_PREFIX) -> ASGIApp:
+    """`app`, with `gitlab` answering every path under `prefix` (GitLab under a relative URL
+    root, which GitLab supports: https://docs.gitlab.com/install/relative_url/). Dispatched
+    ahead of `app`'s middleware, so the TFC simulator's faults, rate limit and tokens never
+    apply to GitLab requests."""
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path == prefix or path.startswith(f"{prefix}/"):
+            inner = dict(scope)
+            inner["path"] = path[len(prefix) :] or "/"
+            raw = scope.get("raw_path")
+            if isinstance(raw, bytes) and raw.startswith(prefix.encode()):
+                inner["raw_path"] = raw[len(prefix) :] or b"/"
+            await gitlab(inner, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return dispatch

@@ -6,17 +6,20 @@ GitLab accepts on both the GraphQL and the REST API
 line: every message passes `_redact`, and configload registered it with the log redaction.
 
 Reads (GraphQL POSTs that only query) are retried on transport errors, 429 and 5xx; the unlock
-is sent exactly once, whatever happens (see `unlock`).
+is sent exactly once, whatever happens (see `unlock`). A 429 is retried after the wait GitLab
+asks for (`Retry-After`, else `RateLimit-Reset`/`RateLimit-ResetTime`; see
+`watchdog.sources.serverwait`), capped like the TFC client's, and the next read waits for it
+too. Every attempt is counted in `tfc_watchdog_api_requests_total`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import random
 import ssl
-from collections.abc import Mapping
-from datetime import UTC, datetime
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -25,7 +28,9 @@ import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
+from watchdog.sources import serverwait
 from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
+from watchdog.sources.serverwait import http_date
 from watchdog.sources.tfc.client import decode_json
 
 log = structlog.get_logger(__name__)
@@ -35,23 +40,15 @@ MAX_RESPONSE_BYTES: Final = 4 * 2**20
 MAX_ATTEMPTS: Final = 3
 
 GRAPHQL_ENDPOINT: Final = "gitlab graphql"
+# Backoff of a read after a transport error or a 5xx, doubled each attempt, with jitter.
+BACKOFF_BASE: Final = 0.5
+# The wait after a 429 that names none (GitLab.com has been seen to send no header).
+DEFAULT_RATE_LIMIT_WAIT: Final = 1.0
 UNLOCK_ENDPOINT: Final = "gitlab unlock"
 
 
 def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
-
-
-def _http_date(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _reason_of_status(status: int) -> str:
@@ -87,9 +84,18 @@ class GitLabClient:
         timeout: float = 15.0,
         verify: bool | str = True,
         transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.address = address.rstrip("/")
+        self._sleep = sleep
+        self._clock = clock
+        # After a 429: no read starts before this `clock` time (GitLab's reset).
+        self._not_before = 0.0
         self._token = token
+        # Tokens replaced by `set_token`: still redacted, an answer to an earlier request
+        # may quote one.
+        self._retired_tokens: list[str] = []
         self._metrics = metrics
         self._timeout = timeout
         self._last_date: datetime | None = None
@@ -112,6 +118,17 @@ class GitLabClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def set_token(self, token: str) -> None:
+        """Use `token` from the next request on (a rotated Secret); the old one stays
+        redacted."""
+        if not token or token == self._token:
+            return
+        if self._token and self._token not in self._retired_tokens:
+            self._retired_tokens.append(self._token)
+        self._token = token
+        # httpx builds each request's headers from the client's at send time.
+        self._http.headers["Authorization"] = f"Bearer {token}"
+
     def server_now(self) -> datetime:
         """GitLab's clock: the `Date` of the latest answer; the local clock before any."""
         return self._last_date if self._last_date is not None else utcnow()
@@ -126,20 +143,26 @@ class GitLabClient:
         beside a null `data` are one of those too.
         """
         body = {"query": query, "variables": dict(variables)}
-        delay = 0.5
+        delay = BACKOFF_BASE
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            await self._wait_for_reset()
             try:
-                status, content = await self._exchange("POST", "/api/graphql", json=body)
+                status, headers, content = await self._exchange("POST", "/api/graphql", json=body)
             except SourceError as exc:
                 self._metrics.api_request(GRAPHQL_ENDPOINT, "error")
                 if attempt < MAX_ATTEMPTS and exc.reason in ("transport", "timeout"):
-                    await asyncio.sleep(delay * (1 + random.random()))
+                    await self._sleep(delay * (1 + random.random()))
                     delay *= 2
                     continue
                 raise
             self._metrics.api_request(GRAPHQL_ENDPOINT, status)
-            if (status == 429 or status >= 500) and attempt < MAX_ATTEMPTS:
-                await asyncio.sleep(delay * (1 + random.random()))
+            if status == 429:
+                # The wait is taken before the next read, this query's retry or not.
+                self._hold(headers, GRAPHQL_ENDPOINT)
+                if attempt < MAX_ATTEMPTS:
+                    continue
+            elif status >= 500 and attempt < MAX_ATTEMPTS:
+                await self._sleep(delay * (1 + random.random()))
                 delay *= 2
                 continue
             return self._graphql_data(status, content)
@@ -197,8 +220,12 @@ class GitLabClient:
         token lacks the Maintainer role or the `api` scope), SourceError otherwise.
         """
         what = f"unlock of {project}/{state}"
+        # No `_wait_for_reset` here: the re-read that justifies this DELETE went just before
+        # it and already waited, and a wait in between would widen the window it guards.
         try:
-            status, content = await self._exchange("DELETE", state_lock_path(project, state))
+            status, headers, content = await self._exchange(
+                "DELETE", state_lock_path(project, state)
+            )
         except SourceError as exc:
             self._metrics.api_request(UNLOCK_ENDPOINT, "error")
             raise SourceError(
@@ -207,6 +234,10 @@ class GitLabClient:
         self._metrics.api_request(UNLOCK_ENDPOINT, status)
         if status in (200, 204):
             return
+        if status == 429:
+            self._hold(
+                headers, UNLOCK_ENDPOINT
+            )  # for the reads that follow; the DELETE is not sent again
         if status == 404:
             raise ChangedError(f"{what}: the state is gone (404)")
         if status in (401, 403):
@@ -215,9 +246,46 @@ class GitLabClient:
             )
         raise self._status_error(what, status, content)
 
+    # --- rate limits -------------------------------------------------------------------------
+
+    def _hold(self, headers: httpx.Headers, endpoint: str) -> None:
+        """After a 429: the next read waits for the reset GitLab names (`Retry-After`, else
+        `RateLimit-Reset` as a Unix time, else `RateLimit-ResetTime`), measured on GitLab's
+        own clock (the 429's `Date`) and capped at `serverwait.MAX_SERVER_WAIT`."""
+        now = self.server_now()
+        wait: float | None = None
+        for header in ("Retry-After", "RateLimit-Reset", "RateLimit-ResetTime"):
+            raw = headers.get(header)
+            if header == "RateLimit-Reset":
+                wait = serverwait.until_unix_time(raw, now)
+            else:
+                wait = serverwait.retry_after(raw, now)
+            if wait is not None:
+                wait = serverwait.capped(
+                    wait,
+                    event="gitlab.server_wait_capped",
+                    endpoint=endpoint,
+                    header=header,
+                    raw=raw,
+                )
+                break
+        if wait is None:
+            wait = DEFAULT_RATE_LIMIT_WAIT
+        # A little jitter past the reset, so several watchdogs do not all return at once.
+        self._not_before = max(self._not_before, self._clock() + wait + 0.3 * random.random())
+
+    async def _wait_for_reset(self) -> None:
+        remaining = self._not_before - self._clock()
+        # Taken once: the wait is over when the sleep returns.
+        self._not_before = 0.0
+        if remaining > 0:
+            await self._sleep(remaining)
+
     # --- one exchange -------------------------------------------------------------------------
 
-    async def _exchange(self, method: str, path: str, *, json: Any = None) -> tuple[int, bytes]:
+    async def _exchange(
+        self, method: str, path: str, *, json: Any = None
+    ) -> tuple[int, httpx.Headers, bytes]:
         """One request within `timeout` in all, body bounded; transport failures become
         SourceError with reason transport, timeout or tls."""
         try:
@@ -262,10 +330,10 @@ class GitLabClient:
             raise SourceError(
                 self._redact(f"{method} {path}: {_one_line(text)}"), reason=reason
             ) from None
-        moment = _http_date(response.headers.get("Date"))
+        moment = http_date(response.headers.get("Date"))
         if moment is not None:
             self._last_date = moment
-        return response.status_code, b"".join(chunks)
+        return response.status_code, response.headers, b"".join(chunks)
 
     def _status_error(self, what: str, status: int, content: bytes) -> SourceError:
         detail = self._redact(f"{what}: HTTP {status}: {_one_line(_text(content), 200)}")
@@ -274,7 +342,10 @@ class GitLabClient:
         return SourceError(detail, reason=_reason_of_status(status))
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._token, "***") if self._token else text
+        for secret in (self._token, *self._retired_tokens):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
 
 def _text(content: bytes) -> str:

@@ -48,6 +48,10 @@ class GitLabStateSource:
         self._client = client
         self._metrics = metrics
 
+    @property
+    def client(self) -> GitLabClient:
+        return self._client
+
     def now(self) -> datetime:
         return self._client.server_now()
 

@@ -9,7 +9,6 @@ metrics all live here so the source above stays a thin translation layer.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json as jsonlib
 import math
 import random
@@ -28,6 +27,9 @@ import structlog
 
 from watchdog import __version__
 from watchdog.metrics import Metrics
+from watchdog.sources import serverwait
+from watchdog.sources.serverwait import http_date as _http_date
+from watchdog.sources.serverwait import parse_seconds as _parse_seconds
 
 JSONAPI: Final = "application/vnd.api+json"
 # The documented default of X-RateLimit-Limit (requests per second, per user; docs/tfc-api.md,
@@ -53,11 +55,10 @@ DEFAULT_PAGE_SIZE: Final = 20
 # still cheap to hold. A bigger body is a broken or hostile server, and reading it streaming
 # (`_read_body`) makes this a bound on memory, not a check after the damage.
 MAX_RESPONSE_BYTES: Final = 32 * 2**20
-# The longest wait taken from the server (`X-RateLimit-Reset`, `Retry-After`). The API's
+# The longest wait taken from the server (`X-RateLimit-Reset`, `Retry-After`): the API's
 # documented resets are about a second; one absurd value must not stall every later request
-# of the daemon (the limiter holds everyone until the reset), so longer waits are capped,
-# and logged.
-MAX_SERVER_WAIT: Final = 60.0
+# of the daemon (the limiter holds everyone until the reset). Shared with the GitLab client.
+MAX_SERVER_WAIT: Final = serverwait.MAX_SERVER_WAIT
 # What each mutating call answers when it worked, by the public API docs: run actions are
 # queued, "202 Accepted" with no body
 # (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run); workspace
@@ -249,16 +250,6 @@ def _is_tls_failure(exc: BaseException) -> bool:
         seen = seen.__cause__ or seen.__context__
     text = str(exc)
     return "SSL" in text or "CERTIFICATE" in text.upper()
-
-
-def _parse_seconds(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 and seconds == seconds and seconds != float("inf") else None
 
 
 class TfcClient:
@@ -672,26 +663,15 @@ class TfcClient:
             wait = self._retry_after(raw)
         if wait is None:
             wait = 1.0
-        elif wait > MAX_SERVER_WAIT:
-            log.warning(
-                "tfc.server_wait_capped",
-                endpoint=endpoint,
-                header=header,
-                server_value=raw,
-                waited_seconds=MAX_SERVER_WAIT,
+        else:
+            wait = serverwait.capped(
+                wait, event="tfc.server_wait_capped", endpoint=endpoint, header=header, raw=raw
             )
-            wait = MAX_SERVER_WAIT
         # go-tfe: max(reset, 100 ms) + U(0, 300 ms), so concurrent callers do not stampede.
         return max(wait, 0.1) + 0.3 * self._jitter()
 
     def _retry_after(self, value: str | None) -> float | None:
-        seconds = _parse_seconds(value)
-        if seconds is not None or value is None:
-            return seconds
-        moment = _http_date(value)
-        if moment is None:
-            return None
-        return max(0.0, (moment - self.server_now()).total_seconds())
+        return serverwait.retry_after(value, self.server_now())
 
     def _remember(self, response: httpx.Response) -> bool:
         """Note the server's clock and rate limit; whether the `Date` header was readable."""
@@ -795,19 +775,6 @@ async def _read_body(response: httpx.Response) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _http_date(value: str | None) -> datetime | None:
-    """An HTTP date (RFC 9110) as an aware UTC datetime; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def _body_text(body: bytes) -> str:
