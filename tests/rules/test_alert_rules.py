@@ -230,16 +230,21 @@ def test_fast_path_disabled_fires_across_long_recheck_dips(tmp_path: Path) -> No
     """tests/rules/promtool/long_full_scan_test.yml: at full_scan_interval 40m the gauge
     reads 0 for 35 minutes after each hourly recheck; a switch that persists still fires
     (a fixed 30m window would restart `for` at each dip), a one-off one does not."""
-    values = merged(
-        RULES_ON, {"config": {"interval": "5m", "tfc": {"full_scan_interval": "40m"}}}
-    )
+    values = merged(RULES_ON, {"config": {"interval": "5m", "tfc": {"full_scan_interval": "40m"}}})
     _promtool_chart_test("long_full_scan_test.yml", {"ops.yaml": values}, tmp_path)
 
 
 @pytest.mark.parametrize(
     ("interval", "full_scan_interval", "window"),
-    [("60s", "10m", "30m"), ("30m", "10m", "70m"), ("5m", "1h", "70m"), ("30s", "45m", "46m")]
-    + [("60s", 0, "30m"), (90, "40m", "43m"), ("45s", "30m", "1890s")],
+    [
+        ("60s", "10m", "30m"),
+        ("30m", "10m", "70m"),
+        ("5m", "1h", "70m"),
+        ("30s", "45m", "46m"),
+        ("60s", 0, "30m"),
+        (90, "40m", "43m"),
+        ("45s", "30m", "1890s"),
+    ],
 )
 def test_fast_path_window_bridges_a_recheck_dip(
     interval: str | int, full_scan_interval: str | int, window: str
