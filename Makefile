@@ -29,14 +29,21 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
+# Four workers on two cores: the end-to-end tests mostly wait (on daemons' cycles, on
+# Terraform), so more workers than cores pays. `loadgroup` keeps each `xdist_group` (tests
+# sharing one expensive fixture in order, e.g. tests/e2e/test_terraform_cloud.py) on one
+# worker. TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 4
+
 test: lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# The long runs: 10,000 examples per property and 200 cycles of API faults (50 in `test`).
 soak: $(VENV)/.dev
-	HYPOTHESIS_PROFILE=soak $(BIN)/pytest tests/properties $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=soak FAULT_SOAK_CYCLES=200 $(BIN)/pytest tests/properties tests/e2e/test_faults.py $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/scale.py

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import DaemonProcess, base_config, running_daemon, write_config
+from tests.support.daemon import GUARD, DaemonProcess, base_config, running_daemon, write_config
 from tests.support.simulator import ADMIN_TOKEN, ORG_TOKEN, USER_TOKEN, SimulatorServer
 
 # A fixed simulated start, on a whole second: the `Date` header has second precision, so
@@ -63,7 +63,7 @@ def demo_scenario() -> str:
     return f"clock: {CLOCK}\n" + builtin_text("demo")
 
 
-def wait_until(condition: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+def wait_until(condition: Callable[[], T | None], what: str, timeout: float = GUARD) -> T:
     """A guard against hanging, never a timing assertion: machines are loaded."""
     deadline = time.monotonic() + timeout
     while True:
@@ -126,7 +126,7 @@ def report_at(daemon: DaemonProcess, at: datetime) -> dict[str, Any]:
         return document
 
     found: dict[str, Any] = daemon.wait_for(
-        fresh, 30, f"a /locks report generated at {at.isoformat()}"
+        fresh, GUARD, f"a /locks report generated at {at.isoformat()}"
     )
     return found
 
@@ -162,9 +162,10 @@ class Harness:
         self._configs = 0
 
     def config(self, sim: SimulatorServer, **overrides: Any) -> Path:
-        # Half a second between cycles keeps each test to a few seconds; the simulated clock
-        # (frozen unless advanced) makes every age exact whatever the machine's load.
-        config = base_config(sim.url, **{"interval": 0.5, **overrides})
+        # A quarter of a second between cycles: these tests mostly wait for cycles. The
+        # simulated clock (frozen unless advanced) makes every age exact whatever the
+        # machine's load, and a cycle that overruns the interval only delays the next.
+        config = base_config(sim.url, **{"interval": 0.25, **overrides})
         self._configs += 1
         return write_config(self.tmp_path / f"config-{self._configs}.yaml", config)
 

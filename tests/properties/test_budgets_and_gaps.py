@@ -331,12 +331,21 @@ def _continuous_since(
 
 
 @PROPERTY
-@given(gap_cases())
-def test_no_unlock_of_a_lock_whose_observation_had_a_gap_longer_than_allowed(
+@given(st.one_of(gap_cases(), busy_cases()))
+def test_no_unlock_across_a_gap_and_every_post_sent_within_the_budgets(
     gap_harness: GapHarness, drawn: tuple[Case, tuple[str, ...]]
 ) -> None:
+    """One simulation per example (worlds with gaps, and busy ones with more to do than the
+    budgets allow; both with timeouts and kills), judged by both invariants below."""
     case, faults = drawn
     trace = _run(gap_harness, case, faults)
+    no_unlock_of_a_lock_whose_observation_had_a_gap_longer_than_allowed(case, trace)
+    posts_sent_including_timed_out_and_killed_ones_stay_within_the_budgets(case, trace)
+
+
+def no_unlock_of_a_lock_whose_observation_had_a_gap_longer_than_allowed(
+    case: Case, trace: Trace
+) -> None:
     for post in trace.posts:
         if post.kind not in UNLOCKS:
             continue
@@ -351,13 +360,9 @@ def test_no_unlock_of_a_lock_whose_observation_had_a_gap_longer_than_allowed(
         )
 
 
-@PROPERTY
-@given(st.one_of(gap_cases(), busy_cases()))
-def test_posts_sent_including_timed_out_and_killed_ones_stay_within_the_budgets(
-    gap_harness: GapHarness, drawn: tuple[Case, tuple[str, ...]]
+def posts_sent_including_timed_out_and_killed_ones_stay_within_the_budgets(
+    case: Case, trace: Trace
 ) -> None:
-    case, faults = drawn
-    trace = _run(gap_harness, case, faults)
     if case.dry_run:
         assert trace.posts == []
     for cycle in range(len(case.cycles)):

@@ -59,12 +59,10 @@ def test_dry_run_sends_no_post(harness: Harness, case: Case) -> None:
     assert trace.posts == []
 
 
-@PROPERTY
-@given(cases())
-def test_no_action_on_a_lock_or_run_younger_than_its_threshold(
-    harness: Harness, case: Case
-) -> None:
-    trace = _run(case, harness)
+# --- the invariants: each judges every POST of one simulated world ---------------------------
+
+
+def no_action_on_a_lock_or_run_younger_than_its_threshold(case: Case, trace: Trace) -> None:
     for post in trace.posts:
         before = post.before
         if RUNG[post.kind] in ("unlock", "force_unlock"):
@@ -77,38 +75,26 @@ def test_no_action_on_a_lock_or_run_younger_than_its_threshold(
             assert post.at - before.run_entered > _run_threshold(case, before.run_status), post
 
 
-@PROPERTY
-@given(cases())
-def test_no_action_on_a_protected_workspace_or_lock_reason(harness: Harness, case: Case) -> None:
-    trace = _run(case, harness)
+def no_action_on_a_protected_workspace_or_lock_reason(case: Case, trace: Trace) -> None:
     for post in trace.posts:
         before = post.before
         assert not case.protected(before.name, before.tags, before.reason), post
 
 
-@PROPERTY
-@given(cases())
-def test_no_action_for_a_rung_the_matching_rule_does_not_list(harness: Harness, case: Case) -> None:
-    trace = _run(case, harness)
+def no_action_for_a_rung_the_matching_rule_does_not_list(case: Case, trace: Trace) -> None:
     for post in trace.posts:
         allowed, _ = case.rule_of(post.before.tags)
         assert RUNG[post.kind] in allowed, post
 
 
-@PROPERTY
-@given(cases())
-def test_a_run_held_lock_is_never_unlocked(harness: Harness, case: Case) -> None:
-    trace = _run(case, harness)
+def a_run_held_lock_is_never_unlocked(case: Case, trace: Trace) -> None:
     for post in trace.posts:
         if post.kind in ("unlock", "force-unlock"):
             assert post.before.holder is not None, post
             assert post.before.holder[0] in ("users", "teams"), post
 
 
-@PROPERTY
-@given(cases())
-def test_no_force_cancel_before_a_cancel_and_its_cool_off(harness: Harness, case: Case) -> None:
-    trace = _run(case, harness)
+def no_force_cancel_before_a_cancel_and_its_cool_off(case: Case, trace: Trace) -> None:
     for post in trace.posts:
         if post.kind == "force-cancel":
             before = post.before
@@ -117,12 +103,9 @@ def test_no_force_cancel_before_a_cancel_and_its_cool_off(harness: Harness, case
             assert before.force_cancel_available_at <= post.at, post
 
 
-@PROPERTY
-@given(cases())
-def test_every_post_follows_a_fresh_read_in_the_same_cycle_that_still_justifies_it(
-    harness: Harness, case: Case
+def every_post_follows_a_fresh_read_in_the_same_cycle_that_still_justifies_it(
+    case: Case, trace: Trace
 ) -> None:
-    trace = _run(case, harness)
     for post in trace.posts:
         index = trace.post_index(post)
         reads = [
@@ -139,12 +122,9 @@ def test_every_post_follows_a_fresh_read_in_the_same_cycle_that_still_justifies_
             assert getattr(post.before, what) == getattr(fresh, what), (what, post)
 
 
-@PROPERTY
-@given(cases())
-def test_posts_stay_within_the_budgets_per_cycle_and_per_hour_across_restarts(
-    harness: Harness, case: Case
+def posts_stay_within_the_budgets_per_cycle_and_per_hour_across_restarts(
+    case: Case, trace: Trace
 ) -> None:
-    trace = _run(case, harness)
     for cycle in range(len(case.cycles)):
         attempted = [p for p in trace.posts if p.cycle == cycle]
         assert len(attempted) <= case.max_per_cycle
@@ -155,15 +135,37 @@ def test_posts_stay_within_the_budgets_per_cycle_and_per_hour_across_restarts(
         assert len(window) <= case.max_per_hour, [(p.at, p.kind) for p in window]
 
 
-@PROPERTY
-@given(cases())
-def test_no_action_on_a_workspace_whose_data_failed_to_parse_this_cycle(
-    harness: Harness, case: Case
+def no_action_on_a_workspace_whose_data_failed_to_parse_this_cycle(
+    case: Case, trace: Trace
 ) -> None:
-    trace = _run(case, harness)
     for post in trace.posts:
         assert post.workspace_id not in trace.corrupted.get(post.cycle, set()), post
         assert post.workspace_id not in trace.corrupted_reread.get(post.cycle, set()), post
+
+
+INVARIANTS = (
+    no_action_on_a_lock_or_run_younger_than_its_threshold,
+    no_action_on_a_protected_workspace_or_lock_reason,
+    no_action_for_a_rung_the_matching_rule_does_not_list,
+    a_run_held_lock_is_never_unlocked,
+    no_force_cancel_before_a_cancel_and_its_cool_off,
+    every_post_follows_a_fresh_read_in_the_same_cycle_that_still_justifies_it,
+    posts_stay_within_the_budgets_per_cycle_and_per_hour_across_restarts,
+    no_action_on_a_workspace_whose_data_failed_to_parse_this_cycle,
+)
+
+
+@PROPERTY
+@given(cases())
+def test_every_post_of_a_random_world_keeps_every_safety_invariant(
+    harness: Harness, case: Case
+) -> None:
+    """One simulation per example, judged by every invariant above (a failure names the
+    invariant it broke): the evidence of one property per invariant at an eighth of the
+    simulations."""
+    trace = _run(case, harness)
+    for invariant in INVARIANTS:
+        invariant(case, trace)
 
 
 # --- the harness is not vacuous -------------------------------------------------------------

@@ -37,6 +37,7 @@ from tests.properties.world import (
     Case,
     Harness,
     Recorder,
+    Trace,
     cases,
 )
 
@@ -181,12 +182,20 @@ def harness(state_dir: Path) -> Iterator[Harness]:
 
 @PROPERTY
 @given(upload_cases())
-def test_no_unlock_while_a_state_version_is_pending_or_the_check_failed(
+def test_no_unlock_while_an_upload_is_pending_unchecked_or_recent(
     harness: Harness, case: UploadCase
 ) -> None:
+    """One simulation per example, judged by both invariants below."""
     trace = harness.run(case)
     recorder = harness.recorder
     assert isinstance(recorder, UploadingRecorder)
+    no_unlock_while_a_state_version_is_pending_or_the_check_failed(trace, recorder)
+    no_unlock_of_a_lock_whose_workspace_showed_activity_within_its_threshold(case, trace, recorder)
+
+
+def no_unlock_while_a_state_version_is_pending_or_the_check_failed(
+    trace: Trace, recorder: UploadingRecorder
+) -> None:
     uploads = recorder.uploads
     unlocks = [p for p in trace.posts if p.kind in ("unlock", "force-unlock")]
     held = sum(
@@ -222,17 +231,12 @@ def test_no_unlock_while_a_state_version_is_pending_or_the_check_failed(
         assert rereads[0] < last.event_index < rereads[-1], post
 
 
-@PROPERTY
-@given(upload_cases())
-def test_no_unlock_of_a_lock_whose_workspace_showed_activity_within_its_threshold(
-    harness: Harness, case: UploadCase
+def no_unlock_of_a_lock_whose_workspace_showed_activity_within_its_threshold(
+    case: UploadCase, trace: Trace, recorder: UploadingRecorder
 ) -> None:
     """A state version created while a user/team lock was held (its workspace's
     `latest-change-at` moved after the lock was first seen) is a sign of life: no unlock
     until the lock has been quiet for its `lock_stale_after`."""
-    trace = harness.run(case)
-    recorder = harness.recorder
-    assert isinstance(recorder, UploadingRecorder)
     spared = 0
     for post in trace.posts:
         if post.kind not in ("unlock", "force-unlock") or post.before.holder is None:

@@ -23,6 +23,10 @@ from typing import Any
 import httpx
 import yaml
 
+# How long a wait may take before it is a hang: a guard, never a timing assertion. Generous,
+# because the suite runs on several workers per core and a passing wait costs nothing extra.
+GUARD = 60.0
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -105,7 +109,7 @@ class DaemonProcess:
         return parsed
 
     def wait_for(
-        self, predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition"
+        self, predicate: Callable[[], Any], timeout: float = GUARD, what: str = "condition"
     ) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -120,7 +124,7 @@ class DaemonProcess:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(self.lines[-40:]))
 
-    def wait_for_event(self, name: str, timeout: float = 20.0, **fields: Any) -> dict[str, Any]:
+    def wait_for_event(self, name: str, timeout: float = GUARD, **fields: Any) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:
             for event in self.events(name):
                 if all(event.get(k) == v for k, v in fields.items()):
@@ -140,7 +144,7 @@ class DaemonProcess:
                 return int(float(line.split()[-1]))
         return 0
 
-    def wait_cycles(self, count: int, timeout: float = 30.0) -> None:
+    def wait_cycles(self, count: int, timeout: float = GUARD) -> None:
         """Wait until `count` more cycles than now have completed."""
         target = self.cycles_completed() + count
         self.wait_for(lambda: self.cycles_completed() >= target, timeout, f"{count} cycles")
@@ -173,7 +177,7 @@ def running_daemon(
     try:
         if ready:
             daemon.wait_for(
-                lambda: _ok(daemon, "/readyz"), timeout=30, what="the daemon to become ready"
+                lambda: _ok(daemon, "/readyz"), timeout=GUARD, what="the daemon to become ready"
             )
         yield daemon
     finally:

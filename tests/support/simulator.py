@@ -18,6 +18,8 @@ Options of `SimulatorServer` (all keyword):
 - `tls`: serve HTTPS with a fresh self-signed certificate (`ca_file`) for localhost and
   127.0.0.1; `url` is then `https://localhost:PORT` (the name the certificate and Terraform's
   `cloud` block use). `verify()` is what an httpx client should verify with.
+- `cert`: serve HTTPS with this certificate and key instead (e.g. one a `trustme` CA issued);
+  the admin client does not verify it; the test's own clients say which CA they trust.
 
 Every `/_sim/` admin call has a method (see `SimulatorServer`); `client(token)` gives an
 httpx client for `/api/v2` with the token and JSON:API headers set. `simulator_process()`
@@ -86,6 +88,7 @@ class SimulatorServer:
         latency_ms: float = 0.0,
         time_scale: float = 0.0,
         tls: bool = False,
+        cert: CertPair | None = None,
     ) -> None:
         loaded = loaded or _load(scenario, time_scale)
         loaded.world.clock.time_scale = time_scale
@@ -98,7 +101,8 @@ class SimulatorServer:
         self._server: Any = None
         self._admin: httpx.Client | None = None
         self.url = ""
-        self.tls = tls
+        self.tls = tls or cert is not None
+        self._given_cert = cert
         self._cert_dir: Path | None = None
         self._cert: CertPair | None = None
 
@@ -115,7 +119,10 @@ class SimulatorServer:
         sock.bind(("127.0.0.1", 0))
         self._socket = sock
         port = sock.getsockname()[1]
-        if self.tls:
+        if self._given_cert is not None:
+            self._cert = self._given_cert
+            self.url = f"https://localhost:{port}"
+        elif self.tls:
             require_binary("openssl")  # skip locally, fail in CI, when it cannot sign
             self._cert_dir = Path(tempfile.mkdtemp(prefix="sim-tls-"))
             self._cert = generate_certificate(self._cert_dir)
@@ -173,9 +180,12 @@ class SimulatorServer:
         return int(self.url.rsplit(":", 1)[1])
 
     def verify(self) -> ssl.SSLContext | bool:
-        """httpx `verify=`: trusts the self-signed certificate of a `tls=True` server."""
+        """httpx `verify=`: trusts the self-signed certificate of a `tls=True` server (a
+        given `cert` is trusted as a CA only if it is its own, like the generated one)."""
         if self._cert is None:
             return True
+        if self._given_cert is not None:
+            return False  # the admin client only; the test's own clients verify
         return ssl.create_default_context(cafile=str(self._cert.cert))
 
     @property

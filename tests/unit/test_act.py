@@ -12,7 +12,7 @@ import email.utils
 import json
 from collections.abc import AsyncIterator, Callable, MutableMapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import respx
 import structlog
 from structlog.testing import capture_logs
 
+from tests.support import builders
+from tests.support.builders import ALICE, BOB, EVERY_RUNG, NOW, ORG
 from tests.support.clock import FakeClock
 from watchdog.act import Actor
 from watchdog.memory import Memory
@@ -56,13 +58,8 @@ from watchdog.sources.tfc.client import (
 )
 from watchdog.sources.tfc.source import TfcSource, neutral_error
 
-NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-ORG = "acme"
-ALICE = Holder(HolderType.USER, "user-alice", "alice")
 # The token's own user: its lock is plain-unlocked.
 ROBOT = Holder(HolderType.USER, "user-robot", "robot")
-BOB = Holder(HolderType.USER, "user-bob", "bob")
-ALL_RUNGS = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
 
 
 def tfc_error(cls: type[TfcError], status: int | None, detail: str) -> TfcError:
@@ -73,13 +70,12 @@ def tfc_error(cls: type[TfcError], status: int | None, detail: str) -> TfcError:
 
 
 def policy(*, dry_run: bool = False, per_cycle: int = 10, per_hour: int = 100) -> Policy:
-    return Policy.model_validate(
-        {
-            "dry_run": dry_run,
-            "tfc": {"organizations": [ORG]},
-            "limits": {"max_actions_per_cycle": per_cycle, "max_actions_per_hour": per_hour},
-            "defaults": {"lock_stale_after": "2h", "actions": ALL_RUNGS},
-        }
+    """Every rung allowed, user/team locks stale after 2h, these limits."""
+    return builders.policy(
+        dry_run=dry_run,
+        tfc={"organizations": [ORG]},
+        limits={"max_actions_per_cycle": per_cycle, "max_actions_per_hour": per_hour},
+        defaults={"lock_stale_after": "2h", "actions": EVERY_RUNG},
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from tests.support.builders import ALICE
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
@@ -14,7 +15,6 @@ from watchdog.model import (
     ActionKind,
     ActionResult,
     Holder,
-    HolderType,
     Observation,
     PlannedAction,
     Source,
@@ -25,7 +25,6 @@ from watchdog.policy import Policy
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-ALICE = Holder(HolderType.USER, "user-alice", "alice")
 
 
 def config(*, actions: list[str], dry_run: bool) -> Policy:

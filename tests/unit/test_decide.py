@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,8 @@ import pytest
 import watchdog.decide
 import watchdog.decide.backend
 import watchdog.decide.tfc
+from tests.support import builders
+from tests.support.builders import ALICE, NOW, H, M, policy
 from watchdog.decide import MemoryView, decide
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -26,28 +28,12 @@ from watchdog.model import (
     Source,
     Workspace,
 )
-from watchdog.policy import Policy
 from watchdog.sources.tfc.parse import parse_workspace_page
 
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-H = timedelta(hours=1)
-M = timedelta(minutes=1)
-ALICE = Holder(HolderType.USER, "user-alice", "alice")
 
-
-def policy(**config: Any) -> Policy:
-    return Policy.model_validate({"tfc": {"organizations": ["acme", "beta"]}, **config})
-
-
-def run(status: str, age: timedelta, run_id: str = "run-abc", **kw: Any) -> Run:
-    entered = NOW - age
-    return Run(
-        id=run_id,
-        status=status,
-        created_at=entered - 5 * M,
-        status_timestamps={status.replace("_", "-") + "-at": entered},
-        **kw,
-    )
+def run(status: str, age: timedelta, run_id: str = "run-abc", **fields: Any) -> Run:
+    """The shared builder; this file's runs are `run-abc` unless named."""
+    return builders.run(status, age, run_id, **fields)
 
 
 def run_locked(name: str, r: Run, org: str = "acme") -> Workspace:

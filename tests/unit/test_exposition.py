@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import httpx
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -14,12 +14,12 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from tests.support.builders import NOW
 from watchdog.exposition import MetricsExposition
 from watchdog.metrics import LockPicture, Metrics
 from watchdog.model import AgeSource, Holder, HolderType, LockState, Source
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
 
 def _locks(count: int) -> list[LockState]:

@@ -8,11 +8,12 @@ give the same answer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from tests.support.builders import ALICE, EVERY_RUNG, NOW, PLATFORM, H, M, run
 from watchdog.decide import decide, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -26,40 +27,6 @@ from watchdog.model import (
     Workspace,
 )
 from watchdog.policy import Policy
-
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-H = timedelta(hours=1)
-M = timedelta(minutes=1)
-ALICE = Holder(HolderType.USER, "user-alice", "alice")
-PLATFORM = Holder(HolderType.TEAM, "team-platform", "platform")
-EVERY_RUNG = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
-
-
-def run(
-    status: str,
-    age: timedelta,
-    *,
-    run_id: str = "run-1",
-    cancelable: bool = False,
-    force_cancelable: bool = False,
-    discardable: bool = False,
-    canceled_ago: timedelta | None = None,
-    force_cancel_in: timedelta | None = None,
-) -> Run:
-    entered = NOW - age
-    return Run(
-        id=run_id,
-        status=status,
-        created_at=entered - 10 * M,
-        status_timestamps={status.replace("_", "-") + "-at": entered},
-        actions=RunActions(
-            is_cancelable=cancelable,
-            is_force_cancelable=force_cancelable,
-            is_discardable=discardable,
-        ),
-        canceled_at=None if canceled_ago is None else NOW - canceled_ago,
-        force_cancel_available_at=None if force_cancel_in is None else NOW + force_cancel_in,
-    )
 
 
 def workspace(

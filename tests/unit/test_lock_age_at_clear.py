@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tests.support.builders import ALICE, ORG
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import ClearedLock, Memory
@@ -27,8 +28,6 @@ from watchdog.model import (
 from watchdog.policy import Policy
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-ORG = "acme"
-ALICE = Holder(HolderType.USER, "user-alice", "alice")
 MINUTE = timedelta(minutes=1)
 
 

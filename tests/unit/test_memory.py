@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from tests.support.builders import ALICE, BOB
 from tests.support.clock import FakeClock
 from watchdog.memory import Memory, StateFileRefusedError, allowed_gap, check_state_file
 from watchdog.model import (
@@ -26,8 +27,6 @@ from watchdog.model import (
 )
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-ALICE = Holder(HolderType.USER, "user-alice", "alice")
-BOB = Holder(HolderType.USER, "user-bob", "bob")
 
 
 def ws(wid: str, holder: Holder | None = ALICE, org: str = "acme") -> Workspace:

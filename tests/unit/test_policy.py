@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
 from tests.properties.profile import PROPERTY
+from tests.support.builders import policy
 from watchdog.configload import load_policy
 from watchdog.model import ActionKind, Workspace
 from watchdog.policy import (
@@ -33,11 +34,6 @@ from watchdog.sources.tfc.parse import parse_workspace_page
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "config.example.yaml"
-
-
-def policy(**data: Any) -> Policy:
-    data.setdefault("tfc", {"organizations": ["acme"]})
-    return Policy.model_validate(data)
 
 
 def workspace(name: str = "app", **kwargs: Any) -> Workspace:

@@ -8,10 +8,11 @@ lock; the table escapes their control characters, the JSON document keeps them e
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
+from tests.support.builders import EVERY_RUNG, NOW, H, policy, run
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -30,9 +31,6 @@ from watchdog.model import (
 from watchdog.policy import Policy
 from watchdog.report import CycleReport, printable, render_table
 
-NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-H = timedelta(hours=1)
-EVERY_RUNG = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
 ESC = "\x1b"
 # Wide enough that no cell wraps: a test of escaping sees each row on one line.
 ONE_LINE = 10_000
@@ -42,9 +40,7 @@ FORGED += "[2J" + ESC + "]0;title\x07 \u202eevil\r"
 
 
 def _policy() -> Policy:
-    return Policy.model_validate(
-        {"tfc": {"organizations": ["acme"]}, "defaults": {"actions": EVERY_RUNG}}
-    )
+    return policy(defaults={"actions": EVERY_RUNG})
 
 
 def _report(*workspaces: Workspace, seen: timedelta = 3 * H) -> CycleReport:
@@ -78,15 +74,16 @@ def _user_lock(reason: str, name: str = "alice") -> Workspace:
 
 
 def _run(status: str, *, canceled: bool = False) -> Run:
-    entered = NOW - 30 * H
-    return Run(
-        id="run-1",
-        status=status,
-        created_at=entered,
-        status_timestamps={status.replace("_", "-") + "-at": entered},
-        actions=RunActions(is_cancelable=True, is_force_cancelable=True, is_discardable=True),
-        canceled_at=NOW - 2 * H if canceled else None,
-        force_cancel_available_at=NOW - H if canceled else None,
+    """In `status` for 30 hours, every action available; `canceled` two hours ago, its
+    cool-off over an hour ago."""
+    return run(
+        status,
+        30 * H,
+        cancelable=True,
+        force_cancelable=True,
+        discardable=True,
+        canceled_ago=2 * H if canceled else None,
+        force_cancel_in=-H if canceled else None,
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tests.support.builders import BOB, ORG
 from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -25,8 +26,6 @@ from watchdog.report import lock_to_json
 from watchdog.sources.tfc.parse import parse_workspace_document
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-ORG = "acme"
-BOB = Holder(HolderType.USER, "user-bob", "bob")
 MINUTE = timedelta(minutes=1)
 POLICY = Policy.model_validate(
     {

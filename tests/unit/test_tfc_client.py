@@ -13,8 +13,11 @@ import httpx
 import pytest
 import respx
 import structlog
+import trustme
 
+from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 from watchdog.metrics import Metrics
+from watchdog.simulator.tls import CertPair
 from watchdog.sources.tfc.client import (
     MAX_RESPONSE_BYTES,
     MAX_SERVER_WAIT,
@@ -185,12 +188,32 @@ async def test_post_sends_plain_json_body_and_returns_none_on_202(api, metrics, 
     assert json.loads(request.content) == {"comment": "why"}
 
 
-async def test_ca_bundle_path_builds_a_verifying_client(tmp_path, metrics):
-    trustme = pytest.importorskip("trustme")
-    bundle = tmp_path / "ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(bundle))
-    async with TfcClient(address=ADDRESS, token=TOKEN, metrics=metrics, verify=str(bundle)):
-        pass
+async def test_a_ca_bundle_trusts_its_own_ca_and_refuses_a_server_of_another(tmp_path, metrics):
+    # A real TLS server (the simulator) whose certificate one CA issued; two bundles, each
+    # with one CA. Only the bundle that holds the issuer gets an answer: the client verifies
+    # against the bundle, neither against nothing nor against the machine's store.
+    issuer, stranger = trustme.CA(), trustme.CA()
+    leaf = issuer.issue_cert("localhost", "127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    trusted, untrusted = tmp_path / "issuer.pem", tmp_path / "stranger.pem"
+    issuer.cert_pem.write_to_path(str(trusted))
+    stranger.cert_pem.write_to_path(str(untrusted))
+    path = "/organizations/demo/workspaces"
+    with SimulatorServer(cert=CertPair(cert, key)) as sim:
+        assert sim.url.startswith("https://")
+        options = {"address": sim.url, "token": ADMIN_TOKEN, "metrics": metrics}
+        async with TfcClient(**options, verify=str(trusted)) as client:
+            document = await client.get(path, endpoint=LIST)
+        async with TfcClient(**options, verify=str(untrusted)) as client:
+            with pytest.raises(TransportError) as refused:
+                await client.get(path, endpoint=LIST)
+        reached = [r["path"] for r in sim.requests()]
+    assert document["data"], "the organization's workspaces, read over verified TLS"
+    assert refused.value.reason == "tls"
+    # The refused handshake never became a request.
+    assert reached == ["/api/v2" + path]
 
 
 async def test_missing_ca_bundle_fails_at_construction(tmp_path, metrics):

@@ -1,0 +1,68 @@
+"""What the unit tests build again and again: a fixed clock, people, a policy, a run.
+
+One place, so that a change to the model (a new required field, a renamed one) is made once.
+Each builder takes keyword overrides for what a test is about and fills the rest with values
+that mean nothing in particular.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from watchdog.model import Holder, HolderType, Run, RunActions
+from watchdog.policy import Policy
+
+# The time every unit test's world is observed at (a whole minute: ages print exactly).
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+M = timedelta(minutes=1)
+
+ORG = "acme"
+# People who hold locks: two users and a team.
+ALICE = Holder(HolderType.USER, "user-alice", "alice")
+BOB = Holder(HolderType.USER, "user-bob", "bob")
+PLATFORM = Holder(HolderType.TEAM, "team-platform", "platform")
+
+# The TFC ladder, in order.
+EVERY_RUNG = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
+
+
+def policy(**config: Any) -> Policy:
+    """A valid policy over the organizations `acme` and `beta` (unless `tfc` is given),
+    with `config`'s top-level keys on top."""
+    return Policy.model_validate({"tfc": {"organizations": [ORG, "beta"]}, **config})
+
+
+def run(
+    status: str,
+    age: timedelta,
+    run_id: str = "run-1",
+    *,
+    cancelable: bool = False,
+    force_cancelable: bool = False,
+    discardable: bool = False,
+    canceled_ago: timedelta | None = None,
+    force_cancel_in: timedelta | None = None,
+    **fields: Any,
+) -> Run:
+    """A run that entered `status` `age` before NOW (its status timestamp says so), created
+    ten minutes before that. The flags set its `actions` unless `fields` give `actions`."""
+    entered = NOW - age
+    fields.setdefault(
+        "actions",
+        RunActions(
+            is_cancelable=cancelable,
+            is_force_cancelable=force_cancelable,
+            is_discardable=discardable,
+        ),
+    )
+    return Run(
+        id=run_id,
+        status=status,
+        created_at=entered - 10 * M,
+        status_timestamps={status.replace("_", "-") + "-at": entered},
+        canceled_at=None if canceled_ago is None else NOW - canceled_ago,
+        force_cancel_available_at=None if force_cancel_in is None else NOW + force_cancel_in,
+        **fields,
+    )
