@@ -154,6 +154,7 @@ def test_each_alert_can_be_disabled_or_overridden() -> None:
             "prometheusRule": {
                 "rules": {
                     "TfcWatchdogRateLimited": {"enabled": False},
+                    "TfcWatchdogFastPathDisabled": {"enabled": False},
                     "TerraformStateLockStale": {"for": "15m", "labels": {"severity": "critical"}},
                 }
             }
@@ -161,6 +162,7 @@ def test_each_alert_can_be_disabled_or_overridden() -> None:
     )
     rules = _rules(_chart_groups(values))
     assert "TfcWatchdogRateLimited" not in rules
+    assert "TfcWatchdogFastPathDisabled" not in rules
     assert rules["TerraformStateLockStale"]["for"] == "15m"
     assert rules["TerraformStateLockStale"]["labels"] == {"severity": "critical"}
     assert rules["TerraformStateLockStale"]["expr"] == (
