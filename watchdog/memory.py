@@ -17,7 +17,8 @@ simulator, run faster). A restart, a lost state file or an outage therefore only
 
 With TFC two-tier polling (`tfc.full_scan_interval`), fast reads between full reads list only
 the workspaces whose current run is not final. They see run-held locks there (a sighting, as
-any read); they do not look at user/team locks: such a lock is neither sighted nor released
+any read, so such a lock keeps the cycles' gap, in full reads too); they do not look at
+user/team locks (nor at a run lock whose run is final): such a lock is neither sighted nor released
 by a fast read (one on a listed workspace is present; an unlisted workspace is not unlocked),
 and its gaps are measured from one full read to the next, allowed 2 x max(interval,
 full_scan_interval) + 30 s (a full read comes at the first cycle at least full_scan_interval
@@ -476,17 +477,20 @@ class Memory:
         for observation in observations:
             scope = (observation.source.value, observation.organization)
             previous_full = self._last_full_read.get(scope)
-            # Locks only a full read sees are watched from one full read to the next; the
-            # fast reads between do not look at them (Observation.full_read_every).
-            limit = max_gap
+            # Locks only a full read sees (user/team locks, run locks on workspaces the fast
+            # path does not list) are watched from one full read to the next; the fast reads
+            # between do not look at them (Observation.full_read_every). A run lock the fast
+            # path lists is sighted by every read, fast or full: its gap stays the cycles'.
+            full_walk_gap = max_gap
             if not observation.fast and observation.full_read_every:
-                limit = max(max_gap, allowed_gap(observation.full_read_every))
-            for key, activity, sighted in _held_locks(observation):
+                full_walk_gap = max(max_gap, allowed_gap(observation.full_read_every))
+            for key, activity, sighted, by_full_reads in _held_locks(observation):
                 if key in seen:
                     continue
                 seen.add(key)
                 if not sighted:
                     continue
+                limit = full_walk_gap if by_full_reads else max_gap
                 entry = self._locks.get(key)
                 if entry is None:
                     self._locks[key] = _LockEntry(
@@ -672,10 +676,14 @@ def _unsafe_to_replace(path: str) -> str | None:
     return None
 
 
-def _held_locks(observation: Observation) -> Iterator[tuple[_Key, datetime | None, bool]]:
+def _held_locks(
+    observation: Observation,
+) -> Iterator[tuple[_Key, datetime | None, bool, bool]]:
     """Each held lock's key, with its holder's sign of life (user/team locks of TFC only: a
-    run's lock ends with its run, and the S3 backend has no such field), and whether this
-    read counts as a sighting of it.
+    run's lock ends with its run, and the S3 backend has no such field), whether this
+    read counts as a sighting of it, and whether only full reads sight it (a user/team
+    lock of TFC, or a run lock on a workspace the fast path does not list: its gap is the
+    full reads', not the cycles').
 
     A fast-path read sees only the workspaces it listed: a run-held lock there is a
     sighting; a user/team lock there is present (not released) but not a sighting, since
@@ -693,11 +701,17 @@ def _held_locks(observation: Observation) -> Iterator[tuple[_Key, datetime | Non
             alive = holder.type in (HolderType.USER, HolderType.TEAM)
             key = (source, workspace.id, holder.id)
             sighted = not (observation.fast and holder.type is not HolderType.RUN)
-            yield key, workspace.latest_change_at if alive else None, sighted
+            # The fast path lists a workspace only while its current run is not final: a run
+            # lock on any other (its run ended without letting go) is sighted by full reads
+            # only, as a user/team lock is.
+            current = workspace.current_run
+            fast_path_lists = current is not None and not current.is_final
+            by_full_reads = alive or not fast_path_lists
+            yield key, workspace.latest_change_at if alive else None, sighted, by_full_reads
     for lock in observation.backend_locks:
         if lock.problem is None:
             workspace_id, holder_id = backend_lock_key(lock)
-            yield (source, workspace_id, holder_id), None, True
+            yield (source, workspace_id, holder_id), None, True, False
 
 
 def _loaded_stamp(value: Any, now: _Stamp, *, future_is_gap: bool) -> _Stamp:

@@ -62,6 +62,8 @@ def test_dashboard_shows_what_the_issue_asks_for() -> None:
         "tfc_watchdog_cycle_duration_seconds_bucket",
         "tfc_watchdog_lock_age_at_clear_seconds_bucket",
         "tfc_watchdog_last_success_timestamp_seconds",
+        "tfc_watchdog_read_requests_total",
+        "tfc_watchdog_fast_path_disabled",
     ):
         assert metric in exprs
 

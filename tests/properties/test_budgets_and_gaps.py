@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,10 +47,12 @@ from tests.properties.world import (
     build_world,
     cases,
 )
+from tests.support.clock import FakeClock
 from watchdog.act import Actor
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
+from watchdog.model import Holder, HolderType, Observation, Run, Source, Workspace
 from watchdog.policy import Policy
 from watchdog.simulator.app import Settings, Simulator
 from watchdog.simulator.clock import SimClock
@@ -435,3 +437,188 @@ def test_the_harness_sees_timeouts_and_kills_counted(gap_harness: GapHarness) ->
     trace = gap_harness.run(_stuck_runs_case(4), ("kill", "timeout", "kill"))
     assert trace.events.count("killed") == 1
     assert [p.kind for p in trace.posts] == ["cancel", "cancel"]  # the budget: 2 per hour
+
+
+# --- continuous observation with two-tier reads ----------------------------------------------
+
+# With `tfc.full_scan_interval`, fast reads between full walks list only the workspaces whose
+# current run is not final: a run-held lock there is sighted by every read; a user/team lock,
+# or a run lock whose run is final, only by the full walks. Written out, as ALLOWED_GAP: the
+# first keep the cycles' gap (2 x interval + 30 s), the others the full walks' (2 x
+# max(interval, full_scan_interval) + 30 s).
+FULL_SCAN_INTERVAL = timedelta(minutes=10)
+FULL_WALK_GAP = timedelta(seconds=2 * 600 + 30)
+USER_LOCKED = "ws-user"
+RUN_LOCKED = "ws-run"
+ORPHAN_LOCKED = "ws-orphan"
+ALICE = Holder(HolderType.USER, "user-alice", "alice")
+RUN = Holder(HolderType.RUN, "run-applying", "run-applying")
+ORPHAN = Holder(HolderType.RUN, "run-errored", "run-errored")
+
+
+@dataclass(frozen=True)
+class TwoTierRead:
+    """One cycle: how long after the last, which read (or none: the cycle failed or the
+    process was down), and whether each lock is held."""
+
+    advance: int
+    kind: str  # "full", "fast" or "missed"
+    user_lock: bool
+    run_lock: bool
+    orphan_lock: bool = True
+
+
+# Advances on both sides of both gaps: the cycles' (150 s) and the full walks' (1230 s).
+_two_tier_advances = st.sampled_from([60, 60, 120, 150, 151, 300, 600, 1230, 1231, 3600])
+two_tier_reads = st.lists(
+    st.builds(
+        TwoTierRead,
+        advance=_two_tier_advances,
+        kind=st.sampled_from(["fast", "fast", "fast", "full", "full", "missed"]),
+        user_lock=st.sampled_from([True, True, True, False]),
+        run_lock=st.sampled_from([True, True, True, False]),
+        orphan_lock=st.sampled_from([True, True, True, False]),
+    ),
+    min_size=1,
+    max_size=20,
+)
+
+
+def _two_tier_observation(read: TwoTierRead, now: datetime) -> Observation:
+    """The observation the TFC source builds for this read: a full walk lists every
+    workspace; a fast read lists the one whose current run is active (the run's, locked or
+    not) and carries the other locked ones from the last full walk, unread."""
+    run = Run(id=RUN.id, status="applying", created_at=T0)
+    run_ws = Workspace(
+        organization=ORG,
+        id=RUN_LOCKED,
+        name=RUN_LOCKED,
+        locked=read.run_lock,
+        holder=RUN if read.run_lock else None,
+        current_run=run,
+    )
+    user_ws = Workspace(
+        organization=ORG,
+        id=USER_LOCKED,
+        name=USER_LOCKED,
+        locked=read.user_lock,
+        holder=ALICE if read.user_lock else None,
+    )
+    # A run that errored without letting go of its lock: the fast path does not list it.
+    errored = Run(id=ORPHAN.id, status="errored", created_at=T0)
+    orphan_ws = Workspace(
+        organization=ORG,
+        id=ORPHAN_LOCKED,
+        name=ORPHAN_LOCKED,
+        locked=read.orphan_lock,
+        holder=ORPHAN if read.orphan_lock else None,
+        current_run=errored,
+    )
+    if read.kind == "full":
+        return Observation(
+            source=Source.TFC,
+            organization=ORG,
+            server_now=now,
+            workspaces=(run_ws, user_ws, orphan_ws),
+            listed_ids=frozenset({RUN_LOCKED, USER_LOCKED, ORPHAN_LOCKED}),
+            full_read_every=FULL_SCAN_INTERVAL,
+        )
+    carried = (
+        Workspace(organization=ORG, id=USER_LOCKED, name=USER_LOCKED, locked=True, holder=ALICE),
+        replace(orphan_ws, locked=True, holder=ORPHAN),
+    )
+    return Observation(
+        source=Source.TFC,
+        organization=ORG,
+        server_now=now,
+        workspaces=(run_ws, *carried),
+        listed_ids=frozenset({RUN_LOCKED}),
+        fast=True,
+    )
+
+
+@dataclass
+class _Watched:
+    """The oracle's own record of one lock: first sighting, sightings, last sighting."""
+
+    first: datetime
+    sightings: int
+    last: datetime
+
+
+def _oracle_sees(
+    watched: _Watched | None, now: datetime, *, held: bool, allowed: timedelta
+) -> _Watched | None:
+    """One read that looks at the lock: a sighting (continuing the observation when the
+    last sighting is at most `allowed` ago, else starting over), or its release."""
+    if not held:
+        return None
+    if watched is None or now - watched.last > allowed:
+        return _Watched(now, 1, now)
+    return _Watched(watched.first, watched.sightings + 1, now)
+
+
+@PROPERTY
+@given(two_tier_reads)
+def test_two_tier_reads_keep_each_locks_observation_to_its_own_gap(
+    reads: list[TwoTierRead],
+) -> None:
+    """Memory's first sighting and sighting count of each lock, after every cycle, equal
+    the oracle's: a user/team lock (and a run lock whose run is final) is sighted by full
+    walks only and stays continuous across up to 2 x max(interval, full_scan_interval) +
+    30 s; a run lock the fast path lists is sighted by every read and continuous across at
+    most 2 x interval + 30 s, however the reads alternate. Memory using the short gap for
+    the full-walk-only locks, or the long one for the listed run lock, or counting a fast
+    read as a sighting (or a gap) of a lock it did not read, fails here."""
+    clock = FakeClock(T0)
+    memory = Memory(clock=clock)
+    now = T0
+    user: _Watched | None = None
+    run: _Watched | None = None
+    orphan: _Watched | None = None
+    for read in reads:
+        clock.advance(timedelta(seconds=read.advance))
+        now += timedelta(seconds=read.advance)
+        if read.kind == "missed":
+            memory.update([], now, max_gap=ALLOWED_GAP)
+        else:
+            memory.update([_two_tier_observation(read, now)], now, max_gap=ALLOWED_GAP)
+            run = _oracle_sees(run, now, held=read.run_lock, allowed=ALLOWED_GAP)
+            if read.kind == "full":
+                user = _oracle_sees(user, now, held=read.user_lock, allowed=FULL_WALK_GAP)
+                orphan = _oracle_sees(orphan, now, held=read.orphan_lock, allowed=FULL_WALK_GAP)
+        locks = (
+            (ALICE, USER_LOCKED, user),
+            (RUN, RUN_LOCKED, run),
+            (ORPHAN, ORPHAN_LOCKED, orphan),
+        )
+        for holder, workspace_id, watched in locks:
+            expected = (None, 0) if watched is None else (watched.first, watched.sightings)
+            actual = (
+                memory.first_seen(workspace_id, holder.id),
+                memory.sightings(workspace_id, holder.id),
+            )
+            assert actual == expected, (workspace_id, now - T0)
+    event(f"user lock sightings at the end: {min(user.sightings, 3) if user else 0}")
+    event(f"run lock sightings at the end: {min(run.sightings, 3) if run else 0}")
+
+
+def test_two_tier_oracle_is_not_vacuous() -> None:
+    """The two gaps differ where it matters: a run lock seen 300 s apart restarts while a
+    user lock seen by full walks 1230 s apart does not, and 1231 s restarts it."""
+    reads = [
+        TwoTierRead(0, "full", True, True),
+        TwoTierRead(300, "full", True, True),
+        TwoTierRead(930, "full", True, True),
+        TwoTierRead(1231, "full", True, True),
+    ]
+    seen: list[tuple[int, int]] = []
+    user: _Watched | None = None
+    run: _Watched | None = None
+    now = T0
+    for read in reads:
+        now += timedelta(seconds=read.advance)
+        user = _oracle_sees(user, now, held=True, allowed=FULL_WALK_GAP)
+        run = _oracle_sees(run, now, held=True, allowed=ALLOWED_GAP)
+        seen.append((user.sightings, run.sightings))
+    assert seen == [(1, 1), (2, 1), (3, 1), (1, 1)]

@@ -31,6 +31,7 @@ EXPECTED_ALERTS = {
     "TfcWatchdogConfigRestartRequired",
     "TfcWatchdogConfigReloadFailed",
     "TfcWatchdogParseErrors",
+    "TfcWatchdogFastPathDisabled",
 }
 CHART_UNIT_TESTS = REPO / "tests" / "rules" / "promtool"
 RUNBOOK = REPO / "docs" / "runbook.md"
@@ -153,6 +154,7 @@ def test_each_alert_can_be_disabled_or_overridden() -> None:
             "prometheusRule": {
                 "rules": {
                     "TfcWatchdogRateLimited": {"enabled": False},
+                    "TfcWatchdogFastPathDisabled": {"enabled": False},
                     "TerraformStateLockStale": {"for": "15m", "labels": {"severity": "critical"}},
                 }
             }
@@ -160,6 +162,7 @@ def test_each_alert_can_be_disabled_or_overridden() -> None:
     )
     rules = _rules(_chart_groups(values))
     assert "TfcWatchdogRateLimited" not in rules
+    assert "TfcWatchdogFastPathDisabled" not in rules
     assert rules["TerraformStateLockStale"]["for"] == "15m"
     assert rules["TerraformStateLockStale"]["labels"] == {"severity": "critical"}
     assert rules["TerraformStateLockStale"]["expr"] == (
@@ -223,6 +226,43 @@ def test_rate_windows_are_three_intervals_at_least_ten_minutes(
     assert rules["TfcWatchdogCyclesFailing"]["expr"].count(f"[{window}])") == 2
     assert f"[{window}])" in rules["TfcWatchdogParseErrors"]["expr"]
     assert f"[{window}])" in rules["TfcWatchdogRateLimited"]["expr"]
+
+
+def test_fast_path_disabled_fires_across_long_recheck_dips(tmp_path: Path) -> None:
+    """tests/rules/promtool/long_full_scan_test.yml: at full_scan_interval 40m the gauge
+    reads 0 for 35 minutes after each hourly recheck; a switch that persists still fires
+    (a fixed 30m window would restart `for` at each dip), a one-off one does not."""
+    values = merged(RULES_ON, {"config": {"interval": "5m", "tfc": {"full_scan_interval": "40m"}}})
+    _promtool_chart_test("long_full_scan_test.yml", {"ops.yaml": values}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("interval", "full_scan_interval", "window"),
+    [
+        ("60s", "10m", "30m"),
+        ("30m", "10m", "70m"),
+        ("5m", "1h", "70m"),
+        ("30s", "45m", "46m"),
+        ("60s", 0, "30m"),
+        (90, "40m", "43m"),
+        ("45s", "30m", "1890s"),
+    ],
+)
+def test_fast_path_window_bridges_a_recheck_dip(
+    interval: str | int, full_scan_interval: str | int, window: str
+) -> None:
+    """After its hourly recheck the gauge reads 0 until the next full walk (up to
+    full_scan_interval and a cycle later) finds the same miss: the window spans
+    full_scan_interval plus 2 intervals, at least 30 minutes."""
+    values = merged(
+        RULES_ON,
+        {"config": {"interval": interval, "tfc": {"full_scan_interval": full_scan_interval}}},
+    )
+    expr = _rules(_chart_groups(values))["TfcWatchdogFastPathDisabled"]["expr"]
+    assert expr == (
+        'max_over_time(tfc_watchdog_fast_path_disabled{job="tfc-watchdog",namespace="ops"}'
+        f"[{window}]) == 1"
+    )
 
 
 # --- runbooks --------------------------------------------------------------------------------

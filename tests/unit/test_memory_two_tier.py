@@ -165,3 +165,16 @@ def test_a_run_held_lock_absent_from_a_fast_read_is_kept_for_the_next_full_read(
     cycles.run(full(final, at=cycles.now))
     assert cycles.memory.sightings("ws-3", "run-1") == 2
     assert cycles.memory.first_seen("ws-3", "run-1") == T0
+
+
+def test_a_run_lock_the_fast_path_lists_keeps_the_cycles_gap_in_a_full_read() -> None:
+    """Every read sights a run lock whose run is active: a full read 151 s after the last
+    fast one is a gap for it (2 x 60 s + 30 s), not the full walks' 20 min 30 s."""
+    cycles = Cycles()
+    cycles.run(fast(ws("ws-2", RUN, active_run=True)))
+    cycles.run(fast(ws("ws-2", RUN, active_run=True), at=cycles.now))
+    cycles.clock.advance(timedelta(seconds=91))
+    cycles.now += timedelta(seconds=91)
+    cycles.run(full(ws("ws-2", RUN, active_run=True), at=cycles.now))
+    assert cycles.memory.sightings("ws-2", "run-1") == 1
+    assert cycles.memory.first_seen("ws-2", "run-1") == cycles.now - MINUTE

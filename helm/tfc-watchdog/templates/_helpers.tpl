@@ -181,7 +181,28 @@ one. */}}
 
 {{/* config.interval in seconds (45s, 30m, 2h, 1d, 2h30m or plain seconds), for alerts. */}}
 {{- define "tfc-watchdog.intervalSeconds" -}}
-{{- $v := .Values.config.interval | default "60s" | toString | trim }}
+{{- include "tfc-watchdog.durationSeconds" (.Values.config.interval | default "60s") }}
+{{- end }}
+
+{{/* config.tfc.full_scan_interval in seconds (10m when unset; 0 = every cycle). */}}
+{{- define "tfc-watchdog.fullScanSeconds" -}}
+{{- $tfc := .Values.config.tfc | default dict }}
+{{- include "tfc-watchdog.durationSeconds" (hasKey $tfc "full_scan_interval" | ternary $tfc.full_scan_interval "10m" | default 0) }}
+{{- end }}
+
+{{/* The range of FastPathDisabled: it must bridge the fast path's hourly recheck, when the
+gauge reads 0 until the next full walk finds the same miss (up to full_scan_interval plus a
+cycle later): full_scan_interval plus 2 intervals, at least 30 minutes. */}}
+{{- define "tfc-watchdog.fastPathWindow" -}}
+{{- $fast := include "tfc-watchdog.fullScanSeconds" . | float64 | ceil | int }}
+{{- $interval := include "tfc-watchdog.intervalSeconds" . | float64 | ceil | int }}
+{{- $seconds := max 1800 (add $fast (mul 2 $interval)) }}
+{{- if eq (mod $seconds 60) 0 }}{{ div $seconds 60 }}m{{ else }}{{ $seconds }}s{{ end }}
+{{- end }}
+
+{{/* A duration (45s, 30m, 2h, 1d, 2h30m or plain seconds) in seconds. */}}
+{{- define "tfc-watchdog.durationSeconds" -}}
+{{- $v := . | toString | trim }}
 {{- if regexMatch "^[0-9]+(\\.[0-9]+)?$" $v }}
 {{- $v }}
 {{- else }}
