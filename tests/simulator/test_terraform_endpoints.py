@@ -246,7 +246,8 @@ def test_cli_tls_generates_a_certificate_into_cert_dir_and_names_it(tmp_path: Pa
     proc = _start_cli("--tls", "--port", str(port), "--cert-dir", str(tmp_path / "tls"))
     try:
         assert proc.stdout is not None
-        banner = proc.stdout.readline() + proc.stdout.readline()
+        # The banner: the TFC API, the GitLab-managed state beside it, the certificate.
+        banner = "".join(proc.stdout.readline() for _ in range(3))
         cert = tmp_path / "tls" / "cert.pem"
         assert f"https://localhost:{port}/api/v2" in banner
         assert f"SSL_CERT_FILE={cert}" in banner
