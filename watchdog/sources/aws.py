@@ -7,8 +7,7 @@ identity); nothing here reads or logs them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import boto3
@@ -28,6 +27,7 @@ from botocore.exceptions import (
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.sources.errors import ForbiddenError, SourceError
+from watchdog.sources.serverwait import http_date
 
 _UNAUTHORIZED_CODES = frozenset(
     {
@@ -100,7 +100,7 @@ class AwsClient:
             code = int(response_dict.get("status_code", 0))
             date = response_dict.get("headers", {}).get("Date")
             if date:
-                self._server_date = _parse_http_date(date) or self._server_date
+                self._server_date = http_date(date) or self._server_date
         self._metrics.api_request(f"{self.service} {operation}", code)
 
     def server_now(self) -> datetime:
@@ -143,15 +143,6 @@ class AwsLockSource:
 
     def close(self) -> None:
         self._aws.close()
-
-
-def _parse_http_date(text: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    # `-0000` parses as naive: it still means UTC.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def error_code(exc: ClientError) -> str:
