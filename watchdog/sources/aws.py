@@ -7,8 +7,9 @@ identity); nothing here reads or logs them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -42,6 +43,9 @@ _UNAUTHORIZED_CODES = frozenset(
         "ExpiredTokenException",
     }
 )
+# A store a lock source watches: a table name (DynamoDB), a (bucket, prefix) pair (S3).
+StoreT = TypeVar("StoreT")
+
 _FORBIDDEN_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
 _NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404"})
 _RATE_LIMITED_CODES = frozenset(
@@ -112,23 +116,27 @@ class AwsClient:
         self.client.close()
 
 
-class AwsLockSource:
-    """What the DynamoDB and S3 lock sources share: their client and the store's clock."""
+class AwsLockSource(Generic[StoreT]):
+    """What the DynamoDB and S3 lock sources share: their constructor (the stores to watch,
+    one client), and the store's clock."""
+
+    service: ClassVar[str]  # the boto3 service name, also the `endpoint` label's first word
 
     def __init__(
         self,
-        service: str,
-        *,
+        stores: Sequence[StoreT],
         region: str,
         endpoint_url: str | None,
         metrics: Metrics,
-        client: Any,
-        max_attempts: int,
-        timeout: float,
+        client: Any = None,
+        *,
+        max_attempts: int = 3,
+        timeout: float = 30.0,
     ) -> None:
+        self.stores: tuple[StoreT, ...] = tuple(stores)
         self._metrics = metrics
         self._aws = AwsClient(
-            service,
+            self.service,
             region=region,
             endpoint_url=endpoint_url,
             metrics=metrics,
