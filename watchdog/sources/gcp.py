@@ -28,7 +28,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import ForbiddenError, SourceError
+from watchdog.sources.errors import ForbiddenError, SourceError, reason_of_status
 from watchdog.sources.serverwait import http_date
 
 # Reading lock files and deleting stale ones: read_write, not full_control.
@@ -172,15 +172,9 @@ def classify(exc: Exception) -> str:
         return "timeout"
     if isinstance(exc, requests.RequestException):
         return "transport"
-    status = status_of(exc)
-    if status in (401, 403):
-        return "unauthorized"
-    if status == 404:
-        return "not_found"
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "server_error"
+    reason = reason_of_status(status_of(exc))
+    if reason is not None:
+        return reason
     if isinstance(exc, api_exceptions.RetryError):
         return "timeout"
     return "other"

@@ -29,7 +29,7 @@ import structlog
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.sources import serverwait
-from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
+from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError, reason_of_status
 from watchdog.sources.serverwait import http_date
 from watchdog.sources.tfc.client import decode_json
 
@@ -49,18 +49,6 @@ UNLOCK_ENDPOINT: Final = "gitlab unlock"
 
 def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
-
-
-def _reason_of_status(status: int) -> str:
-    if status in (401, 403):
-        return "unauthorized"
-    if status == 404:
-        return "not_found"
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "server_error"
-    return "bad_response"
 
 
 def state_lock_path(project: str, state: str) -> str:
@@ -339,7 +327,7 @@ class GitLabClient:
         detail = self._redact(f"{what}: HTTP {status}: {_one_line(_text(content), 200)}")
         if status == 403:
             return ForbiddenError(detail)
-        return SourceError(detail, reason=_reason_of_status(status))
+        return SourceError(detail, reason=reason_of_status(status) or "bad_response")
 
     def _redact(self, text: str) -> str:
         for secret in (self._token, *self._retired_tokens):
