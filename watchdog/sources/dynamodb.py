@@ -19,8 +19,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
-from watchdog.sources.perstore import read_store
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
+from watchdog.sources.perstore import read_store, unreadable_lock
 
 log = structlog.get_logger(__name__)
 
@@ -114,15 +114,17 @@ class DynamoDbLockSource(AwsLockSource[str]):
         return BackendLock(source=Source.DYNAMODB, store=table, path=lock_id, info=info, token=raw)
 
     def _problem(self, table: str, lock_id: str, raw: str, problem: str) -> BackendLock:
-        self._metrics.parse_errors.inc()
-        log.warning("unreadable lock item", table=table, lock_id=lock_id, problem=problem)
-        return BackendLock(
+        return unreadable_lock(
             source=Source.DYNAMODB,
             store=table,
             path=lock_id,
-            info=unparsed_lock_info(self._aws.server_now()),
             token=raw,
+            created=self._aws.server_now(),
             problem=problem,
+            metrics=self._metrics,
+            event="unreadable lock item",
+            table=table,
+            lock_id=lock_id,
         )
 
     def _delete_lock(self, lock: BackendLock) -> None:

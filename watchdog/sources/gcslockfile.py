@@ -25,8 +25,8 @@ from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
-from watchdog.sources.perstore import one_per_store, read_store
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
+from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
 
 log = structlog.get_logger(__name__)
 
@@ -174,15 +174,17 @@ class GcsLockfileSource:
             except LockInfoError as exc:
                 problem = str(exc)
         if problem is not None:
-            self._metrics.parse_errors.inc()
-            log.warning("unreadable lock file", bucket=bucket, name=name, problem=problem)
-            return BackendLock(
+            return unreadable_lock(
                 source=Source.GCS,
                 store=bucket,
                 path=path,
-                info=unparsed_lock_info(created_by_store),
                 token=str(read.generation),
+                created=created_by_store,
                 problem=problem,
+                metrics=self._metrics,
+                event="unreadable lock file",
+                bucket=bucket,
+                name=name,
             )
         return BackendLock(
             source=Source.GCS,

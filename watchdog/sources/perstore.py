@@ -10,7 +10,8 @@ outage. So the reads of one bucket are merged: complete only if every prefix was
 completely, each lock once (overlapping prefixes list it twice).
 
 `read_store` is the one read of a store that every backend lock source makes: how a failure
-part-way becomes a partial Observation is the same for DynamoDB, S3 and GCS.
+part-way becomes a partial Observation is the same for DynamoDB, S3 and GCS, and so is
+what becomes of a lock whose info cannot be read (`unreadable_lock`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
+from watchdog.sources.lockinfo import unparsed_lock_info
 
 log = structlog.get_logger(__name__)
 
@@ -93,4 +95,31 @@ def read_store(
         )
     return Observation(
         source=source, organization=store, server_now=server_now(), backend_locks=tuple(read)
+    )
+
+
+def unreadable_lock(
+    *,
+    source: Source,
+    store: str,
+    path: str,
+    token: str,
+    created: datetime,
+    problem: str,
+    metrics: Metrics,
+    event: str,
+    **where: str,
+) -> BackendLock:
+    """A lock whose info cannot be read, counted in `parse_errors` and logged as `event` with
+    the fields `where`. It is kept (with its `problem`) so it is reported; it is never acted
+    on. `created` is the store's time of the write, only for display."""
+    metrics.parse_errors.inc()
+    log.warning(event, **where, problem=problem)
+    return BackendLock(
+        source=source,
+        store=store,
+        path=path,
+        info=unparsed_lock_info(created),
+        token=token,
+        problem=problem,
     )

@@ -18,8 +18,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
-from watchdog.sources.perstore import one_per_store, read_store
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
+from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
 
 log = structlog.get_logger(__name__)
 
@@ -116,15 +116,17 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
             except LockInfoError as exc:
                 problem = str(exc)
         if problem is not None:
-            self._metrics.parse_errors.inc()
-            log.warning("unreadable lock file", bucket=bucket, key=key, problem=problem)
-            return BackendLock(
+            return unreadable_lock(
                 source=Source.S3,
                 store=bucket,
                 path=path,
-                info=unparsed_lock_info(last_modified),
                 token=etag,
+                created=last_modified,
                 problem=problem,
+                metrics=self._metrics,
+                event="unreadable lock file",
+                bucket=bucket,
+                key=key,
             )
         return BackendLock(
             source=Source.S3,
