@@ -75,24 +75,30 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    # pydantic would publish timedelta as an ISO 8601 string, which editors would then
-    # enforce against the `2h` form the file actually uses.
-    WithJsonSchema(
+def _duration_schema(number_bound: dict[str, Any], examples: list[str]) -> WithJsonSchema:
+    """The JSON Schema of a duration: the `2h30m` form parse_duration reads, or a number of
+    seconds with `number_bound`."""
+    return WithJsonSchema(
         {
             "anyOf": [
                 {
                     "type": "string",
                     "pattern": r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$|^\s*\d+(\.\d+)?\s*$",
                 },
-                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "number", **number_bound},
             ],
-            "examples": ["90s", "30m", "2h", "1d", "2h30m"],
+            "examples": examples,
         }
-    ),
+    )
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    # pydantic would publish timedelta as an ISO 8601 string, which editors would then
+    # enforce against the `2h` form the file actually uses.
+    _duration_schema({"exclusiveMinimum": 0}, ["90s", "30m", "2h", "1d", "2h30m"]),
 ]
 
 
@@ -116,18 +122,7 @@ DurationOrZero = Annotated[
     timedelta,
     BeforeValidator(parse_duration_or_zero),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {
-                    "type": "string",
-                    "pattern": r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$|^\s*\d+(\.\d+)?\s*$",
-                },
-                {"type": "number", "minimum": 0},
-            ],
-            "examples": ["0", "5m", "10m", "30m"],
-        }
-    ),
+    _duration_schema({"minimum": 0}, ["0", "5m", "10m", "30m"]),
 ]
 
 
