@@ -434,12 +434,23 @@ def _any_glob(patterns: tuple[str, ...], value: str) -> bool:
 
 
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# The `id` of a rule or a notification target: a metrics label value, a slug.
+SlugId = Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
+
+
+def _check_slug(value: str, *, example: str) -> str:
+    if not _SLUG.match(value) or len(value) > 63:
+        raise ValueError(
+            f"{value!r} is not a slug: use lowercase letters, digits and dashes "
+            f"(at most 63), e.g. {example!r}"
+        )
+    return value
 
 
 class Rule(StrictModel):
     """Settings for the workspaces (or S3-backend locks) its `match` selects."""
 
-    id: Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
+    id: SlugId
     """A unique slug naming the rule in metrics (`rule` label), logs and errors."""
     match: Match = Match()
     """Which workspaces (or S3-backend lock paths) the rule applies to."""
@@ -456,12 +467,7 @@ class Rule(StrictModel):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG.match(value) or len(value) > 63:
-            raise ValueError(
-                f"{value!r} is not a slug: use lowercase letters, digits and dashes "
-                "(at most 63), e.g. 'sandboxes'"
-            )
-        return value
+        return _check_slug(value, example="sandboxes")
 
     @model_validator(mode="before")
     @classmethod
@@ -495,7 +501,7 @@ class NotificationTarget(StrictModel):
     (https://github.com/caronc/apprise/wiki: Slack, Teams, Mattermost, email, JSON webhooks
     and more). The URLs hold secrets: they are masked in logs, errors and /locks."""
 
-    id: Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
+    id: SlugId
     """A unique slug: the `target` label of tfc_watchdog_notifications_total."""
     urls: Annotated[
         tuple[str, ...],
@@ -518,12 +524,7 @@ class NotificationTarget(StrictModel):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG.match(value) or len(value) > 63:
-            raise ValueError(
-                f"{value!r} is not a slug: use lowercase letters, digits and dashes "
-                "(at most 63), e.g. 'platform-oncall'"
-            )
-        return value
+        return _check_slug(value, example="platform-oncall")
 
     @field_validator("urls")
     @classmethod
