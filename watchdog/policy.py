@@ -433,6 +433,13 @@ def _any_glob(patterns: tuple[str, ...], value: str) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
+def _non_empty_path(value: str | None) -> str | None:
+    """A file path setting (`token_file`, `ca_bundle`): null, or not blank."""
+    if value is not None and not value.strip():
+        raise ValueError("an empty path: give a file path or null")
+    return value
+
+
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 # The `id` of a rule or a notification target: a metrics label value, a slug.
 SlugId = Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
@@ -705,12 +712,7 @@ class TfcConfig(StrictModel):
             seen.add(name.casefold())
         return values
 
-    @field_validator("token_file", "ca_bundle")
-    @classmethod
-    def _non_empty_path(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("an empty path: give a file path or null")
-        return value
+    _non_empty_paths = field_validator("token_file", "ca_bundle")(_non_empty_path)
 
 
 class LockfileBucket(StrictModel):
@@ -829,12 +831,7 @@ class GitLabConfig(StrictModel):
             raise ValueError("list at least one project (group/project) to watch")
         return values
 
-    @field_validator("token_file", "ca_bundle")
-    @classmethod
-    def _non_empty_path(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("an empty path: give a file path or null")
-        return value
+    _non_empty_paths = field_validator("token_file", "ca_bundle")(_non_empty_path)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
