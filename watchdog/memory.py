@@ -417,11 +417,27 @@ class Memory:
 
     def prune_notices(self, observations: Sequence[Observation]) -> None:
         """Drop the notices whose lock is gone or changed hands (or whose run ended) in a
-        complete read: they lapse, and a new lock needs a new notice."""
+        complete read: they lapse, and a new lock needs a new notice. A backend lock's notice
+        is keyed by its store and path and its lock ID (`backend_lock_key`): a new lock ID on
+        the same path is a new lock."""
         current: dict[str, set[str]] = {}
         read: set[str] = set()
+        # Backend stores ("<store>/<path>" ids): those read completely this cycle, and those
+        # some observation read only in part (their notices are kept: a lock not listed may
+        # be in the part that failed).
+        stores_read: set[str] = set()
+        stores_partial: set[str] = set()
         for observation in observations:
-            if not observation.complete or observation.source is not Source.TFC:
+            if observation.source is not Source.TFC:
+                store = f"{observation.organization}/"
+                (stores_read if observation.complete else stores_partial).add(store)
+                for lock in observation.backend_locks:
+                    workspace_id, holder = backend_lock_key(lock)
+                    current.setdefault(workspace_id, set()).add(
+                        _notice_key(workspace_id, holder, "")
+                    )
+                continue
+            if not observation.complete:
                 continue
             read |= observation.ids_read
             for ws in observation.workspaces:
@@ -429,9 +445,17 @@ class Memory:
                 holder = ws.holder.id if ws.locked and ws.holder else ""
                 run_id = run.id if run is not None and not run.is_final else ""
                 current.setdefault(ws.id, set()).add(_notice_key(ws.id, holder, run_id))
+
+        def was_read(workspace_id: str) -> bool:
+            if workspace_id in read:
+                return True
+            return any(workspace_id.startswith(s) for s in stores_read) and not any(
+                workspace_id.startswith(s) for s in stores_partial
+            )
+
         for key in list(self._notices):
             workspace_id = key.partition("|")[0]
-            if workspace_id in read and key not in current.get(workspace_id, set()):
+            if was_read(workspace_id) and key not in current.get(workspace_id, set()):
                 del self._notices[key]
 
     # --- what the notifier sent -----------------------------------------------------------

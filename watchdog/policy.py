@@ -278,8 +278,9 @@ class Defaults(StrictModel):
     actions: tuple[ActionKind, ...] = ()
     """Rungs of the ladder allowed where no rule matches. Empty = report only."""
     notice: Duration | None = None
-    """Before the first action on a TFC lock or run: send a `notice` and act only if the same
-    lock (holder and run) is still there and still stale this long after. null = act at once."""
+    """Before the first action on a lock (TFC or backend) or a run: send a `notice` and act
+    only if the same lock (holder and run; a backend lock: same lock ID) is still there and
+    still stale this long after. null = act at once."""
 
     @field_validator("run_stuck_after", mode="after")
     @classmethod

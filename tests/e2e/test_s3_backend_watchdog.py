@@ -303,6 +303,35 @@ def test_dry_run_reports_stale_locks_in_both_stores_and_deletes_nothing(
     assert lockfile_body(s3) is not None
 
 
+def test_a_rule_notice_holds_the_delete_of_a_stale_backend_lock_until_it_is_over(
+    tmp_path: Path, moto_aws: MotoServer, dynamodb: Any
+) -> None:
+    created = datetime.now(UTC) - timedelta(hours=1)
+    dynamodb.put_item(
+        TableName=TABLE,
+        Item={"LockID": {"S": STATE_PATH}, "Info": {"S": lock_json("lock-table", created)}},
+    )
+    config = watchdog_config(s3_backend(moto_aws, "dynamodb"), dry_run=False)
+    config["rules"][0]["notice"] = "6s"
+    config_path = write_config(tmp_path / "watchdog.yaml", config)
+
+    def noticed() -> str | None:
+        locks = daemon.get("/locks").json()["locks"]
+        return locks[0]["action_at"] if locks and locks[0]["action_at"] else None
+
+    with running_daemon(config_path, None) as daemon:
+        action_at = datetime.fromisoformat(wait_until(noticed, "/locks to show action_at"))
+        done = daemon.wait_for_event("action", action="delete_lock", outcome="done")
+        sent = daemon.get("/metrics").text
+        said = [e["reason"] for e in daemon.events("not_acting")]
+    assert any(reason.startswith("notice given") for reason in said), said
+    # Deleted once the notice was over, not before (both clocks are this machine's).
+    assert datetime.fromisoformat(done["timestamp"]) >= action_at
+    assert done["lock_id"] == "lock-table"
+    assert metric(sent, "tfc_watchdog_actions_total", action="delete_lock", outcome="done") == 1
+    assert STATE_PATH not in table_items(dynamodb)
+
+
 # --- (3): a lock replaced between the re-read and the delete survives ------------------------
 
 

@@ -353,3 +353,53 @@ def test_an_s3_backend_lock_names_its_state_path_and_who(inbox: Receiver) -> Non
         f"Stale lock on {path} (s3 tf-state): ci@runner (Who: of lock 4f6a)"
     )
     assert "terraform force-unlock 4f6a" in body["message"]
+
+
+def test_a_backend_lock_under_a_notice_gets_one_notice_message(inbox: Receiver) -> None:
+    path = "tf-state/prod/network.tfstate"
+    info = TerraformLockInfo(
+        id="4f6a",
+        operation="OperationTypeApply",
+        who="ci@runner",
+        version="1.15.0",
+        created=NOW - 3 * H,
+        path=path,
+    )
+    lock = BackendLock(Source.S3, "tf-state", path, info, token="etag", last_modified=NOW - 3 * H)
+    policy = Policy.model_validate(
+        {
+            "s3_backend": {"lockfile_buckets": [{"bucket": "tf-state"}]},
+            "defaults": {"actions": ["delete_lock"], "notice": "30m"},
+        }
+    )
+    memory = Memory()
+    notifier = Notifier(
+        [target(urls=[inbox.json_url()], events=["notice"], match={"sources": ["s3"]})],
+        memory,
+        Metrics(),
+    )
+    for when in (NOW - timedelta(minutes=10), NOW):
+        observation = Observation(Source.S3, "tf-state", when, backend_locks=(lock,))
+        memory.update([observation], when)
+        memory.prune_notices([observation])
+        decision = decide([observation], policy, memory, when)
+        for notice in decision.notices:
+            if notice.new:
+                memory.note_notice(notice.action.workspace_id, notice.holder_id, "", when)
+        report = CycleReport(
+            generated_at=when,
+            dry_run=False,
+            observations=(observation,),
+            locks=decision.locks,
+            findings=decision.findings,
+            planned=decision.planned,
+            restraints=decision.restraints,
+            notices=decision.notices,
+        )
+        asyncio.run(notifier.notify(report))
+    # Sightings enough only at NOW: the notice is given then, once, and said once.
+    [body] = inbox.bodies()
+    assert body["title"] == (
+        f"Notice: delete-lock {path} (s3 tf-state) at 2026-06-01 12:30 UTC unless it is released"
+    )
+    assert "the lock of terraform:ci@runner" in body["message"]

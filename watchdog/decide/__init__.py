@@ -58,5 +58,5 @@ def decide(
         tuple(tfc.findings + backend.findings),
         tuple(planned),
         tuple(tfc.restraints + backend.restraints),
-        tuple(tfc.notices),
+        tuple(tfc.notices + backend.notices),
     )

@@ -12,15 +12,26 @@ it continuously for `limits.backend_lock_min_observed` (until then it may be rep
 saying by whose clock, and the restraint says why nothing is done). A lock whose info could
 not be parsed (a `Created` before 2000 or in the future included) is reported and never
 acted on.
+
+A rule's `notice` holds `delete_lock` back as it holds the TFC rungs: a notice is given for
+this very lock (same store and path, same lock ID; GitLab: same lock token) and the lock is
+deleted only once that notice is `notice` old on the cycle's clock. A new lock ID or a
+release lapses it (`Memory.prune_notices`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from watchdog.decide.common import MIN_SIGHTINGS, MemoryView, Partial, Restraint
+from watchdog.decide.common import (
+    MIN_SIGHTINGS,
+    MemoryView,
+    Partial,
+    Restraint,
+    notice_reason,
+)
 from watchdog.model import (
     ActionKind,
     AgeSource,
@@ -30,6 +41,7 @@ from watchdog.model import (
     Holder,
     HolderType,
     LockState,
+    Notice,
     Observation,
     PlannedAction,
     Source,
@@ -246,6 +258,24 @@ def _backend_ladder(
     )
 
 
+def _noticed(
+    result: PlannedAction | str | None, view: _BackendView, now: datetime, memory: MemoryView
+) -> PlannedAction | Notice | str | None:
+    """A planned delete_lock whose rule has a `notice`: held back (a Notice) until the notice,
+    given for this very lock (the key the ladder counts its sightings by), is `notice` old on
+    the cycle's clock (`now`, the clock the cycle records the notice in)."""
+    notice = view.rule.notice
+    if not isinstance(result, PlannedAction) or notice is None:
+        return result
+    workspace_id, holder_id = backend_lock_key(view.lock)
+    given = memory.notice_at(workspace_id, holder_id, "")
+    if given is None:
+        return Notice(result, now, now + notice, True, holder_id, "")
+    if now < given + notice:
+        return Notice(result, given, given + notice, False, holder_id, "")
+    return result
+
+
 def _backend_protection(lock: BackendLock, policy: Policy) -> str | None:
     # Terraform's `Info` field is the only free text a lock carries: the same patterns that
     # protect a TFC lock reason ("maintenance", "do not unlock") protect it.
@@ -257,7 +287,12 @@ def plan_for_backend_lock(
     lock: BackendLock, *, complete: bool, policy: Policy, memory: MemoryView, now: datetime
 ) -> PlannedAction | None:
     """The action for one S3-backend lock (act.py runs it on a fresh read); `now` is the
-    lock store's clock."""
+    lock store's clock.
+
+    A rule's `notice` is not weighed here: it was, in this cycle's decide, for the lock
+    identity act.py then checks the fresh read against (same token and `Info`), on the
+    cycle's clock the notice is recorded in. Weighing it again on the store's clock would
+    let a skew of seconds between the two clocks hold back an action whose notice is over."""
     view = _backend_view(lock, policy, now, memory)
     result = _backend_ladder(view, complete, policy, memory)
     return result if isinstance(result, PlannedAction) else None
@@ -283,7 +318,13 @@ def decide_backend(
             view = _backend_view(lock, policy, observation.server_now, memory, observed_now=now)
             out.locks.append(view.state)
             out.findings.extend(_backend_findings(view))
-            result = _backend_ladder(view, observation.complete, policy, memory)
+            result = _noticed(
+                _backend_ladder(view, observation.complete, policy, memory), view, now, memory
+            )
+            if isinstance(result, Notice):
+                out.notices.append(result)
+                out.locks[-1] = replace(view.state, action_at=result.action_at)
+                result = notice_reason(result)
             if isinstance(result, PlannedAction):
                 out.planned.append(result)
             elif result is not None:

@@ -63,3 +63,14 @@ class Partial:
     planned: list[PlannedAction] = field(default_factory=list)
     restraints: list[Restraint] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+
+
+def notice_reason(notice: Notice) -> str:
+    """The restraint of a running notice: the same text every cycle (no ages), for every
+    ladder."""
+    action = notice.action
+    holder = action.holder.label() if action.holder else "none"
+    return (
+        f"notice given {notice.given_at.isoformat()}: {action.kind.value} at "
+        f"{notice.action_at.isoformat()} if the lock of {holder} is still there and stale"
+    )

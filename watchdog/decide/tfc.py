@@ -29,7 +29,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from watchdog.decide.common import MIN_SIGHTINGS, MemoryView, Partial, Restraint
+from watchdog.decide.common import (
+    MIN_SIGHTINGS,
+    MemoryView,
+    Partial,
+    Restraint,
+    notice_reason,
+)
 from watchdog.model import (
     UNLOCK_RUNGS,
     ActionKind,
@@ -518,16 +524,6 @@ def _noticed(
     return result
 
 
-def _notice_reason(notice: Notice) -> str:
-    """The restraint of a running notice: the same text every cycle (no ages)."""
-    action = notice.action
-    holder = action.holder.label() if action.holder else "none"
-    return (
-        f"notice given {notice.given_at.isoformat()}: {action.kind.value} at "
-        f"{notice.action_at.isoformat()} if the lock of {holder} is still there and stale"
-    )
-
-
 def plan_for_workspace(
     workspace: Workspace,
     *,
@@ -587,7 +583,7 @@ def decide_tfc(
                 out.notices.append(result)
                 if view.lock is not None:
                     out.locks[-1] = replace(view.lock, action_at=result.action_at)
-                result = _notice_reason(result)
+                result = notice_reason(result)
             if isinstance(result, PlannedAction):
                 out.planned.append(result)
             elif result is not None:
