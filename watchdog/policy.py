@@ -75,24 +75,30 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-Duration = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    # pydantic would publish timedelta as an ISO 8601 string, which editors would then
-    # enforce against the `2h` form the file actually uses.
-    WithJsonSchema(
+def _duration_schema(number_bound: dict[str, Any], examples: list[str]) -> WithJsonSchema:
+    """The JSON Schema of a duration: the `2h30m` form parse_duration reads, or a number of
+    seconds with `number_bound`."""
+    return WithJsonSchema(
         {
             "anyOf": [
                 {
                     "type": "string",
                     "pattern": r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$|^\s*\d+(\.\d+)?\s*$",
                 },
-                {"type": "number", "exclusiveMinimum": 0},
+                {"type": "number", **number_bound},
             ],
-            "examples": ["90s", "30m", "2h", "1d", "2h30m"],
+            "examples": examples,
         }
-    ),
+    )
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    # pydantic would publish timedelta as an ISO 8601 string, which editors would then
+    # enforce against the `2h` form the file actually uses.
+    _duration_schema({"exclusiveMinimum": 0}, ["90s", "30m", "2h", "1d", "2h30m"]),
 ]
 
 
@@ -116,18 +122,7 @@ DurationOrZero = Annotated[
     timedelta,
     BeforeValidator(parse_duration_or_zero),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {
-                    "type": "string",
-                    "pattern": r"^\s*(\d+d)?\s*(\d+h)?\s*(\d+m)?\s*(\d+s)?\s*$|^\s*\d+(\.\d+)?\s*$",
-                },
-                {"type": "number", "minimum": 0},
-            ],
-            "examples": ["0", "5m", "10m", "30m"],
-        }
-    ),
+    _duration_schema({"minimum": 0}, ["0", "5m", "10m", "30m"]),
 ]
 
 
@@ -439,13 +434,31 @@ def _any_glob(patterns: tuple[str, ...], value: str) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(value, p) for p in patterns)
 
 
+def _non_empty_path(value: str | None) -> str | None:
+    """A file path setting (`token_file`, `ca_bundle`): null, or not blank."""
+    if value is not None and not value.strip():
+        raise ValueError("an empty path: give a file path or null")
+    return value
+
+
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+# The `id` of a rule or a notification target: a metrics label value, a slug.
+SlugId = Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
+
+
+def _check_slug(value: str, *, example: str) -> str:
+    if not _SLUG.match(value) or len(value) > 63:
+        raise ValueError(
+            f"{value!r} is not a slug: use lowercase letters, digits and dashes "
+            f"(at most 63), e.g. {example!r}"
+        )
+    return value
 
 
 class Rule(StrictModel):
     """Settings for the workspaces (or S3-backend locks) its `match` selects."""
 
-    id: Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
+    id: SlugId
     """A unique slug naming the rule in metrics (`rule` label), logs and errors."""
     match: Match = Match()
     """Which workspaces (or S3-backend lock paths) the rule applies to."""
@@ -462,12 +475,7 @@ class Rule(StrictModel):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG.match(value) or len(value) > 63:
-            raise ValueError(
-                f"{value!r} is not a slug: use lowercase letters, digits and dashes "
-                "(at most 63), e.g. 'sandboxes'"
-            )
-        return value
+        return _check_slug(value, example="sandboxes")
 
     @model_validator(mode="before")
     @classmethod
@@ -501,7 +509,7 @@ class NotificationTarget(StrictModel):
     (https://github.com/caronc/apprise/wiki: Slack, Teams, Mattermost, email, JSON webhooks
     and more). The URLs hold secrets: they are masked in logs, errors and /locks."""
 
-    id: Annotated[str, Field(json_schema_extra={"pattern": _SLUG.pattern, "maxLength": 63})]
+    id: SlugId
     """A unique slug: the `target` label of tfc_watchdog_notifications_total."""
     urls: Annotated[
         tuple[str, ...],
@@ -524,12 +532,7 @@ class NotificationTarget(StrictModel):
     @field_validator("id")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not _SLUG.match(value) or len(value) > 63:
-            raise ValueError(
-                f"{value!r} is not a slug: use lowercase letters, digits and dashes "
-                "(at most 63), e.g. 'platform-oncall'"
-            )
-        return value
+        return _check_slug(value, example="platform-oncall")
 
     @field_validator("urls")
     @classmethod
@@ -710,12 +713,7 @@ class TfcConfig(StrictModel):
             seen.add(name.casefold())
         return values
 
-    @field_validator("token_file", "ca_bundle")
-    @classmethod
-    def _non_empty_path(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("an empty path: give a file path or null")
-        return value
+    _non_empty_paths = field_validator("token_file", "ca_bundle")(_non_empty_path)
 
 
 class LockfileBucket(StrictModel):
@@ -834,12 +832,7 @@ class GitLabConfig(StrictModel):
             raise ValueError("list at least one project (group/project) to watch")
         return values
 
-    @field_validator("token_file", "ca_bundle")
-    @classmethod
-    def _non_empty_path(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("an empty path: give a file path or null")
-        return value
+    _non_empty_paths = field_validator("token_file", "ca_bundle")(_non_empty_path)
 
 
 def parse_listen(value: str) -> tuple[str, int]:

@@ -545,3 +545,22 @@ async def test_a_failed_reread_before_the_unlock_is_an_unlock_never_sent() -> No
         await source.delete_lock(lock)
     assert (caught.value.reason, caught.value.may_have_acted) == ("server_error", False)
     assert "DELETE" not in methods
+
+
+async def test_a_rotated_token_is_sent_next_and_both_tokens_stay_redacted() -> None:
+    new_token = "glpat-rotatedvalue0000"
+    sent: list[str] = []
+
+    def echo_both(request: httpx.Request) -> httpx.Response:
+        sent.append(request.headers["Authorization"])
+        # A proxy echoing both: an answer to a request sent before the swap may quote the old.
+        return httpx.Response(401, json={"message": f"old {WATCHDOG_TOKEN} new {new_token}"})
+
+    source = source_on(httpx.MockTransport(echo_both))
+    source._client.set_token(new_token)
+    source._client.set_token("")  # empty: ignored, the new token stays
+    (observation,) = await source.observe()
+    assert sent == [f"Bearer {new_token}"]
+    for secret in (WATCHDOG_TOKEN, new_token):
+        assert secret not in (observation.error or "")
+    assert (observation.error or "").count("***") == 2

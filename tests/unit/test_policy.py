@@ -23,9 +23,11 @@ from watchdog.model import ActionKind, Workspace
 from watchdog.policy import (
     GcsBackendConfig,
     GcsBucket,
+    GitLabConfig,
     LockfileBucket,
     Policy,
     S3BackendConfig,
+    TfcConfig,
     json_schema,
     parse_duration,
     parse_listen,
@@ -630,3 +632,17 @@ def test_full_scan_interval_defaults_to_ten_minutes_and_takes_zero_for_every_cyc
     for bad in ("-5m", "soon", True, -1, None):
         with pytest.raises(ValidationError, match="full_scan_interval"):
             tfc(full_scan_interval=bad)
+
+
+@pytest.mark.parametrize(
+    ("model", "required"),
+    [(TfcConfig, {"organizations": ["acme"]}), (GitLabConfig, {"projects": ["group/app"]})],
+)
+@pytest.mark.parametrize("field", ["token_file", "ca_bundle"])
+def test_a_blank_file_path_is_refused_and_null_is_not(
+    model: type[BaseModel], required: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError, match="an empty path: give a file path or null"):
+        model.model_validate({**required, field: "  "})
+    assert getattr(model.model_validate({**required, field: None}), field) is None
+    assert getattr(model.model_validate({**required, field: "/run/x"}), field) == "/run/x"

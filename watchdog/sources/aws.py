@@ -7,9 +7,9 @@ identity); nothing here reads or logs them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -28,6 +28,7 @@ from botocore.exceptions import (
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.sources.errors import ForbiddenError, SourceError
+from watchdog.sources.serverwait import http_date
 
 _UNAUTHORIZED_CODES = frozenset(
     {
@@ -42,6 +43,9 @@ _UNAUTHORIZED_CODES = frozenset(
         "ExpiredTokenException",
     }
 )
+# A store a lock source watches: a table name (DynamoDB), a (bucket, prefix) pair (S3).
+StoreT = TypeVar("StoreT")
+
 _FORBIDDEN_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
 _NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchBucket", "NoSuchKey", "404"})
 _RATE_LIMITED_CODES = frozenset(
@@ -100,7 +104,7 @@ class AwsClient:
             code = int(response_dict.get("status_code", 0))
             date = response_dict.get("headers", {}).get("Date")
             if date:
-                self._server_date = _parse_http_date(date) or self._server_date
+                self._server_date = http_date(date) or self._server_date
         self._metrics.api_request(f"{self.service} {operation}", code)
 
     def server_now(self) -> datetime:
@@ -112,23 +116,27 @@ class AwsClient:
         self.client.close()
 
 
-class AwsLockSource:
-    """What the DynamoDB and S3 lock sources share: their client and the store's clock."""
+class AwsLockSource(Generic[StoreT]):
+    """What the DynamoDB and S3 lock sources share: their constructor (the stores to watch,
+    one client), and the store's clock."""
+
+    service: ClassVar[str]  # the boto3 service name, also the `endpoint` label's first word
 
     def __init__(
         self,
-        service: str,
-        *,
+        stores: Sequence[StoreT],
         region: str,
         endpoint_url: str | None,
         metrics: Metrics,
-        client: Any,
-        max_attempts: int,
-        timeout: float,
+        client: Any = None,
+        *,
+        max_attempts: int = 3,
+        timeout: float = 30.0,
     ) -> None:
+        self.stores: tuple[StoreT, ...] = tuple(stores)
         self._metrics = metrics
         self._aws = AwsClient(
-            service,
+            self.service,
             region=region,
             endpoint_url=endpoint_url,
             metrics=metrics,
@@ -143,15 +151,6 @@ class AwsLockSource:
 
     def close(self) -> None:
         self._aws.close()
-
-
-def _parse_http_date(text: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    # `-0000` parses as naive: it still means UTC.
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def error_code(exc: ClientError) -> str:

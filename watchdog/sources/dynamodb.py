@@ -10,17 +10,17 @@ boto3 is synchronous, so every call runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
+from watchdog.sources.perstore import read_store, unreadable_lock
 
 log = structlog.get_logger(__name__)
 
@@ -33,34 +33,15 @@ _LOCK_ATTRIBUTES: dict[str, Any] = {
 }
 
 
-class DynamoDbLockSource(AwsLockSource):
-    source = Source.DYNAMODB
+class DynamoDbLockSource(AwsLockSource[str]):
+    """Watches the lock items of each table in `stores`."""
 
-    def __init__(
-        self,
-        tables: Sequence[str],
-        region: str,
-        endpoint_url: str | None,
-        metrics: Metrics,
-        client: Any = None,
-        *,
-        max_attempts: int = 3,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            "dynamodb",
-            region=region,
-            endpoint_url=endpoint_url,
-            metrics=metrics,
-            client=client,
-            max_attempts=max_attempts,
-            timeout=timeout,
-        )
-        self.tables = tuple(tables)
+    source = Source.DYNAMODB
+    service = "dynamodb"
 
     async def observe(self) -> list[Observation]:
         """One Observation per table; never raises for store errors."""
-        return [await asyncio.to_thread(self._observe_table, table) for table in self.tables]
+        return [await asyncio.to_thread(self._observe_table, table) for table in self.stores]
 
     async def read_lock(self, table: str, path: str) -> BackendLock | None:
         """A fresh, strongly consistent read of one lock item (act.py re-verifies with it).
@@ -81,32 +62,18 @@ class DynamoDbLockSource(AwsLockSource):
     # --- internals (run in a worker thread) ----------------------------------------------------
 
     def _observe_table(self, table: str) -> Observation:
-        locks: list[BackendLock] = []
-        try:
-            for item in self._scan(table):
-                lock = self._lock_from_item(table, item)
-                if lock is not None:
-                    locks.append(lock)
-        except (BotoCoreError, ClientError) as exc:
-            reason = classify(exc)
-            self._metrics.observe_error(Source.DYNAMODB.value, reason)
-            log.warning("lock table read failed", table=table, reason=reason, error=one_line(exc))
-            # The locks read before the failure are real and fully read; the picture is
-            # marked partial so nothing relies on what is missing.
-            return Observation(
-                source=Source.DYNAMODB,
-                organization=table,
-                server_now=self._aws.server_now(),
-                backend_locks=tuple(locks),
-                complete=False,
-                error=f"DynamoDB table {table}: {one_line(exc)}",
-                error_reason=reason,
-            )
-        return Observation(
+        return read_store(
+            (self._lock_from_item(table, item) for item in self._scan(table)),
             source=Source.DYNAMODB,
-            organization=table,
-            server_now=self._aws.server_now(),
-            backend_locks=tuple(locks),
+            store=table,
+            label="DynamoDB table",
+            server_now=self._aws.server_now,
+            metrics=self._metrics,
+            errors=(BotoCoreError, ClientError),
+            classify=classify,
+            one_line=one_line,
+            failed="lock table read failed",
+            table=table,
         )
 
     def _read_lock(self, table: str, path: str) -> BackendLock | None:
@@ -147,15 +114,17 @@ class DynamoDbLockSource(AwsLockSource):
         return BackendLock(source=Source.DYNAMODB, store=table, path=lock_id, info=info, token=raw)
 
     def _problem(self, table: str, lock_id: str, raw: str, problem: str) -> BackendLock:
-        self._metrics.parse_errors.inc()
-        log.warning("unreadable lock item", table=table, lock_id=lock_id, problem=problem)
-        return BackendLock(
+        return unreadable_lock(
             source=Source.DYNAMODB,
             store=table,
             path=lock_id,
-            info=unparsed_lock_info(self._aws.server_now()),
             token=raw,
+            created=self._aws.server_now(),
             problem=problem,
+            metrics=self._metrics,
+            event="unreadable lock item",
+            table=table,
+            lock_id=lock_id,
         )
 
     def _delete_lock(self, lock: BackendLock) -> None:

@@ -18,6 +18,20 @@ from __future__ import annotations
 _MAY_HAVE_ACTED = frozenset({"timeout", "transport", "server_error"})
 
 
+def reason_of_status(status: int) -> str | None:
+    """The metrics reason an HTTP status gives by itself (401/403, 404, 429, 5xx); None for
+    any other, which each source judges with what else it knows of the failure."""
+    if status in (401, 403):
+        return "unauthorized"
+    if status == 404:
+        return "not_found"
+    if status == 429:
+        return "rate_limited"
+    if status >= 500:
+        return "server_error"
+    return None
+
+
 class SourceError(Exception):
     """A request to a lock source failed. `str()` is one line without secrets; `reason` is
     a metrics error reason (metrics.ERROR_REASONS)."""

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,7 +28,8 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import ForbiddenError, SourceError
+from watchdog.sources.errors import ForbiddenError, SourceError, reason_of_status
+from watchdog.sources.serverwait import http_date
 
 # Reading lock files and deleting stale ones: read_write, not full_control.
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
@@ -96,7 +96,7 @@ class GcsClient:
         self._metrics.api_request(f"gcs {operation(request)}", code)
         date = None if response is None else response.headers.get("Date")
         if date:
-            self._server_date = _parse_http_date(date) or self._server_date
+            self._server_date = http_date(date) or self._server_date
 
     def server_now(self) -> datetime:
         """The store's clock: the latest response's Date header; else the local clock."""
@@ -143,14 +143,6 @@ def operation(request: requests.PreparedRequest) -> str:
     return f"other {method}"
 
 
-def _parse_http_date(text: str) -> datetime | None:
-    try:
-        parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
 # What a request to Cloud Storage can raise: the API's own errors, transport errors,
 # credential errors (no ADC, a token that cannot be refreshed), and a download whose body
 # fails its checksum (the library's DataCorruption is none of the above: uncaught, it failed
@@ -180,15 +172,9 @@ def classify(exc: Exception) -> str:
         return "timeout"
     if isinstance(exc, requests.RequestException):
         return "transport"
-    status = status_of(exc)
-    if status in (401, 403):
-        return "unauthorized"
-    if status == 404:
-        return "not_found"
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "server_error"
+    reason = reason_of_status(status_of(exc))
+    if reason is not None:
+        return reason
     if isinstance(exc, api_exceptions.RetryError):
         return "timeout"
     return "other"

@@ -25,8 +25,8 @@ from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
-from watchdog.sources.perstore import one_per_store
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
+from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
 
 log = structlog.get_logger(__name__)
 
@@ -108,38 +108,25 @@ class GcsLockfileSource:
     # --- internals (run in a worker thread) ----------------------------------------------------
 
     def _observe_bucket(self, bucket: str, prefix: str) -> Observation:
-        locks: list[BackendLock] = []
-        try:
-            for blob in self._lockfiles(bucket, prefix):
-                read = self._read(blob)
-                if read is not None:
-                    locks.append(self._lock(bucket, blob.name or "", read))
-        except GCS_ERRORS as exc:
-            reason = classify(exc)
-            self._metrics.observe_error(Source.GCS.value, reason)
-            log.warning(
-                "lock file listing failed",
-                bucket=bucket,
-                prefix=prefix,
-                reason=reason,
-                error=one_line(exc),
-            )
-            # Locks read before the failure are real; the picture is marked partial.
-            return Observation(
-                source=Source.GCS,
-                organization=bucket,
-                server_now=self._gcs.server_now(),
-                backend_locks=tuple(locks),
-                complete=False,
-                error=f"GCS bucket {bucket}: {one_line(exc)}",
-                error_reason=reason,
-            )
-        return Observation(
+        return read_store(
+            self._locks(bucket, prefix),
             source=Source.GCS,
-            organization=bucket,
-            server_now=self._gcs.server_now(),
-            backend_locks=tuple(locks),
+            store=bucket,
+            label="GCS bucket",
+            server_now=self._gcs.server_now,
+            metrics=self._metrics,
+            errors=GCS_ERRORS,
+            classify=classify,
+            one_line=one_line,
+            failed="lock file listing failed",
+            bucket=bucket,
+            prefix=prefix,
         )
+
+    def _locks(self, bucket: str, prefix: str) -> Iterator[BackendLock | None]:
+        for blob in self._lockfiles(bucket, prefix):
+            read = self._read(blob)
+            yield None if read is None else self._lock(bucket, blob.name or "", read)
 
     def _lockfiles(self, bucket: str, prefix: str) -> Iterator[Blob]:
         blobs = self._gcs.client.list_blobs(
@@ -187,15 +174,17 @@ class GcsLockfileSource:
             except LockInfoError as exc:
                 problem = str(exc)
         if problem is not None:
-            self._metrics.parse_errors.inc()
-            log.warning("unreadable lock file", bucket=bucket, name=name, problem=problem)
-            return BackendLock(
+            return unreadable_lock(
                 source=Source.GCS,
                 store=bucket,
                 path=path,
-                info=unparsed_lock_info(created_by_store),
                 token=str(read.generation),
+                created=created_by_store,
                 problem=problem,
+                metrics=self._metrics,
+                event="unreadable lock file",
+                bucket=bucket,
+                name=name,
             )
         return BackendLock(
             source=Source.GCS,

@@ -8,14 +8,25 @@ complete read would declare the failed prefix's locks gone (counted as cleared, 
 observed age restarted) and drop their stale-lock series, resolving its alert during the
 outage. So the reads of one bucket are merged: complete only if every prefix was read
 completely, each lock once (overlapping prefixes list it twice).
+
+`read_store` is the one read of a store that every backend lock source makes: how a failure
+part-way becomes a partial Observation is the same for DynamoDB, S3 and GCS, and so is
+what becomes of a lock whose info cannot be read (`unreadable_lock`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from datetime import datetime
 
-from watchdog.model import BackendLock, Observation
+import structlog
+
+from watchdog.metrics import Metrics
+from watchdog.model import BackendLock, Observation, Source
+from watchdog.sources.lockinfo import unparsed_lock_info
+
+log = structlog.get_logger(__name__)
 
 
 def one_per_store(reads: Sequence[Observation]) -> list[Observation]:
@@ -39,3 +50,76 @@ def one_per_store(reads: Sequence[Observation]) -> list[Observation]:
             error_reason=earlier.error_reason or read.error_reason,
         )
     return list(merged.values())
+
+
+def read_store(
+    locks: Iterator[BackendLock | None],
+    *,
+    source: Source,
+    store: str,
+    label: str,
+    server_now: Callable[[], datetime],
+    metrics: Metrics,
+    errors: tuple[type[Exception], ...],
+    classify: Callable[[Exception], str],
+    one_line: Callable[[Exception], str],
+    failed: str,
+    **where: str,
+) -> Observation:
+    """One read of store `store` (a bucket, a table) as an Observation; never raises for the
+    store's `errors`.
+
+    `locks` reads the store lazily (None for an entry released while it was listed). A failure
+    part-way is counted, logged as `failed` with the fields `where`, and gives a partial
+    picture: the locks read before it are real and fully read, and `complete=False` makes sure
+    nothing relies on what is missing. `label` names the store in the Observation's error
+    (e.g. "S3 bucket").
+    """
+    read: list[BackendLock] = []
+    try:
+        for lock in locks:
+            if lock is not None:
+                read.append(lock)
+    except errors as exc:
+        reason = classify(exc)
+        metrics.observe_error(source.value, reason)
+        log.warning(failed, **where, reason=reason, error=one_line(exc))
+        return Observation(
+            source=source,
+            organization=store,
+            server_now=server_now(),
+            backend_locks=tuple(read),
+            complete=False,
+            error=f"{label} {store}: {one_line(exc)}",
+            error_reason=reason,
+        )
+    return Observation(
+        source=source, organization=store, server_now=server_now(), backend_locks=tuple(read)
+    )
+
+
+def unreadable_lock(
+    *,
+    source: Source,
+    store: str,
+    path: str,
+    token: str,
+    created: datetime,
+    problem: str,
+    metrics: Metrics,
+    event: str,
+    **where: str,
+) -> BackendLock:
+    """A lock whose info cannot be read, counted in `parse_errors` and logged as `event` with
+    the fields `where`. It is kept (with its `problem`) so it is reported; it is never acted
+    on. `created` is the store's time of the write, only for display."""
+    metrics.parse_errors.inc()
+    log.warning(event, **where, problem=problem)
+    return BackendLock(
+        source=source,
+        store=store,
+        path=path,
+        info=unparsed_lock_info(created),
+        token=token,
+        problem=problem,
+    )

@@ -9,19 +9,17 @@ boto3 is synchronous, so every call runs in a worker thread.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
 
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
-from watchdog.sources.perstore import one_per_store
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
+from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
 
 log = structlog.get_logger(__name__)
 
@@ -34,30 +32,11 @@ _MAX_BODY = 64 * 1024
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
 
 
-class S3LockfileSource(AwsLockSource):
-    source = Source.S3
+class S3LockfileSource(AwsLockSource[tuple[str, str]]):
+    """Watches the `.tflock` objects under each (bucket, prefix) of `stores`."""
 
-    def __init__(
-        self,
-        buckets: Sequence[tuple[str, str]],
-        region: str,
-        endpoint_url: str | None,
-        metrics: Metrics,
-        client: Any = None,
-        *,
-        max_attempts: int = 3,
-        timeout: float = 30.0,
-    ) -> None:
-        super().__init__(
-            "s3",
-            region=region,
-            endpoint_url=endpoint_url,
-            metrics=metrics,
-            client=client,
-            max_attempts=max_attempts,
-            timeout=timeout,
-        )
-        self.buckets = tuple(buckets)
+    source = Source.S3
+    service = "s3"
 
     async def observe(self) -> list[Observation]:
         """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
@@ -65,7 +44,7 @@ class S3LockfileSource(AwsLockSource):
         return one_per_store(
             [
                 await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-                for bucket, prefix in self.buckets
+                for bucket, prefix in self.stores
             ]
         )
 
@@ -88,37 +67,19 @@ class S3LockfileSource(AwsLockSource):
     # --- internals (run in a worker thread) ----------------------------------------------------
 
     def _observe_bucket(self, bucket: str, prefix: str) -> Observation:
-        locks: list[BackendLock] = []
-        try:
-            for key in self._lockfile_keys(bucket, prefix):
-                lock = self._read_lock(bucket, key)
-                if lock is not None:
-                    locks.append(lock)
-        except (BotoCoreError, ClientError) as exc:
-            reason = classify(exc)
-            self._metrics.observe_error(Source.S3.value, reason)
-            log.warning(
-                "lock file listing failed",
-                bucket=bucket,
-                prefix=prefix,
-                reason=reason,
-                error=one_line(exc),
-            )
-            # Locks read before the failure are real; the picture is marked partial.
-            return Observation(
-                source=Source.S3,
-                organization=bucket,
-                server_now=self._aws.server_now(),
-                backend_locks=tuple(locks),
-                complete=False,
-                error=f"S3 bucket {bucket}: {one_line(exc)}",
-                error_reason=reason,
-            )
-        return Observation(
+        return read_store(
+            (self._read_lock(bucket, key) for key in self._lockfile_keys(bucket, prefix)),
             source=Source.S3,
-            organization=bucket,
-            server_now=self._aws.server_now(),
-            backend_locks=tuple(locks),
+            store=bucket,
+            label="S3 bucket",
+            server_now=self._aws.server_now,
+            metrics=self._metrics,
+            errors=(BotoCoreError, ClientError),
+            classify=classify,
+            one_line=one_line,
+            failed="lock file listing failed",
+            bucket=bucket,
+            prefix=prefix,
         )
 
     def _lockfile_keys(self, bucket: str, prefix: str) -> Iterator[str]:
@@ -155,15 +116,17 @@ class S3LockfileSource(AwsLockSource):
             except LockInfoError as exc:
                 problem = str(exc)
         if problem is not None:
-            self._metrics.parse_errors.inc()
-            log.warning("unreadable lock file", bucket=bucket, key=key, problem=problem)
-            return BackendLock(
+            return unreadable_lock(
                 source=Source.S3,
                 store=bucket,
                 path=path,
-                info=unparsed_lock_info(last_modified),
                 token=etag,
+                created=last_modified,
                 problem=problem,
+                metrics=self._metrics,
+                event="unreadable lock file",
+                bucket=bucket,
+                key=key,
             )
         return BackendLock(
             source=Source.S3,

@@ -29,7 +29,8 @@ import structlog
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.sources import serverwait
-from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
+from watchdog.sources.bearer import BearerToken
+from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError, reason_of_status
 from watchdog.sources.serverwait import http_date
 from watchdog.sources.tfc.client import decode_json
 
@@ -49,18 +50,6 @@ UNLOCK_ENDPOINT: Final = "gitlab unlock"
 
 def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
-
-
-def _reason_of_status(status: int) -> str:
-    if status in (401, 403):
-        return "unauthorized"
-    if status == 404:
-        return "not_found"
-    if status == 429:
-        return "rate_limited"
-    if status >= 500:
-        return "server_error"
-    return "bad_response"
 
 
 def state_lock_path(project: str, state: str) -> str:
@@ -92,10 +81,7 @@ class GitLabClient:
         self._clock = clock
         # After a 429: no read starts before this `clock` time (GitLab's reset).
         self._not_before = 0.0
-        self._token = token
-        # Tokens replaced by `set_token`: still redacted, an answer to an earlier request
-        # may quote one.
-        self._retired_tokens: list[str] = []
+        self._token = BearerToken(token)
         self._metrics = metrics
         self._timeout = timeout
         self._last_date: datetime | None = None
@@ -121,13 +107,9 @@ class GitLabClient:
     def set_token(self, token: str) -> None:
         """Use `token` from the next request on (a rotated Secret); the old one stays
         redacted."""
-        if not token or token == self._token:
-            return
-        if self._token and self._token not in self._retired_tokens:
-            self._retired_tokens.append(self._token)
-        self._token = token
-        # httpx builds each request's headers from the client's at send time.
-        self._http.headers["Authorization"] = f"Bearer {token}"
+        if self._token.rotate(token):
+            # httpx builds each request's headers from the client's at send time.
+            self._http.headers["Authorization"] = f"Bearer {token}"
 
     def server_now(self) -> datetime:
         """GitLab's clock: the `Date` of the latest answer; the local clock before any."""
@@ -339,13 +321,10 @@ class GitLabClient:
         detail = self._redact(f"{what}: HTTP {status}: {_one_line(_text(content), 200)}")
         if status == 403:
             return ForbiddenError(detail)
-        return SourceError(detail, reason=_reason_of_status(status))
+        return SourceError(detail, reason=reason_of_status(status) or "bad_response")
 
     def _redact(self, text: str) -> str:
-        for secret in (self._token, *self._retired_tokens):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self._token.redact(text)
 
 
 def _text(content: bytes) -> str:

@@ -28,6 +28,7 @@ import structlog
 from watchdog import __version__
 from watchdog.metrics import Metrics
 from watchdog.sources import serverwait
+from watchdog.sources.bearer import BearerToken
 from watchdog.sources.serverwait import http_date as _http_date
 from watchdog.sources.serverwait import parse_seconds as _parse_seconds
 
@@ -281,10 +282,7 @@ class TfcClient:
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._address = address.rstrip("/")
-        self._token = token
-        # Tokens this client used before `set_token`: a response to a request sent with one
-        # may still quote it, so they stay redacted for the life of the client.
-        self._retired_tokens: list[str] = []
+        self._token = BearerToken(token)
         self._timeout = timeout
         self._metrics = metrics
         self._sleep = sleep
@@ -342,13 +340,9 @@ class TfcClient:
         """Use `token` from the next request on (a rotated Secret): the Authorization header
         and the redaction change together. A request already sent keeps the old header, and
         the old token stays redacted, since an error text of that request may quote it."""
-        if not token or token == self._token:
-            return
-        if self._token and self._token not in self._retired_tokens:
-            self._retired_tokens.append(self._token)
-        self._token = token
-        # httpx builds each request's headers from the client's at send time.
-        self._http.headers["Authorization"] = f"Bearer {token}"
+        if self._token.rotate(token):
+            # httpx builds each request's headers from the client's at send time.
+            self._http.headers["Authorization"] = f"Bearer {token}"
 
     def server_now(self) -> datetime:
         """The API server's clock: the `Date` header of the latest response, else local UTC
@@ -690,10 +684,7 @@ class TfcClient:
     # --- errors -----------------------------------------------------------------------------
 
     def _redact(self, text: str) -> str:
-        for secret in (self._token, *self._retired_tokens):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self._token.redact(text)
 
     def _transport_error(self, exc: httpx.TransportError, endpoint: str) -> TransportError:
         if isinstance(exc, httpx.TimeoutException):
