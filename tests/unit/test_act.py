@@ -864,6 +864,38 @@ def posts(router: respx.MockRouter) -> list[httpx.Request]:
     return [call.request for call in router.calls if call.request.method == "POST"]
 
 
+async def force_unlock_alice_on_the_real_source(
+    router: respx.MockRouter, source: TfcSource, metrics: Metrics
+) -> ActionResult:
+    """Alice's lock on ws-1, stale and seen twice, with the current run finished: the real
+    actor carries out a force-unlock of it. The test sets up the state-version check and the
+    POST's answer."""
+    document = workspace_document()
+    document["data"]["relationships"]["locked-by"] = {"data": {"id": "user-alice", "type": "users"}}
+    document["included"][0]["attributes"]["status"] = "applied"
+    router.get("/workspaces/ws-1").respond(200, json=document, headers=DATE)
+    memory = Memory()
+    seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
+    actor = Actor(
+        source=source,
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("watchdog.act"),
+    )
+    action = replace(
+        force_unlock_action(),
+        workspace_id="ws-1",
+        workspace="app-1",
+        holder=Holder(HolderType.USER, "user-alice"),
+        # decide records the current run of a lock's workspace too: a new run between the
+        # reads is a change.
+        run_id="run-1",
+        run_status="applied",
+    )
+    [result] = await actor.carry_out([action], policy(), NOW, None)
+    return result
+
+
 async def test_real_source_cancel_posts_the_comment_once(
     api: tuple[respx.MockRouter, TfcSource, Metrics],
 ) -> None:
@@ -961,34 +993,10 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
     api: tuple[respx.MockRouter, TfcSource, Metrics],
 ) -> None:
     router, source, metrics = api
-    document = workspace_document()
-    # A user lock, stale and seen twice, with the current run finished.
-    document["data"]["relationships"]["locked-by"] = {"data": {"id": "user-alice", "type": "users"}}
-    document["included"][0]["attributes"]["status"] = "applied"
-    router.get("/workspaces/ws-1").respond(200, json=document, headers=DATE)
     router.get("/state-versions").respond(200, json={"data": []}, headers=DATE)
     unlock = router.post("/workspaces/ws-1/actions/force-unlock").respond(503, headers=DATE)
-    memory = Memory()
-    seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
-    pol = policy()
-    actor = Actor(
-        source=source,
-        memory=memory,
-        metrics=metrics,
-        log=structlog.get_logger("watchdog.act"),
-    )
-    action = replace(
-        force_unlock_action(),
-        workspace_id="ws-1",
-        workspace="app-1",
-        holder=Holder(HolderType.USER, "user-alice"),
-        # decide records the current run of a lock's workspace too: a new run between the
-        # reads is a change.
-        run_id="run-1",
-        run_status="applied",
-    )
 
-    [result] = await actor.carry_out([action], pol, NOW, None)
+    result = await force_unlock_alice_on_the_real_source(router, source, metrics)
 
     assert result.outcome is Outcome.FAILED
     assert result.retry_later is True
@@ -1197,31 +1205,10 @@ async def test_real_source_a_404_on_the_check_sends_no_force_unlock(
     api: tuple[respx.MockRouter, TfcSource, Metrics],
 ) -> None:
     router, source, metrics = api
-    document = workspace_document()
-    document["data"]["relationships"]["locked-by"] = {"data": {"id": "user-alice", "type": "users"}}
-    document["included"][0]["attributes"]["status"] = "applied"
-    router.get("/workspaces/ws-1").respond(200, json=document, headers=DATE)
     router.get("/state-versions").respond(404, headers=DATE)
     unlock = router.post("/workspaces/ws-1/actions/force-unlock").respond(202, headers=DATE)
-    memory = Memory()
-    seen_twice(memory, replace(user_locked_workspace(), id="ws-1", name="app-1"))
-    pol = policy()
-    actor = Actor(
-        source=source,
-        memory=memory,
-        metrics=metrics,
-        log=structlog.get_logger("watchdog.act"),
-    )
-    action = replace(
-        force_unlock_action(),
-        workspace_id="ws-1",
-        workspace="app-1",
-        holder=Holder(HolderType.USER, "user-alice"),
-        run_id="run-1",
-        run_status="applied",
-    )
 
-    [result] = await actor.carry_out([action], pol, NOW, None)
+    result = await force_unlock_alice_on_the_real_source(router, source, metrics)
 
     assert result.outcome is Outcome.FAILED
     assert "could not be checked" in result.detail
