@@ -20,7 +20,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -32,10 +31,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.support.moto import free_port
+from tests.support.moto import free_port, wait_ready
 from tests.support.tools import require
-
-_START_TIMEOUT = 30.0
 
 # The one gcs backend the tests lock: Terraform's `bucket` and `prefix`, the default
 # workspace's state object and its lock file, and the state path the watchdog reports.
@@ -169,20 +166,6 @@ class FakeGcsServer:
             raise
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"fake-gcs-server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/storage/v1/b", timeout=2) as response:  # noqa: S310
-                response.read()
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.1)
-    raise RuntimeError(f"fake-gcs-server did not answer within {_START_TIMEOUT:.0f}s")
-
-
 @pytest.fixture(scope="session")
 def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcsServer]:
     binary = _binary()
@@ -215,7 +198,7 @@ def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGc
         )
     server = FakeGcsServer(url=url, log_path=log_path, process=process)
     try:
-        _wait_ready(url, process)
+        wait_ready(f"{url}/storage/v1/b", process, name="fake-gcs-server")
         yield server
     finally:
         process.terminate()

@@ -68,18 +68,20 @@ def _moto_binary() -> str | None:
     return shutil.which("moto_server")
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(probe_url: str, process: subprocess.Popen[bytes], *, name: str) -> None:
+    """Poll `probe_url` until the fake server `name` answers; fail at once if it exits.
+    Shared by the moto and fake-gcs-server fixtures."""
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {process.returncode}")
+            raise RuntimeError(f"{name} exited with {process.returncode}")
         try:
-            with urllib.request.urlopen(f"{url}/moto-api/", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(probe_url, timeout=2) as response:  # noqa: S310
                 response.read()
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.1)
-    raise RuntimeError(f"moto_server did not answer within {_START_TIMEOUT:.0f}s")
+    raise RuntimeError(f"{name} did not answer within {_START_TIMEOUT:.0f}s")
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +101,7 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
         )
     server = MotoServer(port=port, endpoint_url=f"http://127.0.0.1:{port}")
     try:
-        _wait_ready(server.endpoint_url, process)
+        wait_ready(f"{server.endpoint_url}/moto-api/", process, name="moto_server")
         yield server
     finally:
         process.terminate()
