@@ -20,6 +20,7 @@ from tests.support.gcs import (
     PreconditionProxy,
 )
 from tests.support.moto import free_port
+from tests.support.samples import parse_errors, requests
 from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -47,17 +48,6 @@ def lock_json(**overrides: str) -> bytes:
         **overrides,
     }
     return json.dumps(document).encode()
-
-
-def requests(metrics: Metrics, endpoint: str, code: int | str) -> float:
-    value = metrics.registry.get_sample_value(
-        "tfc_watchdog_api_requests_total", {"endpoint": endpoint, "code": str(code)}
-    )
-    return value or 0.0
-
-
-def parse_errors(metrics: Metrics) -> float:
-    return metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") or 0.0
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from tests.support.moto import (
     free_port,
     table_items,
 )
+from tests.support.samples import parse_errors, requests
 from tests.support.terraform import Terraform, abandon_apply, s3_backend_terraform, who_am_i
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Source
@@ -43,17 +44,6 @@ def lock_json(**overrides: str) -> str:
         **overrides,
     }
     return json.dumps(document)
-
-
-def requests(metrics: Metrics, endpoint: str, code: int | str) -> float:
-    value = metrics.registry.get_sample_value(
-        "tfc_watchdog_api_requests_total", {"endpoint": endpoint, "code": str(code)}
-    )
-    return value or 0.0
-
-
-def parse_errors(metrics: Metrics) -> float:
-    return metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") or 0.0
 
 
 @pytest.fixture
