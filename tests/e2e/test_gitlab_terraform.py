@@ -26,14 +26,15 @@ from tests.support.gitlab import (
     WATCHDOG_USER,
     GitLabServer,
 )
-from tests.support.terraform import Terraform, require_terraform
+from tests.support.terraform import GATED_JOB, Terraform, require_terraform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 STATE = "prod"
 PATH = f"{PROJECT}/{STATE}"
 
-MAIN_TF = """
+MAIN_TF = (
+    """
 terraform {
   backend "http" {
     address        = "%(address)s"
@@ -43,25 +44,9 @@ terraform {
     unlock_method  = "DELETE"
   }
 }
-
-variable "generation" {
-  type = string
-}
-
-# The provisioner runs until this file exists: /dev/null always does.
-variable "gate" {
-  type    = string
-  default = "/dev/null"
-}
-
-resource "terraform_data" "job" {
-  triggers_replace = var.generation
-
-  provisioner "local-exec" {
-    command = "until [ -e '${var.gate}' ]; do sleep 0.1; done"
-  }
-}
 """
+    + GATED_JOB
+)
 
 
 class Applies:

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import demo_scenario, locks_by_workspace, posts, report_at, sim_now
-from tests.support.daemon import base_config, running_daemon, write_config
-from tests.support.simulator import ADMIN_TOKEN, USER_TOKEN, SimulatorServer
-from tests.support.terraform import Terraform, require_terraform
+from tests.support.daemon import force_unlock_one, running_daemon, write_config
+from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
+from tests.support.terraform import Terraform, cloud_terraform, require_terraform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -87,37 +87,16 @@ def project(tmp_path: Path) -> Iterator[tuple[SimulatorServer, Terraform, Path]]
     config_dir = tmp_path / "terraform"
     config_dir.mkdir()
     with SimulatorServer(scenario=demo_scenario(), tls=True) as sim:
-        host = f"localhost:{sim.port}"
-        main = MAIN_TF % {"host": host, "workspace": WORKSPACE}
-        (config_dir / "main.tf").write_text(main)
-        tf = Terraform(
-            config_dir,
-            env={"SSL_CERT_FILE": str(sim.ca_file)},
-            cli_config=f'credentials "{host}" {{\n  token = "{USER_TOKEN}"\n}}\n',
-        )
-        tf.run("init", "-input=false", "-no-color").check()
+        tf = cloud_terraform(config_dir, sim, MAIN_TF, workspace=WORKSPACE)
         sim.settings(snapshot_interval=1)
-        config = base_config(
+        config = force_unlock_one(
             sim.url,
+            sim.ca_file,
+            workspace=WORKSPACE,
+            stale_after="20m",
             dry_run=False,
             interval=0.5,
             state_file=str(tmp_path / "state.json"),
-            tfc={
-                "address": sim.url,
-                "organizations": ["demo"],
-                "timeout": "5s",
-                "ca_bundle": str(sim.ca_file),
-                "full_scan_interval": 0,
-            },
-            defaults={"lock_stale_after": "1h", "actions": []},
-            rules=[
-                {
-                    "id": "terraform-cli",
-                    "match": {"workspaces": [WORKSPACE]},
-                    "lock_stale_after": "20m",
-                    "actions": ["force_unlock"],
-                }
-            ],
         )
         yield sim, tf, write_config(tmp_path / "watchdog.yaml", config)
 

@@ -24,12 +24,20 @@ from tests.e2e.conftest import demo_scenario, metric, metrics_text, report
 from tests.support.daemon import (
     DaemonProcess,
     base_config,
+    force_unlock_one,
     run_cli,
     running_daemon,
     write_config,
 )
-from tests.support.simulator import ADMIN_TOKEN, USER_TOKEN, SimulatorServer
-from tests.support.terraform import RunningTerraform, Terraform, TerraformResult, require_terraform
+from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
+from tests.support.terraform import (
+    GATED_JOB,
+    RunningTerraform,
+    Terraform,
+    TerraformResult,
+    cloud_terraform,
+    require_terraform,
+)
 
 # One worker runs the whole story in order: its tests share the module's Terraform project.
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("terraform-cloud")]
@@ -41,7 +49,8 @@ ALREADY_LOCKED = f'workspace already locked (lock ID: "{LOCK_ID}")'
 WATCHDOG = "owners"
 TERRAFORM_USER = "operator"
 
-MAIN_TF = """
+MAIN_TF = (
+    """
 terraform {
   cloud {
     hostname     = "%(host)s"
@@ -51,30 +60,9 @@ terraform {
     }
   }
 }
-
-variable "generation" {
-  type = string
-}
-
-# The provisioner runs until this file exists: /dev/null always does.
-variable "gate" {
-  type    = string
-  default = "/dev/null"
-}
-
-resource "terraform_data" "job" {
-  # A new generation replaces the resource, so its provisioner runs on every apply.
-  triggers_replace = var.generation
-
-  provisioner "local-exec" {
-    command = "until [ -e '${var.gate}' ]; do sleep 0.1; done"
-  }
-}
-
-output "generation" {
-  value = terraform_data.job.triggers_replace
-}
 """
+    + GATED_JOB
+)
 
 
 @dataclass
@@ -129,15 +117,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     require_terraform()
     config_dir = tmp_path_factory.mktemp("terraform")
     with SimulatorServer(scenario=demo_scenario(), tls=True) as sim:
-        host = f"localhost:{sim.port}"
-        (config_dir / "main.tf").write_text(MAIN_TF % {"host": host, "workspace": WORKSPACE})
-        # TF_TOKEN_* cannot name a port: the credentials go in a CLI config file.
-        tf = Terraform(
-            config_dir,
-            env={"SSL_CERT_FILE": str(sim.ca_file)},
-            cli_config=f'credentials "{host}" {{\n  token = "{USER_TOKEN}"\n}}\n',
-        )
-        tf.run("init", "-input=false", "-no-color").check()
+        tf = cloud_terraform(config_dir, sim, MAIN_TF, workspace=WORKSPACE)
         yield Project(sim, tf)
 
 
@@ -154,26 +134,13 @@ def watchdog_config(sim: SimulatorServer, tmp_path: Path, name: str, **overrides
     """The watchdog on the demo organization over HTTPS (tfc.ca_bundle), first-seen times in
     a state file shared by every daemon and scan of the test; only `terraform-local` may be
     acted on."""
-    config = base_config(
+    config = force_unlock_one(
         sim.url,
+        sim.ca_file,
+        workspace=WORKSPACE,
+        stale_after="1h",
         interval=0.5,
         state_file=str(tmp_path / "watchdog-state.json"),
-        tfc={
-            "address": sim.url,
-            "organizations": ["demo"],
-            "timeout": "5s",
-            "ca_bundle": str(sim.ca_file),
-            "full_scan_interval": 0,
-        },
-        defaults={"lock_stale_after": "1h", "actions": []},
-        rules=[
-            {
-                "id": "terraform-cli",
-                "match": {"workspaces": [WORKSPACE]},
-                "lock_stale_after": "1h",
-                "actions": ["force_unlock"],
-            }
-        ],
         **overrides,
     )
     return write_config(tmp_path / f"{name}.yaml", config)

@@ -59,6 +59,33 @@ def base_config(simulator_url: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def force_unlock_one(
+    simulator_url: str, ca_file: Path, *, workspace: str, stale_after: str, **overrides: Any
+) -> dict[str, Any]:
+    """`base_config` over HTTPS (tfc.ca_bundle) where only `workspace` may be acted on: its
+    lock is force-unlocked once it is `stale_after` old; every other lock is only reported."""
+    return base_config(
+        simulator_url,
+        tfc={
+            "address": simulator_url,
+            "organizations": ["demo"],
+            "timeout": "5s",
+            "ca_bundle": str(ca_file),
+            "full_scan_interval": 0,
+        },
+        defaults={"lock_stale_after": "1h", "actions": []},
+        rules=[
+            {
+                "id": "terraform-cli",
+                "match": {"workspaces": [workspace]},
+                "lock_stale_after": stale_after,
+                "actions": ["force_unlock"],
+            }
+        ],
+        **overrides,
+    )
+
+
 def child_env(token: str | None, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TFC_WATCHDOG_")}
     if token is not None:

