@@ -26,7 +26,7 @@ from tests.support.gitlab import (
     WATCHDOG_USER,
     GitLabServer,
 )
-from tests.support.terraform import GATED_JOB, Terraform, require_terraform
+from tests.support.terraform import GATED_JOB, Terraform, gated_apply_args, require_terraform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -56,14 +56,7 @@ class Applies:
 
     def args(self, gate: Path | str = "/dev/null") -> tuple[str, ...]:
         self.generation += 1
-        return (
-            "apply",
-            "-auto-approve",
-            "-input=false",
-            "-no-color",
-            f"-var=generation={self.generation}",
-            f"-var=gate={gate}",
-        )
+        return gated_apply_args(self.generation, gate)
 
 
 def watchdog_writes(gitlab: GitLabServer) -> list[str]:

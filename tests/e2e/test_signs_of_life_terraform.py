@@ -22,24 +22,16 @@ import pytest
 from tests.e2e.conftest import demo_scenario, locks_by_workspace, posts, report_at, sim_now
 from tests.support.daemon import force_unlock_one, running_daemon, write_config
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
-from tests.support.terraform import Terraform, cloud_terraform, require_terraform
+from tests.support.terraform import CLOUD_BLOCK, Terraform, cloud_terraform, require_terraform
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 WORKSPACE = "terraform-local"
 MINUTE = 60
 
-MAIN_TF = """
-terraform {
-  cloud {
-    hostname     = "%(host)s"
-    organization = "demo"
-    workspaces {
-      name = "%(workspace)s"
-    }
-  }
-}
-
+MAIN_TF = (
+    CLOUD_BLOCK
+    + """
 variable "generation" {
   type = string
 }
@@ -79,6 +71,7 @@ resource "terraform_data" "held" {
   }
 }
 """
+)
 
 
 @pytest.fixture

@@ -31,11 +31,13 @@ from tests.support.daemon import (
 )
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 from tests.support.terraform import (
+    CLOUD_BLOCK,
     GATED_JOB,
     RunningTerraform,
     Terraform,
     TerraformResult,
     cloud_terraform,
+    gated_apply_args,
     require_terraform,
 )
 
@@ -49,20 +51,7 @@ ALREADY_LOCKED = f'workspace already locked (lock ID: "{LOCK_ID}")'
 WATCHDOG = "owners"
 TERRAFORM_USER = "operator"
 
-MAIN_TF = (
-    """
-terraform {
-  cloud {
-    hostname     = "%(host)s"
-    organization = "demo"
-    workspaces {
-      name = "%(workspace)s"
-    }
-  }
-}
-"""
-    + GATED_JOB
-)
+MAIN_TF = CLOUD_BLOCK + GATED_JOB
 
 
 @dataclass
@@ -75,14 +64,7 @@ class Project:
     def apply_args(self, gate: Path | None = None) -> tuple[str, ...]:
         """An apply of a new generation (its provisioner waits for `gate`)."""
         self.generation += 1
-        return (
-            "apply",
-            "-auto-approve",
-            "-input=false",
-            "-no-color",
-            f"-var=generation={self.generation}",
-            f"-var=gate={gate or '/dev/null'}",
-        )
+        return gated_apply_args(self.generation, gate or "/dev/null")
 
     def apply(self) -> TerraformResult:
         result = self.tf.run(*self.apply_args())

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.support.moto import free_port, wait_ready
+from tests.support.moto import free_port, serving
 from tests.support.tools import require
 
 # The one gcs backend the tests lock: Terraform's `bucket` and `prefix`, the default
@@ -174,39 +174,25 @@ def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGc
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("fake-gcs") / "requests.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [
-                str(binary),
-                "-scheme",
-                "http",
-                "-backend",
-                "memory",
-                "-host",
-                "127.0.0.1",
-                "-port",
-                str(port),
-                "-external-url",
-                url,
-                # Terraform's gcs backend reads objects with the XML API's path style
-                # (`GET /<bucket>/<object>`), which the server routes by this host name.
-                "-public-host",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    server = FakeGcsServer(url=url, log_path=log_path, process=process)
-    try:
-        wait_ready(f"{url}/storage/v1/b", process, name="fake-gcs-server")
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    command = [
+        str(binary),
+        "-scheme",
+        "http",
+        "-backend",
+        "memory",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-external-url",
+        url,
+        # Terraform's gcs backend reads objects with the XML API's path style
+        # (`GET /<bucket>/<object>`), which the server routes by this host name.
+        "-public-host",
+        f"127.0.0.1:{port}",
+    ]
+    with serving(command, log_path, f"{url}/storage/v1/b", name="fake-gcs-server") as process:
+        yield FakeGcsServer(url=url, log_path=log_path, process=process)
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,8 @@ def _moto_binary() -> str | None:
     return shutil.which("moto_server")
 
 
-def wait_ready(probe_url: str, process: subprocess.Popen[bytes], *, name: str) -> None:
-    """Poll `probe_url` until the fake server `name` answers; fail at once if it exits.
-    Shared by the moto and fake-gcs-server fixtures."""
+def _wait_ready(probe_url: str, process: subprocess.Popen[bytes], *, name: str) -> None:
+    """Poll `probe_url` until the fake server `name` answers; fail at once if it exits."""
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -84,6 +84,31 @@ def wait_ready(probe_url: str, process: subprocess.Popen[bytes], *, name: str) -
     raise RuntimeError(f"{name} did not answer within {_START_TIMEOUT:.0f}s")
 
 
+@contextmanager
+def serving(
+    command: list[str],
+    log_path: Path,
+    probe_url: str,
+    *,
+    name: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run the fake server `command` (output to `log_path`) until the block ends, once
+    `probe_url` answers. Shared by the moto and fake-gcs-server fixtures."""
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
+    try:
+        _wait_ready(probe_url, process, name=name)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     binary = _moto_binary()
@@ -92,24 +117,11 @@ def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer
     port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [binary, "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
     server = MotoServer(port=port, endpoint_url=f"http://127.0.0.1:{port}")
-    try:
-        wait_ready(f"{server.endpoint_url}/moto-api/", process, name="moto_server")
+    command = [binary, "-H", "127.0.0.1", "-p", str(port)]
+    probe = f"{server.endpoint_url}/moto-api/"
+    with serving(command, log_path, probe, name="moto_server", env=env):
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

@@ -262,6 +262,32 @@ output "generation" {
 }
 """
 
+
+def gated_apply_args(generation: int, gate: Path | str = "/dev/null") -> tuple[str, ...]:
+    """`terraform apply` of GATED_JOB at `generation`, its provisioner waiting for `gate`."""
+    return (
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        "-no-color",
+        f"-var=generation={generation}",
+        f"-var=gate={gate}",
+    )
+
+
+# The `cloud` block for a workspace of the simulator's demo organization at `%(host)s`.
+CLOUD_BLOCK = """
+terraform {
+  cloud {
+    hostname     = "%(host)s"
+    organization = "demo"
+    workspaces {
+      name = "%(workspace)s"
+    }
+  }
+}
+"""
+
 # An S3 backend on moto_server, locked as `%(locking)s` says.
 S3_BACKEND_CONFIG = (
     """
