@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watchdog.model import Holder, HolderType, Run, RunActions
+from watchdog.decide import Decision
+from watchdog.model import Holder, HolderType, Observation, Run, RunActions
 from watchdog.policy import Policy
+from watchdog.report import CycleReport
 
 # The time every unit test's world is observed at (a whole minute: ages print exactly).
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -65,4 +67,26 @@ def run(
         canceled_at=None if canceled_ago is None else NOW - canceled_ago,
         force_cancel_available_at=None if force_cancel_in is None else NOW + force_cancel_in,
         **fields,
+    )
+
+
+def cycle_report(
+    observation: Observation,
+    decision: Decision,
+    now: datetime,
+    *,
+    dry_run: bool = True,
+    **extra: Any,
+) -> CycleReport:
+    """The report a cycle makes of one observation and its decision, as cycle.py does: the
+    locks, findings, planned actions and restraints (and whatever `extra` adds)."""
+    return CycleReport(
+        generated_at=now,
+        dry_run=dry_run,
+        observations=(observation,),
+        locks=decision.locks,
+        findings=decision.findings,
+        planned=decision.planned,
+        restraints=decision.restraints,
+        **extra,
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.builders import cycle_report
 from tests.support.receiver import Receiver, receiver
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -62,15 +63,7 @@ def cycle(
     )
     memory.update([observation], now)
     decision = decide([observation], POLICY, memory, now)
-    return CycleReport(
-        generated_at=now,
-        dry_run=True,
-        observations=(observation,),
-        locks=decision.locks,
-        findings=decision.findings,
-        planned=decision.planned,
-        restraints=decision.restraints,
-    )
+    return cycle_report(observation, decision, now)
 
 
 def watch(notifier: Notifier, memory: Memory, minutes: int, *workspaces: Workspace) -> datetime:
@@ -291,16 +284,7 @@ def test_a_failing_action_is_said_once_and_a_done_one_each_time(inbox: Receiver)
         observation = Observation(Source.TFC, "acme", when, workspaces=(bob_lock(),))
         memory.update([observation], when)
         decision = decide([observation], policy, memory, when)
-        reports.append(
-            CycleReport(
-                generated_at=when,
-                dry_run=False,
-                observations=(observation,),
-                locks=decision.locks,
-                findings=decision.findings,
-                planned=decision.planned,
-            )
-        )
+        reports.append(cycle_report(observation, decision, when, dry_run=False))
     planned = [r for r in reports if r.planned]
     assert len(planned) >= 3
     # A pending state upload: the unlock fails every cycle, one message says so.
@@ -335,13 +319,7 @@ def test_an_s3_backend_lock_names_its_state_path_and_who(inbox: Receiver) -> Non
     memory = Memory()
     memory.update([observation], NOW)
     decision = decide([observation], policy, memory, NOW)
-    report = CycleReport(
-        generated_at=NOW,
-        dry_run=True,
-        observations=(observation,),
-        locks=decision.locks,
-        findings=decision.findings,
-    )
+    report = cycle_report(observation, decision, NOW)
     notifier = Notifier(
         [target(urls=[inbox.json_url()], match={"sources": ["s3"], "paths": ["tf-state/prod/*"]})],
         memory,
@@ -386,16 +364,7 @@ def test_a_backend_lock_under_a_notice_gets_one_notice_message(inbox: Receiver) 
         for notice in decision.notices:
             if notice.new:
                 memory.note_notice(notice.action.workspace_id, notice.holder_id, "", when)
-        report = CycleReport(
-            generated_at=when,
-            dry_run=False,
-            observations=(observation,),
-            locks=decision.locks,
-            findings=decision.findings,
-            planned=decision.planned,
-            restraints=decision.restraints,
-            notices=decision.notices,
-        )
+        report = cycle_report(observation, decision, when, dry_run=False, notices=decision.notices)
         asyncio.run(notifier.notify(report))
     # Sightings enough only at NOW: the notice is given then, once, and said once.
     [body] = inbox.bodies()

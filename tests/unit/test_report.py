@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.builders import EVERY_RUNG, NOW, H, policy, run
+from tests.support.builders import EVERY_RUNG, NOW, H, cycle_report, policy, run
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -51,15 +51,7 @@ def _report(*workspaces: Workspace, seen: timedelta = 3 * H) -> CycleReport:
     memory.update([observation], NOW)
     memory.update([observation], NOW)
     decision = decide([observation], _policy(), memory, NOW, identity=None)
-    return CycleReport(
-        generated_at=NOW,
-        dry_run=True,
-        observations=(observation,),
-        locks=decision.locks,
-        findings=decision.findings,
-        planned=decision.planned,
-        restraints=decision.restraints,
-    )
+    return cycle_report(observation, decision, NOW)
 
 
 def _user_lock(reason: str, name: str = "alice") -> Workspace:
@@ -287,16 +279,7 @@ def _backend_report(cycles: int, state_file: str | None, info_text: str = "") ->
     for _ in range(cycles):
         memory.update([observation], NOW)
     decision = decide([observation], policy, memory, NOW, identity=None)
-    return CycleReport(
-        generated_at=NOW,
-        dry_run=True,
-        observations=(observation,),
-        locks=decision.locks,
-        findings=decision.findings,
-        planned=decision.planned,
-        restraints=decision.restraints,
-        state_file=state_file,
-    )
+    return cycle_report(observation, decision, NOW, state_file=state_file)
 
 
 def test_the_manual_fix_for_a_protected_lock_names_the_protection_not_force_unlock() -> None:
