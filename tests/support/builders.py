@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from watchdog import model
 from watchdog.decide import Decision
 from watchdog.model import Holder, HolderType, Observation, Run, RunActions
 from watchdog.policy import Policy
@@ -89,4 +90,29 @@ def cycle_report(
         planned=decision.planned,
         restraints=decision.restraints,
         **extra,
+    )
+
+
+def backend_lock(
+    path: str,
+    *,
+    created: datetime,
+    source: model.Source = model.Source.S3,
+    store: str = "tf-state",
+    info_text: str = "",
+) -> model.BackendLock:
+    """ci@runner's lock 4f6a on the backend state `path`, taken at `created`. A `.tflock`
+    object has S3's own LastModified (the time it was written); a DynamoDB item has none."""
+    info = model.TerraformLockInfo(
+        id="4f6a",
+        operation="OperationTypeApply",
+        who="ci@runner",
+        version="1.15.0",
+        created=created,
+        path=path,
+        info=info_text,
+    )
+    stored = created if source is model.Source.S3 else None
+    return model.BackendLock(
+        source=source, store=store, path=path, info=info, token="etag", last_modified=stored
     )

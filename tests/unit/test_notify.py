@@ -12,20 +12,18 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import cycle_report
+from tests.support.builders import backend_lock, cycle_report
 from tests.support.receiver import Receiver, receiver
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionResult,
-    BackendLock,
     Holder,
     HolderType,
     Observation,
     Outcome,
     Source,
-    TerraformLockInfo,
     Workspace,
 )
 from watchdog.notify import Notifier
@@ -298,22 +296,7 @@ def test_a_failing_action_is_said_once_and_a_done_one_each_time(inbox: Receiver)
 
 def test_an_s3_backend_lock_names_its_state_path_and_who(inbox: Receiver) -> None:
     path = "tf-state/prod/network.tfstate"
-    info = TerraformLockInfo(
-        id="4f6a",
-        operation="OperationTypeApply",
-        who="ci@runner",
-        version="1.15.0",
-        created=NOW - 3 * H,
-        path=path,
-    )
-    lock = BackendLock(
-        source=Source.S3,
-        store="tf-state",
-        path=path,
-        info=info,
-        token="etag",
-        last_modified=NOW - 3 * H,
-    )
+    lock = backend_lock(path, created=NOW - 3 * H)
     policy = Policy.model_validate({"s3_backend": {"lockfile_buckets": [{"bucket": "tf-state"}]}})
     observation = Observation(Source.S3, "tf-state", NOW, backend_locks=(lock,))
     memory = Memory()
@@ -335,15 +318,7 @@ def test_an_s3_backend_lock_names_its_state_path_and_who(inbox: Receiver) -> Non
 
 def test_a_backend_lock_under_a_notice_gets_one_notice_message(inbox: Receiver) -> None:
     path = "tf-state/prod/network.tfstate"
-    info = TerraformLockInfo(
-        id="4f6a",
-        operation="OperationTypeApply",
-        who="ci@runner",
-        version="1.15.0",
-        created=NOW - 3 * H,
-        path=path,
-    )
-    lock = BackendLock(Source.S3, "tf-state", path, info, token="etag", last_modified=NOW - 3 * H)
+    lock = backend_lock(path, created=NOW - 3 * H)
     policy = Policy.model_validate(
         {
             "s3_backend": {"lockfile_buckets": [{"bucket": "tf-state"}]},

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.builders import EVERY_RUNG, NOW, H, cycle_report, policy, run
+from tests.support.builders import EVERY_RUNG, NOW, H, backend_lock, cycle_report, policy, run
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -237,19 +237,8 @@ STATE_PATH = "tf-state/prod/dns.tfstate"
 
 
 def _backend_lock(source: Source, store: str, info_text: str = "") -> BackendLock:
-    info = TerraformLockInfo(
-        id="4f6a",
-        operation="OperationTypeApply",
-        who="ci@runner",
-        version="1.15.0",
-        created=NOW - 3 * H,
-        path=STATE_PATH,
-        info=info_text,
-    )
-    # A `.tflock` object has S3's own LastModified; a DynamoDB item has none.
-    stored = NOW - 3 * H if source is Source.S3 else None
-    return BackendLock(
-        source=source, store=store, path=STATE_PATH, info=info, token="etag", last_modified=stored
+    return backend_lock(
+        STATE_PATH, created=NOW - 3 * H, source=source, store=store, info_text=info_text
     )
 
 
