@@ -8,14 +8,13 @@ tests.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import wait_until
 from tests.support.daemon import free_port, run_cli, running_daemon, write_config
 from tests.support.gcs import BUCKET, LOCK_NAME, PREFIX, STATE_PATH, FakeGcsServer
 from tests.support.terraform import Terraform, abandon_apply, gcs_backend_terraform, who_am_i
@@ -25,17 +24,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # A second Terraform workspace of the same config: its apply is live while the daemon runs.
 LIVE_LOCK_NAME = f"{PREFIX}/live.tflock"
 LIVE_STATE_PATH = f"{BUCKET}/{PREFIX}/live.tfstate"
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    # A guard against hanging, not a timing assertion.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def metric(text: str, name: str, **labels: str) -> float:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 import structlog
 
+from tests.e2e.conftest import wait_until
 from tests.support.daemon import free_port, run_cli, running_daemon, write_config
 from tests.support.moto import BUCKET, STATE_KEY, STATE_PATH, TABLE, MotoServer, table_items
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
@@ -60,17 +60,6 @@ def lock_json(lock_id: str, created: datetime, who: str = "runner@ci-42") -> str
             "Path": STATE_PATH,
         }
     )
-
-
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    # A guard against hanging, not a timing assertion.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def s3_backend(moto: MotoServer, locking: str) -> dict[str, Any]:
