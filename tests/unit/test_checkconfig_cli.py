@@ -169,9 +169,9 @@ def test_the_installed_module_runs_check_config_end_to_end(tmp_path: Path) -> No
     assert (gone.returncode, gone.stderr) == (2, f"{missing}: cannot read: no such file\n")
 
 
-def test_a_gcs_backend_without_google_cloud_storage_is_valid_but_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def without_google_cloud_storage(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide google-cloud-storage (a dev extra here) as a plain install lacks it."""
     real_find_spec = importlib.util.find_spec
 
     def without_google(name: str, package: str | None = None) -> Any:
@@ -182,6 +182,12 @@ def test_a_gcs_backend_without_google_cloud_storage_is_valid_but_warned_about(
         return real_find_spec(name, package)
 
     monkeypatch.setattr(importlib.util, "find_spec", without_google)
+
+
+@pytest.mark.usefixtures("without_google_cloud_storage")
+def test_a_gcs_backend_without_google_cloud_storage_is_valid_but_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("gcs_backend: {buckets: [{bucket: tf-state, prefix: prod/}]}\n")
     assert main(["check-config", str(path)]) == 0
@@ -193,19 +199,12 @@ def test_a_gcs_backend_without_google_cloud_storage_is_valid_but_warned_about(
     )
 
 
+@pytest.mark.usefixtures("without_google_cloud_storage")
 def test_run_and_scan_refuse_a_gcs_backend_without_google_cloud_storage(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from watchdog.daemon import load_or_report
 
-    real_find_spec = importlib.util.find_spec
-
-    def without_google(name: str, package: str | None = None) -> Any:
-        if name.startswith("google."):
-            raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
-        return real_find_spec(name, package)
-
-    monkeypatch.setattr(importlib.util, "find_spec", without_google)
     path = tmp_path / "c.yaml"
     path.write_text("gcs_backend: {buckets: [{bucket: tf-state}]}\n")
 
