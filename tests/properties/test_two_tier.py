@@ -9,12 +9,12 @@ import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.properties.profile import PROPERTY
 from tests.support.clock import FakeClock
+from tests.support.simulator import in_process_client
 from watchdog.memory import Memory, allowed_gap
 from watchdog.metrics import Metrics
 from watchdog.model import (
@@ -27,9 +27,8 @@ from watchdog.model import (
     Source,
     Workspace,
 )
-from watchdog.simulator.app import Simulator, build_app
+from watchdog.simulator.app import Simulator
 from watchdog.simulator.scenario import load_text
-from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -183,14 +182,7 @@ async def _cycles(mode: str, runs: dict[int, str]) -> tuple[set[str], set[str], 
         run.status = status
     metrics = Metrics()
     now = [0.0]
-    async with TfcClient(
-        address="http://sim.invalid",
-        token="demo-admin-token",
-        metrics=metrics,
-        requests_per_second=1e9,
-        transport=httpx.ASGITransport(app=build_app(sim)),
-        max_attempts=1,
-    ) as client:
+    async with in_process_client(sim, metrics) as client:
         source = TfcSource(
             client, ["demo"], metrics, full_scan_interval=FULL_EVERY, clock=lambda: now[0]
         )

@@ -47,17 +47,32 @@ import httpx
 import pytest
 
 from tests.support.tools import require_binary
-from watchdog.simulator.app import Settings, Simulator
+from watchdog.metrics import Metrics
+from watchdog.simulator.app import Settings, Simulator, build_app
 from watchdog.simulator.cli import server_config
 from watchdog.simulator.scenario import Loaded, load_builtin, load_text
 from watchdog.simulator.tls import CertPair
 from watchdog.simulator.tls import generate as generate_certificate
+from watchdog.sources.tfc.client import TfcClient
 
 JSONAPI = "application/vnd.api+json"
 ADMIN_TOKEN = "demo-admin-token"
 ORG_TOKEN = "demo-org-token"
 READ_TOKEN = "demo-read-token"
 USER_TOKEN = "demo-user-token"
+
+
+def in_process_client(sim: Simulator, metrics: Metrics) -> TfcClient:
+    """The real TfcClient, as the admin, on `sim` served in process (no socket): no rate
+    limit and no retries, so a test neither waits nor hides a failed request."""
+    return TfcClient(
+        address="http://sim.invalid",
+        token=ADMIN_TOKEN,
+        metrics=metrics,
+        requests_per_second=1e9,
+        transport=httpx.ASGITransport(app=build_app(sim)),
+        max_attempts=1,
+    )
 
 
 def free_port() -> int:

@@ -9,21 +9,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
 from tests.support.clock import FakeClock
+from tests.support.simulator import in_process_client
 from watchdog.act import Actor
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import NON_FINAL_STATUSES, HolderType, Observation, Run, Workspace
 from watchdog.policy import Policy
-from watchdog.simulator.app import Simulator, build_app
+from watchdog.simulator.app import Simulator
 from watchdog.simulator.scenario import load_builtin
-from watchdog.sources.tfc.client import TfcClient
 from watchdog.sources.tfc.source import TfcSource
 from watchdog.sources.tfc.twotier import FAST_PATH_RECHECK, FastRead, OrganizationSchedule
 
@@ -74,14 +73,7 @@ async def _harness(full_scan_interval: timedelta) -> AsyncIterator[Harness]:
     sim.settings.rate_limit = 1e9
     metrics = Metrics()
     now = [0.0]
-    async with TfcClient(
-        address="http://sim.invalid",
-        token="demo-admin-token",
-        metrics=metrics,
-        requests_per_second=1e9,
-        transport=httpx.ASGITransport(app=build_app(sim)),
-        max_attempts=1,
-    ) as client:
+    async with in_process_client(sim, metrics) as client:
         source = TfcSource(
             client,
             ["demo"],
