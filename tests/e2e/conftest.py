@@ -144,6 +144,21 @@ def metric(text: str, name: str, **labels: str) -> float | None:
     return None
 
 
+def enforce(actions: list[str], **overrides: Any) -> dict[str, Any]:
+    """Config overrides: enforcing, user/team locks stale after 1h, these rungs everywhere."""
+    config: dict[str, Any] = {
+        "dry_run": False,
+        "defaults": {"lock_stale_after": "1h", "actions": actions},
+    }
+    config.update(overrides)
+    return config
+
+
+def locked_by(who: str, name: str = "stale", reason: str = "Locked by Terraform") -> dict[str, Any]:
+    """A scenario workspace `name` whose lock `who` holds."""
+    return {"name": name, "lock": {"by": who, "reason": reason}}
+
+
 def metrics_text(daemon: DaemonProcess) -> str:
     return daemon.get("/metrics").text
 

@@ -20,6 +20,8 @@ from tests.e2e.conftest import (
     StartSimulator,
     audit,
     demo_scenario,
+    enforce,
+    locked_by,
     metric,
     metrics_text,
     not_acting,
@@ -39,20 +41,6 @@ pytestmark = pytest.mark.e2e
 
 HOUR = 3600
 ALL_RUNGS = ["cancel", "force_cancel", "discard", "unlock", "force_unlock"]
-
-
-def enforce(actions: list[str], **overrides: Any) -> dict[str, Any]:
-    """Config overrides: enforcing, user/team locks stale after 1h, these rungs everywhere."""
-    config: dict[str, Any] = {
-        "dry_run": False,
-        "defaults": {"lock_stale_after": "1h", "actions": actions},
-    }
-    config.update(overrides)
-    return config
-
-
-def locked_by(who: str, name: str = "stale", reason: str = "Locked by Terraform") -> dict[str, Any]:
-    return {"name": name, "lock": {"by": who, "reason": reason}}
 
 
 def stuck_apply(age: str = "7h") -> dict[str, Any]:

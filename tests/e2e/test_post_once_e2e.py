@@ -19,6 +19,8 @@ from tests.e2e.conftest import (
     Harness,
     StartSimulator,
     audit,
+    enforce,
+    locked_by,
     report_at,
     scenario,
     sim_now,
@@ -32,20 +34,6 @@ pytestmark = pytest.mark.e2e
 HOUR = 3600
 # Locks taken by bob, stale after an hour, force-unlocked in one cycle (window measurement).
 MEASURED_ACTIONS = 40
-
-
-def enforce(actions: list[str], **overrides: Any) -> dict[str, Any]:
-    """Enforcing, user/team locks stale after 1h, these rungs everywhere."""
-    config: dict[str, Any] = {
-        "dry_run": False,
-        "defaults": {"lock_stale_after": "1h", "actions": actions},
-    }
-    config.update(overrides)
-    return config
-
-
-def locked_by(who: str, name: str = "stale") -> dict[str, Any]:
-    return {"name": name, "lock": {"by": who, "reason": "Locked by Terraform"}}
 
 
 def mutating(sim: SimulatorServer) -> list[dict[str, Any]]:
