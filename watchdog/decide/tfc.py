@@ -148,9 +148,11 @@ def _lock_state(
             )
     first_seen = memory.first_seen(workspace.id, holder.id)
     since = now if first_seen is None else first_seen
-    if holder_run is not None and holder_run.id == holder.id:
-        # The run's status has no timestamp: its age is unknown. Shown as observed, never
-        # stale (an older timestamp would make a run that just moved on look hours old).
+    held_by_current_run = holder_run is not None and holder_run.id == holder.id
+    if held_by_current_run or holder.type is HolderType.RUN:
+        # The current run's status has no timestamp: its age is unknown. Shown as observed,
+        # never stale (an older timestamp would make a run that just moved on look hours
+        # old). Another run's status is unknown altogether: never stale either.
         return _make_lock(
             workspace,
             rule,
@@ -159,19 +161,7 @@ def _lock_state(
             now=now,
             age_source="first_seen",
             stale=False,
-            run=holder_run,
-        )
-    if holder.type is HolderType.RUN:
-        # Held by a run other than the current one: its status is unknown, so never stale.
-        return _make_lock(
-            workspace,
-            rule,
-            holder,
-            since=since,
-            now=now,
-            age_source="first_seen",
-            stale=False,
-            run=None,
+            run=holder_run if held_by_current_run else None,
         )
     # A user/team lock: aged from its first sighting or its holder's last sign of life.
     stale = now - since > rule.lock_stale_after
