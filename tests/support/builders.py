@@ -16,7 +16,8 @@ from watchdog.model import Holder, HolderType, Observation, Run, RunActions
 from watchdog.policy import Policy
 from watchdog.report import CycleReport
 
-# The time every unit test's world is observed at (a whole minute: ages print exactly).
+# The time every unit test's world is observed at, or where its server's clock starts when a
+# test moves it (a whole minute: ages print exactly); H and M are an hour and a minute of it.
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 M = timedelta(minutes=1)

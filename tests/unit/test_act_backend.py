@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from tests.support.builders import NOW, H
 from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -33,8 +34,6 @@ from watchdog.model import (
 from watchdog.policy import Policy
 from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-H = timedelta(hours=1)
 TABLE = "terraform-locks"
 PATH = "tf-state/prod/app.tfstate"
 

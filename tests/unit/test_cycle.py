@@ -4,9 +4,9 @@ current one); neither the runner nor the actor keeps a policy of its own to fall
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
-from tests.support.builders import ALICE
+from tests.support.builders import ALICE, NOW, M
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
@@ -23,9 +23,6 @@ from watchdog.model import (
 )
 from watchdog.policy import Policy
 
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
-
 
 def config(*, actions: list[str], dry_run: bool) -> Policy:
     return Policy.model_validate(
@@ -41,7 +38,7 @@ class OneLock:
     """A source whose one workspace stays locked by alice."""
 
     def __init__(self) -> None:
-        self.now = T0
+        self.now = NOW
 
     async def observe(self) -> list[Observation]:
         workspace = Workspace(
@@ -96,8 +93,8 @@ async def test_each_cycle_decides_and_acts_under_the_policy_it_is_handed() -> No
     # policy that allows force_unlock, then report-only again: what a reload does.
     for policy in [report_only] * 5 + [enforcing, report_only]:
         reports.append(await runner.run_cycle(policy))
-        clock.advance(MINUTE)
-        source.now += MINUTE
+        clock.advance(M)
+        source.now += M
 
     assert [len(r.planned) for r in reports] == [0, 0, 0, 0, 0, 1, 0]
     assert [r.dry_run for r in reports] == [True] * 5 + [False, True]
