@@ -3,9 +3,7 @@ current one); neither the runner nor the actor keeps a policy of its own to fall
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
-
+from tests.support.actors import FakeActor
 from tests.support.builders import ALICE, NOW, M
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
@@ -13,10 +11,7 @@ from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionKind,
-    ActionResult,
-    Holder,
     Observation,
-    PlannedAction,
     Source,
     Workspace,
     WorkspacePermissions,
@@ -61,27 +56,10 @@ class OneLock:
         ]
 
 
-class Recorder:
-    """The actor as the cycle sees it: notes what it was asked to do, under which policy."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[ActionKind], Policy]] = []
-
-    async def carry_out(
-        self,
-        planned: Sequence[PlannedAction],
-        policy: Policy,
-        now: datetime,
-        identity: Holder | None,
-    ) -> list[ActionResult]:
-        self.calls.append(([a.kind for a in planned], policy))
-        return []
-
-
 async def test_each_cycle_decides_and_acts_under_the_policy_it_is_handed() -> None:
     clock = FakeClock()
     source = OneLock()
-    actor = Recorder()
+    actor = FakeActor()
     runner = CycleRunner(
         sources=[source], memory=Memory(clock=clock), metrics=Metrics(), actor=actor
     )

@@ -4,10 +4,10 @@ only when a POST of ours since that sighting may have ended it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from tests.support.actors import FakeActor
 from tests.support.builders import ALICE, NOW, ORG, M
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
@@ -15,7 +15,6 @@ from watchdog.memory import ClearedLock, Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
     ActionKind,
-    ActionResult,
     Holder,
     HolderType,
     Observation,
@@ -181,31 +180,6 @@ class World:
         return seen(self.workspace, self.now)
 
 
-class Unlocker:
-    """Stands in for act.Actor: records the POST write-ahead, as the Actor does, and the
-    world's lock goes away."""
-
-    def __init__(self, memory: Memory, world: World) -> None:
-        self._memory = memory
-        self._world = world
-
-    async def carry_out(
-        self,
-        planned: Sequence[PlannedAction],
-        policy: Policy,
-        now: datetime,
-        identity: Holder | None,
-    ) -> list[ActionResult]:
-        results = []
-        for item in planned:
-            record = self._memory.begin_action(item)
-            assert record is not None
-            self._world.release()
-            self._memory.finish_action(record, Outcome.DONE)
-            results.append(ActionResult(item, Outcome.DONE))
-        return results
-
-
 def histogram(metrics: Metrics, cleared_by: str) -> tuple[float | None, float | None]:
     labels = {"source": "tfc", "cleared_by": cleared_by}
     name = "tfc_watchdog_lock_age_at_clear_seconds"
@@ -242,7 +216,8 @@ def watchdog(actions: list[str]) -> tuple[Cycles, World, Metrics, FakeClock]:
         sources=[world],
         memory=memory,
         metrics=metrics,
-        actor=Unlocker(memory, world),
+        # act.Actor's part: the POST recorded write-ahead, and the world's lock goes away.
+        actor=FakeActor(memory, effect=lambda _: world.release()),
     )
     return Cycles(runner, policy), world, metrics, clock
 
