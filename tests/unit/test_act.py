@@ -125,13 +125,9 @@ def cancel_action(n: int, *, age: timedelta = timedelta(hours=7)) -> PlannedActi
 def user_locked_workspace(
     holder: Holder = ALICE, *, can_force_unlock: bool = True, run: Run | None = None
 ) -> Workspace:
-    return Workspace(
-        organization=ORG,
+    return builders.locked_workspace(
+        holder,
         id="ws-lock",
-        name="network",
-        locked=True,
-        locked_reason="Locked by Terraform",
-        holder=holder,
         current_run=run,
         permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=can_force_unlock),
     )
@@ -147,20 +143,10 @@ def seen_twice(memory: Memory, workspace: Workspace) -> None:
 
 
 def force_unlock_action(holder: Holder = ALICE) -> PlannedAction:
-    return PlannedAction(
-        kind=ActionKind.FORCE_UNLOCK,
-        source=Source.TFC,
-        organization=ORG,
-        workspace="network",
+    return builders.planned_action(
         workspace_id="ws-lock",
-        rule="defaults",
-        reason=f"lock held by {holder.label()} for 3h, threshold 2h",
         holder=holder,
-        run_id=None,
-        run_status=None,
-        since=NOW - timedelta(hours=3),
-        age=timedelta(hours=3),
-        threshold=timedelta(hours=2),
+        reason=f"lock held by {holder.label()} for 3h, threshold 2h",
     )
 
 

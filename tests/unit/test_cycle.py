@@ -4,7 +4,7 @@ current one); neither the runner nor the actor keeps a policy of its own to fall
 from __future__ import annotations
 
 from tests.support.actors import FakeActor
-from tests.support.builders import ALICE, NOW, M
+from tests.support.builders import NOW, M, locked_workspace
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
@@ -13,8 +13,6 @@ from watchdog.model import (
     ActionKind,
     Observation,
     Source,
-    Workspace,
-    WorkspacePermissions,
 )
 from watchdog.policy import Policy
 
@@ -36,21 +34,12 @@ class OneLock:
         self.now = NOW
 
     async def observe(self) -> list[Observation]:
-        workspace = Workspace(
-            organization="acme",
-            id="ws-1",
-            name="network",
-            locked=True,
-            locked_reason="Locked by Terraform",
-            holder=ALICE,
-            permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
-        )
         return [
             Observation(
                 source=Source.TFC,
                 organization="acme",
                 server_now=self.now,
-                workspaces=(workspace,),
+                workspaces=(locked_workspace(),),
                 listed_ids=frozenset({"ws-1"}),
             )
         ]

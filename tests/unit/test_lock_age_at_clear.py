@@ -8,35 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tests.support.actors import FakeActor
-from tests.support.builders import ALICE, NOW, ORG, M
+from tests.support.builders import BOB, NOW, ORG, M, locked_workspace, planned_action
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import ClearedLock, Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
-    ActionKind,
-    Holder,
-    HolderType,
     Observation,
     Outcome,
-    PlannedAction,
     Source,
     Workspace,
-    WorkspacePermissions,
 )
 from watchdog.policy import Policy
-
-
-def locked(holder: Holder | None = ALICE) -> Workspace:
-    return Workspace(
-        organization=ORG,
-        id="ws-1",
-        name="network",
-        locked=holder is not None,
-        locked_reason="Locked by Terraform",
-        holder=holder,
-        permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
-    )
 
 
 def seen(workspace: Workspace, at: datetime, *, complete: bool = True) -> list[Observation]:
@@ -52,30 +35,12 @@ def seen(workspace: Workspace, at: datetime, *, complete: bool = True) -> list[O
     ]
 
 
-def action(kind: ActionKind = ActionKind.FORCE_UNLOCK) -> PlannedAction:
-    return PlannedAction(
-        kind=kind,
-        source=Source.TFC,
-        organization=ORG,
-        workspace="network",
-        workspace_id="ws-1",
-        rule="defaults",
-        reason="stale",
-        holder=ALICE,
-        run_id=None,
-        run_status=None,
-        since=NOW,
-        age=timedelta(hours=3),
-        threshold=timedelta(hours=2),
-    )
-
-
 def cycles(memory: Memory, clock: FakeClock, count: int) -> None:
     """`count` cycles a minute apart that each see the lock."""
     for n in range(count):
         if n:
             clock.advance(M)
-        assert memory.update(seen(locked(), NOW + n * M), NOW + n * M) == []
+        assert memory.update(seen(locked_workspace(), NOW + n * M), NOW + n * M) == []
 
 
 # --- memory: which locks are gone, once, and by whose hand ------------------------------------
@@ -87,9 +52,9 @@ def test_a_lock_that_went_away_by_itself_is_reported_once_with_its_last_seen_age
     cycles(memory, clock, 3)
     clock.advance(M)
 
-    gone = memory.update(seen(locked(None), NOW + 3 * M), NOW + 3 * M)
+    gone = memory.update(seen(locked_workspace(None), NOW + 3 * M), NOW + 3 * M)
     clock.advance(M)
-    again = memory.update(seen(locked(None), NOW + 4 * M), NOW + 4 * M)
+    again = memory.update(seen(locked_workspace(None), NOW + 4 * M), NOW + 4 * M)
 
     assert gone == [ClearedLock("tfc", "ws-1", "user-alice", 2 * M, by_watchdog=False)]
     assert again == []
@@ -99,12 +64,12 @@ def test_a_lock_our_post_ended_is_the_watchdogs() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     cycles(memory, clock, 3)
-    record = memory.begin_action(action())  # act, in the cycle of the last sighting
+    record = memory.begin_action(planned_action())  # act, in the cycle of the last sighting
     assert record is not None
     memory.finish_action(record, Outcome.DONE)
     clock.advance(M)
 
-    [gone] = memory.update(seen(locked(None), NOW + 3 * M), NOW + 3 * M)
+    [gone] = memory.update(seen(locked_workspace(None), NOW + 3 * M), NOW + 3 * M)
 
     assert gone.by_watchdog is True
     assert gone.age == 2 * M
@@ -121,12 +86,12 @@ def test_a_post_that_may_have_acted_counts_and_one_that_did_nothing_does_not() -
         clock = FakeClock()
         memory = Memory(clock=clock)
         cycles(memory, clock, 2)
-        record = memory.begin_action(action())
+        record = memory.begin_action(planned_action())
         assert record is not None
         if outcome is not None:
             memory.finish_action(record, outcome)
         clock.advance(M)
-        [gone] = memory.update(seen(locked(None), NOW + 2 * M), NOW + 2 * M)
+        [gone] = memory.update(seen(locked_workspace(None), NOW + 2 * M), NOW + 2 * M)
         assert gone.by_watchdog is ours, outcome
 
 
@@ -134,14 +99,14 @@ def test_a_post_before_the_last_sighting_did_not_end_the_lock() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     cycles(memory, clock, 1)
-    record = memory.begin_action(action())  # it answered done, yet the lock stayed
+    record = memory.begin_action(planned_action())  # it answered done, yet the lock stayed
     assert record is not None
     memory.finish_action(record, Outcome.DONE)
     clock.advance(M)
-    memory.update(seen(locked(), NOW + M), NOW + M)
+    memory.update(seen(locked_workspace(), NOW + M), NOW + M)
     clock.advance(M)
 
-    [gone] = memory.update(seen(locked(None), NOW + 2 * M), NOW + 2 * M)
+    [gone] = memory.update(seen(locked_workspace(None), NOW + 2 * M), NOW + 2 * M)
 
     assert gone.by_watchdog is False
 
@@ -151,16 +116,15 @@ def test_a_new_holder_clears_the_old_lock_and_a_gap_or_a_partial_read_clears_not
     memory = Memory(clock=clock)
     cycles(memory, clock, 2)
     clock.advance(M)
-    bob = Holder(HolderType.USER, "user-bob", "bob")
-    [gone] = memory.update(seen(locked(bob), NOW + 2 * M), NOW + 2 * M)
+    [gone] = memory.update(seen(locked_workspace(BOB), NOW + 2 * M), NOW + 2 * M)
     assert (gone.holder_id, gone.by_watchdog) == ("user-alice", False)
 
     # Bob's lock, watched again after three hours: its age restarts; it did not go away.
     clock.advance(timedelta(hours=3))
-    assert memory.update(seen(locked(bob), NOW + 3 * M), NOW + 3 * M) == []
+    assert memory.update(seen(locked_workspace(BOB), NOW + 3 * M), NOW + 3 * M) == []
     # A read that failed says nothing about the lock.
     clock.advance(M)
-    assert memory.update(seen(locked(None), NOW + 4 * M, complete=False), NOW) == []
+    assert memory.update(seen(locked_workspace(None), NOW + 4 * M, complete=False), NOW) == []
 
 
 # --- the cycle observes the histogram ---------------------------------------------------------
@@ -170,11 +134,11 @@ class World:
     """A source whose one workspace is locked until `release()`."""
 
     def __init__(self) -> None:
-        self.workspace = locked()
+        self.workspace = locked_workspace()
         self.now = NOW
 
     def release(self) -> None:
-        self.workspace = locked(None)
+        self.workspace = locked_workspace(None)
 
     async def observe(self) -> list[Observation]:
         return seen(self.workspace, self.now)

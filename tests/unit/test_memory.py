@@ -10,19 +10,15 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.support.builders import ALICE, BOB, NOW
+from tests.support.builders import ALICE, BOB, NOW, backend_lock, planned_action
 from tests.support.clock import FakeClock
 from watchdog.memory import Memory, StateFileRefusedError, allowed_gap, check_state_file
 from watchdog.model import (
-    ActionKind,
-    BackendLock,
     Holder,
     HolderType,
     Observation,
     Outcome,
-    PlannedAction,
     Source,
-    TerraformLockInfo,
     Workspace,
 )
 
@@ -134,20 +130,8 @@ def test_an_unreadable_workspace_keeps_its_age() -> None:
 
 
 def test_locks_are_keyed_by_source() -> None:
-    info = TerraformLockInfo(
-        id="lock-uuid",
-        operation="OperationTypeApply",
-        who="ci@runner",
-        version="1.9.0",
-        created=NOW,
-        path="prod/terraform.tfstate",
-    )
-    backend = BackendLock(
-        source=Source.DYNAMODB,
-        store="tf-locks",
-        path="prod/terraform.tfstate",
-        info=info,
-        token="raw",
+    backend = backend_lock(
+        "prod/terraform.tfstate", created=NOW, source=Source.DYNAMODB, store="tf-locks"
     )
     observation = Observation(
         source=Source.DYNAMODB, organization="tf-locks", server_now=NOW, backend_locks=(backend,)
@@ -155,11 +139,11 @@ def test_locks_are_keyed_by_source() -> None:
     memory = Memory()
     memory.update([observation], NOW)
     key = "tf-locks/prod/terraform.tfstate"
-    assert memory.first_seen(key, "lock-uuid", Source.DYNAMODB) == NOW
-    assert memory.first_seen(key, "lock-uuid") is None  # not a TFC lock
+    assert memory.first_seen(key, backend.info.id, Source.DYNAMODB) == NOW
+    assert memory.first_seen(key, backend.info.id) is None  # not a TFC lock
     # A complete TFC read does not touch DynamoDB locks.
     memory.update([obs(), observation], NOW + timedelta(minutes=1))
-    assert memory.sightings(key, "lock-uuid", Source.DYNAMODB) == 2
+    assert memory.sightings(key, backend.info.id, Source.DYNAMODB) == 2
 
 
 def test_state_survives_save_and_load(tmp_path: Path) -> None:
@@ -170,7 +154,7 @@ def test_state_survives_save_and_load(tmp_path: Path) -> None:
         [obs(ws("ws-1"), ws("team-ws", Holder(HolderType.TEAM, "team-x")))],
         NOW + timedelta(minutes=1),
     )
-    record = memory.begin_action(planned("ws-1"))
+    record = memory.begin_action(planned_action())
     assert record is not None
     memory.finish_action(record, Outcome.DONE)
 
@@ -524,27 +508,9 @@ def test_a_last_sighting_in_the_future_after_a_restart_is_a_gap(tmp_path: Path) 
 # --- the action budget: every POST, recorded before it is sent, on the watchdog's clock -----
 
 
-def planned(workspace_id: str = "ws-1") -> PlannedAction:
-    return PlannedAction(
-        kind=ActionKind.FORCE_UNLOCK,
-        source=Source.TFC,
-        organization="acme",
-        workspace=f"name-{workspace_id}",
-        workspace_id=workspace_id,
-        rule="defaults",
-        reason="stale",
-        holder=ALICE,
-        run_id=None,
-        run_status=None,
-        since=NOW,
-        age=timedelta(hours=3),
-        threshold=timedelta(hours=2),
-    )
-
-
 def sent(memory: Memory, count: int = 1) -> None:
     for _ in range(count):
-        assert memory.begin_action(planned()) is not None
+        assert memory.begin_action(planned_action()) is not None
 
 
 def test_actions_are_counted_in_the_window_asked_for() -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.builders import BOB, NOW, ORG, M
+from tests.support.builders import BOB, NOW, ORG, M, locked_workspace
 from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -19,7 +19,6 @@ from watchdog.model import (
     Observation,
     Source,
     Workspace,
-    WorkspacePermissions,
 )
 from watchdog.policy import Policy
 from watchdog.report import lock_to_json
@@ -35,16 +34,7 @@ POLICY = Policy.model_validate(
 
 
 def locked(change: datetime | None, holder: Holder = BOB) -> Workspace:
-    return Workspace(
-        organization=ORG,
-        id="ws-1",
-        name="network",
-        locked=True,
-        locked_reason="Locked by Terraform",
-        holder=holder,
-        latest_change_at=change,
-        permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
-    )
+    return locked_workspace(holder, latest_change_at=change)
 
 
 def watch(memory: Memory, clock: FakeClock, at: datetime, workspace: Workspace) -> Observation:
