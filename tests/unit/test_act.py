@@ -515,21 +515,6 @@ async def test_a_principal_without_admin_sends_no_force_unlock() -> None:
 # --- what the server answers ----------------------------------------------------------------
 
 
-async def test_a_409_is_skipped_changed_after_exactly_one_post() -> None:
-    target = FakeTarget(stuck_workspace(1))
-    target.allowed_posts = {"cancel"}
-    target.post_errors["cancel"] = tfc_error(ConflictError, 409, "not planning or applying")
-    pol = policy()
-    actor, metrics, memory = make_actor(target)
-
-    results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
-    assert len(target.posts) == 1
-    assert count(metrics, "cancel", "skipped_changed") == 1
-    assert memory.actions_in_window() == 1  # sent: it counts whatever the answer
-
-
 async def test_a_404_is_forbidden_and_always_logged() -> None:
     target = FakeTarget(stuck_workspace(1))
     target.allowed_posts = {"cancel"}
@@ -682,20 +667,6 @@ async def test_no_state_version_request_unless_about_to_unlock() -> None:
     )
     assert outcomes(results) == [Outcome.FORBIDDEN]
     assert target.state_checks == []
-
-
-async def test_other_api_errors_fail_with_the_reason() -> None:
-    target = FakeTarget(stuck_workspace(1))
-    target.allowed_posts = {"cancel"}
-    target.post_errors["cancel"] = tfc_error(TfcError, 422, "bad gateway")
-    pol = policy()
-    actor, _, _ = make_actor(target)
-
-    [result] = await actor.carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert result.outcome is Outcome.FAILED
-    assert result.retry_later is False
-    assert "bad gateway" in result.detail
 
 
 async def test_a_bug_in_the_target_is_not_swallowed() -> None:
@@ -1011,8 +982,10 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
             Outcome.UNKNOWN,
         ),
         (tfc_error(ServerError, 502, "bad gateway"), Outcome.UNKNOWN),
+        # It did not, because the run was no longer cancelable: skipped, never escalated.
+        (tfc_error(ConflictError, 409, "not planning or applying"), Outcome.SKIPPED_CHANGED),
     ],
-    ids=["429", "422", "connect-refused", "timeout", "reset-after-send", "502"],
+    ids=["429", "422", "connect-refused", "timeout", "reset-after-send", "502", "409"],
 )
 async def test_a_post_error_ends_the_action_as_failed_or_unknown_and_counts(
     error: TfcError, outcome: Outcome
@@ -1026,6 +999,8 @@ async def test_a_post_error_ends_the_action_as_failed_or_unknown_and_counts(
     [result] = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is outcome
+    assert error.detail in result.detail
+    assert result.retry_later is False
     assert len(target.posts) == 1
     assert count(metrics, "cancel", outcome.value) == 1
     assert memory.actions_in_window() == 1
