@@ -211,6 +211,17 @@ class FakeTarget:
         self._post("force_unlock", workspace_id)
 
 
+def watched_user_lock(
+    holder: Holder = ALICE, *, can_force_unlock: bool = True
+) -> tuple[FakeTarget, Memory]:
+    """`holder`'s lock on ws-lock, seen twice three hours apart (stale and confirmed), and a
+    strict fake source whose fresh read shows it unchanged (no POST allowed yet)."""
+    workspace = user_locked_workspace(holder, can_force_unlock=can_force_unlock)
+    memory = Memory()
+    seen_twice(memory, workspace)
+    return FakeTarget(workspace), memory
+
+
 def make_actor(target: FakeTarget, memory: Memory | None = None) -> tuple[Actor, Metrics, Memory]:
     metrics = Metrics()
     memory = memory if memory is not None else Memory()
@@ -282,10 +293,7 @@ async def test_a_justified_cancel_is_posted_once_with_the_comment_and_audited() 
 
 
 async def test_a_stale_user_lock_is_force_unlocked() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock()
     target.allowed_posts = {"force_unlock"}
     pol = policy()
     actor, metrics, _ = make_actor(target, memory)
@@ -498,10 +506,7 @@ async def test_missing_permission_is_forbidden_without_post_and_logged_once() ->
 
 
 async def test_a_principal_without_admin_sends_no_force_unlock() -> None:
-    workspace = user_locked_workspace(can_force_unlock=False)
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock(can_force_unlock=False)
     pol = policy()
     actor, _, _ = make_actor(target, memory)
 
@@ -534,10 +539,7 @@ async def test_a_404_is_forbidden_and_always_logged() -> None:
 
 
 async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock()
     target.allowed_posts = {"force_unlock"}
     target.post_errors["force_unlock"] = tfc_error(
         StateVersionPendingError, 503, "state version is still pending"
@@ -561,10 +563,7 @@ async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
 
 
 async def test_a_pending_state_version_stops_the_force_unlock_before_its_post() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)  # no POST allowed: one would fail the test
+    target, memory = watched_user_lock()  # no POST allowed: one would fail the test
     target.pending = 1
     pol = policy()
     actor, metrics, _ = make_actor(target, memory)
@@ -583,10 +582,7 @@ async def test_a_pending_state_version_stops_the_force_unlock_before_its_post() 
 
 
 async def test_an_unlock_is_checked_like_a_force_unlock() -> None:
-    workspace = user_locked_workspace(ROBOT)
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock(ROBOT)
     target.pending = 2
     pol = policy()
     actor, _, _ = make_actor(target, memory)
@@ -610,10 +606,7 @@ async def test_an_unlock_is_checked_like_a_force_unlock() -> None:
     ids=["404", "5xx", "timeout", "unreadable"],
 )
 async def test_a_check_that_cannot_be_made_is_a_no(error: TfcError) -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)  # no POST allowed
+    target, memory = watched_user_lock()  # no POST allowed
     target.pending = error
     pol = policy()
     actor, metrics, _ = make_actor(target, memory)
@@ -631,10 +624,7 @@ async def test_a_check_that_cannot_be_made_is_a_no(error: TfcError) -> None:
 
 
 async def test_a_dry_run_preview_checks_state_versions_and_says_the_truth() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock()
     target.pending = 1
     pol = policy(dry_run=True)
     actor, _, _ = make_actor(target, memory)
