@@ -874,65 +874,53 @@ async def test_real_source_dry_run_sends_only_the_re_read(
     assert posts(router) == []
 
 
-async def test_real_source_finished_run_on_re_read_sends_no_post(
-    api: tuple[respx.MockRouter, TfcSource, Metrics],
+@pytest.mark.parametrize(
+    ("fresh", "outcome"),
+    [
+        ({"status": "applied"}, Outcome.SKIPPED_CHANGED),  # the run finished meanwhile
+        ({"can_cancel": False}, Outcome.FORBIDDEN),  # the token may not cancel it
+    ],
+    ids=["finished-run", "missing-can-cancel"],
+)
+async def test_real_source_a_re_read_that_no_longer_allows_the_cancel_sends_no_post(
+    api: tuple[respx.MockRouter, TfcSource, Metrics], fresh: dict[str, Any], outcome: Outcome
 ) -> None:
     router, source, metrics = api
-    router.get("/workspaces/ws-1").respond(
-        200, json=workspace_document(status="applied"), headers=DATE
-    )
+    router.get("/workspaces/ws-1").respond(200, json=workspace_document(**fresh), headers=DATE)
 
     pol = policy()
     [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
-    assert result.outcome is Outcome.SKIPPED_CHANGED
+    assert result.outcome is outcome
     assert posts(router) == []
 
 
-async def test_real_source_missing_can_cancel_sends_no_post(
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (
+            409,
+            {"errors": [{"status": "409", "title": "conflict", "detail": "not applying"}]},
+            Outcome.SKIPPED_CHANGED,
+        ),
+        (404, None, Outcome.FORBIDDEN),
+    ],
+    ids=["409-skipped", "404-forbidden"],
+)
+async def test_real_source_an_error_on_the_post_is_not_retried_or_escalated(
     api: tuple[respx.MockRouter, TfcSource, Metrics],
-) -> None:
-    router, source, metrics = api
-    router.get("/workspaces/ws-1").respond(
-        200, json=workspace_document(can_cancel=False), headers=DATE
-    )
-
-    pol = policy()
-    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert result.outcome is Outcome.FORBIDDEN
-    assert posts(router) == []
-
-
-async def test_real_source_a_409_is_not_retried_or_escalated(
-    api: tuple[respx.MockRouter, TfcSource, Metrics],
-) -> None:
-    router, source, metrics = api
-    router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
-    router.post("/runs/run-1/actions/cancel").respond(
-        409,
-        json={"errors": [{"status": "409", "title": "conflict", "detail": "not applying"}]},
-        headers=DATE,
-    )
-
-    pol = policy()
-    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert result.outcome is Outcome.SKIPPED_CHANGED
-    assert len(posts(router)) == 1
-
-
-async def test_real_source_a_404_on_the_post_is_forbidden(
-    api: tuple[respx.MockRouter, TfcSource, Metrics],
+    status: int,
+    body: dict[str, Any] | None,
+    outcome: Outcome,
 ) -> None:
     router, source, metrics = api
     router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
-    router.post("/runs/run-1/actions/cancel").respond(404, headers=DATE)
+    router.post("/runs/run-1/actions/cancel").respond(status, json=body, headers=DATE)
 
     pol = policy()
     [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
-    assert result.outcome is Outcome.FORBIDDEN
+    assert result.outcome is outcome
     assert len(posts(router)) == 1
 
 
