@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.support.builders import ALICE, BOB, NOW, backend_lock, planned_action
+from tests.support.builders import ALICE, BOB, NOW, H, M, backend_lock, planned_action
 from tests.support.clock import FakeClock
 from watchdog.memory import Memory, StateFileRefusedError, allowed_gap, check_state_file
 from watchdog.model import (
@@ -377,6 +377,16 @@ _OLD_LOCK = {"organization": "acme", "first_seen": "2024-06-01T12:00:00+00:00", 
 GAP = timedelta(minutes=2, seconds=30)  # allowed_gap(60s)
 
 
+def sees(memory: Memory, at: datetime) -> None:
+    """A cycle that reads alice's lock on ws-1 at `at` on the server's clock."""
+    memory.update([obs(ws("ws-1"))], at, max_gap=GAP)
+
+
+def watched(memory: Memory) -> tuple[datetime | None, int]:
+    """Alice's lock on ws-1 as memory has it: when first seen, and in how many cycles."""
+    return memory.first_seen("ws-1", "user-alice"), memory.sightings("ws-1", "user-alice")
+
+
 def test_the_allowed_gap_is_two_intervals_and_a_little_slack() -> None:
     assert allowed_gap(timedelta(seconds=60)) == GAP
     assert allowed_gap(timedelta(minutes=5)) == timedelta(minutes=10, seconds=30)
@@ -386,61 +396,57 @@ def test_a_gap_longer_than_allowed_restarts_the_age_and_the_sightings() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     for minute in range(3):
-        memory.update([obs(ws("ws-1"))], NOW + timedelta(minutes=minute), max_gap=GAP)
-        clock.advance(timedelta(minutes=1))
-    assert memory.sightings("ws-1", "user-alice") == 3
+        sees(memory, NOW + minute * M)
+        clock.advance(M)
+    assert watched(memory) == (NOW, 3)
     # The same holder, three hours later: released and taken again meanwhile, for all the
     # watchdog knows.
-    clock.advance(timedelta(hours=3))
-    later = NOW + timedelta(hours=3, minutes=3)
+    clock.advance(3 * H)
+    later = NOW + 3 * H + 3 * M
     with structlog.testing.capture_logs() as logs:
-        memory.update([obs(ws("ws-1"))], later, max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == later
-    assert memory.sightings("ws-1", "user-alice") == 1
+        sees(memory, later)
+    assert watched(memory) == (later, 1)
     assert logs[0]["event"] == "lock not watched continuously; its observed age restarts"
 
 
 def test_a_gap_within_the_allowed_one_keeps_the_age() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], NOW, max_gap=GAP)
+    sees(memory, NOW)
     clock.advance(GAP)
-    memory.update([obs(ws("ws-1"))], NOW + GAP, max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == NOW
-    assert memory.sightings("ws-1", "user-alice") == 2
+    sees(memory, NOW + GAP)
+    assert watched(memory) == (NOW, 2)
 
 
 def test_failed_reads_longer_than_the_gap_restart_the_age_without_a_state_file() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], NOW, max_gap=GAP)
-    memory.update([obs(ws("ws-1"))], NOW + timedelta(minutes=1), max_gap=GAP)
+    sees(memory, NOW)
+    sees(memory, NOW + M)
     for minute in range(2, 10):  # the reads fail: nothing is forgotten, nothing is seen
-        clock.advance(timedelta(minutes=1))
-        memory.update([obs(complete=False)], NOW + timedelta(minutes=minute), max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == NOW
-    clock.advance(timedelta(minutes=1))
-    memory.update([obs(ws("ws-1"))], NOW + timedelta(minutes=10), max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == NOW + timedelta(minutes=10)
-    assert memory.sightings("ws-1", "user-alice") == 1
+        clock.advance(M)
+        memory.update([obs(complete=False)], NOW + minute * M, max_gap=GAP)
+    assert watched(memory) == (NOW, 2)
+    clock.advance(M)
+    sees(memory, NOW + 10 * M)
+    assert watched(memory) == (NOW + 10 * M, 1)
 
 
 def test_a_restart_longer_than_the_gap_restarts_the_age(tmp_path: Path) -> None:
     path = str(tmp_path / "state.json")
     clock = FakeClock()
     memory = Memory.load(path, clock=clock)
-    memory.update([obs(ws("ws-1"))], NOW, max_gap=GAP)
+    sees(memory, NOW)
     memory.save()
-    clock.advance(timedelta(minutes=1))
+    clock.advance(M)
     restarted = Memory.load(path, clock=clock)  # a quick restart keeps the age
-    restarted.update([obs(ws("ws-1"))], NOW + timedelta(minutes=1), max_gap=GAP)
-    assert restarted.sightings("ws-1", "user-alice") == 2
+    sees(restarted, NOW + M)
+    assert watched(restarted) == (NOW, 2)
     restarted.save()
-    clock.advance(timedelta(hours=3))  # down for three hours
+    clock.advance(3 * H)  # down for three hours
     again = Memory.load(path, clock=clock)
-    again.update([obs(ws("ws-1"))], NOW + timedelta(hours=3), max_gap=GAP)
-    assert again.first_seen("ws-1", "user-alice") == NOW + timedelta(hours=3)
-    assert again.sightings("ws-1", "user-alice") == 1
+    sees(again, NOW + 3 * H)
+    assert watched(again) == (NOW + 3 * H, 1)
 
 
 def test_a_restart_across_hours_on_the_servers_clock_restarts_the_age(tmp_path: Path) -> None:
@@ -450,25 +456,23 @@ def test_a_restart_across_hours_on_the_servers_clock_restarts_the_age(tmp_path: 
     path = str(tmp_path / "state.json")
     clock = FakeClock()
     first = Memory.load(path, clock=clock)
-    first.update([obs(ws("ws-1"))], NOW, max_gap=GAP)
+    sees(first, NOW)
     first.save()
     clock.advance(timedelta(seconds=5))
     second = Memory.load(path, clock=clock)
-    second.update([obs(ws("ws-1"))], NOW + timedelta(hours=3), max_gap=GAP)
-    assert second.first_seen("ws-1", "user-alice") == NOW + timedelta(hours=3)
-    assert second.sightings("ws-1", "user-alice") == 1
+    sees(second, NOW + 3 * H)
+    assert watched(second) == (NOW + 3 * H, 1)
 
 
 def test_missed_cycles_across_hours_on_the_servers_clock_restart_the_age() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], NOW, max_gap=GAP)
+    sees(memory, NOW)
     clock.advance(timedelta(seconds=1))
-    memory.update([obs(complete=False)], NOW + timedelta(hours=1), max_gap=GAP)
+    memory.update([obs(complete=False)], NOW + H, max_gap=GAP)
     clock.advance(timedelta(seconds=1))
-    memory.update([obs(ws("ws-1"))], NOW + timedelta(hours=3), max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == NOW + timedelta(hours=3)
-    assert memory.sightings("ws-1", "user-alice") == 1
+    sees(memory, NOW + 3 * H)
+    assert watched(memory) == (NOW + 3 * H, 1)
 
 
 def test_an_unbroken_run_of_cycles_keeps_the_age_however_fast_the_servers_clock_runs() -> None:
@@ -476,33 +480,32 @@ def test_an_unbroken_run_of_cycles_keeps_the_age_however_fast_the_servers_clock_
     # lock was watched without a gap, and its age is the server's.
     clock = FakeClock()
     memory = Memory(clock=clock)
-    for minute in range(3):
-        memory.update([obs(ws("ws-1"))], NOW + timedelta(hours=minute), max_gap=GAP)
+    for hour in range(3):
+        sees(memory, NOW + hour * H)
         clock.advance(timedelta(seconds=1))
-    assert memory.first_seen("ws-1", "user-alice") == NOW
-    assert memory.sightings("ws-1", "user-alice") == 3
+    assert watched(memory) == (NOW, 3)
 
 
 def test_a_paused_process_is_a_gap_even_if_the_wall_clock_was_stepped_back() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], NOW, max_gap=GAP)
-    clock.advance(timedelta(hours=1))
-    clock.step_wall(-timedelta(hours=1))  # the wall clock says no time passed
-    memory.update([obs(ws("ws-1"))], NOW + timedelta(hours=1), max_gap=GAP)
-    assert memory.sightings("ws-1", "user-alice") == 1
+    sees(memory, NOW)
+    clock.advance(H)
+    clock.step_wall(-H)  # the wall clock says no time passed
+    sees(memory, NOW + H)
+    assert watched(memory) == (NOW + H, 1)
 
 
 def test_a_last_sighting_in_the_future_after_a_restart_is_a_gap(tmp_path: Path) -> None:
     path = str(tmp_path / "state.json")
     clock = FakeClock()
     memory = Memory.load(path, clock=clock)
-    memory.update([obs(ws("ws-1"))], NOW, max_gap=GAP)
+    sees(memory, NOW)
     memory.save()
-    clock.step_wall(-timedelta(hours=2))  # stepped back while the process was down
+    clock.step_wall(-2 * H)  # stepped back while the process was down
     restored = Memory.load(path, clock=clock)
-    restored.update([obs(ws("ws-1"))], NOW + timedelta(minutes=1), max_gap=GAP)
-    assert restored.sightings("ws-1", "user-alice") == 1
+    sees(restored, NOW + M)
+    assert watched(restored) == (NOW + M, 1)
 
 
 # --- the action budget: every POST, recorded before it is sent, on the watchdog's clock -----
