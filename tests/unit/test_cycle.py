@@ -9,11 +9,7 @@ from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import (
-    ActionKind,
-    Observation,
-    Source,
-)
+from watchdog.model import ActionKind, Observation, Source
 from watchdog.policy import Policy
 
 

@@ -13,10 +13,7 @@ from tests.support.builders import NOW, H, backend_lock, delete_lock_action
 from watchdog.act import BackendLockExecutor
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import (
-    Outcome,
-    Source,
-)
+from watchdog.model import Outcome, Source
 from watchdog.sources.errors import ForbiddenError, SourceError
 from watchdog.sources.gcp import classify, operation, request_error
 from watchdog.sources.gcslockfile import GcsLockfileSource, lock_name, state_path

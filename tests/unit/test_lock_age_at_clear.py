@@ -13,12 +13,7 @@ from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import ClearedLock, Memory
 from watchdog.metrics import Metrics
-from watchdog.model import (
-    Observation,
-    Outcome,
-    Source,
-    Workspace,
-)
+from watchdog.model import Observation, Outcome, Source, Workspace
 from watchdog.policy import Policy
 
 

@@ -13,13 +13,7 @@ from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import LockPicture, Metrics
-from watchdog.model import (
-    Holder,
-    HolderType,
-    Observation,
-    Source,
-    Workspace,
-)
+from watchdog.model import Holder, HolderType, Observation, Source, Workspace
 from watchdog.policy import Policy
 from watchdog.report import lock_to_json
 from watchdog.sources.tfc.parse import parse_workspace_document
