@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from typing import Any
 
+from tests.support.threaded import local_socket, serve_in_thread
 from watchdog.simulator.gitlab import GitLabWorld, Member, build_gitlab_app
 
 PROJECT = "infra/network"
@@ -46,9 +46,7 @@ class GitLabServer:
     def __enter__(self) -> GitLabServer:
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = local_socket()
         self._socket = sock
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         config = uvicorn.Config(
@@ -59,16 +57,11 @@ class GitLabServer:
             lifespan="off",
         )
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self.__exit__()
-                raise RuntimeError("the GitLab simulator did not start")
-            time.sleep(0.01)
+        try:
+            self._thread = serve_in_thread(self._server, sock, "the GitLab simulator")
+        except RuntimeError:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

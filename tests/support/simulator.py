@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.threaded import local_socket, serve_in_thread
 from tests.support.tools import require_binary
 from watchdog.metrics import Metrics
 from watchdog.simulator.app import Settings, Simulator, build_app
@@ -126,12 +127,7 @@ class SimulatorServer:
     def start(self) -> SimulatorServer:
         import uvicorn
 
-        # IPPROTO_TCP named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
-        # sockets that say they are TCP; without it every response whose headers and body
-        # are two writes stalls on the client's delayed ACK (about 40 ms on Linux).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock = local_socket()
         self._socket = sock
         port = sock.getsockname()[1]
         if self._given_cert is not None:
@@ -147,16 +143,11 @@ class SimulatorServer:
         self._server = uvicorn.Server(
             server_config(self.simulator, "127.0.0.1", port, "error", self._cert)
         )
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 15
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                self.stop()
-                raise RuntimeError("the simulator did not start")
-            time.sleep(0.01)
+        try:
+            self._thread = serve_in_thread(self._server, sock, "the simulator")
+        except RuntimeError:
+            self.stop()
+            raise
         self._admin = httpx.Client(base_url=self.url + "/_sim", timeout=10, verify=self.verify())
         return self
 
