@@ -23,11 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import structlog
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -46,19 +44,17 @@ from tests.properties.world import (
     apply_change,
     build_world,
     cases,
+    start_process,
 )
 from tests.support.clock import FakeClock
-from watchdog.act import Actor
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
-from watchdog.metrics import Metrics
 from watchdog.model import Holder, HolderType, Observation, Run, Source, Workspace
 from watchdog.policy import Policy
 from watchdog.simulator.app import Settings, Simulator
 from watchdog.simulator.clock import SimClock
 from watchdog.simulator.state import World
 from watchdog.sources.tfc.client import TfcClient
-from watchdog.sources.tfc.source import TfcSource
 
 HOUR = timedelta(hours=1)
 # allowed_gap(interval) for the worlds' `interval: 60s`, written out: the oracle does not
@@ -229,7 +225,15 @@ class GapHarness:
                 if process is None or cycle.restart:
                     if process is not None:
                         await process[0].aclose()
-                    process = self._start(policy, token, transport, clock)
+                    # Every read a full one, whatever the case's `full_scan_interval`: the
+                    # gaps judged here are the cycles' (ALLOWED_GAP), not the full walks'.
+                    process = start_process(
+                        token,
+                        transport,
+                        self.state_file,
+                        full_scan_interval=timedelta(0),
+                        clock=clock,
+                    )
                 client, runner, interposer = process
                 self.recorder.cycle = number
                 self.recorder.corrupt = {ids[i] for i in cycle.corrupt}
@@ -254,33 +258,6 @@ class GapHarness:
             if process is not None:
                 await process[0].aclose()
         return trace
-
-    def _start(
-        self, policy: Policy, token: str, transport: _FaultyPosts, clock: _SimTiedClock
-    ) -> tuple[TfcClient, CycleRunner, _Interposer]:
-        metrics = Metrics()
-        client = TfcClient(
-            address="http://sim.invalid",
-            token=token,
-            metrics=metrics,
-            timeout=5,
-            requests_per_second=1e9,
-            transport=transport,
-            max_attempts=1,
-        )
-        source = TfcSource(client, [ORG], metrics)
-        memory = Memory.load(str(self.state_file), clock=clock)
-        log: Any = structlog.get_logger("properties")
-        actor = Actor(source=source, memory=memory, metrics=metrics, log=log)
-        interposer = _Interposer(actor, lambda: None)
-        runner = CycleRunner(
-            sources=[source],
-            memory=memory,
-            metrics=metrics,
-            identity_source=source,
-            actor=interposer,
-        )
-        return client, runner, interposer
 
 
 @pytest.fixture(scope="module")

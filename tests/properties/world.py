@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from watchdog.act import Actor
 from watchdog.cycle import CycleRunner
-from watchdog.memory import Memory
+from watchdog.memory import Clock, Memory
 from watchdog.metrics import Metrics
 from watchdog.model import ActionResult, Holder, PlannedAction
 from watchdog.policy import Policy
@@ -611,7 +611,8 @@ class Harness:
         state_file.unlink(missing_ok=True)
         policy = Policy.model_validate(case.policy_document(str(state_file)))
         token = TOKENS[case.token]
-        log = structlog.get_logger("properties")
+        assert policy.tfc is not None
+        full_scan_interval = policy.tfc.full_scan_interval
         process: tuple[TfcClient, CycleRunner, _Interposer] | None = None
         try:
             for number, cycle in enumerate(case.cycles):
@@ -620,7 +621,9 @@ class Harness:
                 if process is None or cycle.restart:
                     if process is not None:
                         await process[0].aclose()
-                    process = _start(policy, token, recorder, state_file, log)
+                    process = start_process(
+                        token, recorder, state_file, full_scan_interval=full_scan_interval
+                    )
                 _, runner, interposer = process
                 recorder.cycle = number
                 recorder.corrupt = {ids[i] for i in cycle.corrupt}
@@ -642,8 +645,13 @@ class Harness:
         return trace
 
 
-def _start(
-    policy: Policy, token: str, recorder: Recorder, state_file: Path, log: Any
+def start_process(
+    token: str,
+    transport: httpx.AsyncBaseTransport,
+    state_file: Path,
+    *,
+    full_scan_interval: timedelta,
+    clock: Clock | None = None,
 ) -> tuple[TfcClient, CycleRunner, _Interposer]:
     """A new watchdog process: everything it owns is new; only the state file carries over."""
     metrics = Metrics()
@@ -653,12 +661,12 @@ def _start(
         metrics=metrics,
         timeout=5,
         requests_per_second=1e9,
-        transport=recorder,
+        transport=transport,
         max_attempts=1,
     )
-    assert policy.tfc is not None
-    source = TfcSource(client, [ORG], metrics, full_scan_interval=policy.tfc.full_scan_interval)
-    memory = Memory.load(str(state_file))
+    source = TfcSource(client, [ORG], metrics, full_scan_interval=full_scan_interval)
+    memory = Memory.load(str(state_file), clock=clock)
+    log: Any = structlog.get_logger("properties")
     actor = Actor(source=source, memory=memory, metrics=metrics, log=log)
     interposer = _Interposer(actor, lambda: None)
     runner = CycleRunner(
