@@ -35,7 +35,6 @@ from tests.properties.world import (
     T0,
     TOKENS,
     Case,
-    CycleSpec,
     Recorder,
     RunSpec,
     Trace,
@@ -44,6 +43,7 @@ from tests.properties.world import (
     apply_change,
     build_world,
     cases,
+    enforcing_case,
     start_process,
 )
 from tests.support.clock import FakeClock
@@ -354,22 +354,13 @@ def posts_sent_including_timed_out_and_killed_ones_stay_within_the_budgets(
 
 
 def _user_lock_case(advances: tuple[int, ...], *, per_hour: int = 10) -> Case:
-    return Case(
-        workspaces=(WorkspaceSpec("dev-0", (), ("alice", "Locked by Terraform"), None),),
-        token="admin",
-        dry_run=False,
-        max_per_cycle=3,
+    workspaces = (WorkspaceSpec("dev-0", (), ("alice", "Locked by Terraform"), None),)
+    return enforcing_case(
+        workspaces,
+        advances,
         max_per_hour=per_hour,
         default_actions=("force_unlock",),
-        fast_actions=(),
         lock_stale_after=300,
-        fast_lock_stale_after=1,
-        run_stuck_after=3600,
-        waiting_after=86400,
-        protect_glob=False,
-        cycles=tuple(
-            CycleSpec(advance, False, ("none",), frozenset(), frozenset()) for advance in advances
-        ),
     )
 
 
@@ -387,26 +378,12 @@ def test_the_harness_sees_a_gap_restart_the_age(gap_harness: GapHarness) -> None
 
 
 def _stuck_runs_case(faults_cycles: int) -> Case:
-    return Case(
-        workspaces=tuple(
-            WorkspaceSpec(f"dev-{n}", (), None, RunSpec("applying", 9 * 3600, True, None))
-            for n in range(4)
-        ),
-        token="admin",
-        dry_run=False,
-        max_per_cycle=3,
-        max_per_hour=2,
-        default_actions=("cancel",),
-        fast_actions=(),
-        lock_stale_after=60,
-        fast_lock_stale_after=1,
-        run_stuck_after=3600,
-        waiting_after=86400,
-        protect_glob=False,
-        cycles=tuple(
-            CycleSpec(60, False, ("none",) * 4, frozenset(), frozenset())
-            for _ in range(faults_cycles)
-        ),
+    workspaces = tuple(
+        WorkspaceSpec(f"dev-{n}", (), None, RunSpec("applying", 9 * 3600, True, None))
+        for n in range(4)
+    )
+    return enforcing_case(
+        workspaces, (60,) * faults_cycles, max_per_hour=2, default_actions=("cancel",)
     )
 
 

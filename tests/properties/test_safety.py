@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from hypothesis import event, given
 
@@ -23,6 +24,7 @@ from tests.properties.world import (
     Trace,
     WorkspaceSpec,
     cases,
+    enforcing_case,
     run_case,
 )
 from watchdog.model import phase_group
@@ -171,30 +173,13 @@ def test_every_post_of_a_random_world_keeps_every_safety_invariant(
 # --- the harness is not vacuous -------------------------------------------------------------
 
 
-def _enforcing(**overrides: object) -> Case:
-    fields: dict[str, object] = {
-        "workspaces": (
-            WorkspaceSpec("dev-0", (), ("alice", "Locked by Terraform"), None),
-            WorkspaceSpec("dev-1", (), None, RunSpec("applying", 9 * 3600, True, None)),
-        ),
-        "token": "admin",
-        "dry_run": False,
-        "max_per_cycle": 3,
-        "max_per_hour": 10,
-        "default_actions": ("cancel", "force_cancel", "force_unlock"),
-        "fast_actions": (),
-        "lock_stale_after": 60,
-        "fast_lock_stale_after": 1,
-        "run_stuck_after": 3600,
-        "waiting_after": 86400,
-        "protect_glob": False,
-        "cycles": tuple(
-            CycleSpec(advance, False, ("none", "none"), frozenset(), frozenset())
-            for advance in (0, 600, 600)
-        ),
-    }
-    fields.update(overrides)
-    return Case(**fields)  # type: ignore[arg-type]
+def _enforcing(**overrides: Any) -> Case:
+    """A stale user lock and a stuck apply that ignores a cancel, seen three times."""
+    workspaces = (
+        WorkspaceSpec("dev-0", (), ("alice", "Locked by Terraform"), None),
+        WorkspaceSpec("dev-1", (), None, RunSpec("applying", 9 * 3600, True, None)),
+    )
+    return enforcing_case(workspaces, (0, 600, 600), **overrides)
 
 
 def _kinds(posts: list[Post]) -> list[str]:

@@ -21,7 +21,7 @@ import fnmatch
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -285,6 +285,33 @@ def cases(
         cycles=tuple(cycles),
         full_scan_interval=draw(full_scan_intervals),
     )
+
+
+def enforcing_case(
+    workspaces: tuple[WorkspaceSpec, ...], advances: Sequence[int], **fields: Any
+) -> Case:
+    """A hand-written case for the checks that the harness is not vacuous: enforcing with the
+    admin token, nothing protected, a cycle after each advance with no change in the world;
+    `fields` override the rest."""
+    case = Case(
+        workspaces=workspaces,
+        token="admin",
+        dry_run=False,
+        max_per_cycle=3,
+        max_per_hour=10,
+        default_actions=("cancel", "force_cancel", "force_unlock"),
+        fast_actions=(),
+        lock_stale_after=60,
+        fast_lock_stale_after=1,
+        run_stuck_after=3600,
+        waiting_after=86400,
+        protect_glob=False,
+        cycles=tuple(
+            CycleSpec(advance, False, ("none",) * len(workspaces), frozenset(), frozenset())
+            for advance in advances
+        ),
+    )
+    return replace(case, **fields)
 
 
 # --- what the recording transport notes -----------------------------------------------------
