@@ -9,24 +9,20 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import Harness, StartSimulator, scenario, wait_until
-from tests.support.daemon import running_daemon, write_config
-from tests.support.receiver import receiver
-from tests.support.simulator import ADMIN_TOKEN
+from tests.e2e.conftest import Harness, StartSimulator, locked_by, scenario, wait_until
+from tests.support.daemon import DaemonProcess, running_daemon, write_config
+from tests.support.receiver import Receiver, receiver
+from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
 HOUR = 3600
 
 
-def locked_by_bob() -> dict[str, Any]:
-    return {"name": "stale", "lock": {"by": "bob", "reason": "Locked by Terraform"}}
-
-
 def test_one_stale_message_across_cycles_then_the_action_then_cleared(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
-    with receiver() as inbox, start_simulator(scenario=scenario([locked_by_bob()])) as sim:
+    with receiver() as inbox, start_simulator(scenario=scenario([locked_by("bob")])) as sim:
         path = harness.config(
             sim,
             dry_run=False,
@@ -64,7 +60,7 @@ def test_one_stale_message_across_cycles_then_the_action_then_cleared(
 def test_a_hanging_receiver_does_not_stop_the_cycles(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
-    with receiver() as inbox, start_simulator(scenario=scenario([locked_by_bob()])) as sim:
+    with receiver() as inbox, start_simulator(scenario=scenario([locked_by("bob")])) as sim:
         inbox.mode = "hang"  # answers nothing until the test ends
         path = harness.config(
             sim,
@@ -93,15 +89,21 @@ def notice_config(harness: Harness, sim: Any, inbox: Any) -> Path:
     )
 
 
+def until_stale_and_notice(sim: SimulatorServer, daemon: DaemonProcess, inbox: Receiver) -> None:
+    """bob's lock seen twice, then an hour and a second older: until the stale and the notice
+    messages have reached the receiver."""
+    daemon.wait_cycles(2)
+    sim.advance(HOUR + 1)
+    wait_until(lambda: len(inbox.received) >= 2, "the stale and notice messages")
+
+
 def test_a_notice_then_the_action_after_the_notice_period_then_cleared(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
-    with receiver() as inbox, start_simulator(scenario=scenario([locked_by_bob()])) as sim:
+    with receiver() as inbox, start_simulator(scenario=scenario([locked_by("bob")])) as sim:
         path = notice_config(harness, sim, inbox)
         with running_daemon(path, ADMIN_TOKEN) as daemon:
-            daemon.wait_cycles(2)
-            sim.advance(HOUR + 1)
-            wait_until(lambda: len(inbox.received) >= 2, "the stale and notice messages")
+            until_stale_and_notice(sim, daemon, inbox)
             daemon.wait_cycles(5)
             before = inbox.titles()
             posts_before = [r for r in sim.requests() if r["method"] == "POST"]
@@ -127,12 +129,10 @@ def test_a_notice_then_the_action_after_the_notice_period_then_cleared(
 def test_a_release_during_the_notice_period_is_not_acted_on(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
-    with receiver() as inbox, start_simulator(scenario=scenario([locked_by_bob()])) as sim:
+    with receiver() as inbox, start_simulator(scenario=scenario([locked_by("bob")])) as sim:
         path = notice_config(harness, sim, inbox)
         with running_daemon(path, ADMIN_TOKEN) as daemon:
-            daemon.wait_cycles(2)
-            sim.advance(HOUR + 1)
-            wait_until(lambda: len(inbox.received) >= 2, "the stale and notice messages")
+            until_stale_and_notice(sim, daemon, inbox)
             sim.unlock("stale")  # bob is done
             wait_until(lambda: len(inbox.received) >= 3, "the cleared message")
             sim.lock("stale", "alice", reason="Locked by Terraform")  # a new lock, a new age
