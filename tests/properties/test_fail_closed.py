@@ -144,17 +144,9 @@ class DamagingRecorder(Recorder):
         )
 
 
-class DamagingHarness(Harness):
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        plain = self.recorder
-        self.recorder = DamagingRecorder(self.sim)
-        self._runner.run(plain.aclose())
-
-
 @pytest.fixture(scope="module")
 def harness(state_dir: Path) -> Iterator[Harness]:
-    with DamagingHarness(state_dir) as shared:
+    with Harness(state_dir, recorder=DamagingRecorder) as shared:
         yield shared
 
 

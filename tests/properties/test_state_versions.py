@@ -166,17 +166,9 @@ def _failed(request: httpx.Request, failure: str) -> httpx.Response:
     raise AssertionError(failure)
 
 
-class UploadingHarness(Harness):
-    def __init__(self, state_dir: Path) -> None:
-        super().__init__(state_dir)
-        plain = self.recorder
-        self.recorder = UploadingRecorder(self.sim)
-        self._runner.run(plain.aclose())
-
-
 @pytest.fixture(scope="module")
 def harness(state_dir: Path) -> Iterator[Harness]:
-    with UploadingHarness(state_dir) as shared:
+    with Harness(state_dir, recorder=UploadingRecorder) as shared:
         yield shared
 
 

@@ -598,12 +598,12 @@ class Harness:
     loaded from a removed state file, actor, metrics) is still new per example and per restart.
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, recorder: type[Recorder] = Recorder) -> None:
         self.state_file = state_dir / "state.json"
         self.sim = Simulator(
             World(SimClock(T0, 0.0), seed=7), Settings(rate_limit=1e9, run_list_per_minute=1e9)
         )
-        self.recorder = Recorder(self.sim)
+        self.recorder = recorder(self.sim)
         self._runner = asyncio.Runner()
 
     def run(self, case: Case) -> Trace:
