@@ -8,6 +8,7 @@ functions read what reached the simulator and what the daemon reported.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -19,8 +20,16 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.daemon import GUARD, DaemonProcess, base_config, running_daemon, write_config
+from tests.support.daemon import (
+    GUARD,
+    DaemonProcess,
+    base_config,
+    run_cli,
+    running_daemon,
+    write_config,
+)
 from tests.support.simulator import ADMIN_TOKEN, ORG_TOKEN, USER_TOKEN, SimulatorServer
+from watchdog.metrics import Metrics
 
 # A fixed simulated start, on a whole second: the `Date` header has second precision, so
 # ages computed from it are exact.
@@ -203,3 +212,21 @@ class Harness:
 @pytest.fixture
 def harness(tmp_path: Path) -> Harness:
     return Harness(tmp_path)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    """A fresh registry for a source or actor under test in this process."""
+    return Metrics()
+
+
+def wait_for_stale_scan(config_path: Path) -> dict[str, Any]:
+    """The report of `scan --output json` once it exits 3 (a stale lock); until then it must
+    exit 0 (nothing stale yet), never fail."""
+
+    def stale_scan() -> dict[str, Any] | None:
+        result = run_cli("scan", "--config", str(config_path), "--output", "json")
+        assert result.returncode in (0, 3), result.stderr
+        return json.loads(result.stdout) if result.returncode == 3 else None
+
+    return wait_until(stale_scan, "scan to call the lock stale")

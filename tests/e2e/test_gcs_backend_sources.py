@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
 
+from tests.support.backend_locks import (
+    TakenOverAfterTheReread,
+    assert_missing_store,
+    assert_unreachable,
+    lock_info_json,
+    only_lock,
+    only_reported_lock,
+)
 from tests.support.gcs import (
     BUCKET,
     LOCK_NAME,
@@ -25,34 +33,17 @@ from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import ActionKind, BackendLock, Outcome, PlannedAction, Source
+from watchdog.model import ActionKind, Outcome, PlannedAction, Source
 from watchdog.policy import Policy
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcslockfile import GcsLockfileSource
 
 pytestmark = pytest.mark.e2e
 
-CREATED = "2026-11-29T04:14:57.641020969Z"
-
 
 def lock_json(**overrides: str) -> bytes:
-    document = {
-        # Terraform writes a UUID here and reports the object's generation as the lock ID.
-        "ID": "6f1c6a43-2a57-4c3e-a1c4-0d5e6a7b8c9d",
-        "Operation": "OperationTypeApply",
-        "Info": "",
-        "Who": "runner@ci-42",
-        "Version": "1.15.5",
-        "Created": CREATED,
-        "Path": f"gs://{BUCKET}/{LOCK_NAME}",
-        **overrides,
-    }
-    return json.dumps(document).encode()
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
+    # Terraform writes a UUID as its ID and reports the object's generation as the lock ID.
+    return lock_info_json(f"gs://{BUCKET}/{LOCK_NAME}", **overrides).encode()
 
 
 @pytest.fixture
@@ -62,33 +53,14 @@ def source(fake_gcs: FakeGcsServer, metrics: Metrics) -> Iterator[GcsLockfileSou
     lockfiles.close()
 
 
-async def only_lock(source: GcsLockfileSource) -> BackendLock:
-    (observation,) = await source.observe()
-    assert observation.complete, observation.error
-    (lock,) = observation.backend_locks
-    return lock
-
-
 async def test_a_lock_file_is_reported_with_its_state_path_and_its_generation_as_lock_id(
     fake_gcs, source
 ):
     stored = fake_gcs.upload(LOCK_NAME, lock_json())
     fake_gcs.upload(STATE_NAME, b"{}")  # the state itself is no lock
 
-    (observation,) = await source.observe()
+    observation, lock = await only_reported_lock(source, Source.GCS, BUCKET, STATE_PATH)
 
-    assert (observation.source, observation.organization, observation.complete) == (
-        Source.GCS,
-        BUCKET,
-        True,
-    )
-    (lock,) = observation.backend_locks
-    assert (lock.source, lock.store, lock.path, lock.problem) == (
-        Source.GCS,
-        BUCKET,
-        STATE_PATH,
-        None,
-    )
     # What `terraform force-unlock` takes for the gcs backend: the generation, not the UUID.
     assert lock.info.id == lock.token == stored["generation"]
     assert (lock.info.who, lock.info.operation) == ("runner@ci-42", "OperationTypeApply")
@@ -231,10 +203,7 @@ async def test_a_missing_bucket_gives_an_incomplete_observation(fake_gcs, metric
     finally:
         source.close()
 
-    assert not observation.complete
-    assert observation.error_reason == "not_found"
-    assert "no-such-bucket" in (observation.error or "")
-    assert "\n" not in (observation.error or "")
+    assert_missing_store(observation, "no-such-bucket")
 
 
 async def test_an_unreachable_endpoint_gives_an_incomplete_observation(gcs_env, metrics):
@@ -245,42 +214,12 @@ async def test_an_unreachable_endpoint_gives_an_incomplete_observation(gcs_env, 
     finally:
         source.close()
 
-    assert not observation.complete
-    assert observation.error
-    assert "\n" not in observation.error
-    assert observation.error_reason == "transport"
-    assert observation.backend_locks == ()
-    assert (
-        metrics.registry.get_sample_value(
-            "tfc_watchdog_observe_errors_total", {"source": "gcs", "reason": "transport"}
-        )
-        == 1
-    )
+    assert_unreachable(observation, metrics, Source.GCS)
     # Each attempt that got no answer is counted too (the library retries within `timeout`).
     assert requests(metrics, "gcs objects.list", "error") >= 1
 
 
 # --- the whole act stage: a takeover right after the watchdog's re-read --------------------
-
-
-class TakenOverAfterTheReread:
-    """The real source, whose lock another run takes over right after act's re-read: in the
-    window just before the delete."""
-
-    def __init__(self, source: GcsLockfileSource, take_over: Callable[[], None]) -> None:
-        self.source = source
-        self.take_over = take_over
-
-    def now(self) -> datetime:
-        return self.source.now()
-
-    async def read_lock(self, store: str, path: str) -> BackendLock | None:
-        fresh = await self.source.read_lock(store, path)
-        self.take_over()
-        return fresh
-
-    async def delete_lock(self, lock: BackendLock) -> None:
-        await self.source.delete_lock(lock)
 
 
 async def planned_delete(

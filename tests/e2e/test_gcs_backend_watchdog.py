@@ -7,14 +7,14 @@ tests.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import wait_for_stale_scan, wait_until
+from tests.support.backend_locks import converge
 from tests.support.daemon import free_port, run_cli, running_daemon, write_config
 from tests.support.gcs import BUCKET, LOCK_NAME, PREFIX, STATE_PATH, FakeGcsServer
 from tests.support.terraform import Terraform, abandon_apply, gcs_backend_terraform, who_am_i
@@ -89,12 +89,7 @@ def test_killed_apply_lock_is_cleared_once_terraform_recovers_and_a_live_one_is_
     config_path = write_config(tmp_path / "watchdog.yaml", watchdog_config(fake_gcs.url))
 
     # `scan` reports it like Terraform's own "Lock Info" block, and exits 3 once stale.
-    def stale_scan() -> dict[str, Any] | None:
-        result = run_cli("scan", "--config", str(config_path), "--output", "json")
-        assert result.returncode in (0, 3), result.stderr
-        return json.loads(result.stdout) if result.returncode == 3 else None
-
-    report = wait_until(stale_scan, "scan to call the lock stale")
+    report = wait_for_stale_scan(config_path)
     assert report["complete"]
     (lock,) = report["locks"]
     assert (lock["source"], lock["organization"], lock["workspace"]) == ("gcs", BUCKET, STATE_PATH)
@@ -147,6 +142,4 @@ def test_killed_apply_lock_is_cleared_once_terraform_recovers_and_a_live_one_is_
     assert after["locks"] == []
 
     # The state is intact: the next apply succeeds without waiting for a lock, and converges.
-    common = ("-input=false", "-no-color", "-var", "input=b", "-lock-timeout=0s")
-    terraform.run("apply", "-auto-approve", *common).check()
-    terraform.run("plan", "-detailed-exitcode", *common).check(0)
+    converge(terraform)

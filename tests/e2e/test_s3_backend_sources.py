@@ -12,6 +12,14 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+from tests.support.backend_locks import (
+    assert_missing_store,
+    assert_unreachable,
+    converge,
+    lock_info_json,
+    only_lock,
+    only_reported_lock,
+)
 from tests.support.moto import (
     BUCKET,
     STATE_KEY,
@@ -22,7 +30,7 @@ from tests.support.moto import (
     table_items,
 )
 from tests.support.samples import parse_errors, requests
-from tests.support.terraform import Terraform, abandon_apply, s3_backend_terraform, who_am_i
+from tests.support.terraform import abandon_apply, s3_backend_terraform, who_am_i
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Source
 from watchdog.sources.dynamodb import DynamoDbLockSource
@@ -33,22 +41,7 @@ pytestmark = pytest.mark.e2e
 
 
 def lock_json(**overrides: str) -> str:
-    document = {
-        "ID": "6f1c6a43-2a57-4c3e-a1c4-0d5e6a7b8c9d",
-        "Operation": "OperationTypeApply",
-        "Info": "",
-        "Who": "runner@ci-42",
-        "Version": "1.15.5",
-        "Created": "2026-11-29T04:14:57.641020969Z",
-        "Path": STATE_PATH,
-        **overrides,
-    }
-    return json.dumps(document)
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
+    return lock_info_json(STATE_PATH, **overrides)
 
 
 @pytest.fixture
@@ -65,13 +58,6 @@ def lockfile_source(moto_aws: MotoServer, metrics: Metrics) -> Iterator[S3Lockfi
     source.close()
 
 
-async def only_lock(source: DynamoDbLockSource | S3LockfileSource) -> BackendLock:
-    (observation,) = await source.observe()
-    assert observation.complete, observation.error
-    (lock,) = observation.backend_locks
-    return lock
-
-
 # --- DynamoDB lock table ----------------------------------------------------------------------
 
 
@@ -84,21 +70,9 @@ async def test_table_lock_is_reported_and_digest_items_are_skipped(dynamodb, tab
         Item={"LockID": {"S": f"{STATE_PATH}-md5"}, "Digest": {"S": "0123456789abcdef"}},
     )
 
-    (observation,) = await table_source.observe()
+    observation, lock = await only_reported_lock(table_source, Source.DYNAMODB, TABLE, STATE_PATH)
 
-    assert (observation.source, observation.organization, observation.complete) == (
-        Source.DYNAMODB,
-        TABLE,
-        True,
-    )
     assert observation.server_now.utcoffset() == timedelta(0)
-    (lock,) = observation.backend_locks
-    assert (lock.source, lock.store, lock.path, lock.problem) == (
-        Source.DYNAMODB,
-        TABLE,
-        STATE_PATH,
-        None,
-    )
     assert lock.token == lock_json()
     assert (lock.info.who, lock.info.operation) == ("runner@ci-42", "OperationTypeApply")
     assert lock.info.created == datetime(2026, 11, 29, 4, 14, 57, 641020, tzinfo=UTC)
@@ -182,10 +156,7 @@ async def test_missing_table_gives_an_incomplete_observation(moto_aws, metrics):
     finally:
         source.close()
 
-    assert not observation.complete
-    assert observation.error_reason == "not_found"
-    assert "no-such-table" in (observation.error or "")
-    assert "\n" not in (observation.error or "")
+    assert_missing_store(observation, "no-such-table")
 
 
 # --- S3 lock files ----------------------------------------------------------------------------
@@ -195,20 +166,8 @@ async def test_lockfile_is_reported_with_its_state_path(s3, lockfile_source):
     s3.put_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock", Body=lock_json().encode())
     s3.put_object(Bucket=BUCKET, Key=STATE_KEY, Body=b"{}")  # the state itself is no lock
 
-    (observation,) = await lockfile_source.observe()
+    _, lock = await only_reported_lock(lockfile_source, Source.S3, BUCKET, STATE_PATH)
 
-    assert (observation.source, observation.organization, observation.complete) == (
-        Source.S3,
-        BUCKET,
-        True,
-    )
-    (lock,) = observation.backend_locks
-    assert (lock.source, lock.store, lock.path, lock.problem) == (
-        Source.S3,
-        BUCKET,
-        STATE_PATH,
-        None,
-    )
     assert lock.token == s3.head_object(Bucket=BUCKET, Key=f"{STATE_KEY}.tflock")["ETag"]
     assert lock.info.who == "runner@ci-42"
 
@@ -347,17 +306,7 @@ async def test_unreachable_endpoint_gives_an_incomplete_observation(aws_env, met
     finally:
         source.close()
 
-    assert not observation.complete
-    assert observation.error
-    assert "\n" not in observation.error
-    assert observation.error_reason == "transport"
-    assert observation.backend_locks == ()
-    assert (
-        metrics.registry.get_sample_value(
-            "tfc_watchdog_observe_errors_total", {"source": kind, "reason": "transport"}
-        )
-        == 1
-    )
+    assert_unreachable(observation, metrics, Source(kind))
 
 
 # --- real Terraform ---------------------------------------------------------------------------
@@ -371,12 +320,6 @@ def assert_abandoned_apply_lock(lock: BackendLock, before: datetime, after: date
     assert lock.info.path == STATE_PATH
     assert lock.info.version.startswith("1.15")
     assert before - timedelta(seconds=1) <= lock.info.created <= after + timedelta(seconds=1)
-
-
-def converge(terraform: Terraform) -> None:
-    common = ("-input=false", "-no-color", "-var", "input=b", "-lock-timeout=0s")
-    terraform.run("apply", "-auto-approve", *common).check()
-    terraform.run("plan", "-detailed-exitcode", *common).check(0)
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import structlog
 
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import wait_for_stale_scan, wait_until
+from tests.support.backend_locks import TakenOverAfterTheReread, converge, lock_info_json
 from tests.support.daemon import free_port, run_cli, running_daemon, write_config
 from tests.support.moto import BUCKET, STATE_KEY, STATE_PATH, TABLE, MotoServer, table_items
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
@@ -25,7 +26,7 @@ from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import BackendLock, Outcome, Source
+from watchdog.model import Outcome, Source
 from watchdog.policy import Policy
 from watchdog.sources.dynamodb import DynamoDbLockSource
 from watchdog.sources.s3lockfile import S3LockfileSource
@@ -49,17 +50,8 @@ def lockfile_body(s3: Any) -> bytes | None:
 
 
 def lock_json(lock_id: str, created: datetime, who: str = "runner@ci-42") -> str:
-    return json.dumps(
-        {
-            "ID": lock_id,
-            "Operation": "OperationTypeApply",
-            "Info": "",
-            "Who": who,
-            "Version": "1.15.5",
-            "Created": created.isoformat().replace("+00:00", "Z"),
-            "Path": STATE_PATH,
-        }
-    )
+    created_z = created.isoformat().replace("+00:00", "Z")
+    return lock_info_json(STATE_PATH, ID=lock_id, Created=created_z, Who=who)
 
 
 def s3_backend(moto: MotoServer, locking: str) -> dict[str, Any]:
@@ -156,12 +148,7 @@ def test_lock_of_a_killed_apply_is_reported_then_deleted_once_and_terraform_reco
     config_path = write_config(tmp_path / "watchdog.yaml", config)
 
     # `scan` reports it like Terraform's own "Lock Info" block, and exits 3 once stale.
-    def stale_scan() -> dict[str, Any] | None:
-        result = run_cli("scan", "--config", str(config_path), "--output", "json")
-        assert result.returncode in (0, 3), result.stderr
-        return json.loads(result.stdout) if result.returncode == 3 else None
-
-    report = wait_until(stale_scan, "scan to call the lock stale")
+    report = wait_for_stale_scan(config_path)
     assert report["complete"]
     (lock,) = report["locks"]
     assert lock["source"] == source
@@ -207,9 +194,7 @@ def test_lock_of_a_killed_apply_is_reported_then_deleted_once_and_terraform_reco
     if locking == "dynamodb":
         items = table_items(dynamodb)
         assert items[digest_id] == digest_before
-    common = ("-input=false", "-no-color", "-var", "input=b", "-lock-timeout=0s")
-    terraform.run("apply", "-auto-approve", *common).check()
-    terraform.run("plan", "-detailed-exitcode", *common).check(0)
+    converge(terraform)
     if locking == "dynamodb":
         assert digest_id in table_items(dynamodb)
 
@@ -324,26 +309,6 @@ def test_a_rule_notice_holds_the_delete_of_a_stale_backend_lock_until_it_is_over
 # --- (3): a lock replaced between the re-read and the delete survives ------------------------
 
 
-class ReplacingBetweenReadAndDelete:
-    """A real lock source whose lock is taken over by another run right after the watchdog's
-    re-read, i.e. in the window just before the compare-and-delete."""
-
-    def __init__(self, source: DynamoDbLockSource | S3LockfileSource, replace: Callable[[], None]):
-        self.source = source
-        self.replace = replace
-
-    def now(self) -> datetime:
-        return self.source.now()
-
-    async def read_lock(self, store: str, path: str) -> BackendLock | None:
-        fresh = await self.source.read_lock(store, path)
-        self.replace()
-        return fresh
-
-    async def delete_lock(self, lock: BackendLock) -> None:
-        await self.source.delete_lock(lock)
-
-
 @pytest.mark.parametrize("kind", ["dynamodb", "s3"])
 async def test_a_lock_taken_over_before_the_delete_survives_as_skipped_changed(
     moto_aws: MotoServer, dynamodb: Any, s3: Any, kind: str
@@ -398,7 +363,7 @@ async def test_a_lock_taken_over_before_the_delete_survives_as_skipped_changed(
             memory=memory,
             metrics=metrics,
             log=structlog.get_logger("test"),
-            backend_sources={Source(kind): ReplacingBetweenReadAndDelete(source, replace)},
+            backend_sources={Source(kind): TakenOverAfterTheReread(source, replace)},
         )
         results = await actor.carry_out(decision.planned, policy, source.now(), None)
     finally:
