@@ -9,6 +9,7 @@ cannot make is a no.
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
@@ -25,7 +26,8 @@ from tests.e2e.conftest import (
     sim_now,
     workspace_id,
 )
-from tests.support.simulator import USER_TOKEN
+from tests.support.daemon import DaemonProcess
+from tests.support.simulator import USER_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
 
@@ -42,6 +44,17 @@ def state_version_checks(requests: list[dict[str, object]]) -> list[dict[str, li
     ]
 
 
+def first_failed_force_unlock(sim: SimulatorServer, daemon: DaemonProcess) -> dict[str, Any]:
+    """The lock seen twice, then past its hour: the audit event of the first force-unlock that
+    failed, returned after two more cycles (in which it may be retried)."""
+    report_at(daemon, sim_now(sim))
+    daemon.wait_cycles(1)
+    sim.advance(HOUR + 1)
+    failed = daemon.wait_for_event("action", action="force_unlock", outcome="failed")
+    daemon.wait_cycles(2)
+    return failed
+
+
 def test_a_pending_state_version_holds_the_force_unlock_until_it_is_finalized(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
@@ -49,11 +62,7 @@ def test_a_pending_state_version_holds_the_force_unlock_until_it_is_finalized(
         ws = workspace_id(sim, "stale")
         version = sim.add_state_version("stale", USER_TOKEN)
         with harness.daemon(sim, **CONFIG) as daemon:
-            report_at(daemon, sim_now(sim))
-            daemon.wait_cycles(1)
-            sim.advance(HOUR + 1)
-            held = daemon.wait_for_event("action", action="force_unlock", outcome="failed")
-            daemon.wait_cycles(2)
+            held = first_failed_force_unlock(sim, daemon)
             assert posts(sim) == []
             assert sim.workspace("stale")["locked"] is True
             sim.finalize_state_version(version["id"])
@@ -90,11 +99,7 @@ def test_a_state_version_check_that_fails_sends_no_force_unlock(
     with start_simulator(scenario=scenario([STALE])) as sim:
         sim.inject_fault(kind, r"^/api/v2/state-versions$", method="GET", status=status)
         with harness.daemon(sim, **CONFIG) as daemon:
-            report_at(daemon, sim_now(sim))
-            daemon.wait_cycles(1)
-            sim.advance(HOUR + 1)
-            failed = daemon.wait_for_event("action", action="force_unlock", outcome="failed")
-            daemon.wait_cycles(2)
+            failed = first_failed_force_unlock(sim, daemon)
         sent = posts(sim)
         locked = sim.workspace("stale")["locked"]
     assert sent == []
