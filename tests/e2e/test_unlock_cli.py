@@ -212,29 +212,6 @@ def test_declining_on_the_terminal_sends_nothing(
     assert posts(simulator) == []
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["legacy-network", "--yes"], "is not <organization>/<workspace>"),
-        (["demo/legacy-network", "--yes", "--expect-holder", "bob"], "is not user:NAME"),
-        (["demo/legacy-network"], "stdin is not a terminal to confirm on: pass --yes"),
-    ],
-)
-def test_usage_errors_exit_2_with_one_line(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
-    simulator: SimulatorServer,
-    args: list[str],
-    message: str,
-) -> None:
-    simulator.reset_requests()
-    code, _, err = unlock(capsys, monkeypatch, config, *args)
-    assert code == 2
-    assert err.count("\n") == 1 and message in err, err
-    assert simulator.requests() == []
-
-
 def test_an_api_error_exits_1_with_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,

@@ -130,30 +130,6 @@ def test_allow_own_accepts_the_token_users_own_lock(
     assert lines[-1].endswith("still locked by user:operator")
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["network"], "'network' is not <organization>/<workspace>"),
-        (["demo/x", "--interval", "100ms"], "--interval '100ms'"),
-        (["demo/x", "--interval", "0.5"], "at least 1s"),
-        (["demo/x", "--timeout", "soon"], "--timeout 'soon'"),
-    ],
-)
-def test_usage_errors_exit_2_with_one_line(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
-    simulator: SimulatorServer,
-    args: list[str],
-    message: str,
-) -> None:
-    simulator.reset_requests()
-    code, _, err = wait(capsys, monkeypatch, config, *args)
-    assert code == 2
-    assert err.count("\n") == 1 and message in err, err
-    assert simulator.requests() == []
-
-
 def test_an_api_error_exits_1_with_one_line(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
