@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.properties.world import Harness
+from tests.properties.world import Harness, Recorder
 
 
 @pytest.fixture(scope="package", autouse=True)
@@ -41,7 +41,9 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def harness(state_dir: Path) -> Iterator[Harness]:
-    """One simulator app and event loop for all examples of a module (see world.Harness)."""
-    with Harness(state_dir) as shared:
+def harness(request: pytest.FixtureRequest, state_dir: Path) -> Iterator[Harness]:
+    """One simulator app and event loop for all examples of a module (see world.Harness),
+    recording through the module's `RECORDER` class if it names one."""
+    recorder = getattr(request.module, "RECORDER", Recorder)
+    with Harness(state_dir, recorder=recorder) as shared:
         yield shared

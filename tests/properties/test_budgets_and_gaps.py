@@ -18,7 +18,6 @@ killed ones, never exceed the per-cycle and per-hour budgets.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -33,15 +32,13 @@ from tests.properties.profile import PROPERTY
 from tests.properties.world import (
     ORG,
     T0,
-    TOKENS,
     Case,
+    Harness,
     Recorder,
     RunSpec,
     Trace,
     WorkspaceSpec,
     _Interposer,
-    apply_change,
-    build_world,
     cases,
     enforcing_case,
     start_process,
@@ -51,8 +48,6 @@ from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.model import Holder, HolderType, Observation, Run, Source, Workspace
 from watchdog.policy import Policy
-from watchdog.simulator.app import Settings, Simulator
-from watchdog.simulator.clock import SimClock
 from watchdog.simulator.state import World
 from watchdog.sources.tfc.client import TfcClient
 
@@ -184,80 +179,47 @@ class _FaultyPosts(httpx.AsyncBaseTransport):
         return response
 
 
-class GapHarness:
-    """One simulator app and event loop for every example (as world.Harness), with the
-    watchdog's clock tied to the simulated one and faults on POSTs."""
+class GapHarness(Harness):
+    """world.Harness (one simulator app and event loop for every example) with the watchdog's
+    clock tied to the simulated one and faults on POSTs, which may kill the process."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self.state_file = state_dir / "state.json"
-        self.sim = Simulator(
-            World(SimClock(T0, 0.0), seed=7),
-            Settings(rate_limit=1e9, run_list_per_minute=1e9),
+    _faults: tuple[str, ...] = ()
+    _clock: _SimTiedClock
+    _transport: _FaultyPosts
+
+    def run(self, case: Case, faults: tuple[str, ...] = ()) -> Trace:
+        self._faults = faults
+        return super().run(case)
+
+    def _load(self, case: Case) -> tuple[World, Trace]:
+        world, trace = super()._load(case)
+        # One clock and one count of POSTs per example, across its processes.
+        self._clock = _SimTiedClock(world, world.now())
+        self._transport = _FaultyPosts(self.recorder, self._faults)
+        return world, trace
+
+    def _start(self, token: str, policy: Policy) -> tuple[TfcClient, CycleRunner, _Interposer]:
+        # Every read a full one, whatever the case's `full_scan_interval`: the gaps judged
+        # here are the cycles' (ALLOWED_GAP), not the full walks'.
+        return start_process(
+            token,
+            self._transport,
+            self.state_file,
+            full_scan_interval=timedelta(0),
+            clock=self._clock,
         )
-        self.recorder = Recorder(self.sim)
-        self._runner = asyncio.Runner()
 
-    def run(self, case: Case, faults: tuple[str, ...]) -> Trace:
-        return self._runner.run(self._run(case, faults))
-
-    def close(self) -> None:
-        self._runner.run(self.recorder.aclose())
-        self._runner.close()
-
-    async def _run(self, case: Case, faults: tuple[str, ...]) -> Trace:
-        world, ids = build_world(case)
-        self.sim.world = world
-        self.sim.limiter.reset()
-        self.sim.faults.clear()
-        self.sim.request_log.clear()
-        trace = Trace(case, ids=ids)
-        self.recorder.begin(trace)
-        self.state_file.unlink(missing_ok=True)
-        policy = Policy.model_validate(case.policy_document(str(self.state_file)))
-        token = TOKENS[case.token]
-        clock = _SimTiedClock(world, world.now())
-        transport = _FaultyPosts(self.recorder, faults)
-        process: tuple[TfcClient, CycleRunner, _Interposer] | None = None
+    async def _cycle(
+        self, runner: CycleRunner, interposer: _Interposer, policy: Policy, trace: Trace
+    ) -> bool:
         try:
-            for number, cycle in enumerate(case.cycles):
-                if cycle.advance:
-                    world.clock.advance(cycle.advance)
-                if process is None or cycle.restart:
-                    if process is not None:
-                        await process[0].aclose()
-                    # Every read a full one, whatever the case's `full_scan_interval`: the
-                    # gaps judged here are the cycles' (ALLOWED_GAP), not the full walks'.
-                    process = start_process(
-                        token,
-                        transport,
-                        self.state_file,
-                        full_scan_interval=timedelta(0),
-                        clock=clock,
-                    )
-                client, runner, interposer = process
-                self.recorder.cycle = number
-                self.recorder.corrupt = {ids[i] for i in cycle.corrupt}
-                self.recorder.corrupt_reread = {ids[i] for i in cycle.corrupt_reread}
-
-                def change_world(changes: tuple[str, ...] = cycle.changes) -> None:
-                    for ws_id, change in zip(ids, changes, strict=True):
-                        if change != "none":
-                            apply_change(world, world.workspaces[ws_id], change, token)
-                    trace.events.append("changed")
-
-                interposer._before = change_world
-                try:
-                    await runner.run_cycle(policy)
-                except Killed:
-                    # SIGKILL: the process is gone, its memory with it; the next cycle is a
-                    # new process over the state file as it was on disk.
-                    trace.events.append("killed")
-                    await client.aclose()
-                    process = None
-        finally:
-            if process is not None:
-                await process[0].aclose()
-        return trace
+            await runner.run_cycle(policy)
+        except Killed:
+            # SIGKILL: the process is gone, its memory with it; the next cycle is a new
+            # process over the state file as it was on disk.
+            trace.events.append("killed")
+            return False
+        return True
 
 
 @pytest.fixture(scope="module")
@@ -438,36 +400,27 @@ two_tier_reads = st.lists(
 )
 
 
+def _workspace(ws_id: str, holder: Holder, held: bool, run: Run | None = None) -> Workspace:
+    return Workspace(
+        organization=ORG,
+        id=ws_id,
+        name=ws_id,
+        locked=held,
+        holder=holder if held else None,
+        current_run=run,
+    )
+
+
 def _two_tier_observation(read: TwoTierRead, now: datetime) -> Observation:
     """The observation the TFC source builds for this read: a full walk lists every
     workspace; a fast read lists the one whose current run is active (the run's, locked or
     not) and carries the other locked ones from the last full walk, unread."""
-    run = Run(id=RUN.id, status="applying", created_at=T0)
-    run_ws = Workspace(
-        organization=ORG,
-        id=RUN_LOCKED,
-        name=RUN_LOCKED,
-        locked=read.run_lock,
-        holder=RUN if read.run_lock else None,
-        current_run=run,
-    )
-    user_ws = Workspace(
-        organization=ORG,
-        id=USER_LOCKED,
-        name=USER_LOCKED,
-        locked=read.user_lock,
-        holder=ALICE if read.user_lock else None,
-    )
+    applying = Run(id=RUN.id, status="applying", created_at=T0)
+    run_ws = _workspace(RUN_LOCKED, RUN, read.run_lock, applying)
+    user_ws = _workspace(USER_LOCKED, ALICE, read.user_lock)
     # A run that errored without letting go of its lock: the fast path does not list it.
     errored = Run(id=ORPHAN.id, status="errored", created_at=T0)
-    orphan_ws = Workspace(
-        organization=ORG,
-        id=ORPHAN_LOCKED,
-        name=ORPHAN_LOCKED,
-        locked=read.orphan_lock,
-        holder=ORPHAN if read.orphan_lock else None,
-        current_run=errored,
-    )
+    orphan_ws = _workspace(ORPHAN_LOCKED, ORPHAN, read.orphan_lock, errored)
     if read.kind == "full":
         return Observation(
             source=Source.TFC,
@@ -478,7 +431,7 @@ def _two_tier_observation(read: TwoTierRead, now: datetime) -> Observation:
             full_read_every=FULL_SCAN_INTERVAL,
         )
     carried = (
-        Workspace(organization=ORG, id=USER_LOCKED, name=USER_LOCKED, locked=True, holder=ALICE),
+        _workspace(USER_LOCKED, ALICE, True),
         replace(orphan_ws, locked=True, holder=ORPHAN),
     )
     return Observation(

@@ -14,13 +14,10 @@ that reached the simulator is judged against what the watchdog was actually sent
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -144,10 +141,8 @@ class DamagingRecorder(Recorder):
         )
 
 
-@pytest.fixture(scope="module")
-def harness(state_dir: Path) -> Iterator[Harness]:
-    with Harness(state_dir, recorder=DamagingRecorder) as shared:
-        yield shared
+# How this module's shared `harness` (tests/properties/conftest.py) records.
+RECORDER = DamagingRecorder
 
 
 @PROPERTY

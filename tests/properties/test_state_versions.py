@@ -16,14 +16,11 @@ re-read, was answered whole (not one of the failures this test injected).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs
 
 import httpx
-import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -166,10 +163,8 @@ def _failed(request: httpx.Request, failure: str) -> httpx.Response:
     raise AssertionError(failure)
 
 
-@pytest.fixture(scope="module")
-def harness(state_dir: Path) -> Iterator[Harness]:
-    with Harness(state_dir, recorder=UploadingRecorder) as shared:
-        yield shared
+# How this module's shared `harness` (tests/properties/conftest.py) records.
+RECORDER = UploadingRecorder
 
 
 @PROPERTY

@@ -38,6 +38,7 @@ from watchdog.model import ActionResult, Holder, PlannedAction
 from watchdog.policy import Policy
 from watchdog.simulator.app import Settings, Simulator, build_app
 from watchdog.simulator.clock import SimClock
+from watchdog.simulator.runs import FINAL
 from watchdog.simulator.state import Workspace as SimWorkspace
 from watchdog.simulator.state import World
 from watchdog.sources.tfc.client import TfcClient
@@ -524,7 +525,9 @@ def build_world(case: Case) -> tuple[World, list[str]]:
 def apply_change(world: World, ws: SimWorkspace, change: str, token: str) -> None:
     """One change between a cycle's observe and its act re-read."""
     run = world.runs.get(ws.current_run_id or "")
-    live = run is not None and run.status not in _FINAL
+    # The simulator's list of final statuses, not the product's (watchdog.model): an oracle
+    # that imported the code under test could not catch a wrong entry there.
+    live = run is not None and run.status not in FINAL
     if change == "holder" and ws.locked_by is not None and ws.locked_by[0] != "runs":
         holder = ws.locked_by[1]
         world.release(ws)
@@ -548,24 +551,6 @@ def apply_change(world: World, ws: SimWorkspace, change: str, token: str) -> Non
         principal._ranks.clear()
     elif change == "new_run":
         world.add_run(ws, "planning", age=timedelta(0))
-
-
-# The properties' own list of final statuses, written from the runs API docs
-# (https://developer.hashicorp.com/terraform/cloud-docs/api-docs/run) and kept
-# apart from watchdog.model.FINAL_STATUSES on purpose: an oracle that imported the code under
-# test could not catch a wrong entry there.
-_FINAL = frozenset(
-    {
-        "applied",
-        "planned_and_finished",
-        "planned_and_saved",
-        "policy_soft_failed",
-        "discarded",
-        "errored",
-        "canceled",
-        "force_canceled",
-    }
-)
 
 
 class _Interposer:
@@ -630,16 +615,29 @@ class Harness:
         self.recorder.begin(trace)
         return world, trace
 
+    def _start(self, token: str, policy: Policy) -> tuple[TfcClient, CycleRunner, _Interposer]:
+        """A new watchdog process: at the first cycle, and at each restart."""
+        assert policy.tfc is not None
+        return start_process(
+            token, self.recorder, self.state_file, full_scan_interval=policy.tfc.full_scan_interval
+        )
+
+    async def _cycle(
+        self, runner: CycleRunner, interposer: _Interposer, policy: Policy, trace: Trace
+    ) -> bool:
+        """One cycle of the process; False when the process died in it."""
+        before_count = len(interposer.results)
+        await runner.run_cycle(policy)
+        trace.results.append(interposer.results[before_count:])
+        return True
+
     async def _run(self, case: Case) -> Trace:
         world, trace = self._load(case)
         ids = trace.ids
         recorder = self.recorder
-        state_file = self.state_file
-        state_file.unlink(missing_ok=True)
-        policy = Policy.model_validate(case.policy_document(str(state_file)))
+        self.state_file.unlink(missing_ok=True)
+        policy = Policy.model_validate(case.policy_document(str(self.state_file)))
         token = TOKENS[case.token]
-        assert policy.tfc is not None
-        full_scan_interval = policy.tfc.full_scan_interval
         process: tuple[TfcClient, CycleRunner, _Interposer] | None = None
         try:
             for number, cycle in enumerate(case.cycles):
@@ -648,10 +646,8 @@ class Harness:
                 if process is None or cycle.restart:
                     if process is not None:
                         await process[0].aclose()
-                    process = start_process(
-                        token, recorder, state_file, full_scan_interval=full_scan_interval
-                    )
-                _, runner, interposer = process
+                    process = self._start(token, policy)
+                client, runner, interposer = process
                 recorder.cycle = number
                 recorder.corrupt = {ids[i] for i in cycle.corrupt}
                 recorder.corrupt_reread = {ids[i] for i in cycle.corrupt_reread}
@@ -663,9 +659,9 @@ class Harness:
                     trace.events.append("changed")
 
                 interposer._before = change_world
-                before_count = len(interposer.results)
-                await runner.run_cycle(policy)
-                trace.results.append(interposer.results[before_count:])
+                if not await self._cycle(runner, interposer, policy, trace):
+                    await client.aclose()
+                    process = None
         finally:
             if process is not None:
                 await process[0].aclose()
