@@ -230,3 +230,13 @@ def wait_for_stale_scan(config_path: Path) -> dict[str, Any]:
         return json.loads(result.stdout) if result.returncode == 3 else None
 
     return wait_until(stale_scan, "scan to call the lock stale")
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples `name` whose labels include `labels` (0 if there is none)."""
+    return sum(
+        float(sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+    )

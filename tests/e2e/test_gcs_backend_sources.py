@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import structlog
 
 from tests.support.backend_locks import (
     TakenOverAfterTheReread,
     assert_missing_store,
     assert_unreachable,
+    backend_actor,
     lock_info_json,
     only_lock,
     only_reported_lock,
@@ -29,7 +29,6 @@ from tests.support.gcs import (
 )
 from tests.support.moto import free_port
 from tests.support.samples import parse_errors, requests
-from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -251,13 +250,7 @@ async def planned_delete(
 
 async def test_dry_run_sends_no_delete(fake_gcs, source, metrics):
     policy, memory, planned = await planned_delete(fake_gcs, source, dry_run=True)
-    actor = Actor(
-        source=None,
-        memory=memory,
-        metrics=metrics,
-        log=structlog.get_logger("test"),
-        backend_sources={Source.GCS: source},
-    )
+    actor = backend_actor(memory, metrics, Source.GCS, source)
     fake_gcs.mark()
 
     results = await actor.carry_out(planned, policy, source.now(), None)
@@ -279,13 +272,7 @@ async def test_a_lock_taken_over_after_acts_reread_survives_as_skipped_changed(
         fake_gcs.delete(LOCK_NAME)
         fake_gcs.upload(LOCK_NAME, newer)
 
-    actor = Actor(
-        source=None,
-        memory=memory,
-        metrics=metrics,
-        log=structlog.get_logger("test"),
-        backend_sources={Source.GCS: TakenOverAfterTheReread(source, take_over)},
-    )
+    actor = backend_actor(memory, metrics, Source.GCS, TakenOverAfterTheReread(source, take_over))
     fake_gcs.mark()
 
     results = await actor.carry_out(planned, policy, source.now(), None)

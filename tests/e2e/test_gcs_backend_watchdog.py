@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import wait_for_stale_scan, wait_until
+from tests.e2e.conftest import metric_sum, wait_for_stale_scan, wait_until
 from tests.support.backend_locks import converge
 from tests.support.daemon import free_port, run_cli, running_daemon, write_config
 from tests.support.gcs import BUCKET, LOCK_NAME, PREFIX, STATE_PATH, FakeGcsServer
@@ -24,23 +24,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 # A second Terraform workspace of the same config: its apply is live while the daemon runs.
 LIVE_LOCK_NAME = f"{PREFIX}/live.tflock"
 LIVE_STATE_PATH = f"{BUCKET}/{PREFIX}/live.tfstate"
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` whose labels include `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        series, _, value = line.rpartition(" ")
-        if series.split("{", 1)[0] != name:
-            continue
-        found = dict(
-            part.split("=", 1) for part in series.partition("{")[2].rstrip("}").split(",") if part
-        )
-        if all(found.get(k) == f'"{v}"' for k, v in labels.items()):
-            total += float(value)
-    return total
 
 
 def watchdog_config(endpoint_url: str) -> dict[str, Any]:
@@ -133,8 +116,10 @@ def test_killed_apply_lock_is_cleared_once_terraform_recovers_and_a_live_one_is_
         for e in daemon.events("finding")
         if e["workspace"] == LIVE_STATE_PATH and e["kind"] == "lock_stale"
     ] == []
-    assert metric(metrics, "tfc_watchdog_actions_total", action="delete_lock", outcome="done") == 1
-    assert metric(metrics, "tfc_watchdog_api_requests_total", endpoint="gcs objects.delete") == 1
+    done = metric_sum(metrics, "tfc_watchdog_actions_total", action="delete_lock", outcome="done")
+    assert done == 1
+    sent = metric_sum(metrics, "tfc_watchdog_api_requests_total", endpoint="gcs objects.delete")
+    assert sent == 1
     # What reached the store: one DELETE of the abandoned lock, on its generation.
     deletes = [r for r in fake_gcs.requests() if r.is_delete_of(LOCK_NAME)]
     assert [r.query.get("ifGenerationMatch") for r in deletes] == [[generation]]

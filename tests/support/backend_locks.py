@@ -9,8 +9,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
+import structlog
+
 from tests.support.terraform import Terraform
-from watchdog.act import BackendLockTarget
+from watchdog.act import Actor, BackendLockTarget
+from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 
@@ -84,6 +87,19 @@ def assert_unreachable(observation: Observation, metrics: Metrics, kind: Source)
         "tfc_watchdog_observe_errors_total", {"source": kind.value, "reason": "transport"}
     )
     assert errors == 1
+
+
+def backend_actor(
+    memory: Memory, metrics: Metrics, kind: Source, source: BackendLockTarget
+) -> Actor:
+    """act's Actor over one backend lock source (no TFC source)."""
+    return Actor(
+        source=None,
+        memory=memory,
+        metrics=metrics,
+        log=structlog.get_logger("test"),
+        backend_sources={kind: source},
+    )
 
 
 class TakenOverAfterTheReread:
