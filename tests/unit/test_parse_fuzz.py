@@ -12,17 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import respx
-import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.logstate import quiet_logs
 from watchdog.metrics import Metrics
 from watchdog.sources.errors import SourceError
 from watchdog.sources.tfc.client import BadResponseError, TfcClient, TfcError
@@ -33,10 +32,8 @@ from watchdog.sources.tfc.source import TfcSource
 @pytest.fixture(scope="module", autouse=True)
 def _quiet_logs() -> Iterator[None]:
     """Thousands of "observe failed" warnings would drown the output; restored after."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-    yield
-    structlog.configure(**saved)
+    with quiet_logs():
+        yield
 
 
 ADDRESS = "https://tfc.test"
