@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
@@ -15,6 +14,7 @@ import respx
 from structlog.testing import capture_logs
 
 from tests.support.clock import FakeClock
+from tests.support.tfcapi import ADDRESS, BASE, DATE, DATED, TOKEN, no_wait
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -36,17 +36,6 @@ from watchdog.sources.tfc.client import (
     UnauthorizedError,
 )
 from watchdog.sources.tfc.source import TfcSource, worth_keeping
-
-ADDRESS = "https://localhost:8443"
-BASE = f"{ADDRESS}/api/v2"
-TOKEN = "sEcReT.atlasv1.tokenvalue"
-DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
-# Every API response carries `Date`; a read without it is refused.
-DATED = {"Date": DATE}
-
-
-async def no_wait(_seconds: float) -> None:
-    await asyncio.sleep(0)
 
 
 @pytest.fixture
