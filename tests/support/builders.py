@@ -12,6 +12,7 @@ from typing import Any
 
 from watchdog import model
 from watchdog.decide import Decision
+from watchdog.memory import Memory
 from watchdog.model import Holder, HolderType, Observation, Run, RunActions
 from watchdog.policy import Policy
 from watchdog.report import CycleReport
@@ -116,3 +117,11 @@ def backend_lock(
     return model.BackendLock(
         source=source, store=store, path=path, info=info, token="etag", last_modified=stored
     )
+
+
+def seen(memory: Memory, observations: list[Observation], ago: timedelta, cycles: int) -> None:
+    """`memory` saw `observations` first `ago` before NOW, then again at NOW, `cycles`
+    cycles in all."""
+    memory.update(observations, NOW - ago)
+    for _ in range(cycles - 1):
+        memory.update(observations, NOW)

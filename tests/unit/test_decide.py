@@ -14,7 +14,7 @@ import watchdog.decide
 import watchdog.decide.backend
 import watchdog.decide.tfc
 from tests.support import builders
-from tests.support.builders import ALICE, NOW, H, M, policy
+from tests.support.builders import ALICE, NOW, H, M, policy, seen
 from watchdog.decide import MemoryView, decide
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -55,12 +55,6 @@ def user_locked(name: str, holder: Holder = ALICE, org: str = "acme", **kw: Any)
 
 def observe(*workspaces: Workspace, org: str = "acme", **kw: Any) -> Observation:
     return Observation(Source.TFC, org, NOW, workspaces=workspaces, **kw)
-
-
-def seen(memory: Memory, observations: list[Observation], ago: timedelta, cycles: int) -> None:
-    memory.update(observations, NOW - ago)
-    for _ in range(cycles - 1):
-        memory.update(observations, NOW)
 
 
 def test_a_run_held_lock_is_aged_from_its_status_timestamp() -> None:
