@@ -3,9 +3,12 @@ the delete_lock rung and its guards, rules by state path, and each store's own c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from watchdog.decide import Decision, decide, plan_for_backend_lock
 from watchdog.memory import Memory
@@ -138,16 +141,23 @@ def test_a_stale_lock_gives_held_and_stale_findings_naming_who_and_operation() -
     assert stale.organization == TABLE
 
 
-def test_a_stale_lock_seen_twice_is_planned_for_delete_with_the_observed_lock() -> None:
-    lock = table_lock(3 * H)
+@pytest.mark.parametrize(
+    ("make_lock", "source", "store"),
+    [(table_lock, Source.DYNAMODB, TABLE), (file_lock, Source.S3, BUCKET)],
+    ids=["dynamodb-item", "lockfile"],
+)
+def test_a_stale_lock_seen_twice_is_planned_for_delete_under_its_store_with_the_observed_lock(
+    make_lock: Callable[[timedelta], BackendLock], source: Source, store: str
+) -> None:
+    lock = make_lock(3 * H)
     decision = decided(observed(lock))
 
     (action,) = decision.planned
     assert action.kind is ActionKind.DELETE_LOCK
-    assert action.source is Source.DYNAMODB
-    assert action.organization == TABLE
+    assert action.source is source
+    assert action.organization == store
     assert action.workspace == PATH
-    assert action.workspace_id == f"{TABLE}/{PATH}"
+    assert action.workspace_id == f"{store}/{PATH}"
     assert action.backend_lock == lock
     assert action.age == 3 * H
     assert action.threshold == 2 * H
@@ -259,17 +269,6 @@ def test_rules_match_backend_locks_by_source_and_state_path() -> None:
     rules = {lock.workspace: lock.rule for lock in decision.locks}
     assert rules == {prod.path: "prod-report-only", dev.path: "defaults"}
     assert [a.workspace for a in decision.planned] == [dev.path]
-
-
-def test_a_lockfile_lock_is_planned_with_its_bucket_as_organization() -> None:
-    lock = file_lock(5 * H)
-    decision = decided(observed(lock))
-
-    (action,) = decision.planned
-    assert action.source is Source.S3
-    assert action.organization == BUCKET
-    assert action.workspace_id == f"{BUCKET}/{PATH}"
-    assert action.backend_lock == lock
 
 
 def test_a_protected_info_text_keeps_the_lock() -> None:
