@@ -189,7 +189,9 @@ bodies = (
 )
 
 
-async def _observe_and_read(response: httpx.Response) -> None:
+async def _observe_and_read(response: httpx.Response) -> str | None:
+    """Observe and re-read through the real client and source; what the observation's error
+    says when it is incomplete."""
     metrics = Metrics()
     with respx.mock(base_url=ADDRESS + "/api/v2", assert_all_mocked=True) as router:
         router.get("/organizations/acme/workspaces").mock(return_value=response)
@@ -216,6 +218,7 @@ async def _observe_and_read(response: httpx.Response) -> None:
                 refused = exc
             # Translated for act.py; only an unreadable answer may be its cause.
             assert refused is None or isinstance(refused.__cause__, BadResponseError)
+            return observation.error
 
 
 @settings(max_examples=200)
@@ -301,8 +304,12 @@ def test_the_source_survives_json_nested_too_deep_in_any_slot(
     # 990 levels decode (orjson allows 1,024) but cannot be repr()'d; 1,030 and 5,000 do
     # not decode. Either way only a typed error may come out, never RecursionError.
     raw = json.dumps(_DEEP_SLOTS[slot]).replace(f'"{_DEEP}"', _deep(depth, opener))
-    headers = {"Content-Type": "application/vnd.api+json"}
-    asyncio.run(_observe_and_read(httpx.Response(200, content=raw.encode(), headers=headers)))
+    headers = {"Content-Type": "application/vnd.api+json", "Date": DATE}
+    error = asyncio.run(
+        _observe_and_read(httpx.Response(200, content=raw.encode(), headers=headers))
+    )
+    # Refused for its body, not before it was read (a read without `Date` never gets there).
+    assert "`Date`" not in (error or "")
 
 
 @pytest.mark.parametrize("status", [200, 404, 409, 429, 500])
