@@ -41,9 +41,10 @@ test: lint typecheck
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-# The long runs: 10,000 examples per property and 200 cycles of API faults (50 in `test`).
+# The long runs: 10,000 examples per property, 3,000 per payload fuzz test (100 in `test`)
+# and 200 cycles of API faults (50 in `test`).
 soak: $(VENV)/.dev
-	HYPOTHESIS_PROFILE=soak FAULT_SOAK_CYCLES=200 $(BIN)/pytest tests/properties tests/e2e/test_faults.py $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=soak FAULT_SOAK_CYCLES=200 $(BIN)/pytest tests/properties tests/e2e/test_faults.py tests/unit/test_parse_fuzz.py tests/unit/test_typed_page.py $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/scale.py

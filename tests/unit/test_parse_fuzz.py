@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 import pytest
 import respx
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.properties.profile import FUZZ
 from tests.support.logstate import quiet_logs
 from watchdog.metrics import Metrics
 from watchdog.sources.errors import SourceError
@@ -151,7 +152,7 @@ single_documents = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300)
+@FUZZ
 @given(list_documents | st.dictionaries(st.text(max_size=8), json_values))
 def test_a_workspace_page_parses_or_raises_only_bad_response(doc: dict[str, Any]) -> None:
     try:
@@ -166,7 +167,7 @@ def test_a_workspace_page_parses_or_raises_only_bad_response(doc: dict[str, Any]
     assert len(unreadable) <= errors - flawed
 
 
-@settings(max_examples=300)
+@FUZZ
 @given(single_documents | st.dictionaries(st.text(max_size=8), json_values))
 def test_a_workspace_document_parses_or_raises_only_bad_response(doc: dict[str, Any]) -> None:
     with contextlib.suppress(BadResponseError):
@@ -221,7 +222,7 @@ async def _observe_and_read(response: httpx.Response) -> str | None:
             return observation.error
 
 
-@settings(max_examples=200)
+@FUZZ
 @given(bodies)
 def test_the_source_survives_any_200_body(response: httpx.Response) -> None:
     asyncio.run(_observe_and_read(response))
@@ -253,7 +254,7 @@ async def _get(status: int, content: bytes, content_type: str) -> None:
                     assert isinstance(error, BadResponseError)
 
 
-@settings(max_examples=300)
+@FUZZ
 @given(
     st.sampled_from([200, 201, 204, 400, 401, 403, 404, 409, 415, 422, 429, 500, 502, 503]),
     st.binary(max_size=64) | json_values.map(lambda v: repr(v).encode()),

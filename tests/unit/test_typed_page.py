@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.properties.profile import FUZZ
 from tests.support.logstate import quiet_logs
 from tests.support.pages import workspace_pages
 from watchdog.metrics import Metrics
@@ -423,7 +424,7 @@ def _drop_absent(value: Any) -> Any:
     return value
 
 
-@settings(max_examples=200, deadline=None)
+@FUZZ
 @given(list_pages)
 def test_the_fast_path_answers_only_what_the_tolerant_parser_answers(document):
     body = json.dumps(_drop_absent(document)).encode()
