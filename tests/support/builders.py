@@ -125,3 +125,8 @@ def seen(memory: Memory, observations: list[Observation], ago: timedelta, cycles
     memory.update(observations, NOW - ago)
     for _ in range(cycles - 1):
         memory.update(observations, NOW)
+
+
+def run_holder(run: Run) -> Holder:
+    """Who holds a lock that `run` took, as TFC names it: the run, by its id and status."""
+    return Holder(HolderType.RUN, run.id, run.status)

@@ -14,14 +14,13 @@ import watchdog.decide
 import watchdog.decide.backend
 import watchdog.decide.tfc
 from tests.support import builders
-from tests.support.builders import ALICE, NOW, H, M, policy, seen
+from tests.support.builders import ALICE, NOW, H, M, policy, run_holder, seen
 from watchdog.decide import MemoryView, decide
 from watchdog.memory import Memory
 from watchdog.model import (
     ActionKind,
     FindingKind,
     Holder,
-    HolderType,
     Observation,
     Run,
     RunActions,
@@ -42,7 +41,7 @@ def run_locked(name: str, r: Run, org: str = "acme") -> Workspace:
         id=f"ws-{org}-{name}",
         name=name,
         locked=True,
-        holder=Holder(HolderType.RUN, r.id, r.status),
+        holder=run_holder(r),
         current_run=r,
     )
 

@@ -13,7 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import ALICE, EVERY_RUNG, NOW, PLATFORM, H, M, policy, run, seen
+from tests.support.builders import (
+    ALICE,
+    EVERY_RUNG,
+    NOW,
+    PLATFORM,
+    H,
+    M,
+    policy,
+    run,
+    run_holder,
+    seen,
+)
 from watchdog.decide import decide, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -41,7 +52,7 @@ def workspace(
 ) -> Workspace:
     if run_lock:
         assert current_run is not None
-        holder = Holder(HolderType.RUN, current_run.id, current_run.status)
+        holder = run_holder(current_run)
     return Workspace(
         organization="acme",
         id=f"ws-{name}",
