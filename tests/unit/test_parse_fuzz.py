@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 
 from tests.properties.profile import FUZZ
 from tests.support.logstate import quiet_logs
+from tests.support.tfcapi import BASE, DATE, TOKEN, respx_client
 from watchdog.metrics import Metrics
 from watchdog.sources.errors import SourceError
-from watchdog.sources.tfc.client import BadResponseError, TfcClient, TfcError
+from watchdog.sources.tfc.client import BadResponseError, TfcError
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
 from watchdog.sources.tfc.source import TfcSource
 
@@ -36,14 +37,6 @@ def _quiet_logs() -> Iterator[None]:
     with quiet_logs():
         yield
 
-
-ADDRESS = "https://tfc.test"
-TOKEN = "fuzz-token"
-# respx answers every request, so no TLS handshake ever happens; loading the system CA bundle
-# for each example's client (verify=True) was ~50 ms, nine tenths of an example's time.
-NO_CA_BUNDLE = False
-# Every API response carries `Date` (a read without it is refused before its body is parsed).
-DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
 
 scalars = (
     st.none()
@@ -194,17 +187,10 @@ async def _observe_and_read(response: httpx.Response) -> str | None:
     """Observe and re-read through the real client and source; what the observation's error
     says when it is incomplete."""
     metrics = Metrics()
-    with respx.mock(base_url=ADDRESS + "/api/v2", assert_all_mocked=True) as router:
+    with respx.mock(base_url=BASE, assert_all_mocked=True) as router:
         router.get("/organizations/acme/workspaces").mock(return_value=response)
         router.get("/workspaces/ws-1").mock(return_value=response)
-        async with TfcClient(
-            address=ADDRESS,
-            token=TOKEN,
-            metrics=metrics,
-            requests_per_second=1e6,
-            max_attempts=1,
-            verify=NO_CA_BUNDLE,
-        ) as client:
+        async with respx_client(metrics, requests_per_second=1e6, max_attempts=1) as client:
             source = TfcSource(client, ["acme"], metrics)
             # observe() never raises for what the server sends: it reports incomplete.
             observations = await source.observe()
@@ -229,20 +215,13 @@ def test_the_source_survives_any_200_body(response: httpx.Response) -> None:
 
 
 async def _get(status: int, content: bytes, content_type: str) -> None:
-    with respx.mock(base_url=ADDRESS + "/api/v2", assert_all_mocked=True) as router:
+    with respx.mock(base_url=BASE, assert_all_mocked=True) as router:
         router.get("/x").mock(
             return_value=httpx.Response(
                 status, content=content, headers={"Content-Type": content_type, "Date": DATE}
             )
         )
-        async with TfcClient(
-            address=ADDRESS,
-            token=TOKEN,
-            metrics=Metrics(),
-            requests_per_second=1e6,
-            max_attempts=1,
-            verify=NO_CA_BUNDLE,
-        ) as client:
+        async with respx_client(Metrics(), requests_per_second=1e6, max_attempts=1) as client:
             error: TfcError | None = None
             try:
                 await client.get("/x", endpoint="GET /x")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 
-from tests.support.tfcapi import ADDRESS, BASE, DATED, no_wait
+from tests.support.tfcapi import BASE, DATED, respx_client
 from watchdog.metrics import Metrics
 from watchdog.sources.tfc.client import (
     MAX_LIST_ITEMS,
@@ -36,15 +36,7 @@ async def api() -> AsyncIterator[respx.MockRouter]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[TfcClient]:
-    async with TfcClient(
-        address=ADDRESS,
-        token="t",
-        metrics=Metrics(),
-        verify=False,  # respx answers before any TLS
-        requests_per_second=100_000.0,
-        sleep=no_wait,
-        jitter=lambda: 0.0,
-    ) as c:
+    async with respx_client(Metrics(), requests_per_second=100_000.0) as c:
         yield c
 
 

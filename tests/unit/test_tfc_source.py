@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from tests.support.builders import ALICE, PLATFORM, policy, run_holder
 from tests.support.clock import FakeClock
-from tests.support.tfcapi import ADDRESS, BASE, DATE, DATED, TOKEN, no_wait
+from tests.support.tfcapi import BASE, DATE, DATED, TOKEN, respx_client
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -51,16 +51,7 @@ async def api() -> AsyncIterator[respx.MockRouter]:
 
 @pytest.fixture
 async def client(metrics: Metrics) -> AsyncIterator[TfcClient]:
-    async with TfcClient(
-        address=ADDRESS,
-        token=TOKEN,
-        metrics=metrics,
-        verify=False,  # respx answers before any TLS
-        requests_per_second=10_000.0,
-        max_attempts=2,
-        sleep=no_wait,
-        jitter=lambda: 0.0,
-    ) as c:
+    async with respx_client(metrics, max_attempts=2) as c:
         yield c
 
 
