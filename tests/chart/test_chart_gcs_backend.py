@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from tests.chart.render import notes, only, render
+from tests.chart.render import egress_ports, merged, notes, only, pod_spec, render, rendered_config
 from watchdog.policy import Policy
 
 WORKLOAD_IDENTITY = {
@@ -24,25 +22,11 @@ GCS_ONLY: dict[str, Any] = {
 }
 
 
-def rendered_config(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (text,) = only(docs, "ConfigMap")["data"].values()
-    config: dict[str, Any] = yaml.safe_load(text)
-    return config
-
-
-def egress_ports(docs: list[dict[str, Any]]) -> list[int]:
-    return [
-        port["port"]
-        for rule in only(docs, "NetworkPolicy")["spec"]["egress"]
-        for port in rule["ports"]
-    ]
-
-
 def test_gcs_only_renders_a_valid_config_without_a_token_secret() -> None:
     docs = render(GCS_ONLY)
 
     assert "Secret" not in {doc["kind"] for doc in docs}
-    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(docs)
     assert "token" not in {volume["name"] for volume in pod["volumes"]}
     policy = Policy.model_validate(rendered_config(docs))
     assert policy.tfc is None
@@ -59,10 +43,5 @@ def test_gcs_only_carries_the_workload_identity_annotation_and_opens_egress_to_4
 
 
 def test_a_custom_gcs_endpoint_port_is_opened_beside_443() -> None:
-    values = {**GCS_ONLY, "config": {**GCS_ONLY["config"]}}
-    values["config"]["gcs_backend"] = {
-        **GCS_ONLY["config"]["gcs_backend"],
-        "endpoint_url": "http://fake-gcs.storage:4443",
-    }
-
-    assert egress_ports(render(values))[-2:] == [4443, 443]
+    endpoint = {"config": {"gcs_backend": {"endpoint_url": "http://fake-gcs.storage:4443"}}}
+    assert egress_ports(render(merged(GCS_ONLY, endpoint)))[-2:] == [4443, 443]
