@@ -8,33 +8,19 @@ when the boundary is not the point.)
 
 from __future__ import annotations
 
+import functools
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-
-def run_captured(
-    argv: Sequence[str | Path],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    input: str | None = None,
-    timeout: float = 60.0,
-) -> subprocess.CompletedProcess[str]:
-    """`argv` with stdout and stderr captured as text. A non-zero exit does not raise: the
-    tests assert on the code and the output; the timeout is a guard against a hang."""
-    return subprocess.run(
-        [str(arg) for arg in argv],
-        cwd=cwd,
-        env=env,
-        input=input,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+# subprocess.run with stdout and stderr captured as text. A non-zero exit does not raise: the
+# tests assert on the code and the output; the timeout is a guard against a hang. Callers add
+# subprocess.run's own keywords (cwd, env, input), and may set another timeout.
+run_captured = functools.partial(
+    subprocess.run, capture_output=True, text=True, check=False, timeout=60
+)
 
 
 def make(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
