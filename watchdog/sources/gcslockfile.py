@@ -25,16 +25,12 @@ from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
-from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
+from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, one_per_store, read_store
 
 log = structlog.get_logger(__name__)
 
 LOCKFILE_SUFFIX = ".tflock"
 STATE_SUFFIX = ".tfstate"
-
-# Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
-_MAX_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +39,7 @@ class _Read:
 
     generation: int
     time_created: datetime | None
-    body: bytes | None  # None when larger than _MAX_BODY (not downloaded)
+    body: bytes | None  # None when larger than MAX_LOCKFILE_BODY (not downloaded)
 
 
 def lock_name(bucket: str, path: str) -> str:
@@ -142,7 +138,7 @@ class GcsLockfileSource:
         generation = blob.generation
         if generation is None:
             return None
-        if (blob.size or 0) > _MAX_BODY:
+        if (blob.size or 0) > MAX_LOCKFILE_BODY:
             return _Read(generation, blob.time_created, None)
         try:
             body = blob.download_as_bytes(
@@ -155,44 +151,21 @@ class GcsLockfileSource:
         return _Read(generation, blob.time_created, body)
 
     def _lock(self, bucket: str, name: str, read: _Read) -> BackendLock:
-        path = state_path(bucket, name)
-        # GCS's own time of this generation (Terraform creates lock files, never rewrites
-        # them): the server-clock evidence a client-written `Created` is checked against.
-        # Without it the store's "now" makes the lock young, never old.
+        # GCS's own time of this generation: without it the store's "now" makes the lock
+        # young, never old.
         created_by_store = read.time_created or self._gcs.server_now()
-        problem: str | None = None
-        if read.body is None or len(read.body) > _MAX_BODY:
-            problem = f"lock file is larger than {_MAX_BODY} bytes"
-        else:
-            try:
-                info = parse_lock_info(
-                    read.body,
-                    fallback_created=created_by_store,
-                    now=self._gcs.server_now(),
-                    lock_id=str(read.generation),
-                )
-            except LockInfoError as exc:
-                problem = str(exc)
-        if problem is not None:
-            return unreadable_lock(
-                source=Source.GCS,
-                store=bucket,
-                path=path,
-                token=str(read.generation),
-                created=created_by_store,
-                problem=problem,
-                metrics=self._metrics,
-                event="unreadable lock file",
-                bucket=bucket,
-                name=name,
-            )
-        return BackendLock(
+        return lockfile_lock(
+            read.body,
             source=Source.GCS,
             store=bucket,
-            path=path,
-            info=info,
+            path=state_path(bucket, name),
             token=str(read.generation),
-            last_modified=created_by_store,
+            stored_at=created_by_store,
+            now=self._gcs.server_now(),
+            metrics=self._metrics,
+            lock_id=str(read.generation),
+            bucket=bucket,
+            name=name,
         )
 
     def _current(self, bucket: str, name: str) -> _Read | None:

@@ -19,14 +19,11 @@ from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
-from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
+from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, one_per_store, read_store
 
 log = structlog.get_logger(__name__)
 
 LOCKFILE_SUFFIX = ".tflock"
-
-# Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
-_MAX_BODY = 64 * 1024
 
 # Error codes with which S3-compatible stores refuse a conditional DeleteObject.
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
@@ -98,43 +95,22 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
             if error_code(exc) in ("NoSuchKey", "404"):
                 return None  # released between the listing and the read
             raise
-        etag = str(response.get("ETag", ""))
-        # S3's own time of the write (Terraform creates lock files, never rewrites them): the
-        # server-clock evidence a client-written `Created` is checked against. Without it the
-        # store's "now" makes the lock young, never old.
+        # S3's own time of the write: without it the store's "now" makes the lock young,
+        # never old.
         last_modified: datetime = response.get("LastModified") or self._aws.server_now()
         with response["Body"] as body:
-            raw: bytes = body.read(_MAX_BODY + 1)
-        problem: str | None = None
-        if len(raw) > _MAX_BODY:
-            problem = f"lock file is larger than {_MAX_BODY} bytes"
-        else:
-            try:
-                info = parse_lock_info(
-                    raw, fallback_created=last_modified, now=self._aws.server_now()
-                )
-            except LockInfoError as exc:
-                problem = str(exc)
-        if problem is not None:
-            return unreadable_lock(
-                source=Source.S3,
-                store=bucket,
-                path=path,
-                token=etag,
-                created=last_modified,
-                problem=problem,
-                metrics=self._metrics,
-                event="unreadable lock file",
-                bucket=bucket,
-                key=key,
-            )
-        return BackendLock(
+            raw: bytes = body.read(MAX_LOCKFILE_BODY + 1)
+        return lockfile_lock(
+            raw,
             source=Source.S3,
             store=bucket,
             path=path,
-            info=info,
-            token=etag,
-            last_modified=last_modified,
+            token=str(response.get("ETag", "")),
+            stored_at=last_modified,
+            now=self._aws.server_now(),
+            metrics=self._metrics,
+            bucket=bucket,
+            key=key,
         )
 
     def _fresh_lock(self, bucket: str, path: str) -> BackendLock | None:
@@ -176,7 +152,7 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
         try:
             current = self._aws.client.get_object(Bucket=lock.store, Key=key)
             with current["Body"] as body:
-                raw: bytes = body.read(_MAX_BODY + 1)
+                raw: bytes = body.read(MAX_LOCKFILE_BODY + 1)
         except ClientError as exc:
             if error_code(exc) in ("NoSuchKey", "404"):
                 raise ChangedError(f"lock {lock.path} was released since it was read") from exc
