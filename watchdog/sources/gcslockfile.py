@@ -26,6 +26,7 @@ from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
 from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, one_per_store, read_store
+from watchdog.sources.threaded import ThreadedLockSource
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +52,7 @@ def state_path(bucket: str, name: str) -> str:
     return f"{bucket}/{name.removesuffix(LOCKFILE_SUFFIX)}{STATE_SUFFIX}"
 
 
-class GcsLockfileSource:
+class GcsLockfileSource(ThreadedLockSource):
     source = Source.GCS
 
     def __init__(
@@ -84,22 +85,6 @@ class GcsLockfileSource:
                 for bucket, prefix in self.buckets
             ]
         )
-
-    async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
-        """A fresh read of the `.tflock` object of state path `path`.
-
-        None when the lock file is gone; raises SourceError (ForbiddenError on 403) when it
-        cannot be read.
-        """
-        return await asyncio.to_thread(self._fresh_lock, bucket, path)
-
-    async def delete_lock(self, lock: BackendLock) -> None:
-        """Delete the `.tflock` object only if it is still the generation that was read.
-
-        Raises ChangedError if the object changed or is gone, ForbiddenError on 403,
-        SourceError on any other failure.
-        """
-        await asyncio.to_thread(self._delete_lock, lock)
 
     # --- internals (run in a worker thread) ----------------------------------------------------
 
@@ -183,6 +168,7 @@ class GcsLockfileSource:
         return None if read is None else self._lock(bucket, name, read)
 
     def _delete_lock(self, lock: BackendLock) -> None:
+        """Delete the `.tflock` object only if it is still the generation that was read."""
         if (
             lock.source is not Source.GCS
             or lock.problem is not None

@@ -45,22 +45,6 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
             ]
         )
 
-    async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
-        """A fresh read of the `.tflock` object of state path `path` (`<bucket>/<key>`).
-
-        None when the lock file is gone; raises SourceError (ForbiddenError on AccessDenied)
-        when it cannot be read.
-        """
-        return await asyncio.to_thread(self._fresh_lock, bucket, path)
-
-    async def delete_lock(self, lock: BackendLock) -> None:
-        """Delete the `.tflock` object only if its ETag is still the one that was read.
-
-        Raises ChangedError if the object changed or is gone, ForbiddenError on
-        AccessDenied, SourceError on any other failure.
-        """
-        await asyncio.to_thread(self._delete_lock, lock)
-
     # --- internals (run in a worker thread) ----------------------------------------------------
 
     def _observe_bucket(self, bucket: str, prefix: str) -> Observation:
@@ -114,6 +98,7 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
         )
 
     def _fresh_lock(self, bucket: str, path: str) -> BackendLock | None:
+        # The `.tflock` object of state path `path` (`<bucket>/<key>`).
         key = path.removeprefix(f"{bucket}/") + LOCKFILE_SUFFIX
         try:
             return self._read_lock(bucket, key)
@@ -124,6 +109,7 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
         return lock.path.removeprefix(f"{lock.store}/") + LOCKFILE_SUFFIX
 
     def _delete_lock(self, lock: BackendLock) -> None:
+        """Delete the `.tflock` object only if its ETag is still the one that was read."""
         if lock.source is not Source.S3 or lock.problem is not None or not lock.token:
             raise SourceError(f"refusing to delete {lock.path}: not a readable S3 lock file")
         key = self._key_of(lock)
