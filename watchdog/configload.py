@@ -87,6 +87,18 @@ def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
     return policy
 
 
+def configure_logs(
+    policy: Policy, token: SecretStr | None = None, level: str | None = None
+) -> None:
+    """Logging as the config says (`log.format`, and `log.level` unless a command's own
+    `level`), with the API token masked from the first line on."""
+    logs.configure_logging(
+        policy.log.format,
+        level or policy.log.level,
+        secrets=[token.get_secret_value()] if token else [],
+    )
+
+
 def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
     """Load the config and token for `command` (`run`, `scan`), or print one line per
     problem to stderr and return exit code 2."""
