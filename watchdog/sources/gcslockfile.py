@@ -12,7 +12,6 @@ google-cloud-storage is synchronous, so every call runs in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,7 @@ from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
-from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, one_per_store, read_store
+from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, observe_buckets, read_store
 from watchdog.sources.threaded import ThreadedLockSource
 
 log = structlog.get_logger(__name__)
@@ -79,12 +78,7 @@ class GcsLockfileSource(ThreadedLockSource):
     async def observe(self) -> list[Observation]:
         """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
         raises for store errors."""
-        return one_per_store(
-            [
-                await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-                for bucket, prefix in self.buckets
-            ]
-        )
+        return await observe_buckets(self.buckets, self._observe_bucket)
 
     # --- internals (run in a worker thread) ----------------------------------------------------
 

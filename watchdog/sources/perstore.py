@@ -17,7 +17,8 @@ stores of `.tflock` objects (S3, GCS), what a lock file's body becomes (`lockfil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -31,6 +32,16 @@ log = structlog.get_logger(__name__)
 
 # Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
 MAX_LOCKFILE_BODY = 64 * 1024
+
+
+async def observe_buckets(
+    buckets: Iterable[tuple[str, str]], observe_bucket: Callable[[str, str], Observation]
+) -> list[Observation]:
+    """One Observation per bucket of the (bucket, prefix) pairs `buckets`, its prefixes' reads
+    (`observe_bucket`, blocking: each runs in a worker thread) merged by `one_per_store`."""
+    return one_per_store(
+        [await asyncio.to_thread(observe_bucket, bucket, prefix) for bucket, prefix in buckets]
+    )
 
 
 def one_per_store(reads: Sequence[Observation]) -> list[Observation]:

@@ -8,7 +8,6 @@ boto3 is synchronous, so every call runs in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -19,7 +18,7 @@ from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
-from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, one_per_store, read_store
+from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, observe_buckets, read_store
 
 log = structlog.get_logger(__name__)
 
@@ -38,12 +37,7 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
     async def observe(self) -> list[Observation]:
         """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
         raises for store errors."""
-        return one_per_store(
-            [
-                await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-                for bucket, prefix in self.stores
-            ]
-        )
+        return await observe_buckets(self.stores, self._observe_bucket)
 
     # --- internals (run in a worker thread) ----------------------------------------------------
 
