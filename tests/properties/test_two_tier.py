@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.properties.profile import PROPERTY
+from tests.support.builders import NOW, M
 from tests.support.clock import FakeClock
 from tests.support.simulator import in_process_client
 from watchdog.memory import Memory, allowed_gap
@@ -31,8 +32,6 @@ from watchdog.simulator.app import Simulator
 from watchdog.simulator.scenario import load_text
 from watchdog.sources.tfc.source import TfcSource
 
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
 FULL_EVERY = timedelta(minutes=10)
 HOLDERS = (
     Holder(HolderType.USER, "user-alice", "alice"),
@@ -66,7 +65,7 @@ steps = st.lists(
 
 
 def _workspace(wid: str, holder: int | None, *, active: bool) -> Workspace:
-    run = Run(id=f"run-{wid}", status="applying", created_at=T0) if active else None
+    run = Run(id=f"run-{wid}", status="applying", created_at=NOW) if active else None
     return Workspace(
         organization="acme",
         id=wid,
@@ -122,12 +121,12 @@ def test_a_fast_read_never_sights_or_ages_a_user_lock_and_releases_only_what_it_
 ) -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    now = T0
+    now = NOW
     carried: dict[str, Workspace] = {}
     for step in cycles:
         before = _entries(memory)
         observation = _observation(step, carried, now)
-        memory.update([observation], now, max_gap=allowed_gap(MINUTE))
+        memory.update([observation], now, max_gap=allowed_gap(M))
         after = _entries(memory)
         if step.fast:
             for (wid, holder_id), (first_seen, sightings) in after.items():
@@ -149,8 +148,8 @@ def test_a_fast_read_never_sights_or_ages_a_user_lock_and_releases_only_what_it_
                 for index, candidate in enumerate(HOLDERS):
                     sightings = after[(wid, candidate.id)][1]
                     assert (sightings > 0) == (holder == index)
-        clock.advance(MINUTE)
-        now += MINUTE
+        clock.advance(M)
+        now += M
 
 
 # --- the self-check, against the simulator ----------------------------------------------------

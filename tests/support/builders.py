@@ -12,11 +12,23 @@ from typing import Any
 
 from watchdog import model
 from watchdog.decide import Decision
-from watchdog.model import Holder, HolderType, Observation, Run, RunActions
+from watchdog.model import (
+    ActionKind,
+    Holder,
+    HolderType,
+    Observation,
+    PlannedAction,
+    Run,
+    RunActions,
+    Source,
+    Workspace,
+    WorkspacePermissions,
+)
 from watchdog.policy import Policy
 from watchdog.report import CycleReport
 
-# The time every unit test's world is observed at (a whole minute: ages print exactly).
+# The time every unit test's world is observed at, or where its server's clock starts when a
+# test moves it (a whole minute: ages print exactly); H and M are an hour and a minute of it.
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 H = timedelta(hours=1)
 M = timedelta(minutes=1)
@@ -71,6 +83,57 @@ def run(
     )
 
 
+def locked_workspace(holder: Holder | None = ALICE, **fields: Any) -> Workspace:
+    """ORG's workspace `ws-1` ("network") as TFC lists it when `holder` locked it through
+    Terraform (unlocked when `holder` is None), with a token that may unlock and
+    force-unlock it. `fields` override any of that or add the rest (a current run...)."""
+    usual: dict[str, Any] = {
+        "organization": ORG,
+        "id": "ws-1",
+        "name": "network",
+        "locked_reason": "Locked by Terraform",
+        "permissions": WorkspacePermissions(can_unlock=True, can_force_unlock=True),
+    }
+    return Workspace(locked=holder is not None, holder=holder, **(usual | fields))
+
+
+def planned_action(kind: ActionKind = ActionKind.FORCE_UNLOCK, **fields: Any) -> PlannedAction:
+    """What decide plans for alice's lock on `locked_workspace()`: held three hours, past a
+    two-hour threshold; `kind` (force_unlock unless said) and `fields` as a test needs."""
+    usual: dict[str, Any] = {
+        "source": Source.TFC,
+        "organization": ORG,
+        "workspace": "network",
+        "workspace_id": "ws-1",
+        "rule": "defaults",
+        "reason": "lock held by alice for 3h, threshold 2h",
+        "holder": ALICE,
+        "run_id": None,
+        "run_status": None,
+        "since": NOW - 3 * H,
+        "age": 3 * H,
+        "threshold": 2 * H,
+    }
+    return PlannedAction(kind=kind, **(usual | fields))
+
+
+def delete_lock_action(lock: model.BackendLock, **fields: Any) -> PlannedAction:
+    """delete_lock of the backend `lock` (held since its `created`, past a two-hour
+    threshold), as decide plans it: the lock rides along for the compare-and-delete."""
+    return planned_action(
+        ActionKind.DELETE_LOCK,
+        source=lock.source,
+        organization=lock.store,
+        workspace=lock.path,
+        workspace_id=f"{lock.store}/{lock.path}",
+        holder=None,
+        reason="stale",
+        since=lock.info.created,
+        backend_lock=lock,
+        **fields,
+    )
+
+
 def cycle_report(
     observation: Observation,
     decision: Decision,
@@ -101,8 +164,9 @@ def backend_lock(
     store: str = "tf-state",
     info_text: str = "",
 ) -> model.BackendLock:
-    """ci@runner's lock 4f6a on the backend state `path`, taken at `created`. A `.tflock`
-    object has S3's own LastModified (the time it was written); a DynamoDB item has none."""
+    """ci@runner's lock 4f6a on the backend state `path`, taken at `created`. A lock file
+    has its store's own time (S3's LastModified, GCS's object creation time: when it was
+    written); a DynamoDB item has none."""
     info = model.TerraformLockInfo(
         id="4f6a",
         operation="OperationTypeApply",
@@ -112,7 +176,7 @@ def backend_lock(
         path=path,
         info=info_text,
     )
-    stored = created if source is model.Source.S3 else None
+    stored = created if source in (model.Source.S3, model.Source.GCS) else None
     return model.BackendLock(
         source=source, store=store, path=path, info=info, token="etag", last_modified=stored
     )

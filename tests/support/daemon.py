@@ -109,6 +109,12 @@ class DaemonProcess:
             text=True,
         )
         self.lines: list[str] = []
+        # Each line parsed once, as it arrives: the waits below look at the events ten times
+        # a second, and parsing every line again each time grew with the length of a test.
+        self._events: list[dict[str, Any]] = []
+        # One client for every poll of the ops server: building an httpx client loads the CA
+        # bundle (~25 ms of CPU), which a poll ten times a second would pay each time.
+        self._http = httpx.Client(timeout=5)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -116,8 +122,16 @@ class DaemonProcess:
         assert self.process.stdout is not None
         # Closed here, at EOF: an unclosed pipe is a ResourceWarning, and warnings fail tests.
         with self.process.stdout:
-            for line in self.process.stdout:
-                self.lines.append(line.rstrip("\n"))
+            for raw in self.process.stdout:
+                line = raw.rstrip("\n")
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = None
+                # The event before the line: a reader of `lines` then finds it in `events()`.
+                if isinstance(event, dict):
+                    self._events.append(event)
+                self.lines.append(line)
 
     @property
     def ops_url(self) -> str:
@@ -125,15 +139,7 @@ class DaemonProcess:
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Parsed JSON log events (optionally only those whose `event` is `name`)."""
-        parsed = []
-        for line in list(self.lines):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and (name is None or event.get("event") == name):
-                parsed.append(event)
-        return parsed
+        return [event for event in list(self._events) if name is None or event.get("event") == name]
 
     def wait_for(
         self, predicate: Callable[[], Any], timeout: float = GUARD, what: str = "condition"
@@ -163,7 +169,7 @@ class DaemonProcess:
 
     def cycles_completed(self) -> int:
         try:
-            text = httpx.get(f"{self.ops_url}/metrics", timeout=2).text
+            text = self._http.get(f"{self.ops_url}/metrics", timeout=2).text
         except httpx.HTTPError:
             return 0
         for line in text.splitlines():
@@ -177,7 +183,7 @@ class DaemonProcess:
         self.wait_for(lambda: self.cycles_completed() >= target, timeout, f"{count} cycles")
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.ops_url}{path}", timeout=5)
+        return self._http.get(f"{self.ops_url}{path}")
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
@@ -188,11 +194,13 @@ class DaemonProcess:
             self.process.kill()
             code = self.process.wait()
         self._reader.join(timeout=5)
+        self._http.close()
         return code
 
     def wait_exit(self, timeout: float = 60.0) -> int:
         code = self.process.wait(timeout)
         self._reader.join(timeout=5)
+        self._http.close()
         return code
 
 

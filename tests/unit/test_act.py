@@ -125,13 +125,9 @@ def cancel_action(n: int, *, age: timedelta = timedelta(hours=7)) -> PlannedActi
 def user_locked_workspace(
     holder: Holder = ALICE, *, can_force_unlock: bool = True, run: Run | None = None
 ) -> Workspace:
-    return Workspace(
-        organization=ORG,
+    return builders.locked_workspace(
+        holder,
         id="ws-lock",
-        name="network",
-        locked=True,
-        locked_reason="Locked by Terraform",
-        holder=holder,
         current_run=run,
         permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=can_force_unlock),
     )
@@ -147,20 +143,10 @@ def seen_twice(memory: Memory, workspace: Workspace) -> None:
 
 
 def force_unlock_action(holder: Holder = ALICE) -> PlannedAction:
-    return PlannedAction(
-        kind=ActionKind.FORCE_UNLOCK,
-        source=Source.TFC,
-        organization=ORG,
-        workspace="network",
+    return builders.planned_action(
         workspace_id="ws-lock",
-        rule="defaults",
-        reason=f"lock held by {holder.label()} for 3h, threshold 2h",
         holder=holder,
-        run_id=None,
-        run_status=None,
-        since=NOW - timedelta(hours=3),
-        age=timedelta(hours=3),
-        threshold=timedelta(hours=2),
+        reason=f"lock held by {holder.label()} for 3h, threshold 2h",
     )
 
 
@@ -223,6 +209,17 @@ class FakeTarget:
 
     async def force_unlock_workspace(self, workspace_id: str) -> None:
         self._post("force_unlock", workspace_id)
+
+
+def watched_user_lock(
+    holder: Holder = ALICE, *, can_force_unlock: bool = True
+) -> tuple[FakeTarget, Memory]:
+    """`holder`'s lock on ws-lock, seen twice three hours apart (stale and confirmed), and a
+    strict fake source whose fresh read shows it unchanged (no POST allowed yet)."""
+    workspace = user_locked_workspace(holder, can_force_unlock=can_force_unlock)
+    memory = Memory()
+    seen_twice(memory, workspace)
+    return FakeTarget(workspace), memory
 
 
 def make_actor(target: FakeTarget, memory: Memory | None = None) -> tuple[Actor, Metrics, Memory]:
@@ -296,10 +293,7 @@ async def test_a_justified_cancel_is_posted_once_with_the_comment_and_audited() 
 
 
 async def test_a_stale_user_lock_is_force_unlocked() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock()
     target.allowed_posts = {"force_unlock"}
     pol = policy()
     actor, metrics, _ = make_actor(target, memory)
@@ -512,10 +506,7 @@ async def test_missing_permission_is_forbidden_without_post_and_logged_once() ->
 
 
 async def test_a_principal_without_admin_sends_no_force_unlock() -> None:
-    workspace = user_locked_workspace(can_force_unlock=False)
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock(can_force_unlock=False)
     pol = policy()
     actor, _, _ = make_actor(target, memory)
 
@@ -527,21 +518,6 @@ async def test_a_principal_without_admin_sends_no_force_unlock() -> None:
 
 
 # --- what the server answers ----------------------------------------------------------------
-
-
-async def test_a_409_is_skipped_changed_after_exactly_one_post() -> None:
-    target = FakeTarget(stuck_workspace(1))
-    target.allowed_posts = {"cancel"}
-    target.post_errors["cancel"] = tfc_error(ConflictError, 409, "not planning or applying")
-    pol = policy()
-    actor, metrics, memory = make_actor(target)
-
-    results = await actor.carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert outcomes(results) == [Outcome.SKIPPED_CHANGED]
-    assert len(target.posts) == 1
-    assert count(metrics, "cancel", "skipped_changed") == 1
-    assert memory.actions_in_window() == 1  # sent: it counts whatever the answer
 
 
 async def test_a_404_is_forbidden_and_always_logged() -> None:
@@ -563,10 +539,7 @@ async def test_a_404_is_forbidden_and_always_logged() -> None:
 
 
 async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock()
     target.allowed_posts = {"force_unlock"}
     target.post_errors["force_unlock"] = tfc_error(
         StateVersionPendingError, 503, "state version is still pending"
@@ -590,10 +563,7 @@ async def test_a_pending_state_version_on_unlock_is_retried_later() -> None:
 
 
 async def test_a_pending_state_version_stops_the_force_unlock_before_its_post() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)  # no POST allowed: one would fail the test
+    target, memory = watched_user_lock()  # no POST allowed: one would fail the test
     target.pending = 1
     pol = policy()
     actor, metrics, _ = make_actor(target, memory)
@@ -612,10 +582,7 @@ async def test_a_pending_state_version_stops_the_force_unlock_before_its_post() 
 
 
 async def test_an_unlock_is_checked_like_a_force_unlock() -> None:
-    workspace = user_locked_workspace(ROBOT)
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock(ROBOT)
     target.pending = 2
     pol = policy()
     actor, _, _ = make_actor(target, memory)
@@ -639,10 +606,7 @@ async def test_an_unlock_is_checked_like_a_force_unlock() -> None:
     ids=["404", "5xx", "timeout", "unreadable"],
 )
 async def test_a_check_that_cannot_be_made_is_a_no(error: TfcError) -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)  # no POST allowed
+    target, memory = watched_user_lock()  # no POST allowed
     target.pending = error
     pol = policy()
     actor, metrics, _ = make_actor(target, memory)
@@ -660,10 +624,7 @@ async def test_a_check_that_cannot_be_made_is_a_no(error: TfcError) -> None:
 
 
 async def test_a_dry_run_preview_checks_state_versions_and_says_the_truth() -> None:
-    workspace = user_locked_workspace()
-    memory = Memory()
-    seen_twice(memory, workspace)
-    target = FakeTarget(workspace)
+    target, memory = watched_user_lock()
     target.pending = 1
     pol = policy(dry_run=True)
     actor, _, _ = make_actor(target, memory)
@@ -696,20 +657,6 @@ async def test_no_state_version_request_unless_about_to_unlock() -> None:
     )
     assert outcomes(results) == [Outcome.FORBIDDEN]
     assert target.state_checks == []
-
-
-async def test_other_api_errors_fail_with_the_reason() -> None:
-    target = FakeTarget(stuck_workspace(1))
-    target.allowed_posts = {"cancel"}
-    target.post_errors["cancel"] = tfc_error(TfcError, 422, "bad gateway")
-    pol = policy()
-    actor, _, _ = make_actor(target)
-
-    [result] = await actor.carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert result.outcome is Outcome.FAILED
-    assert result.retry_later is False
-    assert "bad gateway" in result.detail
 
 
 async def test_a_bug_in_the_target_is_not_swallowed() -> None:
@@ -927,65 +874,53 @@ async def test_real_source_dry_run_sends_only_the_re_read(
     assert posts(router) == []
 
 
-async def test_real_source_finished_run_on_re_read_sends_no_post(
-    api: tuple[respx.MockRouter, TfcSource, Metrics],
+@pytest.mark.parametrize(
+    ("fresh", "outcome"),
+    [
+        ({"status": "applied"}, Outcome.SKIPPED_CHANGED),  # the run finished meanwhile
+        ({"can_cancel": False}, Outcome.FORBIDDEN),  # the token may not cancel it
+    ],
+    ids=["finished-run", "missing-can-cancel"],
+)
+async def test_real_source_a_re_read_that_no_longer_allows_the_cancel_sends_no_post(
+    api: tuple[respx.MockRouter, TfcSource, Metrics], fresh: dict[str, Any], outcome: Outcome
 ) -> None:
     router, source, metrics = api
-    router.get("/workspaces/ws-1").respond(
-        200, json=workspace_document(status="applied"), headers=DATE
-    )
+    router.get("/workspaces/ws-1").respond(200, json=workspace_document(**fresh), headers=DATE)
 
     pol = policy()
     [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
-    assert result.outcome is Outcome.SKIPPED_CHANGED
+    assert result.outcome is outcome
     assert posts(router) == []
 
 
-async def test_real_source_missing_can_cancel_sends_no_post(
+@pytest.mark.parametrize(
+    ("status", "body", "outcome"),
+    [
+        (
+            409,
+            {"errors": [{"status": "409", "title": "conflict", "detail": "not applying"}]},
+            Outcome.SKIPPED_CHANGED,
+        ),
+        (404, None, Outcome.FORBIDDEN),
+    ],
+    ids=["409-skipped", "404-forbidden"],
+)
+async def test_real_source_an_error_on_the_post_is_not_retried_or_escalated(
     api: tuple[respx.MockRouter, TfcSource, Metrics],
-) -> None:
-    router, source, metrics = api
-    router.get("/workspaces/ws-1").respond(
-        200, json=workspace_document(can_cancel=False), headers=DATE
-    )
-
-    pol = policy()
-    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert result.outcome is Outcome.FORBIDDEN
-    assert posts(router) == []
-
-
-async def test_real_source_a_409_is_not_retried_or_escalated(
-    api: tuple[respx.MockRouter, TfcSource, Metrics],
-) -> None:
-    router, source, metrics = api
-    router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
-    router.post("/runs/run-1/actions/cancel").respond(
-        409,
-        json={"errors": [{"status": "409", "title": "conflict", "detail": "not applying"}]},
-        headers=DATE,
-    )
-
-    pol = policy()
-    [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
-
-    assert result.outcome is Outcome.SKIPPED_CHANGED
-    assert len(posts(router)) == 1
-
-
-async def test_real_source_a_404_on_the_post_is_forbidden(
-    api: tuple[respx.MockRouter, TfcSource, Metrics],
+    status: int,
+    body: dict[str, Any] | None,
+    outcome: Outcome,
 ) -> None:
     router, source, metrics = api
     router.get("/workspaces/ws-1").respond(200, json=workspace_document(), headers=DATE)
-    router.post("/runs/run-1/actions/cancel").respond(404, headers=DATE)
+    router.post("/runs/run-1/actions/cancel").respond(status, json=body, headers=DATE)
 
     pol = policy()
     [result] = await real_actor(source, metrics).carry_out([cancel_action(1)], pol, NOW, None)
 
-    assert result.outcome is Outcome.FORBIDDEN
+    assert result.outcome is outcome
     assert len(posts(router)) == 1
 
 
@@ -1025,8 +960,10 @@ async def test_real_source_a_503_on_unlock_is_retried_next_cycle(
             Outcome.UNKNOWN,
         ),
         (tfc_error(ServerError, 502, "bad gateway"), Outcome.UNKNOWN),
+        # It did not, because the run was no longer cancelable: skipped, never escalated.
+        (tfc_error(ConflictError, 409, "not planning or applying"), Outcome.SKIPPED_CHANGED),
     ],
-    ids=["429", "422", "connect-refused", "timeout", "reset-after-send", "502"],
+    ids=["429", "422", "connect-refused", "timeout", "reset-after-send", "502", "409"],
 )
 async def test_a_post_error_ends_the_action_as_failed_or_unknown_and_counts(
     error: TfcError, outcome: Outcome
@@ -1040,6 +977,8 @@ async def test_a_post_error_ends_the_action_as_failed_or_unknown_and_counts(
     [result] = await actor.carry_out([cancel_action(1)], pol, NOW, None)
 
     assert result.outcome is outcome
+    assert error.detail in result.detail
+    assert result.retry_later is False
     assert len(target.posts) == 1
     assert count(metrics, "cancel", outcome.value) == 1
     assert memory.actions_in_window() == 1

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from tests.support.builders import NOW, H, delete_lock_action
 from watchdog.act import Actor
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
-    ActionKind,
+    ActionResult,
     BackendLock,
     Observation,
     Outcome,
@@ -33,8 +34,6 @@ from watchdog.model import (
 from watchdog.policy import Policy
 from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-H = timedelta(hours=1)
 TABLE = "terraform-locks"
 PATH = "tf-state/prod/app.tfstate"
 
@@ -96,7 +95,7 @@ class FakeStore:
         return [path for call, path in self.calls if call == "delete"]
 
 
-def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[PlannedAction], Memory]:
+def planned(*locks: BackendLock) -> tuple[list[PlannedAction], Memory]:
     """What decide plans for these locks after two cycles (the real ladder)."""
     memory = Memory()
     observation = Observation(Source.DYNAMODB, TABLE, NOW, backend_locks=locks)
@@ -104,7 +103,7 @@ def planned(*locks: BackendLock, pol: Policy | None = None) -> tuple[list[Planne
     # limits.backend_lock_min_observed (10m).
     for minutes_ago in range(15, -1, -1):
         memory.update([observation], NOW - timedelta(minutes=minutes_ago))
-    decision = decide([observation], pol or policy(), memory, NOW)
+    decision = decide([observation], policy(), memory, NOW)
     return list(decision.planned), memory
 
 
@@ -120,6 +119,17 @@ def make_actor(store: FakeStore, memory: Memory) -> tuple[Actor, Metrics]:
     return actor, metrics
 
 
+async def act_on(
+    store: FakeStore, *locks: BackendLock, pol: Policy | None = None
+) -> tuple[list[ActionResult], Metrics, Memory]:
+    """An Actor over `store` carries out, under `pol` (the default policy unless given), what
+    decide planned for `locks` (the stale lock-1 unless given) under the default policy."""
+    actions, memory = planned(*(locks or (lock(),)))
+    actor, metrics = make_actor(store, memory)
+    results = await actor.carry_out(actions, pol or policy(), NOW, None)
+    return results, metrics, memory
+
+
 def count(metrics: Metrics, outcome: str) -> float:
     value = metrics.registry.get_sample_value(
         "tfc_watchdog_actions_total", {"action": "delete_lock", "outcome": outcome}
@@ -133,14 +143,10 @@ def audit_events(logs: list[MutableMapping[str, Any]]) -> list[MutableMapping[st
 
 
 async def test_a_stale_lock_still_there_is_deleted_once_and_audited() -> None:
-    stale = lock()
-    store = FakeStore(stale)
-    actions, memory = planned(stale)
-    pol = policy()
-    actor, metrics = make_actor(store, memory)
+    store = FakeStore(lock())
 
     with capture_logs() as logs:
-        results = await actor.carry_out(actions, pol, NOW, None)
+        results, metrics, memory = await act_on(store)
 
     assert [r.outcome for r in results] == [Outcome.DONE]
     assert store.calls == [("read", PATH), ("delete", PATH)]
@@ -158,14 +164,10 @@ async def test_a_stale_lock_still_there_is_deleted_once_and_audited() -> None:
 
 
 async def test_dry_run_reads_but_sends_no_delete_and_logs_would() -> None:
-    stale = lock()
-    store = FakeStore(stale)
-    actions, memory = planned(stale)
-    pol = policy(dry_run=True)
-    actor, metrics = make_actor(store, memory)
+    store = FakeStore(lock())
 
     with capture_logs() as logs:
-        results = await actor.carry_out(actions, pol, NOW, None)
+        results, metrics, _ = await act_on(store, pol=policy(dry_run=True))
 
     assert [r.outcome for r in results] == [Outcome.DRY_RUN]
     assert store.deletes == []
@@ -176,13 +178,9 @@ async def test_dry_run_reads_but_sends_no_delete_and_logs_would() -> None:
 
 
 async def test_a_lock_released_before_the_re_read_is_skipped_without_delete() -> None:
-    stale = lock()
     store = FakeStore()
-    actions, memory = planned(stale)
-    pol = policy()
-    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, pol, NOW, None)
+    results, metrics, _ = await act_on(store)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert "released" in results[0].detail
@@ -191,13 +189,9 @@ async def test_a_lock_released_before_the_re_read_is_skipped_without_delete() ->
 
 
 async def test_a_lock_taken_by_another_run_before_the_re_read_is_skipped_without_delete() -> None:
-    stale = lock()
     store = FakeStore(lock(lock_id="lock-2"))
-    actions, memory = planned(stale)
-    pol = policy()
-    actor, _ = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, pol, NOW, None)
+    results, *_ = await act_on(store)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert "lock-1 -> lock-2" in results[0].detail
@@ -205,28 +199,20 @@ async def test_a_lock_taken_by_another_run_before_the_re_read_is_skipped_without
 
 
 async def test_a_lock_no_longer_stale_by_the_stores_clock_is_skipped() -> None:
-    stale = lock()
     # The fresh read's clock says the lock is only one hour old (threshold 2h).
-    store = FakeStore(stale, now=NOW - 2 * H)
-    actions, memory = planned(stale)
-    pol = policy()
-    actor, _ = make_actor(store, memory)
+    store = FakeStore(lock(), now=NOW - 2 * H)
 
-    results = await actor.carry_out(actions, pol, NOW, None)
+    results, *_ = await act_on(store)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert store.deletes == []
 
 
 async def test_a_failed_condition_on_delete_is_skipped_changed() -> None:
-    stale = lock()
-    store = FakeStore(stale)
+    store = FakeStore(lock())
     store.delete_error = ChangedError("lock changed or was released since it was read")
-    actions, memory = planned(stale)
-    pol = policy()
-    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, pol, NOW, None)
+    results, metrics, memory = await act_on(store)
 
     assert [r.outcome for r in results] == [Outcome.SKIPPED_CHANGED]
     assert count(metrics, "skipped_changed") == 1
@@ -247,14 +233,10 @@ async def test_a_failed_condition_on_delete_is_skipped_changed() -> None:
     ],
 )
 async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> None:
-    stale = lock()
-    store = FakeStore(stale)
+    store = FakeStore(lock())
     store.delete_error = error
-    actions, memory = planned(stale)
-    pol = policy()
-    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, pol, NOW, None)
+    results, metrics, memory = await act_on(store)
 
     assert [r.outcome.value for r in results] == [outcome]
     assert str(error) in results[0].detail
@@ -270,14 +252,10 @@ async def test_delete_errors_become_outcomes(error: Exception, outcome: str) -> 
     ],
 )
 async def test_a_failed_re_read_sends_no_delete(error: Exception, outcome: Outcome) -> None:
-    stale = lock()
-    store = FakeStore(stale)
+    store = FakeStore(lock())
     store.read_error = error
-    actions, memory = planned(stale)
-    pol = policy()
-    actor, _ = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, pol, NOW, None)
+    results, *_ = await act_on(store)
 
     assert [r.outcome for r in results] == [outcome]
     assert store.deletes == []
@@ -286,11 +264,8 @@ async def test_a_failed_re_read_sends_no_delete(error: Exception, outcome: Outco
 async def test_the_per_cycle_budget_holds_for_deletes_too() -> None:
     locks = [lock(path=f"tf-state/app-{n}.tfstate", lock_id=f"lock-{n}") for n in range(3)]
     store = FakeStore(*locks)
-    actions, memory = planned(*locks)
-    pol = policy(per_cycle=1)
-    actor, metrics = make_actor(store, memory)
 
-    results = await actor.carry_out(actions, pol, NOW, None)
+    results, metrics, _ = await act_on(store, *locks, pol=policy(per_cycle=1))
 
     assert [r.outcome for r in results] == [
         Outcome.DONE,
@@ -315,22 +290,7 @@ async def test_a_delete_lock_without_its_observed_lock_is_a_bug() -> None:
 
 async def test_a_source_without_a_configured_store_fails_without_any_call() -> None:
     stale = replace(lock(), source=Source.S3)
-    action = PlannedAction(
-        kind=ActionKind.DELETE_LOCK,
-        source=Source.S3,
-        organization="tf-state",
-        workspace=PATH,
-        workspace_id=f"tf-state/{PATH}",
-        rule="defaults",
-        reason="test",
-        holder=None,
-        run_id=None,
-        run_status=None,
-        since=NOW - 3 * H,
-        age=3 * H,
-        threshold=2 * H,
-        backend_lock=stale,
-    )
+    action = delete_lock_action(stale)
     store = FakeStore(lock())
     pol = policy()
     actor, _ = make_actor(store, Memory())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import boto3
@@ -15,13 +15,13 @@ import pytest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
+from tests.support.builders import NOW
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source, TerraformLockInfo
 from watchdog.sources.gcslockfile import GcsLockfileSource
 from watchdog.sources.s3lockfile import S3LockfileSource
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 BUCKET = "tf-state"
 
 
@@ -32,7 +32,7 @@ def _body() -> bytes:
             "Operation": "OperationTypeApply",
             "Who": "runner@ci-42",
             "Version": "1.15.5",
-            "Created": "2026-11-29T09:00:00Z",
+            "Created": "2024-06-01T09:00:00Z",  # NOW - 3h, as Terraform writes it
             "Path": "",
             "Info": "",
         }

@@ -3,28 +3,14 @@ current one); neither the runner nor the actor keeps a policy of its own to fall
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-
-from tests.support.builders import ALICE
+from tests.support.actors import FakeActor
+from tests.support.builders import NOW, M, locked_workspace
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import (
-    ActionKind,
-    ActionResult,
-    Holder,
-    Observation,
-    PlannedAction,
-    Source,
-    Workspace,
-    WorkspacePermissions,
-)
+from watchdog.model import ActionKind, Observation, Source
 from watchdog.policy import Policy
-
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
 
 
 def config(*, actions: list[str], dry_run: bool) -> Policy:
@@ -41,50 +27,24 @@ class OneLock:
     """A source whose one workspace stays locked by alice."""
 
     def __init__(self) -> None:
-        self.now = T0
+        self.now = NOW
 
     async def observe(self) -> list[Observation]:
-        workspace = Workspace(
-            organization="acme",
-            id="ws-1",
-            name="network",
-            locked=True,
-            locked_reason="Locked by Terraform",
-            holder=ALICE,
-            permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
-        )
         return [
             Observation(
                 source=Source.TFC,
                 organization="acme",
                 server_now=self.now,
-                workspaces=(workspace,),
+                workspaces=(locked_workspace(),),
                 listed_ids=frozenset({"ws-1"}),
             )
         ]
 
 
-class Recorder:
-    """The actor as the cycle sees it: notes what it was asked to do, under which policy."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[list[ActionKind], Policy]] = []
-
-    async def carry_out(
-        self,
-        planned: Sequence[PlannedAction],
-        policy: Policy,
-        now: datetime,
-        identity: Holder | None,
-    ) -> list[ActionResult]:
-        self.calls.append(([a.kind for a in planned], policy))
-        return []
-
-
 async def test_each_cycle_decides_and_acts_under_the_policy_it_is_handed() -> None:
     clock = FakeClock()
     source = OneLock()
-    actor = Recorder()
+    actor = FakeActor()
     runner = CycleRunner(
         sources=[source], memory=Memory(clock=clock), metrics=Metrics(), actor=actor
     )
@@ -96,8 +56,8 @@ async def test_each_cycle_decides_and_acts_under_the_policy_it_is_handed() -> No
     # policy that allows force_unlock, then report-only again: what a reload does.
     for policy in [report_only] * 5 + [enforcing, report_only]:
         reports.append(await runner.run_cycle(policy))
-        clock.advance(MINUTE)
-        source.now += MINUTE
+        clock.advance(M)
+        source.now += M
 
     assert [len(r.planned) for r in reports] == [0, 0, 0, 0, 0, 1, 0]
     assert [r.dry_run for r in reports] == [True] * 5 + [False, True]

@@ -4,24 +4,16 @@ without credentials. (The store itself: tests/e2e/test_gcs_backend_sources.py.)"
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import pytest
 import requests
 from google.api_core import exceptions as api
 from google.auth import exceptions as auth
 
+from tests.support.builders import NOW, H, backend_lock, delete_lock_action
 from watchdog.act import BackendLockExecutor
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
-from watchdog.model import (
-    ActionKind,
-    BackendLock,
-    Outcome,
-    PlannedAction,
-    Source,
-    TerraformLockInfo,
-)
+from watchdog.model import Outcome, Source
 from watchdog.sources.errors import ForbiddenError, SourceError
 from watchdog.sources.gcp import classify, operation, request_error
 from watchdog.sources.gcslockfile import GcsLockfileSource, lock_name, state_path
@@ -123,26 +115,6 @@ async def test_without_credentials_for_google_itself_a_read_fails_as_unauthorize
     )
 
 
-def _stale_gcs_lock() -> BackendLock:
-    created = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
-    info = TerraformLockInfo(
-        id="17",
-        operation="OperationTypeApply",
-        who="runner@ci-42",
-        version="1.15.5",
-        created=created,
-        path="tf-state/prod/default.tfstate",
-    )
-    return BackendLock(
-        source=Source.GCS,
-        store="tf-state",
-        path="tf-state/prod/default.tfstate",
-        info=info,
-        token="17",
-        last_modified=created,
-    )
-
-
 @pytest.mark.parametrize(
     "error",
     [
@@ -161,28 +133,13 @@ async def test_a_failed_reread_right_before_the_delete_is_a_delete_never_sent(
     source = GcsLockfileSource(
         [("tf-state", "prod/")], Metrics(), endpoint_url="http://127.0.0.1:9"
     )
-    stale = _stale_gcs_lock()
+    stale = backend_lock("tf-state/prod/default.tfstate", created=NOW - 3 * H, source=Source.GCS)
 
     def reread_fails(bucket: str, name: str) -> None:
         raise error
 
     monkeypatch.setattr(source, "_current", reread_fails)
-    action = PlannedAction(
-        kind=ActionKind.DELETE_LOCK,
-        source=Source.GCS,
-        organization="tf-state",
-        workspace=stale.path,
-        workspace_id=f"tf-state/{stale.path}",
-        rule="defaults",
-        reason="test",
-        holder=None,
-        run_id=None,
-        run_status=None,
-        since=stale.info.created,
-        age=timedelta(hours=3),
-        threshold=timedelta(hours=2),
-        backend_lock=stale,
-    )
+    action = delete_lock_action(stale)
     try:
         with pytest.raises(SourceError) as caught:
             await source.delete_lock(stale)

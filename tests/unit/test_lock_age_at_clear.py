@@ -4,43 +4,17 @@ only when a POST of ours since that sighting may have ended it."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from tests.support.builders import ALICE, ORG
+from tests.support.actors import FakeActor
+from tests.support.builders import BOB, NOW, ORG, M, locked_workspace, planned_action
 from tests.support.clock import FakeClock
 from watchdog.cycle import CycleRunner
 from watchdog.memory import ClearedLock, Memory
 from watchdog.metrics import Metrics
-from watchdog.model import (
-    ActionKind,
-    ActionResult,
-    Holder,
-    HolderType,
-    Observation,
-    Outcome,
-    PlannedAction,
-    Source,
-    Workspace,
-    WorkspacePermissions,
-)
+from watchdog.model import Observation, Outcome, Source, Workspace
 from watchdog.policy import Policy
-
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
-
-
-def locked(holder: Holder | None = ALICE) -> Workspace:
-    return Workspace(
-        organization=ORG,
-        id="ws-1",
-        name="network",
-        locked=holder is not None,
-        locked_reason="Locked by Terraform",
-        holder=holder,
-        permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
-    )
 
 
 def seen(workspace: Workspace, at: datetime, *, complete: bool = True) -> list[Observation]:
@@ -56,30 +30,12 @@ def seen(workspace: Workspace, at: datetime, *, complete: bool = True) -> list[O
     ]
 
 
-def action(kind: ActionKind = ActionKind.FORCE_UNLOCK) -> PlannedAction:
-    return PlannedAction(
-        kind=kind,
-        source=Source.TFC,
-        organization=ORG,
-        workspace="network",
-        workspace_id="ws-1",
-        rule="defaults",
-        reason="stale",
-        holder=ALICE,
-        run_id=None,
-        run_status=None,
-        since=T0,
-        age=timedelta(hours=3),
-        threshold=timedelta(hours=2),
-    )
-
-
 def cycles(memory: Memory, clock: FakeClock, count: int) -> None:
     """`count` cycles a minute apart that each see the lock."""
     for n in range(count):
         if n:
-            clock.advance(MINUTE)
-        assert memory.update(seen(locked(), T0 + n * MINUTE), T0 + n * MINUTE) == []
+            clock.advance(M)
+        assert memory.update(seen(locked_workspace(), NOW + n * M), NOW + n * M) == []
 
 
 # --- memory: which locks are gone, once, and by whose hand ------------------------------------
@@ -89,13 +45,13 @@ def test_a_lock_that_went_away_by_itself_is_reported_once_with_its_last_seen_age
     clock = FakeClock()
     memory = Memory(clock=clock)
     cycles(memory, clock, 3)
-    clock.advance(MINUTE)
+    clock.advance(M)
 
-    gone = memory.update(seen(locked(None), T0 + 3 * MINUTE), T0 + 3 * MINUTE)
-    clock.advance(MINUTE)
-    again = memory.update(seen(locked(None), T0 + 4 * MINUTE), T0 + 4 * MINUTE)
+    gone = memory.update(seen(locked_workspace(None), NOW + 3 * M), NOW + 3 * M)
+    clock.advance(M)
+    again = memory.update(seen(locked_workspace(None), NOW + 4 * M), NOW + 4 * M)
 
-    assert gone == [ClearedLock("tfc", "ws-1", "user-alice", 2 * MINUTE, by_watchdog=False)]
+    assert gone == [ClearedLock("tfc", "ws-1", "user-alice", 2 * M, by_watchdog=False)]
     assert again == []
 
 
@@ -103,15 +59,15 @@ def test_a_lock_our_post_ended_is_the_watchdogs() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     cycles(memory, clock, 3)
-    record = memory.begin_action(action())  # act, in the cycle of the last sighting
+    record = memory.begin_action(planned_action())  # act, in the cycle of the last sighting
     assert record is not None
     memory.finish_action(record, Outcome.DONE)
-    clock.advance(MINUTE)
+    clock.advance(M)
 
-    [gone] = memory.update(seen(locked(None), T0 + 3 * MINUTE), T0 + 3 * MINUTE)
+    [gone] = memory.update(seen(locked_workspace(None), NOW + 3 * M), NOW + 3 * M)
 
     assert gone.by_watchdog is True
-    assert gone.age == 2 * MINUTE
+    assert gone.age == 2 * M
 
 
 def test_a_post_that_may_have_acted_counts_and_one_that_did_nothing_does_not() -> None:
@@ -125,12 +81,12 @@ def test_a_post_that_may_have_acted_counts_and_one_that_did_nothing_does_not() -
         clock = FakeClock()
         memory = Memory(clock=clock)
         cycles(memory, clock, 2)
-        record = memory.begin_action(action())
+        record = memory.begin_action(planned_action())
         assert record is not None
         if outcome is not None:
             memory.finish_action(record, outcome)
-        clock.advance(MINUTE)
-        [gone] = memory.update(seen(locked(None), T0 + 2 * MINUTE), T0 + 2 * MINUTE)
+        clock.advance(M)
+        [gone] = memory.update(seen(locked_workspace(None), NOW + 2 * M), NOW + 2 * M)
         assert gone.by_watchdog is ours, outcome
 
 
@@ -138,14 +94,14 @@ def test_a_post_before_the_last_sighting_did_not_end_the_lock() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     cycles(memory, clock, 1)
-    record = memory.begin_action(action())  # it answered done, yet the lock stayed
+    record = memory.begin_action(planned_action())  # it answered done, yet the lock stayed
     assert record is not None
     memory.finish_action(record, Outcome.DONE)
-    clock.advance(MINUTE)
-    memory.update(seen(locked(), T0 + MINUTE), T0 + MINUTE)
-    clock.advance(MINUTE)
+    clock.advance(M)
+    memory.update(seen(locked_workspace(), NOW + M), NOW + M)
+    clock.advance(M)
 
-    [gone] = memory.update(seen(locked(None), T0 + 2 * MINUTE), T0 + 2 * MINUTE)
+    [gone] = memory.update(seen(locked_workspace(None), NOW + 2 * M), NOW + 2 * M)
 
     assert gone.by_watchdog is False
 
@@ -154,17 +110,16 @@ def test_a_new_holder_clears_the_old_lock_and_a_gap_or_a_partial_read_clears_not
     clock = FakeClock()
     memory = Memory(clock=clock)
     cycles(memory, clock, 2)
-    clock.advance(MINUTE)
-    bob = Holder(HolderType.USER, "user-bob", "bob")
-    [gone] = memory.update(seen(locked(bob), T0 + 2 * MINUTE), T0 + 2 * MINUTE)
+    clock.advance(M)
+    [gone] = memory.update(seen(locked_workspace(BOB), NOW + 2 * M), NOW + 2 * M)
     assert (gone.holder_id, gone.by_watchdog) == ("user-alice", False)
 
     # Bob's lock, watched again after three hours: its age restarts; it did not go away.
     clock.advance(timedelta(hours=3))
-    assert memory.update(seen(locked(bob), T0 + 3 * MINUTE), T0 + 3 * MINUTE) == []
+    assert memory.update(seen(locked_workspace(BOB), NOW + 3 * M), NOW + 3 * M) == []
     # A read that failed says nothing about the lock.
-    clock.advance(MINUTE)
-    assert memory.update(seen(locked(None), T0 + 4 * MINUTE, complete=False), T0) == []
+    clock.advance(M)
+    assert memory.update(seen(locked_workspace(None), NOW + 4 * M, complete=False), NOW) == []
 
 
 # --- the cycle observes the histogram ---------------------------------------------------------
@@ -174,39 +129,14 @@ class World:
     """A source whose one workspace is locked until `release()`."""
 
     def __init__(self) -> None:
-        self.workspace = locked()
-        self.now = T0
+        self.workspace = locked_workspace()
+        self.now = NOW
 
     def release(self) -> None:
-        self.workspace = locked(None)
+        self.workspace = locked_workspace(None)
 
     async def observe(self) -> list[Observation]:
         return seen(self.workspace, self.now)
-
-
-class Unlocker:
-    """Stands in for act.Actor: records the POST write-ahead, as the Actor does, and the
-    world's lock goes away."""
-
-    def __init__(self, memory: Memory, world: World) -> None:
-        self._memory = memory
-        self._world = world
-
-    async def carry_out(
-        self,
-        planned: Sequence[PlannedAction],
-        policy: Policy,
-        now: datetime,
-        identity: Holder | None,
-    ) -> list[ActionResult]:
-        results = []
-        for item in planned:
-            record = self._memory.begin_action(item)
-            assert record is not None
-            self._world.release()
-            self._memory.finish_action(record, Outcome.DONE)
-            results.append(ActionResult(item, Outcome.DONE))
-        return results
 
 
 def histogram(metrics: Metrics, cleared_by: str) -> tuple[float | None, float | None]:
@@ -245,7 +175,8 @@ def watchdog(actions: list[str]) -> tuple[Cycles, World, Metrics, FakeClock]:
         sources=[world],
         memory=memory,
         metrics=metrics,
-        actor=Unlocker(memory, world),
+        # act.Actor's part: the POST recorded write-ahead, and the world's lock goes away.
+        actor=FakeActor(memory, effect=lambda _: world.release()),
     )
     return Cycles(runner, policy), world, metrics, clock
 
@@ -253,8 +184,8 @@ def watchdog(actions: list[str]) -> tuple[Cycles, World, Metrics, FakeClock]:
 async def run_cycles(dog: Cycles, world: World, clock: FakeClock, count: int) -> None:
     for _ in range(count):
         await dog.run_cycle()
-        clock.advance(MINUTE)
-        world.now += MINUTE
+        clock.advance(M)
+        world.now += M
 
 
 async def test_the_cycle_observes_a_lock_the_watchdog_cleared_once_as_the_watchdogs() -> None:

@@ -10,23 +10,17 @@ from pathlib import Path
 import pytest
 import structlog
 
-from tests.support.builders import ALICE, BOB
+from tests.support.builders import ALICE, BOB, NOW, H, M, backend_lock, planned_action
 from tests.support.clock import FakeClock
 from watchdog.memory import Memory, StateFileRefusedError, allowed_gap, check_state_file
 from watchdog.model import (
-    ActionKind,
-    BackendLock,
     Holder,
     HolderType,
     Observation,
     Outcome,
-    PlannedAction,
     Source,
-    TerraformLockInfo,
     Workspace,
 )
-
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
 
 def ws(wid: str, holder: Holder | None = ALICE, org: str = "acme") -> Workspace:
@@ -41,7 +35,7 @@ def obs(
     return Observation(
         source=Source.TFC,
         organization=org,
-        server_now=T0,
+        server_now=NOW,
         workspaces=workspaces,
         complete=complete,
         **kw,  # type: ignore[arg-type]
@@ -50,9 +44,9 @@ def obs(
 
 def test_first_seen_is_recorded_once_and_kept_across_cycles() -> None:
     memory = Memory()
-    memory.update([obs(ws("ws-1"))], T0)
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(hours=1))
-    assert memory.first_seen("ws-1", "user-alice") == T0
+    memory.update([obs(ws("ws-1"))], NOW)
+    memory.update([obs(ws("ws-1"))], NOW + timedelta(hours=1))
+    assert memory.first_seen("ws-1", "user-alice") == NOW
     assert memory.first_seen("ws-1", "user-bob") is None
     assert memory.first_seen("ws-2", "user-alice") is None
 
@@ -61,18 +55,18 @@ def test_sightings_count_cycles_not_appearances() -> None:
     memory = Memory()
     assert memory.sightings("ws-1", "user-alice") == 0
     # The same lock twice in one cycle (e.g. a repeated page) is still one sighting.
-    memory.update([obs(ws("ws-1"), ws("ws-1"))], T0)
+    memory.update([obs(ws("ws-1"), ws("ws-1"))], NOW)
     assert memory.sightings("ws-1", "user-alice") == 1
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(minutes=1))
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(minutes=2))
+    memory.update([obs(ws("ws-1"))], NOW + timedelta(minutes=1))
+    memory.update([obs(ws("ws-1"))], NOW + timedelta(minutes=2))
     assert memory.sightings("ws-1", "user-alice") == 3
 
 
 def test_a_different_holder_is_a_new_lock() -> None:
     memory = Memory()
-    memory.update([obs(ws("ws-1", ALICE))], T0)
-    memory.update([obs(ws("ws-1", ALICE))], T0 + timedelta(minutes=1))
-    later = T0 + timedelta(hours=3)
+    memory.update([obs(ws("ws-1", ALICE))], NOW)
+    memory.update([obs(ws("ws-1", ALICE))], NOW + timedelta(minutes=1))
+    later = NOW + timedelta(hours=3)
     memory.update([obs(ws("ws-1", BOB))], later)
     assert memory.first_seen("ws-1", "user-bob") == later
     assert memory.sightings("ws-1", "user-bob") == 1
@@ -82,103 +76,91 @@ def test_a_different_holder_is_a_new_lock() -> None:
 
 def test_a_released_lock_is_forgotten_after_a_complete_read() -> None:
     memory = Memory()
-    memory.update([obs(ws("ws-1"))], T0)
-    memory.update([obs(ws("ws-1", holder=None))], T0 + timedelta(minutes=1))
+    memory.update([obs(ws("ws-1"))], NOW)
+    memory.update([obs(ws("ws-1", holder=None))], NOW + timedelta(minutes=1))
     assert memory.first_seen("ws-1", "user-alice") is None
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(minutes=2))
-    assert memory.first_seen("ws-1", "user-alice") == T0 + timedelta(minutes=2)
+    memory.update([obs(ws("ws-1"))], NOW + timedelta(minutes=2))
+    assert memory.first_seen("ws-1", "user-alice") == NOW + timedelta(minutes=2)
 
 
 def test_an_unseen_lock_is_forgotten_when_its_organization_was_read_completely() -> None:
     memory = Memory()
-    memory.update([obs(ws("ws-1"))], T0)
-    memory.update([obs()], T0 + timedelta(minutes=1))
+    memory.update([obs(ws("ws-1"))], NOW)
+    memory.update([obs()], NOW + timedelta(minutes=1))
     assert memory.first_seen("ws-1", "user-alice") is None
 
 
 def test_an_incomplete_read_does_not_forget_locks_it_did_not_see() -> None:
     memory = Memory()
-    memory.update([obs(ws("ws-1"), ws("ws-2"))], T0)
-    memory.update([obs(complete=False, error="page 2 failed")], T0 + timedelta(minutes=1))
-    assert memory.first_seen("ws-1", "user-alice") == T0
-    assert memory.first_seen("ws-2", "user-alice") == T0
+    memory.update([obs(ws("ws-1"), ws("ws-2"))], NOW)
+    memory.update([obs(complete=False, error="page 2 failed")], NOW + timedelta(minutes=1))
+    assert memory.first_seen("ws-1", "user-alice") == NOW
+    assert memory.first_seen("ws-2", "user-alice") == NOW
 
 
 def test_an_incomplete_read_still_forgets_a_lock_on_a_workspace_it_did_read() -> None:
     memory = Memory()
-    memory.update([obs(ws("ws-1"), ws("ws-2"))], T0)
+    memory.update([obs(ws("ws-1"), ws("ws-2"))], NOW)
     memory.update(
         [obs(ws("ws-1", holder=None), complete=False, error="page 2 failed")],
-        T0 + timedelta(minutes=1),
+        NOW + timedelta(minutes=1),
     )
     assert memory.first_seen("ws-1", "user-alice") is None
-    assert memory.first_seen("ws-2", "user-alice") == T0
+    assert memory.first_seen("ws-2", "user-alice") == NOW
 
 
 def test_a_complete_read_of_one_organization_keeps_the_locks_of_another() -> None:
     memory = Memory()
     memory.update(
-        [obs(ws("ws-1", org="acme"), org="acme"), obs(ws("ws-9", org="beta"), org="beta")], T0
+        [obs(ws("ws-1", org="acme"), org="acme"), obs(ws("ws-9", org="beta"), org="beta")], NOW
     )
     memory.update(
         [obs(org="acme"), obs(org="beta", complete=False, error="timeout")],
-        T0 + timedelta(minutes=1),
+        NOW + timedelta(minutes=1),
     )
     assert memory.first_seen("ws-1", "user-alice") is None
-    assert memory.first_seen("ws-9", "user-alice") == T0
+    assert memory.first_seen("ws-9", "user-alice") == NOW
 
 
 def test_an_unreadable_workspace_keeps_its_age() -> None:
     memory = Memory()
-    memory.update([obs(ws("ws-1"))], T0)
-    memory.update([obs(unreadable=frozenset({"ws-1"}))], T0 + timedelta(minutes=1))
-    assert memory.first_seen("ws-1", "user-alice") == T0
+    memory.update([obs(ws("ws-1"))], NOW)
+    memory.update([obs(unreadable=frozenset({"ws-1"}))], NOW + timedelta(minutes=1))
+    assert memory.first_seen("ws-1", "user-alice") == NOW
 
 
 def test_locks_are_keyed_by_source() -> None:
-    info = TerraformLockInfo(
-        id="lock-uuid",
-        operation="OperationTypeApply",
-        who="ci@runner",
-        version="1.9.0",
-        created=T0,
-        path="prod/terraform.tfstate",
-    )
-    backend = BackendLock(
-        source=Source.DYNAMODB,
-        store="tf-locks",
-        path="prod/terraform.tfstate",
-        info=info,
-        token="raw",
+    backend = backend_lock(
+        "prod/terraform.tfstate", created=NOW, source=Source.DYNAMODB, store="tf-locks"
     )
     observation = Observation(
-        source=Source.DYNAMODB, organization="tf-locks", server_now=T0, backend_locks=(backend,)
+        source=Source.DYNAMODB, organization="tf-locks", server_now=NOW, backend_locks=(backend,)
     )
     memory = Memory()
-    memory.update([observation], T0)
+    memory.update([observation], NOW)
     key = "tf-locks/prod/terraform.tfstate"
-    assert memory.first_seen(key, "lock-uuid", Source.DYNAMODB) == T0
-    assert memory.first_seen(key, "lock-uuid") is None  # not a TFC lock
+    assert memory.first_seen(key, backend.info.id, Source.DYNAMODB) == NOW
+    assert memory.first_seen(key, backend.info.id) is None  # not a TFC lock
     # A complete TFC read does not touch DynamoDB locks.
-    memory.update([obs(), observation], T0 + timedelta(minutes=1))
-    assert memory.sightings(key, "lock-uuid", Source.DYNAMODB) == 2
+    memory.update([obs(), observation], NOW + timedelta(minutes=1))
+    assert memory.sightings(key, backend.info.id, Source.DYNAMODB) == 2
 
 
 def test_state_survives_save_and_load(tmp_path: Path) -> None:
     path = str(tmp_path / "state.json")
     memory = Memory.load(path)
-    memory.update([obs(ws("ws-1"), ws("team-ws", Holder(HolderType.TEAM, "team-x")))], T0)
+    memory.update([obs(ws("ws-1"), ws("team-ws", Holder(HolderType.TEAM, "team-x")))], NOW)
     memory.update(
         [obs(ws("ws-1"), ws("team-ws", Holder(HolderType.TEAM, "team-x")))],
-        T0 + timedelta(minutes=1),
+        NOW + timedelta(minutes=1),
     )
-    record = memory.begin_action(planned("ws-1"))
+    record = memory.begin_action(planned_action())
     assert record is not None
     memory.finish_action(record, Outcome.DONE)
 
     restored = Memory.load(path)
-    assert restored.first_seen("ws-1", "user-alice") == T0
-    assert restored.first_seen("team-ws", "team-x") == T0
+    assert restored.first_seen("ws-1", "user-alice") == NOW
+    assert restored.first_seen("team-ws", "team-x") == NOW
     assert restored.sightings("ws-1", "user-alice") == 2
     assert restored.actions_in_window() == 1
     document = json.loads(Path(path).read_text())
@@ -197,7 +179,7 @@ def test_save_replaces_the_file_and_leaves_no_temporary_files(tmp_path: Path) ->
     path = tmp_path / "state.json"
     Memory.load(str(path)).save()
     memory = Memory.load(str(path))
-    memory.update([obs(ws("ws-1"))], T0)
+    memory.update([obs(ws("ws-1"))], NOW)
     memory.save()
     memory.save()
     assert os.listdir(tmp_path) == ["state.json"]
@@ -207,14 +189,14 @@ def test_save_replaces_the_file_and_leaves_no_temporary_files(tmp_path: Path) ->
 def test_a_failed_save_is_logged_not_raised_and_leaves_nothing_behind(tmp_path: Path) -> None:
     path = tmp_path / "missing-dir" / "state.json"
     memory = Memory.load(str(path))
-    memory.update([obs(ws("ws-1"))], T0)
+    memory.update([obs(ws("ws-1"))], NOW)
     with structlog.testing.capture_logs() as logs:
         assert memory.save() is False
     assert [e["event"] for e in logs if e["log_level"] == "error"] == [
         "could not write the state file"
     ]
     assert os.listdir(tmp_path) == []
-    assert memory.first_seen("ws-1", "user-alice") == T0
+    assert memory.first_seen("ws-1", "user-alice") == NOW
 
 
 def test_save_without_a_path_writes_nothing(
@@ -222,7 +204,7 @@ def test_save_without_a_path_writes_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     memory = Memory.load(None)
-    memory.update([obs(ws("ws-1"))], T0)
+    memory.update([obs(ws("ws-1"))], NOW)
     memory.save()
     assert os.listdir(tmp_path) == []
 
@@ -395,6 +377,16 @@ _OLD_LOCK = {"organization": "acme", "first_seen": "2024-06-01T12:00:00+00:00", 
 GAP = timedelta(minutes=2, seconds=30)  # allowed_gap(60s)
 
 
+def sees(memory: Memory, at: datetime) -> None:
+    """A cycle that reads alice's lock on ws-1 at `at` on the server's clock."""
+    memory.update([obs(ws("ws-1"))], at, max_gap=GAP)
+
+
+def watched(memory: Memory) -> tuple[datetime | None, int]:
+    """Alice's lock on ws-1 as memory has it: when first seen, and in how many cycles."""
+    return memory.first_seen("ws-1", "user-alice"), memory.sightings("ws-1", "user-alice")
+
+
 def test_the_allowed_gap_is_two_intervals_and_a_little_slack() -> None:
     assert allowed_gap(timedelta(seconds=60)) == GAP
     assert allowed_gap(timedelta(minutes=5)) == timedelta(minutes=10, seconds=30)
@@ -404,89 +396,80 @@ def test_a_gap_longer_than_allowed_restarts_the_age_and_the_sightings() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     for minute in range(3):
-        memory.update([obs(ws("ws-1"))], T0 + timedelta(minutes=minute), max_gap=GAP)
-        clock.advance(timedelta(minutes=1))
-    assert memory.sightings("ws-1", "user-alice") == 3
+        sees(memory, NOW + minute * M)
+        clock.advance(M)
+    assert watched(memory) == (NOW, 3)
     # The same holder, three hours later: released and taken again meanwhile, for all the
     # watchdog knows.
-    clock.advance(timedelta(hours=3))
-    later = T0 + timedelta(hours=3, minutes=3)
+    clock.advance(3 * H)
+    later = NOW + 3 * H + 3 * M
     with structlog.testing.capture_logs() as logs:
-        memory.update([obs(ws("ws-1"))], later, max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == later
-    assert memory.sightings("ws-1", "user-alice") == 1
+        sees(memory, later)
+    assert watched(memory) == (later, 1)
     assert logs[0]["event"] == "lock not watched continuously; its observed age restarts"
 
 
 def test_a_gap_within_the_allowed_one_keeps_the_age() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], T0, max_gap=GAP)
+    sees(memory, NOW)
     clock.advance(GAP)
-    memory.update([obs(ws("ws-1"))], T0 + GAP, max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == T0
-    assert memory.sightings("ws-1", "user-alice") == 2
+    sees(memory, NOW + GAP)
+    assert watched(memory) == (NOW, 2)
 
 
 def test_failed_reads_longer_than_the_gap_restart_the_age_without_a_state_file() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], T0, max_gap=GAP)
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(minutes=1), max_gap=GAP)
+    sees(memory, NOW)
+    sees(memory, NOW + M)
     for minute in range(2, 10):  # the reads fail: nothing is forgotten, nothing is seen
-        clock.advance(timedelta(minutes=1))
-        memory.update([obs(complete=False)], T0 + timedelta(minutes=minute), max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == T0
-    clock.advance(timedelta(minutes=1))
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(minutes=10), max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == T0 + timedelta(minutes=10)
-    assert memory.sightings("ws-1", "user-alice") == 1
+        clock.advance(M)
+        memory.update([obs(complete=False)], NOW + minute * M, max_gap=GAP)
+    assert watched(memory) == (NOW, 2)
+    clock.advance(M)
+    sees(memory, NOW + 10 * M)
+    assert watched(memory) == (NOW + 10 * M, 1)
 
 
-def test_a_restart_longer_than_the_gap_restarts_the_age(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "down",
+    [
+        pytest.param(3 * H, id="down-for-three-hours"),
+        # `run --once` sees the lock; the lock is released; three hours pass on the server's
+        # clock (the watchdog's own cannot tell a quick test from a long night); the same user
+        # locks again. The next `run --once` must not see a three-hour-old lock.
+        pytest.param(timedelta(seconds=5), id="seconds-on-the-watchdogs-clock"),
+    ],
+)
+def test_a_restart_three_server_hours_later_restarts_the_age(
+    tmp_path: Path, down: timedelta
+) -> None:
     path = str(tmp_path / "state.json")
     clock = FakeClock()
     memory = Memory.load(path, clock=clock)
-    memory.update([obs(ws("ws-1"))], T0, max_gap=GAP)
+    sees(memory, NOW)
     memory.save()
-    clock.advance(timedelta(minutes=1))
+    clock.advance(M)
     restarted = Memory.load(path, clock=clock)  # a quick restart keeps the age
-    restarted.update([obs(ws("ws-1"))], T0 + timedelta(minutes=1), max_gap=GAP)
-    assert restarted.sightings("ws-1", "user-alice") == 2
+    sees(restarted, NOW + M)
+    assert watched(restarted) == (NOW, 2)
     restarted.save()
-    clock.advance(timedelta(hours=3))  # down for three hours
+    clock.advance(down)
     again = Memory.load(path, clock=clock)
-    again.update([obs(ws("ws-1"))], T0 + timedelta(hours=3), max_gap=GAP)
-    assert again.first_seen("ws-1", "user-alice") == T0 + timedelta(hours=3)
-    assert again.sightings("ws-1", "user-alice") == 1
-
-
-def test_a_restart_across_hours_on_the_servers_clock_restarts_the_age(tmp_path: Path) -> None:
-    # `run --once` sees the lock; the lock is released; three hours pass (on the server's
-    # clock: the watchdog's own cannot tell a quick test from a long night); the same user
-    # locks again. The second `run --once` must not see a three-hour-old lock.
-    path = str(tmp_path / "state.json")
-    clock = FakeClock()
-    first = Memory.load(path, clock=clock)
-    first.update([obs(ws("ws-1"))], T0, max_gap=GAP)
-    first.save()
-    clock.advance(timedelta(seconds=5))
-    second = Memory.load(path, clock=clock)
-    second.update([obs(ws("ws-1"))], T0 + timedelta(hours=3), max_gap=GAP)
-    assert second.first_seen("ws-1", "user-alice") == T0 + timedelta(hours=3)
-    assert second.sightings("ws-1", "user-alice") == 1
+    sees(again, NOW + 3 * H)
+    assert watched(again) == (NOW + 3 * H, 1)
 
 
 def test_missed_cycles_across_hours_on_the_servers_clock_restart_the_age() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], T0, max_gap=GAP)
+    sees(memory, NOW)
     clock.advance(timedelta(seconds=1))
-    memory.update([obs(complete=False)], T0 + timedelta(hours=1), max_gap=GAP)
+    memory.update([obs(complete=False)], NOW + H, max_gap=GAP)
     clock.advance(timedelta(seconds=1))
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(hours=3), max_gap=GAP)
-    assert memory.first_seen("ws-1", "user-alice") == T0 + timedelta(hours=3)
-    assert memory.sightings("ws-1", "user-alice") == 1
+    sees(memory, NOW + 3 * H)
+    assert watched(memory) == (NOW + 3 * H, 1)
 
 
 def test_an_unbroken_run_of_cycles_keeps_the_age_however_fast_the_servers_clock_runs() -> None:
@@ -494,59 +477,40 @@ def test_an_unbroken_run_of_cycles_keeps_the_age_however_fast_the_servers_clock_
     # lock was watched without a gap, and its age is the server's.
     clock = FakeClock()
     memory = Memory(clock=clock)
-    for minute in range(3):
-        memory.update([obs(ws("ws-1"))], T0 + timedelta(hours=minute), max_gap=GAP)
+    for hour in range(3):
+        sees(memory, NOW + hour * H)
         clock.advance(timedelta(seconds=1))
-    assert memory.first_seen("ws-1", "user-alice") == T0
-    assert memory.sightings("ws-1", "user-alice") == 3
+    assert watched(memory) == (NOW, 3)
 
 
 def test_a_paused_process_is_a_gap_even_if_the_wall_clock_was_stepped_back() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    memory.update([obs(ws("ws-1"))], T0, max_gap=GAP)
-    clock.advance(timedelta(hours=1))
-    clock.step_wall(-timedelta(hours=1))  # the wall clock says no time passed
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(hours=1), max_gap=GAP)
-    assert memory.sightings("ws-1", "user-alice") == 1
+    sees(memory, NOW)
+    clock.advance(H)
+    clock.step_wall(-H)  # the wall clock says no time passed
+    sees(memory, NOW + H)
+    assert watched(memory) == (NOW + H, 1)
 
 
 def test_a_last_sighting_in_the_future_after_a_restart_is_a_gap(tmp_path: Path) -> None:
     path = str(tmp_path / "state.json")
     clock = FakeClock()
     memory = Memory.load(path, clock=clock)
-    memory.update([obs(ws("ws-1"))], T0, max_gap=GAP)
+    sees(memory, NOW)
     memory.save()
-    clock.step_wall(-timedelta(hours=2))  # stepped back while the process was down
+    clock.step_wall(-2 * H)  # stepped back while the process was down
     restored = Memory.load(path, clock=clock)
-    restored.update([obs(ws("ws-1"))], T0 + timedelta(minutes=1), max_gap=GAP)
-    assert restored.sightings("ws-1", "user-alice") == 1
+    sees(restored, NOW + M)
+    assert watched(restored) == (NOW + M, 1)
 
 
 # --- the action budget: every POST, recorded before it is sent, on the watchdog's clock -----
 
 
-def planned(workspace_id: str = "ws-1") -> PlannedAction:
-    return PlannedAction(
-        kind=ActionKind.FORCE_UNLOCK,
-        source=Source.TFC,
-        organization="acme",
-        workspace=f"name-{workspace_id}",
-        workspace_id=workspace_id,
-        rule="defaults",
-        reason="stale",
-        holder=ALICE,
-        run_id=None,
-        run_status=None,
-        since=T0,
-        age=timedelta(hours=3),
-        threshold=timedelta(hours=2),
-    )
-
-
 def sent(memory: Memory, count: int = 1) -> None:
     for _ in range(count):
-        assert memory.begin_action(planned()) is not None
+        assert memory.begin_action(planned_action()) is not None
 
 
 def test_actions_are_counted_in_the_window_asked_for() -> None:
@@ -566,7 +530,7 @@ def test_old_actions_are_pruned_but_the_last_hour_is_kept() -> None:
     memory = Memory(clock=clock)
     sent(memory, 2)
     clock.advance(timedelta(hours=3))
-    memory.update([], T0)
+    memory.update([], NOW)
     assert memory.actions_in_window(timedelta(days=1)) == 0
     sent(memory)
     clock.advance(timedelta(minutes=59))
@@ -636,9 +600,9 @@ def test_the_servers_date_does_not_touch_the_budget() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
     sent(memory, 2)
-    memory.update([obs(ws("ws-1"))], T0 + timedelta(days=1))  # one list read dated +1 day
+    memory.update([obs(ws("ws-1"))], NOW + timedelta(days=1))  # one list read dated +1 day
     assert memory.actions_in_window() == 2
-    memory.update([obs(ws("ws-1"))], T0)
+    memory.update([obs(ws("ws-1"))], NOW)
     clock.advance(timedelta(minutes=61))
     assert memory.actions_in_window() == 0
 

@@ -3,23 +3,22 @@ workspaces whose current run is not final), as two-tier polling alternates them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from tests.support.builders import NOW, M
 from tests.support.clock import FakeClock
 from watchdog.memory import Memory, allowed_gap
 from watchdog.model import Holder, HolderType, Observation, Run, Source, Workspace
 
-T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
 FULL_EVERY = timedelta(minutes=10)
-GAP = allowed_gap(MINUTE)  # the cycle's gap (interval 60 s)
+GAP = allowed_gap(M)  # the cycle's gap (interval 60 s)
 ALICE = Holder(HolderType.USER, "user-alice", "alice")
 BOB = Holder(HolderType.USER, "user-bob", "bob")
 RUN = Holder(HolderType.RUN, "run-1", "applying")
 
 
 def ws(wid: str, holder: Holder | None = ALICE, *, active_run: bool = False) -> Workspace:
-    run = Run(id="run-1", status="applying", created_at=T0) if active_run else None
+    run = Run(id="run-1", status="applying", created_at=NOW) if active_run else None
     return Workspace(
         organization="acme",
         id=wid,
@@ -30,7 +29,7 @@ def ws(wid: str, holder: Holder | None = ALICE, *, active_run: bool = False) -> 
     )
 
 
-def full(*workspaces: Workspace, at: datetime = T0) -> Observation:
+def full(*workspaces: Workspace, at: datetime = NOW) -> Observation:
     return Observation(
         source=Source.TFC,
         organization="acme",
@@ -41,7 +40,9 @@ def full(*workspaces: Workspace, at: datetime = T0) -> Observation:
     )
 
 
-def fast(*listed: Workspace, carried: tuple[Workspace, ...] = (), at: datetime = T0) -> Observation:
+def fast(
+    *listed: Workspace, carried: tuple[Workspace, ...] = (), at: datetime = NOW
+) -> Observation:
     return Observation(
         source=Source.TFC,
         organization="acme",
@@ -58,12 +59,12 @@ class Cycles:
     def __init__(self) -> None:
         self.clock = FakeClock()
         self.memory = Memory(clock=self.clock)
-        self.now = T0
+        self.now = NOW
 
     def run(self, observation: Observation) -> None:
         self.memory.update([observation], self.now, max_gap=GAP)
-        self.clock.advance(MINUTE)
-        self.now += MINUTE
+        self.clock.advance(M)
+        self.now += M
 
 
 def test_a_fast_read_neither_sights_nor_releases_a_user_lock() -> None:
@@ -76,7 +77,7 @@ def test_a_fast_read_neither_sights_nor_releases_a_user_lock() -> None:
     cycles.run(fast(ws("ws-1", active_run=True)))
     cycles.run(fast())
     assert cycles.memory.sightings("ws-1", "user-alice") == 1
-    assert cycles.memory.first_seen("ws-1", "user-alice") == T0
+    assert cycles.memory.first_seen("ws-1", "user-alice") == NOW
     assert len(cycles.memory) == 1
 
 
@@ -106,7 +107,7 @@ def test_user_locks_count_full_reads_and_keep_their_age_across_the_fast_reads_be
             cycles.run(fast(carried=(ws("ws-1"),), at=cycles.now))
     # Three full reads, ten minutes apart: continuous, three sightings, aged from the first.
     assert cycles.memory.sightings("ws-1", "user-alice") == 3
-    assert cycles.memory.first_seen("ws-1", "user-alice") == T0
+    assert cycles.memory.first_seen("ws-1", "user-alice") == NOW
 
 
 def test_full_reads_further_apart_than_twice_the_full_scan_interval_restart_the_age() -> None:
@@ -117,7 +118,7 @@ def test_full_reads_further_apart_than_twice_the_full_scan_interval_restart_the_
     cycles.now += allowed_gap(FULL_EVERY)
     cycles.run(full(ws("ws-1"), at=cycles.now))
     assert cycles.memory.sightings("ws-1", "user-alice") == 1
-    assert cycles.memory.first_seen("ws-1", "user-alice") == cycles.now - MINUTE
+    assert cycles.memory.first_seen("ws-1", "user-alice") == cycles.now - M
 
 
 def test_without_a_full_scan_interval_the_gap_is_the_cycles() -> None:
@@ -126,7 +127,7 @@ def test_without_a_full_scan_interval_the_gap_is_the_cycles() -> None:
     every_cycle = Observation(
         source=read.source,
         organization=read.organization,
-        server_now=T0,
+        server_now=NOW,
         workspaces=read.workspaces,
         listed_ids=read.listed_ids,
     )
@@ -157,14 +158,14 @@ def test_a_run_held_lock_absent_from_a_fast_read_is_kept_for_the_next_full_read(
         name="name-ws-3",
         locked=True,
         holder=RUN,
-        current_run=Run(id="run-1", status="errored", created_at=T0),
+        current_run=Run(id="run-1", status="errored", created_at=NOW),
     )
     cycles.run(full(final))
     for _ in range(9):
         cycles.run(fast(carried=(final,)))
     cycles.run(full(final, at=cycles.now))
     assert cycles.memory.sightings("ws-3", "run-1") == 2
-    assert cycles.memory.first_seen("ws-3", "run-1") == T0
+    assert cycles.memory.first_seen("ws-3", "run-1") == NOW
 
 
 def test_a_run_lock_the_fast_path_lists_keeps_the_cycles_gap_in_a_full_read() -> None:
@@ -177,4 +178,4 @@ def test_a_run_lock_the_fast_path_lists_keeps_the_cycles_gap_in_a_full_read() ->
     cycles.now += timedelta(seconds=91)
     cycles.run(full(ws("ws-2", RUN, active_run=True), at=cycles.now))
     assert cycles.memory.sightings("ws-2", "run-1") == 1
-    assert cycles.memory.first_seen("ws-2", "run-1") == cycles.now - MINUTE
+    assert cycles.memory.first_seen("ws-2", "run-1") == cycles.now - M

@@ -4,9 +4,10 @@ release lapses it. decide is pure: the notice is recorded by the cycle (here, by
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
+from tests.support.builders import NOW, H, M
 from watchdog.decide import decide, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -20,9 +21,6 @@ from watchdog.model import (
     Workspace,
 )
 from watchdog.policy import Policy
-
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-M = timedelta(minutes=1)
 
 
 def policy(notice: str | None) -> Policy:
@@ -149,8 +147,8 @@ def backend_policy(notice: str | None) -> Policy:
 
 
 def tflock(lock_id: str = "lock-1") -> BackendLock:
-    """A `.tflock` object taken (and stored by S3) at 09:00."""
-    taken = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+    """A `.tflock` object taken (and stored by S3) three hours before NOW."""
+    taken = NOW - 3 * H
     info = TerraformLockInfo(
         id=lock_id,
         operation="OperationTypeApply",

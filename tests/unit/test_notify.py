@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.builders import backend_lock, cycle_report
+from tests.support.builders import NOW, H, backend_lock, cycle_report
 from tests.support.receiver import Receiver, receiver
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -30,8 +30,6 @@ from watchdog.notify import Notifier
 from watchdog.policy import NotificationTarget, Policy
 from watchdog.report import CycleReport
 
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
-H = timedelta(hours=1)
 POLICY = Policy.model_validate({"tfc": {"organizations": ["acme"]}})
 
 
@@ -344,6 +342,6 @@ def test_a_backend_lock_under_a_notice_gets_one_notice_message(inbox: Receiver) 
     # Sightings enough only at NOW: the notice is given then, once, and said once.
     [body] = inbox.bodies()
     assert body["title"] == (
-        f"Notice: delete-lock {path} (s3 tf-state) at 2026-06-01 12:30 UTC unless it is released"
+        f"Notice: delete-lock {path} (s3 tf-state) at 2024-06-01 12:30 UTC unless it is released"
     )
     assert "the lock of terraform:ci@runner" in body["message"]

@@ -79,11 +79,12 @@ def _run(status: str, *, canceled: bool = False) -> Run:
     )
 
 
-def _run_lock(run: Run) -> Workspace:
+def _run_lock(run: Run, *, workspace_id: str = "ws-app", name: str = "app") -> Workspace:
+    """The workspace `run` holds the lock of (its current run)."""
     return Workspace(
         organization="acme",
-        id="ws-app",
-        name="app",
+        id=workspace_id,
+        name=name,
         locked=True,
         holder=Holder(HolderType.RUN, run.id, run.status),
         current_run=run,
@@ -317,14 +318,7 @@ def _wide_report() -> CycleReport:
         actions=RunActions(is_cancelable=False, is_force_cancelable=False, is_discardable=True),
     )
     locks = [
-        Workspace(
-            organization="acme",
-            id="ws-billing",
-            name="billing-staging",
-            locked=True,
-            holder=Holder(HolderType.RUN, run.id, run.status),
-            current_run=run,
-        ),
+        _run_lock(run, workspace_id="ws-billing", name="billing-staging"),
         Workspace(
             organization="acme",
             id="ws-net",

@@ -5,14 +5,14 @@ report."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
+from tests.support.builders import NOW
 from watchdog.metrics import Metrics
 from watchdog.model import AgeSource, Holder, HolderType, LockState, Observation, Source
 from watchdog.report import CycleReport
 from watchdog.reporting import Reporter
 
-NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 STALE = "tfc_watchdog_lock_stale"
 
 

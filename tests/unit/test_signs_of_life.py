@@ -8,25 +8,16 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.support.builders import BOB, ORG
+from tests.support.builders import BOB, NOW, ORG, M, locked_workspace
 from tests.support.clock import FakeClock
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import LockPicture, Metrics
-from watchdog.model import (
-    Holder,
-    HolderType,
-    Observation,
-    Source,
-    Workspace,
-    WorkspacePermissions,
-)
+from watchdog.model import Holder, HolderType, Observation, Source, Workspace
 from watchdog.policy import Policy
 from watchdog.report import lock_to_json
 from watchdog.sources.tfc.parse import parse_workspace_document
 
-T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-MINUTE = timedelta(minutes=1)
 POLICY = Policy.model_validate(
     {
         "dry_run": False,
@@ -37,20 +28,11 @@ POLICY = Policy.model_validate(
 
 
 def locked(change: datetime | None, holder: Holder = BOB) -> Workspace:
-    return Workspace(
-        organization=ORG,
-        id="ws-1",
-        name="network",
-        locked=True,
-        locked_reason="Locked by Terraform",
-        holder=holder,
-        latest_change_at=change,
-        permissions=WorkspacePermissions(can_unlock=True, can_force_unlock=True),
-    )
+    return locked_workspace(holder, latest_change_at=change)
 
 
 def watch(memory: Memory, clock: FakeClock, at: datetime, workspace: Workspace) -> Observation:
-    clock.advance(MINUTE)
+    clock.advance(M)
     observation = Observation(
         source=Source.TFC, organization=ORG, server_now=at, workspaces=(workspace,)
     )
@@ -61,29 +43,29 @@ def watch(memory: Memory, clock: FakeClock, at: datetime, workspace: Workspace) 
 def test_a_state_version_created_while_the_lock_is_held_restarts_its_age() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    before = T0 - timedelta(hours=5)  # the last change before the lock was first seen
-    watch(memory, clock, T0, locked(before))
-    watch(memory, clock, T0 + 50 * MINUTE, locked(before))
-    assert memory.first_seen("ws-1", "user-bob") == T0
+    before = NOW - timedelta(hours=5)  # the last change before the lock was first seen
+    watch(memory, clock, NOW, locked(before))
+    watch(memory, clock, NOW + 50 * M, locked(before))
+    assert memory.first_seen("ws-1", "user-bob") == NOW
     assert memory.last_activity("ws-1", "user-bob") is None
 
     # An intermediate snapshot at +55m: alive. Its age runs from there.
-    observation = watch(memory, clock, T0 + 70 * MINUTE, locked(T0 + 55 * MINUTE))
+    observation = watch(memory, clock, NOW + 70 * M, locked(NOW + 55 * M))
 
-    assert memory.first_seen("ws-1", "user-bob") == T0 + 55 * MINUTE
-    assert memory.last_activity("ws-1", "user-bob") == T0 + 55 * MINUTE
-    decision = decide([observation], POLICY, memory, T0 + 70 * MINUTE)
+    assert memory.first_seen("ws-1", "user-bob") == NOW + 55 * M
+    assert memory.last_activity("ws-1", "user-bob") == NOW + 55 * M
+    decision = decide([observation], POLICY, memory, NOW + 70 * M)
     [lock] = decision.locks
-    assert (lock.stale, lock.age, lock.last_activity) == (False, 15 * MINUTE, T0 + 55 * MINUTE)
+    assert (lock.stale, lock.age, lock.last_activity) == (False, 15 * M, NOW + 55 * M)
     assert decision.planned == ()
-    assert lock_to_json(lock)["last_activity"] == "2025-06-01T12:55:00Z"
+    assert lock_to_json(lock)["last_activity"] == "2024-06-01T12:55:00Z"  # NOW + 55 * M
 
     # Quiet since: stale an hour after the last activity, then force-unlocked.
-    later = T0 + 116 * MINUTE
-    observation = watch(memory, clock, later, locked(T0 + 55 * MINUTE))
+    later = NOW + 116 * M
+    observation = watch(memory, clock, later, locked(NOW + 55 * M))
     [action] = decide([observation], POLICY, memory, later).planned
     assert action.kind.value == "force_unlock"
-    assert action.age == 61 * MINUTE
+    assert action.age == 61 * M
 
 
 def test_without_activity_the_age_is_the_observed_one_and_a_run_lock_ignores_it() -> None:
@@ -92,40 +74,40 @@ def test_without_activity_the_age_is_the_observed_one_and_a_run_lock_ignores_it(
     run = Holder(HolderType.RUN, "run-1")
 
     def both(at: datetime, change: datetime | None) -> None:
-        clock.advance(MINUTE)
+        clock.advance(M)
         workspaces = (locked(None), replace(locked(change, run), id="ws-2"))
         observation = Observation(
             source=Source.TFC, organization=ORG, server_now=at, workspaces=workspaces
         )
         memory.update([observation], at)
 
-    both(T0, None)
-    both(T0 + 70 * MINUTE, T0 + MINUTE)
-    assert memory.first_seen("ws-1", "user-bob") == T0
-    assert memory.first_seen("ws-2", "run-1") == T0
+    both(NOW, None)
+    both(NOW + 70 * M, NOW + M)
+    assert memory.first_seen("ws-1", "user-bob") == NOW
+    assert memory.first_seen("ws-2", "run-1") == NOW
 
 
 def test_a_change_time_ahead_of_the_server_clock_counts_as_now() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    watch(memory, clock, T0, locked(None))
-    watch(memory, clock, T0 + MINUTE, locked(T0 + timedelta(days=1)))
-    assert memory.first_seen("ws-1", "user-bob") == T0 + MINUTE
+    watch(memory, clock, NOW, locked(None))
+    watch(memory, clock, NOW + M, locked(NOW + timedelta(days=1)))
+    assert memory.first_seen("ws-1", "user-bob") == NOW + M
 
 
 def test_the_gauge_shows_the_last_activity() -> None:
     clock = FakeClock()
     memory = Memory(clock=clock)
-    watch(memory, clock, T0, locked(None))
-    observation = watch(memory, clock, T0 + 10 * MINUTE, locked(T0 + 5 * MINUTE))
+    watch(memory, clock, NOW, locked(None))
+    observation = watch(memory, clock, NOW + 10 * M, locked(NOW + 5 * M))
     metrics = Metrics()
-    locks = decide([observation], POLICY, memory, T0 + 10 * MINUTE).locks
+    locks = decide([observation], POLICY, memory, NOW + 10 * M).locks
     metrics.lock_series.show(LockPicture(locks=locks))
     value = metrics.registry.get_sample_value(
         "tfc_watchdog_lock_last_activity_timestamp_seconds",
         {"source": "tfc", "organization": ORG, "workspace": "network", "holder_type": "user"},
     )
-    assert value == (T0 + 5 * MINUTE).timestamp()
+    assert value == (NOW + 5 * M).timestamp()
 
 
 def document(change: Any) -> dict[str, Any]:
