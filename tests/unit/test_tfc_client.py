@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 import structlog
 import trustme
 
@@ -102,19 +101,8 @@ def make_client(
 
 
 @pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
 def time() -> FakeTime:
     return FakeTime()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[respx.MockRouter]:
-    async with respx.mock(base_url=BASE, assert_all_mocked=True, assert_all_called=True) as r:
-        yield r
 
 
 def doc(data: Any = None, **extra: Any) -> dict[str, Any]:

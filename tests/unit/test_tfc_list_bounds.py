@@ -8,9 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 
-from tests.support.tfcapi import BASE, DATED, respx_client
+from tests.support.tfcapi import DATED, respx_client
 from watchdog.metrics import Metrics
 from watchdog.sources.tfc.client import (
     MAX_LIST_ITEMS,
@@ -26,12 +25,6 @@ from watchdog.sources.tfc.source import PAGE_SIZE
 PATH = "/organizations/acme/workspaces"
 LIST = "GET /organizations/:org/workspaces"
 JSONAPI = {"Content-Type": "application/vnd.api+json", **DATED}
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[respx.MockRouter]:
-    async with respx.mock(base_url=BASE, assert_all_mocked=True) as router:
-        yield router
 
 
 @pytest.fixture

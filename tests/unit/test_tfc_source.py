@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 from structlog.testing import capture_logs
 
 from tests.support.builders import ALICE, PLATFORM, policy, run_holder
 from tests.support.clock import FakeClock
-from tests.support.tfcapi import BASE, DATE, DATED, TOKEN, respx_client
+from tests.support.tfcapi import DATE, DATED, TOKEN, respx_client
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -36,17 +35,6 @@ from watchdog.sources.tfc.client import (
     UnauthorizedError,
 )
 from watchdog.sources.tfc.source import TfcSource, worth_keeping
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[respx.MockRouter]:
-    async with respx.mock(base_url=BASE, assert_all_mocked=True, assert_all_called=True) as r:
-        yield r
 
 
 @pytest.fixture
