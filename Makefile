@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(UV): | $(BIN)/python
-	$(BIN)/python -m pip install -q uv
+	$(BIN)/python -m pip install -q 'uv>=0.5'
 
 $(VENV)/.runtime: pyproject.toml | $(UV)
 	$(INSTALL) -e .
@@ -97,12 +97,9 @@ export DIGEST_OF_MANIFEST
 # and the build backend, for the image's Python. tests/chart/test_chart_image.py checks them
 # against pyproject.toml; rerun this after changing its dependencies.
 LOCK_PYTHON = 3.11
-UV_COMPILE  = $(BIN)/uv pip compile -q --generate-hashes --universal --python-version $(LOCK_PYTHON) --custom-compile-command 'make lock'
+UV_COMPILE  = $(UV) pip compile -q --generate-hashes --universal --python-version $(LOCK_PYTHON) --custom-compile-command 'make lock'
 
-$(BIN)/uv: | $(BIN)/python
-	$(BIN)/python -m pip install -q 'uv>=0.5'
-
-lock: $(BIN)/uv
+lock: $(UV)
 	$(UV_COMPILE) pyproject.toml --extra s3 --extra gcs -o requirements/image.txt
 	$(UV_COMPILE) requirements/build.in -o requirements/build.txt
 
