@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(UV): | $(BIN)/python
-	$(BIN)/python -m pip install -q uv
+	$(BIN)/python -m pip install -q 'uv>=0.5'
 
 $(VENV)/.runtime: pyproject.toml | $(UV)
 	$(INSTALL) -e .
@@ -51,9 +51,10 @@ test: lint typecheck
 unit: $(VENV)/.dev
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-# The long runs: 10,000 examples per property and 200 cycles of API faults (50 in `test`).
+# The long runs: 10,000 examples per property, 3,000 per payload fuzz test (100 in `test`)
+# and 200 cycles of API faults (50 in `test`).
 soak: $(VENV)/.dev
-	HYPOTHESIS_PROFILE=soak FAULT_SOAK_CYCLES=200 $(BIN)/pytest tests/properties tests/e2e/test_faults.py $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=soak FAULT_SOAK_CYCLES=200 $(BIN)/pytest tests/properties tests/e2e/test_faults.py tests/unit/test_parse_fuzz.py tests/unit/test_typed_page.py $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/scale.py
@@ -96,12 +97,9 @@ export DIGEST_OF_MANIFEST
 # and the build backend, for the image's Python. tests/chart/test_chart_image.py checks them
 # against pyproject.toml; rerun this after changing its dependencies.
 LOCK_PYTHON = 3.11
-UV_COMPILE  = $(BIN)/uv pip compile -q --generate-hashes --universal --python-version $(LOCK_PYTHON) --custom-compile-command 'make lock'
+UV_COMPILE  = $(UV) pip compile -q --generate-hashes --universal --python-version $(LOCK_PYTHON) --custom-compile-command 'make lock'
 
-$(BIN)/uv: | $(BIN)/python
-	$(BIN)/python -m pip install -q 'uv>=0.5'
-
-lock: $(BIN)/uv
+lock: $(UV)
 	$(UV_COMPILE) pyproject.toml --extra s3 --extra gcs -o requirements/image.txt
 	$(UV_COMPILE) requirements/build.in -o requirements/build.txt
 

@@ -27,12 +27,13 @@ from typing import Any
 import httpx
 import structlog
 
+from tests.support.pages import workspace_pages
 from watchdog.metrics import Metrics
-from watchdog.simulator.app import Simulator, build_app
+from watchdog.simulator.app import Simulator
 from watchdog.simulator.scenario import generate
 from watchdog.sources.tfc import source as source_module
 from watchdog.sources.tfc.client import TfcClient
-from watchdog.sources.tfc.source import INCLUDE, TfcSource
+from watchdog.sources.tfc.source import TfcSource
 
 ORG = "bench"
 TOKEN = f"{ORG}-admin-token"
@@ -50,21 +51,9 @@ async def record(workspaces: int, locked: str) -> dict[str, tuple[bytes, dict[st
     simulator = Simulator.from_scenario(world)
     simulator.settings.rate_limit = 1e9  # recording, not measuring the limiter
     pages: dict[str, tuple[bytes, dict[str, str]]] = {}
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=build_app(simulator)),
-        base_url=f"{ADDRESS}/api/v2",
-        headers={"Authorization": f"Bearer {TOKEN}"},
-    ) as client:
-        number: int | None = 1
-        while number is not None:
-            response = await client.get(
-                f"/organizations/{ORG}/workspaces",
-                params={"page[size]": "100", "include": INCLUDE, "page[number]": number},
-            )
-            response.raise_for_status()
-            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-            pages[str(number)] = (response.content, headers)
-            number = response.json()["meta"]["pagination"]["next-page"]
+    for number, response in enumerate(await workspace_pages(simulator, ORG), start=1):
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        pages[str(number)] = (response.content, headers)
     return pages
 
 

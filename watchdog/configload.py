@@ -87,6 +87,18 @@ def load_policy(path: str, environ: Mapping[str, str] = os.environ) -> Policy:
     return policy
 
 
+def configure_logs(
+    policy: Policy, token: SecretStr | None = None, level: str | None = None
+) -> None:
+    """Logging as the config says (`log.format`, and `log.level` unless a command's own
+    `level`), with the API token masked from the first line on."""
+    logs.configure_logging(
+        policy.log.format,
+        level or policy.log.level,
+        secrets=[token.get_secret_value()] if token else [],
+    )
+
+
 def load_or_report(path: str | None, command: str) -> tuple[Policy, SecretStr | None] | int:
     """Load the config and token for `command` (`run`, `scan`), or print one line per
     problem to stderr and return exit code 2."""
@@ -236,29 +248,38 @@ def load_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> Secre
     Surrounding whitespace (a trailing newline in a mounted Secret) is stripped. The token is
     registered with `logs.add_secret` so no log line can carry it.
     """
-    from_env = environ.get(TOKEN_ENV, "")
-    if from_env.strip():
-        return _checked_token(from_env.strip(), f"env {TOKEN_ENV}")
-    token_file = token_file_in_use(policy, environ)
-    if token_file is None:
-        raise ConfigError(
-            [f"no API token: set env {TOKEN_ENV} or tfc.token_file (a mounted Secret)"]
-        )
-    return read_token_file(token_file)
+    return _load_token(
+        TOKEN_ENV,
+        token_file_in_use(policy, environ),
+        environ,
+        what="API token",
+        setting="tfc.token_file",
+    )
 
 
 def load_gitlab_token(policy: Policy, environ: Mapping[str, str] = os.environ) -> SecretStr:
     """The GitLab token: env TFC_WATCHDOG_GITLAB_TOKEN, else the file `gitlab.token_file`;
     checked and registered with the log redaction like the TFC token."""
-    from_env = environ.get(GITLAB_TOKEN_ENV, "")
-    if from_env.strip():
-        return _checked_token(from_env.strip(), f"env {GITLAB_TOKEN_ENV}")
-    token_file = gitlab_token_file_in_use(policy, environ)
+    return _load_token(
+        GITLAB_TOKEN_ENV,
+        gitlab_token_file_in_use(policy, environ),
+        environ,
+        what="GitLab token",
+        setting="gitlab.token_file",
+    )
+
+
+def _load_token(
+    env: str, token_file: str | None, environ: Mapping[str, str], *, what: str, setting: str
+) -> SecretStr:
+    """The token in env `env`, else in `token_file` (the file setting `setting` names, None
+    when unset or when the environment wins)."""
+    from_env = environ.get(env, "").strip()
+    if from_env:
+        return _checked_token(from_env, f"env {env}")
     if token_file is None:
-        raise ConfigError(
-            [f"no GitLab token: set env {GITLAB_TOKEN_ENV} or gitlab.token_file (a mounted Secret)"]
-        )
-    return read_token_file(token_file, origin="gitlab.token_file")
+        raise ConfigError([f"no {what}: set env {env} or {setting} (a mounted Secret)"])
+    return read_token_file(token_file, origin=setting)
 
 
 def gitlab_token_file_in_use(policy: Policy, environ: Mapping[str, str] = os.environ) -> str | None:

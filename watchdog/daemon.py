@@ -26,13 +26,13 @@ from pydantic import SecretStr
 from watchdog import __version__
 from watchdog.configload import (
     ConfigError,
+    configure_logs,
     gitlab_token_file_in_use,
     load_or_report,
     load_policy,
     read_token_file,
     token_file_in_use,
 )
-from watchdog.logs import configure_logging
 from watchdog.metrics import Metrics
 from watchdog.model import Source, format_duration, utcnow
 from watchdog.policy import Policy
@@ -59,11 +59,7 @@ def main(args: argparse.Namespace) -> int:
     if isinstance(loaded, int):
         return loaded
     policy, token = loaded
-    configure_logging(
-        policy.log.format,
-        policy.log.level,
-        secrets=[token.get_secret_value()] if token else [],
-    )
+    configure_logs(policy, token)
     daemon = Daemon(policy, token, Path(args.config))
     return asyncio.run(daemon.run(once=args.once))
 
@@ -375,7 +371,7 @@ class Daemon:
         interval_changed = new.interval != self.policy.interval
         self.policy = new
         self.metrics.dry_run.set(1 if new.dry_run else 0)
-        configure_logging(new.log.format, new.log.level)
+        configure_logs(new)
         if interval_changed and self._scheduler is not None:
             self._scheduler.reschedule_job(
                 "cycle", trigger="interval", seconds=new.interval.total_seconds()

@@ -14,8 +14,7 @@ import sys
 
 from pydantic import SecretStr
 
-from watchdog.configload import load_or_report
-from watchdog.logs import configure_logging
+from watchdog.configload import configure_logs, load_or_report
 from watchdog.metrics import Metrics
 from watchdog.model import Source
 from watchdog.policy import Policy
@@ -39,11 +38,7 @@ def main(args: argparse.Namespace) -> int:
     # Logs go to stderr, critical only: the report shows every finding and every source
     # that could not be read (an error log line would say it a second time); stdout carries
     # only the report.
-    configure_logging(
-        policy.log.format,
-        "critical",
-        secrets=[token.get_secret_value()] if token else [],
-    )
+    configure_logs(policy, token, "critical")
     report = asyncio.run(scan_once(policy, token))
     if args.output == "json":
         json.dump(report.to_json(), sys.stdout, indent=2)

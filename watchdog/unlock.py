@@ -29,8 +29,7 @@ from datetime import datetime, timedelta
 from pydantic import SecretStr
 
 from watchdog.act import TfcExecutor, missing_permission, state_upload_check
-from watchdog.configload import load_or_report
-from watchdog.logs import configure_logging
+from watchdog.configload import configure_logs, load_or_report
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import (
@@ -303,9 +302,7 @@ def main(args: argparse.Namespace) -> int:
     if args.source == "tfc" and (policy.tfc is None or token is None):
         print(f"{args.config}: `unlock` needs `tfc` in the config", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(
-        policy.log.format, policy.log.level, secrets=[token.get_secret_value()] if token else []
-    )
+    configure_logs(policy, token)
 
     def confirm(question: str) -> bool:
         return True if args.yes else ask_on_terminal(question)

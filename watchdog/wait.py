@@ -24,8 +24,7 @@ from datetime import timedelta
 
 from pydantic import SecretStr
 
-from watchdog.configload import load_or_report
-from watchdog.logs import configure_logging
+from watchdog.configload import configure_logs, load_or_report
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
 from watchdog.model import Holder, Workspace, format_duration
@@ -166,7 +165,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{args.config}: `wait` needs `tfc` in the config", file=sys.stderr)
         return EXIT_USAGE
     # The lines on stdout are the output; logs only when something is wrong.
-    configure_logging(policy.log.format, "error", secrets=[token.get_secret_value()])
+    configure_logs(policy, token, "error")
 
     def out(line: str) -> None:
         print(printable(line), flush=True)

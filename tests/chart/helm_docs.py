@@ -41,6 +41,15 @@ _DOC_START = re.compile(r"^\s*#\s+--\s*(.*)$")
 _DEFAULT = re.compile(r"^\s*#\s+@default\s+--\s*(.*)$")
 _CONTINUATION = re.compile(r"^\s*#(\s?)(.*)$")
 _TYPE_PREFIX = re.compile(r"^\((.*?)\)\s*(.*)$")
+# helm-docs' type names, by the exact type yaml.safe_load gives (so a bool is a bool, not the
+# int it subclasses); a map, or anything else, is an object.
+_TYPE_NAMES: dict[type, str] = {
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "string",
+    list: "list",
+}
 
 
 @dataclass(frozen=True)
@@ -83,20 +92,6 @@ def _doc_above(lines: list[str], mark: yaml.Mark) -> Doc | None:
     return Doc(description.strip(), default)
 
 
-def _type_name(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    return "object"
-
-
 def _go_json(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     # Go's encoding/json escapes these three for HTML; helm-docs shows what Go writes.
@@ -105,7 +100,7 @@ def _go_json(value: Any) -> str:
 
 def _row(key: str, value: Any, doc: Doc | None) -> Row:
     description = doc.description if doc else ""
-    type_name = "string" if value is None else _type_name(value)
+    type_name = "string" if value is None else _TYPE_NAMES.get(type(value), "object")
     if match := _TYPE_PREFIX.match(description):
         type_name, description = match.group(1), match.group(2)
     default = "`nil`" if value is None else f"`{_go_json(value)}`"

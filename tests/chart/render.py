@@ -126,3 +126,12 @@ def rendered_config(docs: list[dict[str, Any]]) -> dict[str, Any]:
     config = yaml.safe_load(maps[0]["data"]["config.yaml"])
     assert isinstance(config, dict)
     return config
+
+
+def egress_ports(docs: list[dict[str, Any]]) -> list[int]:
+    """The NetworkPolicy's egress ports, rule by rule in order."""
+    return [
+        port["port"]
+        for rule in only(docs, "NetworkPolicy")["spec"]["egress"]
+        for port in rule["ports"]
+    ]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from tests.chart.render import MINIMAL, merged, render, values_sets
 from tests.chart.test_chart_readme_install import _install
+from tests.support.process import run_captured
 from tests.support.tools import require, require_binary
 
 CRD = Path(__file__).resolve().parent / "crd"
@@ -153,14 +153,8 @@ def validated() -> dict[str, Any]:
     )
     batch = [(name, doc) for name, docs in RENDERS.items() for doc in docs]
     batch += [(f"broken: {case}", doc) for case, (doc, _) in BROKEN.items()]
-    completed = subprocess.run(
-        [node, str(CRD / "validate.mjs")],
-        input=json.dumps([doc for _, doc in batch]),
-        capture_output=True,
-        text=True,
-        cwd=CRD,
-        timeout=60,
-        check=False,
+    completed = run_captured(
+        [node, CRD / "validate.mjs"], cwd=CRD, input=json.dumps([doc for _, doc in batch])
     )
     assert completed.returncode == 0, completed.stderr
     output = json.loads(completed.stdout)

@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.chart.render import notes, only, render
+from tests.chart.render import egress_ports, notes, only, pod_spec, render, rendered_config
 from watchdog.policy import Policy
 
 GITLAB_ONLY: dict[str, Any] = {
@@ -22,18 +21,12 @@ GITLAB_ONLY: dict[str, Any] = {
 }
 
 
-def rendered_config(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    (text,) = only(docs, "ConfigMap")["data"].values()
-    config: dict[str, Any] = yaml.safe_load(text)
-    return config
-
-
 def test_gitlab_only_renders_its_token_secret_mounted_as_gitlab_token_file() -> None:
     docs = render(GITLAB_ONLY)
 
     secret = only(docs, "Secret")
     assert secret["metadata"]["name"].endswith("-gitlab")
-    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(docs)
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert "token" not in volumes
     assert volumes["gitlab-token"]["secret"]["secretName"] == secret["metadata"]["name"]
@@ -47,8 +40,7 @@ def test_gitlab_only_renders_its_token_secret_mounted_as_gitlab_token_file() -> 
 
 
 def test_gitlab_opens_egress_to_its_port_only() -> None:
-    egress = only(render(GITLAB_ONLY), "NetworkPolicy")["spec"]["egress"]
-    assert [port["port"] for rule in egress for port in rule["ports"]] == [53, 53, 8443]
+    assert egress_ports(render(GITLAB_ONLY)) == [53, 53, 8443]
 
 
 def test_an_existing_gitlab_secret_is_mounted_and_none_is_rendered() -> None:
@@ -58,7 +50,7 @@ def test_an_existing_gitlab_secret_is_mounted_and_none_is_rendered() -> None:
     }
     docs = render(values)
     assert "Secret" not in {doc["kind"] for doc in docs}
-    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = pod_spec(docs)
     (volume,) = [v for v in pod["volumes"] if v["name"] == "gitlab-token"]
     assert volume["secret"]["secretName"] == "gitlab-pat"
     assert volume["secret"]["items"] == [{"key": "pat", "path": "token"}]

@@ -3,13 +3,13 @@ the value, says what to do, and is the chart's own (not a bare JSON-schema keywo
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import helm_python as helm
 import pytest
 
-from tests.chart.render import CHART, MINIMAL, REPO, container, merged, notes, render
+from tests.chart.render import CHART, MINIMAL, container, merged, notes, render
+from tests.support.process import make
 
 NO_ORGANIZATIONS = {"config": {"tfc": {"organizations": []}}}
 
@@ -89,21 +89,7 @@ def test_notes_remind_that_an_existing_secret_must_exist() -> None:
 
 
 def test_make_image_builds_with_the_engine_it_finds() -> None:
-    result = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-n",
-            "image",
-            "ENGINE=podman",
-            "IMAGE=registry.example.com/w:1",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = make("-n", "image", "ENGINE=podman", "IMAGE=registry.example.com/w:1")
     assert result.returncode == 0, result.stderr
     assert "podman build -f deploy/Dockerfile --build-arg VERSION=" in result.stdout
     assert "--build-arg REVISION=" in result.stdout
@@ -111,13 +97,6 @@ def test_make_image_builds_with_the_engine_it_finds() -> None:
 
 
 def test_make_image_without_an_engine_says_so() -> None:
-    result = subprocess.run(
-        ["make", "--no-print-directory", "image", "ENGINE="],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = make("image", "ENGINE=")
     assert result.returncode != 0
     assert "docker or podman" in result.stderr

@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 
 from tests.chart.render import REPO
 from tests.chart.test_chart_image import DOCKERFILE, _args, _base_images, _instructions
+from tests.support.process import make, run_captured
 
 PYPROJECT: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())
 IMAGE_LOCK = REPO / "requirements" / "image.txt"
@@ -165,26 +166,11 @@ def test_the_image_says_which_commit_it_was_built_from() -> None:
     assert 'org.opencontainers.image.revision="${REVISION}"' in labels
     runtime_args = DOCKERFILE.split("AS runtime", 1)[1]
     assert re.search(r"^ARG REVISION\b", runtime_args, re.MULTILINE)
-    dry_run = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "-n",
-            "image",
-            "ENGINE=docker",
-            "IMAGE=registry.example.com/w:1",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    ).stdout
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
-    ).stdout.strip()
+    dry_run = make("-n", "image", "ENGINE=docker", "IMAGE=registry.example.com/w:1")
+    assert dry_run.returncode == 0, dry_run.stderr
+    head = run_captured(["git", "rev-parse", "HEAD"], cwd=REPO).stdout.strip()
     expected = head if re.fullmatch(r"[0-9a-f]{40}", head) else "unknown"
-    assert f"--build-arg REVISION={expected} " in dry_run
+    assert f"--build-arg REVISION={expected} " in dry_run.stdout
 
 
 def _make_base_image_digest(tmp_path: Path, docker_script: str) -> subprocess.CompletedProcess[str]:
@@ -192,15 +178,8 @@ def _make_base_image_digest(tmp_path: Path, docker_script: str) -> subprocess.Co
     docker = tmp_path / "docker"
     docker.write_text("#!/bin/sh\n" + docker_script)
     docker.chmod(0o755)
-    return subprocess.run(
-        ["make", "--no-print-directory", "-s", "base-image-digest"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
-    )
+    path = f"{tmp_path}:{os.environ['PATH']}"
+    return make("-s", "base-image-digest", env={**os.environ, "PATH": path})
 
 
 def test_make_base_image_digest_prints_the_line_to_paste(tmp_path: Path) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from tests.chart.render import (
     rendered_config,
     values_sets,
 )
+from watchdog.cli import main
 from watchdog.policy import Policy
 
 VALUES_TEXT = (CHART / "values.yaml").read_text()
@@ -218,17 +217,13 @@ def test_rendered_config_is_a_valid_policy(values_name: str) -> None:
 
 
 @pytest.mark.parametrize("values_name", sorted(VALUES_SETS))
-def test_rendered_config_passes_check_config(values_name: str, tmp_path: Path) -> None:
+def test_rendered_config_passes_check_config(
+    values_name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(rendered_config(render(VALUES_SETS[values_name]))))
-    result = subprocess.run(
-        [sys.executable, "-m", "watchdog", "check-config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    code = main(["check-config", str(path)])
+    assert code == 0, capsys.readouterr()
 
 
 def test_config_values_reach_the_rendered_config() -> None:

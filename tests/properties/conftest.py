@@ -5,25 +5,22 @@ How many examples run: tests/properties/profile.py.
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 
 from tests.properties.world import Harness, Recorder
+from tests.support.logstate import quiet_logs
 
 
 @pytest.fixture(scope="package", autouse=True)
 def _quiet_logs() -> Iterator[None]:
     """Thousands of cycles would otherwise print every audit line; restored afterwards."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-    yield
-    structlog.configure(**saved)
+    with quiet_logs():
+        yield
 
 
 @pytest.fixture(scope="module")

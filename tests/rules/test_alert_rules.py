@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.chart.render import MINIMAL, REPO, merged, only, render
+from tests.support.process import run_captured
 from tests.support.tools import require_binary
 from watchdog.metrics import LOCK_STALE_LABELS, RUNS_BLOCKED_LABELS, Metrics
 
@@ -52,10 +53,7 @@ def _rules(groups: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    promtool = require_binary("promtool")
-    return subprocess.run(
-        [promtool, *args], capture_output=True, text=True, timeout=60, check=False, cwd=cwd
-    )
+    return run_captured([require_binary("promtool"), *args], cwd=cwd)
 
 
 def test_alerts_yaml_is_the_charts_default_rule_groups() -> None:

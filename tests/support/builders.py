@@ -12,6 +12,7 @@ from typing import Any
 
 from watchdog import model
 from watchdog.decide import Decision
+from watchdog.memory import Memory
 from watchdog.model import (
     ActionKind,
     Holder,
@@ -180,3 +181,16 @@ def backend_lock(
     return model.BackendLock(
         source=source, store=store, path=path, info=info, token="etag", last_modified=stored
     )
+
+
+def seen(memory: Memory, observations: list[Observation], ago: timedelta, cycles: int) -> None:
+    """`memory` saw `observations` first `ago` before NOW, then again at NOW, `cycles`
+    cycles in all."""
+    memory.update(observations, NOW - ago)
+    for _ in range(cycles - 1):
+        memory.update(observations, NOW)
+
+
+def run_holder(run: Run) -> Holder:
+    """Who holds a lock that `run` took, as TFC names it: the run, by its id and status."""
+    return Holder(HolderType.RUN, run.id, run.status)

@@ -3,27 +3,18 @@ with the logging it configures undone afterwards so later tests log where they e
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
-from watchdog import logs
+from tests.support.logstate import undo_logging
 from watchdog.cli import main
 
 
 @pytest.fixture
 def clean_logging() -> Iterator[None]:
     yield
-    logs.clear_secrets()
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_tfc_watchdog", False):
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(logging.WARNING)
+    undo_logging()
 
 
 def run_main(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.daemon import run_cli
 from watchdog.cli import main
 from watchdog.configload import ENV_OVERRIDES
 
@@ -35,57 +34,42 @@ def test_a_valid_file_prints_ok_and_a_summary(capsys: pytest.CaptureFixture[str]
     assert err == ""
 
 
-def test_the_summary_says_when_the_file_may_act(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("config", "env", "summary"),
+    [
+        pytest.param(
+            "dry_run: false\ntfc: {organizations: [acme, beta]}\n"
+            "s3_backend: {dynamodb_tables: [locks]}\nrules: [{id: a, actions: [cancel]}]\n",
+            {"TFC_WATCHDOG_INTERVAL": "2m"},
+            "organizations: acme, beta; s3 backend: locks; rules: 1; actions allowed: cancel; "
+            "dry-run: OFF, these actions will be sent where a rule allows; "
+            "env overrides: TFC_WATCHDOG_INTERVAL",
+            id="when-the-file-may-act",
+        ),
+        pytest.param(
+            "tfc: {organizations: [acme]}\ndefaults: {actions: [force_unlock]}\n"
+            "rules: [{id: a, actions: [discard, cancel]}, {id: b, actions: []}]\n",
+            {},
+            "organizations: acme; rules: 2; actions allowed: cancel, discard, force_unlock; "
+            "dry-run: on, nothing will be sent",
+            id="the-allowed-rungs-in-ladder-order-and-what-dry-run-means",
+        ),
+    ],
+)
+def test_the_summary_says_what_is_watched_and_whether_the_file_may_act(
+    config: str,
+    env: dict[str, str],
+    summary: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
     path = tmp_path / "c.yaml"
-    path.write_text(
-        "dry_run: false\ntfc: {organizations: [acme, beta]}\n"
-        "s3_backend: {dynamodb_tables: [locks]}\nrules: [{id: a, actions: [cancel]}]\n"
-    )
-    monkeypatch.setenv("TFC_WATCHDOG_INTERVAL", "2m")
+    path.write_text(config)
     assert main(["check-config", str(path)]) == 0
-    assert capsys.readouterr().out.splitlines()[1] == (
-        "organizations: acme, beta; s3 backend: locks; rules: 1; actions allowed: cancel; "
-        "dry-run: OFF, these actions will be sent where a rule allows; "
-        "env overrides: TFC_WATCHDOG_INTERVAL"
-    )
-
-
-def test_the_summary_names_the_allowed_rungs_in_ladder_order_and_what_dry_run_means(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "c.yaml"
-    path.write_text(
-        "tfc: {organizations: [acme]}\ndefaults: {actions: [force_unlock]}\n"
-        "rules: [{id: a, actions: [discard, cancel]}, {id: b, actions: []}]\n"
-    )
-    assert main(["check-config", str(path)]) == 0
-    assert capsys.readouterr().out.splitlines()[1] == (
-        "organizations: acme; rules: 2; actions allowed: cancel, discard, force_unlock; "
-        "dry-run: on, nothing will be sent"
-    )
-
-
-def test_an_s3_backend_without_boto3_is_valid_but_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_find_spec = importlib.util.find_spec
-
-    def without_boto3(name: str, package: str | None = None) -> Any:
-        return None if name == "boto3" else real_find_spec(name, package)
-
-    # This machine has boto3 (a dev extra); hide it as a plain install would lack it.
-    monkeypatch.setattr(importlib.util, "find_spec", without_boto3)
-    path = tmp_path / "c.yaml"
-    path.write_text("s3_backend: {dynamodb_tables: [locks]}\n")
-    assert main(["check-config", str(path)]) == 0
-    out, err = capsys.readouterr()
-    assert out.startswith(f"{path}: ok")
-    assert err == (
-        f"{path}: warning: s3_backend needs boto3, which is not installed here "
-        "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'\n"
-    )
+    assert capsys.readouterr().out.splitlines()[1] == summary
 
 
 def test_an_invalid_file_prints_its_lines_to_stderr_and_exits_2(
@@ -136,75 +120,89 @@ def test_an_unknown_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     assert "unrecognized arguments: --frobnicate" in capsys.readouterr().err
 
 
-def test_the_installed_module_runs_check_config_end_to_end(tmp_path: Path) -> None:
+def test_two_files_is_a_usage_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "missing.yaml"
-    result = subprocess.run(
-        [sys.executable, "-m", "watchdog", "check-config", str(EXAMPLE), str(missing)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    # Two files is a usage error from argparse, not a traceback.
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    ok = subprocess.run(
-        [sys.executable, "-m", "watchdog", "check-config", str(EXAMPLE)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    with pytest.raises(SystemExit) as info:
+        main(["check-config", str(EXAMPLE), str(missing)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"unrecognized arguments: {missing}" in err
+    assert "Traceback" not in err
+
+
+def test_the_installed_module_runs_check_config_end_to_end(tmp_path: Path) -> None:
+    # The real command in a child process: its exit codes, and nothing else on its stderr.
+    ok = run_cli("check-config", str(EXAMPLE))
     assert (ok.returncode, ok.stdout.splitlines()[0]) == (0, f"{EXAMPLE}: ok")
-    gone = subprocess.run(
-        [sys.executable, "-m", "watchdog", "check-config", str(missing)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    missing = tmp_path / "missing.yaml"
+    gone = run_cli("check-config", str(missing))
     assert (gone.returncode, gone.stderr) == (2, f"{missing}: cannot read: no such file\n")
 
 
-@pytest.fixture
-def without_google_cloud_storage(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hide google-cloud-storage (a dev extra here) as a plain install lacks it."""
+def hide_package(monkeypatch: pytest.MonkeyPatch, top: str) -> None:
+    """Hide the package `top` (a dev extra on this machine) from find_spec as a plain install
+    lacks it: None for the package itself; for a module inside it find_spec raises, as
+    importing the missing parent does (`google.cloud.storage` without any `google`)."""
     real_find_spec = importlib.util.find_spec
 
-    def without_google(name: str, package: str | None = None) -> Any:
-        # As on a plain install: no `google` namespace package at all, so find_spec raises
-        # for the dotted name instead of returning None.
-        if name.startswith("google."):
-            raise ModuleNotFoundError(f"No module named {name.split('.')[0]!r}")
+    def without(name: str, package: str | None = None) -> Any:
+        if name == top:
+            return None
+        if name.startswith(f"{top}."):
+            raise ModuleNotFoundError(f"No module named {top!r}")
         return real_find_spec(name, package)
 
-    monkeypatch.setattr(importlib.util, "find_spec", without_google)
+    monkeypatch.setattr(importlib.util, "find_spec", without)
 
 
-@pytest.mark.usefixtures("without_google_cloud_storage")
-def test_a_gcs_backend_without_google_cloud_storage_is_valid_but_warned_about(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("package", "config", "summary", "warning"),
+    [
+        pytest.param(
+            "boto3",
+            "s3_backend: {dynamodb_tables: [locks]}",
+            "s3 backend: locks; rules: 0",
+            "s3_backend needs boto3, which is not installed here "
+            "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[s3]'",
+            id="s3",
+        ),
+        pytest.param(
+            "google",
+            "gcs_backend: {buckets: [{bucket: tf-state, prefix: prod/}]}",
+            "gcs backend: tf-state; rules: 0",
+            "gcs_backend needs google-cloud-storage, which is not installed here "
+            "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'",
+            id="gcs",
+        ),
+    ],
+)
+def test_a_backend_without_its_extra_is_valid_but_warned_about(
+    package: str,
+    config: str,
+    summary: str,
+    warning: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    hide_package(monkeypatch, package)
     path = tmp_path / "c.yaml"
-    path.write_text("gcs_backend: {buckets: [{bucket: tf-state, prefix: prod/}]}\n")
+    path.write_text(config + "\n")
     assert main(["check-config", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert out.splitlines()[1].startswith("gcs backend: tf-state; rules: 0")
-    assert err == (
-        f"{path}: warning: gcs_backend needs google-cloud-storage, which is not installed here "
-        "(`run` and `scan` would exit 2): pip install 'tfc-watchdog[gcs]'\n"
-    )
+    assert out.splitlines()[0] == f"{path}: ok"
+    assert out.splitlines()[1].startswith(summary)
+    assert err == f"{path}: warning: {warning}\n"
 
 
-@pytest.mark.usefixtures("without_google_cloud_storage")
 def test_run_and_scan_refuse_a_gcs_backend_without_google_cloud_storage(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from watchdog.daemon import load_or_report
 
+    hide_package(monkeypatch, "google")
     path = tmp_path / "c.yaml"
     path.write_text("gcs_backend: {buckets: [{bucket: tf-state}]}\n")
 

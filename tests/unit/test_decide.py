@@ -14,14 +14,13 @@ import watchdog.decide
 import watchdog.decide.backend
 import watchdog.decide.tfc
 from tests.support import builders
-from tests.support.builders import ALICE, NOW, H, M, policy
+from tests.support.builders import ALICE, NOW, H, M, policy, run_holder, seen
 from watchdog.decide import MemoryView, decide
 from watchdog.memory import Memory
 from watchdog.model import (
     ActionKind,
     FindingKind,
     Holder,
-    HolderType,
     Observation,
     Run,
     RunActions,
@@ -42,7 +41,7 @@ def run_locked(name: str, r: Run, org: str = "acme") -> Workspace:
         id=f"ws-{org}-{name}",
         name=name,
         locked=True,
-        holder=Holder(HolderType.RUN, r.id, r.status),
+        holder=run_holder(r),
         current_run=r,
     )
 
@@ -55,12 +54,6 @@ def user_locked(name: str, holder: Holder = ALICE, org: str = "acme", **kw: Any)
 
 def observe(*workspaces: Workspace, org: str = "acme", **kw: Any) -> Observation:
     return Observation(Source.TFC, org, NOW, workspaces=workspaces, **kw)
-
-
-def seen(memory: Memory, observations: list[Observation], ago: timedelta, cycles: int) -> None:
-    memory.update(observations, NOW - ago)
-    for _ in range(cycles - 1):
-        memory.update(observations, NOW)
 
 
 def test_a_run_held_lock_is_aged_from_its_status_timestamp() -> None:

@@ -3,11 +3,14 @@ the delete_lock rung and its guards, rules by state path, and each store's own c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watchdog.decide import decide, plan_for_backend_lock
+import pytest
+
+from watchdog.decide import Decision, decide, plan_for_backend_lock
 from watchdog.memory import Memory
 from watchdog.model import (
     ActionKind,
@@ -99,11 +102,15 @@ def remembered(
     return memory
 
 
+def decided(observation: Observation, config: Policy | None = None, **watch: Any) -> Decision:
+    """decide() on `observation` (under `config`, else `policy()`) once it was watched as
+    `remembered(observation, **watch)` says."""
+    return decide([observation], config or policy(), remembered(observation, **watch), TFC_NOW)
+
+
 def test_a_table_lock_is_reported_with_its_lock_info_and_the_stores_age() -> None:
     lock = table_lock(3 * H)
-    observation = observed(lock)
-
-    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+    decision = decided(observed(lock))
 
     (state,) = decision.locks
     assert state.source is Source.DYNAMODB
@@ -121,9 +128,7 @@ def test_a_table_lock_is_reported_with_its_lock_info_and_the_stores_age() -> Non
 
 
 def test_a_stale_lock_gives_held_and_stale_findings_naming_who_and_operation() -> None:
-    observation = observed(table_lock(3 * H))
-
-    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+    decision = decided(observed(table_lock(3 * H)))
 
     kinds = [f.kind for f in decision.findings]
     assert kinds == [FindingKind.LOCK_HELD, FindingKind.LOCK_STALE]
@@ -136,18 +141,23 @@ def test_a_stale_lock_gives_held_and_stale_findings_naming_who_and_operation() -
     assert stale.organization == TABLE
 
 
-def test_a_stale_lock_seen_twice_is_planned_for_delete_with_the_observed_lock() -> None:
-    lock = table_lock(3 * H)
-    observation = observed(lock)
-
-    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+@pytest.mark.parametrize(
+    ("make_lock", "source", "store"),
+    [(table_lock, Source.DYNAMODB, TABLE), (file_lock, Source.S3, BUCKET)],
+    ids=["dynamodb-item", "lockfile"],
+)
+def test_a_stale_lock_seen_twice_is_planned_for_delete_under_its_store_with_the_observed_lock(
+    make_lock: Callable[[timedelta], BackendLock], source: Source, store: str
+) -> None:
+    lock = make_lock(3 * H)
+    decision = decided(observed(lock))
 
     (action,) = decision.planned
     assert action.kind is ActionKind.DELETE_LOCK
-    assert action.source is Source.DYNAMODB
-    assert action.organization == TABLE
+    assert action.source is source
+    assert action.organization == store
     assert action.workspace == PATH
-    assert action.workspace_id == f"{TABLE}/{PATH}"
+    assert action.workspace_id == f"{store}/{PATH}"
     assert action.backend_lock == lock
     assert action.age == 3 * H
     assert action.threshold == 2 * H
@@ -155,9 +165,7 @@ def test_a_stale_lock_seen_twice_is_planned_for_delete_with_the_observed_lock() 
 
 
 def test_a_lock_seen_in_only_one_cycle_is_not_deleted_yet() -> None:
-    observation = observed(table_lock(3 * H))
-
-    decision = decide([observation], policy(), remembered(observation, cycles=1), TFC_NOW)
+    decision = decided(observed(table_lock(3 * H)), cycles=1)
 
     assert decision.planned == ()
     (restraint,) = decision.restraints
@@ -176,9 +184,7 @@ def test_a_lock_replaced_by_another_run_starts_its_sightings_again() -> None:
 
 
 def test_a_young_lock_is_reported_and_restrained_without_its_age() -> None:
-    observation = observed(table_lock(30 * timedelta(minutes=1)))
-
-    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+    decision = decided(observed(table_lock(30 * timedelta(minutes=1))))
 
     assert [f.kind for f in decision.findings] == [FindingKind.LOCK_HELD]
     assert not decision.locks[0].stale
@@ -192,7 +198,7 @@ def test_delete_lock_is_off_unless_the_rule_allows_it() -> None:
     observation = observed(table_lock(3 * H))
     report_only = policy(defaults={"lock_stale_after": "2h", "actions": []})
 
-    decision = decide([observation], report_only, remembered(observation), TFC_NOW)
+    decision = decided(observation, report_only)
 
     assert decision.locks[0].stale
     assert decision.planned == ()
@@ -258,30 +264,15 @@ def test_rules_match_backend_locks_by_source_and_state_path() -> None:
         ]
     )
 
-    decision = decide([observation], config, remembered(observation), TFC_NOW)
+    decision = decided(observation, config)
 
     rules = {lock.workspace: lock.rule for lock in decision.locks}
     assert rules == {prod.path: "prod-report-only", dev.path: "defaults"}
     assert [a.workspace for a in decision.planned] == [dev.path]
 
 
-def test_a_lockfile_lock_is_planned_with_its_bucket_as_organization() -> None:
-    lock = file_lock(5 * H)
-    observation = observed(lock)
-
-    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
-
-    (action,) = decision.planned
-    assert action.source is Source.S3
-    assert action.organization == BUCKET
-    assert action.workspace_id == f"{BUCKET}/{PATH}"
-    assert action.backend_lock == lock
-
-
 def test_a_protected_info_text_keeps_the_lock() -> None:
-    observation = observed(table_lock(3 * H, info="maintenance window, do not unlock"))
-
-    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+    decision = decided(observed(table_lock(3 * H, info="maintenance window, do not unlock")))
 
     assert decision.locks[0].stale
     assert decision.planned == ()
@@ -293,7 +284,7 @@ def test_each_store_is_aged_by_its_own_clock() -> None:
     # The same lock read from a store whose clock is two hours behind: one hour old there.
     behind = observed(lock, now=AWS_NOW - 2 * H)
 
-    decision = decide([behind], policy(), remembered(behind), TFC_NOW)
+    decision = decided(behind)
 
     assert decision.locks[0].age == H
     assert not decision.locks[0].stale
@@ -376,19 +367,14 @@ def test_a_table_lock_with_an_old_created_is_not_deleted_before_it_was_watched_l
 def test_the_minimum_observation_is_a_setting() -> None:
     observation = observed(table_lock(3 * H))
     config = policy(limits={"backend_lock_min_observed": "30m"})
-    assert (
-        decide([observation], config, remembered(observation, watched=15 * M), TFC_NOW).planned
-        == ()
-    )
-    assert decide([observation], config, remembered(observation, watched=31 * M), TFC_NOW).planned
+    assert decided(observation, config, watched=15 * M).planned == ()
+    assert decided(observation, config, watched=31 * M).planned
 
 
 def test_a_lock_file_is_aged_from_s3s_last_modified_when_created_is_older() -> None:
     # Created 3h ago by a slow client clock; S3 stored the object a minute ago.
     lock = file_lock(3 * H, stored_ago=M)
-    observation = observed(lock)
-
-    decision = decide([observation], policy(), remembered(observation, watched=15 * M), TFC_NOW)
+    decision = decided(observed(lock), watched=15 * M)
 
     assert decision.planned == ()
     (state,) = decision.locks
@@ -400,9 +386,7 @@ def test_a_lock_file_is_aged_from_s3s_last_modified_when_created_is_older() -> N
 def test_a_lock_file_is_aged_from_created_when_it_is_the_younger() -> None:
     # The client's clock is a little fast: Created is after S3's LastModified.
     lock = file_lock(3 * H, stored_ago=3 * H + 2 * M)
-    observation = observed(lock)
-
-    decision = decide([observation], policy(), remembered(observation), TFC_NOW)
+    decision = decided(observed(lock))
 
     (state,) = decision.locks
     assert (state.age, state.age_source, state.stale) == (3 * H, "lock_info", True)
@@ -443,9 +427,7 @@ def gcs_policy(**config: Any) -> Policy:
 def test_a_gcs_lock_file_is_aged_from_time_created_when_created_is_older() -> None:
     # Created 3h ago by a slow client clock; GCS stored this generation a minute ago.
     lock = gcs_lock(3 * H, stored_ago=M)
-    observation = observed(lock)
-
-    decision = decide([observation], gcs_policy(), remembered(observation), TFC_NOW)
+    decision = decided(observed(lock), gcs_policy())
 
     assert decision.planned == ()
     (state,) = decision.locks
@@ -460,9 +442,7 @@ def test_a_gcs_lock_file_is_aged_from_time_created_when_created_is_older() -> No
 
 def test_a_stale_gcs_lock_gets_delete_lock_by_its_rule_with_the_generation_as_lock_id() -> None:
     lock = gcs_lock(3 * H, stored_ago=3 * H)
-    observation = observed(lock)
-
-    decision = decide([observation], gcs_policy(), remembered(observation), TFC_NOW)
+    decision = decided(observed(lock), gcs_policy())
 
     (state,) = decision.locks
     assert (state.source, state.rule, state.lock_id, state.stale) == (
@@ -492,7 +472,7 @@ def test_a_rule_for_s3_paths_does_not_match_a_gcs_lock_on_the_same_path() -> Non
         ]
     )
 
-    decision = decide([observation], config, remembered(observation), TFC_NOW)
+    decision = decided(observation, config)
 
     assert [state.rule for state in decision.locks] == ["defaults"]
     assert decision.planned == ()

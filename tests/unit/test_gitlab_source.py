@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +28,7 @@ from tests.support.gitlab import (
 )
 from watchdog.act import Actor
 from watchdog.checkconfig import summary
+from watchdog.cli import main
 from watchdog.configload import load_policy
 from watchdog.decide import decide
 from watchdog.memory import Memory
@@ -399,20 +398,17 @@ def test_lockedat_age_is_gitlabs_clock_not_a_client_clock() -> None:
     assert "locked at" in action.reason and "lock ID" not in action.reason
 
 
-def test_scan_without_a_gitlab_token_exits_2_with_one_line(tmp_path: Path) -> None:
+def test_scan_without_a_gitlab_token_exits_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = tmp_path / "gitlab.yaml"
     config.write_text(f"gitlab: {{address: {ADDRESS}, projects: [{PROJECT}]}}\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TFC_WATCHDOG_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "watchdog", "scan", "--config", str(config)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert result.stderr.splitlines() == [
+    for variable in [v for v in os.environ if v.startswith("TFC_WATCHDOG_")]:
+        monkeypatch.delenv(variable)  # the caller's own token and overrides
+    assert main(["scan", "--config", str(config)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines() == [
         "no GitLab token: set env TFC_WATCHDOG_GITLAB_TOKEN or gitlab.token_file (a mounted Secret)"
     ]
 

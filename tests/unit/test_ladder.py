@@ -13,7 +13,18 @@ from typing import Any
 
 import pytest
 
-from tests.support.builders import ALICE, EVERY_RUNG, NOW, PLATFORM, H, M, run
+from tests.support.builders import (
+    ALICE,
+    EVERY_RUNG,
+    NOW,
+    PLATFORM,
+    H,
+    M,
+    policy,
+    run,
+    run_holder,
+    seen,
+)
 from watchdog.decide import decide, plan_for_workspace
 from watchdog.memory import Memory
 from watchdog.model import (
@@ -26,7 +37,6 @@ from watchdog.model import (
     Source,
     Workspace,
 )
-from watchdog.policy import Policy
 
 
 def workspace(
@@ -42,7 +52,7 @@ def workspace(
 ) -> Workspace:
     if run_lock:
         assert current_run is not None
-        holder = Holder(HolderType.RUN, current_run.id, current_run.status)
+        holder = run_holder(current_run)
     return Workspace(
         organization="acme",
         id=f"ws-{name}",
@@ -56,6 +66,11 @@ def workspace(
     )
 
 
+def run_held(current_run: Run, **kw: Any) -> Workspace:
+    """A workspace locked by its current run, as TFC locks it for the run's duration."""
+    return workspace(current_run=current_run, run_lock=True, **kw)
+
+
 def unstamped(status: str, created_ago: timedelta, **kw: Any) -> Run:
     """A run in `status` whose `status-timestamps` lack the key of that status."""
     return Run(id="run-1", status=status, created_at=NOW - created_ago, actions=RunActions(**kw))
@@ -65,13 +80,18 @@ TAGS_MISSING = (("tag-names", "tag-names missing"),)
 REASON_MISSING = (("locked-reason", "locked-reason missing"),)
 
 
+def every_rung(**config: Any) -> dict[str, Any]:
+    """Every rung allowed by the defaults, with `config`'s other sections (protect, rules)."""
+    return {"defaults": {"actions": EVERY_RUNG}, **config}
+
+
 @dataclass
 class Case:
     ws: Workspace
     expect: ActionKind | None
     # A substring of the one restraint expected; None = no restraint at all.
     restraint: str | None = None
-    config: dict[str, Any] = field(default_factory=lambda: {"defaults": {"actions": EVERY_RUNG}})
+    config: dict[str, Any] = field(default_factory=every_rung)
     # The lock was first seen this long before NOW and in this many cycles.
     seen: tuple[timedelta, int] | None = None
     identity: Holder | None = None
@@ -89,137 +109,110 @@ def only(*rungs: str, **defaults: Any) -> dict[str, Any]:
     return {"defaults": {"actions": list(rungs), **defaults}}
 
 
+def sandbox(**fields: Any) -> dict[str, Any]:
+    """The rule `sandbox` for workspaces named `sandbox-*` (unless `match` is given)."""
+    return {"id": "sandbox", "match": {"workspaces": ["sandbox-*"]}, **fields}
+
+
+# A last rule that keeps every other workspace report-only.
+EVERYTHING = {"id": "everything", "actions": []}
+
+
 CASES = {
     # --- cancel ---------------------------------------------------------------------------
     "cancel-stuck-apply": Case(
-        workspace(current_run=run("applying", 7 * H, cancelable=True), run_lock=True),
+        run_held(run("applying", 7 * H, cancelable=True)),
         ActionKind.CANCEL,
     ),
     "cancel-stuck-plan": Case(
-        workspace(current_run=run("planning", 3 * H, cancelable=True), run_lock=True),
+        run_held(run("planning", 3 * H, cancelable=True)),
         ActionKind.CANCEL,
     ),
-    "cancel-not-yet-past-threshold": Case(
-        workspace(current_run=run("applying", 5 * H, cancelable=True), run_lock=True), None
-    ),
+    "cancel-not-yet-past-threshold": Case(run_held(run("applying", 5 * H, cancelable=True)), None),
     "cancel-exactly-at-threshold-is-not-past": Case(
-        workspace(current_run=run("applying", 6 * H, cancelable=True), run_lock=True), None
+        run_held(run("applying", 6 * H, cancelable=True)), None
     ),
     "cancel-not-cancelable": Case(
-        workspace(current_run=run("applying", 7 * H), run_lock=True),
+        run_held(run("applying", 7 * H)),
         None,
         "is not cancelable",
     ),
     "cancel-unknown-status-uses-other-threshold": Case(
-        workspace(current_run=run("teleporting", 3 * H, cancelable=True), run_lock=True),
+        run_held(run("teleporting", 3 * H, cancelable=True)),
         ActionKind.CANCEL,
     ),
     "cancel-unknown-status-young": Case(
-        workspace(current_run=run("teleporting", 90 * M, cancelable=True), run_lock=True), None
+        run_held(run("teleporting", 90 * M, cancelable=True)), None
     ),
     "cancel-per-rule-phase-threshold": Case(
-        workspace(current_run=run("applying", 2 * H, cancelable=True), run_lock=True),
+        run_held(run("applying", 2 * H, cancelable=True)),
         ActionKind.CANCEL,
         config=only("cancel", run_stuck_after={"applying": "1h"}),
     ),
     # --- force_cancel ---------------------------------------------------------------------
     "force-cancel-never-before-cancel": Case(
-        workspace(
-            current_run=run(
-                "applying", 7 * H, cancelable=True, force_cancelable=True, force_cancel_in=-H
-            ),
-            run_lock=True,
+        run_held(
+            run("applying", 7 * H, cancelable=True, force_cancelable=True, force_cancel_in=-H)
         ),
         ActionKind.CANCEL,
     ),
     "force-cancel-after-cool-off": Case(
-        workspace(
-            current_run=run(
-                "applying", 7 * H, force_cancelable=True, canceled_ago=H, force_cancel_in=-M
-            ),
-            run_lock=True,
-        ),
+        run_held(run("applying", 7 * H, force_cancelable=True, canceled_ago=H, force_cancel_in=-M)),
         ActionKind.FORCE_CANCEL,
     ),
     "force-cancel-at-exactly-available-at": Case(
-        workspace(
-            current_run=run(
-                "applying", 7 * H, force_cancelable=True, canceled_ago=H, force_cancel_in=0 * M
-            ),
-            run_lock=True,
+        run_held(
+            run("applying", 7 * H, force_cancelable=True, canceled_ago=H, force_cancel_in=0 * M)
         ),
         ActionKind.FORCE_CANCEL,
     ),
     "force-cancel-before-available-at": Case(
-        workspace(
-            current_run=run(
-                "applying", 7 * H, force_cancelable=True, canceled_ago=M, force_cancel_in=M
-            ),
-            run_lock=True,
-        ),
+        run_held(run("applying", 7 * H, force_cancelable=True, canceled_ago=M, force_cancel_in=M)),
         None,
         "force-cancel cool-off until",
     ),
     "force-cancel-no-available-at-yet": Case(
-        workspace(
-            current_run=run("applying", 7 * H, force_cancelable=True, canceled_ago=M),
-            run_lock=True,
-        ),
+        run_held(run("applying", 7 * H, force_cancelable=True, canceled_ago=M)),
         None,
         "no force-cancel-available-at",
     ),
     "force-cancel-not-force-cancelable": Case(
-        workspace(
-            current_run=run("applying", 7 * H, canceled_ago=H, force_cancel_in=-M),
-            run_lock=True,
-        ),
+        run_held(run("applying", 7 * H, canceled_ago=H, force_cancel_in=-M)),
         None,
         "is not force-cancelable",
     ),
     "force-cancel-not-after-a-fresh-human-cancel": Case(
-        workspace(
-            current_run=run(
-                "applying", H, force_cancelable=True, canceled_ago=H, force_cancel_in=-M
-            ),
-            run_lock=True,
-        ),
+        run_held(run("applying", H, force_cancelable=True, canceled_ago=H, force_cancel_in=-M)),
         None,
     ),
     "force-cancel-not-in-rule": Case(
-        workspace(
-            current_run=run(
-                "applying", 7 * H, force_cancelable=True, canceled_ago=H, force_cancel_in=-M
-            ),
-            run_lock=True,
-        ),
+        run_held(run("applying", 7 * H, force_cancelable=True, canceled_ago=H, force_cancel_in=-M)),
         None,
         "force_cancel not allowed by rule defaults",
         config=only("cancel"),
     ),
     # --- discard --------------------------------------------------------------------------
     "discard-waiting-past-threshold": Case(
-        workspace(current_run=run("planned", 25 * H, discardable=True), run_lock=True),
+        run_held(run("planned", 25 * H, discardable=True)),
         ActionKind.DISCARD,
     ),
     "discard-policy-checked": Case(
-        workspace(current_run=run("policy_checked", 2 * 24 * H, discardable=True), run_lock=True),
+        run_held(run("policy_checked", 2 * 24 * H, discardable=True)),
         ActionKind.DISCARD,
     ),
-    "discard-not-yet-past-waiting": Case(
-        workspace(current_run=run("planned", 23 * H, discardable=True), run_lock=True), None
-    ),
+    "discard-not-yet-past-waiting": Case(run_held(run("planned", 23 * H, discardable=True)), None),
     "discard-not-discardable": Case(
-        workspace(current_run=run("planned", 25 * H), run_lock=True),
+        run_held(run("planned", 25 * H)),
         None,
         "is not discardable",
     ),
     "waiting-run-is-never-cancelled": Case(
-        workspace(current_run=run("planned", 25 * H, cancelable=True), run_lock=True),
+        run_held(run("planned", 25 * H, cancelable=True)),
         None,
         "would discard",
     ),
     "discard-not-in-rule": Case(
-        workspace(current_run=run("planned", 25 * H, discardable=True), run_lock=True),
+        run_held(run("planned", 25 * H, discardable=True)),
         None,
         "discard not allowed by rule defaults",
         config=only("cancel", "force_unlock"),
@@ -284,16 +277,16 @@ CASES = {
     ),
     # --- run-held locks are never unlocked ------------------------------------------------
     "run-held-lock-with-final-run-is-left-alone": Case(
-        workspace(current_run=run("applied", 30 * H), run_lock=True), None, seen=(30 * H, 50)
+        run_held(run("applied", 30 * H)), None, seen=(30 * H, 50)
     ),
     "run-held-lock-stuck-not-cancelable-is-not-unlocked": Case(
-        workspace(current_run=run("applying", 30 * H), run_lock=True),
+        run_held(run("applying", 30 * H)),
         None,
         "would cancel",
         seen=(30 * H, 50),
     ),
     "run-held-lock-with-only-unlock-rungs": Case(
-        workspace(current_run=run("applying", 30 * H, cancelable=True), run_lock=True),
+        run_held(run("applying", 30 * H, cancelable=True)),
         None,
         "cancel not allowed by rule defaults",
         seen=(30 * H, 50),
@@ -310,21 +303,19 @@ CASES = {
         **stale_lock(name="prod-db"),
         expect=None,
         restraint="protected: workspace matches protect.workspaces 'prod-*'",
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"workspaces": ["prod-*"]}},
+        config=every_rung(protect={"workspaces": ["prod-*"]}),
     ),
     "protected-workspace-by-tag": Case(
         **stale_lock(tags=("team:x", "critical")),
         expect=None,
         restraint="protected: workspace has protected tag 'critical'",
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"tags": ["critical"]}},
+        config=every_rung(protect={"tags": ["critical"]}),
     ),
     "protected-workspace-stuck-run": Case(
-        workspace(
-            name="prod-db", current_run=run("applying", 7 * H, cancelable=True), run_lock=True
-        ),
+        run_held(run("applying", 7 * H, cancelable=True), name="prod-db"),
         None,
         "protected: workspace matches",
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"workspaces": ["prod-*"]}},
+        config=every_rung(protect={"workspaces": ["prod-*"]}),
     ),
     "protected-reason-default-pattern": Case(
         **stale_lock(reason="DB Maintenance until Friday"),
@@ -335,7 +326,7 @@ CASES = {
         **stale_lock(reason="migration CHG-1234 running"),
         expect=None,
         restraint="matches protect.lock_reasons 'CHG-\\\\d+'",
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"lock_reasons": [r"CHG-\d+"]}},
+        config=every_rung(protect={"lock_reasons": [r"CHG-\d+"]}),
     ),
     "protected-young-lock-says-protected": Case(
         workspace(holder=ALICE, reason="do not unlock"), None, "protected", seen=(M, 2)
@@ -345,38 +336,28 @@ CASES = {
         **stale_lock(problems=TAGS_MISSING),
         expect=None,
         restraint="tag-names missing: protection and rules cannot be checked, no actions",
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"tags": ["protected"]}},
+        config=every_rung(protect={"tags": ["protected"]}),
     ),
     "tags-missing-where-a-rule-matches-tags": Case(
         **stale_lock(problems=TAGS_MISSING),
         expect=None,
         restraint="tag-names missing",
-        config={
-            "defaults": {"actions": EVERY_RUNG},
-            "rules": [{"id": "frozen", "match": {"tags": ["frozen"]}, "actions": []}],
-        },
+        config=every_rung(rules=[{"id": "frozen", "match": {"tags": ["frozen"]}, "actions": []}]),
     ),
     "tags-missing-where-nothing-reads-tags": Case(
         **stale_lock(problems=TAGS_MISSING), expect=ActionKind.FORCE_UNLOCK
     ),
     "tags-missing-stops-the-run-rungs-too": Case(
-        workspace(
-            current_run=run("applying", 7 * H, cancelable=True),
-            run_lock=True,
-            problems=TAGS_MISSING,
-        ),
+        run_held(run("applying", 7 * H, cancelable=True), problems=TAGS_MISSING),
         None,
         "tag-names missing",
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"tags": ["protected"]}},
+        config=every_rung(protect={"tags": ["protected"]}),
     ),
     "project-missing-where-a-rule-matches-projects": Case(
         **stale_lock(problems=(("project", "project prj-1 name not included"),)),
         expect=None,
         restraint="project prj-1 name not included",
-        config={
-            "defaults": {"actions": EVERY_RUNG},
-            "rules": [{"id": "core", "match": {"projects": ["core"]}, "actions": []}],
-        },
+        config=every_rung(rules=[{"id": "core", "match": {"projects": ["core"]}, "actions": []}]),
     ),
     "reason-missing-where-lock-reasons-protect": Case(
         **stale_lock(problems=REASON_MISSING), expect=None, restraint="locked-reason missing"
@@ -384,13 +365,13 @@ CASES = {
     "reason-missing-without-lock-reasons": Case(
         **stale_lock(problems=REASON_MISSING),
         expect=ActionKind.FORCE_UNLOCK,
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"lock_reasons": []}},
+        config=every_rung(protect={"lock_reasons": []}),
     ),
     "permissions-missing": Case(
         **stale_lock(problems=(("permissions", "permissions missing, not an object"),)),
         expect=None,
         restraint="permissions missing",
-        config={"defaults": {"actions": EVERY_RUNG}, "protect": {"lock_reasons": []}},
+        config=every_rung(protect={"lock_reasons": []}),
     ),
     "locked-without-a-holder-no-run-rung-either": Case(
         workspace(
@@ -402,22 +383,18 @@ CASES = {
         "locked-by names no holder",
     ),
     "run-status-without-its-timestamp-is-not-aged": Case(
-        workspace(
-            current_run=unstamped("policy_checking", 3 * H, is_cancelable=True), run_lock=True
-        ),
+        run_held(unstamped("policy_checking", 3 * H, is_cancelable=True)),
         None,
         "age unknown (no policy-checking-at timestamp)",
     ),
     "run-status-without-its-timestamp-report-only": Case(
-        workspace(
-            current_run=unstamped("policy_checking", 3 * H, is_cancelable=True), run_lock=True
-        ),
+        run_held(unstamped("policy_checking", 3 * H, is_cancelable=True)),
         None,
         "no actions on this workspace",
         config={},
     ),
     "pending-is-aged-from-created-at": Case(
-        workspace(current_run=unstamped("pending", 3 * H, is_cancelable=True), run_lock=True),
+        run_held(unstamped("pending", 3 * H, is_cancelable=True)),
         ActionKind.CANCEL,
     ),
     "unreadable-workspace": Case(
@@ -427,7 +404,7 @@ CASES = {
         **stale_lock(), expect=None, restraint="incomplete", complete=False
     ),
     "incomplete-observation-stuck-run": Case(
-        workspace(current_run=run("applying", 7 * H, cancelable=True), run_lock=True),
+        run_held(run("applying", 7 * H, cancelable=True)),
         None,
         "incomplete",
         complete=False,
@@ -437,17 +414,7 @@ CASES = {
         workspace(name="sandbox-1", holder=ALICE),
         ActionKind.FORCE_UNLOCK,
         seen=(45 * M, 2),
-        config={
-            "rules": [
-                {
-                    "id": "sandbox",
-                    "match": {"workspaces": ["sandbox-*"]},
-                    "lock_stale_after": "30m",
-                    "actions": ["force_unlock"],
-                },
-                {"id": "everything", "actions": []},
-            ]
-        },
+        config={"rules": [sandbox(lock_stale_after="30m", actions=["force_unlock"]), EVERYTHING]},
         rule="sandbox",
     ),
     "second-rule-when-the-first-does-not-match": Case(
@@ -455,28 +422,14 @@ CASES = {
         None,
         "force_unlock not allowed by rule everything",
         seen=(3 * H, 2),
-        config={
-            "rules": [
-                {
-                    "id": "sandbox",
-                    "match": {"workspaces": ["sandbox-*"]},
-                    "actions": ["force_unlock"],
-                },
-                {"id": "everything", "actions": []},
-            ]
-        },
+        config={"rules": [sandbox(actions=["force_unlock"]), EVERYTHING]},
     ),
     "no-match-falls-back-to-defaults": Case(
         workspace(name="app", holder=ALICE),
         None,
         "young lock",
         seen=(45 * M, 2),
-        config={
-            "defaults": {"actions": ["force_unlock"]},
-            "rules": [
-                {"id": "sandbox", "match": {"workspaces": ["sandbox-*"]}, "lock_stale_after": "30m"}
-            ],
-        },
+        config={**only("force_unlock"), "rules": [sandbox(lock_stale_after="30m")]},
     ),
     "rule-without-threshold-uses-the-default-threshold": Case(
         workspace(name="sandbox-1", holder=ALICE),
@@ -485,13 +438,7 @@ CASES = {
         seen=(45 * M, 2),
         config={
             "defaults": {"lock_stale_after": "1h"},
-            "rules": [
-                {
-                    "id": "sandbox",
-                    "match": {"workspaces": ["sandbox-*"]},
-                    "actions": ["force_unlock"],
-                }
-            ],
+            "rules": [sandbox(actions=["force_unlock"])],
         },
     ),
     "rule-without-actions-uses-the-default-actions": Case(
@@ -499,8 +446,8 @@ CASES = {
         ActionKind.FORCE_UNLOCK,
         seen=(45 * M, 2),
         config={
-            "defaults": {"actions": ["force_unlock"]},
-            "rules": [{"id": "sandbox", "match": {"tags": ["sandbox"]}, "lock_stale_after": "30m"}],
+            **only("force_unlock"),
+            "rules": [sandbox(match={"tags": ["sandbox"]}, lock_stale_after="30m")],
         },
     ),
     "report-only-defaults-never-act": Case(
@@ -509,24 +456,17 @@ CASES = {
 }
 
 
-def make_policy(config: dict[str, Any]) -> Policy:
-    return Policy.model_validate({"tfc": {"organizations": ["acme"]}, **config})
-
-
 def _memory_for(case: Case) -> Memory:
     memory = Memory()
     if case.seen is not None and case.ws.holder is not None:
-        ago, sightings = case.seen
         observation = Observation(Source.TFC, "acme", NOW, workspaces=(case.ws,))
-        memory.update([observation], NOW - ago)
-        for _ in range(sightings - 1):
-            memory.update([observation], NOW)
+        seen(memory, [observation], *case.seen)
     return memory
 
 
 @pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_ladder(case: Case) -> None:
-    policy = make_policy(case.config)
+    config = policy(**case.config)
     memory = _memory_for(case)
     observation = Observation(
         Source.TFC,
@@ -537,7 +477,7 @@ def test_ladder(case: Case) -> None:
         unreadable=frozenset({case.ws.id}) if case.unreadable else frozenset(),
     )
 
-    decision = decide([observation], policy, memory, NOW, identity=case.identity)
+    decision = decide([observation], config, memory, NOW, identity=case.identity)
 
     assert [a.kind for a in decision.planned] == ([case.expect] if case.expect else [])
     reasons = [r.reason for r in decision.restraints]
@@ -556,7 +496,7 @@ def test_ladder(case: Case) -> None:
         fresh = plan_for_workspace(
             case.ws,
             organization_complete=case.complete,
-            policy=policy,
+            policy=config,
             memory=memory,
             now=NOW,
             identity=case.identity,
@@ -565,16 +505,16 @@ def test_ladder(case: Case) -> None:
 
 
 def test_a_run_held_lock_is_never_planned_for_unlock_whatever_its_age() -> None:
-    policy = make_policy({"defaults": {"actions": ["unlock", "force_unlock"]}})
+    config = policy(**only("unlock", "force_unlock"))
     for status in ("applied", "applying", "planned", "pending", "teleporting", "errored"):
-        ws = workspace(current_run=run(status, 300 * H, cancelable=True), run_lock=True)
+        ws = run_held(run(status, 300 * H, cancelable=True))
         case = Case(ws, None, seen=(300 * H, 100))
         memory = _memory_for(case)
         for identity in (None, ws.holder):
             action = plan_for_workspace(
                 ws,
                 organization_complete=True,
-                policy=policy,
+                policy=config,
                 memory=memory,
                 now=NOW,
                 identity=identity,

@@ -13,6 +13,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from tests.support.logstate import undo_logging
 from watchdog import logs
 from watchdog.logs import MASK, add_secret, configure_logging, redact_secrets, redact_text
 
@@ -23,14 +24,7 @@ TOKEN = "AbCdEfGhIjKlMn.atlasv1.not-a-real-token-0123456789"
 def _clean_logging() -> Iterator[None]:
     logs.clear_secrets()
     yield
-    logs.clear_secrets()
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_tfc_watchdog", False):
-            root.removeHandler(handler)
-            handler.close()
-    root.setLevel(logging.WARNING)
+    undo_logging()
 
 
 class TtyStream(io.StringIO):

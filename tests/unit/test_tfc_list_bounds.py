@@ -3,14 +3,13 @@ promised, or it is an IncompleteListError; and bodies nested too deeply are bad 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import respx
 
+from tests.support.tfcapi import DATED, respx_client
 from watchdog.metrics import Metrics
 from watchdog.sources.tfc.client import (
     MAX_LIST_ITEMS,
@@ -23,36 +22,14 @@ from watchdog.sources.tfc.client import (
 )
 from watchdog.sources.tfc.source import PAGE_SIZE
 
-ADDRESS = "https://localhost:8443"
-BASE = f"{ADDRESS}/api/v2"
 PATH = "/organizations/acme/workspaces"
 LIST = "GET /organizations/:org/workspaces"
-# Every API response carries `Date`; a read without it is refused before its body is read.
-DATED = {"Date": "Tue, 03 Mar 2026 10:00:00 GMT"}
 JSONAPI = {"Content-Type": "application/vnd.api+json", **DATED}
-
-
-async def no_wait(_seconds: float) -> None:
-    await asyncio.sleep(0)
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[respx.MockRouter]:
-    async with respx.mock(base_url=BASE, assert_all_mocked=True) as router:
-        yield router
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[TfcClient]:
-    async with TfcClient(
-        address=ADDRESS,
-        token="t",
-        metrics=Metrics(),
-        verify=False,  # respx answers before any TLS
-        requests_per_second=100_000.0,
-        sleep=no_wait,
-        jitter=lambda: 0.0,
-    ) as c:
+    async with respx_client(Metrics(), requests_per_second=100_000.0) as c:
         yield c
 
 
@@ -84,34 +61,25 @@ def test_the_source_asks_for_the_page_size_the_bounds_assume():
     assert MAX_LIST_PAGES * MAX_PAGE_SIZE == MAX_LIST_ITEMS >= 50_000
 
 
-async def test_an_absurd_page_count_is_refused_after_one_request(api, client):
-    route = api.get(PATH).mock(
-        side_effect=lambda r: page(number_of(r), ["ws-1"], **{"total-pages": 10_000_000})
-    )
-    with pytest.raises(IncompleteListError, match="promises 10000000 pages"):
-        await read(client)
-    assert route.call_count == 1
-
-
-async def test_an_absurd_item_count_is_refused_after_one_request(api, client):
-    route = api.get(PATH).mock(
-        side_effect=lambda r: page(
-            number_of(r), ["ws-1"], **{"total-pages": 2, "total-count": 1_000_000_000}
-        )
-    )
-    with pytest.raises(IncompleteListError, match="promises 1000000000 items"):
-        await read(client)
-    assert route.call_count == 1
-
-
-async def test_more_pages_than_the_item_count_needs_are_refused_after_one_request(api, client):
-    # 3 items at 100 a page are one page, not 50.
-    route = api.get(PATH).mock(
-        side_effect=lambda r: page(
-            number_of(r), ["ws-1", "ws-2", "ws-3"], **{"total-pages": 50, "total-count": 3}
-        )
-    )
-    with pytest.raises(IncompleteListError, match="more than the 1 this list can need"):
+@pytest.mark.parametrize(
+    ("ids", "pagination", "refusal"),
+    [
+        (["ws-1"], {"total-pages": 10_000_000}, "promises 10000000 pages"),
+        (["ws-1"], {"total-pages": 2, "total-count": 1_000_000_000}, "promises 1000000000 items"),
+        # 3 items at 100 a page are one page, not 50.
+        (
+            ["ws-1", "ws-2", "ws-3"],
+            {"total-pages": 50, "total-count": 3},
+            "more than the 1 this list can need",
+        ),
+    ],
+    ids=["absurd-page-count", "absurd-item-count", "more-pages-than-the-items-need"],
+)
+async def test_a_first_page_promising_the_impossible_is_refused_after_one_request(
+    api, client, ids, pagination, refusal
+):
+    route = api.get(PATH).mock(side_effect=lambda r: page(number_of(r), ids, **pagination))
+    with pytest.raises(IncompleteListError, match=refusal):
         await read(client)
     assert route.call_count == 1
 

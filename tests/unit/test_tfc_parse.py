@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from watchdog.model import HolderType
+from watchdog.model import HolderType, Run
 from watchdog.sources.tfc.client import BadResponseError
 from watchdog.sources.tfc.parse import parse_workspace_document, parse_workspace_page
 
@@ -63,6 +63,23 @@ def run_resource(run_id: str, status: str, **attributes: Any) -> dict[str, Any]:
 
 def page(*entries: Any, included: list[Any] | None = None) -> dict[str, Any]:
     return {"data": list(entries), "included": included or []}
+
+
+def run_page(status: str, **attributes: Any) -> dict[str, Any]:
+    """A page of ws-1 whose current run, run-1, is included in `status` with `attributes`."""
+    return page(
+        workspace_entry("ws-1", run="run-1"),
+        included=[run_resource("run-1", status, **attributes)],
+    )
+
+
+def parsed_run(status: str, **attributes: Any) -> Run:
+    """ws-1's current run as parsed from `run_page(status, **attributes)`, which must read
+    without an error."""
+    [ws], unreadable, errors = parse_workspace_page(run_page(status, **attributes), ORG)
+    assert (unreadable, errors) == ([], 0)
+    assert ws.current_run is not None
+    return ws.current_run
 
 
 # --- the reference sample -------------------------------------------------------------------
@@ -330,71 +347,44 @@ def test_run_timestamps_accept_z_and_offset_forms_and_nested_actions():
 
 
 def test_only_the_current_status_timestamp_is_read_and_must_be_readable():
-    other_garbage = run_resource(
-        "run-1",
-        "planning",
-        **{"status-timestamps": {"plan-queued-at": "soon", "planning-at": "2026-01-01T01:00:00Z"}},
-    )
-    doc = page(workspace_entry("ws-1", run="run-1"), included=[other_garbage])
-    [ws], unreadable, errors = parse_workspace_page(doc, ORG)
-    assert (unreadable, errors) == ([], 0)
-    assert ws.current_run is not None
-    assert ws.current_run.entered_status_at() == datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
-    current_garbage = run_resource(
-        "run-1", "planning", **{"status-timestamps": {"planning-at": "soon"}}
-    )
-    doc = page(workspace_entry("ws-1", run="run-1"), included=[current_garbage])
-    assert parse_workspace_page(doc, ORG)[1:] == (["ws-1"], 1)
+    other_garbage = {"plan-queued-at": "soon", "planning-at": "2026-01-01T01:00:00Z"}
+    run = parsed_run("planning", **{"status-timestamps": other_garbage})
+    assert run.entered_status_at() == datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+    current_garbage = run_page("planning", **{"status-timestamps": {"planning-at": "soon"}})
+    assert parse_workspace_page(current_garbage, ORG)[1:] == (["ws-1"], 1)
 
 
 def test_a_null_current_status_timestamp_leaves_the_run_age_unknown():
-    run = run_resource(
-        "run-1",
+    run = parsed_run(
         "planning",
         **{"created-at": "2026-01-01T00:00:00Z", "status-timestamps": {"planning-at": None}},
     )
-    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
-    [ws], _, _ = parse_workspace_page(doc, ORG)
-    assert ws.current_run is not None
-    assert ws.current_run.status_timestamps == {}
-    assert ws.current_run.entered_status_at() is None
+    assert run.status_timestamps == {}
+    assert run.entered_status_at() is None
 
 
 def test_a_pending_run_without_timestamps_entered_pending_when_it_was_created():
-    run = run_resource("run-1", "pending", **{"created-at": "2026-01-01T00:00:00Z"})
-    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
-    [ws], _, _ = parse_workspace_page(doc, ORG)
-    assert ws.current_run is not None
-    assert ws.current_run.entered_status_at() == datetime(2026, 1, 1, tzinfo=UTC)
+    run = parsed_run("pending", **{"created-at": "2026-01-01T00:00:00Z"})
+    assert run.entered_status_at() == datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_non_utc_offsets_are_converted_to_utc():
-    run = run_resource("run-1", "planning", **{"created-at": "2026-01-01T02:00:00+02:00"})
-    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
-    [ws], _, _ = parse_workspace_page(doc, ORG)
-    assert ws.current_run is not None
-    assert ws.current_run.created_at == datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
-    assert ws.current_run.created_at.utcoffset() is not None
+    run = parsed_run("planning", **{"created-at": "2026-01-01T02:00:00+02:00"})
+    assert run.created_at == datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    assert run.created_at.utcoffset() is not None
 
 
 def test_unknown_run_status_is_kept_and_treated_as_non_final():
-    doc = page(
-        workspace_entry("ws-1", run="run-1"), included=[run_resource("run-1", "teleporting")]
-    )
-    [ws], _, errors = parse_workspace_page(doc, ORG)
-    assert ws.current_run is not None
-    assert ws.current_run.status == "teleporting"
-    assert ws.current_run.is_final is False
-    assert errors == 0
+    run = parsed_run("teleporting")
+    assert run.status == "teleporting"
+    assert run.is_final is False
 
 
 def test_run_without_actions_or_permissions_allows_nothing():
-    doc = page(workspace_entry("ws-1", run="run-1"), included=[run_resource("run-1", "applying")])
-    [ws], _, _ = parse_workspace_page(doc, ORG)
-    assert ws.current_run is not None
-    assert ws.current_run.actions.is_cancelable is False
-    assert ws.current_run.permissions.can_cancel is False
-    assert ws.current_run.status_timestamps == {}
+    run = parsed_run("applying")
+    assert run.actions.is_cancelable is False
+    assert run.permissions.can_cancel is False
+    assert run.status_timestamps == {}
 
 
 def test_no_current_run_is_none():
@@ -511,8 +501,7 @@ def test_a_malformed_duration_average_is_unknown_and_counted(value, detail):
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
 def test_a_timestamp_beyond_the_datetime_range_in_utc_is_unreadable_not_a_crash(moment):
     # Valid ISO 8601, but not representable once converted to UTC (OverflowError).
-    run = run_resource("run-1", "applying", **{"created-at": moment})
-    doc = page(workspace_entry("ws-1", run="run-1"), included=[run])
+    doc = run_page("applying", **{"created-at": moment})
     assert parse_workspace_page(doc, ORG) == ([], ["ws-1"], 1)
     [ws], unreadable, errors = parse_workspace_page(
         page(workspace_entry("ws-2", **{"latest-change-at": moment})), ORG

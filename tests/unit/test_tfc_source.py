@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import AsyncIterator
@@ -11,10 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-import respx
 from structlog.testing import capture_logs
 
+from tests.support.builders import ALICE, PLATFORM, policy, run_holder
 from tests.support.clock import FakeClock
+from tests.support.tfcapi import DATE, DATED, TOKEN, respx_client
 from watchdog.decide import decide
 from watchdog.memory import Memory
 from watchdog.metrics import Metrics
@@ -27,7 +27,6 @@ from watchdog.model import (
     Source,
     Workspace,
 )
-from watchdog.policy import Policy
 from watchdog.sources.errors import ChangedError, ForbiddenError, RetryLaterError, SourceError
 from watchdog.sources.tfc.client import (
     BadResponseError,
@@ -37,41 +36,10 @@ from watchdog.sources.tfc.client import (
 )
 from watchdog.sources.tfc.source import TfcSource, worth_keeping
 
-ADDRESS = "https://localhost:8443"
-BASE = f"{ADDRESS}/api/v2"
-TOKEN = "sEcReT.atlasv1.tokenvalue"
-DATE = "Tue, 03 Mar 2026 10:00:00 GMT"
-# Every API response carries `Date`; a read without it is refused.
-DATED = {"Date": DATE}
-
-
-async def no_wait(_seconds: float) -> None:
-    await asyncio.sleep(0)
-
-
-@pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
-async def api() -> AsyncIterator[respx.MockRouter]:
-    async with respx.mock(base_url=BASE, assert_all_mocked=True, assert_all_called=True) as r:
-        yield r
-
 
 @pytest.fixture
 async def client(metrics: Metrics) -> AsyncIterator[TfcClient]:
-    async with TfcClient(
-        address=ADDRESS,
-        token=TOKEN,
-        metrics=metrics,
-        verify=False,  # respx answers before any TLS
-        requests_per_second=10_000.0,
-        max_attempts=2,
-        sleep=no_wait,
-        jitter=lambda: 0.0,
-    ) as c:
+    async with respx_client(metrics, max_attempts=2) as c:
         yield c
 
 
@@ -336,17 +304,11 @@ async def test_pages_answering_page_one_again_are_incomplete_and_memory_keeps_ev
     # No lock is forgotten, and none restarts its age.
     assert len(memory) == 25
     assert {memory.first_seen(f"ws-{n:05d}", "user-1") for n in range(0, 250, 10)} == {earlier}
-    policy = Policy.model_validate(
-        {
-            "tfc": {"organizations": ["acme"]},
-            "dry_run": False,
-            "defaults": {"lock_stale_after": "1m", "actions": ["force_unlock"]},
-        }
-    )
+    config = policy(dry_run=False, defaults={"lock_stale_after": "1m", "actions": ["force_unlock"]})
     # The same locks, read whole, would be force-unlocked now; read from repeated pages,
     # nothing is.
-    assert decide(whole, policy, memory, NOW, identity=None).planned
-    assert decide(observations, policy, memory, NOW, identity=None).planned == ()
+    assert decide(whole, config, memory, NOW, identity=None).planned
+    assert decide(observations, config, memory, NOW, identity=None).planned == ()
 
 
 async def test_pages_holding_fewer_items_than_total_count_are_an_incomplete_read(
@@ -450,27 +412,22 @@ def _every_kind_of_workspace() -> list[Workspace]:
                     actions=RunActions(True, True, True, True),
                 )
             )
-    holders: list[Holder | None] = [
-        None,
-        Holder(HolderType.USER, "user-1", "alice"),
-        Holder(HolderType.TEAM, "team-1", "ops"),
-    ]
+    holders: list[Holder | None] = [None, ALICE, PLATFORM]
     workspaces = []
     for r_index, current in enumerate(runs):
+        # A lock with no user or team holder and a current run is that run's.
+        by_run = None if current is None else run_holder(current)
         for h_index, holder in enumerate(holders):
             for locked in (False, True):
                 if holder is not None and not locked:
                     continue
-                held_by_run = holder is None and locked and current is not None
                 workspaces.append(
                     Workspace(
                         organization="acme",
                         id=f"ws-{r_index}-{h_index}-{locked}",
                         name=f"w-{r_index}-{h_index}-{locked}",
                         locked=locked,
-                        holder=Holder(HolderType.RUN, current.id, current.status)
-                        if held_by_run and current is not None
-                        else holder,
+                        holder=by_run if holder is None and locked else holder,
                         current_run=current,
                     )
                 )
@@ -491,12 +448,7 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
         complete=complete,
         listed_ids=frozenset(ws.id for ws in every),
     )
-    policy = Policy.model_validate(
-        {
-            "tfc": {"organizations": ["acme"]},
-            "defaults": {"actions": ["cancel", "force_cancel", "discard", "force_unlock"]},
-        }
-    )
+    config = policy(defaults={"actions": ["cancel", "force_cancel", "discard", "force_unlock"]})
     memories = []
     for observation in (full, filtered):
         memory = Memory(clock=FakeClock())  # the same sighting times on both sides
@@ -519,12 +471,12 @@ def test_decide_and_memory_see_the_same_in_the_kept_workspaces_as_in_all(complet
     assert memories[1].first_seen(every[0].id, "user-9") is None
     assert memories[0]._to_document() == memories[1]._to_document()
     later = datetime.fromtimestamp(NOW.timestamp() + 48 * HOUR, UTC)
-    assert decide([full], policy, memories[0], later) == decide(
-        [filtered], policy, memories[1], later
+    assert decide([full], config, memories[0], later) == decide(
+        [filtered], config, memories[1], later
     )
     # The comparison has teeth: there is something to act on (or, after a partial read, to
     # say why not).
-    decision = decide([filtered], policy, memories[1], later)
+    decision = decide([filtered], config, memories[1], later)
     assert decision.planned if complete else decision.restraints
 
 

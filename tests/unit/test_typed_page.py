@@ -11,16 +11,17 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import logging
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import structlog
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.properties.profile import FUZZ
+from tests.support.logstate import quiet_logs
+from tests.support.pages import workspace_pages
 from watchdog.metrics import Metrics
 from watchdog.model import Observation
 from watchdog.simulator.app import Simulator, build_app
@@ -28,7 +29,7 @@ from watchdog.simulator.scenario import generate
 from watchdog.sources.tfc import source as source_module
 from watchdog.sources.tfc.client import BadResponseError, TfcClient, decode_json
 from watchdog.sources.tfc.parse import parse_workspace_page
-from watchdog.sources.tfc.source import INCLUDE, TfcSource, worth_keeping
+from watchdog.sources.tfc.source import TfcSource, worth_keeping
 from watchdog.sources.tfc.typedpage import ParsedPage, decode_workspace_page
 
 ORG = "acme"
@@ -39,10 +40,8 @@ PAGINATION_KEYS = ("current-page", "page-size", "prev-page", "next-page", "total
 @pytest.fixture(scope="module", autouse=True)
 def _quiet_logs() -> Iterator[None]:
     """The tolerant parser warns about every odd entry the property makes; restored after."""
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.CRITICAL))
-    yield
-    structlog.configure(**saved)
+    with quiet_logs():
+        yield
 
 
 def tolerant(body: bytes) -> tuple[list[tuple[str, Any]], list[str], int]:
@@ -76,27 +75,8 @@ def standing_world(workspaces: int, locked: str) -> Any:
 
 def simulator_pages(workspaces: int, locked: str) -> list[bytes]:
     """Every page of a generated organization as the simulator serves it."""
-    app = build_app(Simulator.from_scenario(standing_world(workspaces, locked)))
-
-    async def fetch() -> list[bytes]:
-        bodies: list[bytes] = []
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://sim/api/v2",
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ) as client:
-            number: int | None = 1
-            while number is not None:
-                response = await client.get(
-                    f"/organizations/{ORG}/workspaces",
-                    params={"page[size]": "100", "include": INCLUDE, "page[number]": number},
-                )
-                response.raise_for_status()
-                bodies.append(response.content)
-                number = response.json()["meta"]["pagination"]["next-page"]
-        return bodies
-
-    return asyncio.run(fetch())
+    simulator = Simulator.from_scenario(standing_world(workspaces, locked))
+    return [page.content for page in asyncio.run(workspace_pages(simulator, ORG))]
 
 
 @pytest.fixture(scope="module")
@@ -444,7 +424,7 @@ def _drop_absent(value: Any) -> Any:
     return value
 
 
-@settings(max_examples=200, deadline=None)
+@FUZZ
 @given(list_pages)
 def test_the_fast_path_answers_only_what_the_tolerant_parser_answers(document):
     body = json.dumps(_drop_absent(document)).encode()

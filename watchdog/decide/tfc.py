@@ -131,65 +131,30 @@ def _lock_state(
     if not workspace.locked or holder is None:
         return None
     holder_run = workspace.current_run
-    if holder.type is HolderType.RUN and holder_run is not None and holder_run.id == holder.id:
-        # A run lock is as old as the run's current status; it is stale when the run is.
-        entered = holder_run.entered_status_at()
-        if entered is not None:
-            stale = run_view is not None and run_view.overdue
-            return _make_lock(
-                workspace,
-                rule,
-                holder,
-                since=entered,
-                now=now,
-                age_source="run",
-                stale=stale,
-                run=holder_run,
-            )
-    first_seen = memory.first_seen(workspace.id, holder.id)
-    since = now if first_seen is None else first_seen
     held_by_current_run = holder_run is not None and holder_run.id == holder.id
-    if held_by_current_run or holder.type is HolderType.RUN:
-        # The current run's status has no timestamp: its age is unknown. Shown as observed,
-        # never stale (an older timestamp would make a run that just moved on look hours
-        # old). Another run's status is unknown altogether: never stale either.
-        return _make_lock(
-            workspace,
-            rule,
-            holder,
-            since=since,
-            now=now,
-            age_source="first_seen",
-            stale=False,
-            run=holder_run if held_by_current_run else None,
-        )
-    # A user/team lock: aged from its first sighting or its holder's last sign of life.
-    stale = now - since > rule.lock_stale_after
-    lock = _make_lock(
-        workspace,
-        rule,
-        holder,
-        since=since,
-        now=now,
-        age_source="first_seen",
-        stale=stale,
-        run=None,
+    entered = (
+        holder_run.entered_status_at()
+        if holder_run is not None and held_by_current_run and holder.type is HolderType.RUN
+        else None
     )
-    activity = memory.last_activity(workspace.id, holder.id)
-    return lock if activity is None else replace(lock, last_activity=activity)
-
-
-def _make_lock(
-    workspace: Workspace,
-    rule: EffectiveRule,
-    holder: Holder,
-    *,
-    since: datetime,
-    now: datetime,
-    age_source: AgeSource,
-    stale: bool,
-    run: Run | None,
-) -> LockState:
+    age_source: AgeSource = "first_seen"
+    activity: datetime | None = None
+    if entered is not None:
+        # A run lock is as old as the run's current status; it is stale when the run is.
+        since, age_source = entered, "run"
+        stale = run_view is not None and run_view.overdue
+    else:
+        first_seen = memory.first_seen(workspace.id, holder.id)
+        since = now if first_seen is None else first_seen
+        if held_by_current_run or holder.type is HolderType.RUN:
+            # The current run's status has no timestamp: its age is unknown. Shown as
+            # observed, never stale (an older timestamp would make a run that just moved on
+            # look hours old). Another run's status is unknown altogether: never stale either.
+            stale = False
+        else:
+            # A user/team lock: aged from its first sighting or its holder's last sign of life.
+            stale = now - since > rule.lock_stale_after
+            activity = memory.last_activity(workspace.id, holder.id)
     return LockState(
         source=Source.TFC,
         organization=workspace.organization,
@@ -203,7 +168,8 @@ def _make_lock(
         stale=stale,
         rule=rule.id,
         reason=workspace.locked_reason,
-        run=run,
+        run=holder_run if held_by_current_run else None,
+        last_activity=activity,
     )
 
 

@@ -29,6 +29,7 @@ from watchdog.metrics import Metrics
 from watchdog.model import utcnow
 from watchdog.sources.errors import ForbiddenError, SourceError
 from watchdog.sources.serverwait import http_date
+from watchdog.sources.threaded import ThreadedLockSource
 
 _UNAUTHORIZED_CODES = frozenset(
     {
@@ -116,9 +117,9 @@ class AwsClient:
         self.client.close()
 
 
-class AwsLockSource(Generic[StoreT]):
+class AwsLockSource(ThreadedLockSource, Generic[StoreT]):
     """What the DynamoDB and S3 lock sources share: their constructor (the stores to watch,
-    one client), and the store's clock."""
+    one client), the store's clock, and act's calls run in a worker thread (ThreadedLockSource)."""
 
     service: ClassVar[str]  # the boto3 service name, also the `endpoint` label's first word
 

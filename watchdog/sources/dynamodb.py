@@ -43,22 +43,6 @@ class DynamoDbLockSource(AwsLockSource[str]):
         """One Observation per table; never raises for store errors."""
         return [await asyncio.to_thread(self._observe_table, table) for table in self.stores]
 
-    async def read_lock(self, table: str, path: str) -> BackendLock | None:
-        """A fresh, strongly consistent read of one lock item (act.py re-verifies with it).
-
-        None when the lock is gone; raises SourceError (ForbiddenError on AccessDenied) when
-        the item cannot be read.
-        """
-        return await asyncio.to_thread(self._read_lock, table, path)
-
-    async def delete_lock(self, lock: BackendLock) -> None:
-        """Delete the lock item only if its `Info` is still exactly what was read.
-
-        Raises ChangedError if the item changed or is gone, ForbiddenError on
-        AccessDenied, SourceError on any other failure.
-        """
-        await asyncio.to_thread(self._delete_lock, lock)
-
     # --- internals (run in a worker thread) ----------------------------------------------------
 
     def _observe_table(self, table: str) -> Observation:
@@ -76,7 +60,8 @@ class DynamoDbLockSource(AwsLockSource[str]):
             table=table,
         )
 
-    def _read_lock(self, table: str, path: str) -> BackendLock | None:
+    def _fresh_lock(self, table: str, path: str) -> BackendLock | None:
+        # A strongly consistent read of the one item.
         if path.endswith(DIGEST_SUFFIX):
             return None
         try:
@@ -128,6 +113,7 @@ class DynamoDbLockSource(AwsLockSource[str]):
         )
 
     def _delete_lock(self, lock: BackendLock) -> None:
+        """Delete the item only if its `Info` is still exactly what was read."""
         if lock.source is not Source.DYNAMODB or lock.problem is not None:
             raise SourceError(f"refusing to delete {lock.path}: not a readable DynamoDB lock")
         if lock.path.endswith(DIGEST_SUFFIX):

@@ -12,7 +12,6 @@ google-cloud-storage is synchronous, so every call runs in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,16 +24,13 @@ from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
-from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
-from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
+from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, observe_buckets, read_store
+from watchdog.sources.threaded import ThreadedLockSource
 
 log = structlog.get_logger(__name__)
 
 LOCKFILE_SUFFIX = ".tflock"
 STATE_SUFFIX = ".tfstate"
-
-# Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
-_MAX_BODY = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +39,7 @@ class _Read:
 
     generation: int
     time_created: datetime | None
-    body: bytes | None  # None when larger than _MAX_BODY (not downloaded)
+    body: bytes | None  # None when larger than MAX_LOCKFILE_BODY (not downloaded)
 
 
 def lock_name(bucket: str, path: str) -> str:
@@ -55,7 +51,7 @@ def state_path(bucket: str, name: str) -> str:
     return f"{bucket}/{name.removesuffix(LOCKFILE_SUFFIX)}{STATE_SUFFIX}"
 
 
-class GcsLockfileSource:
+class GcsLockfileSource(ThreadedLockSource):
     source = Source.GCS
 
     def __init__(
@@ -82,28 +78,7 @@ class GcsLockfileSource:
     async def observe(self) -> list[Observation]:
         """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
         raises for store errors."""
-        return one_per_store(
-            [
-                await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-                for bucket, prefix in self.buckets
-            ]
-        )
-
-    async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
-        """A fresh read of the `.tflock` object of state path `path`.
-
-        None when the lock file is gone; raises SourceError (ForbiddenError on 403) when it
-        cannot be read.
-        """
-        return await asyncio.to_thread(self._fresh_lock, bucket, path)
-
-    async def delete_lock(self, lock: BackendLock) -> None:
-        """Delete the `.tflock` object only if it is still the generation that was read.
-
-        Raises ChangedError if the object changed or is gone, ForbiddenError on 403,
-        SourceError on any other failure.
-        """
-        await asyncio.to_thread(self._delete_lock, lock)
+        return await observe_buckets(self.buckets, self._observe_bucket)
 
     # --- internals (run in a worker thread) ----------------------------------------------------
 
@@ -142,7 +117,7 @@ class GcsLockfileSource:
         generation = blob.generation
         if generation is None:
             return None
-        if (blob.size or 0) > _MAX_BODY:
+        if (blob.size or 0) > MAX_LOCKFILE_BODY:
             return _Read(generation, blob.time_created, None)
         try:
             body = blob.download_as_bytes(
@@ -155,44 +130,21 @@ class GcsLockfileSource:
         return _Read(generation, blob.time_created, body)
 
     def _lock(self, bucket: str, name: str, read: _Read) -> BackendLock:
-        path = state_path(bucket, name)
-        # GCS's own time of this generation (Terraform creates lock files, never rewrites
-        # them): the server-clock evidence a client-written `Created` is checked against.
-        # Without it the store's "now" makes the lock young, never old.
+        # GCS's own time of this generation: without it the store's "now" makes the lock
+        # young, never old.
         created_by_store = read.time_created or self._gcs.server_now()
-        problem: str | None = None
-        if read.body is None or len(read.body) > _MAX_BODY:
-            problem = f"lock file is larger than {_MAX_BODY} bytes"
-        else:
-            try:
-                info = parse_lock_info(
-                    read.body,
-                    fallback_created=created_by_store,
-                    now=self._gcs.server_now(),
-                    lock_id=str(read.generation),
-                )
-            except LockInfoError as exc:
-                problem = str(exc)
-        if problem is not None:
-            return unreadable_lock(
-                source=Source.GCS,
-                store=bucket,
-                path=path,
-                token=str(read.generation),
-                created=created_by_store,
-                problem=problem,
-                metrics=self._metrics,
-                event="unreadable lock file",
-                bucket=bucket,
-                name=name,
-            )
-        return BackendLock(
+        return lockfile_lock(
+            read.body,
             source=Source.GCS,
             store=bucket,
-            path=path,
-            info=info,
+            path=state_path(bucket, name),
             token=str(read.generation),
-            last_modified=created_by_store,
+            stored_at=created_by_store,
+            now=self._gcs.server_now(),
+            metrics=self._metrics,
+            lock_id=str(read.generation),
+            bucket=bucket,
+            name=name,
         )
 
     def _current(self, bucket: str, name: str) -> _Read | None:
@@ -210,6 +162,7 @@ class GcsLockfileSource:
         return None if read is None else self._lock(bucket, name, read)
 
     def _delete_lock(self, lock: BackendLock) -> None:
+        """Delete the `.tflock` object only if it is still the generation that was read."""
         if (
             lock.source is not Source.GCS
             or lock.problem is not None

@@ -11,12 +11,14 @@ completely, each lock once (overlapping prefixes list it twice).
 
 `read_store` is the one read of a store that every backend lock source makes: how a failure
 part-way becomes a partial Observation is the same for DynamoDB, S3 and GCS, and so is
-what becomes of a lock whose info cannot be read (`unreadable_lock`).
+what becomes of a lock whose info cannot be read (`unreadable_lock`) and, for the two
+stores of `.tflock` objects (S3, GCS), what a lock file's body becomes (`lockfile_lock`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import asyncio
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -24,9 +26,22 @@ import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.lockinfo import unparsed_lock_info
+from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
 log = structlog.get_logger(__name__)
+
+# Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
+MAX_LOCKFILE_BODY = 64 * 1024
+
+
+async def observe_buckets(
+    buckets: Iterable[tuple[str, str]], observe_bucket: Callable[[str, str], Observation]
+) -> list[Observation]:
+    """One Observation per bucket of the (bucket, prefix) pairs `buckets`, its prefixes' reads
+    (`observe_bucket`, blocking: each runs in a worker thread) merged by `one_per_store`."""
+    return one_per_store(
+        [await asyncio.to_thread(observe_bucket, bucket, prefix) for bucket, prefix in buckets]
+    )
 
 
 def one_per_store(reads: Sequence[Observation]) -> list[Observation]:
@@ -122,4 +137,49 @@ def unreadable_lock(
         info=unparsed_lock_info(created),
         token=token,
         problem=problem,
+    )
+
+
+def lockfile_lock(
+    body: bytes | None,
+    *,
+    source: Source,
+    store: str,
+    path: str,
+    token: str,
+    stored_at: datetime,
+    now: datetime,
+    metrics: Metrics,
+    lock_id: str | None = None,
+    **where: str,
+) -> BackendLock:
+    """The lock a `.tflock` object's `body` describes (None: larger than MAX_LOCKFILE_BODY, so
+    not downloaded), or an `unreadable_lock` when the body is too large or not lock info.
+
+    `stored_at` is the store's own time of the write (Terraform creates lock files, never
+    rewrites them): the server-clock evidence a client-written `Created` is checked against,
+    and the `Created` of a body without one. `now` is the store's clock; `lock_id`, when given,
+    replaces the body's `ID` (parse_lock_info)."""
+    problem: str | None = None
+    if body is None or len(body) > MAX_LOCKFILE_BODY:
+        problem = f"lock file is larger than {MAX_LOCKFILE_BODY} bytes"
+    else:
+        try:
+            info = parse_lock_info(body, fallback_created=stored_at, now=now, lock_id=lock_id)
+        except LockInfoError as exc:
+            problem = str(exc)
+    if problem is not None:
+        return unreadable_lock(
+            source=source,
+            store=store,
+            path=path,
+            token=token,
+            created=stored_at,
+            problem=problem,
+            metrics=metrics,
+            event="unreadable lock file",
+            **where,
+        )
+    return BackendLock(
+        source=source, store=store, path=path, info=info, token=token, last_modified=stored_at
     )

@@ -8,7 +8,6 @@ boto3 is synchronous, so every call runs in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -19,14 +18,11 @@ from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
-from watchdog.sources.perstore import one_per_store, read_store, unreadable_lock
+from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, observe_buckets, read_store
 
 log = structlog.get_logger(__name__)
 
 LOCKFILE_SUFFIX = ".tflock"
-
-# Lock files are a few hundred bytes; anything far larger is not Terraform's and is not read.
-_MAX_BODY = 64 * 1024
 
 # Error codes with which S3-compatible stores refuse a conditional DeleteObject.
 _UNSUPPORTED_CODES = frozenset({"NotImplemented", "InvalidArgument", "InvalidRequest"})
@@ -41,28 +37,7 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
     async def observe(self) -> list[Observation]:
         """One Observation per bucket, its prefixes' reads merged (sources.perstore); never
         raises for store errors."""
-        return one_per_store(
-            [
-                await asyncio.to_thread(self._observe_bucket, bucket, prefix)
-                for bucket, prefix in self.stores
-            ]
-        )
-
-    async def read_lock(self, bucket: str, path: str) -> BackendLock | None:
-        """A fresh read of the `.tflock` object of state path `path` (`<bucket>/<key>`).
-
-        None when the lock file is gone; raises SourceError (ForbiddenError on AccessDenied)
-        when it cannot be read.
-        """
-        return await asyncio.to_thread(self._fresh_lock, bucket, path)
-
-    async def delete_lock(self, lock: BackendLock) -> None:
-        """Delete the `.tflock` object only if its ETag is still the one that was read.
-
-        Raises ChangedError if the object changed or is gone, ForbiddenError on
-        AccessDenied, SourceError on any other failure.
-        """
-        await asyncio.to_thread(self._delete_lock, lock)
+        return await observe_buckets(self.stores, self._observe_bucket)
 
     # --- internals (run in a worker thread) ----------------------------------------------------
 
@@ -98,46 +73,26 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
             if error_code(exc) in ("NoSuchKey", "404"):
                 return None  # released between the listing and the read
             raise
-        etag = str(response.get("ETag", ""))
-        # S3's own time of the write (Terraform creates lock files, never rewrites them): the
-        # server-clock evidence a client-written `Created` is checked against. Without it the
-        # store's "now" makes the lock young, never old.
+        # S3's own time of the write: without it the store's "now" makes the lock young,
+        # never old.
         last_modified: datetime = response.get("LastModified") or self._aws.server_now()
         with response["Body"] as body:
-            raw: bytes = body.read(_MAX_BODY + 1)
-        problem: str | None = None
-        if len(raw) > _MAX_BODY:
-            problem = f"lock file is larger than {_MAX_BODY} bytes"
-        else:
-            try:
-                info = parse_lock_info(
-                    raw, fallback_created=last_modified, now=self._aws.server_now()
-                )
-            except LockInfoError as exc:
-                problem = str(exc)
-        if problem is not None:
-            return unreadable_lock(
-                source=Source.S3,
-                store=bucket,
-                path=path,
-                token=etag,
-                created=last_modified,
-                problem=problem,
-                metrics=self._metrics,
-                event="unreadable lock file",
-                bucket=bucket,
-                key=key,
-            )
-        return BackendLock(
+            raw: bytes = body.read(MAX_LOCKFILE_BODY + 1)
+        return lockfile_lock(
+            raw,
             source=Source.S3,
             store=bucket,
             path=path,
-            info=info,
-            token=etag,
-            last_modified=last_modified,
+            token=str(response.get("ETag", "")),
+            stored_at=last_modified,
+            now=self._aws.server_now(),
+            metrics=self._metrics,
+            bucket=bucket,
+            key=key,
         )
 
     def _fresh_lock(self, bucket: str, path: str) -> BackendLock | None:
+        # The `.tflock` object of state path `path` (`<bucket>/<key>`).
         key = path.removeprefix(f"{bucket}/") + LOCKFILE_SUFFIX
         try:
             return self._read_lock(bucket, key)
@@ -148,6 +103,7 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
         return lock.path.removeprefix(f"{lock.store}/") + LOCKFILE_SUFFIX
 
     def _delete_lock(self, lock: BackendLock) -> None:
+        """Delete the `.tflock` object only if its ETag is still the one that was read."""
         if lock.source is not Source.S3 or lock.problem is not None or not lock.token:
             raise SourceError(f"refusing to delete {lock.path}: not a readable S3 lock file")
         key = self._key_of(lock)
@@ -176,7 +132,7 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
         try:
             current = self._aws.client.get_object(Bucket=lock.store, Key=key)
             with current["Body"] as body:
-                raw: bytes = body.read(_MAX_BODY + 1)
+                raw: bytes = body.read(MAX_LOCKFILE_BODY + 1)
         except ClientError as exc:
             if error_code(exc) in ("NoSuchKey", "404"):
                 raise ChangedError(f"lock {lock.path} was released since it was read") from exc
