@@ -240,3 +240,11 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
         for sample in family.samples
         if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
     )
+
+
+@pytest.fixture
+def cli_config(tmp_path: Path, simulator: SimulatorServer) -> Path:
+    """The config of a command a person types (`wait`, `unlock`) against the `simulator`
+    fixture: JSON log lines at info, dry_run as the defaults say."""
+    log = {"format": "json", "level": "info"}
+    return write_config(tmp_path / "watchdog.yaml", base_config(simulator.url, log=log))

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import base_config, write_config
 from tests.support.incli import clean_logging, run_main
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
@@ -35,19 +34,15 @@ __all__ = ["clean_logging"]  # a fixture, used by name
 def test_usage_errors_exit_2_with_one_line_and_send_nothing(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+    cli_config: Path,
     simulator: SimulatorServer,
     command: str,
     args: list[str],
     message: str,
 ) -> None:
-    config = write_config(
-        tmp_path / "watchdog.yaml",
-        base_config(simulator.url, log={"format": "json", "level": "info"}),
-    )
     simulator.reset_requests()
     code, _, err = run_main(
-        capsys, monkeypatch, command, "--config", str(config), *args, token=ADMIN_TOKEN
+        capsys, monkeypatch, command, "--config", str(cli_config), *args, token=ADMIN_TOKEN
     )
     assert code == 2
     assert err.count("\n") == 1 and message in err, err

@@ -5,6 +5,7 @@ audit line, and what reached the server (the command's code runs in this process
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +21,6 @@ __all__ = ["clean_logging"]  # a fixture, used by name
 LOG = {"format": "json", "level": "info"}
 
 
-def unlock(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
-    *args: str,
-    token: str = ADMIN_TOKEN,
-) -> tuple[int, str, str]:
-    return run_main(capsys, monkeypatch, "unlock", "--config", str(config), *args, token=token)
-
-
 def posts(sim: SimulatorServer) -> list[str]:
     return [r["path"] for r in sim.requests() if r["method"] == "POST"]
 
@@ -39,23 +30,31 @@ def audit_lines(err: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == "action"]
 
 
+Unlock = Callable[..., tuple[int, str, str]]
+
+
 @pytest.fixture
-def config(tmp_path: Path, simulator: SimulatorServer) -> Path:
-    # dry_run stays true: a person's unlock is not a preview, whatever the daemon's mode.
-    return write_config(tmp_path / "watchdog.yaml", base_config(simulator.url, log=LOG))
+def unlock(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, cli_config: Path
+) -> Unlock:
+    """`tfc-watchdog unlock --config CONFIG ARGS` (CONFIG: `cli_config` unless given):
+    (exit code, stdout, stderr). dry_run stays true in the config: a person's unlock is not a
+    preview, whatever the daemon's mode."""
+
+    def run(
+        *args: str, token: str = ADMIN_TOKEN, config: Path = cli_config
+    ) -> tuple[int, str, str]:
+        return run_main(capsys, monkeypatch, "unlock", "--config", str(config), *args, token=token)
+
+    return run
 
 
 def test_a_stale_user_lock_is_force_unlocked_once_and_audited(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    unlock: Unlock,
     simulator: SimulatorServer,
 ) -> None:
     simulator.reset_requests()
     code, out, err = unlock(
-        capsys,
-        monkeypatch,
-        config,
         "demo/legacy-network",
         "--expect-holder",
         "user:bob",
@@ -87,16 +86,12 @@ def test_a_stale_user_lock_is_force_unlocked_once_and_audited(
 
 
 def test_the_token_users_own_lock_is_unlocked_not_forced(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    unlock: Unlock,
     simulator: SimulatorServer,
 ) -> None:
     simulator.lock("terraform-local", USER_TOKEN)
     simulator.reset_requests()
-    code, _out, err = unlock(
-        capsys, monkeypatch, config, "demo/terraform-local", "--yes", token=USER_TOKEN
-    )
+    code, _out, err = unlock("demo/terraform-local", "--yes", token=USER_TOKEN)
     assert code == 0, err
     assert posts(simulator)[-1].endswith("/actions/unlock")
     assert audit_lines(err)[0]["action"] == "unlock"
@@ -114,8 +109,7 @@ def test_the_token_users_own_lock_is_unlocked_not_forced(
     ids=["other-holder", "not-locked", "run-held", "protected", "no-permission"],
 )
 def test_each_gate_refuses_with_exit_4_one_line_and_no_post(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    unlock: Unlock,
     tmp_path: Path,
     simulator: SimulatorServer,
     target: str,
@@ -129,7 +123,7 @@ def test_each_gate_refuses_with_exit_4_one_line_and_no_post(
     )
     before = simulator.workspace(target.split("/")[1])["locked"]
     simulator.reset_requests()
-    code, _, err = unlock(capsys, monkeypatch, config, target, *flags, "--yes", token=token)
+    code, _, err = unlock(target, *flags, "--yes", token=token, config=config)
 
     assert code == 4, err
     [refusal] = [line for line in err.splitlines() if not line.startswith("{")]
@@ -140,30 +134,24 @@ def test_each_gate_refuses_with_exit_4_one_line_and_no_post(
 
 
 def test_force_protected_unlocks_a_protected_workspace(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    unlock: Unlock,
     simulator: SimulatorServer,
 ) -> None:
     # prod-core's lock reason ("maintenance: do not unlock") is protected by the defaults.
-    code, _, err = unlock(capsys, monkeypatch, config, "demo/prod-core", "--yes")
+    code, _, err = unlock("demo/prod-core", "--yes")
     assert code == 4 and "protect.lock_reasons" in err, err
-    code, _, err = unlock(
-        capsys, monkeypatch, config, "demo/prod-core", "--yes", "--force-protected"
-    )
+    code, _, err = unlock("demo/prod-core", "--yes", "--force-protected")
     assert code == 0, err
     assert simulator.workspace("prod-core")["locked"] is False
 
 
 def test_a_pending_state_upload_refuses_the_unlock(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    unlock: Unlock,
     simulator: SimulatorServer,
 ) -> None:
     simulator.add_state_version("legacy-network", "bob")
     simulator.reset_requests()
-    code, _, err = unlock(capsys, monkeypatch, config, "demo/legacy-network", "--yes")
+    code, _, err = unlock("demo/legacy-network", "--yes")
     assert code == 4, err
     assert "state upload pending (1 state version(s) not finalized)" in err
     assert posts(simulator) == []
@@ -172,9 +160,8 @@ def test_a_pending_state_upload_refuses_the_unlock(
 
 
 def test_a_holder_change_between_the_reads_is_not_unlocked(
-    capsys: pytest.CaptureFixture[str],
+    unlock: Unlock,
     monkeypatch: pytest.MonkeyPatch,
-    config: Path,
     simulator: SimulatorServer,
 ) -> None:
     def swap_holder(question: str) -> bool:
@@ -186,7 +173,7 @@ def test_a_holder_change_between_the_reads_is_not_unlocked(
     monkeypatch.setattr("watchdog.unlock.ask_on_terminal", swap_holder)
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     simulator.reset_requests()
-    code, _, err = unlock(capsys, monkeypatch, config, "demo/legacy-network")
+    code, _, err = unlock("demo/legacy-network")
     assert code == 4, err
     assert "holder user:bob -> user:alice" in err
     assert posts(simulator) == []
@@ -194,9 +181,8 @@ def test_a_holder_change_between_the_reads_is_not_unlocked(
 
 
 def test_declining_on_the_terminal_sends_nothing(
-    capsys: pytest.CaptureFixture[str],
+    unlock: Unlock,
     monkeypatch: pytest.MonkeyPatch,
-    config: Path,
     simulator: SimulatorServer,
 ) -> None:
     questions: list[str] = []
@@ -205,7 +191,7 @@ def test_declining_on_the_terminal_sends_nothing(
     )
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     simulator.reset_requests()
-    code, _, err = unlock(capsys, monkeypatch, config, "demo/legacy-network")
+    code, _, err = unlock("demo/legacy-network")
     assert code == 4, err
     assert questions == ["force-unlock demo/legacy-network, held by user:bob?"]
     assert "not confirmed" in err
@@ -213,14 +199,10 @@ def test_declining_on_the_terminal_sends_nothing(
 
 
 def test_an_api_error_exits_1_with_one_line(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    unlock: Unlock,
     simulator: SimulatorServer,
 ) -> None:
-    code, _, err = unlock(
-        capsys, monkeypatch, config, "demo/legacy-network", "--yes", token="not-a-demo-token"
-    )
+    code, _, err = unlock("demo/legacy-network", "--yes", token="not-a-demo-token")
     assert code == 1
     assert err.startswith("tfc-watchdog unlock: ") and err.count("\n") == 1, err
     assert "HTTP 401" in err and "check TFC_WATCHDOG_TOKEN" in err

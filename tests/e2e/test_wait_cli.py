@@ -3,12 +3,12 @@ exit codes, and how few requests it makes (the command's own `main`, in this pro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.daemon import base_config, write_config
 from tests.support.incli import clean_logging, run_main
 from tests.support.simulator import ADMIN_TOKEN, USER_TOKEN, SimulatorServer
 from watchdog import workspaceref
@@ -17,25 +17,22 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("clean_logging")]
 __all__ = ["clean_logging"]  # a fixture, used by name
 
 
+Wait = Callable[..., tuple[int, list[str], str]]
+
+
 @pytest.fixture
-def config(tmp_path: Path, simulator: SimulatorServer) -> Path:
-    return write_config(
-        tmp_path / "watchdog.yaml",
-        base_config(simulator.url, log={"format": "json", "level": "info"}),
-    )
-
-
 def wait(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
-    *args: str,
-    token: str = ADMIN_TOKEN,
-) -> tuple[int, list[str], str]:
-    code, out, err = run_main(
-        capsys, monkeypatch, "wait", "--config", str(config), *args, token=token
-    )
-    return code, out.splitlines(), err
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, cli_config: Path
+) -> Wait:
+    """`tfc-watchdog wait --config CLI_CONFIG ARGS`: (exit code, stdout lines, stderr)."""
+
+    def run(*args: str, token: str = ADMIN_TOKEN) -> tuple[int, list[str], str]:
+        code, out, err = run_main(
+            capsys, monkeypatch, "wait", "--config", str(cli_config), *args, token=token
+        )
+        return code, out.splitlines(), err
+
+    return run
 
 
 def on_first_report(monkeypatch: pytest.MonkeyPatch, change: Any) -> None:
@@ -58,37 +55,31 @@ def reads(sim: SimulatorServer) -> list[str]:
 
 
 def test_a_free_workspace_exits_0_at_once(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    wait: Wait,
     simulator: SimulatorServer,
 ) -> None:
     simulator.reset_requests()
-    code, lines, err = wait(capsys, monkeypatch, config, "demo/terraform-local")
+    code, lines, err = wait("demo/terraform-local")
     assert code == 0, err
     assert lines == ["demo/terraform-local: not locked"]
     assert reads(simulator) == ["/api/v2/organizations/demo/workspaces/terraform-local"]
 
 
 def test_a_release_ends_the_wait_with_exit_0(
-    capsys: pytest.CaptureFixture[str],
+    wait: Wait,
     monkeypatch: pytest.MonkeyPatch,
-    config: Path,
     simulator: SimulatorServer,
 ) -> None:
     on_first_report(monkeypatch, lambda: simulator.unlock("legacy-network"))
-    code, lines, err = wait(
-        capsys, monkeypatch, config, "demo/legacy-network", "--interval", "1s", "--timeout", "1m"
-    )
+    code, lines, err = wait("demo/legacy-network", "--interval", "1s", "--timeout", "1m")
     assert code == 0, err
     assert lines[0].startswith("demo/legacy-network: locked by user:bob since unknown"), lines
     assert lines[-1] == "demo/legacy-network: unlocked"
 
 
 def test_a_new_holder_is_said_once_and_the_timeout_names_it(
-    capsys: pytest.CaptureFixture[str],
+    wait: Wait,
     monkeypatch: pytest.MonkeyPatch,
-    config: Path,
     simulator: SimulatorServer,
 ) -> None:
     def swap() -> None:
@@ -97,9 +88,7 @@ def test_a_new_holder_is_said_once_and_the_timeout_names_it(
 
     on_first_report(monkeypatch, swap)
     simulator.reset_requests()
-    code, lines, err = wait(
-        capsys, monkeypatch, config, "demo/legacy-network", "--interval", "1s", "--timeout", "3s"
-    )
+    code, lines, err = wait("demo/legacy-network", "--interval", "1s", "--timeout", "3s")
     assert code == 3, err
     assert [line for line in lines if "locked by" in line and "since" in line] == [
         lines[0],
@@ -111,32 +100,24 @@ def test_a_new_holder_is_said_once_and_the_timeout_names_it(
 
 
 def test_allow_own_accepts_the_token_users_own_lock(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    wait: Wait,
     simulator: SimulatorServer,
 ) -> None:
     simulator.lock("terraform-local", USER_TOKEN)
-    code, lines, err = wait(
-        capsys, monkeypatch, config, "demo/terraform-local", "--allow-own", token=USER_TOKEN
-    )
+    code, lines, err = wait("demo/terraform-local", "--allow-own", token=USER_TOKEN)
     assert code == 0, err
     assert lines[-1] == "demo/terraform-local: held by the token's own user (user:operator)"
 
-    code, lines, err = wait(
-        capsys, monkeypatch, config, "demo/terraform-local", "--timeout", "1s", token=USER_TOKEN
-    )
+    code, lines, err = wait("demo/terraform-local", "--timeout", "1s", token=USER_TOKEN)
     assert code == 3, err
     assert lines[-1].endswith("still locked by user:operator")
 
 
 def test_an_api_error_exits_1_with_one_line(
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    config: Path,
+    wait: Wait,
     simulator: SimulatorServer,
 ) -> None:
-    code, lines, err = wait(capsys, monkeypatch, config, "demo/no-such-workspace")
+    code, lines, err = wait("demo/no-such-workspace")
     assert code == 1
     assert lines == []
     assert err.startswith("tfc-watchdog wait: ") and err.count("\n") == 1, err
