@@ -9,10 +9,19 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.e2e.conftest import Harness, StartSimulator, locked_by, scenario, wait_until
-from tests.support.daemon import DaemonProcess, running_daemon, write_config
-from tests.support.receiver import Receiver, receiver
-from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
+from tests.e2e.conftest import (
+    Harness,
+    StartSimulator,
+    locked_by,
+    locks_by_workspace,
+    post_paths,
+    scenario,
+    wait_until,
+    workspace_id,
+)
+from tests.support.daemon import running_daemon, write_config
+from tests.support.receiver import receiver
+from tests.support.simulator import ADMIN_TOKEN
 
 pytestmark = pytest.mark.e2e
 
@@ -89,61 +98,56 @@ def notice_config(harness: Harness, sim: Any, inbox: Any) -> Path:
     )
 
 
-def until_stale_and_notice(sim: SimulatorServer, daemon: DaemonProcess, inbox: Receiver) -> None:
-    """bob's lock seen twice, then an hour and a second older: until the stale and the notice
-    messages have reached the receiver."""
-    daemon.wait_cycles(2)
-    sim.advance(HOUR + 1)
-    wait_until(lambda: len(inbox.received) >= 2, "the stale and notice messages")
+def about(titles: list[str], workspace: str) -> list[str]:
+    return [title for title in titles if f"demo/{workspace}" in title]
 
 
-def test_a_notice_then_the_action_after_the_notice_period_then_cleared(
+def test_a_notice_then_the_action_after_it_and_a_release_during_it_is_not_acted_on(
     start_simulator: StartSimulator, harness: Harness
 ) -> None:
-    with receiver() as inbox, start_simulator(scenario=scenario([locked_by("bob")])) as sim:
+    """Two of bob's locks, stale: a stale and a notice message each. `stale` stays held: it is
+    force-unlocked once the notice period is over, then cleared. `released` is released
+    during the notice period (cleared) and locked again by alice: a new lock with a new age,
+    on which nothing is done or said."""
+    locks = [locked_by("bob"), locked_by("bob", name="released")]
+    with receiver() as inbox, start_simulator(scenario=scenario(locks)) as sim:
+        stale_id = workspace_id(sim, "stale")
         path = notice_config(harness, sim, inbox)
         with running_daemon(path, ADMIN_TOKEN) as daemon:
-            until_stale_and_notice(sim, daemon, inbox)
+            daemon.wait_cycles(2)
+            sim.advance(HOUR + 1)
+            wait_until(lambda: len(inbox.received) >= 4, "two stale and two notice messages")
+            sim.unlock("released")  # bob is done there
+            wait_until(lambda: len(inbox.received) >= 5, "the cleared message")
+            sim.lock("released", "alice", reason="Locked by Terraform")  # a new lock, a new age
             daemon.wait_cycles(5)
             before = inbox.titles()
-            posts_before = [r for r in sim.requests() if r["method"] == "POST"]
-            action_at = daemon.get("/locks").json()["locks"][0]["action_at"]
+            posts_before = post_paths(sim)
+            action_at = locks_by_workspace(daemon.get("/locks").json())["stale"]["action_at"]
             sim.advance(30 * 60)
             daemon.wait_for_event("action", outcome="done", action="force_unlock")
-            wait_until(lambda: len(inbox.received) >= 4, "the action and cleared messages")
-            daemon.wait_cycles(2)
+            wait_until(lambda: len(inbox.received) >= 7, "the action and cleared messages")
+            daemon.wait_cycles(4)
         titles = inbox.titles()
+        sent = post_paths(sim)
+    # Nothing before the notice period is over, and each message once.
     assert posts_before == []
     assert action_at is not None
-    assert before == [
+    assert about(before, "stale") == [
         "Stale lock on demo/stale: user:bob, 1h00m",
         f"Notice: force-unlock demo/stale at {action_at[:10]} {action_at[11:16]} UTC unless "
         "it is released",
     ]
-    assert titles[2:] == [
+    # The held lock: the action after the notice period, then cleared.
+    assert about(titles, "stale")[2:] == [
         "force_unlock demo/stale: done",
         "Cleared: stale lock on demo/stale (user:bob)",
     ]
-
-
-def test_a_release_during_the_notice_period_is_not_acted_on(
-    start_simulator: StartSimulator, harness: Harness
-) -> None:
-    with receiver() as inbox, start_simulator(scenario=scenario([locked_by("bob")])) as sim:
-        path = notice_config(harness, sim, inbox)
-        with running_daemon(path, ADMIN_TOKEN) as daemon:
-            until_stale_and_notice(sim, daemon, inbox)
-            sim.unlock("stale")  # bob is done
-            wait_until(lambda: len(inbox.received) >= 3, "the cleared message")
-            sim.lock("stale", "alice", reason="Locked by Terraform")  # a new lock, a new age
-            sim.advance(30 * 60)
-            daemon.wait_cycles(4)
-        titles = inbox.titles()
-        posts = [r for r in sim.requests() if r["method"] == "POST"]
-    assert posts == []
-    assert daemon.events("action") == []
-    assert titles[2] == "Cleared: stale lock on demo/stale (user:bob)"
-    assert not any("alice" in t for t in titles)  # alice's lock is young: nothing to say
+    assert sent == [f"/api/v2/workspaces/{stale_id}/actions/force-unlock"]
+    # The released lock: cleared, not acted on; alice's lock is young: nothing to say.
+    assert about(titles, "released")[2:] == ["Cleared: stale lock on demo/released (user:bob)"]
+    assert [e for e in daemon.events("action") if e["workspace"] == "released"] == []
+    assert not any("alice" in title for title in titles)
 
 
 def stuck_apply() -> dict[str, Any]:
