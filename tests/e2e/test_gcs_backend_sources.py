@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -105,6 +106,25 @@ async def test_a_lock_file_is_deleted_with_a_generation_match_precondition(
         ([stored["generation"]], 200)
     ]
     assert requests(metrics, "gcs objects.delete", 200) == 1
+
+
+async def test_only_the_object_requests_it_counts_reach_the_store_none_in_the_background(
+    fake_gcs, source, metrics
+):
+    # google-cloud-storage (3.17 here) fetches each bucket's metadata in a background thread
+    # on its first call, for tracing attributes: a request no budget counts, needing
+    # `storage.buckets.get` (not a documented permission), retried in the background for as
+    # long as the store does not answer. The source turns it off.
+    fake_gcs.upload(LOCK_NAME, lock_json())
+    fake_gcs.mark()
+
+    await source.delete_lock(await only_lock(source))
+    await asyncio.sleep(0.5)  # a background fetch starts at once; give it time to arrive
+
+    sent = fake_gcs.requests()
+    assert sent and all("/o" in r.path for r in sent), [(r.method, r.path) for r in sent]
+    assert [t.name for t in threading.enumerate() if "_fetch_background" in t.name] == []
+    assert requests(metrics, "gcs other GET", 200) == 0
 
 
 async def test_a_lock_file_taken_again_after_the_listing_survives_and_no_delete_is_sent(

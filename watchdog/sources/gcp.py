@@ -9,6 +9,7 @@ reads a key file itself or logs a token.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -33,6 +34,10 @@ from watchdog.sources.serverwait import http_date
 
 # Reading lock files and deleting stale ones: read_write, not full_control.
 SCOPES = ("https://www.googleapis.com/auth/devstorage.read_write",)
+
+
+# google-cloud-storage's switch for its background bucket-metadata fetches (see GcsClient).
+NO_BUCKET_METADATA_ENV = "DISABLE_GCS_PYTHON_CLIENT_OTEL_BUCKET_METADATA"
 
 
 class GcsClient:
@@ -64,6 +69,13 @@ class GcsClient:
         """The storage client; raises what ADC raises when no credentials can be found."""
         with self._lock:
             if self._client is None:
+                # google-cloud-storage (3.x) otherwise fetches each bucket's metadata in a
+                # background thread on its first call, for tracing attributes: a request no
+                # budget counts, needing `storage.buckets.get`, retried in the background
+                # while the store does not answer. This is the library's own switch, read on
+                # every call (https://github.com/googleapis/google-cloud-python/commit/a0da993d);
+                # an operator who sets it keeps their value.
+                os.environ.setdefault(NO_BUCKET_METADATA_ENV, "true")
                 credentials = self._credentials()
                 session = _CountingSession(credentials, on_response=self._on_response)
                 options = ClientOptions(api_endpoint=self._endpoint_url)
