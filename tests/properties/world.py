@@ -34,7 +34,7 @@ from watchdog.act import Actor
 from watchdog.cycle import CycleRunner
 from watchdog.memory import Clock, Memory
 from watchdog.metrics import Metrics
-from watchdog.model import ActionResult, Holder, PlannedAction
+from watchdog.model import ActionResult, Holder, Notice, PlannedAction
 from watchdog.policy import Policy
 from watchdog.simulator.app import Settings, Simulator, build_app
 from watchdog.simulator.clock import SimClock
@@ -567,9 +567,11 @@ class _Interposer:
         policy: Policy,
         now: datetime,
         identity: Holder | None,
+        *,
+        notices: Sequence[Notice] = (),
     ) -> list[ActionResult]:
         self._before()
-        results = await self.actor.carry_out(planned, policy, now, identity)
+        results = await self.actor.carry_out(planned, policy, now, identity, notices=notices)
         self.results.extend(results)
         return results
 

@@ -7,7 +7,8 @@ import httpx
 import pytest
 import respx
 
-from tests.unit.test_tfc_client import BASE, TOKEN, FakeTime, doc, errors, make_client
+from tests.support.tfcapi import BASE, TOKEN
+from tests.unit.test_tfc_client import FakeTime, doc, errors, make_client
 from watchdog.metrics import Metrics
 from watchdog.sources.tfc.client import TransportError, UnauthorizedError
 
