@@ -533,6 +533,32 @@ async def test_read_workspace_that_cannot_be_parsed_raises_bad_response(api, cli
     assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
 
 
+async def test_a_workspace_read_by_name_that_cannot_be_parsed_is_counted_not_logged(
+    api, client, metrics
+):
+    document = single_workspace()
+    document["data"]["attributes"]["locked"] = None
+    api.get("/organizations/acme/workspaces/net").respond(200, json=document, headers=DATED)
+    with capture_logs() as logs, pytest.raises(BadResponseError) as caught:
+        await TfcSource(client, ["acme"], metrics).read_workspace_by_name("acme", "net")
+    assert caught.value.endpoint == "GET /organizations/:org/workspaces/:name"
+    assert "locked is None" in caught.value.detail
+    assert metrics.registry.get_sample_value("tfc_watchdog_parse_errors_total") == 1
+    # The commands that read by name print the error themselves; the re-read logs it.
+    assert not [entry for entry in logs if entry["event"] == "tfc.parse_error"]
+
+
+async def test_a_reread_that_cannot_be_parsed_is_logged_with_its_workspace_id(api, client, metrics):
+    document = single_workspace()
+    document["data"]["attributes"]["locked"] = None
+    api.get("/workspaces/ws-1").respond(200, json=document, headers=DATED)
+    with capture_logs() as logs, pytest.raises(SourceError):
+        await TfcSource(client, ["acme"], metrics).read_workspace("ws-1", "acme")
+    [entry] = [entry for entry in logs if entry["event"] == "tfc.parse_error"]
+    assert entry["workspace_id"] == "ws-1"
+    assert "locked is None" in entry["error"]
+
+
 async def test_read_workspace_propagates_not_found(api, client, metrics):
     api.get("/workspaces/ws-1").respond(404)
     with pytest.raises(ForbiddenError, match="not found or not permitted"):

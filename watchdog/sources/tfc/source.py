@@ -147,8 +147,9 @@ class TfcSource:
         except TfcError as exc:
             return self._failed(organization, exc)
         if self._two_tier:
-            total = listed.total if listed.total is not None else listed.count
-            missed = schedule.full_walk_done(self._clock(), listed.workspaces, total)
+            missed = schedule.full_walk_done(
+                self._clock(), listed.workspaces, listed.workspace_count
+            )
             if missed:
                 self._disable(
                     organization,
@@ -175,7 +176,6 @@ class TfcSource:
                     status=exc.status,
                     error=str(exc),
                 )
-                self._metrics.fast_path_disabled.labels(organization=organization).set(1)
                 raise _FastPathUnusableError from exc
             return self._failed(organization, exc)
         if listed.unfiltered:
@@ -188,7 +188,6 @@ class TfcSource:
                 "the server ignored the fast path's filter",
                 unfiltered=listed.unfiltered,
             )
-            self._metrics.fast_path_disabled.labels(organization=organization).set(1)
         else:
             self._metrics.fast_path_disabled.labels(organization=organization).set(0)
             schedule.last_fast = FastRead(
@@ -293,7 +292,7 @@ class TfcSource:
     ) -> Observation:
         read_ids = frozenset(listed.read)
         if total is None:
-            total = listed.total if listed.total is not None else listed.count
+            total = listed.workspace_count
         return Observation(
             source=self.source,
             organization=organization,
@@ -330,6 +329,8 @@ class TfcSource:
     def _disable(
         self, organization: str, schedule: OrganizationSchedule, why: str, **fields: Any
     ) -> None:
+        """Switch the organization to full walks every cycle (logged once per switch)."""
+        self._metrics.fast_path_disabled.labels(organization=organization).set(1)
         if schedule.disable(self._clock()):
             log.warning(
                 "tfc.fast_path_disabled",
@@ -359,18 +360,7 @@ class TfcSource:
             params={"include": INCLUDE},
         )
         self._metrics.read_requests.labels(kind="reread").inc()
-        try:
-            return parse_workspace_document(document, organization)
-        except (BadResponseError, RecursionError) as exc:
-            # RecursionError: a value nested deeper than the interpreter can repr() (JSON is
-            # decoded up to 1,024 levels) is as unreadable as any other malformed field.
-            bad = exc if isinstance(exc, BadResponseError) else None
-            detail = bad.detail if bad is not None else "a value is nested too deeply to read"
-            self._metrics.parse_errors.inc()
-            log.warning("tfc.parse_error", workspace_id=workspace_id, error=detail)
-            raise BadResponseError(
-                endpoint=SHOW_WORKSPACE, status=bad.status if bad else None, detail=detail
-            ) from None
+        return self._parse_one(document, organization, SHOW_WORKSPACE, logged_id=workspace_id)
 
     async def read_workspace_by_name(self, organization: str, name: str) -> Workspace:
         """A fresh read of one workspace by its name (the commands that take
@@ -380,16 +370,31 @@ class TfcSource:
             endpoint=SHOW_WORKSPACE_BY_NAME,
             params={"include": INCLUDE},
         )
+        return self._parse_one(document, organization, SHOW_WORKSPACE_BY_NAME)
+
+    def _parse_one(
+        self,
+        document: dict[str, Any],
+        organization: str,
+        endpoint: str,
+        *,
+        logged_id: str | None = None,
+    ) -> Workspace:
+        """A single-workspace document -> Workspace; BadResponseError (of `endpoint`, counted
+        as a parse error, and logged for `logged_id` when given) when it cannot be parsed."""
         try:
-            workspace = parse_workspace_document(document, organization)
+            return parse_workspace_document(document, organization)
         except (BadResponseError, RecursionError) as exc:
+            # RecursionError: a value nested deeper than the interpreter can repr() (JSON is
+            # decoded up to 1,024 levels) is as unreadable as any other malformed field.
             bad = exc if isinstance(exc, BadResponseError) else None
             detail = bad.detail if bad is not None else "a value is nested too deeply to read"
             self._metrics.parse_errors.inc()
+            if logged_id is not None:
+                log.warning("tfc.parse_error", workspace_id=logged_id, error=detail)
             raise BadResponseError(
-                endpoint=SHOW_WORKSPACE_BY_NAME, status=bad.status if bad else None, detail=detail
+                endpoint=endpoint, status=bad.status if bad else None, detail=detail
             ) from None
-        return workspace
 
     async def identity(self) -> Holder | None:
         """The user the token belongs to; None for team and organization tokens (404)."""
@@ -573,7 +578,11 @@ class _Listed:
     unfiltered: int = 0
 
     @property
-    def count(self) -> int:
+    def workspace_count(self) -> int:
+        """How many workspaces the list holds: the API's `total-count` when it gave one,
+        else every id read or unreadable."""
+        if self.total is not None:
+            return self.total
         return len(self.read) + len(self.unreadable - self.read)
 
     def merge(self, other: _Listed) -> None:
