@@ -329,23 +329,25 @@ async def test_the_token_never_appears_in_an_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("failure", "reason", "may_have_acted"),
+    ("failure", "message", "reason", "may_have_acted"),
     [
         # Sent, no answer: GitLab may have unlocked (act.py: outcome `unknown`).
-        (httpx.ReadTimeout, "timeout", True),
+        (httpx.ReadTimeout, "no answer", "timeout", True),
+        (httpx.ReadError, "connection reset", "transport", True),
         # The connection never opened: nothing reached GitLab (act.py: `failed`).
-        (httpx.ConnectError, "transport", False),
+        (httpx.ConnectError, "no answer", "transport", False),
+        (httpx.ConnectError, "certificate verify failed", "tls", False),
     ],
 )
 async def test_a_failed_unlock_is_not_retried_and_says_whether_it_may_have_happened(
-    failure: type[httpx.TransportError], reason: str, may_have_acted: bool
+    failure: type[httpx.TransportError], message: str, reason: str, may_have_acted: bool
 ) -> None:
     requests: list[str] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         requests.append(request.method)
         if request.method == "DELETE":
-            raise failure("no answer", request=request)
+            raise failure(message, request=request)
         return httpx.Response(200, json={"data": {"project": {"terraformState": node()}}})
 
     source = source_on(httpx.MockTransport(handle))

@@ -294,23 +294,17 @@ class GitLabClient:
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # The connection never opened: not a byte of the request left this host.
             text = f"{type(exc).__name__}: {exc}"
-            reason = (
-                "tls" if "CERTIFICATE" in text.upper() or "SSL" in text.upper() else "transport"
-            )
             raise SourceError(
                 self._redact(f"{method} {path}: {_one_line(text)}"),
-                reason="timeout" if isinstance(exc, httpx.ConnectTimeout) else reason,
+                reason="timeout" if isinstance(exc, httpx.ConnectTimeout) else _failure(text),
                 may_have_acted=False,
             ) from None
         except httpx.TimeoutException as exc:
             raise SourceError(self._redact(f"{method} {path}: {exc!r}"), reason="timeout") from None
         except httpx.TransportError as exc:
             text = f"{type(exc).__name__}: {exc}"
-            reason = (
-                "tls" if "CERTIFICATE" in text.upper() or "SSL" in text.upper() else "transport"
-            )
             raise SourceError(
-                self._redact(f"{method} {path}: {_one_line(text)}"), reason=reason
+                self._redact(f"{method} {path}: {_one_line(text)}"), reason=_failure(text)
             ) from None
         moment = http_date(response.headers.get("Date"))
         if moment is not None:
@@ -325,6 +319,12 @@ class GitLabClient:
 
     def _redact(self, text: str) -> str:
         return self._token.redact(text)
+
+
+def _failure(text: str) -> str:
+    """The metrics reason of a transport failure, by its text: `tls` or `transport`."""
+    upper = text.upper()
+    return "tls" if "CERTIFICATE" in upper or "SSL" in upper else "transport"
 
 
 def _text(content: bytes) -> str:
