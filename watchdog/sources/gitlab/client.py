@@ -304,7 +304,11 @@ class GitLabClient:
         except httpx.TransportError as exc:
             text = f"{type(exc).__name__}: {exc}"
             raise SourceError(
-                self._redact(f"{method} {path}: {_one_line(text)}"), reason=_failure(text)
+                self._redact(f"{method} {path}: {_one_line(text)}"),
+                reason=_failure(text),
+                # The connection was open, so the request may have reached GitLab, a TLS
+                # failure included (the reason alone would say `tls` was never sent).
+                may_have_acted=True,
             ) from None
         moment = http_date(response.headers.get("Date"))
         if moment is not None:
