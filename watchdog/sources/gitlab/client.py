@@ -32,7 +32,7 @@ from watchdog.sources import serverwait
 from watchdog.sources.bearer import BearerToken
 from watchdog.sources.errors import ChangedError, ForbiddenError, SourceError, reason_of_status
 from watchdog.sources.serverwait import http_date
-from watchdog.sources.tfc.client import decode_json
+from watchdog.sources.tfc.client import decode_json, read_body
 
 log = structlog.get_logger(__name__)
 
@@ -275,17 +275,12 @@ class GitLabClient:
                 asyncio.timeout(self._timeout),
                 self._http.stream(method, path, json=json) as response,
             ):
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise SourceError(
-                            f"{method} {path}: the answer is larger than "
-                            f"{MAX_RESPONSE_BYTES} bytes",
-                            reason="bad_response",
-                        )
-                    chunks.append(chunk)
+                content = await read_body(response, MAX_RESPONSE_BYTES)
+                if content is None:
+                    raise SourceError(
+                        f"{method} {path}: the answer is larger than {MAX_RESPONSE_BYTES} bytes",
+                        reason="bad_response",
+                    )
         except TimeoutError:
             raise SourceError(
                 f"{method} {path}: no whole answer within {self._timeout:g} s",
@@ -313,7 +308,7 @@ class GitLabClient:
         moment = http_date(response.headers.get("Date"))
         if moment is not None:
             self._last_date = moment
-        return response.status_code, response.headers, b"".join(chunks)
+        return response.status_code, response.headers, content
 
     def _status_error(self, what: str, status: int, content: bytes) -> SourceError:
         detail = self._redact(f"{what}: HTTP {status}: {_one_line(_text(content), 200)}")

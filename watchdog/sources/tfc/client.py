@@ -54,7 +54,7 @@ DEFAULT_PAGE_SIZE: Final = 20
 # The largest body one response may have. The largest legitimate answer is a page of 100
 # workspaces with their included runs and projects, about 1 MB; 32 MiB is far above it and
 # still cheap to hold. A bigger body is a broken or hostile server, and reading it streaming
-# (`_read_body`) makes this a bound on memory, not a check after the damage.
+# (`read_body`) makes this a bound on memory, not a check after the damage.
 MAX_RESPONSE_BYTES: Final = 32 * 2**20
 # The longest wait taken from the server (`X-RateLimit-Reset`, `Retry-After`): the API's
 # documented resets are about a second; one absurd value must not stall every later request
@@ -625,7 +625,7 @@ class TfcClient:
                     method, path, params=params, headers=headers, content=content
                 ) as response,
             ):
-                body = await _read_body(response)
+                body = await read_body(response, MAX_RESPONSE_BYTES)
         except TimeoutError:
             raise httpx.TimeoutException(
                 f"no whole answer within {self._timeout:g} s (tfc.timeout)"
@@ -749,20 +749,21 @@ class _Reply:
         return value.split(";", 1)[0].strip().lower()
 
 
-async def _read_body(response: httpx.Response) -> bytes | None:
-    """The decoded body; None, read no further, once it is larger than MAX_RESPONSE_BYTES.
+async def read_body(response: httpx.Response, limit: int) -> bytes | None:
+    """The decoded body; None, read no further, once it is larger than `limit` bytes (also
+    the GitLab client's bound).
 
     By hand because httpx has no size limit; the chunks come from `aiter_bytes`, decoded, so
     a small compressed body that inflates past the limit is stopped too.
     """
     declared = _parse_seconds(response.headers.get("Content-Length"))
-    if declared is not None and declared > MAX_RESPONSE_BYTES:
+    if declared is not None and declared > limit:
         return None
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():
         size += len(chunk)
-        if size > MAX_RESPONSE_BYTES:
+        if size > limit:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
