@@ -48,10 +48,6 @@ class RotatingToken:
     def __repr__(self) -> str:  # never the token
         return f"RotatingToken({self.source.value}, {self.path!r})"
 
-    @property
-    def current(self) -> str | None:
-        return self._current
-
     def refresh(self, client: TokenUser | None, *, trigger: str) -> bool:
         """Re-read the file when its content changed and hand a new token to `client`; True
         when a new token is in use from the next request on. An unreadable or invalid file
