@@ -49,6 +49,7 @@ from watchdog.sources.errors import SourceError
 from watchdog.sources.tfc.client import TfcError
 from watchdog.sources.tfc.source import _HINTS as HINTS
 from watchdog.sources.tfc.source import TfcSource
+from watchdog.unlock_backend import unlock_backend_lock
 from watchdog.unlockoutcome import (
     COMMAND,
     EXIT_API_FAILURE,
@@ -308,8 +309,6 @@ def main(args: argparse.Namespace) -> int:
     organization, workspace = target
     try:
         if args.source != "tfc":
-            from watchdog.unlock_backend import unlock_backend_lock
-
             return asyncio.run(
                 unlock_backend_lock(
                     policy,
