@@ -343,7 +343,9 @@ def main(args: argparse.Namespace) -> int:
         print(printable(f"tfc-watchdog {name}: {exc}"), file=sys.stderr)
         return EXIT_API_FAILURE
     except (TfcError, SourceError) as exc:
-        print(printable(f"tfc-watchdog {name}: {api_error(exc)}"), file=sys.stderr)
+        # The hints name the token and `tfc.*` settings: a backend store's error is said as is.
+        line = api_error(exc) if args.source == "tfc" else str(exc)
+        print(printable(f"tfc-watchdog {name}: {line}"), file=sys.stderr)
         return EXIT_API_FAILURE
 
 
