@@ -59,7 +59,12 @@ from watchdog.unlockoutcome import (
     Refused,
     finish,
 )
-from watchdog.workspaceref import describe_lock, parse_holder, parse_workspace_ref
+from watchdog.workspaceref import (
+    describe_lock,
+    holder_matches,
+    parse_holder,
+    parse_workspace_ref,
+)
 
 
 def gate(
@@ -98,12 +103,6 @@ def gate(
             )
     own = identity is not None and identity.type == holder.type and identity.id == holder.id
     return ActionKind.UNLOCK if own else ActionKind.FORCE_UNLOCK
-
-
-def holder_matches(holder: Holder, expected: tuple[HolderType, str]) -> bool:
-    """`user:bob` matches the user named bob or with id bob (names are what people type)."""
-    kind, name = expected
-    return holder.type is kind and name in (holder.id, holder.name)
 
 
 def end_run_advice(workspace: Workspace) -> str:
