@@ -441,10 +441,7 @@ class Memory:
                 continue
             read |= observation.ids_read
             for ws in observation.workspaces:
-                run = ws.current_run
-                holder = ws.holder.id if ws.locked and ws.holder else ""
-                run_id = run.id if run is not None and not run.is_final else ""
-                current.setdefault(ws.id, set()).add(_notice_key(ws.id, holder, run_id))
+                current.setdefault(ws.id, set()).add(_notice_key(*ws.notice_key))
 
         def was_read(workspace_id: str) -> bool:
             if workspace_id in read:
