@@ -296,6 +296,14 @@ def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
     return f"{lock.store}/{lock.path}", lock.info.id
 
 
+def backend_holder(lock: BackendLock) -> Holder:
+    """Who holds a backend lock, as findings, actions and the audit name it: Terraform's
+    `Who` and lock ID (a lock whose info could not be parsed has neither)."""
+    if lock.problem is not None:
+        return Holder(HolderType.TERRAFORM, "", "(unreadable lock info)")
+    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What one source read for one organization (or table/bucket) in one cycle.

@@ -37,12 +37,11 @@ from watchdog.model import (
     BackendLock,
     Finding,
     FindingKind,
-    Holder,
-    HolderType,
     LockState,
     Observation,
     PlannedAction,
     Source,
+    backend_holder,
     backend_lock_key,
     format_age,
     format_duration,
@@ -59,12 +58,6 @@ class _BackendView:
     # `limits.backend_lock_min_observed`: its age is the writer's clock alone, so it is
     # reported stale (saying so) and never acted on.
     unconfirmed: bool = False
-
-
-def _backend_holder(lock: BackendLock) -> Holder:
-    if lock.problem is not None:
-        return Holder(HolderType.TERRAFORM, "", "(unreadable lock info)")
-    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
 
 
 def _backend_age(lock: BackendLock) -> tuple[datetime, AgeSource]:
@@ -118,7 +111,7 @@ def _backend_view(
         organization=lock.store,
         workspace=lock.path,
         workspace_id=workspace_id,
-        holder=_backend_holder(lock),
+        holder=backend_holder(lock),
         lock_id=info.id,
         since=since,
         age=age,
