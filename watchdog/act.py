@@ -139,7 +139,7 @@ class TfcExecutor:
         verdict, fresh = await self._verify(action, identity, policy)
         if verdict.outcome is not None or fresh is None or action.kind not in UNLOCK_RUNGS:
             return verdict
-        verdict = await self._state_upload_check(action, fresh)
+        verdict = await state_upload_check(self._target, fresh.organization, fresh.name)
         if verdict.outcome is not None:
             return verdict
         # Force-unlock has no holder condition: the API removes whatever lock is there. So the
@@ -177,9 +177,6 @@ class TfcExecutor:
         if missing:
             return Verdict(Outcome.FORBIDDEN, f"the token lacks {missing}"), fresh
         return Verdict(), fresh
-
-    async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
-        return await state_upload_check(self._target, fresh.organization, fresh.name)
 
     async def perform(self, action: PlannedAction) -> ActionResult:
         try:
@@ -235,10 +232,7 @@ def _what_changed(
     """Why the fresh read no longer justifies the action (one line), or None if it does."""
     if replan is None:
         run = fresh.current_run
-        now = (
-            f"holder {fresh.holder.label() if fresh.holder else 'none'}, "
-            f"run {run.id + ' ' + run.status if run else 'none'}"
-        )
+        now = f"holder {_holder(fresh.holder)}, run {run.id + ' ' + run.status if run else 'none'}"
         return f"no action planned on a fresh read (now: {now})"
     changes = []
     if replan.kind != action.kind:
@@ -502,9 +496,6 @@ class Actor:
             if key in self._forbidden_logged:
                 return
             self._forbidden_logged.add(key)
-        self._audit(result, dry_run=dry_run)
-
-    def _audit(self, result: ActionResult, *, dry_run: bool) -> None:
         audit(self._log, result, dry_run=dry_run)
 
     async def _comment(self, notice: Notice, posts: int, policy: Policy) -> int:
