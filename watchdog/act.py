@@ -49,10 +49,11 @@ after sending could otherwise send it again past the budget. The intent is writt
 the POST, so no sequence of crashes can exceed the hourly budget.
 
 Sources: actions are dispatched by `PlannedAction.source` to an executor. `TfcExecutor` does
-the TFC rungs; `BackendLockExecutor` does `delete_lock` for the S3 backend's DynamoDB table
-and `.tflock` objects: a fresh read of the one lock, the same ladder on it at the store's
-clock (`decide.plan_for_backend_lock`), act only if it is the same lock (same `Info` /
-ETag) still past its threshold, then one compare-and-delete. `ChangedError` (the
+the TFC rungs; `BackendLockExecutor` does `delete_lock` for the backend lock stores (DynamoDB
+items, S3 and GCS `.tflock` objects, GitLab-managed state): a fresh read of the one lock, the
+same ladder on it at the store's clock (`decide.plan_for_backend_lock`), act only if it is
+the same lock (same `Info`, ETag, generation or GitLab lock token) still past its threshold,
+then one compare-and-delete. `ChangedError` (the
 condition failed: another run took the lock in between) is `skipped_changed`,
 `ForbiddenError` is `forbidden`, a timeout, transport failure or 5xx is `unknown` (the
 delete may have happened), any other `SourceError` is `failed`.
@@ -275,7 +276,8 @@ def missing_permission(action: PlannedAction, fresh: Workspace) -> str | None:
 
 
 class BackendLockTarget(Protocol):
-    """What act.py needs from an S3-backend lock source (DynamoDbLockSource, S3LockfileSource)."""
+    """What act.py needs from a backend lock source (DynamoDbLockSource, S3LockfileSource,
+    GcsLockfileSource, GitLabStateSource)."""
 
     async def read_lock(self, store: str, path: str) -> BackendLock | None: ...
     async def delete_lock(self, lock: BackendLock) -> None: ...
@@ -283,7 +285,7 @@ class BackendLockTarget(Protocol):
 
 
 class BackendLockExecutor:
-    """S3 backend: re-read the one lock, re-plan at the store's clock, compare-and-delete."""
+    """Backend locks: re-read the one lock, re-plan at the store's clock, compare-and-delete."""
 
     def __init__(self, target: BackendLockTarget, memory: Memory) -> None:
         self._target = target
@@ -362,7 +364,7 @@ class Actor:
         backend_sources: Mapping[Source, BackendLockTarget] | None = None,
     ) -> None:
         """`source` is the TFC source (None when no `tfc` is configured); `backend_sources`
-        the S3-backend lock sources by their `Source` (dynamodb, s3)."""
+        the backend lock sources by their `Source` (dynamodb, s3, gcs, gitlab)."""
         self._memory = memory
         self._metrics = metrics
         self._log = log
