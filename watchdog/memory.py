@@ -420,6 +420,10 @@ class Memory:
         complete read: they lapse, and a new lock needs a new notice. A backend lock's notice
         is keyed by its store and path and its lock ID (`backend_lock_key`): a new lock ID on
         the same path is a new lock."""
+        if not self._notices:
+            # The usual case, every cycle: nothing to prune, so no need to gather the ids of
+            # every workspace read (tens of thousands in a large organization).
+            return
         current: dict[str, set[str]] = {}
         read: set[str] = set()
         # Backend stores ("<store>/<path>" ids): those read completely this cycle, and those
