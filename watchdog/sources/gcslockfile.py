@@ -173,8 +173,8 @@ class GcsLockfileSource(ThreadedLockSource):
         # The generation-match precondition below is what protects a lock taken since the
         # read on Cloud Storage itself. It is re-read first anyway, because stores that speak
         # the API but ignore the precondition exist (fake-gcs-server ignores ifGenerationMatch
-        # on DELETE): that narrows the window there to milliseconds, and costs one read per
-        # delete, which is rare.
+        # on DELETE): that narrows the window there to milliseconds, and costs one read (two
+        # GETs: the object's metadata, then its body) per delete, which is rare.
         try:
             current = self._current(lock.store, name)
         except GCS_ERRORS as exc:
