@@ -94,6 +94,7 @@ class Daemon:
     def __init__(self, policy: Policy, token: SecretStr | None, config_path: Path) -> None:
         # The one current policy: each cycle is handed it; a reload replaces it here.
         self.policy = policy
+        # The TFC token the runtime opens with; a rotated one is kept by its RotatingToken.
         self.token = token
         self.config_path = config_path
         self.config_digest = _digest(config_path)
@@ -298,13 +299,10 @@ class Daemon:
             Source.TFC: self._runtime.tfc_client,
             Source.GITLAB: self._runtime.gitlab_client,
         }
-        renewed = False
-        for rotating in self._tokens:
-            if rotating.refresh(users.get(rotating.source), trigger=trigger):
-                renewed = True
-                if rotating.source is Source.TFC and rotating.current is not None:
-                    self.token = SecretStr(rotating.current)
-        return renewed
+        # Every file is looked at (a list, not any()'s short circuit); each RotatingToken
+        # keeps the token it handed its client.
+        renewed = [r.refresh(users.get(r.source), trigger=trigger) for r in self._tokens]
+        return any(renewed)
 
     # --- config reload -----------------------------------------------------------------------
 

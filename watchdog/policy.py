@@ -543,17 +543,11 @@ class NotificationTarget(StrictModel):
                 raise ValueError(f"urls[{index}] ({url_scheme(url)}): {problem}")
         return urls
 
-    @field_validator("remind_every")
-    @classmethod
-    def _positive(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            raise ValueError("must be longer than 0s (or null: no reminders)")
-        return value
-
     @field_validator("timeout")
     @classmethod
     def _sane_timeout(cls, value: timedelta) -> timedelta:
-        if not timedelta(0) < value <= timedelta(minutes=1):
+        # `Duration` has already refused 0 and negatives; only the upper bound is left.
+        if value > timedelta(minutes=1):
             raise ValueError("must be between 0s and 1m: a cycle waits this long at most")
         return value
 
