@@ -366,18 +366,22 @@ def plan_messages(
         if record.get("event") == "notice":
             # Acted on, lapsed or released: the notice's record goes; the finding's message
             # (or its `cleared`) says the rest.
-            messages.append(Message(key.partition("|")[0], "", "", "", key=key, forget=True))
+            messages.append(_forget_only(key))
         elif record.get("event") == "action_failed":
             if (record.get("scope", ""), record.get("workspace_id", "")) in live_workspaces:
-                current.add(key)  # the workspace still has a finding: keep the record
-                continue
-            messages.append(Message(key.partition("|")[0], "", "", "", key=key, forget=True))
+                continue  # the workspace still has a finding: keep the record
+            messages.append(_forget_only(key))
         elif owner is not None and "cleared" in owner.events:
             messages.append(cleared_message(key, record, owner.id))
         else:
             # The target is gone or does not want `cleared`: only the record goes.
-            messages.append(Message(key.partition("|")[0], "", "", "", key=key, forget=True))
+            messages.append(_forget_only(key))
     return messages
+
+
+def _forget_only(key: str) -> Message:
+    """Drop the record `key` and send nothing (no event)."""
+    return Message(key.partition("|")[0], "", "", "", key=key, forget=True)
 
 
 def _present(facts: CycleFacts) -> dict[str, set[str]]:

@@ -49,6 +49,7 @@ from watchdog.sources.errors import SourceError
 from watchdog.sources.tfc.client import TfcError
 from watchdog.sources.tfc.source import _HINTS as HINTS
 from watchdog.sources.tfc.source import TfcSource
+from watchdog.unlock_backend import unlock_backend_lock
 from watchdog.unlockoutcome import (
     COMMAND,
     EXIT_API_FAILURE,
@@ -58,7 +59,12 @@ from watchdog.unlockoutcome import (
     Refused,
     finish,
 )
-from watchdog.workspaceref import describe_lock, parse_holder, parse_workspace_ref
+from watchdog.workspaceref import (
+    describe_lock,
+    holder_matches,
+    parse_holder,
+    parse_workspace_ref,
+)
 
 
 def gate(
@@ -99,12 +105,6 @@ def gate(
     return ActionKind.UNLOCK if own else ActionKind.FORCE_UNLOCK
 
 
-def holder_matches(holder: Holder, expected: tuple[HolderType, str]) -> bool:
-    """`user:bob` matches the user named bob or with id bob (names are what people type)."""
-    kind, name = expected
-    return holder.type is kind and name in (holder.id, holder.name)
-
-
 def end_run_advice(workspace: Workspace) -> str:
     """How a person ends the run that holds the lock (the run's own page or the API)."""
     run = workspace.current_run
@@ -122,7 +122,7 @@ def end_run_advice(workspace: Workspace) -> str:
 
 
 def planned(
-    workspace: Workspace, kind: ActionKind, reason: str, since: datetime, now: datetime
+    workspace: Workspace, kind: ActionKind, reason: str, *, since: datetime, now: datetime
 ) -> PlannedAction:
     run = workspace.current_run
     return PlannedAction(
@@ -190,7 +190,7 @@ class Unlocker:
         now = self._source.now()
         since = memory.first_seen(workspace.id, holder.id) or now
         text = reason or "no reason given"
-        action = planned(workspace, kind, f"{COMMAND}: {text}", since, now)
+        action = planned(workspace, kind, f"{COMMAND}: {text}", since=since, now=now)
         missing = missing_permission(action, workspace)
         if missing:
             return self._finish(
@@ -236,7 +236,9 @@ async def unlock(
     organization: str,
     name: str,
     *,
-    args: argparse.Namespace,
+    expect_holder: tuple[HolderType, str] | None,
+    reason: str | None,
+    force_protected: bool,
     confirm: Callable[[str], bool],
     out: Callable[[str], None],
 ) -> int:
@@ -247,9 +249,9 @@ async def unlock(
         return await unlocker.run(
             organization,
             name,
-            expect_holder=args.expect_holder,
-            reason=args.reason,
-            force_protected=args.force_protected,
+            expect_holder=expect_holder,
+            reason=reason,
+            force_protected=force_protected,
         )
 
 
@@ -261,22 +263,16 @@ def ask_on_terminal(question: str) -> bool:
 
 def main(args: argparse.Namespace) -> int:
     name = "unlock"
+    target: tuple[str, str] | None
     if args.source != "tfc":
         store, slash, path = args.workspace.partition("/")
-        target: tuple[str, str] | None = (store, path) if slash and store and path else None
+        target = (store, path) if slash and store and path else None
+        shape = "<table or bucket>/<state path>"
     else:
         target = parse_workspace_ref(args.workspace)
-    if target is None and args.source != "tfc":
-        print(
-            f"tfc-watchdog {name}: {args.workspace!r} is not <table or bucket>/<state path>",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+        shape = "<organization>/<workspace>"
     if target is None:
-        print(
-            f"tfc-watchdog {name}: {args.workspace!r} is not <organization>/<workspace>",
-            file=sys.stderr,
-        )
+        print(f"tfc-watchdog {name}: {args.workspace!r} is not {shape}", file=sys.stderr)
         return EXIT_USAGE
     expect: tuple[HolderType, str] | None = None
     if args.expect_holder is not None:
@@ -288,7 +284,6 @@ def main(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-    args.expect_holder = expect
     if not args.yes and not sys.stdin.isatty():
         print(
             f"tfc-watchdog {name}: stdin is not a terminal to confirm on: pass --yes",
@@ -313,8 +308,6 @@ def main(args: argparse.Namespace) -> int:
     organization, workspace = target
     try:
         if args.source != "tfc":
-            from watchdog.unlock_backend import unlock_backend_lock
-
             return asyncio.run(
                 unlock_backend_lock(
                     policy,
@@ -330,7 +323,17 @@ def main(args: argparse.Namespace) -> int:
             )
         assert token is not None
         return asyncio.run(
-            unlock(policy, token, organization, workspace, args=args, confirm=confirm, out=out)
+            unlock(
+                policy,
+                token,
+                organization,
+                workspace,
+                expect_holder=expect,
+                reason=args.reason,
+                force_protected=args.force_protected,
+                confirm=confirm,
+                out=out,
+            )
         )
     except Refused as exc:
         print(printable(f"tfc-watchdog {name}: refused: {exc}"), file=sys.stderr)
@@ -339,7 +342,9 @@ def main(args: argparse.Namespace) -> int:
         print(printable(f"tfc-watchdog {name}: {exc}"), file=sys.stderr)
         return EXIT_API_FAILURE
     except (TfcError, SourceError) as exc:
-        print(printable(f"tfc-watchdog {name}: {api_error(exc)}"), file=sys.stderr)
+        # The hints name the token and `tfc.*` settings: a backend store's error is said as is.
+        line = api_error(exc) if args.source == "tfc" else str(exc)
+        print(printable(f"tfc-watchdog {name}: {line}"), file=sys.stderr)
         return EXIT_API_FAILURE
 
 

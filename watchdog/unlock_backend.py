@@ -32,6 +32,7 @@ from watchdog.model import (
 from watchdog.policy import Policy
 from watchdog.runtime import open_backend_sources
 from watchdog.unlockoutcome import COMMAND, EXIT_USAGE, Refused, finish
+from watchdog.workspaceref import holder_matches
 
 
 def describe(lock: BackendLock) -> list[str]:
@@ -44,6 +45,11 @@ def describe(lock: BackendLock) -> list[str]:
         f"  Lock Info: ID {info.id}, Operation {info.operation}, Version {info.version}"
         + (f", Info {info.info}" if info.info else ""),
     ]
+
+
+def holder_of(lock: BackendLock) -> Holder:
+    """A readable lock's holder: its lock ID, named by its `Who:`."""
+    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
 
 
 def gate(
@@ -59,12 +65,11 @@ def gate(
     if lock.problem is not None:
         raise Refused(f"{where}: the lock info is unreadable ({lock.problem}); not deleting")
     info = lock.info
-    if expect_holder is not None:
+    if expect_holder is not None and not holder_matches(holder_of(lock), expect_holder):
         kind, name = expect_holder
-        if kind is not HolderType.TERRAFORM or name not in (info.who, info.id):
-            raise Refused(
-                f"{where} is held by terraform:{info.who} (lock {info.id}), not {kind.value}:{name}"
-            )
+        raise Refused(
+            f"{where} is held by terraform:{info.who} (lock {info.id}), not {kind.value}:{name}"
+        )
     if not force_protected:
         # The daemon's protection of a backend lock: its `Info` text against lock_reasons.
         protection = policy.protect.reason_protection(info.info or None)
@@ -115,7 +120,7 @@ async def unlock_backend_lock(
             workspace_id=where,
             rule=COMMAND,
             reason=f"{COMMAND}: {reason or 'no reason given'}",
-            holder=Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None),
+            holder=holder_of(lock),
             run_id=None,
             run_status=None,
             since=lock.info.created,

@@ -30,6 +30,13 @@ def parse_holder(text: str) -> tuple[HolderType, str] | None:
     return holder_type, name
 
 
+def holder_matches(holder: Holder, expected: tuple[HolderType, str]) -> bool:
+    """`user:bob` matches the user named bob or with id bob (names are what people type);
+    `terraform:WHO` a backend lock's `Who:` or its lock ID."""
+    kind, name = expected
+    return holder.type is kind and name in (holder.id, holder.name)
+
+
 def lock_since(workspace: Workspace, memory: Memory | None) -> tuple[datetime | None, str]:
     """When the lock was taken as far as anyone can tell, and by whose account.
 

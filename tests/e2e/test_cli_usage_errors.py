@@ -25,6 +25,11 @@ __all__ = ["clean_logging"]  # a fixture, used by name
         ("unlock", ["legacy-network", "--yes"], "is not <organization>/<workspace>"),
         (
             "unlock",
+            ["--source", "s3", "terraform-state", "--yes"],
+            "'terraform-state' is not <table or bucket>/<state path>",
+        ),
+        (
+            "unlock",
             ["demo/legacy-network", "--yes", "--expect-holder", "bob"],
             "is not user:NAME",
         ),

@@ -158,3 +158,20 @@ def test_no_lock_and_no_such_store(
         capsys, monkeypatch, config, "--source", "gcs", f"bucket/{STATE_PATH}", "--yes"
     )
     assert code == 2 and "the config lists no gcs lock store" in err, err
+
+
+def test_a_store_error_is_one_line_without_the_tfc_advice(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    config: Path,
+    dynamodb: Any,
+) -> None:
+    # The hints that say which `tfc.*` setting or token to check are for the TFC API: a
+    # store's error (here DynamoDB's answer for a table that does not exist) is said as is.
+    code, _, err = unlock(
+        capsys, monkeypatch, config, "--source", "dynamodb", f"no-such-table/{STATE_PATH}", "--yes"
+    )
+    assert code == 1, err
+    (line,) = [line for line in err.splitlines() if line.startswith("tfc-watchdog unlock:")]
+    assert "no-such-table" in line, line
+    assert "workspace" not in line and "tfc." not in line and "TFC_WATCHDOG_TOKEN" not in line, line
