@@ -49,10 +49,11 @@ after sending could otherwise send it again past the budget. The intent is writt
 the POST, so no sequence of crashes can exceed the hourly budget.
 
 Sources: actions are dispatched by `PlannedAction.source` to an executor. `TfcExecutor` does
-the TFC rungs; `BackendLockExecutor` does `delete_lock` for the S3 backend's DynamoDB table
-and `.tflock` objects: a fresh read of the one lock, the same ladder on it at the store's
-clock (`decide.plan_for_backend_lock`), act only if it is the same lock (same `Info` /
-ETag) still past its threshold, then one compare-and-delete. `ChangedError` (the
+the TFC rungs; `BackendLockExecutor` does `delete_lock` for the backend lock stores (DynamoDB
+items, S3 and GCS `.tflock` objects, GitLab-managed state): a fresh read of the one lock, the
+same ladder on it at the store's clock (`decide.plan_for_backend_lock`), act only if it is
+the same lock (same `Info`, ETag, generation or GitLab lock token) still past its threshold,
+then one compare-and-delete. `ChangedError` (the
 condition failed: another run took the lock in between) is `skipped_changed`,
 `ForbiddenError` is `forbidden`, a timeout, transport failure or 5xx is `unknown` (the
 delete may have happened), any other `SourceError` is `failed`.
@@ -139,7 +140,7 @@ class TfcExecutor:
         verdict, fresh = await self._verify(action, identity, policy)
         if verdict.outcome is not None or fresh is None or action.kind not in UNLOCK_RUNGS:
             return verdict
-        verdict = await self._state_upload_check(action, fresh)
+        verdict = await state_upload_check(self._target, fresh.organization, fresh.name)
         if verdict.outcome is not None:
             return verdict
         # Force-unlock has no holder condition: the API removes whatever lock is there. So the
@@ -177,9 +178,6 @@ class TfcExecutor:
         if missing:
             return Verdict(Outcome.FORBIDDEN, f"the token lacks {missing}"), fresh
         return Verdict(), fresh
-
-    async def _state_upload_check(self, action: PlannedAction, fresh: Workspace) -> Verdict:
-        return await state_upload_check(self._target, fresh.organization, fresh.name)
 
     async def perform(self, action: PlannedAction) -> ActionResult:
         try:
@@ -235,10 +233,7 @@ def _what_changed(
     """Why the fresh read no longer justifies the action (one line), or None if it does."""
     if replan is None:
         run = fresh.current_run
-        now = (
-            f"holder {fresh.holder.label() if fresh.holder else 'none'}, "
-            f"run {run.id + ' ' + run.status if run else 'none'}"
-        )
+        now = f"holder {_holder(fresh.holder)}, run {run.id + ' ' + run.status if run else 'none'}"
         return f"no action planned on a fresh read (now: {now})"
     changes = []
     if replan.kind != action.kind:
@@ -281,7 +276,8 @@ def missing_permission(action: PlannedAction, fresh: Workspace) -> str | None:
 
 
 class BackendLockTarget(Protocol):
-    """What act.py needs from an S3-backend lock source (DynamoDbLockSource, S3LockfileSource)."""
+    """What act.py needs from a backend lock source (DynamoDbLockSource, S3LockfileSource,
+    GcsLockfileSource, GitLabStateSource)."""
 
     async def read_lock(self, store: str, path: str) -> BackendLock | None: ...
     async def delete_lock(self, lock: BackendLock) -> None: ...
@@ -289,7 +285,7 @@ class BackendLockTarget(Protocol):
 
 
 class BackendLockExecutor:
-    """S3 backend: re-read the one lock, re-plan at the store's clock, compare-and-delete."""
+    """Backend locks: re-read the one lock, re-plan at the store's clock, compare-and-delete."""
 
     def __init__(self, target: BackendLockTarget, memory: Memory) -> None:
         self._target = target
@@ -368,7 +364,7 @@ class Actor:
         backend_sources: Mapping[Source, BackendLockTarget] | None = None,
     ) -> None:
         """`source` is the TFC source (None when no `tfc` is configured); `backend_sources`
-        the S3-backend lock sources by their `Source` (dynamodb, s3)."""
+        the backend lock sources by their `Source` (dynamodb, s3, gcs, gitlab)."""
         self._memory = memory
         self._metrics = metrics
         self._log = log
@@ -502,9 +498,6 @@ class Actor:
             if key in self._forbidden_logged:
                 return
             self._forbidden_logged.add(key)
-        self._audit(result, dry_run=dry_run)
-
-    def _audit(self, result: ActionResult, *, dry_run: bool) -> None:
         audit(self._log, result, dry_run=dry_run)
 
     async def _comment(self, notice: Notice, posts: int, policy: Policy) -> int:

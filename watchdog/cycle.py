@@ -163,6 +163,7 @@ class CycleRunner:
         # Say what was found (and why some of it is left alone) before acting on it, so the
         # log reads in the order things happened.
         self.reporter.announce(decision.findings, decision.restraints, observations)
+        results: list[ActionResult] = []
         if act:
             # The notice period starts now (the server's clock), in dry-run too, so a preview
             # shows when the action would come; the notifier says it.
@@ -171,16 +172,12 @@ class CycleRunner:
                     self.memory.note_notice(
                         notice.action.workspace_id, notice.holder_id, notice.run_id, now
                     )
-        results: list[ActionResult] = []
-        # A new notice on a run (a run-held lock, a stuck run) is also posted on the run.
-        run_notices = [n for n in decision.notices if n.new and n.action.run_id is not None]
-        if act and self.actor is not None and run_notices:
-            results = await self.actor.carry_out(
-                decision.planned, policy, now, identity, notices=run_notices
-            )
-        elif act and self.actor is not None and decision.planned:
-            results = await self.actor.carry_out(decision.planned, policy, now, identity)
-        if act:
+            # A new notice on a run (a run-held lock, a stuck run) is also posted on the run.
+            run_notices = [n for n in decision.notices if n.new and n.action.run_id is not None]
+            if self.actor is not None and (decision.planned or run_notices):
+                results = await self.actor.carry_out(
+                    decision.planned, policy, now, identity, notices=run_notices
+                )
             self.memory.save()  # never raises: a failed write is logged, memory stays right
         report = CycleReport(
             generated_at=now,

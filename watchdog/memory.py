@@ -420,6 +420,10 @@ class Memory:
         complete read: they lapse, and a new lock needs a new notice. A backend lock's notice
         is keyed by its store and path and its lock ID (`backend_lock_key`): a new lock ID on
         the same path is a new lock."""
+        if not self._notices:
+            # The usual case, every cycle: nothing to prune, so no need to gather the ids of
+            # every workspace read (tens of thousands in a large organization).
+            return
         current: dict[str, set[str]] = {}
         read: set[str] = set()
         # Backend stores ("<store>/<path>" ids): those read completely this cycle, and those
@@ -441,10 +445,7 @@ class Memory:
                 continue
             read |= observation.ids_read
             for ws in observation.workspaces:
-                run = ws.current_run
-                holder = ws.holder.id if ws.locked and ws.holder else ""
-                run_id = run.id if run is not None and not run.is_final else ""
-                current.setdefault(ws.id, set()).add(_notice_key(ws.id, holder, run_id))
+                current.setdefault(ws.id, set()).add(_notice_key(*ws.notice_key))
 
         def was_read(workspace_id: str) -> bool:
             if workspace_id in read:

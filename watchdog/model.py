@@ -239,6 +239,16 @@ class Workspace:
         """The lock ID Terraform itself uses (what `terraform force-unlock` takes)."""
         return f"{self.organization}/{self.name}"
 
+    @property
+    def notice_key(self) -> tuple[str, str, str]:
+        """(workspace id, holder id, run id) a notice on this workspace is given for: the
+        lock's holder ("" when unlocked) and the current run while it is not final ("" if
+        none). A new holder or run is a new key, so decide and Memory.prune_notices agree on
+        when a notice lapses."""
+        holder_id = self.holder.id if self.locked and self.holder else ""
+        run = self.current_run
+        return self.id, holder_id, run.id if run is not None and not run.is_final else ""
+
 
 @dataclass(frozen=True, slots=True)
 class TerraformLockInfo:
@@ -284,6 +294,14 @@ def backend_lock_key(lock: BackendLock) -> tuple[str, str]:
     if lock.source is Source.GITLAB:
         return f"{lock.store}/{lock.path}", lock.token
     return f"{lock.store}/{lock.path}", lock.info.id
+
+
+def backend_holder(lock: BackendLock) -> Holder:
+    """Who holds a backend lock, as findings, actions and the audit name it: Terraform's
+    `Who` and lock ID (a lock whose info could not be parsed has neither)."""
+    if lock.problem is not None:
+        return Holder(HolderType.TERRAFORM, "", "(unreadable lock info)")
+    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
 
 
 @dataclass(frozen=True, slots=True)

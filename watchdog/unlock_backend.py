@@ -23,11 +23,11 @@ from watchdog.model import (
     ActionKind,
     ActionResult,
     BackendLock,
-    Holder,
     HolderType,
     Outcome,
     PlannedAction,
     Source,
+    backend_holder,
 )
 from watchdog.policy import Policy
 from watchdog.runtime import open_backend_sources
@@ -47,11 +47,6 @@ def describe(lock: BackendLock) -> list[str]:
     ]
 
 
-def holder_of(lock: BackendLock) -> Holder:
-    """A readable lock's holder: its lock ID, named by its `Who:`."""
-    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
-
-
 def gate(
     lock: BackendLock | None,
     where: str,
@@ -65,7 +60,7 @@ def gate(
     if lock.problem is not None:
         raise Refused(f"{where}: the lock info is unreadable ({lock.problem}); not deleting")
     info = lock.info
-    if expect_holder is not None and not holder_matches(holder_of(lock), expect_holder):
+    if expect_holder is not None and not holder_matches(backend_holder(lock), expect_holder):
         kind, name = expect_holder
         raise Refused(
             f"{where} is held by terraform:{info.who} (lock {info.id}), not {kind.value}:{name}"
@@ -120,7 +115,7 @@ async def unlock_backend_lock(
             workspace_id=where,
             rule=COMMAND,
             reason=f"{COMMAND}: {reason or 'no reason given'}",
-            holder=holder_of(lock),
+            holder=backend_holder(lock),
             run_id=None,
             run_status=None,
             since=lock.info.created,

@@ -20,6 +20,7 @@ from tests.support.backend_locks import (
     only_lock,
     only_reported_lock,
 )
+from tests.support.daemon import free_port
 from tests.support.gcs import (
     BUCKET,
     LOCK_NAME,
@@ -28,7 +29,6 @@ from tests.support.gcs import (
     FakeGcsServer,
     PreconditionProxy,
 )
-from tests.support.moto import free_port
 from tests.support.samples import parse_errors, requests
 from watchdog.decide import decide
 from watchdog.memory import Memory

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from tests.e2e.conftest import (
     Harness,
@@ -30,8 +28,8 @@ from tests.e2e.conftest import (
     sim_now,
 )
 from tests.support.daemon import free_port, run_cli, write_config
+from tests.support.logstate import undo_logging
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
-from watchdog import logs
 from watchdog.cli import main
 
 pytestmark = pytest.mark.e2e
@@ -239,13 +237,7 @@ def scan(
     try:
         yield run
     finally:
-        logs.clear_secrets()
-        structlog.reset_defaults()
-        root = logging.getLogger()
-        for handler in [h for h in root.handlers if getattr(h, "_tfc_watchdog", False)]:
-            root.removeHandler(handler)
-            handler.close()
-        root.setLevel(logging.WARNING)
+        undo_logging()
 
 
 class _Nowhere:

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.daemon import base_config, child_env, running_daemon, write_config
+from tests.support.daemon import base_config, child_env, run_cli, running_daemon, write_config
 from tests.support.simulator import ADMIN_TOKEN, SimulatorServer
 
 pytestmark = pytest.mark.e2e
@@ -150,14 +150,7 @@ def test_a_taken_ops_port_exits_1_with_one_line_and_no_traceback(
         config = base_config(simulator.url, listen=listen)
         config["log"] = {"format": "json", "level": "info"}
         path = write_config(tmp_path / "config.yaml", config)
-        result = subprocess.run(
-            [sys.executable, "-m", "watchdog", "run", "--config", str(path)],
-            env=child_env(ADMIN_TOKEN),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli("run", "--config", str(path), token=ADMIN_TOKEN)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr

@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -39,8 +38,9 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from tests.support.daemon import run_cli, write_config
+from tests.support.daemon import free_port, run_cli, write_config
 from tests.support.moto import BUCKET, MotoServer
+from tests.support.process import run_captured
 from tests.support.terraform import require_terraform
 from tests.support.tools import require, require_binary
 
@@ -61,12 +61,6 @@ def walkthrough_blocks(markdown: str, info: str = f"sh {MARKER}") -> list[str]:
         for token in MarkdownIt("commonmark").parse(markdown)
         if token.type == "fence" and token.info.split() == info.split()
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def session_processes(sid: int) -> list[psutil.Process]:
@@ -94,13 +88,7 @@ def kill_session(sid: int) -> list[str]:
 
 
 def untracked() -> set[str]:
-    listing = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=all"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    listing = run_captured(["git", "status", "--porcelain", "--untracked-files=all"], cwd=REPO)
     return set(listing.stdout.splitlines())
 
 

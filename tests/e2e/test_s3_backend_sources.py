@@ -20,13 +20,13 @@ from tests.support.backend_locks import (
     only_lock,
     only_reported_lock,
 )
+from tests.support.daemon import free_port
 from tests.support.moto import (
     BUCKET,
     STATE_KEY,
     STATE_PATH,
     TABLE,
     MotoServer,
-    free_port,
     table_items,
 )
 from tests.support.samples import parse_errors, requests

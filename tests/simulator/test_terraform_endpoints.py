@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.daemon import free_port
 from tests.support.simulator import (
     ADMIN_TOKEN,
     READ_TOKEN,
     USER_TOKEN,
     SimulatorServer,
-    free_port,
 )
 
 ENVELOPE = {"data": {"type": "", "attributes": {"reason": "Locked by Terraform"}}}

@@ -23,6 +23,8 @@ from typing import Any
 import httpx
 import yaml
 
+from tests.support.process import run_captured
+
 # How long a wait may take before it is a hang: a guard, never a timing assertion. Generous,
 # because the suite runs on several workers per core and a passing wait costs nothing extra.
 GUARD = 60.0
@@ -229,11 +231,7 @@ def _ok(daemon: DaemonProcess, path: str) -> bool:
 def run_cli(
     *args: str, token: str | None = None, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "watchdog", *args],
-        env=child_env(token),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
+    """`python -m watchdog ARGS` in a child process with `child_env(token)`."""
+    return run_captured(
+        [sys.executable, "-m", "watchdog", *args], env=child_env(token), timeout=timeout
     )

@@ -31,7 +31,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 
-from tests.support.moto import found, free_port, serving
+from tests.support.daemon import free_port
+from tests.support.moto import found, serving
 
 # The one gcs backend the tests lock: Terraform's `bucket` and `prefix`, the default
 # workspace's state object and its lock file, and the state path the watchdog reports.

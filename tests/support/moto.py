@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 import boto3
 import pytest
 
+from tests.support.daemon import free_port
 from tests.support.tools import require
 
 T = TypeVar("T")
@@ -39,13 +39,6 @@ TABLE = "terraform-locks"
 BUCKET = "tf-state"
 STATE_KEY = "prod/app.tfstate"
 STATE_PATH = f"{BUCKET}/{STATE_KEY}"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.daemon import free_port
 from tests.support.threaded import local_socket, serve_in_thread
 from tests.support.tools import require_binary
 from watchdog.metrics import Metrics
@@ -74,13 +75,6 @@ def in_process_client(sim: Simulator, metrics: Metrics) -> TfcClient:
         transport=httpx.ASGITransport(app=build_app(sim)),
         max_attempts=1,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _load(scenario: str | Path, time_scale: float) -> Loaded:

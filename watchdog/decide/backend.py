@@ -22,15 +22,14 @@ release lapses it (`Memory.prune_notices`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watchdog.decide.common import (
     MIN_SIGHTINGS,
     MemoryView,
     Partial,
-    Restraint,
-    notice_reason,
+    held_for_notice,
 )
 from watchdog.model import (
     ActionKind,
@@ -38,13 +37,11 @@ from watchdog.model import (
     BackendLock,
     Finding,
     FindingKind,
-    Holder,
-    HolderType,
     LockState,
-    Notice,
     Observation,
     PlannedAction,
     Source,
+    backend_holder,
     backend_lock_key,
     format_age,
     format_duration,
@@ -61,12 +58,6 @@ class _BackendView:
     # `limits.backend_lock_min_observed`: its age is the writer's clock alone, so it is
     # reported stale (saying so) and never acted on.
     unconfirmed: bool = False
-
-
-def _backend_holder(lock: BackendLock) -> Holder:
-    if lock.problem is not None:
-        return Holder(HolderType.TERRAFORM, "", "(unreadable lock info)")
-    return Holder(HolderType.TERRAFORM, lock.info.id, lock.info.who or None)
 
 
 def _backend_age(lock: BackendLock) -> tuple[datetime, AgeSource]:
@@ -120,7 +111,7 @@ def _backend_view(
         organization=lock.store,
         workspace=lock.path,
         workspace_id=workspace_id,
-        holder=_backend_holder(lock),
+        holder=backend_holder(lock),
         lock_id=info.id,
         since=since,
         age=age,
@@ -258,24 +249,6 @@ def _backend_ladder(
     )
 
 
-def _noticed(
-    result: PlannedAction | str | None, view: _BackendView, now: datetime, memory: MemoryView
-) -> PlannedAction | Notice | str | None:
-    """A planned delete_lock whose rule has a `notice`: held back (a Notice) until the notice,
-    given for this very lock (the key the ladder counts its sightings by), is `notice` old on
-    the cycle's clock (`now`, the clock the cycle records the notice in)."""
-    notice = view.rule.notice
-    if not isinstance(result, PlannedAction) or notice is None:
-        return result
-    workspace_id, holder_id = backend_lock_key(view.lock)
-    given = memory.notice_at(workspace_id, holder_id, "")
-    if given is None:
-        return Notice(result, now, now + notice, True, holder_id, "")
-    if now < given + notice:
-        return Notice(result, given, given + notice, False, holder_id, "")
-    return result
-
-
 def _backend_protection(lock: BackendLock, policy: Policy) -> str | None:
     # Terraform's `Info` field is the only free text a lock carries: the same patterns that
     # protect a TFC lock reason ("maintenance", "do not unlock") protect it.
@@ -316,19 +289,16 @@ def decide_backend(
             done.add(key)
             # Each store's own clock: AWS and the TFC server (or simulator) may disagree.
             view = _backend_view(lock, policy, observation.server_now, memory, observed_now=now)
-            out.locks.append(view.state)
             out.findings.extend(_backend_findings(view))
-            result = _noticed(
-                _backend_ladder(view, observation.complete, policy, memory), view, now, memory
+            # A notice is given for this very lock (the key its sightings are counted by), on
+            # the cycle's clock (`now`, the clock the cycle records it in).
+            workspace_id, holder_id = backend_lock_key(lock)
+            result = held_for_notice(
+                _backend_ladder(view, observation.complete, policy, memory),
+                view.rule.notice,
+                memory,
+                now,
+                key=(workspace_id, holder_id, ""),
             )
-            if isinstance(result, Notice):
-                out.notices.append(result)
-                out.locks[-1] = replace(view.state, action_at=result.action_at)
-                result = notice_reason(result)
-            if isinstance(result, PlannedAction):
-                out.planned.append(result)
-            elif result is not None:
-                out.restraints.append(
-                    Restraint(view.state.workspace_id, lock.store, lock.path, result)
-                )
+            out.add(view.state, result, where=(view.state.workspace_id, lock.store, lock.path))
     return out

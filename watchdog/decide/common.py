@@ -4,8 +4,8 @@ cleared."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from watchdog.model import Finding, LockState, Notice, PlannedAction, Source
@@ -63,6 +63,50 @@ class Partial:
     planned: list[PlannedAction] = field(default_factory=list)
     restraints: list[Restraint] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
+
+    def add(
+        self,
+        lock: LockState | None,
+        result: PlannedAction | Notice | str | None,
+        *,
+        where: tuple[str, str, str],
+    ) -> None:
+        """One workspace's or lock's lock state and what its ladder gave: an action, a notice
+        (kept, its time put on the lock, and said as a restraint), why not, or nothing.
+        `where` is the restraint's (workspace id, organization, workspace)."""
+        if isinstance(result, Notice):
+            self.notices.append(result)
+            if lock is not None:
+                lock = replace(lock, action_at=result.action_at)
+            result = notice_reason(result)
+        if lock is not None:
+            self.locks.append(lock)
+        if isinstance(result, PlannedAction):
+            self.planned.append(result)
+        elif result is not None:
+            self.restraints.append(Restraint(*where, result))
+
+
+def held_for_notice(
+    result: PlannedAction | str | None,
+    notice: timedelta | None,
+    memory: MemoryView,
+    now: datetime,
+    *,
+    key: tuple[str, str, str],
+) -> PlannedAction | Notice | str | None:
+    """A planned action whose rule has a `notice`: held back (a Notice) until the notice,
+    given for this very lock (`key`: workspace id, holder id, run id), is `notice` old on
+    `now`'s clock. Anything else passes through."""
+    if not isinstance(result, PlannedAction) or notice is None:
+        return result
+    _, holder_id, run_id = key
+    given = memory.notice_at(*key)
+    if given is None:
+        return Notice(result, now, now + notice, True, holder_id, run_id)
+    if now < given + notice:
+        return Notice(result, given, given + notice, False, holder_id, run_id)
+    return result
 
 
 def notice_reason(notice: Notice) -> str:

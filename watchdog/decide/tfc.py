@@ -26,15 +26,14 @@ Choices worth knowing:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from watchdog.decide.common import (
     MIN_SIGHTINGS,
     MemoryView,
     Partial,
-    Restraint,
-    notice_reason,
+    held_for_notice,
 )
 from watchdog.model import (
     UNLOCK_RUNGS,
@@ -463,21 +462,9 @@ def _general_guard(
 def _noticed(
     result: PlannedAction | str | None, view: _View, memory: MemoryView, now: datetime
 ) -> PlannedAction | Notice | str | None:
-    """A planned action whose rule has a `notice`: held back (a Notice) until the notice,
-    given for this very lock (same holder, same run), is `notice` old on the server's clock."""
-    notice = view.rule.notice
-    if not isinstance(result, PlannedAction) or notice is None:
-        return result
-    ws = view.workspace
-    holder_id = ws.holder.id if ws.locked and ws.holder else ""
-    run = ws.current_run
-    run_id = run.id if run is not None and not run.is_final else ""
-    given = memory.notice_at(ws.id, holder_id, run_id)
-    if given is None:
-        return Notice(result, now, now + notice, True, holder_id, run_id)
-    if now < given + notice:
-        return Notice(result, given, given + notice, False, holder_id, run_id)
-    return result
+    """Held back while a `notice` given for this very lock (same holder, same run) is younger
+    than the rule's `notice` on the server's clock."""
+    return held_for_notice(result, view.rule.notice, memory, now, key=view.workspace.notice_key)
 
 
 def plan_for_workspace(
@@ -518,8 +505,6 @@ def decide_tfc(
     for observation in sorted(tfc, key=lambda o: o.organization):
         for workspace in sorted(observation.workspaces, key=lambda w: (w.name, w.id)):
             view = _view(workspace, policy, memory, now)
-            if view.lock is not None:
-                out.locks.append(view.lock)
             out.findings.extend(_findings(view))
             result = _noticed(
                 _ladder(
@@ -535,15 +520,5 @@ def decide_tfc(
                 memory,
                 now,
             )
-            if isinstance(result, Notice):
-                out.notices.append(result)
-                if view.lock is not None:
-                    out.locks[-1] = replace(view.lock, action_at=result.action_at)
-                result = notice_reason(result)
-            if isinstance(result, PlannedAction):
-                out.planned.append(result)
-            elif result is not None:
-                out.restraints.append(
-                    Restraint(workspace.id, workspace.organization, workspace.name, result)
-                )
+            out.add(view.lock, result, where=(workspace.id, workspace.organization, workspace.name))
     return out

@@ -27,7 +27,7 @@ from botocore.exceptions import (
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import ForbiddenError, SourceError
+from watchdog.sources.errors import ForbiddenError, SourceError, one_line
 from watchdog.sources.serverwait import http_date
 from watchdog.sources.threaded import ThreadedLockSource
 
@@ -197,9 +197,3 @@ def request_error(request: str, exc: BotoCoreError | ClientError) -> SourceError
     if isinstance(exc, ClientError) and is_forbidden(exc):
         return ForbiddenError(f"{request}: {one_line(exc)}")
     return SourceError(f"{request}: {one_line(exc)}", reason=classify(exc))
-
-
-def one_line(exc: Exception) -> str:
-    """A one-line description of a boto3 failure (botocore never puts secrets in these)."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300]

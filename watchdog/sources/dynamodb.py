@@ -17,7 +17,7 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
+from watchdog.sources.aws import AwsLockSource, classify, error_code, request_error
 from watchdog.sources.errors import ChangedError, SourceError
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
 from watchdog.sources.perstore import read_store, unreadable_lock
@@ -55,7 +55,6 @@ class DynamoDbLockSource(AwsLockSource[str]):
             metrics=self._metrics,
             errors=(BotoCoreError, ClientError),
             classify=classify,
-            one_line=one_line,
             failed="lock table read failed",
             table=table,
         )

@@ -32,6 +32,14 @@ def reason_of_status(status: int) -> str | None:
     return None
 
 
+def one_line(exc: Exception) -> str:
+    """A one-line description of a store client's failure (boto3, google-cloud-storage):
+    its type and message, whitespace folded, at most 300 characters. Their messages carry no
+    credentials (a bearer token or a signature is a header, never part of them)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
 class SourceError(Exception):
     """A request to a lock source failed. `str()` is one line without secrets; `reason` is
     a metrics error reason (metrics.ERROR_REASONS)."""

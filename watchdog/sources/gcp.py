@@ -29,7 +29,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from watchdog.metrics import Metrics
 from watchdog.model import utcnow
-from watchdog.sources.errors import ForbiddenError, SourceError, reason_of_status
+from watchdog.sources.errors import ForbiddenError, SourceError, one_line, reason_of_status
 from watchdog.sources.serverwait import http_date
 
 # Reading lock files and deleting stale ones: read_write, not full_control.
@@ -198,10 +198,3 @@ def request_error(request: str, exc: Exception) -> SourceError:
     if status_of(exc) == 403:
         return ForbiddenError(f"{request}: {one_line(exc)}")
     return SourceError(f"{request}: {one_line(exc)}", reason=classify(exc))
-
-
-def one_line(exc: Exception) -> str:
-    """A one-line description of a Cloud Storage failure (the API's messages carry no
-    credentials; the bearer token is a header, never part of them)."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:300]

@@ -23,7 +23,7 @@ from google.cloud.storage import Blob
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
 from watchdog.sources.errors import ChangedError, SourceError
-from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, one_line, request_error
+from watchdog.sources.gcp import GCS_ERRORS, GcsClient, classify, request_error
 from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, observe_buckets, read_store
 from watchdog.sources.threaded import ThreadedLockSource
 
@@ -92,7 +92,6 @@ class GcsLockfileSource(ThreadedLockSource):
             metrics=self._metrics,
             errors=GCS_ERRORS,
             classify=classify,
-            one_line=one_line,
             failed="lock file listing failed",
             bucket=bucket,
             prefix=prefix,
@@ -174,8 +173,8 @@ class GcsLockfileSource(ThreadedLockSource):
         # The generation-match precondition below is what protects a lock taken since the
         # read on Cloud Storage itself. It is re-read first anyway, because stores that speak
         # the API but ignore the precondition exist (fake-gcs-server ignores ifGenerationMatch
-        # on DELETE): that narrows the window there to milliseconds, and costs one read per
-        # delete, which is rare.
+        # on DELETE): that narrows the window there to milliseconds, and costs one read (two
+        # GETs: the object's metadata, then its body) per delete, which is rare.
         try:
             current = self._current(lock.store, name)
         except GCS_ERRORS as exc:

@@ -26,6 +26,7 @@ import structlog
 
 from watchdog.metrics import Metrics
 from watchdog.model import BackendLock, Observation, Source
+from watchdog.sources.errors import one_line
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info, unparsed_lock_info
 
 log = structlog.get_logger(__name__)
@@ -77,7 +78,6 @@ def read_store(
     metrics: Metrics,
     errors: tuple[type[Exception], ...],
     classify: Callable[[Exception], str],
-    one_line: Callable[[Exception], str],
     failed: str,
     **where: str,
 ) -> Observation:

@@ -15,8 +15,8 @@ import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from watchdog.model import BackendLock, Observation, Source
-from watchdog.sources.aws import AwsLockSource, classify, error_code, one_line, request_error
-from watchdog.sources.errors import ChangedError, SourceError
+from watchdog.sources.aws import AwsLockSource, classify, error_code, request_error
+from watchdog.sources.errors import ChangedError, SourceError, one_line
 from watchdog.sources.lockinfo import LockInfoError, parse_lock_info
 from watchdog.sources.perstore import MAX_LOCKFILE_BODY, lockfile_lock, observe_buckets, read_store
 
@@ -51,7 +51,6 @@ class S3LockfileSource(AwsLockSource[tuple[str, str]]):
             metrics=self._metrics,
             errors=(BotoCoreError, ClientError),
             classify=classify,
-            one_line=one_line,
             failed="lock file listing failed",
             bucket=bucket,
             prefix=prefix,
